@@ -1,0 +1,47 @@
+# The two commands a new user needs: `make run` and `make test`. Each installs missing system
+# packages (scripts/install-deps.sh), configures, builds, then runs.
+BUILD ?= build
+MESON_ARGS ?=
+
+.PHONY: all deps build run test asan tsan valgrind bench install clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	meson setup $(BUILD) $(MESON_ARGS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+# The main job: the two-process example moves and verifies data, and prints its throughput.
+run: build
+	$(BUILD)/examples/c/nixl_example_two_process
+
+test: build
+	@rm -f $(BUILD)/meson-logs/testlog.json
+	-meson test -C $(BUILD) --print-errorlogs --num-processes 2 $(TEST_ARGS)
+	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
+
+asan:
+	$(MAKE) test BUILD=build-asan MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false"
+
+tsan:
+	$(MAKE) test BUILD=build-tsan MESON_ARGS="-Db_sanitize=thread -Db_lundef=false"
+
+valgrind: build
+	@rm -f $(BUILD)/meson-logs/testlog.json
+	-meson test -C $(BUILD) --print-errorlogs --num-processes 1 --suite unit \
+	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet'
+	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
+
+bench: build
+	$(BUILD)/bench/core/nixl_bench_core
+
+install: build
+	meson install -C $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

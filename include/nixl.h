@@ -1,0 +1,586 @@
+/*
+ * nixl.h - the public C API of libnixl.
+ *
+ * One header for everything a user touches: agents, memory registration, metadata exchange,
+ * transfers and notifications. Names follow the reference agent's methods (registerMem ->
+ * nixl_agent_register_mem, ...); status values, memory types and operation codes have the
+ * reference's numeric values, so that language bindings can map them one to one.
+ *
+ * Conventions
+ *  - Every function returns nixl_status_t. On failure nixl_last_error() gives a readable reason
+ *    for the last failure on the calling thread.
+ *  - Outputs come last, through pointers, and are written only on success.
+ *  - Memory returned by the library (strings, blobs, lists) is one allocation per output and is
+ *    released with nixl_free(). Handles are released with their own release/destroy call.
+ *  - Descriptor arrays are plain C arrays; nixl_desc_t has the reference 24-byte layout, so an
+ *    N x 3 array of 64-bit integers is a descriptor array without a copy.
+ *  - Optional arguments travel in nixl_opt_args_t; pass NULL for "none". Initialise it with
+ *    nixl_opt_args_init() so that fields added later get their defaults.
+ *  - All agent functions may be called from any thread at any time (see nixl_thread_sync_t).
+ */
+#ifndef NIXL_H
+#define NIXL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NIXL_VERSION_MAJOR 0
+#define NIXL_VERSION_MINOR 1
+#define NIXL_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define NIXL_API __attribute__((visibility("default")))
+#else
+#define NIXL_API
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Core types                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Status codes: the reference values and names (nixl_status_str()). */
+typedef enum nixl_status {
+    NIXL_IN_PROG = 1,                /* posted and not complete yet */
+    NIXL_SUCCESS = 0,
+    NIXL_ERR_NOT_POSTED = -1,        /* a transfer handle that was never posted */
+    NIXL_ERR_INVALID_PARAM = -2,
+    NIXL_ERR_BACKEND = -3,
+    NIXL_ERR_NOT_FOUND = -4,
+    NIXL_ERR_MISMATCH = -5,          /* malformed metadata, bad configuration value */
+    NIXL_ERR_NOT_ALLOWED = -6,
+    NIXL_ERR_REPOST_ACTIVE = -7,
+    NIXL_ERR_UNKNOWN = -8,
+    NIXL_ERR_NOT_SUPPORTED = -9,
+    NIXL_ERR_REMOTE_DISCONNECT = -10,
+    NIXL_ERR_CANCELED = -11,
+    NIXL_ERR_NO_TELEMETRY = -12,
+} nixl_status_t;
+
+/** Memory types; FILE is the last one (arrays are sized NIXL_MEM_COUNT). */
+typedef enum nixl_mem {
+    NIXL_DRAM_SEG = 0,
+    NIXL_VRAM_SEG = 1,
+    NIXL_BLK_SEG = 2,
+    NIXL_OBJ_SEG = 3,
+    NIXL_FILE_SEG = 4,
+} nixl_mem_t;
+#define NIXL_MEM_COUNT 5
+/** Bit of a memory type in a nixl_mem_mask_t. */
+#define NIXL_MEM_BIT(type) (1u << (unsigned)(type))
+typedef uint32_t nixl_mem_mask_t;
+
+/** Transfer direction, seen from the initiator: READ pulls from the target, WRITE pushes. */
+typedef enum nixl_xfer_op {
+    NIXL_READ = 0,
+    NIXL_WRITE = 1,
+} nixl_xfer_op_t;
+
+/**
+ * Agent locking modes (reference values). Unlike the reference, NONE does not mean "no locking":
+ * every mode makes the agent safe to call from several threads (NONE and RW take a
+ * reader/writer lock, STRICT serialises every call). See docs/differences.md.
+ */
+typedef enum nixl_thread_sync {
+    NIXL_THREAD_SYNC_NONE = 0,
+    NIXL_THREAD_SYNC_STRICT = 1,
+    NIXL_THREAD_SYNC_RW = 2,
+    NIXL_THREAD_SYNC_DEFAULT = NIXL_THREAD_SYNC_NONE,
+} nixl_thread_sync_t;
+
+/** How a cost estimate was obtained. */
+typedef enum nixl_cost {
+    NIXL_COST_ANALYTICAL_BACKEND = 0,
+} nixl_cost_t;
+
+/** A transfer descriptor: the reference 24-byte layout (address, length, device id). */
+typedef struct nixl_desc {
+    uintptr_t addr;  /* virtual address, or offset for FILE / BLK / OBJ */
+    size_t len;      /* bytes */
+    uint64_t dev_id; /* GPU ordinal, file descriptor, volume or object id; 0 for DRAM */
+} nixl_desc_t;
+
+/**
+ * A registration descriptor: a transfer descriptor plus a binary-safe meta blob (a file path
+ * spec, an object key, ...). The blob is copied by the library when needed.
+ */
+typedef struct nixl_reg_desc {
+    uintptr_t addr;
+    size_t len; /* 0 for FILE / BLK / OBJ means "the whole object" */
+    uint64_t dev_id;
+    const void *meta;
+    size_t meta_len;
+} nixl_reg_desc_t;
+
+/** A key/value string pair: backend parameters and query results. */
+typedef struct nixl_param {
+    const char *key;
+    const char *value;
+} nixl_param_t;
+
+/** A list of parameters returned by the library (one allocation, free with nixl_free()). */
+typedef struct nixl_param_list {
+    size_t count;
+    nixl_param_t *items;
+} nixl_param_list_t;
+
+/** One received notification. */
+typedef struct nixl_notif {
+    const char *agent; /* the sender's (self-declared) agent name, NUL-terminated */
+    const void *msg;   /* the payload; may be empty (msg_len == 0) */
+    size_t msg_len;
+} nixl_notif_t;
+
+/** Notifications returned by nixl_agent_get_notifs() (one allocation, free with nixl_free()). */
+typedef struct nixl_notif_list {
+    size_t count;
+    nixl_notif_t *items; /* in arrival order per backend; backends visited in creation order */
+} nixl_notif_list_t;
+
+/** The result of nixl_agent_query_mem() for one descriptor. */
+typedef struct nixl_query_resp {
+    bool has_value;           /* false: nothing known (missing file, empty path, ...) */
+    nixl_param_list_t params; /* e.g. size, mode, mtime for file backends */
+} nixl_query_resp_t;
+
+/** Per-request telemetry (reference nixl_xfer_telem_t). */
+typedef struct nixl_xfer_telem {
+    uint64_t start_time_us;    /* CLOCK_MONOTONIC time of the last post, in microseconds */
+    uint64_t post_duration_us; /* time spent inside the post call */
+    uint64_t xfer_duration_us; /* post to observed completion */
+    uint64_t total_bytes;
+    uint64_t desc_count;       /* descriptors after merging */
+} nixl_xfer_telem_t;
+
+/* Opaque handles. Their lifetimes are written next to the functions that create them. */
+typedef struct nixl_agent nixl_agent_t;         /* one transfer agent */
+typedef struct nixl_backend nixl_backend_t;     /* an engine of the agent; lives as long as it */
+typedef struct nixl_dlist nixl_dlist_t;         /* a prepared descriptor list */
+typedef struct nixl_xfer_req nixl_xfer_req_t;   /* a transfer request */
+
+/* Constants of the reference. */
+#define NIXL_DEFAULT_COMM_PORT 8888
+#define NIXL_INIT_AGENT ""                  /* "the local (initiator) side" in prep calls */
+#define NIXL_NULL_AGENT "NULL_AGENT"
+#define NIXL_DEFAULT_METADATA_LABEL "metadata"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Configuration and optional arguments                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Agent configuration (reference nixlAgentConfig). Fill it with nixl_agent_config_init() and
+ * change what you need; struct_size lets the library tell which fields the caller knows.
+ */
+typedef struct nixl_agent_config {
+    size_t struct_size;
+    bool use_prog_thread;          /* allow backends to run a progress thread (default false) */
+    bool use_listen_thread;        /* run the metadata side-channel listener (default false) */
+    int listen_port;               /* listener port (default 8888; 0 = any free port) */
+    nixl_thread_sync_t sync_mode;  /* default NIXL_THREAD_SYNC_DEFAULT */
+    bool capture_telemetry;        /* collect per-request telemetry (NIXL_TELEMETRY_ENABLE wins) */
+    uint64_t pthr_delay_us;        /* backend progress-thread wake-up period (default 0) */
+    uint64_t lthr_delay_us;        /* metadata worker wake-up period (default 100000) */
+    uint64_t etcd_watch_timeout_us; /* wait for a missing etcd key (default 5000000) */
+} nixl_agent_config_t;
+
+/** Fill `cfg` with the reference defaults. */
+NIXL_API void nixl_agent_config_init(nixl_agent_config_t *cfg);
+
+/**
+ * Optional arguments of agent calls (reference nixl_opt_args_t). Initialise with
+ * nixl_opt_args_init(); all pointers are borrowed for the duration of the call only.
+ */
+typedef struct nixl_opt_args {
+    size_t struct_size;
+    nixl_backend_t *const *backends; /* restrict the call to these engines (NULL: all) */
+    size_t num_backends;
+    bool has_notif;                  /* attach a notification (may be empty) */
+    const void *notif;
+    size_t notif_len;
+    bool skip_desc_merge;            /* make_xfer_req: keep descriptors as given */
+    bool include_conn_info;          /* partial metadata: include connection info */
+    const char *ip_addr;             /* side-channel peer (send / fetch / invalidate metadata) */
+    int port;                        /* side-channel port (default 8888) */
+    const char *metadata_label;      /* key suffix for central metadata stores */
+    const void *custom_param;        /* opaque blob forwarded to the backend at create */
+    size_t custom_param_len;
+} nixl_opt_args_t;
+
+/** Fill `opt` with the defaults (no hints, no notification, port 8888). */
+NIXL_API void nixl_opt_args_init(nixl_opt_args_t *opt);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors, names, memory                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * The reason of the last failure on the calling thread ("" if none). The string is owned by the
+ * library and stays valid until the next failing call on this thread.
+ */
+NIXL_API const char *nixl_last_error(void);
+
+/** Reference names: "NIXL_SUCCESS", ..., "BAD_STATUS" for unknown values. Static strings. */
+NIXL_API const char *nixl_status_str(nixl_status_t status);
+/** "DRAM_SEG", "VRAM_SEG", "BLK_SEG", "OBJ_SEG", "FILE_SEG", or "BAD_SEG". Static strings. */
+NIXL_API const char *nixl_mem_str(nixl_mem_t type);
+/** "READ", "WRITE" or "BAD_OP". Static strings. */
+NIXL_API const char *nixl_op_str(nixl_xfer_op_t op);
+
+/** Parse a memory type: "DRAM"/"DRAM_SEG"/"cpu", "VRAM"/"VRAM_SEG"/"cuda", "BLOCK", "OBJ", "FILE". */
+NIXL_API nixl_status_t nixl_mem_from_str(const char *name, nixl_mem_t *out);
+
+/** Release anything the library returned through an output pointer (NULL is a no-op). */
+NIXL_API void nixl_free(void *ptr);
+
+/** The library version as "major.minor.patch" (static string). */
+NIXL_API const char *nixl_version(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Agent lifecycle and backends                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Create an agent named `name` (non-empty, at most 255 bytes). `cfg` may be NULL for the
+ * defaults. No backend is created; no network I/O happens except binding the listener when
+ * cfg->use_listen_thread is set.
+ *
+ * @return NIXL_SUCCESS and *out; NIXL_ERR_INVALID_PARAM for a bad name or config;
+ *         NIXL_ERR_MISMATCH for a malformed configuration file or variable.
+ * Ownership: destroy the agent with nixl_agent_destroy().
+ */
+NIXL_API nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg,
+                                         nixl_agent_t **out);
+
+/**
+ * Destroy an agent: deregister what is still registered, unload remote metadata, destroy its
+ * engines. Outstanding transfer requests are aborted and freed; prepared lists are freed; using
+ * any handle of the agent afterwards is undefined. NULL is a no-op.
+ */
+NIXL_API void nixl_agent_destroy(nixl_agent_t *agent);
+
+/** The agent's name (owned by the agent). */
+NIXL_API const char *nixl_agent_name(const nixl_agent_t *agent);
+
+/**
+ * The plugins this process can use: built-in and loaded ones first (sorted), then those found
+ * in the plugin directory and not loaded yet (sorted). A listed plugin may still fail to load.
+ *
+ * @param out_names set to an array of *out_count NUL-terminated names (one allocation: free the
+ *        array with nixl_free()).
+ */
+NIXL_API nixl_status_t nixl_agent_get_avail_plugins(nixl_agent_t *agent, char ***out_names,
+                                                    size_t *out_count);
+
+/**
+ * A plugin's supported memory types and default parameters, loading the plugin if needed.
+ *
+ * @param out_mems  set to the supported memory types (may be NULL).
+ * @param out_params set to the default parameters (may be NULL; free with nixl_free()).
+ * @return NIXL_ERR_NOT_FOUND for an unknown or unloadable plugin (nixl_last_error() names the file
+ *         and the loader's reason).
+ */
+NIXL_API nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const char *plugin,
+                                                    nixl_mem_mask_t *out_mems,
+                                                    nixl_param_list_t **out_params);
+
+/**
+ * Create an engine of plugin `plugin` with the given parameters (copied). At most one engine
+ * per plugin name.
+ *
+ * @return NIXL_SUCCESS and *out (owned by the agent: valid until nixl_agent_destroy());
+ *         NIXL_ERR_INVALID_PARAM if one exists already; NIXL_ERR_NOT_FOUND if the plugin cannot be
+ *         loaded; NIXL_ERR_NOT_ALLOWED for forbidden combinations (GDS with GDS_MT);
+ *         NIXL_ERR_BACKEND if the engine fails to start (the reason says why).
+ */
+NIXL_API nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
+                                                 const nixl_param_t *params, size_t num_params,
+                                                 nixl_backend_t **out);
+
+/** The type name of an engine ("UCX", "SHM", ...), owned by the agent. */
+NIXL_API const char *nixl_backend_name(const nixl_backend_t *backend);
+
+/**
+ * An engine's supported memory types and the parameters it was created with (the user's
+ * parameters; defaults the user did not set are added, see docs/differences.md).
+ *
+ * @param out_params free with nixl_free(); either output may be NULL.
+ */
+NIXL_API nixl_status_t nixl_agent_get_backend_params(nixl_agent_t *agent,
+                                                     const nixl_backend_t *backend,
+                                                     nixl_mem_mask_t *out_mems,
+                                                     nixl_param_list_t **out_params);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Memory registration                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Register memory with every engine that supports `type` (or those in opt->backends). An engine
+ * that fails on any descriptor keeps nothing of the list; the call succeeds if at least one
+ * engine registered the whole list. Descriptors are copied; the memory must stay valid until it
+ * is deregistered. Overlapping and repeated registrations are allowed. For FILE, BLK and OBJ a
+ * zero length means "the whole object".
+ *
+ * @return NIXL_SUCCESS; NIXL_ERR_INVALID_PARAM (bad type, NULL array with count > 0);
+ *         NIXL_ERR_NOT_FOUND (no engine supports `type`); NIXL_ERR_BACKEND (every engine
+ *         failed; the reason names the first failing descriptor).
+ */
+NIXL_API nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
+                                               const nixl_reg_desc_t *descs, size_t count,
+                                               const nixl_opt_args_t *opt);
+
+/**
+ * Deregister regions registered earlier, matched exactly on (addr, len, dev_id). Per engine it
+ * is all or nothing; across engines best effort.
+ *
+ * @return NIXL_SUCCESS; NIXL_ERR_NOT_FOUND if a descriptor is not registered (nothing of the
+ *         list is deregistered from that engine).
+ */
+NIXL_API nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
+                                                 const nixl_reg_desc_t *descs, size_t count,
+                                                 const nixl_opt_args_t *opt);
+
+/**
+ * Ask one engine (opt->backends must name exactly one) about storage objects (e.g. file sizes).
+ *
+ * @param out_resp set to an array of `count` responses (one allocation, free with nixl_free()).
+ * @return NIXL_ERR_NOT_SUPPORTED when the engine cannot answer.
+ */
+NIXL_API nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
+                                            const nixl_reg_desc_t *descs, size_t count,
+                                            const nixl_opt_args_t *opt,
+                                            nixl_query_resp_t **out_resp);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Metadata                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * This agent's metadata in the reference wire format: its name, the connection info of every
+ * remote-capable engine and all their registered regions.
+ *
+ * @param out_blob, out_len set to the blob (free with nixl_free()).
+ * @return NIXL_ERR_INVALID_PARAM when no remote-capable engine exists.
+ */
+NIXL_API nixl_status_t nixl_agent_get_local_md(nixl_agent_t *agent, void **out_blob,
+                                               size_t *out_len);
+
+/**
+ * Metadata for just the regions in `descs` (each must be registered exactly), with connection
+ * info if opt->include_conn_info is set or `count` is 0 (then: connection info only).
+ *
+ * @return NIXL_ERR_NOT_FOUND if a descriptor is not a registered region; NIXL_ERR_BACKEND if no
+ *         remote-capable engine serves `type`.
+ */
+NIXL_API nixl_status_t nixl_agent_get_local_partial_md(nixl_agent_t *agent, nixl_mem_t type,
+                                                       const nixl_reg_desc_t *descs, size_t count,
+                                                       const nixl_opt_args_t *opt,
+                                                       void **out_blob, size_t *out_len);
+
+/**
+ * Load a peer's (full or partial) metadata. Loading is incremental and idempotent: regions add
+ * up; a region already known must have the same blob. Connection info of a loaded peer cannot
+ * change until it is invalidated.
+ *
+ * @param out_name set to the peer's name (free with nixl_free()); may be NULL.
+ * @return NIXL_ERR_MISMATCH for a malformed blob (the reason says where); NIXL_ERR_INVALID_PARAM
+ *         for our own name; NIXL_ERR_NOT_ALLOWED for changed connection info or region blobs;
+ *         NIXL_ERR_BACKEND when no engine of ours can reach the peer.
+ */
+NIXL_API nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob,
+                                                 size_t len, char **out_name);
+
+/**
+ * Forget a peer: unload its regions and disconnect engines. Requests prepared against it are
+ * refused afterwards (NIXL_ERR_NOT_FOUND).
+ *
+ * @return NIXL_ERR_NOT_FOUND if nothing was loaded for `name`.
+ */
+NIXL_API nixl_status_t nixl_agent_invalidate_remote_md(nixl_agent_t *agent, const char *name);
+
+/**
+ * Whether a peer's metadata is loaded and, if count > 0, whether every descriptor lies inside
+ * one of its regions on an engine that has its connection info.
+ *
+ * @return NIXL_SUCCESS or NIXL_ERR_NOT_FOUND. When an asynchronous fetch for `name` failed,
+ *         the fetch's error is returned instead (and nixl_last_error() says why).
+ */
+NIXL_API nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name,
+                                                  nixl_mem_t type, const nixl_desc_t *descs,
+                                                  size_t count);
+
+/**
+ * Make sure engines are connected to a loaded peer (all engines, or opt->backends).
+ *
+ * @return NIXL_ERR_NOT_FOUND if the peer's connection info is not loaded.
+ */
+NIXL_API nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const char *name,
+                                                  const nixl_opt_args_t *opt);
+
+/**
+ * Send this agent's metadata to a peer (opt->ip_addr / opt->port) or a metadata store.
+ * NIXL_ERR_NOT_SUPPORTED until the side channel and etcd are built.
+ */
+NIXL_API nixl_status_t nixl_agent_send_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt);
+
+/** Send partial metadata (see nixl_agent_get_local_partial_md()) to a peer or a store. */
+NIXL_API nixl_status_t nixl_agent_send_local_partial_md(nixl_agent_t *agent, nixl_mem_t type,
+                                                        const nixl_reg_desc_t *descs,
+                                                        size_t count,
+                                                        const nixl_opt_args_t *opt);
+
+/** Fetch a peer's metadata from it (opt->ip_addr) or from a store, asynchronously. */
+NIXL_API nixl_status_t nixl_agent_fetch_remote_md(nixl_agent_t *agent, const char *name,
+                                                  const nixl_opt_args_t *opt);
+
+/** Ask a peer (opt->ip_addr) or a store to forget this agent's metadata. */
+NIXL_API nixl_status_t nixl_agent_invalidate_local_md(nixl_agent_t *agent,
+                                                      const nixl_opt_args_t *opt);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Transfers                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Validate a descriptor list once and keep it resolved for nixl_agent_make_xfer_req().
+ * `agent_name` is NIXL_INIT_AGENT ("") for the local side, this agent's own name for the
+ * loopback target side, or a peer's name. Every descriptor must lie inside one registered
+ * region (of that side) of an engine; every engine for which the whole list validates is kept.
+ *
+ * @return NIXL_ERR_NOT_FOUND if the peer is unknown or no engine validates the whole list (the
+ *         reason names the first descriptor that did not fit).
+ * Ownership: release with nixl_agent_release_dlist(); it may be released as soon as the
+ * requests made from it exist.
+ */
+NIXL_API nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_name,
+                                                  nixl_mem_t type, const nixl_desc_t *descs,
+                                                  size_t count, const nixl_opt_args_t *opt,
+                                                  nixl_dlist_t **out);
+
+/** Release a prepared list (NULL is a no-op). Always NIXL_SUCCESS. */
+NIXL_API nixl_status_t nixl_agent_release_dlist(nixl_agent_t *agent, nixl_dlist_t *dlist);
+
+/**
+ * Make a transfer request from two prepared lists and index arrays of equal, non-zero length:
+ * element i moves local[local_idx[i]] <-> remote[remote_idx[i]]. Unless opt->skip_desc_merge,
+ * runs of consecutive indices whose descriptors are contiguous in one region on both sides are
+ * fused into one descriptor.
+ *
+ * @return NIXL_ERR_INVALID_PARAM (wrong handle kinds, unequal counts, index out of range, length
+ *         mismatch, no common engine); NIXL_ERR_NOT_FOUND (peer invalidated since prep);
+ *         NIXL_ERR_BACKEND (notification on an engine without notifications).
+ * Ownership: release with nixl_agent_release_xfer_req().
+ */
+NIXL_API nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                                const nixl_dlist_t *local, const int *local_idx,
+                                                size_t local_count, const nixl_dlist_t *remote,
+                                                const int *remote_idx, size_t remote_count,
+                                                const nixl_opt_args_t *opt,
+                                                nixl_xfer_req_t **out);
+
+/**
+ * Make a transfer request directly from descriptor lists: local[i] <-> remote[i] on
+ * `remote_agent` (this agent's own name for loopback). The engine is chosen in the documented
+ * preference order (docs/backends.md) among those for which both lists validate, or from
+ * opt->backends in the given order.
+ *
+ * @return NIXL_ERR_INVALID_PARAM (unequal counts or lengths); NIXL_ERR_NOT_FOUND (unknown peer,
+ *         no common engine, memory not registered); NIXL_ERR_BACKEND (notification on an engine
+ *         without notifications, backend preparation failed).
+ * Ownership: release with nixl_agent_release_xfer_req().
+ */
+NIXL_API nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                                  nixl_mem_t local_type,
+                                                  const nixl_desc_t *local, size_t local_count,
+                                                  nixl_mem_t remote_type,
+                                                  const nixl_desc_t *remote, size_t remote_count,
+                                                  const char *remote_agent,
+                                                  const nixl_opt_args_t *opt,
+                                                  nixl_xfer_req_t **out);
+
+/**
+ * Start (or restart) a transfer. A notification given in `opt` replaces the one stored in the
+ * request for this and later posts; an `opt` without a notification clears it; a NULL `opt`
+ * keeps it.
+ *
+ * @return NIXL_SUCCESS (done), NIXL_IN_PROG, or an error: NIXL_ERR_REPOST_ACTIVE (still
+ *         running), NIXL_ERR_NOT_FOUND (the peer was invalidated since the request was made),
+ *         NIXL_ERR_REMOTE_DISCONNECT (the peer is gone; its metadata is invalidated).
+ */
+NIXL_API nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
+                                                const nixl_opt_args_t *opt);
+
+/**
+ * The state of a request: NIXL_SUCCESS, NIXL_IN_PROG, NIXL_ERR_NOT_POSTED for a request never
+ * posted, or the error that ended it.
+ */
+NIXL_API nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *req);
+
+/**
+ * Release a request. An in-flight transfer is aborted first.
+ *
+ * @return NIXL_SUCCESS; NIXL_ERR_REPOST_ACTIVE if the engine could not abort it (the request is
+ *         then NOT released and stays valid).
+ */
+NIXL_API nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req);
+
+/** The engine chosen for a request (owned by the agent). */
+NIXL_API nixl_status_t nixl_agent_query_xfer_backend(nixl_agent_t *agent,
+                                                     const nixl_xfer_req_t *req,
+                                                     nixl_backend_t **out);
+
+/**
+ * The engine's estimate of how long the request takes.
+ *
+ * @return NIXL_ERR_NOT_SUPPORTED when the engine has no estimate.
+ */
+NIXL_API nixl_status_t nixl_agent_estimate_xfer_cost(nixl_agent_t *agent,
+                                                     const nixl_xfer_req_t *req,
+                                                     int64_t *out_duration_us,
+                                                     int64_t *out_err_margin_us,
+                                                     nixl_cost_t *out_method);
+
+/**
+ * Telemetry of a completed request.
+ *
+ * @return NIXL_ERR_NO_TELEMETRY if telemetry is off for this agent; the request's status
+ *         (NIXL_IN_PROG, NIXL_ERR_NOT_POSTED, an error) if it is not complete, leaving *out alone.
+ */
+NIXL_API nixl_status_t nixl_agent_get_xfer_telemetry(nixl_agent_t *agent,
+                                                     const nixl_xfer_req_t *req,
+                                                     nixl_xfer_telem_t *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Notifications                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Send a standalone notification (binary-safe, may be empty) to a loaded peer or to ourselves.
+ *
+ * @return NIXL_ERR_NOT_FOUND if the peer's connection info is not loaded; NIXL_ERR_BACKEND if no
+ *         engine supports notifications.
+ */
+NIXL_API nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent,
+                                            const void *msg, size_t len,
+                                            const nixl_opt_args_t *opt);
+
+/**
+ * Take the notifications that arrived since the last call (from all notification engines, or
+ * opt->backends). Each is returned once.
+ *
+ * @param out set to the list (free with nixl_free()); an empty list when none arrived.
+ * @return NIXL_ERR_BACKEND if no engine supports notifications.
+ */
+NIXL_API nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *opt,
+                                             nixl_notif_list_t **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NIXL_H */

@@ -1,0 +1,56 @@
+#include "error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Long enough for a path, a dlerror() text and some context. */
+#define NIXL_ERR_MAX 1024
+
+static _Thread_local char last_error[NIXL_ERR_MAX];
+
+void nixl_err_vset(const char *fmt, va_list ap)
+{
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+}
+
+void nixl_err_set(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    nixl_err_vset(fmt, ap);
+    va_end(ap);
+}
+
+nixl_status_t nixl_err(nixl_status_t status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    nixl_err_vset(fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void nixl_err_prefix(const char *fmt, ...)
+{
+    char old[NIXL_ERR_MAX];
+    char head[NIXL_ERR_MAX];
+    memcpy(old, last_error, sizeof(old));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof(head), fmt, ap);
+    va_end(ap);
+    if (old[0])
+        snprintf(last_error, sizeof(last_error), "%s: %s", head, old);
+    else
+        snprintf(last_error, sizeof(last_error), "%s", head);
+}
+
+void nixl_err_clear(void)
+{
+    last_error[0] = '\0';
+}
+
+const char *nixl_last_error(void)
+{
+    return last_error;
+}

@@ -1,0 +1,15 @@
+/* parse.h - the reference's string conversions, shared by configuration and backend params. */
+#ifndef NIXL_UTIL_PARSE_H
+#define NIXL_UTIL_PARSE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* y yes on 1 true enable / n no off 0 false disable, any case. False if neither. */
+bool nixl_parse_bool(const char *s, bool *out);
+/* Minimal decimal (no sign, spaces or leading zeros) or 0x hex. False if invalid or too big. */
+bool nixl_parse_u64(const char *s, uint64_t *out);
+/* Minimal decimal with an optional '-'. False if invalid or out of range. */
+bool nixl_parse_i64(const char *s, int64_t *out);
+
+#endif
