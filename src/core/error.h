@@ -11,7 +11,7 @@
 nixl_status_t nixl_err(nixl_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void nixl_err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void nixl_err_vset(const char *fmt, va_list ap);
+void nixl_err_vset(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* Prefix the current reason with more context: "<prefix>: <old reason>". */
 void nixl_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void nixl_err_clear(void);

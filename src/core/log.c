@@ -44,6 +44,14 @@ bool nixl_log_enabled(nixl_log_level_t level)
 
 void nixl_log_write(nixl_log_level_t level, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    nixl_log_vwrite(level, fmt, ap);
+    va_end(ap);
+}
+
+void nixl_log_vwrite(nixl_log_level_t level, const char *fmt, va_list ap)
+{
     char line[2048];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -52,11 +60,8 @@ void nixl_log_write(nixl_log_level_t level, const char *fmt, ...)
     int n = snprintf(line, sizeof(line), "[%02d:%02d:%02d.%06ld] nixl %s: ", tm.tm_hour,
                      tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000,
                      level_names[level <= NIXL_LOG_FATAL ? level : NIXL_LOG_FATAL]);
-    va_list ap;
-    va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof(line))
         vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
     /* one fputs per line so that lines of different threads do not interleave */
     fprintf(stderr, "%s\n", line);
 }

@@ -2,6 +2,7 @@
 #ifndef NIXL_CORE_LOG_H
 #define NIXL_CORE_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "nixl_plugin.h" /* nixl_log_level_t */
@@ -11,6 +12,9 @@ nixl_log_level_t nixl_log_threshold(void);
 bool nixl_log_enabled(nixl_log_level_t level);
 void nixl_log_write(nixl_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+void nixl_log_vwrite(nixl_log_level_t level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 #define NIXL_LOG(level, ...)                                                                  \
     do {                                                                                      \

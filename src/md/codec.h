@@ -72,9 +72,17 @@ typedef struct nixl_md_view {
     nixl_md_region_t *regions;
 } nixl_md_view_t;
 
-/* Parse a metadata blob. On success free the view with nixl_md_view_free(). */
+/*
+ * Parse a metadata blob. On success free the view with nixl_md_view_free(). The three arrays
+ * share one allocation whose base is `conns` (non-NULL whenever any array is non-empty), so a
+ * view must be freed only through nixl_md_view_free(). Names (agent, backends) are never empty
+ * and contain no NUL; connection info is never empty; a section may have zero regions. Any
+ * byte after the last section is an error. *out is set only on success.
+ */
 nixl_status_t nixl_md_decode(const void *blob, size_t len, nixl_md_view_t *out);
 void nixl_md_view_free(nixl_md_view_t *v);
+/* Re-encode a view; a view decoded from bytes B gives back exactly B. */
+void nixl_md_view_encode(nixl_buf_t *b, const nixl_md_view_t *v);
 
 /*
  * Encoding, in the order of the format:
@@ -90,6 +98,7 @@ void nixl_md_enc_section(nixl_buf_t *b, const char *backend, nixl_mem_t type, si
 void nixl_md_enc_region(nixl_buf_t *b, const nixl_desc_t *desc, const void *blob, size_t blob_len);
 
 /* ---- serialized descriptor lists (the state of the Python pickles) ---- */
+/* Both encoders write a whole container, "nixlSerDes|" included. */
 
 /* A basic list: "nixlBDList", all descriptors in one record. */
 void nixl_dlist_encode(nixl_buf_t *b, nixl_mem_t type, const nixl_desc_t *descs, size_t count);
@@ -100,7 +109,8 @@ void nixl_reg_dlist_encode(nixl_buf_t *b, nixl_mem_t type, const nixl_reg_desc_t
 /*
  * Decode either kind. For a basic list, *out_reg is NULL and *out_descs is set; for a
  * registration list, *out_reg is set (meta pointing into the input) and *out_descs is NULL.
- * Arrays are allocated with malloc (caller frees).
+ * Arrays are allocated with malloc (caller frees); the array of the list's kind is non-NULL
+ * even when the count is 0. Outputs are set only on success.
  */
 nixl_status_t nixl_any_dlist_decode(const void *data, size_t len, nixl_mem_t *out_type,
                                     nixl_desc_t **out_descs, nixl_reg_desc_t **out_reg,

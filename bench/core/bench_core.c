@@ -1,0 +1,510 @@
+/*
+ * bench_core.c - per-descriptor and per-region costs of the core, and SHM transfers between two
+ * processes next to bare cross-memory attach measured in the same run.
+ *
+ *   nixl_bench_core [--repeat N] [--quick]
+ *
+ * Every figure is the median of N runs (default 15). Costs are wall-clock per descriptor,
+ * index or region; throughputs are decimal GB/s.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nixl.h"
+
+#define CHECK(call)                                                                          \
+    do {                                                                                     \
+        nixl_status_t st_ = (call);                                                          \
+        if (st_ < 0) {                                                                       \
+            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call,               \
+                    nixl_status_str(st_), nixl_last_error());                                \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+
+static int repeat = 15;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), dbl_cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void *xalloc(size_t n)
+{
+    void *p = aligned_alloc(4096, (n + 4095) & ~(size_t)4095);
+    if (!p) {
+        perror("aligned_alloc");
+        exit(1);
+    }
+    memset(p, 0x5a, n);
+    return p;
+}
+
+static nixl_agent_t *agent_new(const char *name)
+{
+    nixl_agent_t *a;
+    nixl_backend_t *b;
+    CHECK(nixl_agent_create(name, NULL, &a));
+    CHECK(nixl_agent_create_backend(a, "SHM", NULL, 0, &b));
+    return a;
+}
+
+static void row(const char *what, double value, const char *unit, const char *target)
+{
+    printf("| %-46s | %10.1f %-12s | %-12s |\n", what, value, unit, target);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void bench_register(void)
+{
+    enum { N = 10000, SZ = 4096 };
+    nixl_agent_t *a = agent_new("bench-reg");
+    uint8_t *buf = xalloc((size_t)N * SZ);
+    nixl_reg_desc_t *d = calloc(N, sizeof(*d));
+    for (size_t i = 0; i < N; i++)
+        d[i] = (nixl_reg_desc_t){.addr = (uintptr_t)(buf + i * SZ), .len = SZ};
+    double reg[64], dereg[64];
+    for (int r = 0; r < repeat; r++) {
+        double t0 = now_ns();
+        CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, d, N, NULL));
+        double t1 = now_ns();
+        CHECK(nixl_agent_deregister_mem(a, NIXL_DRAM_SEG, d, N, NULL));
+        double t2 = now_ns();
+        reg[r] = (t1 - t0) / N;
+        dereg[r] = (t2 - t1) / N;
+    }
+    row("register, 10k regions in one call", median(reg, repeat), "ns/region", "");
+    row("deregister, 10k regions in one call", median(dereg, repeat), "ns/region", "");
+    nixl_agent_destroy(a);
+    free(d);
+    free(buf);
+}
+
+/* An agent with one registered buffer, and `n` descriptors of `len` bytes inside it. */
+typedef struct one_buf {
+    nixl_agent_t *a;
+    uint8_t *buf;
+    nixl_desc_t *descs;
+} one_buf_t;
+
+static one_buf_t one_buf(const char *name, size_t n, size_t len)
+{
+    one_buf_t o = {.a = agent_new(name), .buf = xalloc(n * len)};
+    nixl_reg_desc_t reg = {.addr = (uintptr_t)o.buf, .len = n * len};
+    CHECK(nixl_agent_register_mem(o.a, NIXL_DRAM_SEG, &reg, 1, NULL));
+    o.descs = calloc(n, sizeof(*o.descs));
+    for (size_t i = 0; i < n; i++)
+        o.descs[i] = (nixl_desc_t){(uintptr_t)(o.buf + i * len), len, 0};
+    return o;
+}
+
+static void one_buf_free(one_buf_t *o)
+{
+    nixl_agent_destroy(o->a);
+    free(o->buf);
+    free(o->descs);
+}
+
+static void bench_prep_make_create(void)
+{
+    enum { PREP_N = 16384, MAKE_N = 1024, INNER = 64 };
+    one_buf_t o = one_buf("bench-xfer", PREP_N, 64);
+    const char *self = nixl_agent_name(o.a);
+    double v[64];
+
+    for (int r = 0; r < repeat; r++) {
+        nixl_dlist_t *h[INNER];
+        double t0 = now_ns();
+        for (int i = 0; i < INNER; i++)
+            CHECK(nixl_agent_prep_xfer_dlist(o.a, NIXL_INIT_AGENT, NIXL_DRAM_SEG, o.descs, PREP_N,
+                                             NULL, &h[i]));
+        double t1 = now_ns();
+        for (int i = 0; i < INNER; i++)
+            nixl_agent_release_dlist(o.a, h[i]);
+        v[r] = (t1 - t0) / INNER / PREP_N;
+    }
+    row("prep dlist, 16k descriptors", median(v, repeat), "ns/desc", "");
+
+    /* make: 1024 indices, every other descriptor so that nothing merges */
+    nixl_dlist_t *lh, *rh;
+    CHECK(nixl_agent_prep_xfer_dlist(o.a, NIXL_INIT_AGENT, NIXL_DRAM_SEG, o.descs, 2 * MAKE_N,
+                                     NULL, &lh));
+    CHECK(nixl_agent_prep_xfer_dlist(o.a, self, NIXL_DRAM_SEG, o.descs, 2 * MAKE_N, NULL, &rh));
+    int li[MAKE_N], ri[MAKE_N];
+    for (int i = 0; i < MAKE_N; i++) {
+        li[i] = 2 * i;
+        ri[i] = 2 * (MAKE_N - 1 - i) + 1;
+    }
+    for (int r = 0; r < repeat; r++) {
+        nixl_xfer_req_t *q[INNER];
+        double t0 = now_ns();
+        for (int i = 0; i < INNER; i++)
+            CHECK(nixl_agent_make_xfer_req(o.a, NIXL_WRITE, lh, li, MAKE_N, rh, ri, MAKE_N, NULL,
+                                           &q[i]));
+        double t1 = now_ns();
+        for (int i = 0; i < INNER; i++)
+            nixl_agent_release_xfer_req(o.a, q[i]);
+        v[r] = (t1 - t0) / INNER / MAKE_N;
+    }
+    row("make xfer req, 1024 indices", median(v, repeat), "ns/index", "<= 5");
+    nixl_agent_release_dlist(o.a, lh);
+    nixl_agent_release_dlist(o.a, rh);
+
+    size_t sizes[] = {1024, 16384};
+    const char *labels[] = {"create xfer req, 1024 descriptors", "create xfer req, 16384 descriptors"};
+    const char *targets[] = {"<= 6", "<= 10"};
+    for (int s = 0; s < 2; s++) {
+        size_t n = sizes[s];
+        int inner = n > 4096 ? 8 : INNER;
+        /* remote list reversed so that it is not the same array */
+        nixl_desc_t *remote = calloc(n, sizeof(*remote));
+        for (size_t i = 0; i < n; i++)
+            remote[i] = o.descs[PREP_N - 1 - i];
+        for (int r = 0; r < repeat; r++) {
+            nixl_xfer_req_t *q[INNER];
+            double t0 = now_ns();
+            for (int i = 0; i < inner; i++)
+                CHECK(nixl_agent_create_xfer_req(o.a, NIXL_WRITE, NIXL_DRAM_SEG, o.descs, n,
+                                                 NIXL_DRAM_SEG, remote, n, self, NULL, &q[i]));
+            double t1 = now_ns();
+            for (int i = 0; i < inner; i++)
+                nixl_agent_release_xfer_req(o.a, q[i]);
+            v[r] = (t1 - t0) / inner / (double)n;
+        }
+        row(labels[s], median(v, repeat), "ns/desc", targets[s]);
+        free(remote);
+    }
+    one_buf_free(&o);
+}
+
+static void bench_metadata(void)
+{
+    enum { N = 10000, SZ = 4096 };
+    nixl_agent_t *a = agent_new("bench-md-a"), *b = agent_new("bench-md-b");
+    uint8_t *buf = xalloc((size_t)N * SZ);
+    nixl_reg_desc_t *d = calloc(N, sizeof(*d));
+    for (size_t i = 0; i < N; i++)
+        d[i] = (nixl_reg_desc_t){.addr = (uintptr_t)(buf + i * SZ), .len = SZ};
+    CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, d, N, NULL));
+    double ser[64], load[64];
+    void *md = NULL;
+    size_t len = 0;
+    for (int r = 0; r < repeat; r++) {
+        nixl_free(md);
+        double t0 = now_ns();
+        CHECK(nixl_agent_get_local_md(a, &md, &len));
+        double t1 = now_ns();
+        CHECK(nixl_agent_load_remote_md(b, md, len, NULL));
+        double t2 = now_ns();
+        CHECK(nixl_agent_invalidate_remote_md(b, "bench-md-a"));
+        ser[r] = (t1 - t0) / N;
+        load[r] = (t2 - t1) / N;
+    }
+    row("metadata serialize, 10k regions", median(ser, repeat), "ns/region", "");
+    row("metadata load, 10k regions", median(load, repeat), "ns/region", "<= 100");
+    printf("|   (blob of %zu bytes)%*s|\n", len, 59, "");
+    nixl_free(md);
+    nixl_agent_destroy(a);
+    nixl_agent_destroy(b);
+    free(d);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Two processes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+#define TARGET_SIZE (64u << 20)
+
+static void xwrite(int fd, const void *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            exit(1);
+        p = (const char *)p + w;
+        n -= (size_t)w;
+    }
+}
+
+static void xread(int fd, void *p, size_t n)
+{
+    while (n) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            exit(1);
+        p = (char *)p + r;
+        n -= (size_t)r;
+    }
+}
+
+static void send_blob(int fd, const void *p, uint64_t n)
+{
+    xwrite(fd, &n, sizeof(n));
+    xwrite(fd, p, n);
+}
+
+static void *recv_blob(int fd, size_t *n)
+{
+    uint64_t len;
+    xread(fd, &len, sizeof(len));
+    void *p = malloc(len ? len : 1);
+    xread(fd, p, len);
+    *n = len;
+    return p;
+}
+
+static size_t count_notifs(nixl_agent_t *a)
+{
+    nixl_notif_list_t *l;
+    CHECK(nixl_agent_get_notifs(a, NULL, &l));
+    size_t n = l->count;
+    nixl_free(l);
+    return n;
+}
+
+/*
+ * The target: registers 64 MiB, sends its metadata and address, loads the initiator's
+ * metadata (for the latency ping-pong), then serves commands from the pipe:
+ *   'P': ping-pong: for each of the next K notifications, WRITE 4 KiB back with a notification;
+ *   'Q': quit.
+ */
+static int target_main(int in, int out)
+{
+    nixl_agent_t *a = agent_new("bench-target");
+    uint8_t *buf = xalloc(TARGET_SIZE);
+    nixl_reg_desc_t reg = {.addr = (uintptr_t)buf, .len = TARGET_SIZE};
+    CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &reg, 1, NULL));
+    void *md;
+    size_t len;
+    CHECK(nixl_agent_get_local_md(a, &md, &len));
+    send_blob(out, md, len);
+    nixl_free(md);
+    uint64_t addr = (uintptr_t)buf;
+    send_blob(out, &addr, sizeof(addr));
+
+    size_t ilen, alen;
+    void *imd = recv_blob(in, &ilen);
+    uint64_t *iaddr = recv_blob(in, &alen);
+    CHECK(nixl_agent_load_remote_md(a, imd, ilen, NULL));
+    free(imd);
+    nixl_desc_t l = {(uintptr_t)buf, 4096, 0}, r = {(uintptr_t)*iaddr, 4096, 0};
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.has_notif = true;
+    opt.notif = "pong";
+    opt.notif_len = 4;
+    nixl_xfer_req_t *pong;
+    CHECK(nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &r, 1,
+                                     "bench-initiator", &opt, &pong));
+    for (;;) {
+        char cmd;
+        uint32_t k;
+        xread(in, &cmd, 1);
+        if (cmd == 'Q')
+            break;
+        xread(in, &k, sizeof(k));
+        char ack = 'A';
+        xwrite(out, &ack, 1);
+        for (uint32_t i = 0; i < k;) {
+            size_t got = count_notifs(a);
+            for (size_t j = 0; j < got; j++, i++) {
+                nixl_status_t st = nixl_agent_post_xfer_req(a, pong, NULL);
+                while (st == NIXL_IN_PROG)
+                    st = nixl_agent_get_xfer_status(a, pong);
+                CHECK(st);
+            }
+        }
+    }
+    nixl_agent_release_xfer_req(a, pong);
+    free(iaddr);
+    nixl_agent_destroy(a);
+    free(buf);
+    return 0;
+}
+
+static void bench_two_process(void)
+{
+    int to_t[2], from_t[2];
+    if (pipe(to_t) || pipe(from_t))
+        exit(1);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(to_t[1]);
+        close(from_t[0]);
+        _exit(target_main(to_t[0], from_t[1]));
+    }
+    close(to_t[0]);
+    close(from_t[1]);
+    int in = from_t[0], out = to_t[1];
+
+    nixl_agent_t *a = agent_new("bench-initiator");
+    uint8_t *buf = xalloc(TARGET_SIZE);
+    nixl_reg_desc_t reg = {.addr = (uintptr_t)buf, .len = TARGET_SIZE};
+    CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &reg, 1, NULL));
+    size_t len, alen;
+    void *md = recv_blob(in, &len);
+    uint64_t *taddr = recv_blob(in, &alen);
+    char *peer;
+    CHECK(nixl_agent_load_remote_md(a, md, len, &peer));
+    free(md);
+    CHECK(nixl_agent_get_local_md(a, &md, &len));
+    send_blob(out, md, len);
+    nixl_free(md);
+    uint64_t myaddr = (uintptr_t)buf;
+    send_blob(out, &myaddr, sizeof(myaddr));
+
+    struct {
+        size_t n, len;
+        const char *name;
+    } shapes[] = {{1024, 4096, "1024 x 4 KiB"}, {64, 1u << 20, "64 x 1 MiB"}};
+    for (int s = 0; s < 2; s++) {
+        size_t n = shapes[s].n, blk = shapes[s].len;
+        /* every other block, so that nothing merges and each descriptor is one iovec */
+        nixl_desc_t *ld = calloc(n, sizeof(*ld)), *rd = calloc(n, sizeof(*rd));
+        struct iovec *liov = calloc(n, sizeof(*liov)), *riov = calloc(n, sizeof(*riov));
+        for (size_t i = 0; i < n; i++) {
+            ld[i] = (nixl_desc_t){(uintptr_t)(buf + 2 * i * blk % TARGET_SIZE), blk, 0};
+            rd[i] = (nixl_desc_t){(uintptr_t)(*taddr + 2 * i * blk % TARGET_SIZE), blk, 0};
+            liov[i] = (struct iovec){(void *)ld[i].addr, blk};
+            riov[i] = (struct iovec){(void *)rd[i].addr, blk};
+        }
+        for (int op = 0; op < 2; op++) {
+            nixl_opt_args_t opt;
+            nixl_opt_args_init(&opt);
+            opt.has_notif = true;
+            opt.notif = "x";
+            opt.notif_len = 1;
+            nixl_xfer_req_t *q;
+            CHECK(nixl_agent_create_xfer_req(a, op ? NIXL_READ : NIXL_WRITE, NIXL_DRAM_SEG, ld, n,
+                                             NIXL_DRAM_SEG, rd, n, peer, &opt, &q));
+            double nx[64], bare[64];
+            int inner = 8;
+            for (int r = 0; r < repeat; r++) {
+                double t0 = now_ns();
+                for (int i = 0; i < inner; i++) {
+                    nixl_status_t st = nixl_agent_post_xfer_req(a, q, NULL);
+                    while (st == NIXL_IN_PROG)
+                        st = nixl_agent_get_xfer_status(a, q);
+                    CHECK(st);
+                }
+                double t1 = now_ns();
+                for (int i = 0; i < inner; i++) {
+                    ssize_t got = op ? process_vm_readv(pid, liov, n, riov, n, 0)
+                                     : process_vm_writev(pid, liov, n, riov, n, 0);
+                    if (got != (ssize_t)(n * blk)) {
+                        perror("process_vm");
+                        exit(1);
+                    }
+                }
+                double t2 = now_ns();
+                nx[r] = (double)(n * blk) * inner / (t1 - t0);
+                bare[r] = (double)(n * blk) * inner / (t2 - t1);
+            }
+            double mnx = median(nx, repeat), mbare = median(bare, repeat);
+            char what[96];
+            snprintf(what, sizeof(what), "SHM %s %s, post to completion", op ? "READ" : "WRITE",
+                     shapes[s].name);
+            row(what, mnx, "GB/s", ">= 90% bare");
+            snprintf(what, sizeof(what), "  bare process_vm_%sv, same iovecs", op ? "read" : "write");
+            row(what, mbare, "GB/s", "");
+            snprintf(what, sizeof(what), "  ratio to bare");
+            row(what, 100.0 * mnx / mbare, "%", ">= 90");
+            nixl_agent_release_xfer_req(a, q);
+        }
+        free(ld), free(rd), free(liov), free(riov);
+    }
+
+    /* Latency: 4 KiB WRITE with notification, the target WRITEs back on receipt. */
+    enum { PINGS = 2000 };
+    nixl_desc_t l = {(uintptr_t)buf, 4096, 0}, r = {(uintptr_t)*taddr, 4096, 0};
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.has_notif = true;
+    opt.notif = "ping";
+    opt.notif_len = 4;
+    nixl_xfer_req_t *ping;
+    CHECK(nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &r, 1,
+                                     peer, &opt, &ping));
+    double lat[64];
+    for (int rep = 0; rep < repeat; rep++) {
+        char cmd = 'P', ack;
+        uint32_t k = PINGS;
+        xwrite(out, &cmd, 1);
+        xwrite(out, &k, sizeof(k));
+        xread(in, &ack, 1);
+        double t0 = now_ns();
+        for (int i = 0; i < PINGS; i++) {
+            nixl_status_t st = nixl_agent_post_xfer_req(a, ping, NULL);
+            while (st == NIXL_IN_PROG)
+                st = nixl_agent_get_xfer_status(a, ping);
+            CHECK(st);
+            while (count_notifs(a) == 0)
+                ;
+        }
+        lat[rep] = (now_ns() - t0) / PINGS / 2 / 1000;
+    }
+    row("SHM 4 KiB WRITE + notification, one way", median(lat, repeat), "us", "<= 3");
+    nixl_agent_release_xfer_req(a, ping);
+
+    char q = 'Q';
+    xwrite(out, &q, 1);
+    int status;
+    waitpid(pid, &status, 0);
+    nixl_free(peer);
+    free(taddr);
+    nixl_agent_destroy(a);
+    free(buf);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            repeat = 3;
+        else {
+            fprintf(stderr, "usage: %s [--repeat N (1..63)] [--quick]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (repeat < 1 || repeat > 63)
+        repeat = 15;
+    printf("nixl %s core micro-benchmark: median of %d runs\n\n", nixl_version(), repeat);
+    printf("| %-46s | %-23s | %-12s |\n", "what", "median", "target");
+    printf("|%s|%s|%s|\n", "------------------------------------------------",
+           "-------------------------", "--------------");
+    bench_register();
+    bench_prep_make_create();
+    bench_metadata();
+    bench_two_process();
+    return 0;
+}

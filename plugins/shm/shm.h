@@ -1,0 +1,14 @@
+/* shm.h - the built-in SHM backend: same-host DRAM transfers by cross-memory attach. */
+#ifndef NIXL_PLUGIN_SHM_H
+#define NIXL_PLUGIN_SHM_H
+
+#include "nixl_plugin.h"
+
+/**
+ * The SHM plugin table (name "SHM"; caps REMOTE, LOCAL, NOTIF; DRAM only). The table is static
+ * and lives as long as the process. Parameters: "async_threshold" (bytes; default "0" =
+ * never): posts of at least that many bytes are copied by a worker thread and return IN_PROG.
+ */
+const nixl_backend_ops_t *nixl_shm_plugin_init(void);
+
+#endif

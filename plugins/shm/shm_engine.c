@@ -1,0 +1,247 @@
+/*
+ * shm_engine.c - the SHM plugin table: engine create/destroy, parameters, registration and
+ * metadata. A local region needs nothing but its address, so registration allocates nothing;
+ * a remote region's md is its peer object, so loading 10,000 regions is one lookup and one
+ * atomic add.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shm.h"
+#include "shm_priv.h"
+
+static const nixl_param_t shm_default_params[] = {
+    {"async_threshold", "0"},
+};
+
+static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *threshold)
+{
+    *threshold = 0;
+    for (size_t i = 0; i < init->num_params; i++) {
+        const nixl_param_t *p = &init->params[i];
+        /* Unknown keys are ignored: agents pass one parameter map to every backend. */
+        if (!p->key || strcmp(p->key, "async_threshold") != 0)
+            continue;
+        if (!shm_parse_u64(p->value, threshold)) {
+            init->host->set_error("SHM: async_threshold='%s' is not a byte count (a decimal or "
+                                  "0x-hex integer; 0 disables the worker thread)",
+                                  p->value ? p->value : "(null)");
+            return NIXL_ERR_INVALID_PARAM;
+        }
+    }
+    return NIXL_SUCCESS;
+}
+
+static void shm_destroy(nixl_be_engine_t *eng)
+{
+    if (!eng)
+        return;
+    shm_worker_stop(eng);
+    shm_event_stop(eng);
+    shm_peers_destroy(eng);
+    if (eng->self)
+        shm_peer_unref(eng->self, 1);
+    pthread_mutex_destroy(&eng->peers_lock);
+    pthread_mutex_destroy(&eng->ev_lock);
+    pthread_mutex_destroy(&eng->work_lock);
+    pthread_cond_destroy(&eng->work_cond);
+    pthread_cond_destroy(&eng->done_cond);
+    free(eng->name);
+    free(eng);
+}
+
+static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
+{
+    if (!init || !init->host || !out)
+        return NIXL_ERR_INVALID_PARAM;
+    const nixl_host_t *host = init->host;
+    if (!init->local_agent || !*init->local_agent ||
+        strlen(init->local_agent) > SHM_NAME_MAX) {
+        host->set_error("SHM: the agent name must be 1 to %u bytes", SHM_NAME_MAX);
+        return NIXL_ERR_INVALID_PARAM;
+    }
+
+    uint64_t threshold;
+    nixl_status_t st = shm_parse_params(init, &threshold);
+    if (st != NIXL_SUCCESS)
+        return st;
+    st = shm_sys_check_cma(host);
+    if (st != NIXL_SUCCESS)
+        return st;
+
+    nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
+    if (!eng)
+        goto err_oom;
+    eng->host = host;
+    eng->async_threshold = threshold;
+    eng->local_md.kind = SHM_MD_LOCAL;
+    eng->listen_fd = eng->wake_fd = eng->ep_fd = -1;
+    eng->wq_tail = &eng->wq_head;
+    pthread_mutex_init(&eng->peers_lock, NULL);
+    pthread_mutex_init(&eng->ev_lock, NULL);
+    pthread_mutex_init(&eng->work_lock, NULL);
+    pthread_cond_init(&eng->work_cond, NULL);
+    pthread_cond_init(&eng->done_cond, NULL);
+    eng->name = strdup(init->local_agent);
+    if (!eng->name)
+        goto err_engine;
+    eng->name_len = strlen(eng->name);
+    eng->self = shm_peer_new(eng, eng->name, true);
+    if (!eng->self)
+        goto err_engine;
+
+    shm_sys_identity(&eng->info);
+    st = shm_event_start(eng); /* names and binds the socket: fills info.sock_name */
+    if (st != NIXL_SUCCESS) {
+        shm_destroy(eng);
+        return st;
+    }
+    eng->conn_len = shm_conn_encode(&eng->info, eng->conn_blob);
+    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: engine of '%s' listening on @%s (async_threshold=%llu)",
+            eng->name, eng->info.sock_name, (unsigned long long)threshold);
+    *out = eng;
+    return NIXL_SUCCESS;
+
+err_engine:
+    shm_destroy(eng);
+err_oom:
+    host->set_error("SHM: out of memory creating the engine");
+    return NIXL_ERR_BACKEND;
+}
+
+static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
+                                      const nixl_reg_desc_t *descs, size_t count,
+                                      nixl_be_md_t **out_mds)
+{
+    (void)descs;
+    if (type != NIXL_DRAM_SEG)
+        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED,
+                       "SHM: only DRAM_SEG can be registered (got %d); use UCX or a storage "
+                       "backend for other memory",
+                       (int)type);
+    for (size_t i = 0; i < count; i++)
+        out_mds[i] = (nixl_be_md_t *)&eng->local_md;
+    return NIXL_SUCCESS;
+}
+
+static void shm_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+{
+    (void)eng, (void)mds, (void)count; /* registration allocated nothing */
+}
+
+static nixl_status_t shm_get_conn_info(nixl_be_engine_t *eng, const void **blob, size_t *len)
+{
+    *blob = eng->conn_blob;
+    *len = eng->conn_len;
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t shm_get_public_blob(nixl_be_engine_t *eng, nixl_be_md_t *md,
+                                         const void **blob, size_t *len)
+{
+    static const uint8_t empty[1];
+    (void)eng, (void)md;
+    *blob = empty; /* peers need only the addresses, which the core sends anyway */
+    *len = 0;
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent,
+                                        nixl_mem_t type, const nixl_desc_t *descs,
+                                        const nixl_be_blob_t *blobs, size_t count,
+                                        nixl_be_md_t **out_mds)
+{
+    (void)descs;
+    if (type != NIXL_DRAM_SEG)
+        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "SHM: only DRAM_SEG regions (got %d)",
+                       (int)type);
+    for (size_t i = 0; i < count; i++)
+        if (blobs && blobs[i].len != 0)
+            return SHM_ERR(eng, NIXL_ERR_MISMATCH,
+                           "SHM: region %zu of '%s' has a %zu-byte blob; SHM regions have none",
+                           i, agent, blobs[i].len);
+
+    shm_peer_t *peer;
+    if (strcmp(agent, eng->name) == 0) {
+        peer = eng->self;
+        shm_peer_ref(peer, 1);
+    } else {
+        peer = shm_peer_find(eng, agent);
+        if (!peer)
+            return SHM_ERR(eng, NIXL_ERR_NOT_FOUND,
+                           "SHM: no connection info loaded for agent '%s'", agent);
+    }
+    /* One reference per md handed out (unload_md drops them per md), taken at once. */
+    if (count == 0)
+        shm_peer_unref(peer, 1);
+    else if (count > 1)
+        shm_peer_ref(peer, count - 1);
+    for (size_t i = 0; i < count; i++)
+        out_mds[i] = (nixl_be_md_t *)peer;
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds,
+                                       size_t count, nixl_be_md_t **out_mds)
+{
+    for (size_t i = 0; i < count; i++)
+        if ((const shm_md_hdr_t *)mds[i] != &eng->local_md)
+            return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                           "SHM: load_local_md: md %zu was not registered by this engine", i);
+    if (count)
+        shm_peer_ref(eng->self, count);
+    for (size_t i = 0; i < count; i++)
+        out_mds[i] = (nixl_be_md_t *)eng->self;
+    return NIXL_SUCCESS;
+}
+
+static void shm_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+{
+    (void)eng;
+    /* Lists are normally runs of one peer: drop each run's references with one atomic op. */
+    size_t i = 0;
+    while (i < count) {
+        size_t j = i + 1;
+        while (j < count && mds[j] == mds[i])
+            j++;
+        shm_md_hdr_t *h = (shm_md_hdr_t *)mds[i];
+        if (h && h->kind == SHM_MD_PEER)
+            shm_peer_unref((shm_peer_t *)h, j - i);
+        i = j;
+    }
+}
+
+static const nixl_backend_ops_t shm_ops = {
+    .struct_size = sizeof(nixl_backend_ops_t),
+    .abi_version = NIXL_PLUGIN_ABI_VERSION,
+    .name = "SHM",
+    .version = "0.1.0",
+    .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
+    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG),
+    .default_params = shm_default_params,
+    .num_default_params = sizeof(shm_default_params) / sizeof(shm_default_params[0]),
+    .create = shm_create,
+    .destroy = shm_destroy,
+    .register_mem = shm_register_mem,
+    .deregister_mem = shm_deregister_mem,
+    .get_conn_info = shm_get_conn_info,
+    .get_public_blob = shm_get_public_blob,
+    .load_remote_conn = shm_load_remote_conn,
+    .load_remote_md = shm_load_remote_md,
+    .load_local_md = shm_load_local_md,
+    .unload_md = shm_unload_md,
+    .connect = shm_connect,
+    .disconnect = shm_disconnect,
+    .prep_xfer = shm_prep_xfer,
+    .post_xfer = shm_post_xfer,
+    .check_xfer = shm_check_xfer,
+    .release_req = shm_release_req,
+    .gen_notif = shm_gen_notif,
+    .progress = shm_progress,
+};
+
+const nixl_backend_ops_t *nixl_shm_plugin_init(void)
+{
+    return &shm_ops;
+}

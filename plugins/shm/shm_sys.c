@@ -1,0 +1,280 @@
+/*
+ * shm_sys.c - facts about this host and process: can we use cross-memory attach, which boot and
+ * namespaces we live in, and the connection-info blob that carries them to peers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "shm_priv.h"
+
+#define CAP_SYS_PTRACE_BIT 19
+
+void shm_put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void shm_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+uint32_t shm_get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+uint64_t shm_get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/* Decimal or 0x-hex, no sign, no spaces, no leading zeros, no overflow: the same rules as
+ * src/util/parse.c, kept here so the plugin does not depend on that file being finished. */
+bool shm_parse_u64(const char *s, uint64_t *out)
+{
+    unsigned base = 10;
+    uint64_t v = 0;
+
+    if (!s || !*s)
+        return false;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+        if (!*s)
+            return false;
+    } else if (s[0] == '0' && s[1] != '\0') {
+        return false;
+    }
+    for (; *s; s++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (base == 16 && *s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else if (base == 16 && *s >= 'A' && *s <= 'F')
+            d = (unsigned)(*s - 'A' + 10);
+        else
+            return false;
+        if (v > (UINT64_MAX - d) / base)
+            return false;
+        v = v * base + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* Small /proc files only; false when missing. */
+static bool read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+static bool has_cap_sys_ptrace(void)
+{
+    char buf[4096];
+    if (!read_small_file("/proc/self/status", buf, sizeof(buf)))
+        return false;
+    const char *p = strstr(buf, "\nCapEff:");
+    if (!p)
+        return false;
+    unsigned long long caps = strtoull(p + 8, NULL, 16);
+    return (caps >> CAP_SYS_PTRACE_BIT) & 1u;
+}
+
+nixl_status_t shm_sys_check_cma(const nixl_host_t *host)
+{
+    char buf[32];
+
+    /* Yama restricts who may attach to whom; cross-memory attach obeys the same rules as
+     * ptrace, so a peer could not reach us (or we it) without the right setting. */
+    if (read_small_file("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof(buf))) {
+        int scope = atoi(buf);
+        if (scope == 1) {
+            /* Our peers are not our ancestors: allow any process of our user to attach. */
+            if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0) {
+                host->set_error("SHM: kernel.yama.ptrace_scope=1 and prctl(PR_SET_PTRACER) "
+                                "failed (%s): peers could not attach to this process; set "
+                                "ptrace_scope to 0 or use the UCX backend",
+                                strerror(errno));
+                return NIXL_ERR_BACKEND;
+            }
+        } else if (scope == 2) {
+            if (!has_cap_sys_ptrace()) {
+                host->set_error("SHM: kernel.yama.ptrace_scope=2: cross-memory attach needs "
+                                "CAP_SYS_PTRACE, which this process lacks; set it to 0 or 1, "
+                                "or grant CAP_SYS_PTRACE, or use the UCX backend");
+                return NIXL_ERR_BACKEND;
+            }
+        } else if (scope >= 3) {
+            host->set_error("SHM: kernel.yama.ptrace_scope=%d forbids cross-memory attach "
+                            "until reboot; set it to 0 or 1 (at boot), or use the UCX backend",
+                            scope);
+            return NIXL_ERR_BACKEND;
+        }
+    }
+
+    /* Container runtimes filter process_vm_* with seccomp unless CAP_SYS_PTRACE is granted. */
+    char src[8] = "nixlshm", dst[8] = {0};
+    struct iovec l = {dst, sizeof(dst)}, r = {src, sizeof(src)};
+    ssize_t n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
+    if (n != (ssize_t)sizeof(dst) || memcmp(src, dst, sizeof(dst)) != 0) {
+        int e = n < 0 ? errno : EIO;
+        host->set_error("SHM: process_vm_readv on this process failed (%s): cross-memory "
+                        "attach is unavailable; in a container it is usually filtered by "
+                        "seccomp: run with CAP_SYS_PTRACE (docker --cap-add SYS_PTRACE) or a "
+                        "seccomp profile that allows process_vm_readv/writev, or use the UCX "
+                        "backend",
+                        strerror(e));
+        return NIXL_ERR_BACKEND;
+    }
+    return NIXL_SUCCESS;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void ns_id(const char *path, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        *dev = (uint64_t)st.st_dev;
+        *ino = (uint64_t)st.st_ino;
+    } else {
+        *dev = *ino = 0; /* no /proc: peers without it compare equal, which is all we can do */
+    }
+}
+
+void shm_sys_identity(shm_conn_info_t *info)
+{
+    char buf[64];
+    memset(info->boot_id, 0, sizeof(info->boot_id));
+    if (read_small_file("/proc/sys/kernel/random/boot_id", buf, sizeof(buf))) {
+        size_t k = 0;
+        int hi = -1;
+        for (const char *p = buf; *p && k < sizeof(info->boot_id); p++) {
+            int v = hexval(*p);
+            if (v < 0)
+                continue;
+            if (hi < 0) {
+                hi = v;
+            } else {
+                info->boot_id[k++] = (uint8_t)(hi << 4 | v);
+                hi = -1;
+            }
+        }
+    }
+    ns_id("/proc/self/ns/pid", &info->pidns_dev, &info->pidns_ino);
+    ns_id("/proc/self/ns/net", &info->netns_dev, &info->netns_ino);
+    info->pid = (uint32_t)getpid();
+}
+
+/*
+ * Blob layout (little endian): magic "NXSHM1" | u16 total length | boot id[16] |
+ * u64 pid-ns dev | u64 pid-ns ino | u64 net-ns dev | u64 net-ns ino | u32 pid |
+ * u16 socket-name length | socket name (abstract, without the leading NUL).
+ */
+#define OFF_LEN 6
+#define OFF_BOOT 8
+#define OFF_PIDNS 24
+#define OFF_NETNS 40
+#define OFF_PID 56
+#define OFF_SOCKLEN 60
+#define OFF_SOCK 62
+
+size_t shm_conn_encode(const shm_conn_info_t *info, uint8_t *out)
+{
+    size_t len = OFF_SOCK + info->sock_len;
+    memcpy(out, SHM_CONN_MAGIC, SHM_CONN_MAGIC_LEN);
+    put_u16(out + OFF_LEN, (uint16_t)len);
+    memcpy(out + OFF_BOOT, info->boot_id, 16);
+    shm_put_u64(out + OFF_PIDNS, info->pidns_dev);
+    shm_put_u64(out + OFF_PIDNS + 8, info->pidns_ino);
+    shm_put_u64(out + OFF_NETNS, info->netns_dev);
+    shm_put_u64(out + OFF_NETNS + 8, info->netns_ino);
+    shm_put_u32(out + OFF_PID, info->pid);
+    put_u16(out + OFF_SOCKLEN, info->sock_len);
+    memcpy(out + OFF_SOCK, info->sock_name, info->sock_len);
+    return len;
+}
+
+nixl_status_t shm_conn_decode(const void *blob, size_t len, shm_conn_info_t *out,
+                              const char **why)
+{
+    const uint8_t *p = blob;
+
+    if (!blob || len < OFF_SOCK) {
+        *why = "shorter than its fixed header";
+        return NIXL_ERR_MISMATCH;
+    }
+    if (memcmp(p, SHM_CONN_MAGIC, SHM_CONN_MAGIC_LEN) != 0) {
+        *why = "bad magic (not SHM connection info, or another version)";
+        return NIXL_ERR_MISMATCH;
+    }
+    if (get_u16(p + OFF_LEN) != len) {
+        *why = "length field does not match the blob size";
+        return NIXL_ERR_MISMATCH;
+    }
+    uint16_t sock_len = get_u16(p + OFF_SOCKLEN);
+    if (sock_len == 0 || sock_len > SHM_SOCK_NAME_MAX || OFF_SOCK + (size_t)sock_len != len) {
+        *why = "bad socket-name length";
+        return NIXL_ERR_MISMATCH;
+    }
+    uint32_t pid = shm_get_u32(p + OFF_PID);
+    if (pid == 0 || pid > INT32_MAX) {
+        *why = "bad pid";
+        return NIXL_ERR_MISMATCH;
+    }
+    memcpy(out->boot_id, p + OFF_BOOT, 16);
+    out->pidns_dev = shm_get_u64(p + OFF_PIDNS);
+    out->pidns_ino = shm_get_u64(p + OFF_PIDNS + 8);
+    out->netns_dev = shm_get_u64(p + OFF_NETNS);
+    out->netns_ino = shm_get_u64(p + OFF_NETNS + 8);
+    out->pid = pid;
+    out->sock_len = sock_len;
+    memcpy(out->sock_name, p + OFF_SOCK, sock_len);
+    out->sock_name[sock_len] = '\0';
+    return NIXL_SUCCESS;
+}

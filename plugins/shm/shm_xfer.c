@@ -1,0 +1,312 @@
+/*
+ * shm_xfer.c - transfer requests: prepare the iovec arrays once, then move the bytes with
+ * process_vm_writev/readv (a peer) or memmove (loopback), whole iovec arrays per call.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shm_priv.h"
+
+static nixl_status_t req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Remember why the request failed: the failure may happen on the worker thread, whose
+ * thread-local error the user never sees, so check_xfer repeats it. */
+static nixl_status_t req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->why, sizeof(req->why), fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
+                            const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                            size_t count, const char *remote_agent,
+                            const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out)
+{
+    (void)opts; /* the notification is taken per post */
+    if (op != NIXL_READ && op != NIXL_WRITE)
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM, "SHM: bad transfer operation %d", (int)op);
+    if (count == 0 || !remote_agent)
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM, "SHM: empty transfer or no remote agent");
+
+    /* The remote md is the peer: no name lookup, and every element must agree on it. */
+    shm_peer_t *peer = (shm_peer_t *)remote[0].md;
+    if (!peer || peer->md.kind != SHM_MD_PEER || peer->eng != eng)
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                       "SHM: remote descriptor 0 does not carry SHM metadata");
+    if (strcmp(peer->name, remote_agent) != 0)
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                       "SHM: remote descriptors belong to '%s', not to '%s'", peer->name,
+                       remote_agent);
+    if (atomic_load(&peer->forgotten))
+        return SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected",
+                       remote_agent);
+    if (atomic_load(&peer->dead))
+        return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' is gone",
+                       remote_agent);
+
+    uint64_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        if ((const shm_md_hdr_t *)local[i].md != &eng->local_md ||
+            (shm_peer_t *)remote[i].md != peer)
+            return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                           "SHM: descriptor %zu: %s memory not registered with this engine%s",
+                           i, (const shm_md_hdr_t *)local[i].md != &eng->local_md ? "local"
+                                                                                 : "remote",
+                           (shm_peer_t *)remote[i].md != peer ? " or of another agent" : "");
+        if (local[i].len != remote[i].len)
+            return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                           "SHM: descriptor %zu: local length %zu != remote length %zu", i,
+                           local[i].len, remote[i].len);
+        total += local[i].len;
+    }
+
+    if (count > (SIZE_MAX - sizeof(nixl_be_req_t)) / (2 * sizeof(struct iovec)))
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM, "SHM: %zu descriptors is too many", count);
+    nixl_be_req_t *req = malloc(sizeof(*req) + 2 * count * sizeof(struct iovec));
+    if (!req)
+        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory preparing %zu descriptors",
+                       count);
+    memset(req, 0, sizeof(*req));
+    req->eng = eng;
+    req->peer = peer;
+    req->op = op;
+    req->count = count;
+    req->total = total;
+    req->liov = req->iov;
+    req->riov = req->iov + count;
+    for (size_t i = 0; i < count; i++) {
+        req->liov[i] = (struct iovec){(void *)local[i].addr, local[i].len};
+        req->riov[i] = (struct iovec){(void *)remote[i].addr, remote[i].len};
+    }
+    atomic_init(&req->state, NIXL_ERR_NOT_POSTED);
+    atomic_init(&req->cancel, false);
+    shm_peer_ref(peer, 1);
+    *out = req;
+    return NIXL_SUCCESS;
+}
+
+/*
+ * One syscall's worth: up to SHM_IOV_MAX elements and `max_bytes` bytes from the cursor
+ * (element *idx, byte *off into it). The request's own arrays are passed to the kernel; the
+ * first and last element are trimmed in place for the call and restored afterwards (a request
+ * is never used by two threads at once). Returns the bytes moved, or -1 with errno.
+ */
+static ssize_t copy_step(nixl_be_req_t *req, size_t *idx, size_t *off, size_t max_bytes)
+{
+    struct iovec *l = req->liov, *r = req->riov;
+    size_t first = *idx, lim = req->count - first, n = 0, planned = 0, last_len = 0;
+    bool capped = false;
+    if (lim > SHM_IOV_MAX)
+        lim = SHM_IOV_MAX;
+    while (n < lim) {
+        size_t len = l[first + n].iov_len - (n == 0 ? *off : 0);
+        n++;
+        if (len >= max_bytes - planned) {
+            last_len = max_bytes - planned;
+            planned = max_bytes;
+            capped = true;
+            break;
+        }
+        planned += len;
+    }
+    size_t last = first + n - 1;
+    struct iovec l0 = l[first], r0 = r[first], ln = l[last], rn = r[last];
+    if (*off) {
+        l[first].iov_base = (uint8_t *)l[first].iov_base + *off;
+        r[first].iov_base = (uint8_t *)r[first].iov_base + *off;
+        l[first].iov_len -= *off;
+        r[first].iov_len -= *off;
+    }
+    if (capped) {
+        l[last].iov_len = last_len;
+        r[last].iov_len = last_len;
+    }
+
+    ssize_t ret;
+    if (req->peer->is_self) {
+        for (size_t k = first; k <= last; k++) {
+            if (req->op == NIXL_WRITE)
+                memmove(r[k].iov_base, l[k].iov_base, l[k].iov_len);
+            else
+                memmove(l[k].iov_base, r[k].iov_base, l[k].iov_len);
+        }
+        ret = (ssize_t)planned;
+    } else if (req->op == NIXL_WRITE) {
+        ret = process_vm_writev(req->peer->pid, l + first, n, r + first, n, 0);
+    } else {
+        ret = process_vm_readv(req->peer->pid, l + first, n, r + first, n, 0);
+    }
+    int e = errno;
+    l[last] = ln;
+    r[last] = rn;
+    l[first] = l0;
+    r[first] = r0;
+    if (ret < 0) {
+        errno = e;
+        return -1;
+    }
+
+    if ((size_t)ret == planned && !capped) {
+        *idx = last + 1;
+        *off = 0;
+    } else if ((size_t)ret == planned) {
+        size_t end = (last == first ? *off : 0) + last_len;
+        *idx = end >= ln.iov_len ? last + 1 : last;
+        *off = end >= ln.iov_len ? 0 : end;
+    } else {
+        /* Partial: the kernel stopped at a fault or its per-call limit. Resume right there;
+         * the next call reports the error if there is one. */
+        size_t rem = (size_t)ret, i = first, o = *off;
+        while (rem) {
+            size_t avail = l[i].iov_len - o;
+            if (rem < avail) {
+                o += rem;
+                break;
+            }
+            rem -= avail;
+            i++;
+            o = 0;
+        }
+        *idx = i;
+        *off = o;
+    }
+    return ret;
+}
+
+static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx)
+{
+    shm_peer_t *peer = req->peer;
+    const char *op = req->op == NIXL_WRITE ? "WRITE" : "READ";
+    switch (e) {
+    case ESRCH:
+        atomic_store(&peer->dead, true);
+        return req_fail(req, NIXL_ERR_REMOTE_DISCONNECT, "SHM: %s to agent '%s': process %d "
+                        "is gone", op, peer->name, (int)peer->pid);
+    case EFAULT:
+        return req_fail(req, NIXL_ERR_BACKEND,
+                        "SHM: %s to agent '%s', descriptor %zu (remote 0x%llx, %zu bytes): "
+                        "remote range not mapped in the peer: was it deregistered? (or the "
+                        "local buffer is unmapped)",
+                        op, peer->name, idx, (unsigned long long)(uintptr_t)req->riov[idx].iov_base,
+                        req->riov[idx].iov_len);
+    case EPERM:
+        return req_fail(req, NIXL_ERR_BACKEND,
+                        "SHM: %s to agent '%s' (pid %d): not permitted; cross-memory attach "
+                        "follows ptrace rules: both processes must run as the same user (or "
+                        "have CAP_SYS_PTRACE), the peer must be dumpable, and "
+                        "kernel.yama.ptrace_scope must allow it",
+                        op, peer->name, (int)peer->pid);
+    default:
+        return req_fail(req, NIXL_ERR_BACKEND, "SHM: %s to agent '%s', descriptor %zu: %s", op,
+                        peer->name, idx, strerror(e));
+    }
+}
+
+nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
+{
+    size_t idx = 0, off = 0;
+    while (idx < req->count) {
+        if (async) {
+            if (atomic_load_explicit(&req->cancel, memory_order_relaxed))
+                return req_fail(req, NIXL_ERR_CANCELED, "SHM: transfer canceled");
+            if (atomic_load_explicit(&req->peer->dead, memory_order_relaxed))
+                return req_fail(req, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' is gone",
+                                req->peer->name);
+            if (atomic_load_explicit(&req->peer->forgotten, memory_order_relaxed))
+                return req_fail(req, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected",
+                                req->peer->name);
+        }
+        size_t before_idx = idx, before_off = off;
+        if (copy_step(req, &idx, &off, chunk) < 0)
+            return cma_error(req, errno, idx);
+        if (idx == before_idx && off == before_off)
+            return req_fail(req, NIXL_ERR_BACKEND, "SHM: the kernel moved no bytes at "
+                            "descriptor %zu", idx);
+    }
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t shm_xfer_notify(nixl_be_req_t *req, const void *msg, size_t len)
+{
+    nixl_status_t st = shm_peer_send_notif(req->eng, req->peer, msg, len);
+    if (st != NIXL_SUCCESS)
+        req_fail(req, st, "SHM: the data reached agent '%s' but its notification could not be "
+                 "sent (peer gone or not reading notifications)", req->peer->name);
+    return st;
+}
+
+nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                            const nixl_be_xfer_opts_t *opts)
+{
+    shm_peer_t *peer = req->peer;
+    bool has_notif = opts && opts->has_notif;
+    size_t nlen = has_notif ? opts->notif_len : 0;
+    nixl_status_t st;
+
+    if (nlen > SHM_NOTIF_MAX)
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                       "SHM: a %zu-byte notification exceeds the SHM limit of %zu bytes", nlen,
+                       SHM_NOTIF_MAX);
+    if (!peer->is_self) {
+        /* Connected means the socket name still belongs to the pid we copy into. */
+        st = shm_peer_ensure_connected(eng, peer);
+        if (st == NIXL_SUCCESS && atomic_load(&peer->dead))
+            st = SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' (pid %d) is gone",
+                         peer->name, (int)peer->pid);
+        if (st == NIXL_SUCCESS && atomic_load(&peer->forgotten))
+            st = SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected",
+                         peer->name);
+        if (st != NIXL_SUCCESS) {
+            atomic_store(&req->state, st);
+            return st;
+        }
+    }
+
+    if (eng->async_threshold && req->total >= eng->async_threshold) {
+        req->has_notif = has_notif;
+        req->notif_len = nlen;
+        if (nlen > req->notif_cap) {
+            void *p = realloc(req->notif, nlen);
+            if (!p)
+                return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory copying a "
+                               "notification");
+            req->notif = p;
+            req->notif_cap = nlen;
+        }
+        if (nlen)
+            memcpy(req->notif, opts->notif, nlen);
+        return shm_worker_submit(eng, req);
+    }
+
+    st = shm_xfer_copy(req, SIZE_MAX, false);
+    if (st != NIXL_SUCCESS)
+        eng->host->set_error("%s", req->why);
+    else if (has_notif)
+        st = shm_peer_send_notif(eng, peer, opts->notif, nlen);
+    atomic_store(&req->state, st);
+    return st;
+}
+
+nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    nixl_status_t st = atomic_load(&req->state);
+    if (st < 0 && st != NIXL_ERR_NOT_POSTED && req->why[0])
+        eng->host->set_error("%s", req->why);
+    return st;
+}
+
+nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    shm_worker_abort(eng, req); /* waits for at most one chunk */
+    shm_peer_unref(req->peer, 1);
+    free(req->notif);
+    free(req);
+    return NIXL_SUCCESS;
+}

@@ -1,0 +1,641 @@
+/* agent.c - agent lifecycle, engines (backends) and the peer table. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent_impl.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "plugin.h"
+
+/* Process-wide, so that a peer reloaded under the same name never reuses a generation. */
+static atomic_uint_fast64_t next_generation = 1;
+
+uint64_t nixl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void nixl_agent_config_init(nixl_agent_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->struct_size = sizeof(*cfg);
+    cfg->listen_port = NIXL_DEFAULT_COMM_PORT;
+    cfg->sync_mode = NIXL_THREAD_SYNC_DEFAULT;
+    cfg->lthr_delay_us = 100000;
+    cfg->etcd_watch_timeout_us = 5000000;
+}
+
+void nixl_opt_args_init(nixl_opt_args_t *opt)
+{
+    if (!opt)
+        return;
+    memset(opt, 0, sizeof(*opt));
+    opt->struct_size = sizeof(*opt);
+    opt->port = NIXL_DEFAULT_COMM_PORT;
+}
+
+bool agent_name_valid(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    return strnlen(name, NIXL_MAX_NAME + 1) <= NIXL_MAX_NAME;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Peers                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static unsigned name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h % PEER_BUCKETS;
+}
+
+nixl_peer_t *peer_find(nixl_agent_t *a, const char *name)
+{
+    for (nixl_peer_t *p = a->peers[name_hash(name)]; p; p = p->next)
+        if (!strcmp(p->name, name))
+            return p;
+    return NULL;
+}
+
+static nixl_peer_t *peer_alloc(const char *name)
+{
+    nixl_peer_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->name = strdup(name);
+    if (!p->name) {
+        free(p);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    atomic_init(&p->valid, true);
+    p->generation = atomic_fetch_add(&next_generation, 1);
+    return p;
+}
+
+nixl_peer_t *peer_create(nixl_agent_t *a, const char *name)
+{
+    nixl_peer_t *p = peer_alloc(name);
+    if (!p)
+        return NULL;
+    unsigned h = name_hash(name);
+    p->next = a->peers[h];
+    a->peers[h] = p;
+    return p;
+}
+
+void peer_ref(nixl_peer_t *p)
+{
+    atomic_fetch_add(&p->refs, 1);
+}
+
+void peer_unref(nixl_peer_t *p)
+{
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    for (unsigned e = 0; e < NIXL_MAX_ENGINES; e++) {
+        free(p->conn_info[e]);
+        for (unsigned t = 0; t < NIXL_MEM_COUNT; t++)
+            nixl_section_free(&p->sections[e][t]);
+    }
+    while (p->arenas) {
+        nixl_arena_t *n = p->arenas->next;
+        free(p->arenas);
+        p->arenas = n;
+    }
+    free(p->name);
+    free(p);
+}
+
+/* Give the engines back what they loaded for this peer. */
+static void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
+{
+    for (unsigned e = 0; e < a->num_engines; e++) {
+        nixl_backend_t *b = a->engines[e];
+        for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
+            nixl_section_t *s = &p->sections[e][t];
+            if (!s->count)
+                continue;
+            nixl_be_md_t **mds = malloc(s->count * sizeof(*mds));
+            if (mds) {
+                for (size_t i = 0; i < s->count; i++)
+                    mds[i] = s->regions[i].md;
+                b->ops->unload_md(b->eng, mds, s->count);
+                free(mds);
+            } else {
+                for (size_t i = 0; i < s->count; i++)
+                    b->ops->unload_md(b->eng, &s->regions[i].md, 1);
+            }
+            nixl_section_free(s);
+        }
+        if (p->conn[e] == PEER_CONN_LOADED)
+            b->ops->disconnect(b->eng, p->name);
+        p->conn[e] = PEER_CONN_NONE;
+    }
+}
+
+void peer_remove(nixl_agent_t *a, nixl_peer_t *p)
+{
+    nixl_peer_t **pp = &a->peers[name_hash(p->name)];
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    atomic_store(&p->valid, false);
+    peer_unload(a, p);
+    peer_unref(p);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Engines                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * The preference order when several engines can serve a transfer (docs/backends.md): same-host
+ * paths before networks, networks before storage; engines not listed come after, in creation
+ * order.
+ */
+static const char *const preference[] = {
+    "SHM", "UCX", "LIBFABRIC", "UCCL", "MOONCAKE", "GPUNETIO", "GDS_MT", "GDS",
+    "POSIX", "HF3FS", "GUSLI", "OBJ", "AZURE_BLOB", "INFINIA",
+};
+#define NUM_PREFERENCE (sizeof(preference) / sizeof(preference[0]))
+
+static unsigned preference_rank(const char *name, unsigned index)
+{
+    for (unsigned i = 0; i < NUM_PREFERENCE; i++)
+        if (!strcmp(preference[i], name))
+            return i;
+    return (unsigned)NUM_PREFERENCE + index;
+}
+
+nixl_backend_t *engine_by_name(nixl_agent_t *a, const char *name, size_t len)
+{
+    for (unsigned e = 0; e < a->num_engines; e++) {
+        const char *n = a->engines[e]->name;
+        if (strlen(n) == len && !memcmp(n, name, len))
+            return a->engines[e];
+    }
+    return NULL;
+}
+
+nixl_status_t engines_from_opt(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t *mask,
+                               bool *hinted)
+{
+    *hinted = false;
+    if (!OPT_HAS(opt, num_backends) || !opt->num_backends) {
+        *mask = a->num_engines ? (uint32_t)((1ull << a->num_engines) - 1) : 0;
+        return NIXL_SUCCESS;
+    }
+    if (!opt->backends)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "opt->backends is NULL with num_backends %zu",
+                        opt->num_backends);
+    uint32_t m = 0;
+    for (size_t i = 0; i < opt->num_backends; i++) {
+        const nixl_backend_t *b = opt->backends[i];
+        if (!b || b->agent != a || b->index >= a->num_engines || a->engines[b->index] != b)
+            return nixl_err(NIXL_ERR_INVALID_PARAM,
+                            "opt->backends[%zu] is not a backend of agent '%s'", i, a->name);
+        m |= 1u << b->index;
+    }
+    *mask = m;
+    *hinted = true;
+    return NIXL_SUCCESS;
+}
+
+size_t engines_ordered(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t mask,
+                       unsigned *out)
+{
+    size_t n = 0;
+    if (OPT_HAS(opt, num_backends) && opt->num_backends && opt->backends) {
+        for (size_t i = 0; i < opt->num_backends; i++) {
+            unsigned e = opt->backends[i]->index;
+            if (!(mask & (1u << e)))
+                continue;
+            bool dup = false;
+            for (size_t k = 0; k < n; k++)
+                dup = dup || out[k] == e;
+            if (!dup)
+                out[n++] = e;
+        }
+        return n;
+    }
+    for (unsigned e = 0; e < a->num_engines; e++)
+        if (mask & (1u << e))
+            out[n++] = e;
+    /* insertion sort by rank: at most NIXL_MAX_ENGINES entries */
+    for (size_t i = 1; i < n; i++) {
+        unsigned v = out[i];
+        size_t j = i;
+        while (j > 0 && a->engines[out[j - 1]]->rank > a->engines[v]->rank) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = v;
+    }
+    return n;
+}
+
+__attribute__((format(printf, 2, 3))) static void host_log(nixl_log_level_t level,
+                                                          const char *fmt, ...)
+{
+    if (!nixl_log_enabled(level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    nixl_log_vwrite(level, fmt, ap);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 1, 2))) static void host_set_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    nixl_err_vset(fmt, ap);
+    va_end(ap);
+}
+
+/* The user's parameters plus the plugin defaults the user did not set, in one allocation. */
+static nixl_param_t *params_merge(const nixl_backend_ops_t *ops, const nixl_param_t *user,
+                                  size_t nuser, size_t *count)
+{
+    size_t n = nuser, bytes = 0;
+    for (size_t i = 0; i < nuser; i++)
+        bytes += strlen(user[i].key) + strlen(user[i].value) + 2;
+    bool *take = calloc(ops->num_default_params + 1, sizeof(bool));
+    if (!take)
+        return NULL;
+    for (size_t d = 0; d < ops->num_default_params; d++) {
+        bool set = false;
+        for (size_t i = 0; i < nuser && !set; i++)
+            set = !strcmp(user[i].key, ops->default_params[d].key);
+        if (!set) {
+            take[d] = true;
+            n++;
+            bytes += strlen(ops->default_params[d].key) + strlen(ops->default_params[d].value) + 2;
+        }
+    }
+    nixl_param_t *out = malloc(n * sizeof(*out) + bytes + 1);
+    if (!out) {
+        free(take);
+        return NULL;
+    }
+    char *p = (char *)(out + n);
+    size_t k = 0;
+    for (size_t i = 0; i < nuser + ops->num_default_params; i++) {
+        const nixl_param_t *src;
+        if (i < nuser)
+            src = &user[i];
+        else if (take[i - nuser])
+            src = &ops->default_params[i - nuser];
+        else
+            continue;
+        size_t kl = strlen(src->key) + 1, vl = strlen(src->value) + 1;
+        memcpy(p, src->key, kl);
+        out[k].key = p;
+        p += kl;
+        memcpy(p, src->value, vl);
+        out[k].value = p;
+        p += vl;
+        k++;
+    }
+    free(take);
+    *count = n;
+    return out;
+}
+
+nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
+                                        const nixl_param_t *params, size_t num_params,
+                                        nixl_backend_t **out)
+{
+    if (!agent || !plugin || !out || (num_params && !params))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "create_backend: agent, plugin and out are "
+                                                "required (params may be NULL only when empty)");
+    for (size_t i = 0; i < num_params; i++)
+        if (!params[i].key || !params[i].value)
+            return nixl_err(NIXL_ERR_INVALID_PARAM, "create_backend: params[%zu] has a NULL %s",
+                            i, params[i].key ? "value" : "key");
+
+    agent_wrlock(agent);
+    nixl_status_t st;
+    nixl_backend_t *b = NULL;
+    if (engine_by_name(agent, plugin, strlen(plugin))) {
+        st = nixl_err(NIXL_ERR_INVALID_PARAM, "agent '%s' already has a %s backend", agent->name,
+                      plugin);
+        goto out_unlock;
+    }
+    bool gds = !strcmp(plugin, "GDS") || !strcmp(plugin, "GDS_MT");
+    if (gds && (engine_by_name(agent, "GDS", 3) || engine_by_name(agent, "GDS_MT", 6))) {
+        st = nixl_err(NIXL_ERR_NOT_ALLOWED, "GDS and GDS_MT cannot be used in one agent");
+        goto out_unlock;
+    }
+    if (agent->num_engines == NIXL_MAX_ENGINES) {
+        st = nixl_err(NIXL_ERR_INVALID_PARAM, "agent '%s' has the maximum of %d backends",
+                      agent->name, NIXL_MAX_ENGINES);
+        goto out_unlock;
+    }
+    const nixl_backend_ops_t *ops;
+    st = nixl_plugin_get(plugin, &ops);
+    if (st != NIXL_SUCCESS)
+        goto out_unlock;
+
+    b = calloc(1, sizeof(*b));
+    if (!b) {
+        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        goto out_unlock;
+    }
+    b->agent = agent;
+    b->ops = ops;
+    b->name = ops->name;
+    b->index = agent->num_engines;
+    b->rank = preference_rank(ops->name, b->index);
+    pthread_mutex_init(&b->notif_lock, NULL);
+    b->notif_tail = &b->notif_head;
+    b->host = (nixl_host_t){
+        .struct_size = sizeof(nixl_host_t),
+        .ctx = b,
+        .notif = notif_host_push,
+        .log = host_log,
+        .set_error = host_set_error,
+        .log_enabled = nixl_log_enabled,
+    };
+    b->params = params_merge(ops, params, num_params, &b->num_params);
+    if (!b->params) {
+        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        goto err_free;
+    }
+
+    nixl_be_init_t init = {
+        .struct_size = sizeof(init),
+        .local_agent = agent->name,
+        .type = ops->name,
+        .params = params,
+        .num_params = num_params,
+        .enable_prog_thread = agent->cfg.use_prog_thread,
+        .pthr_delay_us = agent->cfg.pthr_delay_us,
+        .sync_mode = agent->cfg.sync_mode,
+        .enable_telemetry = agent->telemetry,
+        .host = &b->host,
+    };
+    nixl_err_clear();
+    st = ops->create(&init, &b->eng);
+    if (st != NIXL_SUCCESS || !b->eng) {
+        nixl_err_prefix("%s backend failed to start", plugin);
+        st = NIXL_ERR_BACKEND;
+        goto err_free;
+    }
+    if (ops->caps & NIXL_BE_CAP_REMOTE) {
+        st = ops->get_conn_info(b->eng, &b->conn_info, &b->conn_len);
+        if (st == NIXL_SUCCESS && (!b->conn_info || !b->conn_len))
+            st = nixl_err(NIXL_ERR_BACKEND, "empty connection info");
+        if (st != NIXL_SUCCESS) {
+            nixl_err_prefix("%s backend", plugin);
+            goto err_destroy;
+        }
+    }
+    if (ops->caps & NIXL_BE_CAP_LOCAL) {
+        st = ops->connect(b->eng, agent->name);
+        if (st != NIXL_SUCCESS) {
+            nixl_err_prefix("%s backend: connecting to itself", plugin);
+            goto err_destroy;
+        }
+    }
+    agent->engines[agent->num_engines++] = b;
+    agent_unlock(agent);
+    NIXL_INFO("agent '%s': created backend %s", agent->name, plugin);
+    *out = b;
+    return NIXL_SUCCESS;
+
+err_destroy:
+    ops->destroy(b->eng);
+err_free:
+    pthread_mutex_destroy(&b->notif_lock);
+    free(b->params);
+    free(b);
+out_unlock:
+    agent_unlock(agent);
+    return st;
+}
+
+const char *nixl_backend_name(const nixl_backend_t *backend)
+{
+    return backend ? backend->name : NULL;
+}
+
+/* Copy a parameter list into one user-freeable allocation. */
+static nixl_param_list_t *params_export(const nixl_param_t *src, size_t n)
+{
+    size_t bytes = sizeof(nixl_param_list_t) + n * sizeof(nixl_param_t);
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(src[i].key) + strlen(src[i].value) + 2;
+    nixl_param_list_t *l = malloc(bytes);
+    if (!l)
+        return NULL;
+    l->count = n;
+    l->items = (nixl_param_t *)(l + 1);
+    char *p = (char *)(l->items + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = strlen(src[i].key) + 1, vl = strlen(src[i].value) + 1;
+        memcpy(p, src[i].key, kl);
+        l->items[i].key = p;
+        p += kl;
+        memcpy(p, src[i].value, vl);
+        l->items[i].value = p;
+        p += vl;
+    }
+    return l;
+}
+
+nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const char *plugin,
+                                           nixl_mem_mask_t *out_mems,
+                                           nixl_param_list_t **out_params)
+{
+    if (!agent || !plugin)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_plugin_params: agent and plugin are required");
+    const nixl_backend_ops_t *ops;
+    nixl_status_t st = nixl_plugin_get(plugin, &ops);
+    if (st != NIXL_SUCCESS)
+        return st;
+    nixl_param_list_t *l = NULL;
+    if (out_params) {
+        l = params_export(ops->default_params, ops->num_default_params);
+        if (!l)
+            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        *out_params = l;
+    }
+    if (out_mems)
+        *out_mems = ops->mems;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_get_backend_params(nixl_agent_t *agent, const nixl_backend_t *backend,
+                                            nixl_mem_mask_t *out_mems,
+                                            nixl_param_list_t **out_params)
+{
+    if (!agent || !backend)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_backend_params: agent and backend are required");
+    if (backend->agent != agent)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "backend %s belongs to another agent",
+                        backend->name);
+    if (out_params) {
+        nixl_param_list_t *l = params_export(backend->params, backend->num_params);
+        if (!l)
+            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        *out_params = l;
+    }
+    if (out_mems)
+        *out_mems = backend->ops->mems;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_get_avail_plugins(nixl_agent_t *agent, char ***out_names,
+                                           size_t *out_count)
+{
+    if (!agent || !out_names || !out_count)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_avail_plugins: agent and outputs are required");
+    return nixl_plugin_list(out_names, out_count);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Agent                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static nixl_status_t telemetry_enabled(const nixl_agent_config_t *cfg, const char *name,
+                                       bool *out)
+{
+    bool env = false;
+    nixl_status_t st = nixl_config_bool("NIXL_TELEMETRY_ENABLE", &env);
+    if (st == NIXL_SUCCESS) {
+        if (!env && cfg->capture_telemetry)
+            NIXL_WARN("agent '%s': NIXL_TELEMETRY_ENABLE is false, ignoring telemetry requested "
+                      "through agent config", name);
+        *out = env;
+        return NIXL_SUCCESS;
+    }
+    if (st != NIXL_ERR_NOT_FOUND)
+        return st;
+    *out = cfg->capture_telemetry;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg,
+                                nixl_agent_t **out)
+{
+    if (!out)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "agent_create: out is NULL");
+    if (!agent_name_valid(name))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "agent name must be 1 to %d bytes (got %s)",
+                        NIXL_MAX_NAME, name ? (*name ? "a longer one" : "an empty one") : "NULL");
+    nixl_agent_config_t c;
+    nixl_agent_config_init(&c);
+    if (cfg) {
+        if (cfg->struct_size < offsetof(nixl_agent_config_t, use_prog_thread) ||
+            cfg->struct_size > sizeof(c))
+            return nixl_err(NIXL_ERR_INVALID_PARAM,
+                            "config struct_size %zu is not valid (use nixl_agent_config_init)",
+                            cfg->struct_size);
+        memcpy(&c, cfg, cfg->struct_size);
+        c.struct_size = sizeof(c);
+    }
+    if (c.sync_mode != NIXL_THREAD_SYNC_NONE && c.sync_mode != NIXL_THREAD_SYNC_STRICT &&
+        c.sync_mode != NIXL_THREAD_SYNC_RW)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "unknown sync_mode %d", (int)c.sync_mode);
+    if (c.listen_port < 0 || c.listen_port > 65535)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "listen_port %d is not a TCP port", c.listen_port);
+    if (c.use_listen_thread)
+        return nixl_err(NIXL_ERR_NOT_SUPPORTED,
+                        "the metadata side-channel listener is not available in this build yet; "
+                        "exchange metadata with nixl_agent_get_local_md/load_remote_md");
+
+    nixl_status_t st = nixl_config_load();
+    if (st != NIXL_SUCCESS)
+        return st;
+    bool telemetry;
+    st = telemetry_enabled(&c, name, &telemetry);
+    if (st != NIXL_SUCCESS)
+        return st;
+
+    nixl_agent_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+    a->name = strdup(name);
+    a->self = peer_alloc(name);
+    if (!a->name || !a->self) {
+        free(a->name);
+        peer_unref(a->self);
+        free(a);
+        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+    }
+    a->self->is_self = true;
+    a->cfg = c;
+    a->telemetry = telemetry;
+    a->strict = c.sync_mode == NIXL_THREAD_SYNC_STRICT;
+    pthread_rwlock_init(&a->lock, NULL);
+    pthread_mutex_init(&a->handles_lock, NULL);
+    NIXL_INFO("agent '%s' created (sync mode %d, telemetry %s)", name, (int)c.sync_mode,
+              telemetry ? "on" : "off");
+    *out = a;
+    return NIXL_SUCCESS;
+}
+
+const char *nixl_agent_name(const nixl_agent_t *agent)
+{
+    return agent ? agent->name : NULL;
+}
+
+/* Deregister everything still registered (loopback metadata first). */
+static void local_unload_all(nixl_agent_t *a)
+{
+    for (unsigned e = 0; e < a->num_engines; e++) {
+        nixl_backend_t *b = a->engines[e];
+        for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
+            nixl_section_t *lb = &a->self->sections[e][t];
+            for (size_t i = 0; i < lb->count; i++)
+                b->ops->unload_md(b->eng, &lb->regions[i].md, 1);
+            nixl_section_free(lb);
+            nixl_section_t *s = &a->local[e][t];
+            for (size_t i = 0; i < s->count; i++)
+                b->ops->deregister_mem(b->eng, &s->regions[i].md, 1);
+            nixl_section_free(s);
+        }
+    }
+}
+
+void nixl_agent_destroy(nixl_agent_t *agent)
+{
+    if (!agent)
+        return;
+    agent_wrlock(agent);
+    xfer_release_all(agent);
+    for (unsigned h = 0; h < PEER_BUCKETS; h++)
+        while (agent->peers[h])
+            peer_remove(agent, agent->peers[h]);
+    local_unload_all(agent);
+    for (unsigned e = 0; e < agent->num_engines; e++) {
+        nixl_backend_t *b = agent->engines[e];
+        b->ops->destroy(b->eng);
+        notif_queue_free(b);
+        pthread_mutex_destroy(&b->notif_lock);
+        free(b->params);
+        free(b);
+    }
+    agent_unlock(agent);
+    NIXL_INFO("agent '%s' destroyed", agent->name);
+    atomic_store(&agent->self->valid, false);
+    peer_unref(agent->self);
+    pthread_rwlock_destroy(&agent->lock);
+    pthread_mutex_destroy(&agent->handles_lock);
+    free(agent->name);
+    free(agent);
+}

@@ -1,0 +1,187 @@
+/*
+ * agent_impl.h - the agent's internal state, shared by the core's files (agent.c, mem.c,
+ * metadata.c, xfer.c, notif.c).
+ *
+ * Locking: agent->lock is a reader/writer lock. Control calls (backends, registration,
+ * metadata) take it exclusively; data-path calls (prep, make, create, post, status, release,
+ * gen_notif) take it shared, or exclusively in NIXL_THREAD_SYNC_STRICT. Notification queues
+ * have their own mutex per engine because plugins push into them from their threads.
+ */
+#ifndef NIXL_CORE_AGENT_IMPL_H
+#define NIXL_CORE_AGENT_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "nixl.h"
+#include "nixl_plugin.h"
+#include "registry.h"
+
+#define NIXL_MAX_ENGINES 16
+#define NIXL_MAX_NAME 255
+
+/* A queued notification: the sender's name and the payload, one allocation. */
+typedef struct nixl_notif_entry {
+    struct nixl_notif_entry *next;
+    size_t name_len;
+    size_t msg_len;
+    char data[]; /* name, NUL, payload */
+} nixl_notif_entry_t;
+
+struct nixl_backend {
+    nixl_agent_t *agent;
+    const nixl_backend_ops_t *ops;
+    nixl_be_engine_t *eng;
+    nixl_host_t host;
+    unsigned index;  /* position in agent->engines (creation order) */
+    unsigned rank;   /* position in the preference order (docs/backends.md) */
+    const char *name; /* ops->name */
+    nixl_param_t *params; /* what the user passed, plus defaults the user did not set */
+    size_t num_params;
+    const void *conn_info; /* owned by the engine */
+    size_t conn_len;
+    /* Notifications pushed by the plugin, waiting for get_notifs. */
+    pthread_mutex_t notif_lock;
+    nixl_notif_entry_t *notif_head, **notif_tail;
+};
+
+typedef enum peer_conn_state {
+    PEER_CONN_NONE = 0, /* no connection info for this engine */
+    PEER_CONN_LOADED,   /* loaded into the engine */
+    PEER_CONN_UNREACHABLE, /* the engine cannot reach this peer (another host for SHM) */
+} peer_conn_state_t;
+
+/* A blob arena: the region blobs of one metadata load, freed when the peer goes. */
+typedef struct nixl_arena {
+    struct nixl_arena *next;
+    uint8_t data[];
+} nixl_arena_t;
+
+/*
+ * A peer, or the agent itself (loopback). Requests hold a reference, so a peer object outlives
+ * its invalidation until the last request made against it is released; `valid` and
+ * `generation` tell such requests that they are stale.
+ */
+typedef struct nixl_peer {
+    struct nixl_peer *next; /* hash chain */
+    atomic_int refs;
+    atomic_bool valid;
+    uint64_t generation;
+    bool is_self;
+    char *name;
+    peer_conn_state_t conn[NIXL_MAX_ENGINES];
+    uint8_t *conn_info[NIXL_MAX_ENGINES];
+    size_t conn_len[NIXL_MAX_ENGINES];
+    nixl_section_t sections[NIXL_MAX_ENGINES][NIXL_MEM_COUNT];
+    nixl_arena_t *arenas;
+} nixl_peer_t;
+
+#define PEER_BUCKETS 64
+
+struct nixl_agent {
+    char *name;
+    nixl_agent_config_t cfg;
+    bool telemetry;
+    pthread_rwlock_t lock;
+    bool strict;
+
+    nixl_backend_t *engines[NIXL_MAX_ENGINES];
+    unsigned num_engines;
+
+    /* Our registered regions, per engine and memory type. */
+    nixl_section_t local[NIXL_MAX_ENGINES][NIXL_MEM_COUNT];
+
+    nixl_peer_t *self; /* loopback sections; created with the agent */
+    nixl_peer_t *peers[PEER_BUCKETS];
+
+    /* Requests and prepared lists not released yet (freed at destroy). */
+    pthread_mutex_t handles_lock;
+    struct nixl_xfer_req *reqs;
+    struct nixl_dlist *dlists;
+};
+
+struct nixl_dlist {
+    struct nixl_dlist *prev, *next;
+    nixl_agent_t *agent;
+    nixl_peer_t *peer; /* NULL for the local side; referenced */
+    uint64_t generation;
+    nixl_mem_t type;
+    size_t count;
+    uint32_t engines; /* bit per engine index for which the whole list validated */
+    nixl_be_desc_t *resolved[NIXL_MAX_ENGINES]; /* count elements each, one allocation */
+};
+
+struct nixl_xfer_req {
+    struct nixl_xfer_req *prev, *next;
+    nixl_agent_t *agent;
+    nixl_backend_t *engine;
+    nixl_peer_t *peer; /* referenced */
+    uint64_t generation;
+    nixl_xfer_op_t op;
+    nixl_be_req_t *be_req;
+    _Atomic int status;
+    bool has_notif;
+    uint8_t *notif;
+    size_t notif_len;
+    size_t count;        /* descriptors given to the backend (after merging) */
+    uint64_t total_bytes;
+    /* telemetry */
+    uint64_t start_ns;
+    uint64_t post_ns;
+    uint64_t done_ns;
+};
+
+/* ---- locking ---- */
+static inline void agent_wrlock(nixl_agent_t *a)
+{
+    pthread_rwlock_wrlock(&a->lock);
+}
+static inline void agent_rdlock(nixl_agent_t *a)
+{
+    if (a->strict)
+        pthread_rwlock_wrlock(&a->lock);
+    else
+        pthread_rwlock_rdlock(&a->lock);
+}
+static inline void agent_unlock(nixl_agent_t *a)
+{
+    pthread_rwlock_unlock(&a->lock);
+}
+
+/* ---- peers (agent.c) ---- */
+nixl_peer_t *peer_find(nixl_agent_t *a, const char *name);
+/* A new, empty peer in the table (generation assigned). NULL when memory is short. */
+nixl_peer_t *peer_create(nixl_agent_t *a, const char *name);
+/* Take the peer out of the table, unload its regions, disconnect its engines, mark it stale. */
+void peer_remove(nixl_agent_t *a, nixl_peer_t *p);
+void peer_ref(nixl_peer_t *p);
+void peer_unref(nixl_peer_t *p);
+/* Whether `name` is valid as an agent name (non-empty, <= NIXL_MAX_NAME). */
+bool agent_name_valid(const char *name);
+
+/* ---- engines (agent.c) ---- */
+/* The engines an optional-argument hint names, as a bit mask; or all. INVALID_PARAM for a
+ * handle of another agent. */
+nixl_status_t engines_from_opt(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t *mask,
+                               bool *hinted);
+/* Engine indices of `mask` in preference order, or in hint order when hinted. */
+size_t engines_ordered(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t mask,
+                       unsigned *out);
+nixl_backend_t *engine_by_name(nixl_agent_t *a, const char *name, size_t len);
+
+/* ---- notifications (notif.c) ---- */
+void notif_host_push(void *ctx, const char *agent, size_t agent_len, const void *msg, size_t len);
+void notif_queue_free(nixl_backend_t *b);
+
+/* ---- transfers (xfer.c) ---- */
+void xfer_release_all(nixl_agent_t *a);
+
+/* ---- time ---- */
+uint64_t nixl_now_ns(void);
+
+/* Whether optional arguments carry field `f` (callers compiled against older headers). */
+#define OPT_HAS(opt, f)                                                                      \
+    ((opt) && (opt)->struct_size >= offsetof(nixl_opt_args_t, f) + sizeof((opt)->f))
+
+#endif

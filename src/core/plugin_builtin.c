@@ -1,0 +1,8 @@
+#include "plugin_builtin.h"
+
+#include "shm/shm.h"
+
+const nixl_builtin_plugin_t nixl_builtin_plugins[] = {
+    {"SHM", nixl_shm_plugin_init},
+};
+const size_t nixl_num_builtin_plugins = sizeof(nixl_builtin_plugins) / sizeof(nixl_builtin_plugins[0]);

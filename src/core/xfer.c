@@ -1,0 +1,720 @@
+/* xfer.c - prepared lists, transfer requests and their state machine (reference 6.1-6.10). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_impl.h"
+#include "error.h"
+#include "log.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Handle bookkeeping: everything not released is freed by nixl_agent_destroy().               */
+/* ------------------------------------------------------------------------------------------ */
+
+static void req_link(nixl_agent_t *a, nixl_xfer_req_t *r)
+{
+    pthread_mutex_lock(&a->handles_lock);
+    r->prev = NULL;
+    r->next = a->reqs;
+    if (a->reqs)
+        a->reqs->prev = r;
+    a->reqs = r;
+    pthread_mutex_unlock(&a->handles_lock);
+}
+
+static void req_unlink(nixl_agent_t *a, nixl_xfer_req_t *r)
+{
+    pthread_mutex_lock(&a->handles_lock);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        a->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    pthread_mutex_unlock(&a->handles_lock);
+}
+
+static void dlist_link(nixl_agent_t *a, nixl_dlist_t *d)
+{
+    pthread_mutex_lock(&a->handles_lock);
+    d->prev = NULL;
+    d->next = a->dlists;
+    if (a->dlists)
+        a->dlists->prev = d;
+    a->dlists = d;
+    pthread_mutex_unlock(&a->handles_lock);
+}
+
+static void dlist_unlink(nixl_agent_t *a, nixl_dlist_t *d)
+{
+    pthread_mutex_lock(&a->handles_lock);
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        a->dlists = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    pthread_mutex_unlock(&a->handles_lock);
+}
+
+static void dlist_free(nixl_dlist_t *d)
+{
+    for (unsigned e = 0; e < NIXL_MAX_ENGINES; e++)
+        free(d->resolved[e]);
+    peer_unref(d->peer);
+    free(d);
+}
+
+static void req_free(nixl_xfer_req_t *r)
+{
+    peer_unref(r->peer);
+    free(r->notif);
+    free(r);
+}
+
+void xfer_release_all(nixl_agent_t *a)
+{
+    while (a->reqs) {
+        nixl_xfer_req_t *r = a->reqs;
+        a->reqs = r->next;
+        if (r->be_req && r->engine->ops->release_req(r->engine->eng, r->be_req) != NIXL_SUCCESS)
+            NIXL_WARN("agent '%s': a transfer could not be aborted at destroy", a->name);
+        req_free(r);
+    }
+    while (a->dlists) {
+        nixl_dlist_t *d = a->dlists;
+        a->dlists = d->next;
+        dlist_free(d);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Resolution: descriptors -> (descriptor, region metadata)                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Resolve every descriptor against one section. Consecutive descriptors usually fall in the
+ * same region, so the last hit is tried before the O(log n) search. */
+static bool resolve(const nixl_section_t *s, const nixl_desc_t *descs, size_t count,
+                    nixl_be_desc_t *out, size_t *bad)
+{
+    const nixl_region_t *last = NULL;
+    for (size_t i = 0; i < count; i++) {
+        const nixl_desc_t *d = &descs[i];
+        if (!last || !nixl_region_covers(last, d->addr, d->len, d->dev_id)) {
+            last = nixl_section_lookup(s, d->addr, d->len, d->dev_id);
+            if (!last) {
+                *bad = i;
+                return false;
+            }
+        }
+        out[i] = (nixl_be_desc_t){d->addr, d->len, d->dev_id, last->md};
+    }
+    return true;
+}
+
+static const nixl_section_t *side_section(nixl_agent_t *a, nixl_peer_t *peer, unsigned e,
+                                          nixl_mem_t type)
+{
+    if (!peer)
+        return &a->local[e][type];
+    if (peer->is_self)
+        return (a->engines[e]->ops->caps & NIXL_BE_CAP_LOCAL) ? &peer->sections[e][type] : NULL;
+    return peer->conn[e] == PEER_CONN_LOADED ? &peer->sections[e][type] : NULL;
+}
+
+static const char *side_name(const nixl_peer_t *peer)
+{
+    return peer ? peer->name : "local";
+}
+
+static nixl_status_t misfit(nixl_agent_t *a, const nixl_desc_t *descs, size_t bad,
+                            unsigned tried, nixl_peer_t *peer, nixl_mem_t type)
+{
+    if (!tried)
+        return nixl_err(NIXL_ERR_NOT_FOUND, "no backend has %s regions registered for side '%s'",
+                        nixl_mem_str(type), side_name(peer));
+    (void)a;
+    return nixl_err(NIXL_ERR_NOT_FOUND,
+                    "descriptor %zu (addr 0x%lx, len %zu, dev %lu) is not inside one registered "
+                    "%s region of side '%s'", bad, (unsigned long)descs[bad].addr, descs[bad].len,
+                    (unsigned long)descs[bad].dev_id, nixl_mem_str(type), side_name(peer));
+}
+
+static nixl_status_t check_op(nixl_xfer_op_t op)
+{
+    if (op != NIXL_READ && op != NIXL_WRITE)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "transfer operation %d is neither READ nor WRITE",
+                        (int)op);
+    return NIXL_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Prepared lists                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_name,
+                                         nixl_mem_t type, const nixl_desc_t *descs, size_t count,
+                                         const nixl_opt_args_t *opt, nixl_dlist_t **out)
+{
+    if (!agent || !agent_name || !out || (count && !descs) || (unsigned)type >= NIXL_MEM_COUNT)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "prep_xfer_dlist: agent, agent_name, out and a "
+                                                "valid memory type are required");
+    if (!count)
+        return nixl_err(NIXL_ERR_NOT_FOUND, "prep_xfer_dlist: the descriptor list is empty");
+    agent_rdlock(agent);
+    nixl_status_t st;
+    nixl_dlist_t *d = NULL;
+    nixl_peer_t *peer = NULL;
+    if (!*agent_name) {
+        peer = NULL;
+    } else if (!strcmp(agent_name, agent->name)) {
+        peer = agent->self;
+    } else if (!(peer = peer_find(agent, agent_name))) {
+        st = nixl_err(NIXL_ERR_NOT_FOUND, "prep_xfer_dlist: no metadata of '%s' is loaded",
+                      agent_name);
+        goto out;
+    }
+    uint32_t mask;
+    bool hinted;
+    st = engines_from_opt(agent, opt, &mask, &hinted);
+    if (st != NIXL_SUCCESS)
+        goto out;
+    d = calloc(1, sizeof(*d));
+    if (!d) {
+        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        goto out;
+    }
+    unsigned tried = 0;
+    size_t bad = 0;
+    for (unsigned e = 0; e < agent->num_engines; e++) {
+        const nixl_section_t *s = side_section(agent, peer, e, type);
+        if (!(mask & (1u << e)) || !s || !s->count)
+            continue;
+        tried++;
+        nixl_be_desc_t *r = malloc(count * sizeof(*r));
+        if (!r) {
+            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            goto out;
+        }
+        size_t b = 0;
+        if (resolve(s, descs, count, r, &b)) {
+            d->resolved[e] = r;
+            d->engines |= 1u << e;
+        } else {
+            bad = b > bad ? b : bad;
+            free(r);
+        }
+    }
+    if (!d->engines) {
+        st = misfit(agent, descs, bad, tried, peer, type);
+        nixl_err_prefix("prep_xfer_dlist");
+        goto out;
+    }
+    d->agent = agent;
+    d->type = type;
+    d->count = count;
+    d->peer = peer;
+    if (peer) {
+        peer_ref(peer);
+        d->generation = peer->generation;
+    }
+    dlist_link(agent, d);
+    *out = d;
+    d = NULL;
+out:
+    agent_unlock(agent);
+    if (d)
+        dlist_free(d);
+    return st;
+}
+
+nixl_status_t nixl_agent_release_dlist(nixl_agent_t *agent, nixl_dlist_t *dlist)
+{
+    if (!dlist)
+        return NIXL_SUCCESS;
+    if (!agent || dlist->agent != agent)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "release_dlist: the list belongs to another agent");
+    dlist_unlink(agent, dlist);
+    dlist_free(dlist);
+    return NIXL_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Requests                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static nixl_xfer_req_t *req_alloc(size_t count, nixl_be_desc_t **local, nixl_be_desc_t **remote)
+{
+    if (count > (SIZE_MAX - sizeof(nixl_xfer_req_t)) / (2 * sizeof(nixl_be_desc_t)))
+        return NULL;
+    /* The resolved lists only live until the backend has prepared its own form. */
+    nixl_xfer_req_t *r = malloc(sizeof(*r));
+    nixl_be_desc_t *descs = malloc(2 * count * sizeof(*descs));
+    if (!r || !descs) {
+        free(r);
+        free(descs);
+        return NULL;
+    }
+    memset(r, 0, sizeof(*r));
+    *local = descs;
+    *remote = descs + count;
+    return r;
+}
+
+static nixl_status_t req_notif_from_opt(nixl_xfer_req_t *r, const nixl_opt_args_t *opt)
+{
+    free(r->notif);
+    r->notif = NULL;
+    r->notif_len = 0;
+    r->has_notif = OPT_HAS(opt, notif_len) && opt->has_notif;
+    if (!r->has_notif)
+        return NIXL_SUCCESS;
+    if (opt->notif_len && !opt->notif)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "opt->notif is NULL with notif_len %zu",
+                        opt->notif_len);
+    if (opt->notif_len) {
+        r->notif = malloc(opt->notif_len);
+        if (!r->notif)
+            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        memcpy(r->notif, opt->notif, opt->notif_len);
+        r->notif_len = opt->notif_len;
+    }
+    if (!(r->engine->ops->caps & NIXL_BE_CAP_NOTIF))
+        return nixl_err(NIXL_ERR_BACKEND, "backend %s does not support notifications",
+                        r->engine->name);
+    return NIXL_SUCCESS;
+}
+
+static nixl_be_xfer_opts_t req_be_opts(const nixl_xfer_req_t *r, const nixl_opt_args_t *opt)
+{
+    nixl_be_xfer_opts_t o = {.has_notif = r->has_notif, .notif = r->notif,
+                             .notif_len = r->notif_len};
+    if (OPT_HAS(opt, custom_param_len) && opt->custom_param_len) {
+        o.custom_param = opt->custom_param;
+        o.custom_param_len = opt->custom_param_len;
+    }
+    return o;
+}
+
+/* Hand the resolved lists to the engine; on success the request is complete and linked. */
+static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_be_desc_t *local,
+                                const nixl_be_desc_t *remote, size_t n,
+                                const nixl_opt_args_t *opt)
+{
+    nixl_be_xfer_opts_t o = req_be_opts(r, opt);
+    nixl_err_clear();
+    nixl_status_t st = r->engine->ops->prep_xfer(r->engine->eng, r->op, local, remote, n,
+                                                 r->peer->name, &o, &r->be_req);
+    if (st != NIXL_SUCCESS) {
+        if (!nixl_last_error()[0])
+            nixl_err_set("%s could not prepare the transfer", r->engine->name);
+        return st;
+    }
+    r->agent = a;
+    r->count = n;
+    atomic_init(&r->status, NIXL_ERR_NOT_POSTED);
+    peer_ref(r->peer);
+    req_link(a, r);
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                       const nixl_dlist_t *local, const int *local_idx,
+                                       size_t local_count, const nixl_dlist_t *remote,
+                                       const int *remote_idx, size_t remote_count,
+                                       const nixl_opt_args_t *opt, nixl_xfer_req_t **out)
+{
+    if (!agent || !local || !remote || !out)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "make_xfer_req: agent, both lists and out are "
+                                                "required");
+    nixl_status_t st = check_op(op);
+    if (st != NIXL_SUCCESS)
+        return st;
+    if (local->agent != agent || remote->agent != agent)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "make_xfer_req: a list belongs to another agent");
+    if (local->peer)
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "make_xfer_req: the local list was prepared for agent '%s', not the "
+                        "local side", local->peer->name);
+    if (!remote->peer)
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "make_xfer_req: the remote list was prepared for the local side");
+    if (!local_count || local_count != remote_count || !local_idx || !remote_idx)
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "make_xfer_req: index lists must be non-empty and of equal length "
+                        "(got %zu and %zu)", local_count, remote_count);
+
+    agent_rdlock(agent);
+    nixl_xfer_req_t *r = NULL;
+    nixl_be_desc_t *ld = NULL, *rd = NULL;
+    uint32_t mask;
+    bool hinted;
+    st = engines_from_opt(agent, opt, &mask, &hinted);
+    if (st != NIXL_SUCCESS)
+        goto out;
+    unsigned order[NIXL_MAX_ENGINES];
+    size_t n_engines = engines_ordered(agent, opt, mask & local->engines & remote->engines, order);
+    if (!n_engines) {
+        st = nixl_err(NIXL_ERR_INVALID_PARAM,
+                      "make_xfer_req: no backend prepared both lists%s",
+                      hinted ? " among the given backends" : "");
+        goto out;
+    }
+    nixl_peer_t *peer = remote->peer;
+    if (!atomic_load(&peer->valid) || peer->generation != remote->generation) {
+        st = nixl_err(NIXL_ERR_NOT_FOUND,
+                      "make_xfer_req: the metadata of '%s' was invalidated after the remote list "
+                      "was prepared", peer->name);
+        goto out;
+    }
+    unsigned e = order[0];
+    r = req_alloc(local_count, &ld, &rd);
+    if (!r) {
+        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        goto out;
+    }
+    r->engine = agent->engines[e];
+    r->peer = peer;
+    r->generation = peer->generation;
+    r->op = op;
+    st = req_notif_from_opt(r, opt);
+    if (st != NIXL_SUCCESS)
+        goto out;
+
+    const nixl_be_desc_t *L = local->resolved[e], *R = remote->resolved[e];
+    bool merge = !(OPT_HAS(opt, skip_desc_merge) && opt->skip_desc_merge);
+    size_t n = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < local_count; i++) {
+        int li = local_idx[i], ri = remote_idx[i];
+        if (li < 0 || (size_t)li >= local->count || ri < 0 || (size_t)ri >= remote->count) {
+            st = nixl_err(NIXL_ERR_INVALID_PARAM,
+                          "make_xfer_req: index pair %zu (%d, %d) is out of range (lists of %zu "
+                          "and %zu)", i, li, ri, local->count, remote->count);
+            goto out;
+        }
+        const nixl_be_desc_t *l = &L[li], *rr = &R[ri];
+        if (l->len != rr->len) {
+            st = nixl_err(NIXL_ERR_INVALID_PARAM,
+                          "make_xfer_req: pair %zu has lengths %zu (local) and %zu (remote)", i,
+                          l->len, rr->len);
+            goto out;
+        }
+        bytes += l->len;
+        /* Fuse a pair that continues the previous one on both sides, inside the same
+         * region (same metadata), when the indices advance together. */
+        if (merge && n && li == local_idx[i - 1] + 1 && ri == remote_idx[i - 1] + 1) {
+            nixl_be_desc_t *pl = &ld[n - 1], *pr = &rd[n - 1];
+            if (pl->md == l->md && pr->md == rr->md && pl->dev_id == l->dev_id &&
+                pr->dev_id == rr->dev_id && pl->addr + pl->len == l->addr &&
+                pr->addr + pr->len == rr->addr) {
+                pl->len += l->len;
+                pr->len += rr->len;
+                continue;
+            }
+        }
+        ld[n] = *l;
+        rd[n] = *rr;
+        n++;
+    }
+    r->total_bytes = bytes;
+    st = req_finish(agent, r, ld, rd, n, opt);
+    if (st == NIXL_SUCCESS) {
+        *out = r;
+        r = NULL;
+    }
+out:
+    agent_unlock(agent);
+    free(ld);
+    if (r) {
+        free(r->notif);
+        free(r);
+    }
+    return st;
+}
+
+nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                         nixl_mem_t local_type, const nixl_desc_t *local,
+                                         size_t local_count, nixl_mem_t remote_type,
+                                         const nixl_desc_t *remote, size_t remote_count,
+                                         const char *remote_agent, const nixl_opt_args_t *opt,
+                                         nixl_xfer_req_t **out)
+{
+    if (!agent || !remote_agent || !out || (local_count && !local) || (remote_count && !remote) ||
+        (unsigned)local_type >= NIXL_MEM_COUNT || (unsigned)remote_type >= NIXL_MEM_COUNT)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "create_xfer_req: agent, remote_agent, out, the "
+                        "lists and valid memory types are required");
+    nixl_status_t st = check_op(op);
+    if (st != NIXL_SUCCESS)
+        return st;
+    if (local_count != remote_count)
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "create_xfer_req: %zu local and %zu remote descriptors", local_count,
+                        remote_count);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < local_count; i++) {
+        if (local[i].len != remote[i].len)
+            return nixl_err(NIXL_ERR_INVALID_PARAM,
+                            "create_xfer_req: pair %zu has lengths %zu (local) and %zu (remote)",
+                            i, local[i].len, remote[i].len);
+        bytes += local[i].len;
+    }
+    if (!local_count)
+        return nixl_err(NIXL_ERR_NOT_FOUND, "create_xfer_req: the descriptor lists are empty");
+
+    agent_rdlock(agent);
+    nixl_xfer_req_t *r = NULL;
+    nixl_be_desc_t *ld = NULL, *rd = NULL;
+    nixl_peer_t *peer;
+    if (!strcmp(remote_agent, agent->name))
+        peer = agent->self;
+    else if (!(peer = peer_find(agent, remote_agent))) {
+        st = nixl_err(NIXL_ERR_NOT_FOUND, "create_xfer_req: no metadata of '%s' is loaded",
+                      remote_agent);
+        goto out;
+    }
+    uint32_t mask;
+    bool hinted;
+    st = engines_from_opt(agent, opt, &mask, &hinted);
+    if (st != NIXL_SUCCESS)
+        goto out;
+    unsigned order[NIXL_MAX_ENGINES];
+    size_t n_engines = engines_ordered(agent, opt, mask, order);
+    r = req_alloc(local_count, &ld, &rd);
+    if (!r) {
+        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        goto out;
+    }
+    r->peer = peer;
+    r->generation = peer->generation;
+    r->op = op;
+    r->total_bytes = bytes;
+    st = NIXL_ERR_NOT_FOUND;
+    nixl_err_set("create_xfer_req: no backend has %s regions on both sides (local and '%s')",
+                 nixl_mem_str(local_type), remote_agent);
+    for (size_t k = 0; k < n_engines; k++) {
+        unsigned e = order[k];
+        const nixl_section_t *ls = side_section(agent, NULL, e, local_type);
+        const nixl_section_t *rs = side_section(agent, peer, e, remote_type);
+        if (!ls || !rs || !ls->count || !rs->count)
+            continue;
+        size_t bad = 0;
+        if (!resolve(ls, local, local_count, ld, &bad)) {
+            st = misfit(agent, local, bad, 1, NULL, local_type);
+            continue;
+        }
+        if (!resolve(rs, remote, remote_count, rd, &bad)) {
+            st = misfit(agent, remote, bad, 1, peer, remote_type);
+            continue;
+        }
+        r->engine = agent->engines[e];
+        st = req_notif_from_opt(r, opt);
+        if (st != NIXL_SUCCESS)
+            break;
+        /* A backend that cannot prepare this transfer leaves it to the next one. */
+        st = req_finish(agent, r, ld, rd, local_count, opt);
+        if (st == NIXL_SUCCESS)
+            break;
+        NIXL_DEBUG("create_xfer_req: %s could not prepare: %s", agent->engines[e]->name,
+                   nixl_last_error());
+    }
+    if (st == NIXL_SUCCESS) {
+        *out = r;
+        r = NULL;
+    } else {
+        nixl_err_prefix("create_xfer_req");
+    }
+out:
+    agent_unlock(agent);
+    free(ld);
+    if (r) {
+        free(r->notif);
+        free(r);
+    }
+    return st;
+}
+
+/* The peer is gone: forget its metadata so that the user reloads it (generation-checked). */
+static void peer_lost(nixl_agent_t *a, nixl_peer_t *peer, uint64_t generation)
+{
+    if (peer->is_self)
+        return;
+    agent_wrlock(a);
+    if (atomic_load(&peer->valid) && peer->generation == generation &&
+        peer_find(a, peer->name) == peer) {
+        NIXL_INFO("agent '%s': peer '%s' disconnected; its metadata is invalidated", a->name,
+                  peer->name);
+        peer_remove(a, peer);
+    }
+    agent_unlock(a);
+}
+
+static nixl_status_t req_stale(const nixl_xfer_req_t *r)
+{
+    if (!atomic_load(&r->peer->valid))
+        return nixl_err(NIXL_ERR_NOT_FOUND,
+                        "the metadata of '%s' was invalidated after this request was made "
+                        "(make a new request after reloading it)", r->peer->name);
+    return NIXL_SUCCESS;
+}
+
+static bool req_mine(nixl_agent_t *a, const nixl_xfer_req_t *r)
+{
+    return a && r && r->agent == a;
+}
+
+nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
+                                       const nixl_opt_args_t *opt)
+{
+    if (!req_mine(agent, req))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "post_xfer_req: NULL or foreign request");
+    agent_rdlock(agent);
+    const nixl_backend_ops_t *ops = req->engine->ops;
+    nixl_status_t st = req_stale(req);
+    if (st != NIXL_SUCCESS)
+        goto out;
+    if (atomic_load(&req->status) == NIXL_IN_PROG) {
+        st = ops->check_xfer(req->engine->eng, req->be_req);
+        if (st == NIXL_IN_PROG) {
+            st = nixl_err(NIXL_ERR_REPOST_ACTIVE, "post_xfer_req: the previous post is still "
+                                                  "in progress");
+            goto out;
+        }
+        atomic_store(&req->status, st);
+        if (st == NIXL_SUCCESS)
+            req->done_ns = nixl_now_ns();
+        if (st == NIXL_ERR_REMOTE_DISCONNECT)
+            goto out;
+    }
+    if (opt) {
+        st = req_notif_from_opt(req, opt);
+        if (st != NIXL_SUCCESS)
+            goto out;
+    }
+    nixl_be_xfer_opts_t o = req_be_opts(req, opt);
+    uint64_t t0 = agent->telemetry ? nixl_now_ns() : 0;
+    nixl_err_clear();
+    st = ops->post_xfer(req->engine->eng, req->be_req, &o);
+    atomic_store(&req->status, st);
+    if (agent->telemetry) {
+        uint64_t t1 = nixl_now_ns();
+        req->start_ns = t0;
+        req->post_ns = t1 - t0;
+        if (st == NIXL_SUCCESS)
+            req->done_ns = t1;
+    }
+    if (st < 0 && !nixl_last_error()[0])
+        nixl_err_set("%s failed to post the transfer", req->engine->name);
+out:
+    agent_unlock(agent);
+    if (st == NIXL_ERR_REMOTE_DISCONNECT)
+        peer_lost(agent, req->peer, req->generation);
+    return st;
+}
+
+nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *req)
+{
+    if (!req_mine(agent, req))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_xfer_status: NULL or foreign request");
+    nixl_status_t st = atomic_load(&req->status);
+    if (st != NIXL_IN_PROG)
+        return st;
+    agent_rdlock(agent);
+    st = req_stale(req);
+    if (st == NIXL_SUCCESS) {
+        nixl_err_clear();
+        st = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
+        if (st != NIXL_IN_PROG) {
+            if (st == NIXL_SUCCESS && agent->telemetry)
+                req->done_ns = nixl_now_ns();
+            atomic_store(&req->status, st);
+        }
+    }
+    agent_unlock(agent);
+    if (st == NIXL_ERR_REMOTE_DISCONNECT)
+        peer_lost(agent, req->peer, req->generation);
+    return st;
+}
+
+nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req)
+{
+    if (!req)
+        return NIXL_SUCCESS;
+    if (!req_mine(agent, req))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "release_xfer_req: foreign request");
+    agent_rdlock(agent);
+    const nixl_backend_ops_t *ops = req->engine->ops;
+    nixl_status_t st = NIXL_SUCCESS;
+    if (atomic_load(&req->status) == NIXL_IN_PROG) {
+        nixl_status_t now = ops->check_xfer(req->engine->eng, req->be_req);
+        atomic_store(&req->status, now);
+    }
+    nixl_err_clear();
+    st = ops->release_req(req->engine->eng, req->be_req);
+    agent_unlock(agent);
+    if (st != NIXL_SUCCESS) {
+        if (atomic_load(&req->status) == NIXL_IN_PROG)
+            return nixl_err(NIXL_ERR_REPOST_ACTIVE,
+                            "release_xfer_req: %s could not abort the transfer in flight (%s); "
+                            "the request is still valid", req->engine->name, nixl_last_error());
+        NIXL_WARN("release_xfer_req: %s: %s", req->engine->name, nixl_last_error());
+    }
+    req_unlink(agent, req);
+    req_free(req);
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_query_xfer_backend(nixl_agent_t *agent, const nixl_xfer_req_t *req,
+                                            nixl_backend_t **out)
+{
+    if (!req_mine(agent, req) || !out)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "query_xfer_backend: NULL or foreign request");
+    *out = req->engine;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_estimate_xfer_cost(nixl_agent_t *agent, const nixl_xfer_req_t *req,
+                                            int64_t *out_duration_us, int64_t *out_err_margin_us,
+                                            nixl_cost_t *out_method)
+{
+    if (!req_mine(agent, req) || !out_duration_us || !out_err_margin_us || !out_method)
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "estimate_xfer_cost: a request of this agent and all outputs are required");
+    agent_rdlock(agent);
+    nixl_status_t st = req_stale(req);
+    if (st == NIXL_SUCCESS) {
+        if (!req->engine->ops->estimate_cost) {
+            st = nixl_err(NIXL_ERR_NOT_SUPPORTED, "backend %s gives no cost estimates",
+                          req->engine->name);
+        } else {
+            int64_t d = 0, m = 0;
+            nixl_cost_t c = NIXL_COST_ANALYTICAL_BACKEND;
+            st = req->engine->ops->estimate_cost(req->engine->eng, req->be_req, &d, &m, &c);
+            if (st == NIXL_SUCCESS) {
+                *out_duration_us = d;
+                *out_err_margin_us = m;
+                *out_method = c;
+            }
+        }
+    }
+    agent_unlock(agent);
+    return st;
+}
+
+nixl_status_t nixl_agent_get_xfer_telemetry(nixl_agent_t *agent, const nixl_xfer_req_t *req,
+                                            nixl_xfer_telem_t *out)
+{
+    if (!req_mine(agent, req) || !out)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_xfer_telemetry: NULL or foreign request");
+    if (!agent->telemetry)
+        return nixl_err(NIXL_ERR_NO_TELEMETRY, "telemetry is off for agent '%s' (set "
+                        "NIXL_TELEMETRY_ENABLE=y or capture_telemetry)", agent->name);
+    nixl_status_t st = atomic_load(&req->status);
+    if (st != NIXL_SUCCESS)
+        return st;
+    out->start_time_us = req->start_ns / 1000;
+    out->post_duration_us = req->post_ns / 1000;
+    out->xfer_duration_us = req->done_ns > req->start_ns ? (req->done_ns - req->start_ns) / 1000 : 0;
+    out->total_bytes = req->total_bytes;
+    out->desc_count = req->count;
+    return NIXL_SUCCESS;
+}
