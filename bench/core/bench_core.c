@@ -280,13 +280,25 @@ static void *recv_blob(int fd, size_t *n)
     return p;
 }
 
-static size_t count_notifs(nixl_agent_t *a)
+/* Notifications whose payload is `tag` (others, left from earlier phases, are dropped). */
+static size_t count_notifs(nixl_agent_t *a, const char *tag)
 {
     nixl_notif_list_t *l;
     CHECK(nixl_agent_get_notifs(a, NULL, &l));
-    size_t n = l->count;
+    size_t n = 0;
+    for (size_t i = 0; i < l->count; i++)
+        n += l->items[i].msg_len == strlen(tag) && !memcmp(l->items[i].msg, tag, strlen(tag));
     nixl_free(l);
     return n;
+}
+
+/* Give up rather than hang when the other side is gone. */
+static void deadline_check(double start_ns, const char *what)
+{
+    if (now_ns() - start_ns > 30e9) {
+        fprintf(stderr, "bench: no %s within 30 s\n", what);
+        exit(1);
+    }
 }
 
 /*
@@ -332,8 +344,10 @@ static int target_main(int in, int out)
         xread(in, &k, sizeof(k));
         char ack = 'A';
         xwrite(out, &ack, 1);
+        double t0 = now_ns();
         for (uint32_t i = 0; i < k;) {
-            size_t got = count_notifs(a);
+            deadline_check(t0, "ping");
+            size_t got = count_notifs(a, "ping");
             for (size_t j = 0; j < got; j++, i++) {
                 nixl_status_t st = nixl_agent_post_xfer_req(a, pong, NULL);
                 while (st == NIXL_IN_PROG)
@@ -466,8 +480,8 @@ static void bench_two_process(void)
             while (st == NIXL_IN_PROG)
                 st = nixl_agent_get_xfer_status(a, ping);
             CHECK(st);
-            while (count_notifs(a) == 0)
-                ;
+            while (count_notifs(a, "pong") == 0)
+                deadline_check(t0, "pong");
         }
         lat[rep] = (now_ns() - t0) / PINGS / 2 / 1000;
     }

@@ -196,14 +196,32 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
             n++;
         }
     if (b->ops->caps & NIXL_BE_CAP_LOCAL) {
+        /* The loopback entries of these regions. A backend may use one loopback md for many
+         * regions, so the same range listed twice must take two different entries. */
         size_t *lidx = idx + count;
         size_t m = 0;
+        bool *ltaken = calloc(lbs->count ? lbs->count : 1, sizeof(*ltaken));
+        if (!ltaken) {
+            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            goto out;
+        }
         for (size_t i = 0; i < n; i++) {
             const nixl_region_t *r = &s->regions[idx[i]];
             ptrdiff_t k = nixl_section_find_exact(lbs, r->addr, r->len, r->dev_id, r->aux);
-            if (k >= 0)
+            while (k >= 0 && (size_t)k < lbs->count &&
+                   (ltaken[k] || lbs->regions[k].md != r->aux)) {
+                k++;
+                if ((size_t)k < lbs->count && (lbs->regions[k].addr != r->addr ||
+                                               lbs->regions[k].len != r->len ||
+                                               lbs->regions[k].dev_id != r->dev_id))
+                    k = -1;
+            }
+            if (k >= 0 && (size_t)k < lbs->count) {
+                ltaken[k] = true;
                 lidx[m++] = (size_t)k;
+            }
         }
+        free(ltaken);
         /* indices must be ascending for removal */
         for (size_t i = 1; i < m; i++)
             for (size_t j = i; j > 0 && lidx[j - 1] > lidx[j]; j--) {

@@ -298,7 +298,8 @@ static nixl_status_t stage_section(load_ctx_t *c, const nixl_md_view_t *v,
             ptrdiff_t k = nixl_section_find_exact(have, d.addr, d.len, d.dev_id, NULL);
             if (k >= 0) {
                 const nixl_region_t *old = &have->regions[k];
-                if (old->blob_len != r->blob_len || memcmp(old->blob, r->blob, r->blob_len))
+                if (old->blob_len != r->blob_len ||
+                    (r->blob_len && memcmp(old->blob, r->blob, r->blob_len)))
                     return nixl_err(NIXL_ERR_NOT_ALLOWED,
                                     "load_remote_md: agent '%s' changed the %s blob of region "
                                     "0x%lx+%zu (invalidate it first)", p->name, b->name,
@@ -348,7 +349,7 @@ static nixl_status_t stage_section(load_ctx_t *c, const nixl_md_view_t *v,
             const nixl_desc_t *a = &c->descs[kept - 1], *d = &c->descs[cur];
             if (a->addr == d->addr && a->len == d->len && a->dev_id == d->dev_id) {
                 const nixl_be_blob_t *ab = &c->blobs[kept - 1], *db = &c->blobs[cur];
-                if (ab->len != db->len || memcmp(ab->data, db->data, ab->len))
+                if (ab->len != db->len || (ab->len && memcmp(ab->data, db->data, ab->len)))
                     return nixl_err(NIXL_ERR_NOT_ALLOWED,
                                     "load_remote_md: agent '%s' sent region 0x%lx twice with "
                                     "different %s blobs", p->name, (unsigned long)d->addr,
@@ -572,7 +573,8 @@ nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name, 
         return nixl_err(NIXL_ERR_INVALID_PARAM, "check_remote_md: bad arguments");
     agent_rdlock(agent);
     nixl_status_t st = NIXL_ERR_NOT_FOUND;
-    nixl_peer_t *p = peer_find(agent, name);
+    bool self = !strcmp(name, agent->name);
+    nixl_peer_t *p = self ? agent->self : peer_find(agent, name);
     if (!p) {
         nixl_err_set("check_remote_md: no metadata of '%s' is loaded", name);
     } else if (!count) {
@@ -580,7 +582,8 @@ nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name, 
     } else {
         size_t bad = 0;
         for (unsigned e = 0; e < agent->num_engines && st != NIXL_SUCCESS; e++)
-            if (p->conn[e] == PEER_CONN_LOADED &&
+            if ((self ? (agent->engines[e]->ops->caps & NIXL_BE_CAP_LOCAL) != 0
+                      : p->conn[e] == PEER_CONN_LOADED) &&
                 section_covers_all(&p->sections[e][type], descs, count, &bad))
                 st = NIXL_SUCCESS;
         if (st != NIXL_SUCCESS)

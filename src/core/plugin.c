@@ -119,10 +119,11 @@ static nixl_status_t load_file(const char *name, const nixl_backend_ops_t **out)
     nixl_plugin_init_fn init;
     *(void **)&init = dlsym(h, NIXL_PLUGIN_INIT_SYMBOL);
     if (!init) {
-        const char *why = dlerror();
+        const char *why = dlerror(); /* freed by dlclose: format it first */
+        nixl_status_t st = nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s: %s exports no %s: %s", name,
+                                    path, NIXL_PLUGIN_INIT_SYMBOL, why ? why : "");
         dlclose(h);
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s: %s exports no %s: %s", name, path,
-                        NIXL_PLUGIN_INIT_SYMBOL, why ? why : "");
+        return st;
     }
     const nixl_backend_ops_t *t = init();
     nixl_status_t st = table_check(t, name, path);
@@ -246,7 +247,8 @@ nixl_status_t nixl_plugin_list(char ***out, size_t *count)
         closedir(d);
     }
     free(dir);
-    qsort(found.names, found.count, sizeof(char *), str_cmp);
+    if (found.count) /* qsort's base must not be NULL, even for 0 elements */
+        qsort(found.names, found.count, sizeof(char *), str_cmp);
 
     /* One allocation: the pointer array, then the strings. */
     size_t total = have.count + found.count;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -124,6 +125,20 @@ static inline void *t_alloc(size_t len)
     assert_int_equal(posix_memalign(&p, 4096, len ? len : 1), 0);
     memset(p, 0, len);
     return p;
+}
+
+/* Large zeroed buffers straight from the kernel (no memset, freed with t_free_zero). */
+static inline void *t_alloc_zero(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    return p;
+}
+
+static inline void t_free_zero(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len);
 }
 
 static inline nixl_desc_t t_desc(const void *p, size_t len)
@@ -292,8 +307,8 @@ static inline void t_expect_one_notif(nixl_agent_t *target, const char *sender, 
     EXPECT_ST(NIXL_SUCCESS, t_notifs_take(target, &n));
     assert_int_equal(n.count, 1);
     assert_string_equal(n.items[0].agent, sender);
-    assert_int_equal(n.items[0].len, strlen(msg));
     assert_string_equal(n.items[0].msg, msg);
+    assert_int_equal(n.items[0].len, strlen(msg));
     t_notifs_free(&n);
 }
 

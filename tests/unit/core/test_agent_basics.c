@@ -259,6 +259,15 @@ static void test_create_bad_config(void **state)
     cfg.struct_size = sizeof(cfg) + 64;
     EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "struct_size", nixl_agent_create("A", &cfg, &a));
 
+    /* a caller that knows only the first fields: the rest is garbage and must not be read */
+    memset(&cfg, 0xff, sizeof(cfg));
+    cfg.struct_size = offsetof(nixl_agent_config_t, listen_port);
+    cfg.use_prog_thread = false;
+    cfg.use_listen_thread = false;
+    nixl_agent_t *old = NULL;
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_create("A", &cfg, &old));
+    nixl_agent_destroy(old);
+
     nixl_agent_config_init(&cfg);
     cfg.use_listen_thread = true;
     EXPECT_ERR(NIXL_ERR_NOT_SUPPORTED, "listen", nixl_agent_create("A", &cfg, &a));
