@@ -40,9 +40,8 @@ static void shm_destroy(nixl_be_engine_t *eng)
     shm_worker_stop(eng);
     shm_event_stop(eng);
     shm_peers_destroy(eng);
-    if (eng->self)
-        shm_peer_unref(eng->self, 1);
     pthread_mutex_destroy(&eng->peers_lock);
+    pthread_mutex_destroy(&eng->all_lock);
     pthread_mutex_destroy(&eng->ev_lock);
     pthread_mutex_destroy(&eng->work_lock);
     pthread_cond_destroy(&eng->work_cond);
@@ -76,9 +75,10 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->host = host;
     eng->async_threshold = threshold;
     eng->local_md.kind = SHM_MD_LOCAL;
-    eng->listen_fd = eng->wake_fd = eng->ep_fd = -1;
+    eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;
     eng->wq_tail = &eng->wq_head;
     pthread_mutex_init(&eng->peers_lock, NULL);
+    pthread_mutex_init(&eng->all_lock, NULL);
     pthread_mutex_init(&eng->ev_lock, NULL);
     pthread_mutex_init(&eng->work_lock, NULL);
     pthread_cond_init(&eng->work_cond, NULL);

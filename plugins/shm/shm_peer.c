@@ -49,6 +49,13 @@ shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
         peer->pid = getpid();
         atomic_init(&peer->connected, true);
     }
+    pthread_mutex_lock(&eng->all_lock);
+    peer->anext = eng->all_peers;
+    peer->aprev = &eng->all_peers;
+    if (eng->all_peers)
+        eng->all_peers->aprev = &peer->anext;
+    eng->all_peers = peer;
+    pthread_mutex_unlock(&eng->all_lock);
     return peer;
 }
 
@@ -68,16 +75,27 @@ static void sendq_free(shm_peer_t *peer)
     peer->q_bytes = 0;
 }
 
-void shm_peer_unref(shm_peer_t *peer, size_t n)
+static void peer_free(shm_peer_t *peer)
 {
-    if (atomic_fetch_sub_explicit(&peer->refs, n, memory_order_acq_rel) != n)
-        return;
     if (peer->fd >= 0)
         close(peer->fd);
     sendq_free(peer);
     pthread_mutex_destroy(&peer->lock);
     free(peer->name);
     free(peer);
+}
+
+void shm_peer_unref(shm_peer_t *peer, size_t n)
+{
+    if (atomic_fetch_sub_explicit(&peer->refs, n, memory_order_acq_rel) != n)
+        return;
+    nixl_be_engine_t *eng = peer->eng;
+    pthread_mutex_lock(&eng->all_lock);
+    *peer->aprev = peer->anext;
+    if (peer->anext)
+        peer->anext->aprev = peer->aprev;
+    pthread_mutex_unlock(&eng->all_lock);
+    peer_free(peer);
 }
 
 /* peers_lock held */
@@ -113,6 +131,20 @@ void shm_peers_destroy(nixl_be_engine_t *eng)
             shm_peer_unref(peer, 1);
         }
     }
+    if (eng->self) {
+        shm_peer_unref(eng->self, 1);
+        eng->self = NULL;
+    }
+    size_t left = 0;
+    while (eng->all_peers) {
+        shm_peer_t *peer = eng->all_peers;
+        eng->all_peers = peer->anext;
+        peer_free(peer);
+        left++;
+    }
+    if (left)
+        SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: freed %zu peer objects still referenced by "
+                "metadata that was never unloaded", left);
 }
 
 static nixl_status_t peer_gone_error(nixl_be_engine_t *eng, const shm_peer_t *peer)
@@ -152,7 +184,7 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
                        peer->name, (int)peer->pid, peer->info.sock_name, strerror(e));
     }
 
-    struct ucred cred;
+    struct ucred cred = {0};
     socklen_t clen = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
         cred.pid != peer->pid) {
@@ -171,10 +203,10 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
 
 nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
 {
-    if (atomic_load_explicit(&peer->connected, memory_order_acquire))
-        return NIXL_SUCCESS;
     if (atomic_load(&peer->dead) || atomic_load(&peer->forgotten))
         return peer_gone_error(eng, peer);
+    if (atomic_load_explicit(&peer->connected, memory_order_acquire))
+        return NIXL_SUCCESS;
 
     int fd;
     nixl_status_t st = peer_dial(eng, peer, &fd);
@@ -279,7 +311,7 @@ static bool queue_rest(shm_peer_t *peer, const struct iovec *iov, int niov, size
     size_t pos = 0, w = 0;
     for (int i = 0; i < niov; i++) {
         size_t a = iov[i].iov_len;
-        if (pos + a > from) {
+        if (a && pos + a > from) {
             size_t skip = from > pos ? from - pos : 0;
             memcpy(q->data + w, (const uint8_t *)iov[i].iov_base + skip, a - skip);
             w += a - skip;

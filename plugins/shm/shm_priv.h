@@ -12,7 +12,7 @@
  *
  * Locks, always taken in this order (never the other way round):
  *    peers_lock  ->  ev_lock  ->  peer->lock
- *    work_lock is never held together with any of them.
+ *    work_lock is never held together with any of them; all_lock is a leaf.
  *  - peers_lock: the name -> peer table.
  *  - ev_lock: the event slots, every inbound connection's read state and epoll processing, so
  *    the event thread and progress() never interleave reads of one connection and frames are
@@ -95,6 +95,7 @@ typedef struct shm_peer {
     size_t name_len;
     uint64_t hash;
     struct shm_peer *hnext; /* peers_lock */
+    struct shm_peer *anext, **aprev; /* eng->all_peers, all_lock */
     bool is_self;
     pid_t pid;
     shm_conn_info_t info;
@@ -115,7 +116,14 @@ typedef struct shm_peer {
 
 /* ---- event slots ---- */
 
-enum { SHM_SLOT_FREE = 0, SHM_SLOT_LISTEN, SHM_SLOT_WAKE, SHM_SLOT_PEER, SHM_SLOT_CONN };
+enum {
+    SHM_SLOT_FREE = 0,
+    SHM_SLOT_LISTEN,
+    SHM_SLOT_WAKE,
+    SHM_SLOT_INBOUND, /* the epoll set of inbound connections, nested in the main one */
+    SHM_SLOT_PEER,
+    SHM_SLOT_CONN,
+};
 
 typedef struct shm_slot {
     uint32_t gen; /* bumped on free so stale epoll events are recognised */
@@ -161,12 +169,22 @@ struct nixl_be_engine {
     size_t conn_len;
     struct sockaddr_un addr;
     socklen_t addr_len;
-    int listen_fd, wake_fd, ep_fd;
+    int listen_fd, wake_fd;
+    int ep_fd; /* listen, wake-up, outgoing connections, and ep_in while nobody polls */
+    int ep_in; /* inbound connections: what progress() polls */
+    uint64_t ep_in_data;
+    atomic_uint_fast64_t progress_calls;
 
     pthread_mutex_t peers_lock;
     shm_peer_t *buckets[SHM_PEER_BUCKETS];
+    /* Every peer object alive, loaded or not (a leaf lock): destroy frees what the core did
+     * not unload, so a missing unload_md cannot leak. */
+    pthread_mutex_t all_lock;
+    shm_peer_t *all_peers;
 
     pthread_mutex_t ev_lock;
+    struct shm_conn *conns; /* inbound connections */
+    size_t nconns;
     shm_slot_t *slots;
     uint32_t nslots, slot_cap, free_slot;
     pthread_t ev_thread;
@@ -208,7 +226,7 @@ nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const
                                   size_t len);
 void shm_peer_flush(nixl_be_engine_t *eng, shm_peer_t *peer);        /* peer->lock held */
 void shm_peer_close_conn(nixl_be_engine_t *eng, shm_peer_t *peer);   /* ev_lock held */
-void shm_peers_destroy(nixl_be_engine_t *eng);
+void shm_peers_destroy(nixl_be_engine_t *eng); /* the table, then any leftovers */
 nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, const void *blob,
                                    size_t len);
 nixl_status_t shm_connect(nixl_be_engine_t *eng, const char *agent);

@@ -256,13 +256,7 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                        SHM_NOTIF_MAX);
     if (!peer->is_self) {
         /* Connected means the socket name still belongs to the pid we copy into. */
-        st = shm_peer_ensure_connected(eng, peer);
-        if (st == NIXL_SUCCESS && atomic_load(&peer->dead))
-            st = SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' (pid %d) is gone",
-                         peer->name, (int)peer->pid);
-        if (st == NIXL_SUCCESS && atomic_load(&peer->forgotten))
-            st = SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected",
-                         peer->name);
+        st = shm_peer_ensure_connected(eng, peer); /* also refuses dead and forgotten peers */
         if (st != NIXL_SUCCESS) {
             atomic_store(&req->state, st);
             return st;
