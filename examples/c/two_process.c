@@ -101,23 +101,58 @@ static size_t mismatch(const uint8_t *p, size_t n, uint8_t seed)
     return 0;
 }
 
-/* Wait for `count` notifications from `from` whose payload is `tag`. */
+/*
+ * Notifications seen so far, counted per payload: one get_notifs call may return the
+ * notifications of several steps at once, and none may be lost while waiting for another.
+ */
+#define MAX_TAGS 8
+static struct {
+    char tag[16];
+    int count;
+} seen[MAX_TAGS];
+
+static void tally(const char *from, const nixl_notif_list_t *l)
+{
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(l->items[i].agent, from) != 0 || l->items[i].msg_len >= sizeof(seen[0].tag))
+            continue;
+        for (int t = 0; t < MAX_TAGS; t++) {
+            if (!seen[t].tag[0])
+                memcpy(seen[t].tag, l->items[i].msg, l->items[i].msg_len);
+            if (strlen(seen[t].tag) == l->items[i].msg_len &&
+                !memcmp(seen[t].tag, l->items[i].msg, l->items[i].msg_len)) {
+                seen[t].count++;
+                break;
+            }
+        }
+    }
+}
+
+static int *tag_count(const char *tag)
+{
+    for (int t = 0; t < MAX_TAGS; t++)
+        if (!strcmp(seen[t].tag, tag))
+            return &seen[t].count;
+    return NULL;
+}
+
+/* Wait until `count` notifications from `from` with payload `tag` have arrived; consume them. */
 static void wait_notifs(nixl_agent_t *agent, const char *from, const char *tag, int count)
 {
     double deadline = now_s() + 30;
     for (;;) {
+        int *have = tag_count(tag);
+        if (have && *have >= count) {
+            *have -= count;
+            return;
+        }
         nixl_notif_list_t *l;
         CHECK(nixl_agent_get_notifs(agent, NULL, &l));
-        for (size_t i = 0; i < l->count; i++)
-            if (!strcmp(l->items[i].agent, from) && l->items[i].msg_len == strlen(tag) &&
-                !memcmp(l->items[i].msg, tag, l->items[i].msg_len))
-                count--;
+        tally(from, l);
         nixl_free(l);
-        if (count <= 0)
-            return;
         if (now_s() > deadline) {
-            fprintf(stderr, "%d '%s' notification(s) from %s missing after 30 s\n", count, tag,
-                    from);
+            fprintf(stderr, "%d '%s' notification(s) from %s missing after 30 s\n",
+                    count - (have ? *have : 0), tag, from);
             exit(1);
         }
     }

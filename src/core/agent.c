@@ -388,7 +388,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         .enable_telemetry = agent->telemetry,
         .host = &b->host,
     };
-    nixl_err_clear();
+    nixl_err_arm();
     st = ops->create(&init, &b->eng);
     if (st != NIXL_SUCCESS || !b->eng) {
         nixl_err_prefix("%s backend failed to start", plugin);

@@ -7,10 +7,22 @@
 #define NIXL_ERR_MAX 1024
 
 static _Thread_local char last_error[NIXL_ERR_MAX];
+static _Thread_local bool armed; /* no reason given since nixl_err_arm() */
 
 void nixl_err_vset(const char *fmt, va_list ap)
 {
+    armed = false;
     vsnprintf(last_error, sizeof(last_error), fmt, ap);
+}
+
+void nixl_err_arm(void)
+{
+    armed = true;
+}
+
+bool nixl_err_unset(void)
+{
+    return armed;
 }
 
 void nixl_err_set(const char *fmt, ...)
@@ -35,6 +47,9 @@ void nixl_err_prefix(const char *fmt, ...)
     char old[NIXL_ERR_MAX];
     char head[NIXL_ERR_MAX];
     memcpy(old, last_error, sizeof(old));
+    if (armed)
+        old[0] = '\0';
+    armed = false;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(head, sizeof(head), fmt, ap);
@@ -45,12 +60,13 @@ void nixl_err_prefix(const char *fmt, ...)
         snprintf(last_error, sizeof(last_error), "%s", head);
 }
 
-void nixl_err_clear(void)
-{
-    last_error[0] = '\0';
-}
-
 const char *nixl_last_error(void)
 {
     return last_error;
+}
+
+void nixl_err_clear(void)
+{
+    last_error[0] = '\0';
+    armed = true;
 }

@@ -3,6 +3,7 @@
 #define NIXL_CORE_ERROR_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include "nixl.h"
 
@@ -12,8 +13,18 @@ nixl_status_t nixl_err(nixl_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void nixl_err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void nixl_err_vset(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
-/* Prefix the current reason with more context: "<prefix>: <old reason>". */
-void nixl_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Before calling into a plugin: remember that no reason has been given yet, without wiping the
+ * reason of an earlier failure (it must survive successful calls). After the call,
+ * nixl_err_unset() says whether the plugin gave a reason, and nixl_err_prefix() does not put
+ * the stale text of an earlier failure behind its context.
+ */
+void nixl_err_arm(void);
+bool nixl_err_unset(void);
+/* Wipe the reason (tests use it to see that a call sets one). */
 void nixl_err_clear(void);
+/* Prefix the reason with more context: "<prefix>: <reason>" ("<prefix>" if none was given
+ * since nixl_err_arm()). */
+void nixl_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

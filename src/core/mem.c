@@ -36,10 +36,13 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
         goto out_free;
     }
     nixl_be_md_t **lb = mds + count;
-    nixl_err_clear();
+    nixl_err_arm();
     st = ops->register_mem(b->eng, type, descs, count, mds);
-    if (st != NIXL_SUCCESS)
+    if (st != NIXL_SUCCESS) {
+        if (nixl_err_unset())
+            nixl_err_set("%s refused the registration", b->name);
         goto out_free;
+    }
     if (local) {
         st = ops->load_local_md(b->eng, mds, count, lb);
         if (st != NIXL_SUCCESS)
@@ -347,8 +350,10 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
     nixl_query_resp_t *raw = calloc(count ? count : 1, sizeof(*raw));
     if (!raw)
         return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
-    nixl_err_clear();
+    nixl_err_arm();
     st = b->ops->query_mem(b->eng, type, descs, count, raw);
+    if (st != NIXL_SUCCESS && nixl_err_unset())
+        nixl_err_set("query_mem: %s failed", b->name);
     if (st == NIXL_SUCCESS) {
         nixl_query_resp_t *packed = query_pack(raw, count);
         if (packed)

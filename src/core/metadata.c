@@ -226,9 +226,11 @@ static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
         if (!copy)
             return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
         memcpy(copy, conn->info, conn->info_len);
-        nixl_err_clear();
+        nixl_err_arm();
         nixl_status_t st = b->ops->load_remote_conn(b->eng, p->name, conn->info, conn->info_len);
         if (st == NIXL_ERR_NOT_SUPPORTED) {
+            if (nixl_err_unset())
+                nixl_err_set("no reason given");
             NIXL_INFO("agent '%s' is not reachable through %s: %s", p->name, b->name,
                       nixl_last_error());
             p->conn[e] = PEER_CONN_UNREACHABLE;
@@ -497,7 +499,7 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         st = stage_section(&c, &v, &v.sections[s]);
     for (size_t s = 0; s < c.num_staged && st == NIXL_SUCCESS; s++) {
         staged_t *sg = &c.staged[s];
-        nixl_err_clear();
+        nixl_err_arm();
         st = sg->engine->ops->load_remote_md(sg->engine->eng, name, sg->type,
                                              c.descs + sg->first, c.blobs + sg->first,
                                              sg->count, c.mds + sg->first);
@@ -620,7 +622,7 @@ nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const char *name,
             continue;
         tried++;
         nixl_backend_t *b = agent->engines[e];
-        nixl_err_clear();
+        nixl_err_arm();
         st = b->ops->connect(b->eng, name);
         if (st != NIXL_SUCCESS) {
             nixl_err_prefix("make_connection: %s to '%s'", b->name, name);

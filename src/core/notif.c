@@ -169,7 +169,7 @@ nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent
                            : peer && peer->conn[b->index] == PEER_CONN_LOADED;
         if (!usable)
             continue;
-        nixl_err_clear();
+        nixl_err_arm();
         st = b->ops->gen_notif(b->eng, remote_agent, msg, len);
         if (st != NIXL_SUCCESS)
             nixl_err_prefix("gen_notif: %s to '%s'", b->name, remote_agent);

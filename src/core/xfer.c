@@ -349,11 +349,11 @@ static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_
                                 const nixl_opt_args_t *opt)
 {
     nixl_be_xfer_opts_t o = req_be_opts(r, opt);
-    nixl_err_clear();
+    nixl_err_arm();
     nixl_status_t st = r->engine->ops->prep_xfer(r->engine->eng, r->op, local, remote, n,
                                                  r->peer->name, &o, &r->be_req);
     if (st != NIXL_SUCCESS) {
-        if (!nixl_last_error()[0])
+        if (nixl_err_unset())
             nixl_err_set("%s could not prepare the transfer", r->engine->name);
         return st;
     }
@@ -642,7 +642,7 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     }
     nixl_be_xfer_opts_t o = req_be_opts(req, opt);
     uint64_t t0 = agent->telemetry ? nixl_now_ns() : 0;
-    nixl_err_clear();
+    nixl_err_arm();
     st = ops->post_xfer(req->engine->eng, req->be_req, &o);
     atomic_store(&req->status, st);
     if (agent->telemetry) {
@@ -652,7 +652,7 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
         if (st == NIXL_SUCCESS)
             req->done_ns = t1;
     }
-    if (st < 0 && !nixl_last_error()[0])
+    if (st < 0 && nixl_err_unset())
         nixl_err_set("%s failed to post the transfer", req->engine->name);
 out:
     agent_unlock(agent);
@@ -671,8 +671,10 @@ nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *r
     agent_rdlock(agent);
     st = req_stale(req);
     if (st == NIXL_SUCCESS) {
-        nixl_err_clear();
+        nixl_err_arm();
         st = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
+        if (st < 0 && nixl_err_unset())
+            nixl_err_set("%s reports the transfer failed", req->engine->name);
         if (st != NIXL_IN_PROG) {
             if (st == NIXL_SUCCESS && agent->telemetry)
                 req->done_ns = nixl_now_ns();
@@ -698,8 +700,10 @@ nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *
         nixl_status_t now = ops->check_xfer(req->engine->eng, req->be_req);
         atomic_store(&req->status, now);
     }
-    nixl_err_clear();
+    nixl_err_arm();
     st = ops->release_req(req->engine->eng, req->be_req);
+    if (st != NIXL_SUCCESS && nixl_err_unset())
+        nixl_err_set("%s gave no reason", req->engine->name);
     agent_unlock(agent);
     if (st != NIXL_SUCCESS) {
         if (atomic_load(&req->status) == NIXL_IN_PROG)

@@ -81,6 +81,19 @@ uint64_t it_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int it_timeout_ms(void)
+{
+    static atomic_int cached;
+    int v = atomic_load(&cached);
+    if (!v) {
+        const char *s = getenv("IT_TIMEOUT_S");
+        long sec = s ? strtol(s, NULL, 10) : 0;
+        v = sec > 0 && sec < 3600 ? (int)sec * 1000 : 10000;
+        atomic_store(&cached, v);
+    }
+    return v;
+}
+
 void it_sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -183,6 +196,16 @@ int it_recv(it_chan_t *ch, void **msg, size_t *len, int timeout_ms, bool quiet)
     return 0;
 }
 
+bool it_readable(it_chan_t *ch, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = ch->rd, .events = POLLIN};
+    int rc;
+    do {
+        rc = poll(&pfd, 1, timeout_ms);
+    } while (rc < 0 && errno == EINTR);
+    return rc != 0; /* an error counts as readable: the read reports it */
+}
+
 char *it_recv_str(it_chan_t *ch, int timeout_ms)
 {
     void *m;
@@ -215,7 +238,8 @@ int it_cmd(it_chan_t *ch, const char *fmt, ...)
         return it_fail(__FILE__, __LINE__, "command too long");
     if (it_send(ch, buf, (size_t)n) != 0)
         return it_fail(__FILE__, __LINE__, "sending '%s': the other process is gone", buf);
-    char *s = it_recv_str(ch, IT_TIMEOUT_MS);
+    /* Longer than the peer's own deadlines, so that its diagnosis arrives. */
+    char *s = it_recv_str(ch, IT_TIMEOUT_MS + 5000);
     if (!s)
         return it_fail(__FILE__, __LINE__, "no answer to '%s'", buf);
     int rc = strcmp(s, "ok") == 0 ? 0 : -1;
@@ -410,7 +434,7 @@ static unsigned watchdog_s(void)
 {
     const char *s = getenv("IT_WATCHDOG_S");
     long v = s ? strtol(s, NULL, 10) : 0;
-    return v > 0 ? (unsigned)v : 50;
+    return v > 0 ? (unsigned)v : 120;
 }
 
 static int run_peer(int argc, char **argv, const it_role_t *roles, size_t num_roles)

@@ -9,10 +9,11 @@
  * promise. The two ends talk through a pair of pipes carrying length-prefixed messages; text
  * commands are messages too.
  *
- * Nothing may hang: every receive has a deadline, a peer is killed (SIGKILL) and reaped when a
- * scenario fails, peers die with the initiator (PR_SET_PDEATHSIG) and a watchdog alarm ends a
- * program that overruns (IT_WATCHDOG_S, default 50 s; raise it under valgrind). Peers are
- * spawned from the main thread only: the death signal follows the thread that forked.
+ * Nothing may hang: every receive has a deadline (IT_TIMEOUT_S, default 10 s), a peer is
+ * killed (SIGKILL) and reaped when a scenario fails, peers die with the initiator
+ * (PR_SET_PDEATHSIG) and a watchdog alarm ends a program that overruns (IT_WATCHDOG_S, default
+ * 120 s, below the meson timeout of 180 s; raise both under valgrind). Peers are spawned from
+ * the main thread only: the death signal follows the thread that forked.
  */
 #ifndef NIXL_IT_PEER_H
 #define NIXL_IT_PEER_H
@@ -23,8 +24,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Default deadline of one receive or one wait, in milliseconds. */
-#define IT_TIMEOUT_MS 20000
+/* Default deadline of one receive or one wait, in milliseconds: IT_TIMEOUT_S (default 10 s;
+ * raise it under valgrind). */
+#define IT_TIMEOUT_MS it_timeout_ms()
+int it_timeout_ms(void);
 
 #define IT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
@@ -63,6 +66,8 @@ int it_recv(it_chan_t *ch, void **msg, size_t *len, int timeout_ms, bool quiet);
 char *it_recv_str(it_chan_t *ch, int timeout_ms);
 /* Receive a text message and require it to equal `want` (else report what came). 0 or -1. */
 int it_expect(it_chan_t *ch, const char *want, int timeout_ms);
+/* Whether a message (or EOF) is waiting, after at most timeout_ms. */
+bool it_readable(it_chan_t *ch, int timeout_ms);
 /* Send a command and require the answer "ok". 0 or -1 (the answer is reported). */
 int it_cmd(it_chan_t *ch, const char *fmt, ...) IT_PRINTF(2, 3);
 
