@@ -17,6 +17,7 @@
 #include "nixl.h"
 #include "nixl_plugin.h"
 #include "registry.h"
+#include "util/list.h"
 
 #define NIXL_MAX_ENGINES 16
 #define NIXL_MAX_NAME 255
@@ -97,12 +98,12 @@ struct nixl_agent {
 
     /* Requests and prepared lists not released yet (freed at destroy). */
     pthread_mutex_t handles_lock;
-    struct nixl_xfer_req *reqs;
-    struct nixl_dlist *dlists;
+    nixl_list_node_t *reqs;
+    nixl_list_node_t *dlists;
 };
 
 struct nixl_dlist {
-    struct nixl_dlist *prev, *next;
+    nixl_list_node_t node; /* agent->dlists */
     nixl_agent_t *agent;
     nixl_peer_t *peer; /* NULL for the local side; referenced */
     uint64_t generation;
@@ -113,7 +114,7 @@ struct nixl_dlist {
 };
 
 struct nixl_xfer_req {
-    struct nixl_xfer_req *prev, *next;
+    nixl_list_node_t node; /* agent->reqs */
     nixl_agent_t *agent;
     nixl_backend_t *engine;
     nixl_peer_t *peer; /* referenced */

@@ -5,6 +5,7 @@
  * truncated file of any length is an error, never an overrun.
  */
 #include "toml.h"
+#include "util/parse.h"
 
 #include <locale.h>
 #include <math.h>
@@ -126,16 +127,6 @@ static bool is_control(int c)
     return (c >= 0 && c < 0x20 && c != '\t') || c == 0x7f;
 }
 
-static int hex_digit(int c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static bool fail_unexpected(parser_t *ps, const char *where)
 {
@@ -296,7 +287,7 @@ static bool parse_escape(parser_t *ps, nixl_buf_t *out, bool multi)
         size_t n = c == 'u' ? 4 : 8;
         uint32_t cp = 0;
         for (size_t k = 0; k < n; k++) {
-            int h = hex_digit(peek(ps, k));
+            int h = nixl_hex_digit(peek(ps, k));
             if (h < 0)
                 return fail(ps, "invalid escape: \\%c needs %zu hexadecimal digits", c, n);
             cp = (cp << 4) | (uint32_t)h;
@@ -940,14 +931,14 @@ static bool parse_datetime(parser_t *ps, const char *t, size_t n, nixl_toml_valu
 static bool scan_digits(const char *s, size_t n, size_t *i, int base, char *clean, size_t *cn)
 {
     size_t j = *i;
-    if (j >= n || hex_digit((unsigned char)s[j]) < 0 || hex_digit((unsigned char)s[j]) >= base)
+    if (j >= n || nixl_hex_digit((unsigned char)s[j]) < 0 || nixl_hex_digit((unsigned char)s[j]) >= base)
         return false;
     while (j < n) {
-        int d = hex_digit((unsigned char)s[j]);
+        int d = nixl_hex_digit((unsigned char)s[j]);
         if (d >= 0 && d < base) {
             clean[(*cn)++] = s[j++];
         } else if (s[j] == '_') {
-            int next = j + 1 < n ? hex_digit((unsigned char)s[j + 1]) : -1;
+            int next = j + 1 < n ? nixl_hex_digit((unsigned char)s[j + 1]) : -1;
             if (next < 0 || next >= base)
                 return false;
             j++;
@@ -964,7 +955,7 @@ static bool digits_value(const char *d, size_t n, int base, uint64_t limit, uint
 {
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t x = (uint64_t)hex_digit((unsigned char)d[i]);
+        uint64_t x = (uint64_t)nixl_hex_digit((unsigned char)d[i]);
         if (v > (limit - x) / (uint64_t)base)
             return false;
         v = v * (uint64_t)base + x;

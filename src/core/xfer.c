@@ -10,49 +10,17 @@
 /* Handle bookkeeping: everything not released is freed by nixl_agent_destroy().               */
 /* ------------------------------------------------------------------------------------------ */
 
-static void req_link(nixl_agent_t *a, nixl_xfer_req_t *r)
+static void handle_link(nixl_agent_t *a, nixl_list_node_t **head, nixl_list_node_t *n)
 {
     pthread_mutex_lock(&a->handles_lock);
-    r->prev = NULL;
-    r->next = a->reqs;
-    if (a->reqs)
-        a->reqs->prev = r;
-    a->reqs = r;
+    nixl_list_push(head, n);
     pthread_mutex_unlock(&a->handles_lock);
 }
 
-static void req_unlink(nixl_agent_t *a, nixl_xfer_req_t *r)
+static void handle_unlink(nixl_agent_t *a, nixl_list_node_t **head, nixl_list_node_t *n)
 {
     pthread_mutex_lock(&a->handles_lock);
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        a->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    pthread_mutex_unlock(&a->handles_lock);
-}
-
-static void dlist_link(nixl_agent_t *a, nixl_dlist_t *d)
-{
-    pthread_mutex_lock(&a->handles_lock);
-    d->prev = NULL;
-    d->next = a->dlists;
-    if (a->dlists)
-        a->dlists->prev = d;
-    a->dlists = d;
-    pthread_mutex_unlock(&a->handles_lock);
-}
-
-static void dlist_unlink(nixl_agent_t *a, nixl_dlist_t *d)
-{
-    pthread_mutex_lock(&a->handles_lock);
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        a->dlists = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    nixl_list_remove(head, n);
     pthread_mutex_unlock(&a->handles_lock);
 }
 
@@ -74,15 +42,15 @@ static void req_free(nixl_xfer_req_t *r)
 void xfer_release_all(nixl_agent_t *a)
 {
     while (a->reqs) {
-        nixl_xfer_req_t *r = a->reqs;
-        a->reqs = r->next;
+        nixl_xfer_req_t *r = nixl_list_entry(a->reqs, nixl_xfer_req_t, node);
+        nixl_list_remove(&a->reqs, &r->node);
         if (r->be_req && r->engine->ops->release_req(r->engine->eng, r->be_req) != NIXL_SUCCESS)
             NIXL_WARN("agent '%s': a transfer could not be aborted at destroy", a->name);
         req_free(r);
     }
     while (a->dlists) {
-        nixl_dlist_t *d = a->dlists;
-        a->dlists = d->next;
+        nixl_dlist_t *d = nixl_list_entry(a->dlists, nixl_dlist_t, node);
+        nixl_list_remove(&a->dlists, &d->node);
         dlist_free(d);
     }
 }
@@ -217,7 +185,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
         peer_ref(peer);
         d->generation = peer->generation;
     }
-    dlist_link(agent, d);
+    handle_link(agent, &agent->dlists, &d->node);
     *out = d;
     d = NULL;
 out:
@@ -233,7 +201,7 @@ nixl_status_t nixl_agent_release_dlist(nixl_agent_t *agent, nixl_dlist_t *dlist)
         return NIXL_SUCCESS;
     if (!agent || dlist->agent != agent)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "release_dlist: the list belongs to another agent");
-    dlist_unlink(agent, dlist);
+    handle_unlink(agent, &agent->dlists, &dlist->node);
     dlist_free(dlist);
     return NIXL_SUCCESS;
 }
@@ -361,7 +329,7 @@ static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_
     r->count = n;
     atomic_init(&r->status, NIXL_ERR_NOT_POSTED);
     peer_ref(r->peer);
-    req_link(a, r);
+    handle_link(a, &a->reqs, &r->node);
     return NIXL_SUCCESS;
 }
 
@@ -712,7 +680,7 @@ nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *
                             "the request is still valid", req->engine->name, nixl_last_error());
         NIXL_WARN("release_xfer_req: %s: %s", req->engine->name, nixl_last_error());
     }
-    req_unlink(agent, req);
+    handle_unlink(agent, &agent->reqs, &req->node);
     req_free(req);
     return NIXL_SUCCESS;
 }

@@ -28,16 +28,6 @@ bool nixl_parse_bool(const char *s, bool *out)
     return false;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* "0" or [1-9][0-9]*, nothing else, at most `limit`. */
 static bool parse_decimal(const char *s, uint64_t limit, uint64_t *out)
@@ -73,7 +63,7 @@ bool nixl_parse_u64(const char *s, uint64_t *out)
             return false;
         uint64_t v = 0;
         for (; *p; p++) {
-            int d = hex_value(*p);
+            int d = nixl_hex_digit(*p);
             if (d < 0 || v > (UINT64_MAX >> 4))
                 return false;
             v = (v << 4) | (uint64_t)d;

@@ -12,4 +12,16 @@ bool nixl_parse_u64(const char *s, uint64_t *out);
 /* Minimal decimal with an optional '-'. False if invalid or out of range. */
 bool nixl_parse_i64(const char *s, int64_t *out);
 
+/* The value of a hexadecimal digit, or -1. */
+static inline int nixl_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif
