@@ -79,6 +79,38 @@ static bool resolve(const nixl_section_t *s, const nixl_desc_t *descs, size_t co
     return true;
 }
 
+/* Resolve both lists of a request in one pass (each side keeps its own last hit). On failure
+ * *bad is the first misfit and *bad_remote says on which side. */
+static bool resolve_pair(const nixl_section_t *ls, const nixl_section_t *rs,
+                         const nixl_desc_t *local, const nixl_desc_t *remote, size_t count,
+                         nixl_be_desc_t *lout, nixl_be_desc_t *rout, size_t *bad,
+                         bool *bad_remote)
+{
+    const nixl_region_t *lr = NULL, *rr = NULL;
+    for (size_t i = 0; i < count; i++) {
+        const nixl_desc_t *l = &local[i], *r = &remote[i];
+        if (!lr || !nixl_region_covers(lr, l->addr, l->len, l->dev_id)) {
+            lr = nixl_section_lookup(ls, l->addr, l->len, l->dev_id);
+            if (!lr) {
+                *bad = i;
+                *bad_remote = false;
+                return false;
+            }
+        }
+        if (!rr || !nixl_region_covers(rr, r->addr, r->len, r->dev_id)) {
+            rr = nixl_section_lookup(rs, r->addr, r->len, r->dev_id);
+            if (!rr) {
+                *bad = i;
+                *bad_remote = true;
+                return false;
+            }
+        }
+        lout[i] = (nixl_be_desc_t){l->addr, l->len, l->dev_id, lr->md};
+        rout[i] = (nixl_be_desc_t){r->addr, r->len, r->dev_id, rr->md};
+    }
+    return true;
+}
+
 static const nixl_section_t *side_section(nixl_agent_t *a, nixl_peer_t *peer, unsigned e,
                                           nixl_mem_t type)
 {
@@ -515,12 +547,10 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
         if (!ls || !rs || !ls->count || !rs->count)
             continue;
         size_t bad = 0;
-        if (!resolve(ls, local, local_count, ld, &bad)) {
-            st = misfit(agent, local, bad, 1, NULL, local_type);
-            continue;
-        }
-        if (!resolve(rs, remote, remote_count, rd, &bad)) {
-            st = misfit(agent, remote, bad, 1, peer, remote_type);
+        bool bad_remote = false;
+        if (!resolve_pair(ls, rs, local, remote, local_count, ld, rd, &bad, &bad_remote)) {
+            st = bad_remote ? misfit(agent, remote, bad, 1, peer, remote_type)
+                            : misfit(agent, local, bad, 1, NULL, local_type);
             continue;
         }
         r->engine = agent->engines[e];
