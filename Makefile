@@ -32,10 +32,10 @@ tsan:
 	$(MAKE) test BUILD=build-tsan MESON_ARGS="-Db_sanitize=thread -Db_lundef=false"
 
 valgrind: build
-	@rm -f $(BUILD)/meson-logs/testlog.json
+	@rm -f $(BUILD)/meson-logs/testlog-valgrind.json
 	-meson test -C $(BUILD) --print-errorlogs --num-processes 1 --suite unit \
 	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet'
-	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
+	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog-valgrind.json
 
 bench: build
 	$(BUILD)/bench/core/nixl_bench_core
