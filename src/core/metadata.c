@@ -259,6 +259,39 @@ static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
     return NIXL_SUCCESS;
 }
 
+/* Whether the blob brings connection info that differs from what is loaded for the peer. */
+static bool conn_changed(nixl_agent_t *a, const nixl_peer_t *p, const nixl_md_view_t *v)
+{
+    for (size_t i = 0; i < v->num_conns; i++) {
+        const nixl_md_conn_t *conn = &v->conns[i];
+        nixl_backend_t *b = engine_by_name(a, conn->backend, conn->backend_len);
+        if (!b || p->conn[b->index] == PEER_CONN_NONE)
+            continue;
+        if (p->conn_len[b->index] != conn->info_len ||
+            memcmp(p->conn_info[b->index], conn->info, conn->info_len) != 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A peer restarted under the same name before any transfer noticed that the old one died:
+ * if every engine connected to the old one says it is gone, the old metadata is stale and
+ * the new one replaces it. A live agent reusing the name is still refused (NOT_ALLOWED).
+ */
+static bool peer_gone(nixl_agent_t *a, nixl_peer_t *p)
+{
+    bool any = false;
+    for (unsigned e = 0; e < a->num_engines; e++) {
+        if (p->conn[e] != PEER_CONN_LOADED)
+            continue;
+        any = true;
+        if (a->engines[e]->ops->connect(a->engines[e]->eng, p->name) != NIXL_ERR_REMOTE_DISCONNECT)
+            return false;
+    }
+    return any;
+}
+
 static int staged_cmp(const void *x, const void *y, void *arg)
 {
     const nixl_desc_t *d = arg;
@@ -486,6 +519,11 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         goto out_unlock;
     }
     c.peer = peer_find(agent, name);
+    if (c.peer && conn_changed(agent, c.peer, &v) && peer_gone(agent, c.peer)) {
+        NIXL_INFO("agent '%s': '%s' restarted; its old metadata is replaced", agent->name, name);
+        peer_remove(agent, c.peer);
+        c.peer = NULL;
+    }
     if (!c.peer) {
         c.peer = peer_create(agent, name);
         c.created = true;

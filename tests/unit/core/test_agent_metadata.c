@@ -6,6 +6,8 @@
  * Some blobs are built here by hand in the reference wire format (NIXL-SEMANTICS 5.8) to reach
  * load failures that an agent never produces: a tiny writer and reader for serdes records.
  */
+#include <unistd.h>
+
 #include "agent_test.h"
 
 #define NBUF 5
@@ -586,33 +588,69 @@ static void test_partial_errors(void **state)
 /* Conflicts and failed loads                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-/* A restarted peer (same name, new connection info) is refused until it is invalidated. */
+/*
+ * Another live agent under a loaded peer's name (new connection info) is refused until the
+ * peer is invalidated.
+ */
 static void test_reload_changed_conn_info(void **state)
 {
     fix_t *f = *state;
     t_load(f->a, f->b);
-    nixl_agent_destroy(f->b);
-    f->b = t_agent("B", NULL, NULL, &f->bbe);
-    fix_register(f->b, f->bbuf);
+    nixl_backend_t *b2be;
+    nixl_agent_t *b2 = t_agent("B", NULL, NULL, &b2be); /* the first B stays alive */
+    fix_register(b2, f->bbuf);
     nixl_desc_t extra = t_desc(f->unreg, BUFLEN);
-    t_reg(f->b, f->unreg, BUFLEN);
+    t_reg(b2, f->unreg, BUFLEN);
 
     void *blob = NULL;
     size_t len = 0;
-    EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_local_md(f->b, &blob, &len));
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_local_md(b2, &blob, &len));
     EXPECT_ERR(NIXL_ERR_NOT_ALLOWED, "invalidate", load(f->a, blob, len));
     /* the refused load changed nothing: what was known of B is still known, nothing new */
     EXPECT_ST(NIXL_SUCCESS, check_b(f, f->bdesc, NBUF));
     EXPECT_ERR(NIXL_ERR_NOT_FOUND, NULL, check_b(f, &extra, 1));
     /* partial connection info that changed is refused the same way */
     size_t clen;
+    nixl_agent_t *keep = f->b;
+    f->b = b2;
     void *conn = partial_b(f, 0, 0, false, NULL, &clen);
+    f->b = keep;
     EXPECT_ERR(NIXL_ERR_NOT_ALLOWED, NULL, load(f->a, conn, clen));
     nixl_free(conn);
 
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_invalidate_remote_md(f->a, "B"));
     EXPECT_ST(NIXL_SUCCESS, load(f->a, blob, len));
     EXPECT_ST(NIXL_SUCCESS, check_b(f, &extra, 1));
+    nixl_free(blob);
+    nixl_agent_destroy(f->b);
+    f->b = b2; /* the fixture's B is now the second one */
+    f->bbe = b2be;
+    write_a_to_b(f, 1);
+}
+
+/*
+ * A peer that exited and was restarted under the same name is loaded without an explicit
+ * invalidation once its engines know the old one is gone (docs/differences.md).
+ */
+static void test_reload_restarted_peer(void **state)
+{
+    fix_t *f = *state;
+    t_load(f->a, f->b);
+    nixl_agent_destroy(f->b);
+    f->b = t_agent("B", NULL, NULL, &f->bbe);
+    fix_register(f->b, f->bbuf);
+    void *blob = NULL;
+    size_t len = 0;
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_local_md(f->b, &blob, &len));
+    /* SHM notices the old B's socket closing on its event thread: give it a moment */
+    nixl_status_t st = NIXL_ERR_NOT_ALLOWED;
+    for (int i = 0; i < 200 && st == NIXL_ERR_NOT_ALLOWED; i++) {
+        st = load(f->a, blob, len);
+        if (st == NIXL_ERR_NOT_ALLOWED)
+            usleep(10000);
+    }
+    EXPECT_ST(NIXL_SUCCESS, st);
+    EXPECT_ST(NIXL_SUCCESS, check_b(f, f->bdesc, NBUF));
     write_a_to_b(f, 1);
     nixl_free(blob);
 }
@@ -750,6 +788,7 @@ int main(void)
         T(test_partial_with_conn_info),
         T(test_partial_errors),
         T(test_reload_changed_conn_info),
+        T(test_reload_restarted_peer),
         T(test_failed_load_keeps_state),
         T(test_make_connection),
         T(test_md_exchange_not_supported_yet),
