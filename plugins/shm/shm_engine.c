@@ -13,23 +13,43 @@
 
 static const nixl_param_t shm_default_params[] = {
     {"async_threshold", "0"},
+    {"notif_ring_size", "262144"},
 };
 
-static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *threshold)
+static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *threshold,
+                                      uint64_t *ring_size)
 {
     *threshold = 0;
+    *ring_size = SHM_RING_DEFAULT;
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         /* Unknown keys are ignored: agents pass one parameter map to every backend. */
-        if (!p->key || strcmp(p->key, "async_threshold") != 0)
+        if (!p->key)
             continue;
-        if (!shm_parse_u64(p->value, threshold)) {
-            init->host->set_error("SHM: async_threshold='%s' is not a byte count (a decimal or "
-                                  "0x-hex integer; 0 disables the worker thread)",
-                                  p->value ? p->value : "(null)");
-            return NIXL_ERR_INVALID_PARAM;
+        if (strcmp(p->key, "async_threshold") == 0) {
+            if (!shm_parse_u64(p->value, threshold)) {
+                init->host->set_error("SHM: async_threshold='%s' is not a byte count (a "
+                                      "decimal or 0x-hex integer; 0 disables the worker "
+                                      "thread)",
+                                      p->value ? p->value : "(null)");
+                return NIXL_ERR_INVALID_PARAM;
+            }
+        } else if (strcmp(p->key, "notif_ring_size") == 0) {
+            uint64_t v;
+            if (!shm_parse_u64(p->value, &v) ||
+                (v && (v < SHM_RING_MIN || v > SHM_RING_MAX || (v & (v - 1))))) {
+                init->host->set_error("SHM: notif_ring_size='%s' must be 0 (no rings: "
+                                      "notifications by socket only) or a power of two from "
+                                      "%zu to %zu bytes",
+                                      p->value ? p->value : "(null)", SHM_RING_MIN,
+                                      SHM_RING_MAX);
+                return NIXL_ERR_INVALID_PARAM;
+            }
+            *ring_size = v;
         }
     }
+    if (!SHM_RING_SUPPORTED)
+        *ring_size = 0;
     return NIXL_SUCCESS;
 }
 
@@ -46,6 +66,7 @@ static void shm_destroy(nixl_be_engine_t *eng)
     pthread_mutex_destroy(&eng->work_lock);
     pthread_cond_destroy(&eng->work_cond);
     pthread_cond_destroy(&eng->done_cond);
+    free(eng->scratch);
     free(eng->name);
     free(eng);
 }
@@ -61,8 +82,8 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         return NIXL_ERR_INVALID_PARAM;
     }
 
-    uint64_t threshold;
-    nixl_status_t st = shm_parse_params(init, &threshold);
+    uint64_t threshold, ring_size;
+    nixl_status_t st = shm_parse_params(init, &threshold, &ring_size);
     if (st != NIXL_SUCCESS)
         return st;
     st = shm_sys_check_cma(host);
@@ -74,6 +95,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         goto err_oom;
     eng->host = host;
     eng->async_threshold = threshold;
+    eng->ring_size = (size_t)ring_size;
     eng->local_md.kind = SHM_MD_LOCAL;
     eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;
     eng->wq_tail = &eng->wq_head;
@@ -87,6 +109,11 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     if (!eng->name)
         goto err_engine;
     eng->name_len = strlen(eng->name);
+    if (eng->ring_size) {
+        eng->scratch = malloc(shm_ring_rec_max(eng->ring_size));
+        if (!eng->scratch)
+            goto err_engine;
+    }
     eng->self = shm_peer_new(eng, eng->name, true);
     if (!eng->self)
         goto err_engine;
@@ -98,8 +125,9 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         return st;
     }
     eng->conn_len = shm_conn_encode(&eng->info, eng->conn_blob);
-    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: engine of '%s' listening on @%s (async_threshold=%llu)",
-            eng->name, eng->info.sock_name, (unsigned long long)threshold);
+    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: engine of '%s' listening on @%s (async_threshold=%llu, "
+            "notif_ring_size=%zu)", eng->name, eng->info.sock_name,
+            (unsigned long long)threshold, eng->ring_size);
     *out = eng;
     return NIXL_SUCCESS;
 

@@ -1,32 +1,44 @@
 /*
  * shm_event.c - the engine's socket side: the listening socket, the event thread, inbound
- * connections and their notification frames, and progress().
+ * connections (their notification frames and rings), and progress().
  *
  * Whoever handles events (the event thread or a progress() caller) does so under ev_lock.
  * epoll data carries (slot index, generation) instead of a pointer: a thread may return from
  * epoll_wait with events of a connection that another thread closes before it takes the lock,
  * and the generation tells it the event is stale instead of letting it touch freed memory.
  *
- * Two epoll sets. ep_in holds the inbound connections (notifications arriving); ep_fd holds
- * the rest, and ep_in itself while nobody polls. The event thread sleeps on ep_fd. A sender
- * that makes a sleeping thread runnable pays for the wake-up inside its send() (about 10 us on
- * a small VM, more than the whole transfer), so while the user keeps calling progress() the
- * event thread takes ep_in out of its set, leaving the inbound sockets to progress(), and
- * sleeps with a short timeout only to notice when the polling stops; then it puts ep_in back
- * (which re-reports anything pending) and sleeps without a timeout again. Nothing is lost in
- * the hand-over: notifications are only consumed through the core's get_notifs, which calls
- * progress() first, and within SHM_POLL_IDLE_MS of the last progress() the thread reads the
- * sockets itself again. Accepting, flushing queued sends and noticing dead peers stay with
- * the thread throughout (they are on ep_fd).
+ * Rings. Right after accepting a connection we offer it a notification ring (shm_ring.c, which
+ * also explains the protocol and why it is correct): a RING control frame with its address, or
+ * with size 0 when we have none. An initiator that takes it says so with SHMH; from then on its
+ * notifications arrive mostly as ring records, and its socket carries only the exceptions
+ * (records too big for the ring, a full ring), doorbells and acknowledgements. progress() reads
+ * every ring on every call, a memory read per connection, before any socket. Such a
+ * connection's socket sits in ep_fd, watched by the event thread at all times, since nothing
+ * else would notice a message there that no ring record waits for. While nobody calls
+ * progress(), initiators ring a doorbell after each record; the event thread switches them
+ * with POLL and IDLE control frames as polling starts and stops.
+ *
+ * Two epoll sets. ep_in holds the inbound connections without a ring in use (notifications
+ * arriving on the socket); ep_fd holds the rest, and ep_in itself while nobody polls. The event
+ * thread sleeps on ep_fd. A sender that makes a sleeping thread runnable pays for the wake-up
+ * inside its send() (about 10 us on a small VM, more than the whole transfer), so while the user
+ * keeps calling progress() the event thread takes ep_in out of its set, leaving those sockets to
+ * progress(), and sleeps with a short timeout only to notice when the polling stops; then it
+ * puts ep_in back (which re-reports anything pending) and sleeps without a timeout again.
+ * Nothing is lost in the hand-over: notifications are only consumed through the core's
+ * get_notifs, which calls progress() first, and within SHM_POLL_IDLE_MS of the last progress()
+ * the thread reads the sockets itself again. Accepting, flushing queued sends and noticing dead
+ * peers stay with the thread throughout (they are on ep_fd).
  *
  * One lock (ev_lock) for all inbound read state rather than one per connection: reads of a
- * connection must not interleave between the thread and progress(), and frames must be
+ * connection must not interleave between the thread and progress(), and notifications must be
  * delivered in order, which a per-connection lock would also need to hold across delivery;
  * the single lock keeps the slot table consistent too. progress() takes it like the thread does:
  * a try-lock lost to an event thread preempted while holding it (both processes spinning on
  * two cores) delayed notifications by a scheduler tick, 2 ms instead of 5 us.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,26 +51,30 @@
 
 #include "shm_priv.h"
 
-#define SHM_RBUF (64u << 10)     /* small frames are delivered straight from here */
 #define SHM_READ_BUDGET (16u << 20) /* bytes per connection per round, for fairness */
 #define SHM_MAX_EVENTS 64
 /* With ep_in detached, the event thread checks this often whether progress() is still called. */
 #define SHM_POLL_IDLE_MS 2
+/* After IDLE is sent, the ring is polled this often until the initiator acknowledges; slower
+ * when an initiator takes longer than SHM_PENDING_PATIENCE_MS (stopped, or overloaded). */
+#define SHM_PENDING_POLL_MS 1
+#define SHM_PENDING_SLOW_MS 50
+#define SHM_PENDING_PATIENCE_MS 100
+/* Destroy: how long queued notifications may take to leave. */
+#define SHM_FLUSH_LINGER_MS 1000
 
-/* With this many inbound connections or fewer, progress() reads them directly instead of
- * asking epoll first: one syscall instead of two on the latency path. */
+/* With this many socket-only inbound connections or fewer, progress() reads them directly
+ * instead of asking epoll first: one syscall instead of two on the latency path. */
 #define SHM_DIRECT_POLL_MAX 4
 
-typedef struct shm_conn {
-    struct shm_conn *next, **pprev; /* eng->conns, ev_lock */
-    int fd;
-    uint32_t slot;
-    size_t rlen;
-    uint8_t *big; /* name + payload of a frame larger than rbuf, being filled */
-    size_t big_need, big_have;
-    uint32_t big_name_len;
-    uint8_t rbuf[SHM_RBUF];
-} shm_conn_t;
+enum { CONN_OK, CONN_EOF, CONN_BAD };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* ---- slots (ev_lock held) ---- */
 
@@ -95,18 +111,64 @@ void shm_slot_free(nixl_be_engine_t *eng, uint32_t idx)
     eng->free_slot = idx;
 }
 
-/* ---- inbound connections ---- */
+/* ---- inbound connections (ev_lock held) ---- */
 
+/* The initiator closed its end (we read end-of-file): nothing writes into its ring any more
+ * (shm_ring.c, "Lifetime"), so the ring is reused; and everything else goes. */
 static void conn_close(nixl_be_engine_t *eng, shm_conn_t *conn)
 {
     *conn->pprev = conn->next;
     if (conn->next)
         conn->next->pprev = conn->pprev;
     eng->nconns--;
+    if (!conn->helo)
+        eng->nconns_in--;
+    if (conn->mode == SHM_MODE_PENDING)
+        eng->npending--;
     close(conn->fd);
     shm_slot_free(eng, conn->slot);
+    if (conn->ring)
+        shm_ring_put(eng, conn->ring);
     free(conn->big);
+    free(conn->name);
     free(conn);
+}
+
+/* We give up on a connection (a malformed frame). Without a ring it just closes. With one, the
+ * initiator may still write into it: we stop reading and only shut our sending side, which the
+ * initiator sees as the end of the connection; its close (our end-of-file) frees the ring. */
+static void conn_fail(nixl_be_engine_t *eng, shm_conn_t *conn)
+{
+    if (!conn->ring) {
+        conn_close(eng, conn);
+        return;
+    }
+    if (conn->zombie)
+        return;
+    shutdown(conn->fd, SHUT_WR);
+    conn->zombie = true;
+    if (conn->mode == SHM_MODE_PENDING)
+        eng->npending--;
+    conn->mode = SHM_MODE_IDLE;
+    free(conn->big);
+    conn->big = NULL;
+    conn->rlen = 0;
+}
+
+/* Send a control frame: 1 sent, 0 not sent (no room), -1 partly sent (the stream is broken). */
+static int send_ctl(shm_conn_t *conn, uint32_t type, uint64_t a, uint64_t b, uint64_t c)
+{
+    uint8_t f[SHM_CTL_LEN];
+    shm_put_u32(f, SHM_CTL_MAGIC);
+    shm_put_u32(f + 4, type);
+    shm_put_u64(f + 8, a);
+    shm_put_u64(f + 16, b);
+    shm_put_u64(f + 24, c);
+    ssize_t n;
+    do {
+        n = send(conn->fd, f, sizeof(f), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(f) ? 1 : n <= 0 ? 0 : -1;
 }
 
 static void accept_all(nixl_be_engine_t *eng)
@@ -122,7 +184,7 @@ static void accept_all(nixl_be_engine_t *eng)
             return;
         }
         shm_conn_t *conn = malloc(sizeof(*conn));
-        uint64_t data;
+        uint64_t data = 0;
         uint32_t slot = conn ? shm_slot_add(eng, SHM_SLOT_CONN, conn, &data) : SHM_SLOT_NONE;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = data};
         if (slot == SHM_SLOT_NONE || epoll_ctl(eng->ep_in, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -134,16 +196,31 @@ static void accept_all(nixl_be_engine_t *eng)
             close(fd);
             continue;
         }
+        memset(conn, 0, offsetof(shm_conn_t, rbuf));
         conn->fd = fd;
         conn->slot = slot;
-        conn->rlen = 0;
-        conn->big = NULL;
+        conn->ev_data = data;
+        conn->next_seq = 1;
+        conn->mode = SHM_MODE_IDLE;
         conn->next = eng->conns;
         conn->pprev = &eng->conns;
         if (eng->conns)
             eng->conns->pprev = &conn->next;
         eng->conns = conn;
         eng->nconns++;
+        eng->nconns_in++;
+
+        /* The offer (size 0: none), so that the initiator need not wait for one. */
+        conn->ring = eng->ring_size ? shm_ring_get(eng) : NULL;
+        shm_ringmem_t *r = conn->ring;
+        int sent = send_ctl(conn, SHM_CTL_RING, r ? (uint64_t)(uintptr_t)r->base : 0,
+                            r ? r->size : 0, r ? shm_ring_rec_max(r->size) : 0);
+        if (sent == 0 && r) {
+            shm_ring_put(eng, r); /* its address never left this process */
+            conn->ring = NULL;
+        } else if (sent < 0) {
+            conn_fail(eng, conn);
+        }
     }
 }
 
@@ -154,51 +231,179 @@ static void deliver(nixl_be_engine_t *eng, const uint8_t *body, uint32_t name_le
                      (size_t)msg_len);
 }
 
-/* Deliver every complete frame in rbuf; start a big frame if one does not fit. False when the
- * stream is malformed (the sender is not one of us, or is broken). */
+/* A notification frame: in sequence with the ring (shm_ring.c, "Order and loss"). */
+static bool frame_notif(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *body,
+                        uint32_t name_len, uint64_t msg_len, bool has_seq, uint64_t seq)
+{
+    if (has_seq) {
+        if (!conn->helo) {
+            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: a numbered notification before SHMH; closing "
+                    "the connection");
+            return false;
+        }
+        bool blocked = false;
+        if (!shm_ring_drain(eng, conn, seq, &blocked))
+            return false;
+        if (seq != conn->next_seq) {
+            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: notification %llu from '%.*s' arrived while %llu "
+                    "was expected; closing the connection", (unsigned long long)seq,
+                    (int)conn->name_len, conn->name, (unsigned long long)conn->next_seq);
+            return false;
+        }
+    } else if (conn->helo) {
+        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: an unnumbered notification after SHMH; closing the "
+                "connection");
+        return false;
+    }
+    deliver(eng, body, name_len, msg_len);
+    conn->next_seq++;
+    return true;
+}
+
+/* SHMH: the initiator uses the ring. Its socket moves to the event thread's set. */
+static bool frame_helo(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *name,
+                       uint32_t len)
+{
+    if (conn->helo || !conn->ring) {
+        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: unexpected SHMH (%s); closing the connection",
+                conn->helo ? "twice" : "no ring was offered");
+        return false;
+    }
+    conn->name = malloc(len);
+    if (!conn->name) {
+        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: out of memory; closing a connection");
+        return false;
+    }
+    memcpy(conn->name, name, len);
+    conn->name_len = len;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = conn->ev_data};
+    epoll_ctl(eng->ep_in, EPOLL_CTL_DEL, conn->fd, NULL);
+    conn->helo = true;
+    eng->nconns_in--;
+    if (epoll_ctl(eng->ep_fd, EPOLL_CTL_ADD, conn->fd, &ev) != 0) {
+        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: epoll_ctl: %s; closing a connection",
+                strerror(errno));
+        return false;
+    }
+    /* The initiator starts with doorbells on, which IDLE means; POLL turns them off. */
+    if (eng->polling) {
+        conn->mode = SHM_MODE_POLLED;
+        if (send_ctl(conn, SHM_CTL_POLL, 0, 0, 0) < 0)
+            return false;
+    }
+    return true;
+}
+
+static void frame_ack(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t gen)
+{
+    /* An older generation, or one overtaken by POLL, changes nothing. The ring is drained
+     * after the frames read in this round (conn_read). */
+    if (conn->mode == SHM_MODE_PENDING && gen == conn->gen) {
+        conn->mode = SHM_MODE_IDLE;
+        eng->npending--;
+    }
+}
+
+static bool malformed(nixl_be_engine_t *eng, uint32_t magic, uint32_t x, uint64_t y)
+{
+    SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: malformed frame (magic 0x%08x, %u, %llu); closing the "
+            "connection", magic, x, (unsigned long long)y);
+    return false;
+}
+
+/* Handle every complete frame in rbuf; start a big notification if one does not fit. False
+ * when the stream is malformed (the sender is not one of us, or is broken). */
 static bool parse_frames(nixl_be_engine_t *eng, shm_conn_t *conn)
 {
     size_t pos = 0;
-    while (conn->rlen - pos >= SHM_FRAME_HDR) {
+    bool ok = true;
+    while (ok && conn->rlen - pos >= SHM_FRAME_HDR) {
         const uint8_t *h = conn->rbuf + pos;
-        uint32_t name_len = shm_get_u32(h + 4);
-        uint64_t msg_len = shm_get_u64(h + 8);
-        if (shm_get_u32(h) != SHM_FRAME_MAGIC || name_len == 0 || name_len > SHM_NAME_MAX ||
-            msg_len > SHM_NOTIF_MAX) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: malformed notification frame (name %u bytes, "
-                    "payload %llu bytes); closing the connection",
-                    name_len, (unsigned long long)msg_len);
-            return false;
-        }
-        size_t body = name_len + (size_t)msg_len;
-        if (conn->rlen - pos - SHM_FRAME_HDR >= body) {
-            deliver(eng, h + SHM_FRAME_HDR, name_len, msg_len);
-            pos += SHM_FRAME_HDR + body;
+        size_t avail = conn->rlen - pos;
+        uint32_t magic = shm_get_u32(h), x = shm_get_u32(h + 4);
+        uint64_t y = shm_get_u64(h + 8);
+        if (magic == SHM_FRAME_BELL) {
+            pos += SHM_FRAME_HDR; /* the ring is drained after this round */
             continue;
         }
-        if (SHM_FRAME_HDR + body > SHM_RBUF) {
+        if (magic == SHM_FRAME_ACK) {
+            frame_ack(eng, conn, y);
+            pos += SHM_FRAME_HDR;
+            continue;
+        }
+        if (magic == SHM_FRAME_HELO) {
+            if (x == 0 || x > SHM_NAME_MAX) {
+                ok = malformed(eng, magic, x, y);
+                break;
+            }
+            if (avail < SHM_FRAME_HDR + x)
+                break;
+            ok = frame_helo(eng, conn, h + SHM_FRAME_HDR, x);
+            pos += SHM_FRAME_HDR + x;
+            continue;
+        }
+        bool has_seq = magic == SHM_FRAME_SEQ;
+        size_t hlen = has_seq ? SHM_FRAME_SEQ_HDR : SHM_FRAME_HDR;
+        if ((!has_seq && magic != SHM_FRAME_MAGIC) || x == 0 || x > SHM_NAME_MAX ||
+            y > SHM_NOTIF_MAX) {
+            ok = malformed(eng, magic, x, y);
+            break;
+        }
+        if (avail < hlen)
+            break;
+        uint64_t seq = has_seq ? shm_get_u64(h + 16) : 0;
+        size_t body = x + (size_t)y;
+        if (avail - hlen >= body) {
+            ok = frame_notif(eng, conn, h + hlen, x, y, has_seq, seq);
+            pos += hlen + body;
+            continue;
+        }
+        if (hlen + body > SHM_RBUF) {
             conn->big = malloc(body);
             if (!conn->big) {
                 SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: out of memory for a %zu-byte notification; "
                         "closing the connection", body);
-                return false;
+                ok = false;
+                break;
             }
             conn->big_need = body;
-            conn->big_name_len = name_len;
-            conn->big_have = conn->rlen - pos - SHM_FRAME_HDR;
-            memcpy(conn->big, h + SHM_FRAME_HDR, conn->big_have);
+            conn->big_name_len = x;
+            conn->big_has_seq = has_seq;
+            conn->big_seq = seq;
+            conn->big_have = avail - hlen;
+            memcpy(conn->big, h + hlen, conn->big_have);
             pos = conn->rlen;
         }
         break;
     }
+    if (!ok)
+        return false;
     memmove(conn->rbuf, conn->rbuf + pos, conn->rlen - pos);
     conn->rlen -= pos;
     return true;
 }
 
-/* Read what is there; false when the connection is finished (EOF, error, bad frame). */
-static bool conn_read(nixl_be_engine_t *eng, shm_conn_t *conn)
+/* A connection we gave up on: discard what comes until the initiator closes. */
+static int zombie_read(shm_conn_t *conn)
 {
+    for (;;) {
+        ssize_t n = recv(conn->fd, conn->rbuf, SHM_RBUF, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return CONN_OK;
+        return CONN_EOF; /* end-of-file, or an error: the initiator's end is closed */
+    }
+}
+
+/* Read what is there, then drain the ring: CONN_OK, CONN_EOF (the initiator closed: read
+ * everything), CONN_BAD (malformed). */
+static int conn_read(nixl_be_engine_t *eng, shm_conn_t *conn)
+{
+    if (conn->zombie)
+        return zombie_read(conn);
     size_t budget = SHM_READ_BUDGET;
     while (budget) {
         uint8_t *dst;
@@ -214,49 +419,108 @@ static bool conn_read(nixl_be_engine_t *eng, shm_conn_t *conn)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
-            return true;
+            break;
         if (n <= 0) {
             if (n < 0)
                 SHM_LOG(eng, NIXL_LOG_WARN, "SHM: reading notifications: %s", strerror(errno));
             if (conn->rlen || conn->big)
                 SHM_LOG(eng, NIXL_LOG_WARN, "SHM: a sender closed its connection in the "
                         "middle of a notification; it is dropped");
-            return false;
+            return CONN_EOF;
         }
         budget -= (size_t)n < budget ? (size_t)n : budget;
         if (conn->big) {
             conn->big_have += (size_t)n;
             if (conn->big_have == conn->big_need) {
-                deliver(eng, conn->big, conn->big_name_len,
-                        conn->big_need - conn->big_name_len);
+                bool ok = frame_notif(eng, conn, conn->big, conn->big_name_len,
+                                      conn->big_need - conn->big_name_len, conn->big_has_seq,
+                                      conn->big_seq);
                 free(conn->big);
                 conn->big = NULL;
+                if (!ok)
+                    return CONN_BAD;
             }
             continue;
         }
         conn->rlen += (size_t)n;
         if (!parse_frames(eng, conn))
-            return false;
+            return CONN_BAD;
         /* A short read drained the socket: skip the recv that would say EAGAIN (level
          * triggering brings us back when more arrives). */
         if ((size_t)n < want && !conn->big)
-            return true;
+            break;
     }
-    return true;
+    bool blocked = false;
+    return shm_ring_drain(eng, conn, UINT64_MAX, &blocked) ? CONN_OK : CONN_BAD;
 }
 
-/* ---- outgoing connections: we only watch them for hang-ups and writability ---- */
+/* The initiator closed: deliver what its ring still holds. A gap now is final (a notification
+ * that was still in its send queue when it closed is lost, as it always was): say so, and
+ * deliver the rest rather than hold it back for ever. */
+static void conn_last_records(nixl_be_engine_t *eng, shm_conn_t *conn)
+{
+    for (;;) {
+        bool blocked = false;
+        if (!shm_ring_drain(eng, conn, UINT64_MAX, &blocked) || !blocked || !conn->helo)
+            return;
+        uint8_t h[SHM_REC_HDR];
+        size_t off = (size_t)(conn->tail & (conn->ring->size - 1));
+        if (off + SHM_REC_HDR <= conn->ring->size) {
+            memcpy(h, conn->ring->base + off, SHM_REC_HDR);
+        } else {
+            size_t first = conn->ring->size - off;
+            memcpy(h, conn->ring->base + off, first);
+            memcpy(h + first, conn->ring->base, SHM_REC_HDR - first);
+        }
+        uint64_t seq = shm_get_u64(h + 8);
+        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: '%.*s' closed its connection with notifications "
+                "%llu to %llu unsent; they are lost", (int)conn->name_len, conn->name,
+                (unsigned long long)conn->next_seq, (unsigned long long)seq - 1);
+        conn->next_seq = seq;
+    }
+}
+
+static void conn_service(nixl_be_engine_t *eng, shm_conn_t *conn)
+{
+    switch (conn_read(eng, conn)) {
+    case CONN_EOF:
+        if (!conn->zombie)
+            conn_last_records(eng, conn);
+        conn_close(eng, conn);
+        break;
+    case CONN_BAD:
+        conn_fail(eng, conn);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- outgoing connections: hang-ups, writability, and the target's control frames ---- */
 
 static void peer_event(nixl_be_engine_t *eng, shm_peer_t *peer, uint32_t events)
 {
-    bool gone = (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0;
-    if (!gone && (events & EPOLLIN)) {
-        uint8_t junk[256]; /* peers never write here; a read tells EOF apart */
-        ssize_t n;
-        do {
-            n = recv(peer->fd, junk, sizeof(junk), MSG_DONTWAIT);
-        } while (n > 0 || (n < 0 && errno == EINTR));
-        gone = n == 0 || errno != EAGAIN;
+    bool gone = (events & (EPOLLHUP | EPOLLERR)) != 0;
+    if (!gone && (events & (EPOLLIN | EPOLLRDHUP))) {
+        uint8_t buf[512];
+        for (;;) {
+            ssize_t n = recv(peer->fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n > 0) {
+                bool bad = false;
+                pthread_mutex_lock(&peer->lock);
+                shm_peer_ctl_input(eng, peer, buf, (size_t)n, &bad);
+                pthread_mutex_unlock(&peer->lock);
+                if (bad) {
+                    gone = true;
+                    break;
+                }
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            gone = n == 0 || errno != EAGAIN;
+            break;
+        }
     }
     if (!gone && (events & EPOLLOUT)) {
         pthread_mutex_lock(&peer->lock);
@@ -305,8 +569,7 @@ static bool handle_events(nixl_be_engine_t *eng, const struct epoll_event *evs, 
             peer_event(eng, s->obj, evs[i].events);
             break;
         case SHM_SLOT_CONN:
-            if (!conn_read(eng, s->obj))
-                conn_close(eng, s->obj);
+            conn_service(eng, s->obj);
             break;
         default:
             break;
@@ -322,22 +585,79 @@ static void set_inbound_attached(nixl_be_engine_t *eng, bool on)
         SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: epoll_ctl on the inbound set: %s", strerror(errno));
 }
 
-static uint64_t mono_ms(void)
+/* Polling started or stopped: tell the ring users (shm_ring.c, "Wake-ups"). ev_lock held. */
+static void set_polling(nixl_be_engine_t *eng, bool on)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    set_inbound_attached(eng, !on);
+    eng->polling = on;
+    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: '%s': progress() %s", eng->name,
+            on ? "is being called: rings are polled" : "stopped: initiators ring doorbells");
+    uint64_t now = mono_ms();
+    for (shm_conn_t *c = eng->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->helo || c->zombie)
+            continue;
+        if (on) {
+            if (c->mode == SHM_MODE_POLLED)
+                continue;
+            if (c->mode == SHM_MODE_PENDING)
+                eng->npending--;
+            c->mode = SHM_MODE_POLLED;
+            /* Unsent is harmless: the initiator keeps ringing, which costs wake-ups only. */
+            if (send_ctl(c, SHM_CTL_POLL, 0, 0, 0) < 0)
+                conn_fail(eng, c);
+        } else if (c->mode == SHM_MODE_POLLED) {
+            c->gen++;
+            c->mode = SHM_MODE_PENDING;
+            c->pending_since_ms = now;
+            eng->npending++;
+            int sent = send_ctl(c, SHM_CTL_IDLE, c->gen, 0, 0);
+            if (sent < 0)
+                conn_fail(eng, c);
+            else
+                c->idle_unsent = sent == 0;
+        }
+    }
+}
+
+/* Until their initiators acknowledge IDLE, their rings are ours to poll. ev_lock held. Returns
+ * whether every one of them has kept us waiting for long. */
+static bool service_pending(nixl_be_engine_t *eng)
+{
+    uint64_t now = mono_ms();
+    bool slow = true;
+    for (shm_conn_t *c = eng->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->mode != SHM_MODE_PENDING)
+            continue;
+        if (c->idle_unsent) {
+            int sent = send_ctl(c, SHM_CTL_IDLE, c->gen, 0, 0);
+            if (sent < 0) {
+                conn_fail(eng, c);
+                continue;
+            }
+            c->idle_unsent = sent == 0;
+        }
+        if (now - c->pending_since_ms < SHM_PENDING_PATIENCE_MS)
+            slow = false;
+        bool blocked = false;
+        if (!shm_ring_drain(eng, c, UINT64_MAX, &blocked))
+            conn_fail(eng, c);
+        else if (blocked)
+            conn_service(eng, c);
+    }
+    return slow;
 }
 
 static void *event_main(void *arg)
 {
     nixl_be_engine_t *eng = arg;
     struct epoll_event evs[SHM_MAX_EVENTS];
-    bool attached = true;
     uint64_t seen = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
     uint64_t last_poll_ms = 0;
+    int timeout = -1;
     for (;;) {
-        int n = epoll_wait(eng->ep_fd, evs, SHM_MAX_EVENTS, attached ? -1 : SHM_POLL_IDLE_MS);
+        int n = epoll_wait(eng->ep_fd, evs, SHM_MAX_EVENTS, timeout);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -345,42 +665,62 @@ static void *event_main(void *arg)
                     strerror(errno));
             return NULL;
         }
-        if (n > 0) {
-            pthread_mutex_lock(&eng->ev_lock);
-            bool stop = handle_events(eng, evs, n);
+        /* A thread spinning in progress() can keep ev_lock for long stretches (mutexes do
+         * not queue): say that we wait, and progress() does the socket work itself. */
+        if (n > 0)
+            atomic_store_explicit(&eng->ev_waiting, true, memory_order_relaxed);
+        pthread_mutex_lock(&eng->ev_lock);
+        atomic_store_explicit(&eng->ev_waiting, false, memory_order_relaxed);
+        if (n > 0 && handle_events(eng, evs, n)) {
             pthread_mutex_unlock(&eng->ev_lock);
-            if (stop)
-                return NULL;
+            return NULL;
         }
-
         uint64_t calls = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
         if (calls != seen) {
             last_poll_ms = mono_ms();
-            if (attached) {
-                set_inbound_attached(eng, false); /* the user polls: leave the sockets to it */
-                attached = false;
-            }
-        } else if (!attached && mono_ms() - last_poll_ms >= SHM_POLL_IDLE_MS) {
-            set_inbound_attached(eng, true); /* polling stopped: read them ourselves again */
-            attached = true;
+            if (!eng->polling)
+                set_polling(eng, true); /* the user polls: leave sockets and rings to it */
+        } else if (eng->polling && mono_ms() - last_poll_ms >= SHM_POLL_IDLE_MS) {
+            set_polling(eng, false); /* polling stopped: read them ourselves again */
         }
         seen = calls;
+        bool slow = eng->npending ? service_pending(eng) : false;
+        if (eng->npending)
+            timeout = slow ? SHM_PENDING_SLOW_MS : SHM_PENDING_POLL_MS;
+        else
+            timeout = eng->polling ? SHM_POLL_IDLE_MS : -1;
+        pthread_mutex_unlock(&eng->ev_lock);
     }
 }
 
 nixl_status_t shm_progress(nixl_be_engine_t *eng)
 {
     atomic_fetch_add_explicit(&eng->progress_calls, 1, memory_order_relaxed);
+    /* The event thread has something and waits for the lock we are about to take: most
+     * likely a frame on a ring user's socket, or a new connection. Do it here. */
+    bool help = atomic_load_explicit(&eng->ev_waiting, memory_order_relaxed);
     pthread_mutex_lock(&eng->ev_lock);
-    if (eng->nconns <= SHM_DIRECT_POLL_MAX) {
-        for (shm_conn_t *c = eng->conns, *next; c; c = next) {
-            next = c->next;
-            if (!conn_read(eng, c))
-                conn_close(eng, c);
+    if (help)
+        accept_all(eng);
+    /* Rings first: a byte load each. Their sockets are the event thread's, unless a record
+     * waits for a message still in its socket (or the event thread waits for us). */
+    bool direct = eng->nconns_in <= SHM_DIRECT_POLL_MAX;
+    for (shm_conn_t *c = eng->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->helo) {
+            if (c->zombie)
+                continue;
+            bool blocked = false;
+            if (!shm_ring_drain(eng, c, UINT64_MAX, &blocked))
+                conn_fail(eng, c);
+            else if (blocked || help)
+                conn_service(eng, c);
+        } else if (direct) {
+            conn_service(eng, c);
         }
-    } else {
-        drain_inbound(eng);
     }
+    if (!direct)
+        drain_inbound(eng);
     pthread_mutex_unlock(&eng->ev_lock);
     return NIXL_SUCCESS;
 }
@@ -458,6 +798,89 @@ nixl_status_t shm_event_start(nixl_be_engine_t *eng)
     return NIXL_SUCCESS;
 }
 
+/* Destroy: wait (bounded) for initiators to close, so that their rings can be freed; a ring
+ * whose initiator does not close in time is retired (shm_ring.c, "Lifetime"). ev_lock held. */
+static void linger_rings(nixl_be_engine_t *eng)
+{
+    uint64_t deadline = mono_ms() + SHM_RING_LINGER_MS;
+    struct pollfd *pfd = eng->nconns ? calloc(eng->nconns, sizeof(*pfd)) : NULL;
+    shm_conn_t **who = eng->nconns ? calloc(eng->nconns, sizeof(*who)) : NULL;
+    while (eng->conns && pfd && who) {
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            break;
+        nfds_t n = 0;
+        for (shm_conn_t *c = eng->conns; c; c = c->next) {
+            pfd[n] = (struct pollfd){c->fd, POLLIN | POLLRDHUP, 0};
+            who[n++] = c;
+        }
+        if (poll(pfd, n, (int)(deadline - now)) <= 0)
+            continue;
+        for (nfds_t i = 0; i < n; i++)
+            if (pfd[i].revents && zombie_read(who[i]) == CONN_EOF)
+                conn_close(eng, who[i]);
+    }
+    free(pfd);
+    free(who);
+    size_t retired = 0;
+    while (eng->conns) {
+        shm_conn_t *c = eng->conns;
+        shm_ring_abandon(eng, c->ring);
+        c->ring = NULL;
+        conn_close(eng, c);
+        retired++;
+    }
+    if (retired)
+        SHM_LOG(eng, NIXL_LOG_INFO, "SHM: %zu initiator(s) did not close within %d ms; their "
+                "rings' address ranges stay reserved", retired, SHM_RING_LINGER_MS);
+}
+
+/* Destroy: notifications still queued to live peers are sent first, within a bounded time
+ * (gen_notif and post said SUCCESS; the peer would otherwise lose them, and with rings it
+ * would see a hole instead of a lost tail). ev_lock held, the event thread stopped. */
+static void flush_queues(nixl_be_engine_t *eng)
+{
+    uint64_t deadline = mono_ms() + SHM_FLUSH_LINGER_MS;
+    struct pollfd *pfd = calloc(eng->nslots ? eng->nslots : 1, sizeof(*pfd));
+    shm_peer_t **who = calloc(eng->nslots ? eng->nslots : 1, sizeof(*who));
+    while (pfd && who) {
+        nfds_t n = 0;
+        for (uint32_t i = 0; i < eng->nslots; i++) {
+            if (eng->slots[i].kind != SHM_SLOT_PEER)
+                continue;
+            shm_peer_t *peer = eng->slots[i].obj;
+            pthread_mutex_lock(&peer->lock);
+            if (peer->q_head && peer->fd >= 0 && !atomic_load(&peer->dead)) {
+                pfd[n] = (struct pollfd){peer->fd, POLLOUT, 0};
+                who[n++] = peer;
+            }
+            pthread_mutex_unlock(&peer->lock);
+        }
+        uint64_t now = mono_ms();
+        if (n == 0 || now >= deadline) {
+            for (nfds_t i = 0; i < n; i++)
+                SHM_LOG(eng, NIXL_LOG_WARN, "SHM: %zu bytes of notifications to '%s' are "
+                        "dropped: it did not read them within %d ms", who[i]->q_bytes,
+                        who[i]->name, SHM_FLUSH_LINGER_MS);
+            break;
+        }
+        if (poll(pfd, n, (int)(deadline - now)) <= 0)
+            continue;
+        for (nfds_t i = 0; i < n; i++) {
+            if (!pfd[i].revents)
+                continue;
+            pthread_mutex_lock(&who[i]->lock);
+            if (pfd[i].revents & (POLLHUP | POLLERR))
+                atomic_store(&who[i]->dead, true);
+            else
+                shm_peer_flush(eng, who[i]);
+            pthread_mutex_unlock(&who[i]->lock);
+        }
+    }
+    free(pfd);
+    free(who);
+}
+
 void shm_event_stop(nixl_be_engine_t *eng)
 {
     if (eng->ev_started) {
@@ -468,13 +891,25 @@ void shm_event_stop(nixl_be_engine_t *eng)
         eng->ev_started = false;
     }
     pthread_mutex_lock(&eng->ev_lock);
+    flush_queues(eng);
     for (uint32_t i = 0; i < eng->nslots; i++) {
         shm_slot_t *s = &eng->slots[i];
         if (s->kind == SHM_SLOT_PEER)
             shm_peer_close_conn(eng, s->obj);
-        else if (s->kind == SHM_SLOT_CONN)
-            conn_close(eng, s->obj);
     }
+    /* Without a ring a connection just closes; with one we stop reading it and wait for the
+     * initiator to close its end. */
+    for (shm_conn_t *c = eng->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->ring) {
+            conn_close(eng, c);
+        } else if (!c->zombie) {
+            shutdown(c->fd, SHUT_WR);
+            c->zombie = true;
+        }
+    }
+    linger_rings(eng);
+    shm_ring_pool_free(eng);
     pthread_mutex_unlock(&eng->ev_lock);
     if (eng->listen_fd >= 0)
         close(eng->listen_fd);

@@ -1,6 +1,7 @@
 /*
  * shm_peer.c - peers: loading their connection info, the outgoing connection to each, and
- * sending notifications over it.
+ * sending notifications over it: as records in the peer's notification ring when it offered
+ * one (shm_ring.c), otherwise, and for what does not fit, as frames on the socket.
  *
  * The socket is SOCK_STREAM, not SOCK_SEQPACKET: a SEQPACKET message must fit the socket
  * buffer whole (a 16 MiB notification would fail with EMSGSIZE under default limits) and a
@@ -11,8 +12,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shm_priv.h"
@@ -156,8 +159,37 @@ static nixl_status_t peer_gone_error(nixl_be_engine_t *eng, const shm_peer_t *pe
                    peer->name, (int)peer->pid);
 }
 
+/* Wait (bounded) for the target's first control frame, its ring offer, and keep what arrived:
+ * the bytes are fed to shm_peer_ctl_input once the connection is installed. A target of an
+ * older version never sends one: after SHM_RING_WAIT_MS the connection stays socket-only, and
+ * an offer that comes later is taken by the event thread. */
+static size_t dial_wait_offer(int fd, uint8_t *rx)
+{
+    size_t have = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (have < SHM_CTL_LEN) {
+        ssize_t n = recv(fd, rx + have, SHM_CTL_LEN - have, MSG_DONTWAIT);
+        if (n > 0) {
+            have += (size_t)n;
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            break; /* the event thread sees the hang-up */
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long waited = (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (waited >= SHM_RING_WAIT_MS)
+            break;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        poll(&pfd, 1, (int)(SHM_RING_WAIT_MS - waited));
+    }
+    return have;
+}
+
 /* Open a connection to the peer's socket and make sure the listener is the pid it claimed. */
-static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out)
+static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out, uint8_t *rx,
+                               size_t *rx_len)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path + 1, peer->info.sock_name, peer->info.sock_len);
@@ -197,6 +229,7 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
                        "peer restarted; reload its metadata",
                        peer->info.sock_name, peer->name, other, (int)peer->pid);
     }
+    *rx_len = SHM_RING_SUPPORTED ? dial_wait_offer(fd, rx) : 0;
     *out = fd;
     return NIXL_SUCCESS;
 }
@@ -209,7 +242,9 @@ nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
         return NIXL_SUCCESS;
 
     int fd;
-    nixl_status_t st = peer_dial(eng, peer, &fd);
+    uint8_t rx[SHM_CTL_LEN];
+    size_t rx_len = 0;
+    nixl_status_t st = peer_dial(eng, peer, &fd, rx, &rx_len);
     if (st != NIXL_SUCCESS)
         return st;
 
@@ -240,6 +275,12 @@ nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
     peer->fd = fd;
     peer->slot = slot;
     peer->ev_data = data;
+    if (rx_len) {
+        bool bad = false;
+        shm_peer_ctl_input(eng, peer, rx, rx_len, &bad);
+        if (bad)
+            atomic_store(&peer->dead, true); /* the event thread closes it */
+    }
     atomic_store_explicit(&peer->connected, true, memory_order_release);
     pthread_mutex_unlock(&peer->lock);
     pthread_mutex_unlock(&eng->ev_lock);
@@ -255,6 +296,12 @@ void shm_peer_close_conn(nixl_be_engine_t *eng, shm_peer_t *peer)
     peer->want_out = false;
     atomic_store(&peer->connected, false);
     sendq_free(peer);
+    /* No ring write after this: they happen under this lock with the socket open, and closing
+     * the socket is what tells the target its ring is free (shm_ring.c, "Lifetime"). */
+    memset(&peer->ring, 0, sizeof(peer->ring));
+    peer->seq = 0;
+    peer->seq_mode = false;
+    peer->rx_len = 0;
     uint32_t slot = peer->slot;
     peer->slot = SHM_SLOT_NONE;
     pthread_mutex_unlock(&peer->lock);
@@ -324,36 +371,20 @@ static bool queue_rest(shm_peer_t *peer, const struct iovec *iov, int niov, size
     return true;
 }
 
-nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const void *msg,
-                                  size_t len)
+/*
+ * Send a whole frame now or queue what does not fit, behind what is queued (peer->lock held,
+ * socket open). `bounded`: refuse (NIXL_ERR_BACKEND, nothing sent) a frame that would take the
+ * queue past SHM_SENDQ_MAX; small control frames are never refused. Nothing partial is ever
+ * abandoned: a frame started is completed, or the stream would be corrupt.
+ */
+static nixl_status_t peer_send_iov(nixl_be_engine_t *eng, shm_peer_t *peer,
+                                   const struct iovec *iov, int niov, bool bounded)
 {
-    if (len > SHM_NOTIF_MAX)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                       "SHM: a %zu-byte notification exceeds the SHM limit of %zu bytes", len,
-                       SHM_NOTIF_MAX);
-    if (peer->is_self) {
-        eng->host->notif(eng->host->ctx, eng->name, eng->name_len, msg, len);
-        return NIXL_SUCCESS;
-    }
-    nixl_status_t st = shm_peer_ensure_connected(eng, peer);
-    if (st != NIXL_SUCCESS)
-        return st;
-
-    uint8_t hdr[SHM_FRAME_HDR];
-    shm_put_u32(hdr, SHM_FRAME_MAGIC);
-    shm_put_u32(hdr + 4, (uint32_t)eng->name_len);
-    shm_put_u64(hdr + 8, len);
-    struct iovec iov[3] = {{hdr, sizeof(hdr)}, {eng->name, eng->name_len},
-                           {(void *)msg, len}};
-    size_t total = sizeof(hdr) + eng->name_len + len, sent = 0;
-
-    pthread_mutex_lock(&peer->lock);
-    if (peer->fd < 0 || atomic_load(&peer->dead)) {
-        pthread_mutex_unlock(&peer->lock);
-        return peer_gone_error(eng, peer);
-    }
+    size_t total = 0, sent = 0;
+    for (int i = 0; i < niov; i++)
+        total += iov[i].iov_len;
     if (!peer->q_head) {
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 3 : 2};
+        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)niov};
         ssize_t n;
         do {
             n = sendmsg(peer->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -361,7 +392,6 @@ nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const
         if (n < 0 && errno != EAGAIN) {
             int e = errno;
             atomic_store(&peer->dead, true);
-            pthread_mutex_unlock(&peer->lock);
             return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT,
                            "SHM: sending a notification to '%s' failed: %s", peer->name,
                            strerror(e));
@@ -369,25 +399,204 @@ nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const
         sent = n < 0 ? 0 : (size_t)n;
     }
     if (sent < total) {
-        /* A partly written frame must be completed or the stream is corrupt: the bound only
-         * applies to frames not started yet. */
-        if (sent == 0 && peer->q_bytes + total > SHM_SENDQ_MAX) {
-            size_t queued = peer->q_bytes;
-            pthread_mutex_unlock(&peer->lock);
+        if (bounded && sent == 0 && peer->q_bytes + total > SHM_SENDQ_MAX)
             return SHM_ERR(eng, NIXL_ERR_BACKEND,
                            "SHM: agent '%s' is not reading its notifications (%zu bytes "
                            "queued); is it still polling?",
-                           peer->name, queued);
-        }
-        if (!queue_rest(peer, iov, 3, sent, total)) {
-            pthread_mutex_unlock(&peer->lock);
+                           peer->name, peer->q_bytes);
+        if (!queue_rest(peer, iov, niov, sent, total)) {
+            if (sent) {
+                /* A torn frame would corrupt the stream: give the connection up. */
+                atomic_store(&peer->dead, true);
+                return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory queueing a "
+                               "notification to '%s'; the connection is dropped", peer->name);
+            }
             return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory queueing a notification");
         }
         if (!peer->want_out)
             set_want_out(eng, peer, true);
     }
-    pthread_mutex_unlock(&peer->lock);
     return NIXL_SUCCESS;
+}
+
+bool shm_peer_send_frame(nixl_be_engine_t *eng, shm_peer_t *peer, const struct iovec *iov,
+                         int niov)
+{
+    return peer->fd >= 0 && peer_send_iov(eng, peer, iov, niov, false) == NIXL_SUCCESS;
+}
+
+/* A record is in the ring: wake the target if it said it does not poll (shm_ring.c). */
+static void ring_doorbell(nixl_be_engine_t *eng, shm_peer_t *peer)
+{
+    if (!peer->ring.doorbell || peer->q_head)
+        return; /* queued bytes will wake it, and it drains the ring after every frame */
+    uint8_t f[SHM_FRAME_HDR];
+    shm_put_u32(f, SHM_FRAME_BELL);
+    shm_put_u32(f + 4, 0);
+    shm_put_u64(f + 8, 0);
+    struct iovec iov = {f, sizeof(f)};
+    shm_peer_send_frame(eng, peer, &iov, 1);
+}
+
+/* Number and send one notification, ring first (peer->lock held, socket open). The number is
+ * taken only once the message is committed to the ring or handed whole to the socket. */
+static nixl_status_t send_numbered(nixl_be_engine_t *eng, shm_peer_t *peer, const void *msg,
+                                   size_t len)
+{
+    uint64_t seq = peer->seq + 1;
+    /* While the target does not poll, a record would need a doorbell after it: the frame
+     * alone is one syscall instead of two, and wakes the target's event thread the same. */
+    if (peer->ring.on && !peer->ring.doorbell) {
+        bool data_ok;
+        int w = shm_txring_write(eng, peer, seq, msg, len, NULL, NULL, 0, 0, &data_ok);
+        if (w > 0) {
+            peer->seq = seq;
+            ring_doorbell(eng, peer);
+            return NIXL_SUCCESS;
+        }
+        if (w < 0 && errno == ESRCH) {
+            atomic_store(&peer->dead, true);
+            return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' (pid %d) is gone",
+                           peer->name, (int)peer->pid);
+        }
+        /* too big for the ring, no room, or the ring failed: the socket, with the number */
+        SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: notification %llu to '%s' (%zu bytes) goes by "
+                "socket: %s", (unsigned long long)seq, peer->name, len,
+                !peer->ring.on ? "the ring failed"
+                : shm_rec_len(len) > peer->ring.rec_max ? "too big for the ring"
+                                                        : "the ring is full");
+    }
+    uint8_t hdr[SHM_FRAME_SEQ_HDR];
+    shm_put_u32(hdr, peer->seq_mode ? SHM_FRAME_SEQ : SHM_FRAME_MAGIC);
+    shm_put_u32(hdr + 4, (uint32_t)eng->name_len);
+    shm_put_u64(hdr + 8, len);
+    shm_put_u64(hdr + 16, seq);
+    struct iovec iov[3] = {{hdr, peer->seq_mode ? SHM_FRAME_SEQ_HDR : SHM_FRAME_HDR},
+                           {eng->name, eng->name_len},
+                           {(void *)msg, len}};
+    nixl_status_t st = peer_send_iov(eng, peer, iov, len ? 3 : 2, true);
+    if (st == NIXL_SUCCESS)
+        peer->seq = seq;
+    return st;
+}
+
+static nixl_status_t check_len(nixl_be_engine_t *eng, size_t len)
+{
+    if (len > SHM_NOTIF_MAX)
+        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
+                       "SHM: a %zu-byte notification exceeds the SHM limit of %zu bytes", len,
+                       SHM_NOTIF_MAX);
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const void *msg,
+                                  size_t len)
+{
+    nixl_status_t st = check_len(eng, len);
+    if (st != NIXL_SUCCESS)
+        return st;
+    if (peer->is_self) {
+        eng->host->notif(eng->host->ctx, eng->name, eng->name_len, msg, len);
+        return NIXL_SUCCESS;
+    }
+    st = shm_peer_ensure_connected(eng, peer);
+    if (st != NIXL_SUCCESS)
+        return st;
+
+    pthread_mutex_lock(&peer->lock);
+    if (peer->fd < 0 || atomic_load(&peer->dead))
+        st = peer_gone_error(eng, peer);
+    else
+        st = send_numbered(eng, peer, msg, len);
+    pthread_mutex_unlock(&peer->lock);
+    return st;
+}
+
+nixl_status_t shm_peer_write_notif(nixl_be_engine_t *eng, shm_peer_t *peer,
+                                   const struct iovec *ldata, const struct iovec *rdata,
+                                   size_t ndata, size_t data_bytes, const void *msg, size_t len,
+                                   bool *done)
+{
+    *done = false;
+    if (!SHM_RING_SUPPORTED || peer->is_self || check_len(eng, len) != NIXL_SUCCESS)
+        return NIXL_SUCCESS;
+    pthread_mutex_lock(&peer->lock);
+    nixl_status_t st = NIXL_SUCCESS;
+    if (peer->fd >= 0 && !atomic_load(&peer->dead) && peer->ring.on) {
+        bool data_ok;
+        uint64_t seq = peer->seq + 1;
+        int w = shm_txring_write(eng, peer, seq, msg, len, ldata, rdata, ndata, data_bytes,
+                                 &data_ok);
+        if (w > 0) {
+            *done = true;
+            peer->seq = seq;
+            ring_doorbell(eng, peer);
+        } else if (w < 0 && data_ok) {
+            /* The data is there, the record is not (the ring failed): the socket. */
+            *done = true;
+            st = send_numbered(eng, peer, msg, len);
+        }
+        /* otherwise nothing is numbered and the caller takes the ordinary path, which also
+         * reports a fault in the data properly */
+    }
+    pthread_mutex_unlock(&peer->lock);
+    return st;
+}
+
+/* One control frame from the target (peer->lock held). */
+static bool ctl_frame(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *f)
+{
+    if (shm_get_u32(f) != SHM_CTL_MAGIC)
+        return false;
+    uint32_t type = shm_get_u32(f + 4);
+    uint64_t a = shm_get_u64(f + 8), b = shm_get_u64(f + 16), c = shm_get_u64(f + 24);
+    switch (type) {
+    case SHM_CTL_RING:
+        shm_txring_enable(eng, peer, a, b, c);
+        return true;
+    case SHM_CTL_POLL:
+        if (peer->ring.on && peer->ring.doorbell)
+            SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: agent '%s' polls its ring", peer->name);
+        peer->ring.doorbell = false;
+        return true;
+    case SHM_CTL_IDLE: {
+        /* Set the flag and acknowledge in one hold of the lock: every record written before
+         * the ACK is committed before it is sent (shm_ring.c, "Wake-ups"). */
+        peer->ring.doorbell = true;
+        uint8_t ack[SHM_FRAME_HDR];
+        shm_put_u32(ack, SHM_FRAME_ACK);
+        shm_put_u32(ack + 4, 0);
+        shm_put_u64(ack + 8, a);
+        struct iovec iov = {ack, sizeof(ack)};
+        shm_peer_send_frame(eng, peer, &iov, 1);
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+void shm_peer_ctl_input(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *p, size_t n,
+                        bool *bad)
+{
+    while (n) {
+        size_t take = SHM_CTL_LEN - peer->rx_len;
+        if (take > n)
+            take = n;
+        memcpy(peer->rx + peer->rx_len, p, take);
+        peer->rx_len += take;
+        p += take;
+        n -= take;
+        if (peer->rx_len < SHM_CTL_LEN)
+            break;
+        peer->rx_len = 0;
+        if (!ctl_frame(eng, peer, peer->rx)) {
+            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: agent '%s' sent a malformed control frame; "
+                    "dropping the connection", peer->name);
+            *bad = true;
+            return;
+        }
+    }
 }
 
 nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, const void *blob,

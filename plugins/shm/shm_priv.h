@@ -8,6 +8,9 @@
  *    (a peer *is* the md of all its regions) and every request prepared against it hold a
  *    reference, so disconnect() never leaves a dangling pointer behind.
  *  - conn: one accepted (inbound) connection; owned by its event slot.
+ *  - ring: the notification ring a conn was offered (shm_ring.c). Its initiator writes into it
+ *    with process_vm_writev, so it outlives the conn until that initiator has closed its end;
+ *    then it returns to the engine's pool (or, at destroy, is unmapped or retired).
  *  - req: one prepared transfer; iovec arrays live in the same allocation.
  *
  * Locks, always taken in this order (never the other way round):
@@ -17,7 +20,9 @@
  *  - ev_lock: the event slots, every inbound connection's read state and epoll processing, so
  *    the event thread and progress() never interleave reads of one connection and frames are
  *    delivered in the order they were sent.
- *  - peer->lock: the outgoing socket of a peer and its send queue.
+ *  - peer->lock: the outgoing socket of a peer, its send queue, and the connection's message
+ *    numbering and notification ring (shm_ring.c): a message is numbered and written (ring or
+ *    socket) in one hold of the lock.
  *  - work_lock: the async worker's queue and the queued/running flags of requests.
  */
 #ifndef NIXL_SHM_PRIV_H
@@ -78,8 +83,90 @@ typedef struct shm_md_hdr {
 
 /* ---- notification frames ---- */
 
+/*
+ * Initiator -> target, on the initiator's connection (all little endian):
+ *  SHMN  u32 magic, u32 name length, u64 payload length, name, payload: a notification with
+ *        no number (what a peer without rings sends; numbered implicitly by arrival).
+ *  SHMQ  the same with a u64 sequence number after the payload length (24-byte header).
+ *  SHMH  u32 magic, u32 name length, u64 protocol version, name: "I use your ring"; sent once,
+ *        before the first record.
+ *  SHMD  u32 magic, u32 0, u64 0: doorbell, a record was written while the target was idle.
+ *  SHMA  u32 magic, u32 0, u64 generation: acknowledges an IDLE control frame.
+ * Target -> initiator, on the same connection: 32-byte control frames (SHM_CTL_*).
+ */
 #define SHM_FRAME_MAGIC 0x4e4d4853u /* "SHMN" little endian */
-#define SHM_FRAME_HDR 16u          /* u32 magic, u32 name length, u64 payload length (LE) */
+#define SHM_FRAME_SEQ 0x514d4853u   /* "SHMQ" */
+#define SHM_FRAME_HELO 0x484d4853u  /* "SHMH" */
+#define SHM_FRAME_BELL 0x444d4853u  /* "SHMD" */
+#define SHM_FRAME_ACK 0x414d4853u   /* "SHMA" */
+#define SHM_FRAME_HDR 16u           /* SHMN, SHMH, SHMD, SHMA */
+#define SHM_FRAME_SEQ_HDR 24u       /* SHMQ */
+#define SHM_PROTO_VERSION 1u
+
+/* u32 magic, u32 type, u64 a, u64 b, u64 c */
+#define SHM_CTL_MAGIC 0x434d4853u /* "SHMC" */
+#define SHM_CTL_LEN 32u
+enum {
+    SHM_CTL_RING = 1, /* a = ring address in the target, b = ring size, c = largest record */
+    SHM_CTL_POLL = 2, /* the target polls its rings: no doorbells needed */
+    SHM_CTL_IDLE = 3, /* a = generation: the target stopped polling; ring doorbells, ack this */
+};
+
+/* ---- notification rings (shm_ring.c) ---- */
+
+/* Rings rely on x86-64 store order (see shm_ring.c); elsewhere every notification takes the
+ * socket and no ring is offered or used. */
+#if defined(__x86_64__)
+#define SHM_RING_SUPPORTED 1
+#else
+#define SHM_RING_SUPPORTED 0
+#endif
+#define SHM_RING_DEFAULT ((size_t)256 << 10)
+#define SHM_RING_MIN ((size_t)4 << 10)
+#define SHM_RING_MAX ((size_t)64 << 20)
+#define SHM_REC_HDR 16u        /* u8 commit, u8 type, u16 0, u32 payload length, u64 sequence */
+#define SHM_REC_COMMIT 0xa5u   /* a committed record; 0 = free (zeroed) */
+#define SHM_REC_NOTIF 1u
+#define SHM_RING_CKPTS 16u     /* initiator: records remembered to learn what was consumed */
+#define SHM_RING_WAIT_MS 100   /* dial: how long to wait for the target's ring offer */
+#define SHM_RING_POOL 16u      /* rings kept for reuse after their connection ended */
+#define SHM_RING_LINGER_MS 200 /* destroy: how long to wait for initiators to close */
+/* A WRITE this small is written together with its notification record, in one syscall. */
+#define SHM_COMBINE_BYTES ((size_t)64 << 10)
+#define SHM_COMBINE_IOVS 64u
+
+/* Largest record (header + payload) a ring of `size` bytes takes; bigger ones use the socket. */
+static inline uint64_t shm_ring_rec_max(uint64_t size)
+{
+    return size / 8;
+}
+
+static inline uint64_t shm_rec_len(uint64_t payload)
+{
+    return SHM_REC_HDR + ((payload + 7) & ~(uint64_t)7);
+}
+
+/* Initiator side of one connection's ring (peer->lock). Positions count bytes since the ring
+ * was set up; offset = position & (size - 1). */
+typedef struct shm_txring {
+    bool on;       /* records may be written */
+    bool doorbell; /* the target is not polling: ring after each record */
+    uint64_t addr, size, rec_max;
+    uint64_t head; /* next record's position */
+    uint64_t done; /* everything before was consumed (zeroed) by the target */
+    struct {
+        uint64_t start, end;
+    } ck[SHM_RING_CKPTS + 1]; /* records written after `done`, oldest first; the last is the
+                               * newest record */
+    unsigned nck;
+} shm_txring_t;
+
+/* One mapping that the target offers as a ring (see shm_ring.c for its lifetime). */
+typedef struct shm_ringmem {
+    struct shm_ringmem *next; /* eng->ring_pool */
+    uint8_t *base;
+    size_t size;
+} shm_ringmem_t;
 
 typedef struct shm_sendq {
     struct shm_sendq *next;
@@ -112,6 +199,13 @@ typedef struct shm_peer {
     bool want_out;      /* EPOLLOUT armed */
     shm_sendq_t *q_head, **q_tail;
     size_t q_bytes;
+    /* The connection's messages (notifications) are numbered 1, 2, ... in the order they are
+     * written, ring or socket; seq is the last number used. */
+    uint64_t seq;
+    bool seq_mode;     /* SHMH sent: socket notifications carry their number (SHMQ) */
+    shm_txring_t ring; /* the target's ring, when it offered one */
+    uint8_t rx[SHM_CTL_LEN]; /* a partly received control frame */
+    size_t rx_len;
 } shm_peer_t;
 
 /* ---- event slots ---- */
@@ -133,6 +227,39 @@ typedef struct shm_slot {
 } shm_slot_t;
 
 #define SHM_SLOT_NONE UINT32_MAX
+
+/* ---- inbound connections ---- */
+
+#define SHM_RBUF (64u << 10) /* small frames are delivered straight from here */
+
+enum { SHM_MODE_IDLE = 0, SHM_MODE_POLLED, SHM_MODE_PENDING };
+
+/* One accepted connection (ev_lock). */
+typedef struct shm_conn {
+    struct shm_conn *next, **pprev; /* eng->conns */
+    int fd;
+    uint32_t slot;
+    uint64_t ev_data; /* epoll data of fd */
+    size_t rlen;
+    uint8_t *big; /* name + payload of a frame larger than rbuf, being filled */
+    size_t big_need, big_have;
+    uint32_t big_name_len;
+    bool big_has_seq;
+    uint64_t big_seq;
+    /* the ring this connection was offered (NULL: none) and what was read from it */
+    shm_ringmem_t *ring;
+    uint64_t tail;     /* position of the next record */
+    uint64_t next_seq; /* number of the next notification to deliver */
+    bool helo;         /* the initiator uses the ring; its socket is in ep_fd, not ep_in */
+    bool zombie;       /* we gave up on it (bad frame): wait for the initiator to close */
+    uint8_t mode;      /* SHM_MODE_*: whether the initiator rings the doorbell */
+    uint64_t gen;      /* of the last IDLE sent */
+    bool idle_unsent;  /* the IDLE frame could not be sent yet */
+    uint64_t pending_since_ms;
+    char *name; /* from SHMH */
+    size_t name_len;
+    uint8_t rbuf[SHM_RBUF];
+} shm_conn_t;
 
 /* ---- requests ---- */
 
@@ -185,6 +312,14 @@ struct nixl_be_engine {
     pthread_mutex_t ev_lock;
     struct shm_conn *conns; /* inbound connections */
     size_t nconns;
+    size_t nconns_in;  /* of which in ep_in (no ring in use) */
+    bool polling;      /* the user calls progress(): rings are left to it (ev_lock) */
+    atomic_bool ev_waiting; /* the event thread has events and waits for ev_lock */
+    size_t npending;   /* connections in SHM_MODE_PENDING (ev_lock) */
+    size_t ring_size;  /* of the rings we offer; 0: none */
+    shm_ringmem_t *ring_pool; /* rings whose connection ended, zeroed, for reuse */
+    size_t ring_pool_len;
+    uint8_t *scratch;  /* a wrapped record is copied here (ev_lock) */
     shm_slot_t *slots;
     uint32_t nslots, slot_cap, free_slot;
     pthread_t ev_thread;
@@ -224,6 +359,17 @@ shm_peer_t *shm_peer_find(nixl_be_engine_t *eng, const char *name); /* +1 ref, o
 nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer);
 nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const void *msg,
                                   size_t len);
+/* A WRITE's data and its notification in one syscall, when the ring allows; *done false: nothing
+ * happened (no ring, no room, a fault): do it the ordinary way. */
+nixl_status_t shm_peer_write_notif(nixl_be_engine_t *eng, shm_peer_t *peer,
+                                   const struct iovec *ldata, const struct iovec *rdata,
+                                   size_t ndata, size_t data_bytes, const void *msg, size_t len,
+                                   bool *done);
+/* Queue or send a frame, peer->lock held; control frames ignore the queue bound. */
+bool shm_peer_send_frame(nixl_be_engine_t *eng, shm_peer_t *peer, const struct iovec *iov,
+                         int niov);
+void shm_peer_ctl_input(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *p, size_t n,
+                        bool *bad); /* peer->lock held */
 void shm_peer_flush(nixl_be_engine_t *eng, shm_peer_t *peer);        /* peer->lock held */
 void shm_peer_close_conn(nixl_be_engine_t *eng, shm_peer_t *peer);   /* ev_lock held */
 void shm_peers_destroy(nixl_be_engine_t *eng); /* the table, then any leftovers */
@@ -240,6 +386,25 @@ void shm_event_stop(nixl_be_engine_t *eng);
 uint32_t shm_slot_add(nixl_be_engine_t *eng, uint32_t kind, void *obj, uint64_t *data);
 void shm_slot_free(nixl_be_engine_t *eng, uint32_t idx);
 nixl_status_t shm_progress(nixl_be_engine_t *eng);
+
+/* shm_ring.c: notification rings, both sides. */
+shm_ringmem_t *shm_ring_get(nixl_be_engine_t *eng);                  /* ev_lock held */
+void shm_ring_put(nixl_be_engine_t *eng, shm_ringmem_t *r);           /* ev_lock held */
+void shm_ring_abandon(nixl_be_engine_t *eng, shm_ringmem_t *r);
+void shm_ring_pool_free(nixl_be_engine_t *eng);
+/* Deliver the records in order, up to (excluding) number `upto`. False: the ring holds
+ * something no initiator of ours writes (the caller gives up on the connection). *blocked:
+ * the next record waits for a message that is still in the socket. ev_lock held. */
+bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool *blocked);
+void shm_txring_enable(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t addr, uint64_t size,
+                       uint64_t rec_max); /* peer->lock held */
+/* Write one notification record numbered `seq` into the peer's ring, after `ndata` data
+ * iovecs when given, in one process_vm_writev. Returns 1 written; 0 no ring, too big or no
+ * room (nothing written); -1 failed (errno; the record is not committed; *data_ok tells
+ * whether the data arrived whole). peer->lock held. */
+int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, const void *msg,
+                     size_t len, const struct iovec *ldata, const struct iovec *rdata,
+                     size_t ndata, size_t data_bytes, bool *data_ok);
 
 /* shm_xfer.c: requests and the copy loop. */
 nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,

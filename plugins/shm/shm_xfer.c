@@ -1,6 +1,7 @@
 /*
  * shm_xfer.c - transfer requests: prepare the iovec arrays once, then move the bytes with
- * process_vm_writev/readv (a peer) or memmove (loopback), whole iovec arrays per call.
+ * process_vm_writev/readv (a peer) or memmove (loopback), whole iovec arrays per call. A small
+ * WRITE with a notification takes its notification record along in the same call.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -277,6 +278,19 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         if (nlen)
             memcpy(req->notif, opts->notif, nlen);
         return shm_worker_submit(eng, req);
+    }
+
+    /* A small WRITE and its notification in one process_vm_writev: the record follows the
+     * data in the same call (shm_ring.c). Anything unusual takes the ordinary path below. */
+    if (has_notif && req->op == NIXL_WRITE && !peer->is_self &&
+        req->count <= SHM_COMBINE_IOVS && req->total <= SHM_COMBINE_BYTES) {
+        bool done;
+        st = shm_peer_write_notif(eng, peer, req->liov, req->riov, req->count,
+                                  (size_t)req->total, opts->notif, nlen, &done);
+        if (done) {
+            atomic_store(&req->state, st);
+            return st;
+        }
     }
 
     st = shm_xfer_copy(req, SIZE_MAX, false);

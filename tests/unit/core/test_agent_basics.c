@@ -398,7 +398,9 @@ static void test_backend_params(void **state)
     assert_int_equal(times, 1);
     assert_string_equal(param_get(l, "custom_key", &times), "custom value");
     assert_int_equal(times, 1);
-    assert_int_equal(l->count, 2);
+    assert_string_equal(param_get(l, "notif_ring_size", &times), "262144"); /* a default */
+    assert_int_equal(times, 1);
+    assert_int_equal(l->count, 3);
     nixl_free(l);
 
     /* without user parameters: the plugin defaults (docs/differences.md item 10) */
