@@ -6,6 +6,7 @@
 #include "error.h"
 #include "log.h"
 #include "md/codec.h"
+#include "util/scratch.h"
 
 static bool engine_remote(const nixl_backend_t *b)
 {
@@ -501,13 +502,19 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
     }
 
+    /* The staging arrays live for this call only: per-thread scratch, one block. */
     load_ctx_t c = {.a = agent};
-    size_t n = v.num_regions ? v.num_regions : 1;
-    c.descs = malloc(n * sizeof(*c.descs));
-    c.blobs = malloc(n * sizeof(*c.blobs));
-    c.mds = malloc(n * sizeof(*c.mds));
-    c.staged = malloc((v.num_sections ? v.num_sections : 1) * sizeof(*c.staged));
-    if (!c.descs || !c.blobs || !c.mds || !c.staged) {
+    size_t n = v.num_regions ? v.num_regions : 1, ns = v.num_sections ? v.num_sections : 1;
+    size_t bytes = n * (sizeof(*c.descs) + sizeof(*c.blobs) + sizeof(*c.mds)) +
+                   ns * sizeof(*c.staged);
+    uint8_t *block = n < SIZE_MAX / 64 && ns < SIZE_MAX / 64 ? nixl_scratch_get(bytes) : NULL;
+    if (block) {
+        c.descs = (nixl_desc_t *)block;
+        c.blobs = (nixl_be_blob_t *)(c.descs + n);
+        c.mds = (nixl_be_md_t **)(c.blobs + n);
+        c.staged = (staged_t *)(c.mds + n);
+    }
+    if (!block) {
         st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
         goto out_free;
     }
@@ -556,10 +563,7 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
 out_unlock:
     agent_unlock(agent);
 out_free:
-    free(c.descs);
-    free(c.blobs);
-    free(c.mds);
-    free(c.staged);
+    nixl_scratch_trim();
     nixl_md_view_free(&v);
     if (st == NIXL_SUCCESS && out_name)
         *out_name = name_copy;

@@ -5,6 +5,7 @@
 #include "agent_impl.h"
 #include "error.h"
 #include "log.h"
+#include "util/scratch.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Handle bookkeeping: everything not released is freed by nixl_agent_destroy().               */
@@ -242,60 +243,14 @@ nixl_status_t nixl_agent_release_dlist(nixl_agent_t *agent, nixl_dlist_t *dlist)
 /* Requests                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
-/*
- * Resolved lists only live until the backend has prepared its own form of the request, so
- * they go in a per-thread scratch buffer instead of a fresh allocation each time: large fresh
- * allocations come from mmap and cost a page fault every 4 KiB (several ns per descriptor).
- */
-#define SCRATCH_KEEP (8u << 20) /* larger buffers are given back after use */
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static _Thread_local struct scratch {
-    void *p;
-    size_t cap;
-} scratch;
-
-static void scratch_thread_exit(void *p)
-{
-    free(p);
-}
-
-static void scratch_key_init(void)
-{
-    pthread_key_create(&scratch_key, scratch_thread_exit);
-}
-
-static void *scratch_get(size_t bytes)
-{
-    if (bytes <= scratch.cap)
-        return scratch.p;
-    pthread_once(&scratch_once, scratch_key_init);
-    void *p = realloc(scratch.p, bytes);
-    if (!p)
-        return NULL;
-    scratch.p = p;
-    scratch.cap = bytes;
-    pthread_setspecific(scratch_key, p);
-    return p;
-}
-
-static void scratch_trim(void)
-{
-    if (scratch.cap > SCRATCH_KEEP) {
-        free(scratch.p);
-        scratch.p = NULL;
-        scratch.cap = 0;
-        pthread_setspecific(scratch_key, NULL);
-    }
-}
-
+/* Resolved lists only live until the backend has prepared its own form of the request: they
+ * go in the per-thread scratch buffer (util/scratch.h). */
 static nixl_xfer_req_t *req_alloc(size_t count, nixl_be_desc_t **local, nixl_be_desc_t **remote)
 {
     if (count > (SIZE_MAX / 2) / sizeof(nixl_be_desc_t))
         return NULL;
     nixl_xfer_req_t *r = malloc(sizeof(*r));
-    nixl_be_desc_t *descs = scratch_get(2 * count * sizeof(*descs));
+    nixl_be_desc_t *descs = nixl_scratch_get(2 * count * sizeof(*descs));
     if (!r || !descs) {
         free(r);
         return NULL;
@@ -473,7 +428,7 @@ nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
 out:
     agent_unlock(agent);
     if (ld)
-        scratch_trim();
+        nixl_scratch_trim();
     if (r) {
         free(r->notif);
         free(r);
@@ -573,7 +528,7 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
 out:
     agent_unlock(agent);
     if (ld)
-        scratch_trim();
+        nixl_scratch_trim();
     if (r) {
         free(r->notif);
         free(r);
