@@ -27,7 +27,7 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *thre
         if (!p->key)
             continue;
         if (strcmp(p->key, "async_threshold") == 0) {
-            if (!shm_parse_u64(p->value, threshold)) {
+            if (!nixl_parse_u64(p->value, threshold)) {
                 init->host->set_error("SHM: async_threshold='%s' is not a byte count (a "
                                       "decimal or 0x-hex integer; 0 disables the worker "
                                       "thread)",
@@ -36,7 +36,7 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *thre
             }
         } else if (strcmp(p->key, "notif_ring_size") == 0) {
             uint64_t v;
-            if (!shm_parse_u64(p->value, &v) ||
+            if (!nixl_parse_u64(p->value, &v) ||
                 (v && (v < SHM_RING_MIN || v > SHM_RING_MAX || (v & (v - 1))))) {
                 init->host->set_error("SHM: notif_ring_size='%s' must be 0 (no rings: "
                                       "notifications by socket only) or a power of two from "

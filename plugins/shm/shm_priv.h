@@ -39,6 +39,7 @@
 #include <sys/un.h>
 
 #include "nixl_plugin.h"
+#include "util/parse.h"
 
 /* Largest notification payload we send or accept (the reference has no limit; UCX practice
  * tops out far below). Large enough for any tag or small control message, small enough that a
@@ -345,7 +346,6 @@ void shm_sys_identity(shm_conn_info_t *info);
 size_t shm_conn_encode(const shm_conn_info_t *info, uint8_t *out);
 nixl_status_t shm_conn_decode(const void *blob, size_t len, shm_conn_info_t *out,
                               const char **why);
-bool shm_parse_u64(const char *s, uint64_t *out);
 void shm_put_u32(uint8_t *p, uint32_t v);
 void shm_put_u64(uint8_t *p, uint64_t v);
 uint32_t shm_get_u32(const uint8_t *p);

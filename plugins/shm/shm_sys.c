@@ -55,41 +55,6 @@ static uint16_t get_u16(const uint8_t *p)
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-/* Decimal or 0x-hex, no sign, no spaces, no leading zeros, no overflow: the same rules as
- * src/util/parse.c, kept here so the plugin does not depend on that file being finished. */
-bool shm_parse_u64(const char *s, uint64_t *out)
-{
-    unsigned base = 10;
-    uint64_t v = 0;
-
-    if (!s || !*s)
-        return false;
-    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-        base = 16;
-        s += 2;
-        if (!*s)
-            return false;
-    } else if (s[0] == '0' && s[1] != '\0') {
-        return false;
-    }
-    for (; *s; s++) {
-        unsigned d;
-        if (*s >= '0' && *s <= '9')
-            d = (unsigned)(*s - '0');
-        else if (base == 16 && *s >= 'a' && *s <= 'f')
-            d = (unsigned)(*s - 'a' + 10);
-        else if (base == 16 && *s >= 'A' && *s <= 'F')
-            d = (unsigned)(*s - 'A' + 10);
-        else
-            return false;
-        if (v > (UINT64_MAX - d) / base)
-            return false;
-        v = v * base + d;
-    }
-    *out = v;
-    return true;
-}
-
 /* Small /proc files only; false when missing. */
 static bool read_small_file(const char *path, char *buf, size_t cap)
 {

@@ -68,6 +68,11 @@ nixl_peer_t *peer_find(nixl_agent_t *a, const char *name)
     return NULL;
 }
 
+nixl_peer_t *peer_target(nixl_agent_t *a, const char *name)
+{
+    return strcmp(name, a->name) == 0 ? a->self : peer_find(a, name);
+}
+
 static nixl_peer_t *peer_alloc(const char *name)
 {
     nixl_peer_t *p = calloc(1, sizeof(*p));

@@ -152,6 +152,9 @@ static inline void agent_unlock(nixl_agent_t *a)
 
 /* ---- peers (agent.c) ---- */
 nixl_peer_t *peer_find(nixl_agent_t *a, const char *name);
+/* The transfer target named `name`: the agent itself (loopback) or a loaded peer; NULL if
+ * neither. */
+nixl_peer_t *peer_target(nixl_agent_t *a, const char *name);
 /* A new, empty peer in the table (generation assigned). NULL when memory is short. */
 nixl_peer_t *peer_create(nixl_agent_t *a, const char *name);
 /* Take the peer out of the table, unload its regions, disconnect its engines, mark it stale. */

@@ -618,7 +618,7 @@ nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name, 
     agent_rdlock(agent);
     nixl_status_t st = NIXL_ERR_NOT_FOUND;
     bool self = !strcmp(name, agent->name);
-    nixl_peer_t *p = self ? agent->self : peer_find(agent, name);
+    nixl_peer_t *p = peer_target(agent, name);
     if (!p) {
         nixl_err_set("check_remote_md: no metadata of '%s' is loaded", name);
     } else if (!count) {

@@ -165,11 +165,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
     nixl_status_t st;
     nixl_dlist_t *d = NULL;
     nixl_peer_t *peer = NULL;
-    if (!*agent_name) {
-        peer = NULL;
-    } else if (!strcmp(agent_name, agent->name)) {
-        peer = agent->self;
-    } else if (!(peer = peer_find(agent, agent_name))) {
+    if (*agent_name && !(peer = peer_target(agent, agent_name))) {
         st = nixl_err(NIXL_ERR_NOT_FOUND, "prep_xfer_dlist: no metadata of '%s' is loaded",
                       agent_name);
         goto out;
@@ -468,10 +464,8 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
     agent_rdlock(agent);
     nixl_xfer_req_t *r = NULL;
     nixl_be_desc_t *ld = NULL, *rd = NULL;
-    nixl_peer_t *peer;
-    if (!strcmp(remote_agent, agent->name))
-        peer = agent->self;
-    else if (!(peer = peer_find(agent, remote_agent))) {
+    nixl_peer_t *peer = peer_target(agent, remote_agent);
+    if (!peer) {
         st = nixl_err(NIXL_ERR_NOT_FOUND, "create_xfer_req: no metadata of '%s' is loaded",
                       remote_agent);
         goto out;
