@@ -45,8 +45,11 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
     }
     if (local) {
         st = ops->load_local_md(b->eng, mds, count, lb);
-        if (st != NIXL_SUCCESS)
+        if (st != NIXL_SUCCESS) {
+            if (nixl_err_unset())
+                nixl_err_set("%s could not make loopback metadata for the regions", b->name);
             goto err_dereg;
+        }
     }
     for (size_t i = 0; i < count; i++) {
         regs[i] = (nixl_region_t){
@@ -60,8 +63,11 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
             const void *blob = NULL;
             size_t len = 0;
             st = ops->get_public_blob(b->eng, mds[i], &blob, &len);
-            if (st != NIXL_SUCCESS)
+            if (st != NIXL_SUCCESS) {
+                if (nixl_err_unset())
+                    nixl_err_set("%s gave no public blob for descriptor %zu", b->name, i);
                 goto err_unload;
+            }
             regs[i].blob = blob;
             regs[i].blob_len = len;
         }

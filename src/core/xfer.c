@@ -127,13 +127,12 @@ static const char *side_name(const nixl_peer_t *peer)
     return peer ? peer->name : "local";
 }
 
-static nixl_status_t misfit(nixl_agent_t *a, const nixl_desc_t *descs, size_t bad,
-                            unsigned tried, nixl_peer_t *peer, nixl_mem_t type)
+static nixl_status_t misfit(const nixl_desc_t *descs, size_t bad, unsigned tried,
+                            const nixl_peer_t *peer, nixl_mem_t type)
 {
     if (!tried)
         return nixl_err(NIXL_ERR_NOT_FOUND, "no backend has %s regions registered for side '%s'",
                         nixl_mem_str(type), side_name(peer));
-    (void)a;
     return nixl_err(NIXL_ERR_NOT_FOUND,
                     "descriptor %zu (addr 0x%lx, len %zu, dev %lu) is not inside one registered "
                     "%s region of side '%s'", bad, (unsigned long)descs[bad].addr, descs[bad].len,
@@ -202,7 +201,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
         }
     }
     if (!d->engines) {
-        st = misfit(agent, descs, bad, tried, peer, type);
+        st = misfit(descs, bad, tried, peer, type);
         nixl_err_prefix("prep_xfer_dlist");
         goto out;
     }
@@ -498,8 +497,8 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
         size_t bad = 0;
         bool bad_remote = false;
         if (!resolve_pair(ls, rs, local, remote, local_count, ld, rd, &bad, &bad_remote)) {
-            st = bad_remote ? misfit(agent, remote, bad, 1, peer, remote_type)
-                            : misfit(agent, local, bad, 1, NULL, local_type);
+            st = bad_remote ? misfit(remote, bad, 1, peer, remote_type)
+                            : misfit(local, bad, 1, NULL, local_type);
             continue;
         }
         r->engine = agent->engines[e];
