@@ -180,7 +180,8 @@ typedef struct nixl_agent_config {
     size_t struct_size;
     bool use_prog_thread;          /* allow backends to run a progress thread (default false) */
     bool use_listen_thread;        /* run the metadata side-channel listener (default false) */
-    int listen_port;               /* listener port (default 8888; 0 = any free port) */
+    int listen_port;               /* listener port (default 8888; 0 = any free port, see
+                                      nixl_agent_get_listen_port()) */
     nixl_thread_sync_t sync_mode;  /* default NIXL_THREAD_SYNC_DEFAULT */
     bool capture_telemetry;        /* collect per-request telemetry (NIXL_TELEMETRY_ENABLE wins) */
     uint64_t pthr_delay_us;        /* backend progress-thread wake-up period (default 0) */
@@ -247,7 +248,8 @@ NIXL_API const char *nixl_version(void);
 /**
  * Create an agent named `name` (non-empty, at most 255 bytes). `cfg` may be NULL for the
  * defaults. No backend is created; no network I/O happens except binding the listener when
- * cfg->use_listen_thread is set.
+ * cfg->use_listen_thread is set (on every address, IPv6 and IPv4; a port in use fails the call
+ * with NIXL_ERR_BACKEND).
  *
  * @return NIXL_SUCCESS and *out; NIXL_ERR_INVALID_PARAM for a bad name or config;
  *         NIXL_ERR_MISMATCH for a malformed configuration file or variable.
@@ -407,8 +409,8 @@ NIXL_API nixl_status_t nixl_agent_invalidate_remote_md(nixl_agent_t *agent, cons
  * Whether a peer's metadata is loaded and, if count > 0, whether every descriptor lies inside
  * one of its regions on an engine that has its connection info.
  *
- * @return NIXL_SUCCESS or NIXL_ERR_NOT_FOUND. When an asynchronous fetch for `name` failed,
- *         the fetch's error is returned instead (and nixl_last_error() says why).
+ * @return NIXL_SUCCESS or NIXL_ERR_NOT_FOUND. When nothing is loaded and the last fetch of
+ *         `name` failed, that fetch's error is returned instead (nixl_last_error() says why).
  */
 NIXL_API nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name,
                                                   nixl_mem_t type, const nixl_desc_t *descs,
@@ -422,25 +424,60 @@ NIXL_API nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const cha
 NIXL_API nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const char *name,
                                                   const nixl_opt_args_t *opt);
 
-/**
- * Send this agent's metadata to a peer (opt->ip_addr / opt->port) or a metadata store.
- * NIXL_ERR_NOT_SUPPORTED until the side channel and etcd are built.
+/*
+ * Metadata exchange through the side channel (reference NIXL-SEMANTICS 5.9, 5.10): with
+ * opt->ip_addr set (an IPv4 or IPv6 literal, optionally in brackets, or a host name) and
+ * opt->port (default 8888), the message goes over TCP to that peer's listener. These calls
+ * validate, serialise and queue; the network I/O runs on the agent's side-channel thread, so
+ * none of them waits for the peer. A message that cannot be delivered is logged at ERROR; the
+ * outcome of a fetch is kept (nixl_agent_get_fetch_status(), nixl_agent_check_remote_md()).
+ * An agent does not need its own listener to send or fetch.
+ *
+ * Common returns: NIXL_ERR_INVALID_PARAM without opt->ip_addr (no metadata server is
+ * configured), for a bad port or a malformed address.
  */
+
+/** Send this agent's full metadata (the peer loads it). */
 NIXL_API nixl_status_t nixl_agent_send_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt);
 
-/** Send partial metadata (see nixl_agent_get_local_partial_md()) to a peer or a store. */
+/** Send partial metadata (see nixl_agent_get_local_partial_md()); opt->metadata_label is
+ * ignored by the side channel. */
 NIXL_API nixl_status_t nixl_agent_send_local_partial_md(nixl_agent_t *agent, nixl_mem_t type,
                                                         const nixl_reg_desc_t *descs,
                                                         size_t count,
                                                         const nixl_opt_args_t *opt);
 
-/** Fetch a peer's metadata from it (opt->ip_addr) or from a store, asynchronously. */
+/**
+ * Ask the peer at opt->ip_addr for its full metadata and load the reply, asynchronously. The
+ * fetch fails (observably) when the peer cannot be reached, closes the connection, sends
+ * something that is not metadata, turns out to be another agent than `name`, or does not
+ * answer within NIXL_SIDECHANNEL_REPLY_TIMEOUT_MS.
+ */
 NIXL_API nixl_status_t nixl_agent_fetch_remote_md(nixl_agent_t *agent, const char *name,
                                                   const nixl_opt_args_t *opt);
 
-/** Ask a peer (opt->ip_addr) or a store to forget this agent's metadata. */
+/** Ask the peer at opt->ip_addr to forget this agent's metadata. */
 NIXL_API nixl_status_t nixl_agent_invalidate_local_md(nixl_agent_t *agent,
                                                       const nixl_opt_args_t *opt);
+
+/**
+ * The state of the last fetch of `name` (not in the reference).
+ *
+ * @return NIXL_IN_PROG while it runs; NIXL_SUCCESS once the metadata is loaded; the fetch's
+ *         error when it failed (nixl_last_error() says why: NIXL_ERR_REMOTE_DISCONNECT for an
+ *         unreachable or vanished peer, NIXL_ERR_MISMATCH for bytes that are not its metadata
+ *         or another agent's, NIXL_ERR_BACKEND for no reply in time); NIXL_ERR_NOT_FOUND if no
+ *         fetch of `name` was requested.
+ */
+NIXL_API nixl_status_t nixl_agent_get_fetch_status(nixl_agent_t *agent, const char *name);
+
+/**
+ * The TCP port the side-channel listener is bound to; useful with listen_port 0 (not in the
+ * reference, where that port can only be read from the log).
+ *
+ * @return NIXL_ERR_NOT_FOUND when the agent does not listen.
+ */
+NIXL_API nixl_status_t nixl_agent_get_listen_port(nixl_agent_t *agent, int *port);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Transfers                                                                                   */

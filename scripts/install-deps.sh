@@ -3,7 +3,7 @@
 # Idempotent: a second run installs nothing and does not touch apt.
 set -euo pipefail
 
-need=(gcc make pkg-config meson ninja-build libcmocka-dev python3)
+need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 libucx-dev iproute2)
 [ -n "${NIXL_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NIXL_DEPS_EXTRA" && need+=("${extra[@]}")
 
 missing=()

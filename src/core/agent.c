@@ -558,10 +558,6 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
         return nixl_err(NIXL_ERR_INVALID_PARAM, "unknown sync_mode %d", (int)c.sync_mode);
     if (c.listen_port < 0 || c.listen_port > 65535)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "listen_port %d is not a TCP port", c.listen_port);
-    if (c.use_listen_thread)
-        return nixl_err(NIXL_ERR_NOT_SUPPORTED,
-                        "the metadata side-channel listener is not available in this build yet; "
-                        "exchange metadata with nixl_agent_get_local_md/load_remote_md");
 
     nixl_status_t st = nixl_config_load();
     if (st != NIXL_SUCCESS)
@@ -588,6 +584,15 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     a->strict = c.sync_mode == NIXL_THREAD_SYNC_STRICT;
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->handles_lock, NULL);
+    st = md_exchange_init(a);
+    if (st != NIXL_SUCCESS) {
+        pthread_mutex_destroy(&a->handles_lock);
+        pthread_rwlock_destroy(&a->lock);
+        peer_unref(a->self);
+        free(a->name);
+        free(a);
+        return st;
+    }
     NIXL_INFO("agent '%s' created (sync mode %d, telemetry %s)", name, (int)c.sync_mode,
               telemetry ? "on" : "off");
     *out = a;
@@ -621,6 +626,8 @@ void nixl_agent_destroy(nixl_agent_t *agent)
 {
     if (!agent)
         return;
+    /* First, without the lock: the side channel's thread calls into the agent. */
+    md_exchange_fini(agent);
     agent_wrlock(agent);
     xfer_release_all(agent);
     for (unsigned h = 0; h < PEER_BUCKETS; h++)

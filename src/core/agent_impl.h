@@ -80,6 +80,9 @@ typedef struct nixl_peer {
 
 #define PEER_BUCKETS 64
 
+typedef struct nixl_fetch_rec nixl_fetch_rec_t; /* md_exchange.c */
+struct nixl_sc;
+
 struct nixl_agent {
     char *name;
     nixl_agent_config_t cfg;
@@ -100,6 +103,12 @@ struct nixl_agent {
     pthread_mutex_t handles_lock;
     nixl_list_node_t *reqs;
     nixl_list_node_t *dlists;
+
+    /* Metadata exchange (md_exchange.c): the side channel, created with the agent when it
+     * listens or at the first send/fetch, and the outcome of each fetch. */
+    pthread_mutex_t sc_lock;
+    struct nixl_sc *sc;
+    nixl_fetch_rec_t *fetches;
 };
 
 struct nixl_dlist {
@@ -177,6 +186,15 @@ nixl_backend_t *engine_by_name(nixl_agent_t *a, const char *name, size_t len);
 /* ---- notifications (notif.c) ---- */
 void notif_host_push(void *ctx, const char *agent, size_t agent_len, const void *msg, size_t len);
 void notif_queue_free(nixl_backend_t *b);
+
+/* ---- metadata exchange (md_exchange.c) ---- */
+/* Start the listener when the configuration asks for it. */
+nixl_status_t md_exchange_init(nixl_agent_t *a);
+/* Stop the side channel (queued messages get a bounded time to leave); before the lock. */
+void md_exchange_fini(nixl_agent_t *a);
+/* The error of the last fetch of `name` if it failed (reason set), else NIXL_SUCCESS. Must
+ * not be called with the agent lock held. */
+nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name);
 
 /* ---- transfers (xfer.c) ---- */
 void xfer_release_all(nixl_agent_t *a);

@@ -635,6 +635,12 @@ nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name, 
                          bad, name);
     }
     agent_unlock(agent);
+    if (!p) {
+        /* A failed fetch says more than "not loaded". */
+        nixl_status_t fst = md_fetch_failure(agent, name);
+        if (fst != NIXL_SUCCESS)
+            st = fst;
+    }
     return st;
 }
 
@@ -680,39 +686,3 @@ out:
 }
 
 /* The side channel and etcd come with their own issues; until then these say so. */
-static nixl_status_t md_exchange_unsupported(nixl_agent_t *agent, const char *what)
-{
-    if (!agent)
-        return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: agent is NULL", what);
-    return nixl_err(NIXL_ERR_NOT_SUPPORTED,
-                    "%s: metadata exchange through a side channel or etcd is not available in "
-                    "this build yet; pass blobs from nixl_agent_get_local_md() to "
-                    "nixl_agent_load_remote_md() yourself", what);
-}
-
-nixl_status_t nixl_agent_send_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt)
-{
-    (void)opt;
-    return md_exchange_unsupported(agent, "send_local_md");
-}
-
-nixl_status_t nixl_agent_send_local_partial_md(nixl_agent_t *agent, nixl_mem_t type,
-                                               const nixl_reg_desc_t *descs, size_t count,
-                                               const nixl_opt_args_t *opt)
-{
-    (void)type, (void)descs, (void)count, (void)opt;
-    return md_exchange_unsupported(agent, "send_local_partial_md");
-}
-
-nixl_status_t nixl_agent_fetch_remote_md(nixl_agent_t *agent, const char *name,
-                                         const nixl_opt_args_t *opt)
-{
-    (void)name, (void)opt;
-    return md_exchange_unsupported(agent, "fetch_remote_md");
-}
-
-nixl_status_t nixl_agent_invalidate_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt)
-{
-    (void)opt;
-    return md_exchange_unsupported(agent, "invalidate_local_md");
-}

@@ -760,17 +760,37 @@ static void test_make_connection(void **state)
     EXPECT_ERR(NIXL_ERR_INVALID_PARAM, NULL, nixl_agent_make_connection(f->a, NULL, NULL));
 }
 
-static void test_md_exchange_not_supported_yet(void **state)
+static void test_md_exchange_needs_an_address(void **state)
 {
     fix_t *f = *state;
     nixl_opt_args_t o;
     nixl_opt_args_init(&o);
+    /* no ip_addr and no metadata server: nothing to send to */
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "ip_addr", nixl_agent_send_local_md(f->a, &o));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "ip_addr", nixl_agent_send_local_md(f->a, NULL));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "ip_addr",
+               nixl_agent_send_local_partial_md(f->b, NIXL_DRAM_SEG, f->breg, 1, &o));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "ip_addr", nixl_agent_fetch_remote_md(f->a, "B", &o));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "ip_addr", nixl_agent_invalidate_local_md(f->a, &o));
     o.ip_addr = "127.0.0.1";
-    EXPECT_ERR(NIXL_ERR_NOT_SUPPORTED, "send_local_md", nixl_agent_send_local_md(f->a, &o));
-    EXPECT_ERR(NIXL_ERR_NOT_SUPPORTED, NULL,
-               nixl_agent_send_local_partial_md(f->a, NIXL_DRAM_SEG, f->breg, 1, &o));
-    EXPECT_ERR(NIXL_ERR_NOT_SUPPORTED, NULL, nixl_agent_fetch_remote_md(f->a, "B", &o));
-    EXPECT_ERR(NIXL_ERR_NOT_SUPPORTED, NULL, nixl_agent_invalidate_local_md(f->a, &o));
+    o.port = 0;
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "port", nixl_agent_send_local_md(f->a, &o));
+    o.port = 70000;
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "port", nixl_agent_fetch_remote_md(f->a, "B", &o));
+    o.port = 8888;
+    o.ip_addr = "bad host";
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "not allowed", nixl_agent_invalidate_local_md(f->a, &o));
+    o.ip_addr = "[::1";
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "brackets", nixl_agent_fetch_remote_md(f->a, "B", &o));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "fetch", nixl_agent_fetch_remote_md(f->a, "", &o));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "this agent", nixl_agent_fetch_remote_md(f->a, "A", &o));
+    /* the failed fetch is on record, and says why */
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, "brackets", nixl_agent_get_fetch_status(f->a, "B"));
+    EXPECT_ERR(NIXL_ERR_NOT_FOUND, "no fetch", nixl_agent_get_fetch_status(f->a, "C"));
+    int port;
+    EXPECT_ERR(NIXL_ERR_NOT_FOUND, "use_listen_thread", nixl_agent_get_listen_port(f->a, &port));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, NULL, nixl_agent_get_listen_port(NULL, &port));
+    EXPECT_ERR(NIXL_ERR_INVALID_PARAM, NULL, nixl_agent_get_fetch_status(f->a, NULL));
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -791,7 +811,7 @@ int main(void)
         T(test_reload_restarted_peer),
         T(test_failed_load_keeps_state),
         T(test_make_connection),
-        T(test_md_exchange_not_supported_yet),
+        T(test_md_exchange_needs_an_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

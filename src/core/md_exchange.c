@@ -1,0 +1,264 @@
+/*
+ * md_exchange.c - sending, fetching and invalidating metadata through the side channel
+ * (reference NIXL-SEMANTICS 5.9, 5.10), and the record of each fetch's outcome so that an
+ * asynchronous failure is visible through the API (nixl_agent_get_fetch_status,
+ * nixl_agent_check_remote_md), not only in the log.
+ *
+ * The side channel is created with the agent when it listens, otherwise at the first send or
+ * fetch: a fetching agent needs no listener, because the reply comes back on the connection
+ * the request went out on.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_impl.h"
+#include "error.h"
+#include "log.h"
+#include "md/sidechannel.h"
+
+/* The outcome of the last fetch of one peer name. */
+struct nixl_fetch_rec {
+    struct nixl_fetch_rec *next;
+    nixl_status_t status; /* IN_PROG while pending */
+    char *reason;
+    char name[];
+};
+
+static nixl_fetch_rec_t *fetch_find(nixl_agent_t *a, const char *name)
+{
+    for (nixl_fetch_rec_t *r = a->fetches; r; r = r->next)
+        if (strcmp(r->name, name) == 0)
+            return r;
+    return NULL;
+}
+
+/* Record a fetch's state (under sc_lock). */
+static void fetch_set(nixl_agent_t *a, const char *name, nixl_status_t st, const char *reason)
+{
+    nixl_fetch_rec_t *r = fetch_find(a, name);
+    if (!r) {
+        size_t n = strlen(name);
+        r = calloc(1, sizeof(*r) + n + 1);
+        if (!r) {
+            NIXL_ERROR("out of memory recording the fetch of '%s'", name);
+            return;
+        }
+        memcpy(r->name, name, n + 1);
+        r->next = a->fetches;
+        a->fetches = r;
+    }
+    free(r->reason);
+    r->reason = reason && *reason ? strdup(reason) : NULL;
+    r->status = st;
+}
+
+/* ---- hooks run on the side channel's thread ---- */
+
+static nixl_status_t hook_get_md(void *ctx, uint8_t **blob, size_t *len)
+{
+    void *b;
+    nixl_status_t st = nixl_agent_get_local_md(ctx, &b, len);
+    if (st == NIXL_SUCCESS)
+        *blob = b;
+    return st;
+}
+
+static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, char **name)
+{
+    return nixl_agent_load_remote_md(ctx, blob, len, name);
+}
+
+static void hook_invalidate(void *ctx, const char *name)
+{
+    nixl_status_t st = nixl_agent_invalidate_remote_md(ctx, name);
+    if (st != NIXL_SUCCESS)
+        NIXL_DEBUG("side channel: invalidation of '%s' ignored: %s", name, nixl_last_error());
+}
+
+static void hook_fetch_done(void *ctx, const char *name, nixl_status_t st, const char *reason)
+{
+    nixl_agent_t *a = ctx;
+    pthread_mutex_lock(&a->sc_lock);
+    fetch_set(a, name, st, reason);
+    pthread_mutex_unlock(&a->sc_lock);
+}
+
+static nixl_status_t sc_start(nixl_agent_t *a, bool listen)
+{
+    nixl_sc_config_t cfg = {.listen = listen, .port = a->cfg.listen_port, .agent_name = a->name};
+    nixl_status_t st = nixl_sc_config_load(&cfg);
+    if (st != NIXL_SUCCESS)
+        return st;
+    nixl_sc_hooks_t hooks = {.ctx = a, .get_md = hook_get_md, .load_md = hook_load_md,
+                             .invalidate = hook_invalidate, .fetch_done = hook_fetch_done};
+    return nixl_sc_create(&cfg, &hooks, &a->sc);
+}
+
+nixl_status_t md_exchange_init(nixl_agent_t *a)
+{
+    pthread_mutex_init(&a->sc_lock, NULL);
+    if (!a->cfg.use_listen_thread)
+        return NIXL_SUCCESS;
+    nixl_status_t st = sc_start(a, true);
+    if (st != NIXL_SUCCESS)
+        pthread_mutex_destroy(&a->sc_lock);
+    return st;
+}
+
+void md_exchange_fini(nixl_agent_t *a)
+{
+    /* Outside sc_lock: the worker's last fetch_done calls take it. */
+    nixl_sc_destroy(a->sc);
+    a->sc = NULL;
+    while (a->fetches) {
+        nixl_fetch_rec_t *r = a->fetches;
+        a->fetches = r->next;
+        free(r->reason);
+        free(r);
+    }
+    pthread_mutex_destroy(&a->sc_lock);
+}
+
+nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name)
+{
+    nixl_status_t st = NIXL_SUCCESS;
+    pthread_mutex_lock(&a->sc_lock);
+    nixl_fetch_rec_t *r = fetch_find(a, name);
+    if (r && r->status != NIXL_SUCCESS && r->status != NIXL_IN_PROG)
+        st = nixl_err(r->status, "fetching the metadata of '%s' failed: %s", name,
+                      r->reason ? r->reason : nixl_status_str(r->status));
+    pthread_mutex_unlock(&a->sc_lock);
+    return st;
+}
+
+/* The side channel for an outgoing call when opt names a peer; INVALID_PARAM otherwise. */
+static nixl_status_t route(nixl_agent_t *a, const nixl_opt_args_t *opt, const char *what,
+                           nixl_sc_t **sc, int *port)
+{
+    if (!a)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: agent is NULL", what);
+    if (!OPT_HAS(opt, ip_addr) || !opt->ip_addr || !*opt->ip_addr)
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "%s: no peer address (opt->ip_addr) given and no metadata server "
+                        "is configured", what);
+    *port = OPT_HAS(opt, port) ? opt->port : NIXL_DEFAULT_COMM_PORT;
+    nixl_status_t st = NIXL_SUCCESS;
+    pthread_mutex_lock(&a->sc_lock);
+    if (!a->sc)
+        st = sc_start(a, false);
+    *sc = a->sc;
+    pthread_mutex_unlock(&a->sc_lock);
+    if (st != NIXL_SUCCESS)
+        nixl_err_prefix("%s", what);
+    return st;
+}
+
+static nixl_status_t send_blob(nixl_agent_t *a, const nixl_opt_args_t *opt, const char *what,
+                               void *blob, size_t len)
+{
+    nixl_sc_t *sc;
+    int port;
+    nixl_status_t st = route(a, opt, what, &sc, &port);
+    if (st == NIXL_SUCCESS)
+        st = nixl_sc_send(sc, opt->ip_addr, port, "LOAD", blob, len);
+    nixl_free(blob);
+    if (st != NIXL_SUCCESS)
+        nixl_err_prefix("%s", what);
+    return st;
+}
+
+nixl_status_t nixl_agent_send_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt)
+{
+    if (!agent)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "send_local_md: agent is NULL");
+    void *blob;
+    size_t len;
+    nixl_status_t st = nixl_agent_get_local_md(agent, &blob, &len);
+    if (st != NIXL_SUCCESS)
+        return st;
+    return send_blob(agent, opt, "send_local_md", blob, len);
+}
+
+nixl_status_t nixl_agent_send_local_partial_md(nixl_agent_t *agent, nixl_mem_t type,
+                                               const nixl_reg_desc_t *descs, size_t count,
+                                               const nixl_opt_args_t *opt)
+{
+    if (!agent)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "send_local_partial_md: agent is NULL");
+    void *blob;
+    size_t len;
+    nixl_status_t st = nixl_agent_get_local_partial_md(agent, type, descs, count, opt, &blob,
+                                                       &len);
+    if (st != NIXL_SUCCESS)
+        return st;
+    return send_blob(agent, opt, "send_local_partial_md", blob, len);
+}
+
+nixl_status_t nixl_agent_fetch_remote_md(nixl_agent_t *agent, const char *name,
+                                         const nixl_opt_args_t *opt)
+{
+    if (!agent_name_valid(name))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "fetch_remote_md: bad agent name");
+    if (agent && !strcmp(name, agent->name))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "fetch_remote_md: '%s' is this agent", name);
+    nixl_sc_t *sc;
+    int port;
+    nixl_status_t st = route(agent, opt, "fetch_remote_md", &sc, &port);
+    if (st != NIXL_SUCCESS)
+        return st;
+    /* Recorded before queueing, so that the outcome cannot arrive first. */
+    pthread_mutex_lock(&agent->sc_lock);
+    fetch_set(agent, name, NIXL_IN_PROG, NULL);
+    pthread_mutex_unlock(&agent->sc_lock);
+    st = nixl_sc_fetch(sc, opt->ip_addr, port, name);
+    if (st != NIXL_SUCCESS) {
+        const char *why = nixl_last_error();
+        pthread_mutex_lock(&agent->sc_lock);
+        fetch_set(agent, name, st, why);
+        pthread_mutex_unlock(&agent->sc_lock);
+        nixl_err_prefix("fetch_remote_md");
+    }
+    return st;
+}
+
+nixl_status_t nixl_agent_invalidate_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt)
+{
+    nixl_sc_t *sc;
+    int port;
+    nixl_status_t st = route(agent, opt, "invalidate_local_md", &sc, &port);
+    if (st == NIXL_SUCCESS)
+        st = nixl_sc_send(sc, opt->ip_addr, port, "INVL", agent->name, strlen(agent->name));
+    if (st != NIXL_SUCCESS)
+        nixl_err_prefix("invalidate_local_md");
+    return st;
+}
+
+nixl_status_t nixl_agent_get_fetch_status(nixl_agent_t *agent, const char *name)
+{
+    if (!agent || !name)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_fetch_status: agent and name are required");
+    pthread_mutex_lock(&agent->sc_lock);
+    nixl_fetch_rec_t *r = fetch_find(agent, name);
+    nixl_status_t st = r ? r->status : NIXL_ERR_NOT_FOUND;
+    if (!r)
+        nixl_err_set("get_fetch_status: no fetch of '%s' was requested", name);
+    else if (st != NIXL_SUCCESS && st != NIXL_IN_PROG)
+        nixl_err_set("fetching the metadata of '%s' failed: %s", name,
+                     r->reason ? r->reason : nixl_status_str(st));
+    pthread_mutex_unlock(&agent->sc_lock);
+    return st;
+}
+
+nixl_status_t nixl_agent_get_listen_port(nixl_agent_t *agent, int *port)
+{
+    if (!agent || !port)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_listen_port: agent and port are required");
+    pthread_mutex_lock(&agent->sc_lock);
+    int p = agent->sc ? nixl_sc_port(agent->sc) : -1;
+    pthread_mutex_unlock(&agent->sc_lock);
+    if (p < 0)
+        return nixl_err(NIXL_ERR_NOT_FOUND,
+                        "get_listen_port: the agent was created without use_listen_thread");
+    *port = p;
+    return NIXL_SUCCESS;
+}

@@ -1,0 +1,106 @@
+/*
+ * sc_priv.h - the side channel's internal state, shared by sidechannel.c (API, worker loop,
+ * listener) and sc_conn.c (one connection: connect, read, write, failure). Everything here is
+ * touched by the worker thread only, except the op queue (under `lock`).
+ */
+#ifndef NIXL_MD_SC_PRIV_H
+#define NIXL_MD_SC_PRIV_H
+
+#include <netdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "md/sc_proto.h"
+#include "md/sidechannel.h"
+
+/* A queued outgoing frame. */
+typedef struct sc_out {
+    struct sc_out *next;
+    uint8_t *data;
+    size_t len;
+    size_t off; /* bytes already written */
+} sc_out_t;
+
+/* A fetch waiting for its LOAD on an outbound connection (replies come back in order). */
+typedef struct sc_fetch {
+    struct sc_fetch *next;
+    char name[];
+} sc_fetch_t;
+
+typedef struct sc_conn {
+    struct sc_conn *next;
+    int fd; /* -1 before the first connect attempt */
+    bool outbound;
+    bool connecting;
+    bool dead; /* closed; reaped at the end of the loop pass */
+    char *host; /* outbound: the cache key with port */
+    int port;
+    char peer[96]; /* printable address for log lines */
+    struct addrinfo *addrs; /* outbound: resolved addresses */
+    struct addrinfo *next_addr; /* the next one to try */
+    int last_errno; /* of the last failed connect attempt */
+    uint64_t connect_deadline_ns;
+    uint64_t last_rx_ns;
+    uint64_t last_tx_ns; /* last write progress, or when the queue became non-empty */
+    sc_reader_t rd;
+    sc_out_t *out_head, **out_tail;
+    sc_fetch_t *fetch_head, **fetch_tail;
+    uint64_t fetch_since_ns; /* when the oldest pending fetch was queued */
+    nixl_status_t fail_status; /* why the connection died (for fetches queued afterwards) */
+    char fail_reason[256];
+} sc_conn_t;
+
+/* Work handed from callers to the worker. */
+typedef struct sc_op {
+    struct sc_op *next;
+    char *host;
+    int port;
+    uint8_t *frame;
+    size_t len;
+    char *fetch_name; /* non-NULL for a fetch */
+} sc_op_t;
+
+struct nixl_sc {
+    nixl_sc_config_t cfg;
+    char *agent_name;
+    nixl_sc_hooks_t hooks;
+    int listen_fd;
+    int port;
+    int wake_fd;
+    pthread_t thread;
+
+    pthread_mutex_t lock; /* guards the op queue and `stopping` */
+    sc_op_t *ops_head, **ops_tail;
+    bool stopping;
+
+    sc_conn_t *conns;
+    unsigned num_inbound;
+};
+
+uint64_t sc_now_ns(void);
+uint64_t sc_ms_to_ns(uint32_t ms);
+
+/* ---- sc_conn.c ---- */
+/* A new outbound connection to host:port (resolved here, connected by sc_conn_connect). */
+sc_conn_t *sc_conn_outbound(nixl_sc_t *sc, const char *host, int port);
+/* An accepted connection. */
+sc_conn_t *sc_conn_inbound(nixl_sc_t *sc, int fd);
+/* Try the next address of an outbound connection. */
+void sc_conn_connect(nixl_sc_t *sc, sc_conn_t *c);
+/* Queue a frame (ownership passes to the connection). */
+void sc_conn_queue(sc_conn_t *c, uint8_t *frame, size_t len);
+/* React to poll() events. */
+void sc_conn_events(nixl_sc_t *sc, sc_conn_t *c, short revents);
+/* Enforce connect, stall and reply timeouts; returns the next deadline (UINT64_MAX: none). */
+uint64_t sc_conn_timeouts(nixl_sc_t *sc, sc_conn_t *c, uint64_t now);
+/* Close: pending fetches fail with `status`/`reason`, undelivered frames are logged. */
+void sc_conn_fail(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Report every pending fetch of the connection as failed (the connection stays). */
+void sc_conn_fail_fetches(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t status,
+                          const char *reason);
+/* Free a dead connection. */
+void sc_conn_free(sc_conn_t *c);
+
+#endif
