@@ -39,6 +39,7 @@ valgrind: build
 
 bench: build
 	$(BUILD)/bench/core/nixl_bench_core
+	$(BUILD)/bench/xfer/nixl_bench_xfer
 
 install: build
 	meson install -C $(BUILD)

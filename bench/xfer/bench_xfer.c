@@ -1,0 +1,326 @@
+/*
+ * bench_xfer.c - DRAM -> DRAM transfers between two processes through each backend, next to
+ * memcpy measured in the same run.
+ *
+ *   nixl_bench_xfer [--repeat N] [--markdown]
+ *
+ * For each transport (SHM; UCX over TCP; UCX over shared memory) the benchmark starts a target
+ * process, exchanges metadata with it through the side channel, and times one prepared
+ * request per shape (4 KiB x 1024, 64 KiB x 128, 1 MiB x 16, 64 MiB x 1) for READ and WRITE:
+ * each sample is one post-to-completion, the figure is the median of N samples (default 21)
+ * in decimal GB/s. memcpy copies the same descriptors between two buffers of this process.
+ * A transport whose plugin is not installed is reported as such.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nixl.h"
+
+#define BUF_BYTES (64u << 20)
+#define NUM_SHAPES 4
+#define NUM_TRANSPORTS 3
+
+static const struct {
+    size_t size, count;
+    const char *label;
+} shapes[NUM_SHAPES] = {
+    {4096, 1024, "4 KiB x 1024"},
+    {65536, 128, "64 KiB x 128"},
+    {1 << 20, 16, "1 MiB x 16"},
+    {64u << 20, 1, "64 MiB x 1"},
+};
+
+static const struct {
+    const char *label;
+    const char *backend;
+    const char *ucx_tls; /* NULL: leave UCX_TLS alone */
+} transports[NUM_TRANSPORTS] = {
+    {"SHM", "SHM", NULL},
+    {"UCX tcp", "UCX", "tcp"},
+    {"UCX shm", "UCX", "sm,self"},
+};
+
+static int repeat = 21;
+
+#define CHECK(call)                                                                          \
+    do {                                                                                     \
+        nixl_status_t st_ = (call);                                                          \
+        if (st_ < 0) {                                                                       \
+            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call,               \
+                    nixl_status_str(st_), nixl_last_error());                                \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), dbl_cmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static uint8_t *buffer(uint8_t fill)
+{
+    uint8_t *p = aligned_alloc(4096, BUF_BYTES);
+    if (!p) {
+        perror("aligned_alloc");
+        exit(1);
+    }
+    memset(p, fill, BUF_BYTES);
+    return p;
+}
+
+static nixl_agent_t *agent_with(const char *name, const char *backend, bool listen,
+                                nixl_status_t *why)
+{
+    nixl_agent_config_t cfg;
+    nixl_agent_config_init(&cfg);
+    cfg.use_listen_thread = listen;
+    cfg.listen_port = 0;
+    nixl_agent_t *a;
+    CHECK(nixl_agent_create(name, &cfg, &a));
+    nixl_backend_t *be;
+    nixl_status_t st = nixl_agent_create_backend(a, backend, NULL, 0, &be);
+    if (st != NIXL_SUCCESS) {
+        *why = st;
+        nixl_agent_destroy(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* ---- the target process: listen, register, report "port addr", wait for EOF ---- */
+
+static int target_main(const char *backend)
+{
+    nixl_status_t st;
+    nixl_agent_t *a = agent_with("bench-target", backend, true, &st);
+    if (!a) {
+        fprintf(stderr, "target: %s: %s\n", nixl_status_str(st), nixl_last_error());
+        return 1;
+    }
+    uint8_t *buf = buffer(0x5a);
+    nixl_reg_desc_t r = {.addr = (uintptr_t)buf, .len = BUF_BYTES};
+    CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL));
+    int port;
+    CHECK(nixl_agent_get_listen_port(a, &port));
+    printf("%d %llu\n", port, (unsigned long long)(uintptr_t)buf);
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0) /* the initiator closes our stdin when done */
+        ;
+    nixl_agent_destroy(a);
+    free(buf);
+    return 0;
+}
+
+/* ---- the initiator ---- */
+
+typedef struct target {
+    pid_t pid;
+    int to_fd;
+    int port;
+    uintptr_t addr;
+} target_t;
+
+static int target_start(const char *backend, target_t *t)
+{
+    int in[2], out[2];
+    if (pipe(in) || pipe(out))
+        return -1;
+    t->pid = fork();
+    if (t->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl("/proc/self/exe", "nixl_bench_xfer", "--target", backend, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    t->to_fd = in[1];
+    FILE *f = fdopen(out[0], "r");
+    unsigned long long addr;
+    int ok = fscanf(f, "%d %llu", &t->port, &addr) == 2;
+    fclose(f);
+    t->addr = (uintptr_t)addr;
+    return ok ? 0 : -1;
+}
+
+static void target_stop(target_t *t)
+{
+    close(t->to_fd);
+    int status;
+    waitpid(t->pid, &status, 0);
+}
+
+/* Median GB/s of one prepared request. */
+static double time_req(nixl_agent_t *a, nixl_xfer_req_t *req, size_t bytes)
+{
+    double *gbps = calloc((size_t)repeat, sizeof(double));
+    for (int i = -3; i < repeat; i++) {
+        double t0 = now_ns();
+        nixl_status_t st = nixl_agent_post_xfer_req(a, req, NULL);
+        while (st == NIXL_IN_PROG)
+            st = nixl_agent_get_xfer_status(a, req);
+        CHECK(st);
+        if (i >= 0)
+            gbps[i] = (double)bytes / (now_ns() - t0);
+    }
+    double m = median(gbps, repeat);
+    free(gbps);
+    return m;
+}
+
+static void descs_of(uintptr_t base, size_t size, size_t count, nixl_desc_t *d, bool reverse)
+{
+    for (size_t i = 0; i < count; i++) {
+        /* Remote descriptors in reverse order, so a request is never one contiguous copy. */
+        size_t slot = reverse ? count - 1 - i : i;
+        d[i] = (nixl_desc_t){.addr = base + slot * size, .len = size};
+    }
+}
+
+/* results[shape][op]: GB/s, or a negative value = not available. */
+static int run_transport(int ti, double results[NUM_SHAPES][2], char *note, size_t note_len)
+{
+    if (transports[ti].ucx_tls)
+        setenv("UCX_TLS", transports[ti].ucx_tls, 1);
+    else
+        unsetenv("UCX_TLS");
+    nixl_status_t st;
+    nixl_agent_t *a = agent_with("bench-initiator", transports[ti].backend, false, &st);
+    if (!a) {
+        snprintf(note, note_len, "%s: %s", nixl_status_str(st), nixl_last_error());
+        return -1;
+    }
+    uint8_t *buf = buffer(0xa5);
+    nixl_reg_desc_t r = {.addr = (uintptr_t)buf, .len = BUF_BYTES};
+    CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL));
+    target_t t;
+    if (target_start(transports[ti].backend, &t) != 0) {
+        snprintf(note, note_len, "the target did not start");
+        nixl_agent_destroy(a);
+        free(buf);
+        return -1;
+    }
+    nixl_opt_args_t o;
+    nixl_opt_args_init(&o);
+    o.ip_addr = "127.0.0.1";
+    o.port = t.port;
+    CHECK(nixl_agent_fetch_remote_md(a, "bench-target", &o));
+    while ((st = nixl_agent_get_fetch_status(a, "bench-target")) == NIXL_IN_PROG)
+        usleep(1000);
+    CHECK(st);
+    nixl_desc_t *ld = calloc(1024, sizeof(*ld)), *rd = calloc(1024, sizeof(*rd));
+    for (int s = 0; s < NUM_SHAPES; s++) {
+        descs_of((uintptr_t)buf, shapes[s].size, shapes[s].count, ld, false);
+        descs_of(t.addr, shapes[s].size, shapes[s].count, rd, true);
+        for (int op = 0; op < 2; op++) {
+            nixl_xfer_req_t *req;
+            CHECK(nixl_agent_create_xfer_req(a, op ? NIXL_WRITE : NIXL_READ, NIXL_DRAM_SEG, ld,
+                                             shapes[s].count, NIXL_DRAM_SEG, rd,
+                                             shapes[s].count, "bench-target", NULL, &req));
+            results[s][op] = time_req(a, req, shapes[s].size * shapes[s].count);
+            CHECK(nixl_agent_release_xfer_req(a, req));
+        }
+    }
+    free(ld);
+    free(rd);
+    nixl_agent_destroy(a);
+    target_stop(&t);
+    free(buf);
+    return 0;
+}
+
+static double memcpy_gbps(int s)
+{
+    uint8_t *src = buffer(1), *dst = buffer(2);
+    double *gbps = calloc((size_t)repeat, sizeof(double));
+    size_t size = shapes[s].size, count = shapes[s].count;
+    for (int i = -3; i < repeat; i++) {
+        double t0 = now_ns();
+        for (size_t k = 0; k < count; k++)
+            memcpy(dst + (count - 1 - k) * size, src + k * size, size);
+        __asm__ volatile("" ::: "memory");
+        if (i >= 0)
+            gbps[i] = (double)(size * count) / (now_ns() - t0);
+    }
+    double m = median(gbps, repeat);
+    free(gbps);
+    free(src);
+    free(dst);
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--target") == 0)
+        return target_main(argv[2]);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+            repeat = atoi(argv[++i]);
+            if (repeat < 1) {
+                fprintf(stderr, "--repeat must be at least 1\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: %s [--repeat N]\n", argv[0]);
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    double res[NUM_TRANSPORTS][NUM_SHAPES][2];
+    char notes[NUM_TRANSPORTS][512] = {{0}};
+    bool ok[NUM_TRANSPORTS];
+    for (int t = 0; t < NUM_TRANSPORTS; t++)
+        ok[t] = run_transport(t, res[t], notes[t], sizeof(notes[t])) == 0;
+    double mc[NUM_SHAPES];
+    for (int s = 0; s < NUM_SHAPES; s++)
+        mc[s] = memcpy_gbps(s);
+
+    printf("DRAM -> DRAM between two processes, median of %d posts, GB/s (ratio to memcpy)\n\n",
+           repeat);
+    printf("| shape | op | memcpy |");
+    for (int t = 0; t < NUM_TRANSPORTS; t++)
+        printf(" %s |", transports[t].label);
+    printf("\n|---|---|---|");
+    for (int t = 0; t < NUM_TRANSPORTS; t++)
+        printf("---|");
+    printf("\n");
+    for (int s = 0; s < NUM_SHAPES; s++)
+        for (int op = 0; op < 2; op++) {
+            printf("| %s | %s | %.2f |", shapes[s].label, op ? "WRITE" : "READ", mc[s]);
+            for (int t = 0; t < NUM_TRANSPORTS; t++) {
+                if (ok[t])
+                    printf(" %.2f (%.0f%%) |", res[t][s][op], 100 * res[t][s][op] / mc[s]);
+                else
+                    printf(" n/a |");
+            }
+            printf("\n");
+        }
+    for (int t = 0; t < NUM_TRANSPORTS; t++)
+        if (!ok[t])
+            printf("\n%s not measured: %s\n", transports[t].label, notes[t]);
+    return 0;
+}
