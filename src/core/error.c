@@ -11,8 +11,12 @@ static _Thread_local bool armed; /* no reason given since nixl_err_arm() */
 
 void nixl_err_vset(const char *fmt, va_list ap)
 {
+    /* Through a copy: callers may pass nixl_last_error() itself as an argument, and
+     * vsnprintf's source and destination must not overlap. */
+    char text[NIXL_ERR_MAX];
     armed = false;
-    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    memcpy(last_error, text, sizeof(text));
 }
 
 void nixl_err_arm(void)
