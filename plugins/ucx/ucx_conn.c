@@ -1,0 +1,325 @@
+/*
+ * ucx_conn.c - peers: the name table, one endpoint per local worker to the peer's worker 0,
+ * failure detection, and closing without ever blocking a caller.
+ *
+ * Endpoints are closed when the last reference to their conn goes (never while a request or a
+ * region still uses them), with ucp_ep_close_nbx and a callback: a graceful close lets what
+ * was posted reach the peer, a forced one is used for failed peers. Whoever drops the last
+ * reference does not wait: the progress thread completes the close and the callback frees the
+ * memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ucx_priv.h"
+
+static unsigned name_bucket(const char *name)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (unsigned)(h % UCX_CONN_BUCKETS);
+}
+
+static void conn_free(ucx_conn_t *conn)
+{
+    nixl_be_engine_t *eng = conn->eng;
+    pthread_mutex_lock(&eng->all_lock);
+    nixl_list_remove(&eng->all_conns, &conn->all);
+    pthread_mutex_unlock(&eng->all_lock);
+    free(conn->name);
+    free(conn->addr);
+    free(conn);
+}
+
+static void conn_drop_hold(ucx_conn_t *conn)
+{
+    if (atomic_fetch_sub(&conn->holds, 1) == 1)
+        conn_free(conn);
+}
+
+static void close_done(void *request, ucs_status_t status, void *arg)
+{
+    ucx_conn_t *conn = arg;
+    nixl_be_engine_t *eng = conn->eng;
+    (void)status; /* a close that failed has closed all the same */
+    ucp_request_free(request);
+    conn_drop_hold(conn);
+    ucx_busy_dec(eng);
+}
+
+/* Issue the close of every endpoint; each close in flight holds the memory. */
+static void conn_close_eps(ucx_conn_t *conn, bool force)
+{
+    if (conn->eps_closed)
+        return;
+    conn->eps_closed = true;
+    nixl_be_engine_t *eng = conn->eng;
+    ucp_request_param_t param = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK |
+                        UCP_OP_ATTR_FIELD_USER_DATA,
+        .flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0,
+        .cb.send = close_done,
+        .user_data = conn,
+    };
+    for (unsigned w = 0; w < eng->nworkers; w++) {
+        if (!conn->eps[w])
+            continue;
+        atomic_fetch_add(&conn->holds, 1);
+        ucx_busy_inc(eng);
+        ucs_status_ptr_t r = ucp_ep_close_nbx(conn->eps[w], &param);
+        conn->eps[w] = NULL;
+        if (UCS_PTR_IS_PTR(r)) {
+            ucx_kick(eng);
+        } else {
+            ucx_busy_dec(eng);
+            conn_drop_hold(conn); /* never the last: the caller holds the users' hold */
+        }
+    }
+}
+
+void ucx_conn_ref(ucx_conn_t *conn, size_t n)
+{
+    atomic_fetch_add(&conn->refs, n);
+}
+
+void ucx_conn_unref(ucx_conn_t *conn, size_t n)
+{
+    if (!n || atomic_fetch_sub(&conn->refs, n) != n)
+        return;
+    conn_close_eps(conn, atomic_load(&conn->failed) || conn->eng->params.ep_close_force);
+    conn_drop_hold(conn);
+}
+
+static void ep_failed(void *arg, ucp_ep_h ep, ucs_status_t status)
+{
+    ucx_conn_t *conn = arg;
+    (void)ep; /* closed (forced) when the conn's last user goes, never from here */
+    if (atomic_exchange(&conn->failed, true))
+        return;
+    atomic_store(&conn->fail_status, (int)status);
+    UCX_LOG(conn->eng, NIXL_LOG_INFO, "UCX: the connection to agent '%s' failed: %s",
+            conn->name, ucs_status_string(status));
+}
+
+static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const void *addr,
+                              size_t len, bool is_self, ucx_conn_t **out)
+{
+    ucx_conn_t *conn = calloc(1, sizeof(*conn) + eng->nworkers * sizeof(ucp_ep_h));
+    if (!conn)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    conn->eng = eng;
+    conn->is_self = is_self;
+    atomic_init(&conn->refs, 1);
+    atomic_init(&conn->holds, 1);
+    conn->name = strdup(name);
+    conn->addr = malloc(len);
+    if (!conn->name || !conn->addr) {
+        free(conn->name);
+        free(conn->addr);
+        free(conn);
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    }
+    conn->name_len = strlen(name);
+    memcpy(conn->addr, addr, len);
+    conn->addr_len = len;
+    pthread_mutex_lock(&eng->all_lock);
+    nixl_list_push(&eng->all_conns, &conn->all);
+    pthread_mutex_unlock(&eng->all_lock);
+
+    /* Loopback needs no failure handling (our own worker cannot fail without us) and the
+     * 'self' and shared-memory transports of UCX 1.13 refuse it; over TCP only, it gets it
+     * anyway (see tcp_only() in ucx_config.c). Loopback uses worker 0 only: it reaches itself
+     * through 'self', and other workers would reach it by a transport between workers of one
+     * context (TCP without failure handling, when UCX_TLS=tcp: see above). */
+    ucp_err_handling_mode_t mode = is_self ? eng->self_mode : eng->params.err_mode;
+    unsigned nep = is_self ? 1 : eng->nworkers;
+    ucp_ep_params_t ep = {
+        .field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER,
+        .address = (const ucp_address_t *)conn->addr,
+        .err_mode = mode,
+        .err_handler = {.cb = ep_failed, .arg = conn},
+    };
+    for (unsigned w = 0; w < nep; w++) {
+        ucs_status_t s = ucp_ep_create(eng->workers[w], &ep, &conn->eps[w]);
+        if (s == UCS_OK)
+            continue;
+        conn->eps[w] = NULL;
+        ucx_conn_unref(conn, 1);
+        if (s == UCS_ERR_UNREACHABLE && mode == UCP_ERR_HANDLING_MODE_PEER)
+            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: no transport reaches agent '%s' with "
+                           "peer failure detection (the shared-memory transports of UCX %s "
+                           "have none): add tcp or an RDMA transport to UCX_TLS, or set "
+                           "ucx_error_handling_mode=none", name, ucp_get_version_string());
+        return UCX_ERR(eng, ucx_status(s) == NIXL_ERR_INVALID_PARAM ? NIXL_ERR_INVALID_PARAM
+                                                                   : NIXL_ERR_BACKEND,
+                       "UCX: creating an endpoint to agent '%s' (worker %u) failed: %s", name,
+                       w, ucs_status_string(s));
+    }
+    *out = conn;
+    return NIXL_SUCCESS;
+}
+
+/* conns_lock held */
+static ucx_conn_t *table_find(nixl_be_engine_t *eng, const char *name)
+{
+    for (ucx_conn_t *c = eng->conns[name_bucket(name)]; c; c = c->next)
+        if (!strcmp(c->name, name))
+            return c;
+    return NULL;
+}
+
+static void table_insert(nixl_be_engine_t *eng, ucx_conn_t *conn)
+{
+    unsigned b = name_bucket(conn->name);
+    pthread_mutex_lock(&eng->conns_lock);
+    conn->next = eng->conns[b];
+    eng->conns[b] = conn;
+    pthread_mutex_unlock(&eng->conns_lock);
+}
+
+static ucx_conn_t *table_remove(nixl_be_engine_t *eng, const char *name)
+{
+    pthread_mutex_lock(&eng->conns_lock);
+    ucx_conn_t **pp = &eng->conns[name_bucket(name)];
+    while (*pp && strcmp((*pp)->name, name))
+        pp = &(*pp)->next;
+    ucx_conn_t *c = *pp;
+    if (c)
+        *pp = c->next;
+    pthread_mutex_unlock(&eng->conns_lock);
+    return c;
+}
+
+ucx_conn_t *ucx_conn_find(nixl_be_engine_t *eng, const char *name)
+{
+    pthread_mutex_lock(&eng->conns_lock);
+    ucx_conn_t *c = table_find(eng, name);
+    if (c)
+        ucx_conn_ref(c, 1);
+    pthread_mutex_unlock(&eng->conns_lock);
+    return c;
+}
+
+nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what)
+{
+    if (atomic_load(&conn->failed))
+        return UCX_ERR(conn->eng, NIXL_ERR_REMOTE_DISCONNECT, "UCX: %s agent '%s': the "
+                       "connection failed (%s): the peer is gone", what, conn->name,
+                       ucs_status_string((ucs_status_t)atomic_load(&conn->fail_status)));
+    if (atomic_load(&conn->forgotten))
+        return UCX_ERR(conn->eng, NIXL_ERR_NOT_FOUND, "UCX: %s agent '%s': it was disconnected "
+                       "(its metadata was invalidated)", what, conn->name);
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_conn_self(nixl_be_engine_t *eng)
+{
+    ucx_conn_t *conn;
+    nixl_status_t st = conn_new(eng, eng->name, eng->addr, eng->addr_len, true, &conn);
+    if (st != NIXL_SUCCESS)
+        return st;
+    table_insert(eng, conn);
+    eng->self = conn; /* the table's reference keeps it */
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, const void *blob,
+                                   size_t len)
+{
+    if (!agent || !*agent || strlen(agent) > UCX_NAME_MAX || !blob || !len)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: load_remote_conn needs an agent name "
+                       "and a non-empty worker address");
+    pthread_mutex_lock(&eng->conns_lock);
+    ucx_conn_t *old = table_find(eng, agent);
+    bool same = old && old->addr_len == len && !memcmp(old->addr, blob, len);
+    bool failed = old && atomic_load(&old->failed);
+    pthread_mutex_unlock(&eng->conns_lock);
+    if (old) {
+        /* Loading the very same address again is harmless (the reference refuses it). */
+        if (same && !failed)
+            return NIXL_SUCCESS;
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: agent '%s' is already loaded %s; "
+                       "disconnect (invalidate) it first", agent,
+                       same ? "and its connection failed" : "with another worker address");
+    }
+    ucx_conn_t *conn;
+    nixl_status_t st = conn_new(eng, agent, blob, len, false, &conn);
+    if (st != NIXL_SUCCESS)
+        return st;
+    table_insert(eng, conn);
+    UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: '%s' loaded agent '%s' (%zu-byte address)", eng->name,
+            agent, len);
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent)
+{
+    ucx_conn_t *conn = ucx_conn_find(eng, agent);
+    if (!conn)
+        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: no connection info of agent '%s' is "
+                       "loaded", agent);
+    nixl_status_t st = ucx_conn_usable(conn, "connecting to");
+    ucx_conn_unref(conn, 1);
+    return st;
+}
+
+nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent)
+{
+    if (!strcmp(agent, eng->name))
+        return NIXL_SUCCESS; /* loopback lives as long as the engine */
+    ucx_conn_t *conn = table_remove(eng, agent);
+    if (!conn)
+        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: agent '%s' is not loaded", agent);
+    atomic_store(&conn->forgotten, true);
+    ucx_conn_unref(conn, 1); /* closes the endpoints unless a request still holds them */
+    return NIXL_SUCCESS;
+}
+
+void ucx_conns_shutdown(nixl_be_engine_t *eng)
+{
+    for (unsigned b = 0; b < UCX_CONN_BUCKETS; b++) {
+        pthread_mutex_lock(&eng->conns_lock);
+        ucx_conn_t *c = eng->conns[b];
+        eng->conns[b] = NULL;
+        pthread_mutex_unlock(&eng->conns_lock);
+        while (c) {
+            ucx_conn_t *next = c->next;
+            atomic_store(&c->forgotten, true);
+            ucx_conn_unref(c, 1);
+            c = next;
+        }
+    }
+    eng->self = NULL;
+}
+
+void ucx_conns_force_close(nixl_be_engine_t *eng)
+{
+    /* Conns whose endpoints are open still have users (leftovers the core never released),
+     * so none of them is freed while we go through the list. */
+    for (;;) {
+        ucx_conn_t *open = NULL;
+        pthread_mutex_lock(&eng->all_lock);
+        for (nixl_list_node_t *n = eng->all_conns; n && !open; n = n->next) {
+            ucx_conn_t *c = nixl_list_entry(n, ucx_conn_t, all);
+            if (!c->eps_closed)
+                open = c;
+        }
+        pthread_mutex_unlock(&eng->all_lock);
+        if (!open)
+            return;
+        conn_close_eps(open, true);
+    }
+}
+
+void ucx_conns_free_all(nixl_be_engine_t *eng)
+{
+    size_t n = 0;
+    while (eng->all_conns) {
+        conn_free(nixl_list_entry(eng->all_conns, ucx_conn_t, all));
+        n++;
+    }
+    if (n)
+        UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: %zu connection(s) freed after their workers", n);
+}

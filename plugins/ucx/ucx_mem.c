@@ -1,0 +1,216 @@
+/*
+ * ucx_mem.c - registrations (ucp_mem_map + a packed rkey, the blob peers get) and region
+ * metadata of peers (the rkey unpacked on each worker's endpoint to the peer). Loopback
+ * metadata is the same thing made from our own packed rkey on the self connection, so
+ * transfers to ourselves are ordinary UCX RMA.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ucx_priv.h"
+
+static void md_init(nixl_be_md_t *md, uint32_t kind, nixl_be_engine_t *eng)
+{
+    md->kind = kind;
+    md->eng = eng;
+    atomic_init(&md->refs, 1); /* the registration's or the load's */
+}
+
+void ucx_md_ref(nixl_be_md_t *md)
+{
+    atomic_fetch_add(&md->refs, 1);
+}
+
+void ucx_md_unref(nixl_be_md_t *md)
+{
+    if (atomic_fetch_sub(&md->refs, 1) != 1)
+        return;
+    nixl_be_engine_t *eng = md->eng;
+    if (md->kind == UCX_MD_LOCAL) {
+        ucx_lmd_t *l = (ucx_lmd_t *)md;
+        if (l->rkey_buf)
+            ucp_rkey_buffer_release(l->rkey_buf);
+        ucp_mem_unmap(eng->ctx, l->memh);
+    } else {
+        ucx_rmd_t *r = (ucx_rmd_t *)md;
+        for (unsigned w = 0; w < eng->nworkers; w++)
+            if (r->rkeys[w])
+                ucp_rkey_destroy(r->rkeys[w]);
+        ucx_conn_unref(r->conn, 1);
+    }
+    free(md);
+}
+
+static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_reg_desc_t *d,
+                             size_t i, ucx_lmd_t **out)
+{
+    if (!d->len)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: a region of 0 bytes "
+                       "cannot be registered", i);
+    ucx_lmd_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    md_init(&l->hdr, UCX_MD_LOCAL, eng);
+    l->type = type;
+    ucp_mem_map_params_t mp = {
+        .field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH,
+        .address = (void *)d->addr,
+        .length = d->len,
+    };
+    ucs_status_t s = ucp_mem_map(eng->ctx, &mp, &l->memh);
+    if (s != UCS_OK) {
+        free(l);
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: descriptor %zu (0x%llx, %zu bytes): "
+                       "ucp_mem_map failed: %s", i, (unsigned long long)d->addr, d->len,
+                       ucs_status_string(s));
+    }
+    nixl_status_t st = NIXL_SUCCESS;
+    if (type == NIXL_VRAM_SEG) {
+        /* UCX without GPU support maps device pointers as host memory and would move the
+         * wrong bytes: make sure it saw device memory. */
+        ucp_mem_attr_t attr = {.field_mask = UCP_MEM_ATTR_FIELD_MEM_TYPE};
+        s = ucp_mem_query(l->memh, &attr);
+        if (s != UCS_OK)
+            st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: descriptor %zu: ucp_mem_query failed: "
+                         "%s", i, ucs_status_string(s));
+        else if (attr.mem_type == UCS_MEMORY_TYPE_HOST)
+            st = UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: VRAM descriptor %zu (0x%llx, "
+                         "device %llu): UCX sees host memory there, not GPU memory", i,
+                         (unsigned long long)d->addr, (unsigned long long)d->dev_id);
+    }
+    if (st == NIXL_SUCCESS) {
+        s = ucp_rkey_pack(eng->ctx, l->memh, &l->rkey_buf, &l->rkey_len);
+        if (s != UCS_OK) {
+            l->rkey_buf = NULL;
+            st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: descriptor %zu: ucp_rkey_pack failed: "
+                         "%s", i, ucs_status_string(s));
+        }
+    }
+    if (st != NIXL_SUCCESS) {
+        ucx_md_unref(&l->hdr);
+        return st;
+    }
+    *out = l;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
+                               const nixl_reg_desc_t *descs, size_t count,
+                               nixl_be_md_t **out_mds)
+{
+    if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
+        return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: only DRAM_SEG and VRAM_SEG can be "
+                       "registered (got %d)", (int)type);
+    if (type == NIXL_VRAM_SEG && !eng->cuda_ok)
+        return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: this UCX build (%s) has no CUDA "
+                       "support; VRAM cannot be registered with UCX",
+                       ucp_get_version_string());
+    for (size_t i = 0; i < count; i++) {
+        ucx_lmd_t *l;
+        nixl_status_t st = map_one(eng, type, &descs[i], i, &l);
+        if (st != NIXL_SUCCESS) {
+            ucx_deregister_mem(eng, out_mds, i);
+            return st;
+        }
+        out_mds[i] = &l->hdr;
+    }
+    return NIXL_SUCCESS;
+}
+
+void ucx_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+{
+    (void)eng;
+    for (size_t i = 0; i < count; i++)
+        if (mds[i])
+            ucx_md_unref(mds[i]); /* requests prepared on it keep it mapped until released */
+}
+
+nixl_status_t ucx_get_public_blob(nixl_be_engine_t *eng, nixl_be_md_t *md, const void **blob,
+                                  size_t *len)
+{
+    if (!md || md->kind != UCX_MD_LOCAL)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: not a local registration");
+    *blob = ((ucx_lmd_t *)md)->rkey_buf;
+    *len = ((ucx_lmd_t *)md)->rkey_len;
+    return NIXL_SUCCESS;
+}
+
+/* An rmd of `conn` (its reference is taken here) with rkeys unpacked from `blob`. */
+static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void *blob,
+                             size_t len, size_t i, nixl_be_md_t **out)
+{
+    if (!blob || !len)
+        return UCX_ERR(eng, NIXL_ERR_MISMATCH, "UCX: region %zu of agent '%s' has no rkey", i,
+                       conn->name);
+    ucx_rmd_t *r = calloc(1, sizeof(*r) + eng->nworkers * sizeof(ucp_rkey_h));
+    if (!r)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    md_init(&r->hdr, UCX_MD_REMOTE, eng);
+    r->conn = conn;
+    ucx_conn_ref(conn, 1);
+    for (unsigned w = 0; w < eng->nworkers; w++) {
+        if (!conn->eps[w])
+            continue; /* loopback: worker 0 only */
+        ucs_status_t s = ucp_ep_rkey_unpack(conn->eps[w], blob, &r->rkeys[w]);
+        if (s != UCS_OK) {
+            r->rkeys[w] = NULL;
+            ucx_md_unref(&r->hdr);
+            return UCX_ERR(eng, NIXL_ERR_MISMATCH, "UCX: region %zu of agent '%s': its %zu-byte "
+                           "blob is not a usable UCX rkey: %s", i, conn->name, len,
+                           ucs_status_string(s));
+        }
+    }
+    *out = &r->hdr;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_mem_t type,
+                                 const nixl_desc_t *descs, const nixl_be_blob_t *blobs,
+                                 size_t count, nixl_be_md_t **out_mds)
+{
+    (void)descs;
+    if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
+        return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: only DRAM_SEG and VRAM_SEG regions "
+                       "(got %d)", (int)type);
+    ucx_conn_t *conn = ucx_conn_find(eng, agent);
+    if (!conn)
+        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: no connection info of agent '%s' is "
+                       "loaded", agent);
+    nixl_status_t st = NIXL_SUCCESS;
+    for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
+        st = rmd_new(eng, conn, blobs ? blobs[i].data : NULL, blobs ? blobs[i].len : 0, i,
+                     &out_mds[i]);
+        if (st != NIXL_SUCCESS)
+            ucx_unload_md(eng, out_mds, i);
+    }
+    ucx_conn_unref(conn, 1);
+    return st;
+}
+
+nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count,
+                                nixl_be_md_t **out_mds)
+{
+    if (!eng->self)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the loopback connection is gone");
+    for (size_t i = 0; i < count; i++) {
+        const ucx_lmd_t *l = (const ucx_lmd_t *)mds[i];
+        nixl_status_t st =
+            (!l || l->hdr.kind != UCX_MD_LOCAL || l->hdr.eng != eng)
+                ? UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: load_local_md: md %zu was not "
+                          "registered by this engine", i)
+                : rmd_new(eng, eng->self, l->rkey_buf, l->rkey_len, i, &out_mds[i]);
+        if (st != NIXL_SUCCESS) {
+            ucx_unload_md(eng, out_mds, i);
+            return st;
+        }
+    }
+    return NIXL_SUCCESS;
+}
+
+void ucx_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+{
+    (void)eng;
+    for (size_t i = 0; i < count; i++)
+        if (mds[i] && mds[i]->kind == UCX_MD_REMOTE)
+            ucx_md_unref(mds[i]);
+}

@@ -1,0 +1,189 @@
+/*
+ * ucx_notif.c - notifications, in the reference's wire form: active message id 0, no header,
+ * the data a serdes container {"name": sender, "msg": payload}, sent with the eager protocol
+ * (so the receiver gets it whole, in its handler). Every peer sends to our worker 0, so the
+ * handler lives there; it runs on whichever thread progresses worker 0 (normally the progress
+ * thread) and hands the notification to the core at once.
+ *
+ * The container: "nixlSerDes|", then per record the tag bytes, an 8-byte host-endian length,
+ * the payload and one '|'. A peer's bytes are checked before use: a malformed message is
+ * logged and dropped, never trusted.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ucx_priv.h"
+
+#define SERDES_MAGIC "nixlSerDes|"
+#define SERDES_MAGIC_LEN 11u
+#define TAG_NAME "name"
+#define TAG_MSG "msg"
+
+static size_t record_size(size_t tag_len, size_t len)
+{
+    return tag_len + sizeof(uint64_t) + len + 1;
+}
+
+size_t ucx_notif_size(const nixl_be_engine_t *eng, size_t len)
+{
+    return SERDES_MAGIC_LEN + record_size(strlen(TAG_NAME), eng->name_len) +
+           record_size(strlen(TAG_MSG), len);
+}
+
+static uint8_t *put_record(uint8_t *p, const char *tag, const void *data, size_t len)
+{
+    size_t tag_len = strlen(tag);
+    uint64_t l = len;
+    memcpy(p, tag, tag_len);
+    p += tag_len;
+    memcpy(p, &l, sizeof(l));
+    p += sizeof(l);
+    if (len)
+        memcpy(p, data, len);
+    p += len;
+    *p++ = '|';
+    return p;
+}
+
+void ucx_notif_write(const nixl_be_engine_t *eng, const void *msg, size_t len, uint8_t *out)
+{
+    memcpy(out, SERDES_MAGIC, SERDES_MAGIC_LEN);
+    uint8_t *p = put_record(out + SERDES_MAGIC_LEN, TAG_NAME, eng->name, eng->name_len);
+    put_record(p, TAG_MSG, msg, len);
+}
+
+/* The record `tag` at p (before `end`); NULL and *why when it is not there. */
+static const uint8_t *get_record(const uint8_t *p, const uint8_t *end, const char *tag,
+                                 const uint8_t **data, size_t *len, const char **why)
+{
+    size_t tag_len = strlen(tag);
+    uint64_t l;
+    if ((size_t)(end - p) < tag_len + sizeof(l) + 1 || memcmp(p, tag, tag_len)) {
+        *why = "a record missing (the sender name, then the message)";
+        return NULL;
+    }
+    p += tag_len;
+    memcpy(&l, p, sizeof(l));
+    p += sizeof(l);
+    if (l >= (uint64_t)(end - p) || p[l] != '|') {
+        *why = "a length past the end of the message";
+        return NULL;
+    }
+    *data = p;
+    *len = (size_t)l;
+    return p + l + 1;
+}
+
+static ucs_status_t notif_recv(void *arg, const void *header, size_t header_len, void *data,
+                               size_t length, const ucp_am_recv_param_t *param)
+{
+    nixl_be_engine_t *eng = arg;
+    const uint8_t *p = data, *end = p + length, *name = NULL, *msg = NULL;
+    size_t name_len = 0, msg_len = 0;
+    const char *why = NULL;
+    (void)header, (void)header_len; /* the reference sends none; ignore one */
+    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)
+        why = "it came by rendezvous, not eager";
+    else if (length < SERDES_MAGIC_LEN || memcmp(p, SERDES_MAGIC, SERDES_MAGIC_LEN))
+        why = "not a serdes container";
+    else if ((p = get_record(p + SERDES_MAGIC_LEN, end, TAG_NAME, &name, &name_len, &why)) &&
+             get_record(p, end, TAG_MSG, &msg, &msg_len, &why)) {
+        if (!name_len || name_len > UCX_NAME_MAX || memchr(name, '\0', name_len))
+            why = "a sender name that is empty, too long or has a NUL byte";
+    }
+    if (why) {
+        UCX_LOG(eng, NIXL_LOG_WARN, "UCX: agent '%s' dropped a malformed notification (%zu "
+                "bytes): %s", eng->name, length, why);
+        return UCS_OK;
+    }
+    eng->host->notif(eng->host->ctx, (const char *)name, name_len, msg, msg_len);
+    return UCS_OK;
+}
+
+nixl_status_t ucx_notif_init(nixl_be_engine_t *eng)
+{
+    ucp_am_handler_param_t p = {
+        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                      UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
+        .id = UCX_AM_NOTIF,
+        .flags = UCP_AM_FLAG_WHOLE_MSG,
+        .cb = notif_recv,
+        .arg = eng,
+    };
+    ucs_status_t s = ucp_worker_set_am_recv_handler(eng->workers[0], &p);
+    if (s != UCS_OK)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: registering the notification handler "
+                       "failed: %s", ucs_status_string(s));
+    return NIXL_SUCCESS;
+}
+
+ucs_status_t ucx_notif_send(ucx_conn_t *conn, unsigned worker, const void *buf, size_t len,
+                            ucp_send_nbx_callback_t cb, void *arg)
+{
+    ucp_request_param_t p = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK |
+                        UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMORY_TYPE,
+        .flags = UCP_AM_SEND_FLAG_EAGER,
+        .cb.send = cb,
+        .user_data = arg,
+        .memory_type = UCS_MEMORY_TYPE_HOST,
+    };
+    ucs_status_ptr_t r = ucp_am_send_nbx(conn->eps[worker], UCX_AM_NOTIF, NULL, 0, buf, len, &p);
+    return UCS_PTR_IS_PTR(r) ? UCS_INPROGRESS : UCS_PTR_STATUS(r);
+}
+
+/* A standalone notification owns its buffer until UCX is done with it. */
+typedef struct gen_notif {
+    nixl_be_engine_t *eng;
+    uint8_t data[];
+} gen_notif_t;
+
+static void gen_done(void *request, ucs_status_t status, void *arg)
+{
+    gen_notif_t *g = arg;
+    nixl_be_engine_t *eng = g->eng;
+    ucp_request_free(request);
+    if (status != UCS_OK)
+        UCX_LOG(eng, NIXL_LOG_WARN, "UCX: a notification of agent '%s' was not delivered: %s",
+                eng->name, ucs_status_string(status));
+    free(g);
+    ucx_busy_dec(eng);
+}
+
+nixl_status_t ucx_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
+                            size_t len)
+{
+    if (len > UCX_NOTIF_MAX)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: a %zu-byte notification exceeds the "
+                       "limit of %zu bytes", len, UCX_NOTIF_MAX);
+    ucx_conn_t *conn = ucx_conn_find(eng, agent);
+    if (!conn)
+        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: no connection info of agent '%s' is "
+                       "loaded", agent);
+    nixl_status_t st = ucx_conn_usable(conn, "notifying");
+    size_t size = ucx_notif_size(eng, len);
+    gen_notif_t *g = st == NIXL_SUCCESS ? malloc(sizeof(*g) + size) : NULL;
+    if (st == NIXL_SUCCESS && !g)
+        st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory for a notification");
+    if (st != NIXL_SUCCESS) {
+        ucx_conn_unref(conn, 1);
+        return st;
+    }
+    g->eng = eng;
+    ucx_notif_write(eng, msg, len, g->data);
+    ucx_busy_inc(eng);
+    ucs_status_t s = ucx_notif_send(conn, ucx_conn_worker(eng, conn), g->data, size, gen_done, g);
+    if (s == UCS_INPROGRESS) {
+        ucx_kick(eng);
+    } else {
+        free(g);
+        ucx_busy_dec(eng);
+        if (s != UCS_OK)
+            st = UCX_ERR(eng, atomic_load(&conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT
+                                                         : ucx_status(s),
+                         "UCX: sending a notification to agent '%s' failed: %s", agent,
+                         ucs_status_string(s));
+    }
+    ucx_conn_unref(conn, 1);
+    return st;
+}

@@ -1,0 +1,275 @@
+/*
+ * ucx_priv.h - the internals of the UCX backend, shared by its files (never installed).
+ *
+ * Objects and their lifetimes
+ *  - engine: one UCP context, num_workers workers in thread mode MULTI, one progress thread.
+ *  - conn: one peer agent (or the engine itself, for loopback): an endpoint per local worker
+ *    to the peer's worker 0. Reference counted: the name table, every remote md, every request
+ *    and every call that uses its endpoints for a while hold a reference. The endpoints are
+ *    closed only when the last reference goes, so nobody ever touches a closed endpoint; the
+ *    memory goes when the close requests have completed (their callbacks use it).
+ *  - md: a local registration (lmd: memory handle + packed rkey) or a peer's region (rmd: one
+ *    unpacked rkey per worker). Reference counted too: a prepared request holds its regions,
+ *    so deregistering or unloading never leaves a request with a dangling memory handle or
+ *    rkey.
+ *  - req: one prepared transfer, its elements resolved once (address, length, memory handle,
+ *    rkey), so a post touches nothing but its own array and the endpoint.
+ *
+ * Who completes what: a post issues one put/get per element and one endpoint flush. Only the
+ * flush is tracked, with a callback; the callback (on whichever thread progresses the worker,
+ * usually the progress thread) sends the notification, whose own callback finishes the
+ * request. While state is IN_PROG the callbacks own the request; the store of the final state
+ * is the last thing they do with it.
+ *
+ * Locks: conns_lock (the name table) and all_lock (every conn and request alive, for destroy)
+ * are leaves, never held across a UCX call.
+ */
+#ifndef NIXL_UCX_PRIV_H
+#define NIXL_UCX_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ucp/api/ucp.h>
+
+#include "nixl_plugin.h"
+#include "util/list.h"
+
+#if UCP_API_VERSION < UCP_VERSION(1, 13)
+#error "the UCX backend needs UCX 1.13 or later"
+#endif
+
+/* The reference's notification active message: id 0 (NOTIF_STR), payload in the data part. */
+#define UCX_AM_NOTIF 0u
+/* Largest notification we send or accept: far above any real use, small enough that a hostile
+ * peer cannot make us allocate gigabytes. */
+#define UCX_NOTIF_MAX ((size_t)64 << 20)
+#define UCX_NAME_MAX 4096u
+#define UCX_WORKERS_MAX 64u
+#define UCX_THREADS_MAX 256u
+#define UCX_CONN_BUCKETS 256u
+/* release_req waits this long for a transfer in flight: UCX cannot cancel RMA operations. */
+#define UCX_RELEASE_WAIT_MS 200
+/* destroy lets notifications and graceful endpoint closes finish for at most this long. */
+#define UCX_DRAIN_MS 1000
+/* While work is outstanding the progress thread looks at the workers at least this often, in
+ * case a transport has work queued that raises no event. Idle, it sleeps on the event fds. */
+#define UCX_BUSY_POLL_MS 1
+/* A user thread that progressed a worker is taken to keep doing so for this long. */
+#define UCX_USER_POLL_NS 2000000u
+
+/* ---- configuration (ucx_config.c) ---- */
+
+typedef struct ucx_params {
+    unsigned num_workers;
+    unsigned num_threads;      /* accepted, validated, not used (see ucx_engine.c) */
+    uint64_t split_batch_size; /* likewise */
+    ucp_err_handling_mode_t err_mode;
+    bool ep_close_force;
+    const char *device_list;   /* borrowed from the init params; NULL: all devices */
+    const char *engine_config; /* borrowed; NULL: none */
+} ucx_params_t;
+
+/* ---- metadata ---- */
+
+enum { UCX_MD_LOCAL = 0x4c584355u, UCX_MD_REMOTE = 0x52584355u };
+
+struct nixl_be_md {
+    uint32_t kind;
+    atomic_size_t refs;
+    nixl_be_engine_t *eng;
+};
+
+typedef struct ucx_conn ucx_conn_t;
+
+typedef struct ucx_lmd {
+    struct nixl_be_md hdr; /* UCX_MD_LOCAL */
+    nixl_mem_t type;
+    ucp_mem_h memh;
+    void *rkey_buf; /* from ucp_rkey_pack: the region blob peers get */
+    size_t rkey_len;
+} ucx_lmd_t;
+
+typedef struct ucx_rmd {
+    struct nixl_be_md hdr; /* UCX_MD_REMOTE */
+    ucx_conn_t *conn;      /* holds a reference */
+    ucp_rkey_h rkeys[];    /* one per worker, unpacked on that worker's endpoint (NULL
+                            * where the conn has none) */
+} ucx_rmd_t;
+
+/* ---- connections ---- */
+
+struct ucx_conn {
+    atomic_size_t refs;
+    nixl_be_engine_t *eng;
+    struct ucx_conn *next;     /* eng->conns[] bucket chain (conns_lock) */
+    nixl_list_node_t all;      /* eng->all_conns (all_lock) */
+    char *name;
+    size_t name_len;
+    uint8_t *addr;             /* the peer's worker address, as loaded */
+    size_t addr_len;
+    bool is_self;
+    bool eps_closed;           /* close requests were issued (never reopened) */
+    atomic_bool failed;        /* an endpoint reported an error: the peer is gone */
+    atomic_int fail_status;    /* its ucs_status_t */
+    atomic_bool forgotten;     /* disconnect() was called */
+    atomic_uint holds;         /* the users (one hold for all refs) + close requests pending */
+    ucp_ep_h eps[];            /* one per worker (loopback: worker 0 only) */
+};
+
+/* ---- requests ---- */
+
+typedef struct ucx_xd {
+    void *laddr;
+    uint64_t raddr;
+    size_t len;
+    ucp_mem_h memh;
+    ucp_rkey_h rkey;
+} ucx_xd_t;
+
+struct nixl_be_req {
+    nixl_be_engine_t *eng;
+    ucx_conn_t *conn; /* holds a reference */
+    unsigned worker;
+    nixl_xfer_op_t op;
+    size_t count;
+    atomic_int state;    /* nixl_status_t of the last post */
+    int fail;            /* a post's synchronous error, reported when its flush completes */
+    bool notif_pending;  /* the flush is done: send notif[] next */
+    uint8_t *notif;      /* the encoded notification of the current post */
+    size_t notif_len, notif_cap;
+    nixl_list_node_t all; /* eng->all_reqs (all_lock) */
+    size_t nrefs;
+    struct nixl_be_md **refs; /* the regions held, one reference each */
+    char why[384];       /* reason of the last failure, repeated by check_xfer */
+    ucx_xd_t xd[];
+};
+
+/* ---- the engine ---- */
+
+struct nixl_be_engine {
+    const nixl_host_t *host;
+    char *name;
+    size_t name_len;
+    ucx_params_t params;
+    unsigned nworkers;
+    ucp_context_h ctx;
+    ucp_worker_h *workers;
+    bool cuda_ok; /* this UCX build knows GPU memory */
+    ucp_err_handling_mode_t self_mode; /* of the loopback endpoint (see ucx_conn.c) */
+    uint8_t *addr; /* worker 0's address: our conn info */
+    size_t addr_len;
+
+    pthread_mutex_t conns_lock;
+    ucx_conn_t *conns[UCX_CONN_BUCKETS]; /* loaded peers and self, by name */
+    ucx_conn_t *self;
+
+    pthread_mutex_t all_lock;
+    nixl_list_node_t *all_conns, *all_reqs;
+
+    /* outstanding flushes, notifications and endpoint closes */
+    atomic_size_t busy;
+    int wake_fd;        /* eventfd: stop, or work appeared while the thread slept */
+    int *efds;          /* the workers' event fds */
+    atomic_bool stop;
+    atomic_bool sleeping; /* the thread may be in poll() without a timeout */
+    /* Until when (CLOCK_MONOTONIC ns) a user thread is polling the workers itself: the
+     * progress thread keeps out of their locks meanwhile (ucx_progress.c). */
+    _Atomic uint64_t user_until_ns;
+    bool thread_started;
+    int idle_timeout_ms; /* -1: sleep until an event */
+    pthread_t thread;
+};
+
+#define UCX_ERR(eng, st, ...) ((eng)->host->set_error(__VA_ARGS__), (st))
+#define UCX_LOG(eng, lvl, ...)                                                                \
+    do {                                                                                      \
+        if ((eng)->host->log_enabled(lvl))                                                    \
+            (eng)->host->log(lvl, __VA_ARGS__);                                               \
+    } while (0)
+
+/* ucx_config.c: version, parameters, the UCP context. */
+nixl_status_t ucx_check_version(const nixl_host_t *host);
+nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out);
+nixl_status_t ucx_context_create(nixl_be_engine_t *eng);
+nixl_status_t ucx_status(ucs_status_t s);
+
+/* ucx_conn.c: peers and their endpoints. */
+nixl_status_t ucx_conn_self(nixl_be_engine_t *eng);
+ucx_conn_t *ucx_conn_find(nixl_be_engine_t *eng, const char *name); /* +1 ref, or NULL */
+void ucx_conn_ref(ucx_conn_t *conn, size_t n);
+void ucx_conn_unref(ucx_conn_t *conn, size_t n);
+/* Why a conn cannot carry traffic: REMOTE_DISCONNECT (failed) or NOT_FOUND (forgotten),
+ * with the reason set; SUCCESS when it can. */
+nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what);
+void ucx_conns_shutdown(nixl_be_engine_t *eng); /* drop the table, close what is unused */
+void ucx_conns_force_close(nixl_be_engine_t *eng);
+void ucx_conns_free_all(nixl_be_engine_t *eng); /* after the workers are gone */
+nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, const void *blob,
+                                   size_t len);
+nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent);
+nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent);
+
+/* ucx_mem.c: registrations and region metadata. */
+nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
+                               const nixl_reg_desc_t *descs, size_t count,
+                               nixl_be_md_t **out_mds);
+void ucx_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+nixl_status_t ucx_get_public_blob(nixl_be_engine_t *eng, nixl_be_md_t *md, const void **blob,
+                                  size_t *len);
+nixl_status_t ucx_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_mem_t type,
+                                 const nixl_desc_t *descs, const nixl_be_blob_t *blobs,
+                                 size_t count, nixl_be_md_t **out_mds);
+nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count,
+                                nixl_be_md_t **out_mds);
+void ucx_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+void ucx_md_ref(nixl_be_md_t *md);
+void ucx_md_unref(nixl_be_md_t *md);
+
+/* ucx_xfer.c: transfers. */
+nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
+                            const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                            size_t count, const char *remote_agent,
+                            const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out);
+nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                            const nixl_be_xfer_opts_t *opts);
+nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
+                                int64_t *err_margin_us, nixl_cost_t *method);
+void ucx_reqs_free_all(nixl_be_engine_t *eng); /* what the core never released */
+
+/* ucx_notif.c: the notification message. */
+nixl_status_t ucx_notif_init(nixl_be_engine_t *eng); /* the receive handler on worker 0 */
+/* The reference's container {name: our name, msg}: its size, then the bytes. */
+size_t ucx_notif_size(const nixl_be_engine_t *eng, size_t len);
+void ucx_notif_write(const nixl_be_engine_t *eng, const void *msg, size_t len, uint8_t *out);
+/* Send an encoded notification on `worker`'s endpoint; UCS_INPROGRESS: `cb(arg)` follows. */
+ucs_status_t ucx_notif_send(ucx_conn_t *conn, unsigned worker, const void *buf, size_t len,
+                            ucp_send_nbx_callback_t cb, void *arg);
+nixl_status_t ucx_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
+                            size_t len);
+
+/* ucx_progress.c: the progress thread, worker choice, outstanding-work accounting. */
+nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *init);
+void ucx_progress_stop(nixl_be_engine_t *eng);
+nixl_status_t ucx_progress(nixl_be_engine_t *eng);
+void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker);
+/* Progress every worker until nothing is outstanding or `ms` passed (destroy only). */
+void ucx_drain(nixl_be_engine_t *eng, unsigned ms);
+void ucx_busy_inc(nixl_be_engine_t *eng);
+void ucx_busy_dec(nixl_be_engine_t *eng);
+/* Work was left outstanding: make sure the progress thread looks after it. */
+void ucx_kick(nixl_be_engine_t *eng);
+unsigned ucx_thread_worker(const nixl_be_engine_t *eng);
+/* The worker traffic to `conn` takes from this thread (loopback: always worker 0). */
+static inline unsigned ucx_conn_worker(const nixl_be_engine_t *eng, const ucx_conn_t *conn)
+{
+    return conn->is_self ? 0 : ucx_thread_worker(eng);
+}
+uint64_t ucx_now_ms(void);
+
+#endif

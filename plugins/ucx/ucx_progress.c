@@ -1,0 +1,200 @@
+/*
+ * ucx_progress.c - the progress thread, and which worker a thread uses.
+ *
+ * Every engine has one progress thread, whatever enable_prog_thread says (a deliberate
+ * difference from the reference): notifications arrive, and the notification of a transfer
+ * leaves, even when nobody polls. It never spins: it sleeps in poll() on the workers' event
+ * fds (armed with ucp_worker_arm) and a wake-up eventfd. While work is outstanding (a flush,
+ * a notification or an endpoint close in flight) it also looks every UCX_BUSY_POLL_MS, in case
+ * a transport has queued work that raises no event; idle, it sleeps until an event comes
+ * (pthr_delay_us, when non-zero, bounds that sleep; 0 does not mean "poll": see the reference
+ * gotcha of a busy progress thread).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ucx_priv.h"
+
+uint64_t ucx_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Calling threads are spread over the workers round-robin, on first use, starting at worker 1
+ * (worker 0 also receives every notification). The number is per thread, shared by engines. */
+unsigned ucx_thread_worker(const nixl_be_engine_t *eng)
+{
+    static atomic_uint next;
+    static _Thread_local unsigned slot;
+    if (!slot)
+        slot = atomic_fetch_add(&next, 1) + 1;
+    return slot % eng->nworkers;
+}
+
+void ucx_busy_inc(nixl_be_engine_t *eng)
+{
+    atomic_fetch_add(&eng->busy, 1);
+}
+
+void ucx_busy_dec(nixl_be_engine_t *eng)
+{
+    atomic_fetch_sub(&eng->busy, 1);
+}
+
+void ucx_kick(nixl_be_engine_t *eng)
+{
+    /* Only a thread asleep without a timeout needs the wake-up (one syscall): it set `sleeping`
+     * before it looked at `busy`, so either it saw our work or we see its flag. */
+    if (eng->wake_fd >= 0 && atomic_exchange(&eng->sleeping, false)) {
+        uint64_t one = 1;
+        if (write(eng->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            UCX_LOG(eng, NIXL_LOG_WARN, "UCX: waking the progress thread failed: errno %d",
+                    errno);
+    }
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A user thread that polls (check_xfer, get_notifs) progresses the worker itself: that is the
+ * lowest latency. It also tells the progress thread to keep away for a while, because two
+ * threads taking turns on a worker's lock cost more than either alone, and much more when the
+ * threads outnumber the cores.
+ */
+void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker)
+{
+    atomic_store_explicit(&eng->user_until_ns, now_ns() + UCX_USER_POLL_NS,
+                          memory_order_relaxed);
+    for (unsigned i = 0; i < 64 && ucp_worker_progress(eng->workers[worker]); i++)
+        ;
+}
+
+nixl_status_t ucx_progress(nixl_be_engine_t *eng)
+{
+    for (unsigned w = 0; w < eng->nworkers; w++)
+        ucx_progress_worker(eng, w);
+    return NIXL_SUCCESS;
+}
+
+/* Progress until idle, then arm: false when the worker cannot be armed (no events). */
+static bool progress_and_arm(ucp_worker_h worker)
+{
+    for (;;) {
+        while (ucp_worker_progress(worker))
+            ;
+        ucs_status_t s = ucp_worker_arm(worker);
+        if (s != UCS_ERR_BUSY)
+            return s == UCS_OK;
+    }
+}
+
+static void *progress_main(void *arg)
+{
+    nixl_be_engine_t *eng = arg;
+    unsigned n = eng->nworkers;
+    struct pollfd fds[UCX_WORKERS_MAX + 1];
+    for (unsigned w = 0; w < n; w++)
+        fds[w] = (struct pollfd){.fd = eng->efds[w], .events = POLLIN};
+    fds[n] = (struct pollfd){.fd = eng->wake_fd, .events = POLLIN};
+    bool warned = false;
+    while (!atomic_load(&eng->stop)) {
+        uint64_t user = atomic_load_explicit(&eng->user_until_ns, memory_order_relaxed);
+        uint64_t now = now_ns();
+        if (user > now) {
+            /* A user thread is polling: stay out of the workers, but not for long - it may
+             * stop at any moment. Only the wake-up fd is watched meanwhile. */
+            int ms = (int)((user - now) / 1000000u) + 1;
+            int r = poll(&fds[n], 1, ms);
+            if (r > 0 && (fds[n].revents & POLLIN)) {
+                uint64_t v;
+                if (read(eng->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                    break;
+            }
+            continue;
+        }
+        bool armed = true;
+        for (unsigned w = 0; w < n; w++)
+            armed = progress_and_arm(eng->workers[w]) && armed;
+        if (!armed && !warned) {
+            UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: a worker cannot be armed for events; the "
+                    "progress thread of '%s' looks every %d ms", eng->name, UCX_BUSY_POLL_MS);
+            warned = true;
+        }
+        atomic_store(&eng->sleeping, true);
+        int timeout = (atomic_load(&eng->busy) || !armed) ? UCX_BUSY_POLL_MS
+                                                          : eng->idle_timeout_ms;
+        int ready = poll(fds, n + 1, timeout);
+        atomic_store(&eng->sleeping, false);
+        if (ready > 0 && (fds[n].revents & POLLIN)) {
+            uint64_t v;
+            if (read(eng->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                break;
+        }
+    }
+    return NULL;
+}
+
+nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *init)
+{
+    uint64_t ms = (init->pthr_delay_us + 999) / 1000;
+    eng->idle_timeout_ms = init->pthr_delay_us == 0 ? -1 : ms > INT_MAX ? INT_MAX : (int)ms;
+    eng->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (eng->wake_fd < 0)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: eventfd for the progress thread failed: "
+                       "errno %d", errno);
+    eng->efds = calloc(eng->nworkers, sizeof(int));
+    if (!eng->efds)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    for (unsigned w = 0; w < eng->nworkers; w++) {
+        ucs_status_t s = ucp_worker_get_efd(eng->workers[w], &eng->efds[w]);
+        if (s != UCS_OK)
+            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the event fd of worker %u: %s", w,
+                           ucs_status_string(s));
+    }
+    int e = pthread_create(&eng->thread, NULL, progress_main, eng);
+    if (e)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: starting the progress thread failed: "
+                       "errno %d", e);
+    eng->thread_started = true;
+    return NIXL_SUCCESS;
+}
+
+void ucx_progress_stop(nixl_be_engine_t *eng)
+{
+    if (eng->thread_started) {
+        atomic_store(&eng->stop, true);
+        atomic_store(&eng->sleeping, true);
+        ucx_kick(eng);
+        pthread_join(eng->thread, NULL);
+        eng->thread_started = false;
+    }
+    if (eng->wake_fd >= 0)
+        close(eng->wake_fd);
+    eng->wake_fd = -1;
+    free(eng->efds);
+    eng->efds = NULL;
+}
+
+void ucx_drain(nixl_be_engine_t *eng, unsigned ms)
+{
+    uint64_t deadline = ucx_now_ms() + ms;
+    while (atomic_load(&eng->busy) && ucx_now_ms() < deadline) {
+        unsigned done = 0;
+        for (unsigned w = 0; w < eng->nworkers; w++)
+            done += ucp_worker_progress(eng->workers[w]);
+        if (!done)
+            nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
+    }
+}

@@ -1,0 +1,367 @@
+/*
+ * ucx_xfer.c - transfers: prepare once (resolve every element to address, length, memory
+ * handle and rkey, hold the regions), then post = one put/get per element and one endpoint
+ * flush. The put/get requests are handed back to UCX at once (ucp_request_free lets them run
+ * to completion); only the flush is tracked, by its callback, which also sends the
+ * notification - so the notification leaves after the data is in place, from whichever thread
+ * progresses the worker, even if the initiator never looks at the request again.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ucx_priv.h"
+
+static const char *op_name(const nixl_be_req_t *req)
+{
+    return req->op == NIXL_WRITE ? "WRITE to" : "READ from";
+}
+
+static void req_why(nixl_be_req_t *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The reason of a failure seen on any thread; check_xfer repeats it on the user's thread. */
+static void req_why(nixl_be_req_t *req, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->why, sizeof(req->why), fmt, ap);
+    va_end(ap);
+}
+
+static nixl_status_t req_status(const nixl_be_req_t *req, ucs_status_t s)
+{
+    return atomic_load(&req->conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT : ucx_status(s);
+}
+
+/* The last touch of a post: after the store, the request belongs to its owner again. */
+static void finish(nixl_be_req_t *req, nixl_status_t st)
+{
+    nixl_be_engine_t *eng = req->eng;
+    atomic_store_explicit(&req->state, st, memory_order_release);
+    ucx_busy_dec(eng);
+}
+
+static void notif_done(void *request, ucs_status_t status, void *arg)
+{
+    nixl_be_req_t *req = arg;
+    ucp_request_free(request);
+    if (status != UCS_OK)
+        req_why(req, "UCX: the data of a %s agent '%s' arrived but its notification failed: %s",
+                op_name(req), req->conn->name, ucs_status_string(status));
+    finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
+}
+
+/* The data of a post is complete (flush done, with `status`): notify, then finish. */
+static void data_done(nixl_be_req_t *req, ucs_status_t status)
+{
+    if (req->fail) {
+        finish(req, req->fail);
+        return;
+    }
+    if (status != UCS_OK) {
+        req_why(req, "UCX: %s agent '%s' (%zu descriptors) failed: %s%s", op_name(req),
+                req->conn->name, req->count, ucs_status_string(status),
+                atomic_load(&req->conn->failed) ? " (the peer is gone)" : "");
+        finish(req, req_status(req, status));
+        return;
+    }
+    if (req->notif_pending) {
+        req->notif_pending = false;
+        ucs_status_t s = ucx_notif_send(req->conn, req->worker, req->notif, req->notif_len,
+                                        notif_done, req);
+        if (s == UCS_INPROGRESS)
+            return;
+        if (s != UCS_OK) {
+            req_why(req, "UCX: the data of a %s agent '%s' arrived but its notification could "
+                    "not be sent: %s", op_name(req), req->conn->name, ucs_status_string(s));
+            finish(req, req_status(req, s));
+            return;
+        }
+    }
+    finish(req, NIXL_SUCCESS);
+}
+
+static void flush_done(void *request, ucs_status_t status, void *arg)
+{
+    ucp_request_free(request);
+    data_done(arg, status);
+}
+
+/* "worker_id=N" in the custom parameter picks the worker (the reference's option); loopback
+ * always takes worker 0 (see ucx_conn.c). */
+static nixl_status_t pick_worker(nixl_be_engine_t *eng, const ucx_conn_t *conn,
+                                 const nixl_be_xfer_opts_t *opts, unsigned *out)
+{
+    static const char key[] = "worker_id=";
+    *out = ucx_conn_worker(eng, conn);
+    if (!opts || !opts->custom_param || opts->custom_param_len < sizeof(key) - 1)
+        return NIXL_SUCCESS;
+    const char *p = memmem(opts->custom_param, opts->custom_param_len, key, sizeof(key) - 1);
+    if (!p)
+        return NIXL_SUCCESS;
+    const char *end = (const char *)opts->custom_param + opts->custom_param_len;
+    uint64_t v = 0;
+    const char *d = p + sizeof(key) - 1;
+    for (; d < end && *d >= '0' && *d <= '9' && v < UCX_WORKERS_MAX; d++)
+        v = v * 10 + (uint64_t)(*d - '0');
+    if (d == p + sizeof(key) - 1 || v >= eng->nworkers)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: custom parameter worker_id must be a "
+                       "worker number below num_workers=%u", eng->nworkers);
+    if (!conn->is_self)
+        *out = (unsigned)v;
+    return NIXL_SUCCESS;
+}
+
+/* Check every element; count the runs of equal regions (each run holds one reference). */
+static nixl_status_t check_elems(nixl_be_engine_t *eng, const nixl_be_desc_t *local,
+                                 const nixl_be_desc_t *remote, size_t count, ucx_conn_t *conn,
+                                 size_t *nrefs)
+{
+    *nrefs = 0;
+    for (size_t i = 0; i < count; i++) {
+        const nixl_be_md_t *l = local[i].md, *r = remote[i].md;
+        if (!l || l->kind != UCX_MD_LOCAL || l->eng != eng)
+            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: the local memory "
+                           "is not registered with this engine", i);
+        if (!r || r->kind != UCX_MD_REMOTE || ((const ucx_rmd_t *)r)->conn != conn)
+            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: the remote memory "
+                           "is not a region of agent '%s' loaded by this engine", i, conn->name);
+        if (local[i].len != remote[i].len)
+            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: local length %zu "
+                           "!= remote length %zu", i, local[i].len, remote[i].len);
+        *nrefs += (!i || l != local[i - 1].md) + (!i || r != remote[i - 1].md);
+    }
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
+                            const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                            size_t count, const char *remote_agent,
+                            const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out)
+{
+    if (op != NIXL_READ && op != NIXL_WRITE)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: bad transfer operation %d", (int)op);
+    if (!count || !local || !remote || !remote_agent)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: empty transfer or no remote agent");
+    const nixl_be_md_t *r0 = remote[0].md;
+    if (!r0 || r0->kind != UCX_MD_REMOTE || r0->eng != eng)
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: remote descriptor 0 does not carry "
+                       "UCX metadata of this engine");
+    ucx_conn_t *conn = ((const ucx_rmd_t *)r0)->conn;
+    if (strcmp(conn->name, remote_agent))
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: the remote descriptors belong to "
+                       "'%s', not to '%s'", conn->name, remote_agent);
+    unsigned worker;
+    size_t nrefs;
+    nixl_status_t st = ucx_conn_usable(conn, "preparing a transfer with");
+    if (st == NIXL_SUCCESS)
+        st = pick_worker(eng, conn, opts, &worker);
+    if (st == NIXL_SUCCESS)
+        st = check_elems(eng, local, remote, count, conn, &nrefs);
+    if (st != NIXL_SUCCESS)
+        return st;
+
+    if (count > (SIZE_MAX - sizeof(nixl_be_req_t)) / (sizeof(ucx_xd_t) + 2 * sizeof(void *)))
+        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: %zu descriptors is too many", count);
+    nixl_be_req_t *req = calloc(1, sizeof(*req) + count * sizeof(ucx_xd_t) +
+                                       nrefs * sizeof(nixl_be_md_t *));
+    if (!req)
+        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory preparing %zu descriptors",
+                       count);
+    req->eng = eng;
+    req->conn = conn;
+    req->worker = worker;
+    req->op = op;
+    req->count = count;
+    req->refs = (nixl_be_md_t **)(req->xd + count);
+    for (size_t i = 0; i < count; i++) {
+        nixl_be_md_t *l = local[i].md, *r = remote[i].md;
+        req->xd[i] = (ucx_xd_t){
+            .laddr = (void *)local[i].addr,
+            .raddr = remote[i].addr,
+            .len = local[i].len,
+            .memh = ((ucx_lmd_t *)l)->memh,
+            .rkey = ((ucx_rmd_t *)r)->rkeys[worker],
+        };
+        if (!i || l != local[i - 1].md)
+            req->refs[req->nrefs++] = l;
+        if (!i || r != remote[i - 1].md)
+            req->refs[req->nrefs++] = r;
+    }
+    for (size_t k = 0; k < req->nrefs; k++)
+        ucx_md_ref(req->refs[k]);
+    ucx_conn_ref(conn, 1);
+    atomic_init(&req->state, NIXL_ERR_NOT_POSTED);
+    pthread_mutex_lock(&eng->all_lock);
+    nixl_list_push(&eng->all_reqs, &req->all);
+    pthread_mutex_unlock(&eng->all_lock);
+    *out = req;
+    return NIXL_SUCCESS;
+}
+
+/* Issue the elements; a synchronous failure stops there (the flush still waits for the
+ * elements already issued, so the request never ends while UCX uses its buffers). */
+static void issue(nixl_be_req_t *req, ucp_ep_h ep)
+{
+    ucp_request_param_t param = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH | UCP_OP_ATTR_FLAG_MULTI_SEND,
+    };
+    for (size_t i = 0; i < req->count; i++) {
+        const ucx_xd_t *x = &req->xd[i];
+        param.memh = x->memh;
+        ucs_status_ptr_t r = req->op == NIXL_WRITE
+                                 ? ucp_put_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param)
+                                 : ucp_get_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param);
+        if (UCS_PTR_IS_PTR(r)) {
+            ucp_request_free(r);
+        } else if (UCS_PTR_IS_ERR(r)) {
+            ucs_status_t s = UCS_PTR_STATUS(r);
+            req_why(req, "UCX: %s agent '%s', descriptor %zu (0x%llx <-> 0x%llx, %zu bytes): %s",
+                    op_name(req), req->conn->name, i, (unsigned long long)(uintptr_t)x->laddr,
+                    (unsigned long long)x->raddr, x->len, ucs_status_string(s));
+            req->fail = req_status(req, s);
+            req->notif_pending = false;
+            return;
+        }
+    }
+}
+
+nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                            const nixl_be_xfer_opts_t *opts)
+{
+    if (atomic_load(&req->state) == NIXL_IN_PROG)
+        return UCX_ERR(eng, NIXL_ERR_REPOST_ACTIVE, "UCX: the previous post of this request "
+                       "is still completing");
+    nixl_status_t st = ucx_conn_usable(req->conn, req->op == NIXL_WRITE ? "WRITE to"
+                                                                        : "READ from");
+    if (st != NIXL_SUCCESS) {
+        atomic_store(&req->state, st);
+        return st;
+    }
+    bool has_notif = opts && opts->has_notif;
+    if (has_notif) {
+        if (opts->notif_len > UCX_NOTIF_MAX)
+            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: a %zu-byte notification exceeds "
+                           "the limit of %zu bytes", opts->notif_len, UCX_NOTIF_MAX);
+        size_t need = ucx_notif_size(eng, opts->notif_len);
+        if (need > req->notif_cap) {
+            uint8_t *p = realloc(req->notif, need);
+            if (!p)
+                return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory for a notification");
+            req->notif = p;
+            req->notif_cap = need;
+        }
+        ucx_notif_write(eng, opts->notif, opts->notif_len, req->notif);
+        req->notif_len = need;
+    }
+    req->notif_pending = has_notif;
+    req->fail = NIXL_SUCCESS;
+    req->why[0] = '\0';
+    atomic_store(&req->state, NIXL_IN_PROG);
+    ucx_busy_inc(eng);
+
+    ucp_ep_h ep = req->conn->eps[req->worker];
+    issue(req, ep);
+    nixl_status_t fail = req->fail;
+    ucp_request_param_t fp = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+        .cb.send = flush_done,
+        .user_data = req,
+    };
+    ucs_status_ptr_t r = ucp_ep_flush_nbx(ep, &fp);
+    if (UCS_PTR_IS_PTR(r)) {
+        /* From here the callback owns the request; `why` was written before the flush. */
+        ucx_kick(eng);
+        if (fail != NIXL_SUCCESS)
+            eng->host->set_error("%s", req->why);
+        return fail != NIXL_SUCCESS ? fail : NIXL_IN_PROG;
+    }
+    data_done(req, UCS_PTR_STATUS(r));
+    st = atomic_load_explicit(&req->state, memory_order_acquire);
+    if (st == NIXL_IN_PROG)
+        ucx_kick(eng); /* the notification is on its way */
+    else if (st < 0)
+        eng->host->set_error("%s", req->why);
+    return st;
+}
+
+nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    nixl_status_t st = atomic_load_explicit(&req->state, memory_order_acquire);
+    if (st == NIXL_IN_PROG) {
+        ucx_progress_worker(eng, req->worker);
+        st = atomic_load_explicit(&req->state, memory_order_acquire);
+    }
+    if (st < 0 && st != NIXL_ERR_NOT_POSTED && req->why[0])
+        eng->host->set_error("%s", req->why);
+    return st;
+}
+
+static void req_free(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    pthread_mutex_lock(&eng->all_lock);
+    nixl_list_remove(&eng->all_reqs, &req->all);
+    pthread_mutex_unlock(&eng->all_lock);
+    for (size_t k = 0; k < req->nrefs; k++)
+        ucx_md_unref(req->refs[k]);
+    ucx_conn_unref(req->conn, 1);
+    free(req->notif);
+    free(req);
+}
+
+nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    /* UCX cannot cancel RMA: give a transfer in flight a moment to end, and refuse to free
+     * what UCX may still write into or read from. */
+    uint64_t deadline = ucx_now_ms() + UCX_RELEASE_WAIT_MS;
+    while (atomic_load_explicit(&req->state, memory_order_acquire) == NIXL_IN_PROG) {
+        if (ucx_now_ms() >= deadline)
+            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the %s agent '%s' is still in flight "
+                           "after %d ms and UCX cannot cancel it; the request stays valid "
+                           "(keep its buffers) - release it again later", op_name(req),
+                           req->conn->name, UCX_RELEASE_WAIT_MS);
+        ucx_progress_worker(eng, req->worker);
+        nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
+    }
+    req_free(eng, req);
+    return NIXL_SUCCESS;
+}
+
+void ucx_reqs_free_all(nixl_be_engine_t *eng)
+{
+    size_t n = 0;
+    while (eng->all_reqs) {
+        req_free(eng, nixl_list_entry(eng->all_reqs, nixl_be_req_t, all));
+        n++;
+    }
+    if (n)
+        UCX_LOG(eng, NIXL_LOG_WARN, "UCX: %zu transfer request(s) were never released; freed "
+                "at engine destroy", n);
+}
+
+nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
+                                int64_t *err_margin_us, nixl_cost_t *method)
+{
+    nixl_status_t st = ucx_conn_usable(req->conn, "estimating a transfer with");
+    if (st != NIXL_SUCCESS)
+        return st;
+    ucp_ep_h ep = req->conn->eps[req->worker];
+    double seconds = 0;
+    for (size_t i = 0; i < req->count; i++) {
+        ucp_ep_evaluate_perf_param_t p = {.field_mask = UCP_EP_PERF_PARAM_FIELD_MESSAGE_SIZE,
+                                          .message_size = req->xd[i].len};
+        ucp_ep_evaluate_perf_attr_t a = {.field_mask = UCP_EP_PERF_ATTR_FIELD_ESTIMATED_TIME};
+        ucs_status_t s = ucp_ep_evaluate_perf(ep, &p, &a);
+        if (s != UCS_OK)
+            return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: no estimate for descriptor %zu "
+                           "(%zu bytes) to agent '%s': ucp_ep_evaluate_perf: %s", i,
+                           req->xd[i].len, req->conn->name, ucs_status_string(s));
+        seconds += a.estimated_time;
+    }
+    *duration_us = (int64_t)(seconds * 1e6 + 0.5);
+    *err_margin_us = 0; /* UCX gives no error bound */
+    *method = NIXL_COST_ANALYTICAL_BACKEND;
+    return NIXL_SUCCESS;
+}
