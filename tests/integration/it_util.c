@@ -406,3 +406,473 @@ fail:
     it_peer_cleanup(p);
     return -1;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Any backend, metadata over the side channel                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+const char *it_backend(void)
+{
+    const char *b = getenv("IT_BACKEND");
+    return b && *b ? b : "UCX";
+}
+
+int it_backend_probe(const char *backend)
+{
+    nixl_agent_t *agent = NULL;
+    nixl_backend_t *be;
+    int rc = 1;
+    IT_CHECK_ST(nixl_agent_create("probe", NULL, &agent), NIXL_SUCCESS);
+    nixl_status_t st = nixl_agent_create_backend(agent, backend, NULL, 0, &be);
+    if (st == NIXL_ERR_NOT_FOUND) {
+        fprintf(stderr, "SKIP: the %s backend is not available here: %s\n", backend,
+                nixl_last_error());
+        rc = 77;
+    } else if (st != NIXL_SUCCESS) {
+        it_fail(__FILE__, __LINE__, "creating a %s engine: %s (%s)", backend,
+                nixl_status_str(st), nixl_last_error());
+    } else {
+        rc = 0;
+    }
+fail:
+    nixl_agent_destroy(agent);
+    return rc;
+}
+
+nixl_agent_t *it_agent_be(const char *name, const char *backend, bool listen, int *port)
+{
+    nixl_agent_t *agent = NULL;
+    nixl_backend_t *be;
+    nixl_agent_config_t cfg;
+    nixl_agent_config_init(&cfg);
+    cfg.use_listen_thread = listen;
+    cfg.listen_port = 0;
+    const char *mode = getenv("IT_UCX_ERR_MODE");
+    nixl_param_t param = {"ucx_error_handling_mode", mode};
+    size_t nparams = mode && *mode && strcmp(backend, "UCX") == 0 ? 1 : 0;
+    IT_CHECK_ST(nixl_agent_create(name, &cfg, &agent), NIXL_SUCCESS);
+    IT_CHECK_ST(nixl_agent_create_backend(agent, backend, &param, nparams, &be), NIXL_SUCCESS);
+    if (listen) {
+        IT_CHECK_ST(nixl_agent_get_listen_port(agent, port), NIXL_SUCCESS);
+        IT_CHECK(*port > 0 && *port < 65536, "listen port %d", *port);
+    }
+    return agent;
+fail:
+    nixl_agent_destroy(agent);
+    return NULL;
+}
+
+int it_fetch_md(nixl_agent_t *agent, const char *name, const char *ip, int port, int timeout_ms)
+{
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.ip_addr = ip;
+    opt.port = port;
+    IT_CHECK_ST(nixl_agent_fetch_remote_md(agent, name, &opt), NIXL_SUCCESS);
+    uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
+    nixl_status_t st;
+    while ((st = nixl_agent_get_fetch_status(agent, name)) == NIXL_IN_PROG &&
+           it_now_ms() < deadline)
+        it_sleep_ms(1);
+    IT_CHECK(st == NIXL_SUCCESS, "fetching the metadata of '%s' from %s:%d: %s (%s)", name, ip,
+             port, nixl_status_str(st), st == NIXL_IN_PROG ? "still running" : nixl_last_error());
+    return 0;
+fail:
+    return -1;
+}
+
+int it_wait_md(nixl_agent_t *agent, const char *name, const nixl_desc_t *descs, size_t count,
+               int timeout_ms)
+{
+    uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        nixl_status_t st = nixl_agent_check_remote_md(agent, name, NIXL_DRAM_SEG, descs, count);
+        if (st == NIXL_SUCCESS)
+            return 0;
+        if (it_now_ms() >= deadline)
+            return it_fail(__FILE__, __LINE__,
+                           "metadata of '%s' (%zu descriptors) not loaded after %d ms: %s (%s)",
+                           name, count, timeout_ms, nixl_status_str(st), nixl_last_error());
+        it_sleep_ms(2);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Slots                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+void it_slots_fill(void *base, size_t count, size_t size, size_t stride, uint64_t seed,
+                   bool reverse)
+{
+    for (size_t i = 0; i < count; i++)
+        it_fill((uint8_t *)base + i * stride, size, it_seed(seed, reverse ? count - 1 - i : i, 0));
+}
+
+int it_slots_verify(const void *base, size_t count, size_t size, size_t stride, uint64_t seed,
+                    bool reverse, char *why, size_t why_len)
+{
+    for (size_t i = 0; i < count; i++) {
+        size_t bad = it_verify((const uint8_t *)base + i * stride, size,
+                               it_seed(seed, reverse ? count - 1 - i : i, 0));
+        if (bad) {
+            snprintf(why, why_len, "slot %zu of %zu (%zu bytes): byte %zu differs", i, count,
+                     size, bad - 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The side-channel target                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct sct {
+    it_chan_t *ch;
+    nixl_agent_t *agent;
+    uint8_t *area;
+    size_t area_len;
+    it_notifs_t notifs;
+} sct_t;
+
+/* Whether count slots of size every stride lie inside the area. */
+static bool sct_fits(const sct_t *t, size_t count, size_t size, size_t stride)
+{
+    return count && size && size <= stride && stride <= t->area_len &&
+           count <= (t->area_len - size) / stride + 1;
+}
+
+static void sct_drop_used(it_notifs_t *n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n->count; i++) {
+        if (n->items[i].used) {
+            free(n->items[i].agent);
+            free(n->items[i].msg);
+        } else {
+            n->items[k++] = n->items[i];
+        }
+    }
+    n->count = k;
+}
+
+static void sct_await(sct_t *t, const char *cmd)
+{
+    char from[256], msg[256], seed_s[32];
+    size_t count, size, stride;
+    if (sscanf(cmd, "await %255s %255s %zu %zu %zu %31s", from, msg, &count, &size, &stride,
+               seed_s) != 6 ||
+        (count && !sct_fits(t, count, size, stride))) {
+        it_sendf(t->ch, "bad command '%s'", cmd);
+        return;
+    }
+    it_sendf(t->ch, "armed");
+    if (it_notifs_take(t->agent, &t->notifs, from, msg, strlen(msg), IT_TIMEOUT_MS) != 0) {
+        it_sendf(t->ch, "notification '%s' from '%s' did not arrive", msg, from);
+        return;
+    }
+    char why[200];
+    if (count && it_slots_verify(t->area, count, size, stride, strtoull(seed_s, NULL, 10), false,
+                                 why, sizeof(why)) != 0)
+        it_sendf(t->ch, "when '%s' arrived, %s", msg, why);
+    else
+        it_sendf(t->ch, "ok");
+    sct_drop_used(&t->notifs);
+}
+
+static void sct_dump(sct_t *t, size_t want)
+{
+    uint64_t deadline = it_now_ms() + (uint64_t)IT_TIMEOUT_MS;
+    while (t->notifs.count < want && it_now_ms() < deadline) {
+        if (it_notifs_poll(t->agent, &t->notifs) != 0)
+            break;
+        if (t->notifs.count < want)
+            it_sleep_ms(1);
+    }
+    it_sleep_ms(300); /* anything extra would have arrived by now */
+    it_notifs_poll(t->agent, &t->notifs);
+    size_t cap = 32, len = 0;
+    for (size_t i = 0; i < t->notifs.count; i++)
+        cap += strlen(t->notifs.items[i].agent) + t->notifs.items[i].len + 2;
+    char *out = malloc(cap);
+    if (!out) {
+        it_sendf(t->ch, "out of memory");
+        return;
+    }
+    len += (size_t)snprintf(out, cap, "%zu\n", t->notifs.count);
+    for (size_t i = 0; i < t->notifs.count; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s %s\n", t->notifs.items[i].agent,
+                                (const char *)t->notifs.items[i].msg);
+    it_send(t->ch, out, len);
+    free(out);
+    it_notifs_clear(&t->notifs);
+}
+
+static void sct_command(sct_t *t, const char *cmd)
+{
+    size_t count, size, stride, n;
+    uint64_t seed, addr;
+    char name[256], ip[128], why[200];
+    int port;
+    if (sscanf(cmd, "fill %zu %zu %zu %" SCNu64, &count, &size, &stride, &seed) == 4 &&
+        sct_fits(t, count, size, stride)) {
+        it_slots_fill(t->area, count, size, stride, seed, false);
+        it_sendf(t->ch, "ok");
+    } else if (sscanf(cmd, "verify %zu %zu %zu %" SCNu64, &count, &size, &stride, &seed) == 4 &&
+               sct_fits(t, count, size, stride)) {
+        if (it_slots_verify(t->area, count, size, stride, seed, false, why, sizeof(why)) != 0)
+            it_sendf(t->ch, "%s", why);
+        else
+            it_sendf(t->ch, "ok");
+    } else if (strncmp(cmd, "await ", 6) == 0) {
+        sct_await(t, cmd);
+    } else if (sscanf(cmd, "dump %zu", &n) == 1) {
+        sct_dump(t, n);
+    } else if (sscanf(cmd, "fetch %255s %127s %d", name, ip, &port) == 3) {
+        if (it_fetch_md(t->agent, name, ip, port, IT_TIMEOUT_MS) != 0)
+            it_sendf(t->ch, "fetching '%s' from %s:%d failed: %s", name, ip, port,
+                     nixl_last_error());
+        else
+            it_sendf(t->ch, "ok");
+    } else if (sscanf(cmd, "check %255s %" SCNu64 " %zu", name, &addr, &size) == 3) {
+        nixl_desc_t d = {.addr = (uintptr_t)addr, .len = size, .dev_id = 0};
+        if (it_wait_md(t->agent, name, &d, size ? 1 : 0, IT_TIMEOUT_MS) != 0)
+            it_sendf(t->ch, "metadata of '%s' not loaded: %s", name, nixl_last_error());
+        else
+            it_sendf(t->ch, "ok");
+    } else {
+        it_sendf(t->ch, "bad command '%s'", cmd);
+    }
+}
+
+int it_sc_target_role(it_chan_t *ch, const char *arg)
+{
+    char name[256];
+    size_t regions = 0, reg_len = 0, reg_stride = 0;
+    sct_t t = {.ch = ch};
+    nixl_reg_desc_t *reg = NULL;
+    int port = 0, rc = 1;
+    if (sscanf(arg, "%255s %zu %zu %zu %zu", name, &t.area_len, &regions, &reg_len,
+               &reg_stride) != 5 ||
+        !sct_fits(&t, regions, reg_len, reg_stride)) {
+        it_fail(__FILE__, __LINE__, "sctarget: bad argument '%s'", arg);
+        return 2;
+    }
+    t.area = it_alloc(t.area_len);
+    reg = calloc(regions, sizeof(*reg));
+    IT_CHECK(t.area && reg, "out of memory");
+    t.agent = it_agent_be(name, it_backend(), true, &port);
+    IT_CHECK(t.agent, "agent");
+    for (size_t i = 0; i < regions; i++)
+        reg[i] = (nixl_reg_desc_t){.addr = (uintptr_t)(t.area + i * reg_stride), .len = reg_len};
+    IT_CHECK_ST(nixl_agent_register_mem(t.agent, NIXL_DRAM_SEG, reg, regions, NULL),
+                NIXL_SUCCESS);
+    IT_CHECK(it_sendf(ch, "%d %" PRIu64, port, (uint64_t)(uintptr_t)t.area) == 0, "send");
+    for (;;) {
+        /* The initiator may sit in a long scenario between commands; EOF ends us anyway. */
+        char *cmd = it_recv_str(ch, 120000);
+        if (!cmd)
+            break;
+        if (strcmp(cmd, "quit") == 0) {
+            free(cmd);
+            rc = 0;
+            break;
+        }
+        sct_command(&t, cmd);
+        free(cmd);
+    }
+fail:
+    it_notifs_clear(&t.notifs);
+    nixl_agent_destroy(t.agent);
+    free(reg);
+    free(t.area);
+    return rc;
+}
+
+int it_sc_target_start(it_peer_t *p, const char *role, const char *arg, int *port,
+                       uint64_t *base)
+{
+    if (it_peer_spawn(p, role, arg) != 0)
+        return -1;
+    char *s = it_recv_str(&p->ch, IT_TIMEOUT_MS);
+    IT_CHECK(s && sscanf(s, "%d %" SCNu64, port, base) == 2, "target %s sent '%s'", arg,
+             s ? s : "nothing");
+    free(s);
+    return 0;
+fail:
+    free(s);
+    it_peer_cleanup(p);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The initiator's side of a side-channel target                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+nixl_status_t it_req_slots(nixl_agent_t *agent, nixl_xfer_op_t op, const uint8_t *local,
+                           uint64_t rbase, size_t count, size_t size, size_t stride,
+                           const char *peer, const char *notif, nixl_xfer_req_t **out)
+{
+    nixl_desc_t *l = calloc(count, sizeof(*l)), *r = calloc(count, sizeof(*r));
+    if (!l || !r) {
+        free(l);
+        free(r);
+        it_fail(__FILE__, __LINE__, "out of memory");
+        return NIXL_ERR_UNKNOWN;
+    }
+    for (size_t i = 0; i < count; i++) {
+        l[i] = (nixl_desc_t){(uintptr_t)(local + i * size), size, 0};
+        r[i] = (nixl_desc_t){(uintptr_t)(rbase + (count - 1 - i) * stride), size, 0};
+    }
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    if (notif)
+        it_notif_opt(&opt, notif, strlen(notif));
+    nixl_status_t st = nixl_agent_create_xfer_req(agent, op, NIXL_DRAM_SEG, l, count,
+                                                  NIXL_DRAM_SEG, r, count, peer, &opt, out);
+    free(l);
+    free(r);
+    return st;
+}
+
+nixl_status_t it_post_notif(nixl_agent_t *agent, nixl_xfer_req_t *req, const char *notif)
+{
+    nixl_opt_args_t opt;
+    it_notif_opt(&opt, notif, strlen(notif));
+    return it_post_wait(agent, req, &opt, IT_TIMEOUT_MS);
+}
+
+int it_sc_send_md(nixl_agent_t *agent, const char *ip, int port)
+{
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.ip_addr = ip;
+    opt.port = port;
+    IT_CHECK_ST(nixl_agent_send_local_md(agent, &opt), NIXL_SUCCESS);
+    return 0;
+fail:
+    return -1;
+}
+
+int it_sc_connect(nixl_agent_t *agent, it_chan_t *ch, const char *name, const char *ip, int port,
+                  uint64_t base, size_t size, const void *local, size_t local_len)
+{
+    IT_CHECK(it_fetch_md(agent, name, ip, port, IT_TIMEOUT_MS) == 0, "fetch %s", name);
+    nixl_desc_t all = {(uintptr_t)base, size, 0};
+    IT_CHECK_ST(nixl_agent_check_remote_md(agent, name, NIXL_DRAM_SEG, &all, 1), NIXL_SUCCESS);
+    IT_CHECK(it_sc_send_md(agent, ip, port) == 0, "send_local_md");
+    IT_CHECK(it_cmd(ch, "check %s %" PRIu64 " %zu", nixl_agent_name(agent),
+                    (uint64_t)(uintptr_t)local, local_len) == 0,
+             "%s did not get our metadata", name);
+    return 0;
+fail:
+    return -1;
+}
+
+/* Arm the target: it answers "armed", then waits for `notif` and checks the slots. */
+static int sc_arm(nixl_agent_t *agent, it_chan_t *ch, const char *notif, size_t count,
+                  size_t size, size_t stride, uint64_t seed)
+{
+    if (it_sendf(ch, "await %s %s %zu %zu %zu %" PRIu64, nixl_agent_name(agent), notif, count,
+                 size, stride, seed) != 0)
+        return it_fail(__FILE__, __LINE__, "arming the target: it is gone");
+    return it_expect(ch, "armed", IT_TIMEOUT_MS);
+}
+
+static int sc_write_checked(nixl_agent_t *agent, it_chan_t *ch, nixl_xfer_req_t *req,
+                            uint8_t *local, size_t count, size_t size, size_t stride,
+                            const char *notif, uint64_t seed)
+{
+    it_slots_fill(local, count, size, size, seed, true);
+    IT_CHECK(sc_arm(agent, ch, notif, count, size, stride, seed) == 0, "arm");
+    nixl_status_t st = it_post_notif(agent, req, notif);
+    IT_CHECK(st == NIXL_SUCCESS, "WRITE %s (%zu x %zu): %s (%s)", notif, count, size,
+             nixl_status_str(st), nixl_last_error());
+    IT_CHECK(it_expect(ch, "ok", IT_TIMEOUT_MS + 5000) == 0, "the target's check of %s", notif);
+    return 0;
+fail:
+    return -1;
+}
+
+static int sc_read_checked(nixl_agent_t *agent, it_chan_t *ch, nixl_xfer_req_t *req,
+                           uint8_t *local, size_t count, size_t size, size_t stride,
+                           const char *notif, uint64_t seed)
+{
+    char why[200];
+    IT_CHECK(it_cmd(ch, "fill %zu %zu %zu %" PRIu64, count, size, stride, seed) == 0, "fill");
+    memset(local, 0, count * size);
+    IT_CHECK(sc_arm(agent, ch, notif, count, size, stride, seed) == 0, "arm");
+    nixl_status_t st = it_post_notif(agent, req, notif);
+    IT_CHECK(st == NIXL_SUCCESS, "READ %s (%zu x %zu): %s (%s)", notif, count, size,
+             nixl_status_str(st), nixl_last_error());
+    IT_CHECK(it_slots_verify(local, count, size, size, seed, true, why, sizeof(why)) == 0,
+             "READ %s: %s", notif, why);
+    IT_CHECK(it_expect(ch, "ok", IT_TIMEOUT_MS + 5000) == 0, "the target's view of %s", notif);
+    return 0;
+fail:
+    return -1;
+}
+
+int it_sc_write_read(nixl_agent_t *agent, it_chan_t *ch, const char *peer, uint8_t *local,
+                     uint64_t rbase, size_t count, size_t size, size_t stride, const char *tag,
+                     unsigned posts)
+{
+    nixl_xfer_req_t *w = NULL, *r = NULL;
+    char notif[96];
+    nixl_status_t st =
+        it_req_slots(agent, NIXL_WRITE, local, rbase, count, size, stride, peer, "-", &w);
+    IT_CHECK(st == NIXL_SUCCESS, "WRITE request: %s (%s)", nixl_status_str(st),
+             nixl_last_error());
+    st = it_req_slots(agent, NIXL_READ, local, rbase, count, size, stride, peer, "-", &r);
+    IT_CHECK(st == NIXL_SUCCESS, "READ request: %s (%s)", nixl_status_str(st), nixl_last_error());
+    for (unsigned k = 0; k < posts; k++) {
+        snprintf(notif, sizeof(notif), "W-%s-%u", tag, k);
+        IT_CHECK(sc_write_checked(agent, ch, w, local, count, size, stride, notif,
+                                  it_seed(count, size, 2 * k)) == 0,
+                 "%s", notif);
+        snprintf(notif, sizeof(notif), "R-%s-%u", tag, k);
+        IT_CHECK(sc_read_checked(agent, ch, r, local, count, size, stride, notif,
+                                 it_seed(count, size, 2 * k + 1)) == 0,
+                 "%s", notif);
+    }
+    IT_CHECK_ST(nixl_agent_release_xfer_req(agent, w), NIXL_SUCCESS);
+    IT_CHECK_ST(nixl_agent_release_xfer_req(agent, r), NIXL_SUCCESS);
+    return 0;
+fail:
+    if (w)
+        nixl_agent_release_xfer_req(agent, w);
+    if (r)
+        nixl_agent_release_xfer_req(agent, r);
+    return -1;
+}
+
+char *it_sc_dump(it_chan_t *ch, size_t want, size_t *count)
+{
+    if (it_sendf(ch, "dump %zu", want) != 0) {
+        it_fail(__FILE__, __LINE__, "dump: the target is gone");
+        return NULL;
+    }
+    char *s = it_recv_str(ch, IT_TIMEOUT_MS + 5000);
+    if (!s)
+        return NULL;
+    char *end;
+    *count = strtoull(s, &end, 10);
+    if (end == s || *end != '\n') {
+        it_fail(__FILE__, __LINE__, "dump answered '%.200s'", s);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int it_sc_expect_no_notifs(it_chan_t *ch)
+{
+    size_t n = 0;
+    char *s = it_sc_dump(ch, 0, &n);
+    IT_CHECK(s && n == 0, "unexpected notifications: %.300s", s ? s : "(no answer)");
+    free(s);
+    return 0;
+fail:
+    free(s);
+    return -1;
+}
