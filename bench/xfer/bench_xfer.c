@@ -41,10 +41,13 @@ static const struct {
     const char *label;
     const char *backend;
     const char *ucx_tls; /* NULL: leave UCX_TLS alone */
+    const char *err_mode; /* ucx_error_handling_mode, NULL: the default ("peer") */
 } transports[NUM_TRANSPORTS] = {
-    {"SHM", "SHM", NULL},
-    {"UCX tcp", "UCX", "tcp"},
-    {"UCX shm", "UCX", "sm,self"},
+    {"SHM", "SHM", NULL, NULL},
+    {"UCX tcp", "UCX", "tcp", NULL},
+    /* UCX 1.13's shared-memory transports cannot detect a dead peer, so UCX refuses them in
+     * the default error mode "peer". */
+    {"UCX shm", "UCX", "sm,self", "none"},
 };
 
 static int repeat = 21;
@@ -89,8 +92,8 @@ static uint8_t *buffer(uint8_t fill)
     return p;
 }
 
-static nixl_agent_t *agent_with(const char *name, const char *backend, bool listen,
-                                nixl_status_t *why)
+static nixl_agent_t *agent_with(const char *name, const char *backend, const char *err_mode,
+                                bool listen, nixl_status_t *why)
 {
     nixl_agent_config_t cfg;
     nixl_agent_config_init(&cfg);
@@ -99,7 +102,9 @@ static nixl_agent_t *agent_with(const char *name, const char *backend, bool list
     nixl_agent_t *a;
     CHECK(nixl_agent_create(name, &cfg, &a));
     nixl_backend_t *be;
-    nixl_status_t st = nixl_agent_create_backend(a, backend, NULL, 0, &be);
+    nixl_param_t p = {"ucx_error_handling_mode", err_mode};
+    nixl_status_t st = nixl_agent_create_backend(a, backend, err_mode ? &p : NULL, err_mode ? 1 : 0,
+                                                 &be);
     if (st != NIXL_SUCCESS) {
         *why = st;
         nixl_agent_destroy(a);
@@ -110,10 +115,10 @@ static nixl_agent_t *agent_with(const char *name, const char *backend, bool list
 
 /* ---- the target process: listen, register, report "port addr", wait for EOF ---- */
 
-static int target_main(const char *backend)
+static int target_main(const char *backend, const char *err_mode)
 {
     nixl_status_t st;
-    nixl_agent_t *a = agent_with("bench-target", backend, true, &st);
+    nixl_agent_t *a = agent_with("bench-target", backend, err_mode, true, &st);
     if (!a) {
         fprintf(stderr, "target: %s: %s\n", nixl_status_str(st), nixl_last_error());
         return 1;
@@ -142,7 +147,7 @@ typedef struct target {
     uintptr_t addr;
 } target_t;
 
-static int target_start(const char *backend, target_t *t)
+static int target_start(const char *backend, const char *err_mode, target_t *t)
 {
     int in[2], out[2];
     if (pipe(in) || pipe(out))
@@ -153,7 +158,8 @@ static int target_start(const char *backend, target_t *t)
         dup2(out[1], 1);
         close(in[1]);
         close(out[0]);
-        execl("/proc/self/exe", "nixl_bench_xfer", "--target", backend, (char *)NULL);
+        execl("/proc/self/exe", "nixl_bench_xfer", "--target", backend, err_mode ? err_mode : "",
+              (char *)NULL);
         _exit(127);
     }
     close(in[0]);
@@ -204,12 +210,15 @@ static void descs_of(uintptr_t base, size_t size, size_t count, nixl_desc_t *d, 
 /* results[shape][op]: GB/s, or a negative value = not available. */
 static int run_transport(int ti, double results[NUM_SHAPES][2], char *note, size_t note_len)
 {
+    /* NIXL_BENCH_UCX_TLS overrides the transports of both UCX rows (for experiments). */
+    const char *tls_override = getenv("NIXL_BENCH_UCX_TLS");
     if (transports[ti].ucx_tls)
-        setenv("UCX_TLS", transports[ti].ucx_tls, 1);
+        setenv("UCX_TLS", tls_override ? tls_override : transports[ti].ucx_tls, 1);
     else
         unsetenv("UCX_TLS");
     nixl_status_t st;
-    nixl_agent_t *a = agent_with("bench-initiator", transports[ti].backend, false, &st);
+    nixl_agent_t *a = agent_with("bench-initiator", transports[ti].backend,
+                                 transports[ti].err_mode, false, &st);
     if (!a) {
         snprintf(note, note_len, "%s: %s", nixl_status_str(st), nixl_last_error());
         return -1;
@@ -218,7 +227,7 @@ static int run_transport(int ti, double results[NUM_SHAPES][2], char *note, size
     nixl_reg_desc_t r = {.addr = (uintptr_t)buf, .len = BUF_BYTES};
     CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL));
     target_t t;
-    if (target_start(transports[ti].backend, &t) != 0) {
+    if (target_start(transports[ti].backend, transports[ti].err_mode, &t) != 0) {
         snprintf(note, note_len, "the target did not start");
         nixl_agent_destroy(a);
         free(buf);
@@ -275,8 +284,8 @@ static double memcpy_gbps(int s)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--target") == 0)
-        return target_main(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--target") == 0)
+        return target_main(argv[2], *argv[3] ? argv[3] : NULL);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             repeat = atoi(argv[++i]);
