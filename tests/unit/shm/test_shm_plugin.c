@@ -1889,8 +1889,7 @@ static void raw_record(uint8_t *ring, size_t size, uint64_t pos, uint64_t seq, c
     raw_record_len(ring, size, pos, seq, msg, (uint32_t)strlen(msg));
 }
 
-static tnotif_t *expect_notif(thost_t *h, nixl_be_engine_t *eng, const char *agent,
-                              const char *msg)
+static void expect_notif(thost_t *h, nixl_be_engine_t *eng, const char *agent, const char *msg)
 {
     tnotif_t *n = wait_notif(h, eng, 10);
     assert_non_null(n);
@@ -1898,7 +1897,6 @@ static tnotif_t *expect_notif(thost_t *h, nixl_be_engine_t *eng, const char *age
     assert_int_equal(n->len, strlen(msg));
     assert_memory_equal(n->msg, msg, n->len);
     free(n);
-    return n;
 }
 
 /* Read a control frame from the target; false on timeout or end-of-file. */
