@@ -2,7 +2,7 @@
  * bench_xfer.c - DRAM -> DRAM transfers between two processes through each backend, next to
  * memcpy measured in the same run.
  *
- *   nixl_bench_xfer [--repeat N] [--markdown]
+ *   nixl_bench_xfer [--repeat N] [--only SHM|UCX-tcp|UCX-shm]
  *
  * For each transport (SHM; UCX over TCP; UCX over shared memory) the benchmark starts a target
  * process, exchanges metadata with it through the side channel, and times one prepared
@@ -51,6 +51,7 @@ static const struct {
 };
 
 static int repeat = 21;
+static const char *only; /* measure one transport (its label, '-' for ' ') */
 
 #define CHECK(call)                                                                          \
     do {                                                                                     \
@@ -293,8 +294,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "--repeat must be at least 1\n");
                 return 2;
             }
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--repeat N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--repeat N] [--only SHM|UCX-tcp|UCX-shm]\n", argv[0]);
             return 2;
         }
     }
@@ -302,8 +305,18 @@ int main(int argc, char **argv)
     double res[NUM_TRANSPORTS][NUM_SHAPES][2];
     char notes[NUM_TRANSPORTS][512] = {{0}};
     bool ok[NUM_TRANSPORTS];
-    for (int t = 0; t < NUM_TRANSPORTS; t++)
+    for (int t = 0; t < NUM_TRANSPORTS; t++) {
+        char label[32];
+        snprintf(label, sizeof(label), "%s", transports[t].label);
+        for (char *c = label; *c; c++)
+            *c = *c == ' ' ? '-' : *c;
+        if (only && strcmp(only, label) != 0) {
+            ok[t] = false;
+            snprintf(notes[t], sizeof(notes[t]), "not selected (--only %s)", only);
+            continue;
+        }
         ok[t] = run_transport(t, res[t], notes[t], sizeof(notes[t])) == 0;
+    }
     double mc[NUM_SHAPES];
     for (int s = 0; s < NUM_SHAPES; s++)
         mc[s] = memcpy_gbps(s);

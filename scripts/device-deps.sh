@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The accelerator machine has UCX's runtime libraries but neither UCX's nor cmocka's headers.
+#   scripts/device-deps.sh stage   (here)   copy them from this Debian machine into build-devdeps/
+#   scripts/device-deps.sh setup   (there)  write pkg-config files for them; prints the folder
+#                                           to put in PKG_CONFIG_PATH
+# Carry build-devdeps/ with the run. The UCX plugin is built against these (1.13) headers and
+# runs on the machine's own libucp.so.0 (it checks the version at run time).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir="$root/build-devdeps"
+case "${1:-}" in
+stage)
+  rm -rf "$dir"
+  mkdir -p "$dir/ucx/include" "$dir/cmocka/include" "$dir/cmocka/lib"
+  cp -r /usr/include/ucp /usr/include/ucs /usr/include/uct /usr/include/ucm "$dir/ucx/include/"
+  cp /usr/include/cmocka*.h "$dir/cmocka/include/"
+  cp -P /usr/lib/x86_64-linux-gnu/libcmocka.so* "$dir/cmocka/lib/"
+  echo "$dir"
+  ;;
+setup)
+  libdir=$(dirname "$(ldconfig -p | awk '/libucp.so.0 /{print $NF; exit}')")
+  mkdir -p "$dir/ucx/lib" "$dir/pc"
+  for l in ucp uct ucs ucm; do ln -sf "$libdir/lib$l.so.0" "$dir/ucx/lib/lib$l.so"; done
+  cat >"$dir/pc/ucx.pc" <<PC
+prefix=$dir/ucx
+Name: ucx
+Description: UCX headers carried from Debian, runtime of this machine
+Version: 1.13.1
+Cflags: -I\${prefix}/include
+Libs: -L\${prefix}/lib -lucp -luct -lucs -lucm -Wl,-rpath,$libdir
+PC
+  cat >"$dir/pc/cmocka.pc" <<PC
+prefix=$dir/cmocka
+Name: cmocka
+Description: cmocka carried from Debian
+Version: 1.1.5
+Cflags: -I\${prefix}/include
+Libs: -L\${prefix}/lib -lcmocka -Wl,-rpath,\${prefix}/lib
+PC
+  echo "$dir/pc"
+  ;;
+*)
+  echo "usage: $0 stage|setup" >&2
+  exit 2
+  ;;
+esac
