@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""nixlbench end to end: flag errors, the local runtime (a spawned target), the ASIO runtime
+with two processes, a target killed mid-run, and --json / --compare.
+
+    test_nixlbench.py CASE NIXLBENCH     CASE: flags | local | asio | killed | json
+
+Exit 0 on success, 1 on failure, 77 (skip) when what the case needs is missing.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+CI = ["--total_buffer_size", "80000000", "--start_block_size", "16384", "--max_block_size",
+      "16384", "--start_batch_size", "4", "--max_batch_size", "4"]
+HEADER = ("Block Size (B)      Batch Size     B/W (GB/Sec)   Avg Lat. (us)  Avg Prep (us)  "
+          "P99 Prep (us)  Avg Post (us)  P99 Post (us)  Avg Tx (us)    P99 Tx (us)")
+ROW = re.compile(r"^16384 {15}4 {14}\d+\.\d{6} +(\d+\.\d +){7}$", re.M)
+NB = ""
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def run(args, timeout=60, env=None):
+    p = subprocess.run([NB] + args, capture_output=True, text=True, timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+def expect(args, rc, needle):
+    got, out, err = run(args)
+    if got != rc or needle not in err:
+        fail(f"{args}: rc {got} (want {rc}), stderr {err!r} lacks {needle!r}\n{out}")
+
+
+def check_table(out, what):
+    if "NIXLBench Configuration" not in out or "-" * 160 not in out:
+        fail(f"{what}: no config block:\n{out}")
+    if HEADER not in out:
+        fail(f"{what}: no header row:\n{out}")
+    if not ROW.search(out):
+        fail(f"{what}: no 16384 x 4 row:\n{out}")
+
+
+def case_flags():
+    expect(["--num_iters=5"], 2, "did you mean '--num_iter'")
+    expect(["--op_type=COPY"], 2, "--op_type")
+    expect(["--num_iter=ten"], 2, "--num_iter")
+    expect(["--num_iter"], 2, "needs a value")
+    expect(["--check_consistency=perhaps"], 2, "true or false")
+    expect(["--prepared_xfer", "--reregister_mem"], 2, "cannot be combined")
+    expect(["--max_block_size=1G", "--total_buffer_size=1M"], 2, "exceeds total_buffer_size")
+    expect(["--start_block_size=8K", "--max_block_size=4K"], 2, "start_block_size")
+    expect(["--asio_port=70000"], 2, "65535")
+    expect(["--runtime_type=ASIO", "--etcd_endpoints=http://127.0.0.1:2379"], 2, "contradict")
+    expect(["--compare=SHM,NOPE"], 2, "not a backend")
+    expect(["stray"], 2, "unexpected argument")
+    expect(["--etcd_endpoints=http://127.0.0.1:2379"], 1, "ETCD runtime is not available")
+    rc, out, err = run(["--backend=POSIX"])
+    if rc == 0 or "POSIX" not in err:
+        fail(f"--backend=POSIX: rc {rc}, stderr {err!r}")
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write("num_iters = 3\n")
+    expect(["--config_file", f.name], 2, ":1: unknown flag '--num_iters'")
+    with open(f.name, "w") as g:
+        g.write('backend = "SHM"\nnum_iter = 7\nwarmup_iter = 1\nmax_block_size = "8K"\n')
+    rc, out, err = run(["--config_file", f.name, "--num_iter=9"])
+    os.unlink(f.name)
+    if rc != 0 or not re.search(r"Num iter \(--num_iter=N\) +: 9\n", out) or \
+            not re.search(r"^8192 ", out, re.M):
+        fail(f"config file + command line: rc {rc}\n{out}{err}")
+    rc, out, _ = run(["--help"])
+    if rc != 0 or "--pipeline_depth" not in out or "(default: 1000)" not in out:
+        fail(f"--help: rc {rc}\n{out}")
+
+
+def case_local():
+    for op in ("READ", "WRITE"):
+        rc, out, err = run(["--backend=SHM", "--op_type", op, "--check_consistency"] + CI)
+        if rc != 0:
+            fail(f"local {op}: rc {rc}\n{out}{err}")
+        check_table(out, f"local {op}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ucx_usable():
+    env = dict(os.environ, UCX_TLS="tcp")
+    rc, _, _ = run(["--backend=UCX", "--num_iter=1", "--warmup_iter=0", "--max_block_size=4K"],
+                   env=env)
+    return rc == 0
+
+
+def start_pair(args, env):
+    port = str(free_port())
+    common = [NB, "--runtime_type=ASIO", "--asio_port", port] + args
+    first = subprocess.Popen(common, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    time.sleep(1)
+    second = subprocess.Popen(common, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env)
+    return first, second
+
+
+def case_asio():
+    backend = "UCX" if ucx_usable() else "SHM"
+    env = dict(os.environ, UCX_TLS="tcp")
+    print("backend", backend)
+    for op in ("READ", "WRITE"):
+        first, second = start_pair([f"--backend={backend}", "--op_type", op,
+                                    "--check_consistency"] + CI, env)
+        out0, err0 = first.communicate(timeout=60)
+        out1, err1 = second.communicate(timeout=60)
+        if first.returncode or second.returncode:
+            fail(f"asio {op}: rc {first.returncode}/{second.returncode}\n{out0}{err0}{out1}{err1}")
+        check_table(out0, f"asio {op}")
+
+
+def wait_header(proc):
+    deadline = time.time() + 30
+    for line in proc.stdout:
+        if line.startswith("Block Size"):
+            return
+        if time.time() > deadline:
+            break
+    fail("no table header before the kill")
+
+
+def finish_after_kill(proc, what):
+    t0 = time.time()
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        fail(f"{what}: the initiator did not exit within 15 s of the target's death")
+    if proc.returncode == 0 or "target" not in err:
+        fail(f"{what}: rc {proc.returncode}, stderr {err!r}")
+    print(f"{what}: exit {proc.returncode} after {time.time() - t0:.2f} s: {err.strip()}")
+
+
+def case_killed():
+    # About a minute of 1 MiB transfers, unless the kill ends it.
+    long_run = ["--backend=SHM", "--num_iter=500000", "--large_blk_iter_ftr=1",
+                "--start_block_size=1M", "--max_block_size=1M"]
+    proc = subprocess.Popen([NB] + long_run, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wait_header(proc)
+    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+        children = [int(c) for c in f.read().split()]
+    if not children:
+        fail("no spawned target")
+    time.sleep(0.5)
+    os.kill(children[0], signal.SIGKILL)
+    finish_after_kill(proc, "local")
+    first, second = start_pair(long_run, dict(os.environ))
+    wait_header(first)
+    time.sleep(0.5)
+    second.kill()
+    second.communicate()
+    finish_after_kill(first, "asio")
+
+
+def case_json():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "out.json")
+        rc, out, err = run(["--backend=SHM", "--json", path] + CI)
+        if rc != 0:
+            fail(f"--json: rc {rc}\n{out}{err}")
+        with open(path) as f:
+            doc = json.load(f)
+        row = doc["rows"][0]
+        if len(doc["rows"]) != 1 or row["block_size"] != 16384 or row["batch_size"] != 4:
+            fail(f"--json rows: {doc['rows']}")
+        for k in ("prep_us", "post_us", "tx_us"):
+            if set(row[k]) != {"avg", "p50", "p90", "p99", "max"}:
+                fail(f"--json {k}: {row[k]}")
+        if doc["config"]["total_buffer_size"] != 80000000:
+            fail(f"--json config: {doc['config']}")
+        rc, out, err = run(["--compare=SHM", "--json", path] + CI)
+        if rc != 0 or "SHM (GB/Sec)" not in out or "memcpy (GB/Sec)" not in out:
+            fail(f"--compare: rc {rc}\n{out}{err}")
+        with open(path) as f:
+            doc = json.load(f)
+        if doc["backends"] != ["SHM"] or "memcpy_gbps" not in doc["rows"][0]:
+            fail(f"--compare --json: {doc}")
+
+
+def main():
+    global NB
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    NB = sys.argv[2]
+    {"flags": case_flags, "local": case_local, "asio": case_asio, "killed": case_killed,
+     "json": case_json}[sys.argv[1]]()
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+/*
+ * nb_agent.c - one side of the benchmark: its agent (named "initiator" or "target" as in the
+ * reference, so that notifications name their sender), its backend, its buffer and the
+ * exchange of metadata with the peer over the runtime connection.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "nb.h"
+
+#define HUGE_PAGE (2u << 20)
+
+/* UCX takes the reference's options: progress threads, one worker per thread plus one, and the
+ * device list (a comma list gives each rank its own entry). */
+static int ucx_params(const nb_cfg_t *cfg, int rank, nixl_param_t *p, char bufs[3][256])
+{
+    int n = 0;
+    snprintf(bufs[0], 256, "%llu", (unsigned long long)cfg->progress_threads);
+    p[n++] = (nixl_param_t){"num_threads", bufs[0]};
+    snprintf(bufs[1], 256, "%llu", (unsigned long long)cfg->num_threads + 1);
+    p[n++] = (nixl_param_t){"num_workers", bufs[1]};
+    if (strcmp(cfg->device_list, "all")) {
+        const char *d = cfg->device_list;
+        size_t entries = 1;
+        for (const char *c = d; *c; c++)
+            entries += *c == ',';
+        if (entries > 1) {
+            for (int r = 0; r < rank && strchr(d, ','); r++)
+                d = strchr(d, ',') + 1;
+            snprintf(bufs[2], 256, "%.*s", (int)strcspn(d, ","), d);
+        } else {
+            snprintf(bufs[2], 256, "%s", d);
+        }
+        p[n++] = (nixl_param_t){"device_list", bufs[2]};
+    }
+    return n;
+}
+
+static nixl_status_t try_backend(nb_side_t *s, const nb_cfg_t *cfg, const char *backend,
+                                 int rank)
+{
+    nixl_param_t params[3];
+    char bufs[3][256];
+    int n = strcmp(backend, "UCX") ? 0 : ucx_params(cfg, rank, params, bufs);
+    nixl_backend_t *be;
+    nixl_status_t st = nixl_agent_create_backend(s->agent, backend, params, (size_t)n, &be);
+    if (st == NIXL_SUCCESS)
+        s->backend = nixl_backend_name(be);
+    return st;
+}
+
+int nb_side_open(nb_side_t *s, const nb_cfg_t *cfg, const char *name, const char *backend,
+                 int rank)
+{
+    memset(s, 0, sizeof(*s));
+    nixl_agent_config_t ac;
+    nixl_agent_config_init(&ac);
+    ac.use_prog_thread = cfg->enable_pt;
+    ac.sync_mode = cfg->num_threads > 1 ? NIXL_THREAD_SYNC_RW : NIXL_THREAD_SYNC_DEFAULT;
+    nixl_status_t st = nixl_agent_create(name, &ac, &s->agent);
+    if (st != NIXL_SUCCESS)
+        return nb_fail("cannot create agent '%s': %s", name, nixl_last_error());
+    if (!backend && cfg->local) {
+        /* No --backend, both processes on this host: SHM is the best backend here. */
+        printf("Backend not given: using SHM (both processes are on this host)\n");
+        backend = "SHM";
+    } else if (!backend) {
+        /* Across hosts: the network backend if this host has it, else same-host SHM. */
+        if (try_backend(s, cfg, "UCX", rank) == NIXL_SUCCESS) {
+            printf("Backend not given: using UCX\n");
+            return 0;
+        }
+        printf("Backend not given: UCX is not available here (%s); using SHM\n",
+               nixl_last_error());
+        backend = "SHM";
+    }
+    st = try_backend(s, cfg, backend, rank);
+    if (st == NIXL_SUCCESS)
+        return 0;
+    if (st == NIXL_ERR_NOT_FOUND)
+        return nb_fail("backend %s is not available in this build: %s", backend,
+                       nixl_last_error());
+    return nb_fail("cannot create backend %s: %s: %s", backend, nixl_status_str(st),
+                   nixl_last_error());
+}
+
+int nb_side_alloc(nb_side_t *s, const nb_cfg_t *cfg, size_t len, uint8_t fill)
+{
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+    s->map_len = len ? len : 1;
+    if (cfg->use_hugepages) {
+        flags |= MAP_HUGETLB;
+        s->map_len = (s->map_len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    }
+    void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (p == MAP_FAILED) {
+        s->map_len = 0;
+        return nb_fail("cannot allocate %zu bytes%s: %s", len,
+                       cfg->use_hugepages ? " of huge pages" : "", strerror(errno));
+    }
+    s->buf = p;
+    s->len = len;
+    memset(s->buf, fill, s->map_len);
+    nixl_reg_desc_t r = {.addr = (uintptr_t)s->buf, .len = s->len};
+    if (nixl_agent_register_mem(s->agent, NIXL_DRAM_SEG, &r, 1, NULL) != NIXL_SUCCESS)
+        return nb_fail("cannot register %zu bytes: %s", len, nixl_last_error());
+    return 0;
+}
+
+int nb_side_send_md(nb_side_t *s, nb_rt_t *rt)
+{
+    void *blob;
+    size_t len;
+    if (nixl_agent_get_local_md(s->agent, &blob, &len) != NIXL_SUCCESS)
+        return nb_fail("cannot get the agent's metadata: %s", nixl_last_error());
+    uint8_t *msg = malloc(16 + len);
+    if (!msg) {
+        nixl_free(blob);
+        return nb_fail("out of memory");
+    }
+    uint64_t base = (uintptr_t)s->buf, size = s->len;
+    memcpy(msg, &base, 8);
+    memcpy(msg + 8, &size, 8);
+    memcpy(msg + 16, blob, len);
+    nixl_free(blob);
+    int rc = nb_rt_send(rt, NB_MSG_MD, msg, 16 + len);
+    free(msg);
+    return rc;
+}
+
+int nb_side_recv_md(nb_side_t *s, nb_rt_t *rt)
+{
+    void *msg;
+    size_t len;
+    if (nb_rt_recv(rt, NB_MSG_MD, &msg, &len, NB_REPLY_TIMEOUT_MS))
+        return NB_EXIT_FAIL;
+    if (len < 16) {
+        free(msg);
+        return nb_fail("protocol error: short metadata message");
+    }
+    memcpy(&s->remote_base, msg, 8);
+    memcpy(&s->remote_len, (uint8_t *)msg + 8, 8);
+    char *name = NULL;
+    nixl_status_t st = nixl_agent_load_remote_md(s->agent, (uint8_t *)msg + 16, len - 16, &name);
+    free(msg);
+    if (st != NIXL_SUCCESS)
+        return nb_fail("cannot load the peer's metadata: %s: %s", nixl_status_str(st),
+                       nixl_last_error());
+    const char *want = strcmp(nixl_agent_name(s->agent), NB_INITIATOR) ? NB_INITIATOR
+                                                                       : NB_TARGET;
+    int rc = strcmp(name, want) ? nb_fail("the peer is agent '%s', not '%s'", name, want) : 0;
+    nixl_free(name);
+    return rc;
+}
+
+void nb_side_close(nb_side_t *s)
+{
+    nixl_agent_destroy(s->agent); /* deregisters what is left */
+    if (s->map_len)
+        munmap(s->buf, s->map_len);
+    memset(s, 0, sizeof(*s));
+}
+
+long long nb_check_fill(const uint8_t *p, size_t off, size_t len, uint8_t fill)
+{
+    static _Thread_local uint8_t ref[4096];
+    static _Thread_local int ref_fill = -1;
+    if (ref_fill != fill) {
+        memset(ref, fill, sizeof(ref));
+        ref_fill = fill;
+    }
+    for (size_t at = off; at < off + len;) {
+        size_t n = off + len - at < sizeof(ref) ? off + len - at : sizeof(ref);
+        if (memcmp(p + at, ref, n))
+            for (size_t i = 0; i < n; i++)
+                if (p[at + i] != fill)
+                    return (long long)(at + i);
+        at += n;
+    }
+    return -1;
+}
