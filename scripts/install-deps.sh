@@ -3,7 +3,9 @@
 # Idempotent: a second run installs nothing and does not touch apt.
 set -euo pipefail
 
-need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 libucx-dev iproute2)
+need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 python3-dev libucx-dev iproute2
+      python3-pytest python3-numpy python3-torch etcd-server libcurl4-openssl-dev libjson-c-dev
+      liburing-dev libaio-dev fio)
 [ -n "${NIXL_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NIXL_DEPS_EXTRA" && need+=("${extra[@]}")
 
 missing=()
