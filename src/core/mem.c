@@ -151,9 +151,14 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
             done++;
             continue;
         }
-        if (!first_reason[0])
-            snprintf(first_reason, sizeof(first_reason), "%s: %s (%s)", b->name,
-                     nixl_last_error(), nixl_status_str(est));
+        if (!first_reason[0]) {
+            /* Name the backend, unless its reason already starts with its name. */
+            const char *why = nixl_last_error();
+            size_t n = strlen(b->name);
+            bool named = !strncmp(why, b->name, n) && why[n] == ':';
+            snprintf(first_reason, sizeof(first_reason), "%s%s%s (%s)", named ? "" : b->name,
+                     named ? "" : ": ", why, nixl_status_str(est));
+        }
         NIXL_DEBUG("register_mem: %s refused the list: %s", b->name, nixl_last_error());
     }
     if (!done)
