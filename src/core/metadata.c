@@ -684,5 +684,3 @@ out:
     agent_unlock(agent);
     return st;
 }
-
-/* The side channel and etcd come with their own issues; until then these say so. */
