@@ -42,6 +42,7 @@ static void ucx_destroy(nixl_be_engine_t *eng)
         ucx_conns_force_close(eng);   /* still held by requests the core never released */
         ucx_drain(eng, UCX_DRAIN_MS);
         ucx_reqs_free_all(eng);       /* their rkeys go before the workers */
+        ucx_quiesce(eng, 20, UCX_DRAIN_MS);
         for (unsigned w = 0; w < eng->nworkers; w++)
             if (eng->workers[w])
                 ucp_worker_destroy(eng->workers[w]);

@@ -260,6 +260,10 @@ nixl_status_t ucx_progress(nixl_be_engine_t *eng);
 void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker);
 /* Progress every worker until nothing is outstanding or `ms` passed (destroy only). */
 void ucx_drain(nixl_be_engine_t *eng, unsigned ms);
+/* Progress every worker until none did anything for quiet_ms (at most max_ms): lets UCX's own
+ * wire-up traffic (endpoints the peers opened to us) settle before the workers are destroyed;
+ * UCX 1.13 asserts when ucp_worker_destroy purges a wire-up message still pending on TCP. */
+void ucx_quiesce(nixl_be_engine_t *eng, unsigned quiet_ms, unsigned max_ms);
 void ucx_busy_inc(nixl_be_engine_t *eng);
 void ucx_busy_dec(nixl_be_engine_t *eng);
 /* Work was left outstanding: make sure the progress thread looks after it. */

@@ -198,3 +198,17 @@ void ucx_drain(nixl_be_engine_t *eng, unsigned ms)
             nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
     }
 }
+
+void ucx_quiesce(nixl_be_engine_t *eng, unsigned quiet_ms, unsigned max_ms)
+{
+    uint64_t start = ucx_now_ms(), last = start;
+    for (uint64_t now = start; now - last < quiet_ms && now - start < max_ms; now = ucx_now_ms()) {
+        unsigned done = 0;
+        for (unsigned w = 0; w < eng->nworkers; w++)
+            done += ucp_worker_progress(eng->workers[w]);
+        if (done)
+            last = now;
+        else
+            nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
+    }
+}
