@@ -433,8 +433,13 @@ NIXL_API nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const cha
  * outcome of a fetch is kept (nixl_agent_get_fetch_status(), nixl_agent_check_remote_md()).
  * An agent does not need its own listener to send or fetch.
  *
- * Common returns: NIXL_ERR_INVALID_PARAM without opt->ip_addr (no metadata server is
- * configured), for a bad port or a malformed address.
+ * Without opt->ip_addr, when NIXL_ETCD_ENDPOINTS is set, the calls go to etcd instead
+ * (reference 5.11; docs/metadata.md): full metadata under <ns>/<agent>/metadata, partial
+ * metadata under <ns>/<agent>/<opt->metadata_label> (required), fetch by name (and label)
+ * waiting up to cfg.etcd_watch_timeout_us for the key, invalidate = delete all our keys.
+ *
+ * Common returns: NIXL_ERR_INVALID_PARAM without opt->ip_addr when no etcd is configured, for
+ * a bad port or a malformed address, and for a partial send to etcd without a label.
  */
 
 /** Send this agent's full metadata (the peer loads it). */

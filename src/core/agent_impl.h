@@ -109,6 +109,8 @@ struct nixl_agent {
     pthread_mutex_t sc_lock;
     struct nixl_sc *sc;
     nixl_fetch_rec_t *fetches;
+    /* The etcd client when NIXL_ETCD_ENDPOINTS is set (calls without ip_addr go there). */
+    struct nixl_etcd *etcd;
 };
 
 struct nixl_dlist {

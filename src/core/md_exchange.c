@@ -1,6 +1,7 @@
 /*
- * md_exchange.c - sending, fetching and invalidating metadata through the side channel
- * (reference NIXL-SEMANTICS 5.9, 5.10), and the record of each fetch's outcome so that an
+ * md_exchange.c - sending, fetching and invalidating metadata through the side channel or,
+ * for calls without opt->ip_addr, through etcd when NIXL_ETCD_ENDPOINTS is set
+ * (reference NIXL-SEMANTICS 5.9, 5.10, 5.11), and the record of each fetch's outcome so that an
  * asynchronous failure is visible through the API (nixl_agent_get_fetch_status,
  * nixl_agent_check_remote_md), not only in the log.
  *
@@ -12,8 +13,10 @@
 #include <string.h>
 
 #include "agent_impl.h"
+#include "config.h"
 #include "error.h"
 #include "log.h"
+#include "md/etcd.h"
 #include "md/sidechannel.h"
 
 /* The outcome of the last fetch of one peer name. */
@@ -97,17 +100,34 @@ static nixl_status_t sc_start(nixl_agent_t *a, bool listen)
 nixl_status_t md_exchange_init(nixl_agent_t *a)
 {
     pthread_mutex_init(&a->sc_lock, NULL);
-    if (!a->cfg.use_listen_thread)
-        return NIXL_SUCCESS;
-    nixl_status_t st = sc_start(a, true);
-    if (st != NIXL_SUCCESS)
+    char *eps = NULL;
+    nixl_status_t st = nixl_config_string("NIXL_ETCD_ENDPOINTS", &eps);
+    bool etcd = st == NIXL_SUCCESS && eps && *eps; /* empty: not configured (the reference) */
+    free(eps);
+    if (st != NIXL_SUCCESS) /* a file key that is not a string */
+        nixl_err_prefix("agent '%s'", a->name);
+    else if (etcd) {
+        nixl_etcd_hooks_t hooks = {.ctx = a, .load_md = hook_load_md,
+                                   .invalidate = hook_invalidate, .fetch_done = hook_fetch_done};
+        st = nixl_etcd_create(a->name, a->cfg.etcd_watch_timeout_us, &hooks, &a->etcd);
+        if (st != NIXL_SUCCESS)
+            nixl_err_prefix("agent '%s'", a->name);
+    }
+    if (st == NIXL_SUCCESS && a->cfg.use_listen_thread)
+        st = sc_start(a, true);
+    if (st != NIXL_SUCCESS) {
+        nixl_etcd_destroy(a->etcd);
+        a->etcd = NULL;
         pthread_mutex_destroy(&a->sc_lock);
+    }
     return st;
 }
 
 void md_exchange_fini(nixl_agent_t *a)
 {
-    /* Outside sc_lock: the worker's last fetch_done calls take it. */
+    /* Outside sc_lock: the workers' last fetch_done calls take it. */
+    nixl_etcd_destroy(a->etcd);
+    a->etcd = NULL;
     nixl_sc_destroy(a->sc);
     a->sc = NULL;
     while (a->fetches) {
@@ -128,6 +148,31 @@ nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name)
         st = nixl_err(r->status, "fetching the metadata of '%s' failed: %s", name,
                       r->reason ? r->reason : nixl_status_str(r->status));
     pthread_mutex_unlock(&a->sc_lock);
+    return st;
+}
+
+/* Whether the call goes to etcd: no peer address given and a client configured. */
+static bool via_etcd(const nixl_agent_t *a, const nixl_opt_args_t *opt)
+{
+    return a && a->etcd && (!OPT_HAS(opt, ip_addr) || !opt->ip_addr || !*opt->ip_addr);
+}
+
+/* The label of a partial publication or of a fetch; NULL when not given. */
+static const char *opt_label(const nixl_opt_args_t *opt)
+{
+    return OPT_HAS(opt, metadata_label) && opt->metadata_label && *opt->metadata_label
+               ? opt->metadata_label
+               : NULL;
+}
+
+/* Queue a publication under `label`; takes the blob. */
+static nixl_status_t etcd_send(nixl_agent_t *a, const char *what, const char *label, void *blob,
+                               size_t len)
+{
+    nixl_status_t st = nixl_etcd_publish(a->etcd, label, blob, len);
+    nixl_free(blob);
+    if (st != NIXL_SUCCESS)
+        nixl_err_prefix("%s", what);
     return st;
 }
 
@@ -176,6 +221,8 @@ nixl_status_t nixl_agent_send_local_md(nixl_agent_t *agent, const nixl_opt_args_
     nixl_status_t st = nixl_agent_get_local_md(agent, &blob, &len);
     if (st != NIXL_SUCCESS)
         return st;
+    if (via_etcd(agent, opt)) /* always the default label: the reference ignores opt's */
+        return etcd_send(agent, "send_local_md", NIXL_DEFAULT_METADATA_LABEL, blob, len);
     return send_blob(agent, opt, "send_local_md", blob, len);
 }
 
@@ -185,12 +232,17 @@ nixl_status_t nixl_agent_send_local_partial_md(nixl_agent_t *agent, nixl_mem_t t
 {
     if (!agent)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "send_local_partial_md: agent is NULL");
+    if (via_etcd(agent, opt) && !opt_label(opt))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "send_local_partial_md: publishing partial "
+                        "metadata to etcd needs opt->metadata_label");
     void *blob;
     size_t len;
     nixl_status_t st = nixl_agent_get_local_partial_md(agent, type, descs, count, opt, &blob,
                                                        &len);
     if (st != NIXL_SUCCESS)
         return st;
+    if (via_etcd(agent, opt))
+        return etcd_send(agent, "send_local_partial_md", opt_label(opt), blob, len);
     return send_blob(agent, opt, "send_local_partial_md", blob, len);
 }
 
@@ -201,16 +253,22 @@ nixl_status_t nixl_agent_fetch_remote_md(nixl_agent_t *agent, const char *name,
         return nixl_err(NIXL_ERR_INVALID_PARAM, "fetch_remote_md: bad agent name");
     if (agent && !strcmp(name, agent->name))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "fetch_remote_md: '%s' is this agent", name);
-    nixl_sc_t *sc;
-    int port;
-    nixl_status_t st = route(agent, opt, "fetch_remote_md", &sc, &port);
+    nixl_sc_t *sc = NULL;
+    int port = 0;
+    bool etcd = via_etcd(agent, opt);
+    nixl_status_t st = etcd ? NIXL_SUCCESS : route(agent, opt, "fetch_remote_md", &sc, &port);
     if (st != NIXL_SUCCESS)
         return st;
     /* Recorded before queueing, so that the outcome cannot arrive first. */
     pthread_mutex_lock(&agent->sc_lock);
     fetch_set(agent, name, NIXL_IN_PROG, NULL);
     pthread_mutex_unlock(&agent->sc_lock);
-    st = nixl_sc_fetch(sc, opt->ip_addr, port, name);
+    if (etcd) {
+        const char *label = opt_label(opt);
+        st = nixl_etcd_fetch(agent->etcd, name, label ? label : NIXL_DEFAULT_METADATA_LABEL);
+    } else {
+        st = nixl_sc_fetch(sc, opt->ip_addr, port, name);
+    }
     if (st != NIXL_SUCCESS) {
         const char *why = nixl_last_error();
         pthread_mutex_lock(&agent->sc_lock);
@@ -223,6 +281,12 @@ nixl_status_t nixl_agent_fetch_remote_md(nixl_agent_t *agent, const char *name,
 
 nixl_status_t nixl_agent_invalidate_local_md(nixl_agent_t *agent, const nixl_opt_args_t *opt)
 {
+    if (via_etcd(agent, opt)) {
+        nixl_status_t est = nixl_etcd_invalidate_local(agent->etcd);
+        if (est != NIXL_SUCCESS)
+            nixl_err_prefix("invalidate_local_md");
+        return est;
+    }
     nixl_sc_t *sc;
     int port;
     nixl_status_t st = route(agent, opt, "invalidate_local_md", &sc, &port);

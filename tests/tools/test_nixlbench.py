@@ -2,7 +2,7 @@
 """nixlbench end to end: flag errors, the local runtime (a spawned target), the ASIO runtime
 with two processes, a target killed mid-run, and --json / --compare.
 
-    test_nixlbench.py CASE NIXLBENCH     CASE: flags | local | asio | killed | json
+    test_nixlbench.py CASE NIXLBENCH     CASE: flags | local | asio | killed | json | posix | etcd
 
 Exit 0 on success, 1 on failure, 77 (skip) when what the case needs is missing.
 """
@@ -62,10 +62,11 @@ def case_flags():
     expect(["--runtime_type=ASIO", "--etcd_endpoints=http://127.0.0.1:2379"], 2, "contradict")
     expect(["--compare=SHM,NOPE"], 2, "not a backend")
     expect(["stray"], 2, "unexpected argument")
-    expect(["--etcd_endpoints=http://127.0.0.1:2379"], 1, "ETCD runtime is not available")
-    rc, out, err = run(["--backend=POSIX"])
-    if rc == 0 or "POSIX" not in err:
-        fail(f"--backend=POSIX: rc {rc}, stderr {err!r}")
+    expect(["--etcd_endpoints=http://127.0.0.1:1"], 1, "etcd http://127.0.0.1:1/v3/")
+    rc, out, err = run(["--backend=GDS"] + CI)
+    if rc == 0 or "GDS" not in err:
+        fail(f"--backend=GDS: rc {rc}, stderr {err!r}")
+    expect(["--backend=POSIX", "--posix_api_type=SPDK"] + CI, 2, "--posix_api_type")
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write("num_iters = 3\n")
     expect(["--config_file", f.name], 2, ":1: unknown flag '--num_iters'")
@@ -87,6 +88,31 @@ def case_local():
         if rc != 0:
             fail(f"local {op}: rc {rc}\n{out}{err}")
         check_table(out, f"local {op}")
+
+
+def case_posix():
+    """The reference CI's POSIX mode (one process, READ and WRITE, consistency checked), on
+    each I/O engine, buffered and O_DIRECT; the files it names itself are removed after."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as d:
+        runs = [(op, api, []) for op in ("READ", "WRITE") for api in ("AIO", "URING", "POSIXAIO")]
+        runs += [("WRITE", "URING", ["--storage_enable_direct", "--num_files=2"]),
+                 ("READ", "URING", ["--pipeline_depth=4", "--recreate_xfer", "--num_files=2"]),
+                 ("READ", "AIO", ["--filenames=a,b,c", "--num_files=3"])]
+        for op, api, extra in runs:
+            args = ["--backend=POSIX", "--op_type", op, "--check_consistency", "--filepath", d,
+                    "--posix_api_type", api, "--num_iter=50", "--warmup_iter=5"] + extra + CI
+            rc, out, err = run(args)
+            if rc != 0 and "O_DIRECT" in err and "Invalid argument" in err:
+                print(f"note: {d} has no O_DIRECT; {op} {api} {extra} not run")
+                continue
+            if rc != 0:
+                fail(f"posix {op} {api} {extra}: rc {rc}\n{out}{err}")
+            check_table(out, f"posix {op} {api}")
+            if "Creating file: " + d not in out:
+                fail(f"posix {op}: no 'Creating file:' line\n{out}")
+        left = sorted(os.listdir(d))
+        if left != ["a", "b", "c"]:
+            fail(f"posix: files left in {d}: {left} (only the named ones should stay)")
 
 
 def free_port():
@@ -171,6 +197,51 @@ def case_killed():
     finish_after_kill(first, "asio")
 
 
+def case_etcd():
+    """Two processes meet through a real etcd (started here, on free loopback ports)."""
+    if subprocess.run(["sh", "-c", "command -v etcd"], capture_output=True).returncode:
+        print("etcd is not installed: skipping")
+        sys.exit(77)
+    with tempfile.TemporaryDirectory() as d:
+        cport, pport = free_port(), free_port()
+        url = f"http://127.0.0.1:{cport}"
+        with open(os.path.join(d, "etcd.log"), "w") as log:
+            srv = subprocess.Popen(["etcd", "--data-dir", os.path.join(d, "data"),
+                                    "--listen-client-urls", url, "--advertise-client-urls", url,
+                                    "--listen-peer-urls", f"http://127.0.0.1:{pport}"],
+                                   stdout=log, stderr=log)
+        try:
+            deadline = time.time() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", cport), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        fail("etcd did not start")
+                    time.sleep(0.1)
+            for op in ("READ", "WRITE"):
+                args = [NB, f"--etcd_endpoints={url}", f"--benchmark_group=t{os.getpid()}{op}",
+                        "--backend=SHM", "--op_type", op, "--check_consistency"] + CI
+                first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+                time.sleep(1)
+                second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True)
+                out0, err0 = first.communicate(timeout=60)
+                out1, err1 = second.communicate(timeout=60)
+                if first.returncode or second.returncode:
+                    fail(f"etcd {op}: rc {first.returncode}/{second.returncode}\n"
+                         f"{out0}{err0}{out1}{err1}")
+                if "Registered as rank 0 item 1 of 2" not in out0 or \
+                        "Registered as rank 1 item 2 of 2" not in out1:
+                    fail(f"etcd {op}: registration lines missing\n{out0}{out1}")
+                check_table(out0, f"etcd {op}")
+        finally:
+            srv.terminate()
+            srv.wait(timeout=10)
+
+
 def case_json():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "out.json")
@@ -203,7 +274,7 @@ def main():
         return 2
     NB = sys.argv[2]
     {"flags": case_flags, "local": case_local, "asio": case_asio, "killed": case_killed,
-     "json": case_json}[sys.argv[1]]()
+     "json": case_json, "posix": case_posix, "etcd": case_etcd}[sys.argv[1]]()
     print("ok")
     return 0
 

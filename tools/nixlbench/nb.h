@@ -173,6 +173,15 @@ typedef struct nb_verdict {
 int nb_rt_asio(nb_rt_t *rt, const char *addr, int port);
 int nb_rt_spawn(nb_rt_t *rt, int argc, char **argv);
 int nb_rt_join(nb_rt_t *rt, const char *peer);
+/* A listening socket on a free port of the loopback or of every IPv4 address (the port in
+ * *port), or -1. */
+int nb_rt_listener(bool loopback, int *port);
+/* Rank 0: accept the one peer on `lfd` (closed). Rank 1: connect to host:port, retrying until
+ * it listens. */
+int nb_rt_accept(nb_rt_t *rt, int lfd);
+int nb_rt_connect(nb_rt_t *rt, const char *host, int port);
+/* The ETCD runtime (nb_etcd.c): register under xferbench/<group>/ and meet the peer. */
+int nb_rt_etcd(nb_rt_t *rt, const nb_cfg_t *cfg);
 int nb_rt_send(nb_rt_t *rt, uint32_t type, const void *data, size_t len);
 /* The next message: its type and payload (malloc'ed and NUL-terminated; free() it). A peer's
  * ERROR message, the end of the stream or the timeout is printed and returns non-zero. */

@@ -3,8 +3,8 @@
  *
  *   no runtime flags       spawn a target of ourselves on this host, be the initiator
  *   --runtime_type=ASIO    two processes: whoever binds --asio_port first is the initiator
- *   --etcd_endpoints       the ETCD runtime (not in this build yet: says so)
- *   storage backends       one process (recognised; the backend must exist in this build)
+ *   --etcd_endpoints       the ETCD runtime: two processes meet through etcd (nb_etcd.c)
+ *   storage backends       one process, no runtime (nb_storage.c)
  *   --compare A,B          a spawned target per backend, one table with memcpy as ceiling
  *   --nb_peer (hidden)     the spawned target
  */
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "nb.h"
+#include "nb_storage.h"
 
 typedef struct rows {
     nb_row_t *v;
@@ -56,26 +57,6 @@ static int check_available(const nb_cfg_t *cfg)
         strcmp(cfg->target_seg_type, "DRAM"))
         return nb_fail("VRAM (and --use_device_api, --enable_vmm) is not available in this "
                        "build of nixlbench: use DRAM segments");
-    if (*cfg->etcd_endpoints || !strcmp(cfg->runtime_type, "ETCD"))
-        return nb_fail("the ETCD runtime is not available yet in this build; use "
-                       "--runtime_type=ASIO (two processes) or no runtime flag (a target "
-                       "process spawned on this host)");
-    if (cfg->storage) {
-        nixl_agent_t *a;
-        nixl_backend_t *be;
-        int rc = 0;
-        if (nixl_agent_create(NB_INITIATOR, NULL, &a) != NIXL_SUCCESS)
-            return nb_fail("cannot create an agent: %s", nixl_last_error());
-        if (nixl_agent_create_backend(a, cfg->backend, NULL, 0, &be) != NIXL_SUCCESS)
-            rc = nb_fail("backend %s is not available in this build: %s", cfg->backend,
-                         nixl_last_error());
-        else
-            rc = nb_fail("backend %s: the single-process storage mode of nixlbench is not "
-                         "implemented yet",
-                         cfg->backend);
-        nixl_agent_destroy(a);
-        return rc;
-    }
     return 0;
 }
 
@@ -103,6 +84,8 @@ static int run_one(nb_cfg_t *cfg, int argc, char **argv)
     int rc;
     if (!strcmp(cfg->runtime_type, "ASIO"))
         rc = nb_rt_asio(&rt, cfg->asio_address, (int)cfg->asio_port);
+    else if (*cfg->etcd_endpoints || !strcmp(cfg->runtime_type, "ETCD"))
+        rc = nb_rt_etcd(&rt, cfg);
     else
         rc = nb_rt_spawn(&rt, argc, argv);
     if (rc) {
@@ -187,7 +170,9 @@ int main(int argc, char **argv)
             rc = nb_target_run(&cfg, &rt);
         nb_rt_close(&rt);
     } else if (rc == 0 && (rc = check_available(&cfg)) == 0) {
-        rc = *cfg.compare ? run_compare(&cfg, argc, argv) : run_one(&cfg, argc, argv);
+        rc = *cfg.compare  ? run_compare(&cfg, argc, argv)
+             : cfg.storage ? nb_storage_run(&cfg)
+                           : run_one(&cfg, argc, argv);
     }
     nb_config_free(&cfg);
     return rc;

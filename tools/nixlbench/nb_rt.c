@@ -286,20 +286,52 @@ int nb_rt_asio(nb_rt_t *rt, const char *addr, int port)
     return rc ? -1 : 0;
 }
 
-int nb_rt_spawn(nb_rt_t *rt, int argc, char **argv)
+/* Pieces for runtimes that meet elsewhere (nb_etcd.c, and the spawn below): a listener on a
+ * free port, the accept of its one peer, and a connect that retries until the listener is up. */
+int nb_rt_listener(bool loopback, int *port)
 {
-    *rt = (nb_rt_t){.fd = -1};
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(loopback ? INADDR_LOOPBACK : INADDR_ANY)};
     socklen_t sl = sizeof(sa);
     int lfd = tcp_socket(AF_INET);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sl) || listen(lfd, 1) ||
         getsockname(lfd, (struct sockaddr *)&sa, &sl)) {
         if (lfd >= 0)
             close(lfd);
-        return nb_fail("cannot listen on the loopback: %s", strerror(errno));
+        return nb_fail("cannot listen%s: %s", loopback ? " on the loopback" : "",
+                       strerror(errno));
     }
+    *port = ntohs(sa.sin_port);
+    return lfd;
+}
+
+int nb_rt_accept(nb_rt_t *rt, int lfd)
+{
+    *rt = (nb_rt_t){.fd = -1, .rank = 0};
+    int rc = accept_one(rt, lfd, nb_now_ms() + NB_CONNECT_TIMEOUT_MS);
+    close(lfd);
+    return rc ? -1 : 0;
+}
+
+int nb_rt_connect(nb_rt_t *rt, const char *host, int port)
+{
+    *rt = (nb_rt_t){.fd = -1, .rank = 1};
+    struct addrinfo *ai;
+    if (resolve(host, port, &ai))
+        return -1;
+    int rc = connect_to(rt, ai, nb_now_ms() + NB_CONNECT_TIMEOUT_MS);
+    freeaddrinfo(ai);
+    return rc ? -1 : 0;
+}
+
+int nb_rt_spawn(nb_rt_t *rt, int argc, char **argv)
+{
+    *rt = (nb_rt_t){.fd = -1};
+    int port, lfd = nb_rt_listener(true, &port);
+    if (lfd < 0)
+        return -1;
     char peer[64];
-    snprintf(peer, sizeof(peer), "--nb_peer=127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(peer, sizeof(peer), "--nb_peer=127.0.0.1:%d", port);
     char **args = calloc((size_t)argc + 2, sizeof(char *));
     if (!args) {
         close(lfd);

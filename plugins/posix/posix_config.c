@@ -1,0 +1,133 @@
+/*
+ * posix_config.c - the POSIX backend's parameters and its path-mode specs.
+ *
+ * Parameters (reference names; unknown keys are ignored, bad values refused with a reason):
+ *   use_uring / use_aio / use_posix_aio   pick io_uring, libaio or the thread pool; at most
+ *                                         one may be true; none: io_uring, then libaio, then
+ *                                         the pool, whichever works first on this host
+ *   ios_pool_size      most descriptors in one prepared request (default 65536)
+ *   kernel_queue_size  most I/Os in flight per engine: ring / AIO context size (default 256)
+ *   num_threads        thread-pool workers (default 16; ours, the reference has no pool)
+ *
+ * Path-mode spec (registration metaInfo): "<ro|rw>[,direct|sync|noatime|create]...:<path>".
+ * Metadata that does not begin with "ro" or "rw" followed by ',' or ':' is not a spec: the
+ * registration is then in fd mode (devId is the caller's fd) and the metadata is ignored. A
+ * meta that begins like a spec but has an unknown flag, no ':' or an empty path is refused.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "posix_priv.h"
+#include "util/parse.h"
+
+static const char *param(const nixl_be_init_t *init, const char *key)
+{
+    for (size_t i = 0; i < init->num_params; i++)
+        if (init->params[i].key && !strcmp(init->params[i].key, key))
+            return init->params[i].value;
+    return NULL;
+}
+
+static bool get_bool(const nixl_be_init_t *init, const char *key, bool *out)
+{
+    const char *v = param(init, key);
+    *out = false;
+    if (!v || !*v)
+        return true;
+    if (nixl_parse_bool(v, out))
+        return true;
+    init->host->set_error("POSIX: parameter %s='%s' is not a boolean", key, v);
+    return false;
+}
+
+static bool get_u64(const nixl_be_init_t *init, const char *key, uint64_t def, uint64_t min,
+                    uint64_t max, uint64_t *out)
+{
+    const char *v = param(init, key);
+    *out = def;
+    if (!v || !*v)
+        return true;
+    if (nixl_parse_u64(v, out) && *out >= min && *out <= max)
+        return true;
+    init->host->set_error("POSIX: parameter %s='%s' must be a number from %llu to %llu", key, v,
+                          (unsigned long long)min, (unsigned long long)max);
+    return false;
+}
+
+nixl_status_t px_params_parse(const nixl_be_init_t *init, px_params_t *out)
+{
+    px_params_t p = {0};
+    uint64_t threads = 0;
+    if (!get_bool(init, "use_uring", &p.want_uring) || !get_bool(init, "use_aio", &p.want_aio) ||
+        !get_bool(init, "use_posix_aio", &p.want_pool) ||
+        !get_u64(init, "ios_pool_size", 65536, 1, (uint64_t)1 << 32, &p.ios_pool_size) ||
+        !get_u64(init, "kernel_queue_size", 256, 1, 32768, &p.kernel_queue_size) ||
+        !get_u64(init, "num_threads", 16, 1, PX_MAX_THREADS, &threads))
+        return NIXL_ERR_INVALID_PARAM;
+    if ((int)p.want_uring + (int)p.want_aio + (int)p.want_pool > 1) {
+        init->host->set_error("POSIX: use_uring, use_aio and use_posix_aio are exclusive; "
+                              "set at most one of them to true");
+        return NIXL_ERR_INVALID_PARAM;
+    }
+    p.pool_threads = (unsigned)threads;
+    *out = p;
+    return NIXL_SUCCESS;
+}
+
+/* One flag token of a spec; false when unknown. */
+static bool spec_flag(const char *t, size_t n, int *flags)
+{
+    static const struct {
+        const char *name;
+        int flag;
+    } known[] = {{"direct", O_DIRECT}, {"sync", O_SYNC}, {"noatime", O_NOATIME},
+                 {"create", O_CREAT}};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i].name) == n && !memcmp(t, known[i].name, n)) {
+            *flags |= known[i].flag;
+            return true;
+        }
+    return false;
+}
+
+bool px_spec_parse(const void *meta, size_t len, char *buf, size_t buflen, px_spec_t *out,
+                   char *err, size_t errlen)
+{
+    const char *m = meta;
+    *out = (px_spec_t){0};
+    if (!m || len < 3 || m[0] != 'r' || (m[1] != 'o' && m[1] != 'w') ||
+        (m[2] != ',' && m[2] != ':'))
+        return true; /* plain metadata: fd mode */
+    out->is_spec = true;
+    if (len >= buflen || memchr(m, '\0', len)) {
+        snprintf(err, errlen, "path spec of %zu bytes is too long or contains a NUL byte", len);
+        return false;
+    }
+    memcpy(buf, m, len);
+    buf[len] = '\0';
+    char *colon = strchr(buf, ':');
+    if (!colon || !colon[1]) {
+        snprintf(err, errlen, "path spec '%s' has no path after ':' (expected "
+                 "'<ro|rw>[,direct,sync,noatime,create]:<path>')", buf);
+        return false;
+    }
+    int flags = buf[1] == 'o' ? O_RDONLY : O_RDWR;
+    for (char *t = buf + 2; t < colon;) {
+        t++; /* the ',' */
+        size_t n = strcspn(t, ",:");
+        if (!spec_flag(t, n, &flags)) {
+            snprintf(err, errlen, "path spec '%s': unknown flag '%.*s' (known: direct, sync, "
+                     "noatime, create)", buf, (int)n, t);
+            return false;
+        }
+        t += n;
+    }
+    if ((flags & O_CREAT) && (flags & O_ACCMODE) == O_RDONLY) {
+        snprintf(err, errlen, "path spec '%s': 'create' needs 'rw'", buf);
+        return false;
+    }
+    out->flags = flags | O_CLOEXEC;
+    out->path = colon + 1;
+    return true;
+}
