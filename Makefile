@@ -1,6 +1,10 @@
 # The two commands a new user needs: `make run` and `make test`. Each installs missing system
 # packages (scripts/install-deps.sh), configures, builds, then runs.
 BUILD ?= build
+# The Python package is built for, and tested with, Debian's interpreter (the one
+# scripts/install-deps.sh installs numpy, pytest and torch for), even when another python3
+# comes first on PATH.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 MESON_ARGS ?=
 
 .PHONY: all deps build run test asan tsan valgrind bench install clean
@@ -11,7 +15,7 @@ deps:
 	@scripts/install-deps.sh
 
 $(BUILD)/build.ninja: | deps
-	meson setup $(BUILD) $(MESON_ARGS)
+	meson setup $(BUILD) -Dpython=$(PYTHON) $(MESON_ARGS)
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
