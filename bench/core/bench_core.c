@@ -18,38 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "nixl.h"
 
-#define CHECK(call)                                                                          \
-    do {                                                                                     \
-        nixl_status_t st_ = (call);                                                          \
-        if (st_ < 0) {                                                                       \
-            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call,               \
-                    nixl_status_str(st_), nixl_last_error());                                \
-            exit(1);                                                                         \
-        }                                                                                    \
-    } while (0)
-
 static int repeat = 15;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), dbl_cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void *xalloc(size_t n)
 {

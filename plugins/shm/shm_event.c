@@ -69,13 +69,6 @@
 
 enum { CONN_OK, CONN_EOF, CONN_BAD };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ---- slots (ev_lock held) ---- */
 
 uint32_t shm_slot_add(nixl_be_engine_t *eng, uint32_t kind, void *obj, uint64_t *data)
@@ -592,7 +585,7 @@ static void set_polling(nixl_be_engine_t *eng, bool on)
     eng->polling = on;
     SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: '%s': progress() %s", eng->name,
             on ? "is being called: rings are polled" : "stopped: initiators ring doorbells");
-    uint64_t now = mono_ms();
+    uint64_t now = nixl_now_ms();
     for (shm_conn_t *c = eng->conns, *next; c; c = next) {
         next = c->next;
         if (!c->helo || c->zombie)
@@ -624,7 +617,7 @@ static void set_polling(nixl_be_engine_t *eng, bool on)
  * whether every one of them has kept us waiting for long. */
 static bool service_pending(nixl_be_engine_t *eng)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = nixl_now_ms();
     bool slow = true;
     for (shm_conn_t *c = eng->conns, *next; c; c = next) {
         next = c->next;
@@ -677,10 +670,10 @@ static void *event_main(void *arg)
         }
         uint64_t calls = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
         if (calls != seen) {
-            last_poll_ms = mono_ms();
+            last_poll_ms = nixl_now_ms();
             if (!eng->polling)
                 set_polling(eng, true); /* the user polls: leave sockets and rings to it */
-        } else if (eng->polling && mono_ms() - last_poll_ms >= SHM_POLL_IDLE_MS) {
+        } else if (eng->polling && nixl_now_ms() - last_poll_ms >= SHM_POLL_IDLE_MS) {
             set_polling(eng, false); /* polling stopped: read them ourselves again */
         }
         seen = calls;
@@ -802,11 +795,11 @@ nixl_status_t shm_event_start(nixl_be_engine_t *eng)
  * whose initiator does not close in time is retired (shm_ring.c, "Lifetime"). ev_lock held. */
 static void linger_rings(nixl_be_engine_t *eng)
 {
-    uint64_t deadline = mono_ms() + SHM_RING_LINGER_MS;
+    uint64_t deadline = nixl_now_ms() + SHM_RING_LINGER_MS;
     struct pollfd *pfd = eng->nconns ? calloc(eng->nconns, sizeof(*pfd)) : NULL;
     shm_conn_t **who = eng->nconns ? calloc(eng->nconns, sizeof(*who)) : NULL;
     while (eng->conns && pfd && who) {
-        uint64_t now = mono_ms();
+        uint64_t now = nixl_now_ms();
         if (now >= deadline)
             break;
         nfds_t n = 0;
@@ -840,7 +833,7 @@ static void linger_rings(nixl_be_engine_t *eng)
  * would see a hole instead of a lost tail). ev_lock held, the event thread stopped. */
 static void flush_queues(nixl_be_engine_t *eng)
 {
-    uint64_t deadline = mono_ms() + SHM_FLUSH_LINGER_MS;
+    uint64_t deadline = nixl_now_ms() + SHM_FLUSH_LINGER_MS;
     struct pollfd *pfd = calloc(eng->nslots ? eng->nslots : 1, sizeof(*pfd));
     shm_peer_t **who = calloc(eng->nslots ? eng->nslots : 1, sizeof(*who));
     while (pfd && who) {
@@ -856,7 +849,7 @@ static void flush_queues(nixl_be_engine_t *eng)
             }
             pthread_mutex_unlock(&peer->lock);
         }
-        uint64_t now = mono_ms();
+        uint64_t now = nixl_now_ms();
         if (n == 0 || now >= deadline) {
             for (nfds_t i = 0; i < n; i++)
                 SHM_LOG(eng, NIXL_LOG_WARN, "SHM: %zu bytes of notifications to '%s' are "

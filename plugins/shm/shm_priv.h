@@ -39,6 +39,7 @@
 #include <sys/un.h>
 
 #include "nixl_plugin.h"
+#include "util/clock.h"
 #include "util/parse.h"
 
 /* Largest notification payload we send or accept (the reference has no limit; UCX practice

@@ -36,6 +36,7 @@
 #include <ucp/api/ucp.h>
 
 #include "nixl_plugin.h"
+#include "util/clock.h"
 #include "util/list.h"
 
 #if UCP_API_VERSION < UCP_VERSION(1, 13)
@@ -274,6 +275,5 @@ static inline unsigned ucx_conn_worker(const nixl_be_engine_t *eng, const ucx_co
 {
     return conn->is_self ? 0 : ucx_thread_worker(eng);
 }
-uint64_t ucx_now_ms(void);
 
 #endif

@@ -20,13 +20,6 @@
 
 #include "ucx_priv.h"
 
-uint64_t ucx_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Calling threads are spread over the workers round-robin, on first use, starting at worker 1
  * (worker 0 also receives every notification). The number is per thread, shared by engines. */
 unsigned ucx_thread_worker(const nixl_be_engine_t *eng)
@@ -60,13 +53,6 @@ void ucx_kick(nixl_be_engine_t *eng)
     }
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * A user thread that polls (check_xfer, get_notifs) progresses the worker itself: that is the
  * lowest latency. It also tells the progress thread to keep away for a while, because two
@@ -75,7 +61,7 @@ static uint64_t now_ns(void)
  */
 void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker)
 {
-    atomic_store_explicit(&eng->user_until_ns, now_ns() + UCX_USER_POLL_NS,
+    atomic_store_explicit(&eng->user_until_ns, nixl_now_ns() + UCX_USER_POLL_NS,
                           memory_order_relaxed);
     for (unsigned i = 0; i < 64 && ucp_worker_progress(eng->workers[worker]); i++)
         ;
@@ -111,7 +97,7 @@ static void *progress_main(void *arg)
     bool warned = false;
     while (!atomic_load(&eng->stop)) {
         uint64_t user = atomic_load_explicit(&eng->user_until_ns, memory_order_relaxed);
-        uint64_t now = now_ns();
+        uint64_t now = nixl_now_ns();
         if (user > now) {
             /* A user thread is polling: stay out of the workers, but not for long - it may
              * stop at any moment. Only the wake-up fd is watched meanwhile. */
@@ -189,8 +175,8 @@ void ucx_progress_stop(nixl_be_engine_t *eng)
 
 void ucx_drain(nixl_be_engine_t *eng, unsigned ms)
 {
-    uint64_t deadline = ucx_now_ms() + ms;
-    while (atomic_load(&eng->busy) && ucx_now_ms() < deadline) {
+    uint64_t deadline = nixl_now_ms() + ms;
+    while (atomic_load(&eng->busy) && nixl_now_ms() < deadline) {
         unsigned done = 0;
         for (unsigned w = 0; w < eng->nworkers; w++)
             done += ucp_worker_progress(eng->workers[w]);
@@ -201,8 +187,8 @@ void ucx_drain(nixl_be_engine_t *eng, unsigned ms)
 
 void ucx_quiesce(nixl_be_engine_t *eng, unsigned quiet_ms, unsigned max_ms)
 {
-    uint64_t start = ucx_now_ms(), last = start;
-    for (uint64_t now = start; now - last < quiet_ms && now - start < max_ms; now = ucx_now_ms()) {
+    uint64_t start = nixl_now_ms(), last = start;
+    for (uint64_t now = start; now - last < quiet_ms && now - start < max_ms; now = nixl_now_ms()) {
         unsigned done = 0;
         for (unsigned w = 0; w < eng->nworkers; w++)
             done += ucp_worker_progress(eng->workers[w]);

@@ -315,9 +315,9 @@ nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     /* UCX cannot cancel RMA: give a transfer in flight a moment to end, and refuse to free
      * what UCX may still write into or read from. */
-    uint64_t deadline = ucx_now_ms() + UCX_RELEASE_WAIT_MS;
+    uint64_t deadline = nixl_now_ms() + UCX_RELEASE_WAIT_MS;
     while (atomic_load_explicit(&req->state, memory_order_acquire) == NIXL_IN_PROG) {
-        if (ucx_now_ms() >= deadline)
+        if (nixl_now_ms() >= deadline)
             return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the %s agent '%s' is still in flight "
                            "after %d ms and UCX cannot cancel it; the request stays valid "
                            "(keep its buffers) - release it again later", op_name(req),

@@ -13,13 +13,6 @@
 /* Process-wide, so that a peer reloaded under the same name never reuses a generation. */
 static atomic_uint_fast64_t next_generation = 1;
 
-uint64_t nixl_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void nixl_agent_config_init(nixl_agent_config_t *cfg)
 {
     if (!cfg)

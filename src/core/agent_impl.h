@@ -17,6 +17,7 @@
 #include "nixl.h"
 #include "nixl_plugin.h"
 #include "registry.h"
+#include "util/clock.h"
 #include "util/list.h"
 
 #define NIXL_MAX_ENGINES 16
@@ -201,8 +202,6 @@ nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name);
 /* ---- transfers (xfer.c) ---- */
 void xfer_release_all(nixl_agent_t *a);
 
-/* ---- time ---- */
-uint64_t nixl_now_ns(void);
 
 /* Whether optional arguments carry field `f` (callers compiled against older headers). */
 #define OPT_HAS(opt, f)                                                                      \

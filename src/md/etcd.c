@@ -22,13 +22,6 @@
 #define IDLE_POLL_MS 1000
 #define DRAIN_MS 2000u
 
-uint64_t etcd_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 char *etcd_key(const nixl_etcd_t *e, const char *name, const char *label)
 {
     size_t n = strlen(e->ns) + strlen(name) + strlen(label) + 3;
@@ -221,7 +214,7 @@ static void *worker(void *arg)
             run_task(e, tasks);
             tasks = next;
         }
-        uint64_t now = etcd_now_ns();
+        uint64_t now = nixl_now_ns();
         lease_tick(e, now);
         bool synced = false;
         if (now >= e->flush_ns) {

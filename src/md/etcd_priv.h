@@ -14,6 +14,7 @@
 
 #include "nixl.h"
 #include "util/buf.h"
+#include "util/clock.h"
 
 #define ETCD_WHY 256
 
@@ -143,7 +144,6 @@ struct nixl_etcd {
     etcd_peer_t *peers;
 };
 
-uint64_t etcd_now_ns(void);
 /* <ns>/<name>/<label> (malloc'ed). */
 char *etcd_key(const nixl_etcd_t *e, const char *name, const char *label);
 void etcd_kv_free_all(etcd_kv_t *kv);

@@ -273,7 +273,7 @@ void etcd_fetch_add(nixl_etcd_t *e, etcd_task_t *t)
     }
     f->name = t->arg;
     f->label = t->label;
-    f->deadline_ns = etcd_now_ns() + e->watch_timeout_ns;
+    f->deadline_ns = nixl_now_ns() + e->watch_timeout_ns;
     f->next = e->fetches;
     e->fetches = f;
 }
@@ -384,7 +384,7 @@ static void fetch_free(nixl_etcd_t *e, etcd_fetch_t *f)
 
 void etcd_watch_tick(nixl_etcd_t *e, int *timeout_ms)
 {
-    uint64_t now = etcd_now_ns();
+    uint64_t now = nixl_now_ns();
     for (etcd_fetch_t **fp = &e->fetches; *fp;) {
         etcd_fetch_t *f = *fp;
         if (fetch_step(e, f, now, timeout_ms)) {

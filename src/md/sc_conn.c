@@ -30,7 +30,7 @@ static sc_conn_t *conn_alloc(nixl_sc_t *sc)
     c->fd = -1;
     c->out_tail = &c->out_head;
     c->fetch_tail = &c->fetch_head;
-    c->last_rx_ns = c->last_tx_ns = sc_now_ns();
+    c->last_rx_ns = c->last_tx_ns = nixl_now_ns();
     sc_reader_init(&c->rd, sc->cfg.max_frame);
     c->next = sc->conns;
     sc->conns = c;
@@ -102,7 +102,7 @@ static void conn_established(sc_conn_t *c)
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->connecting = false;
-    c->last_rx_ns = c->last_tx_ns = sc_now_ns();
+    c->last_rx_ns = c->last_tx_ns = nixl_now_ns();
 }
 
 void sc_conn_connect(nixl_sc_t *sc, sc_conn_t *c)
@@ -123,7 +123,7 @@ void sc_conn_connect(nixl_sc_t *sc, sc_conn_t *c)
             return;
         }
         if (errno == EINPROGRESS) {
-            c->connect_deadline_ns = sc_now_ns() + sc_ms_to_ns(sc->cfg.connect_timeout_ms);
+            c->connect_deadline_ns = nixl_now_ns() + sc_ms_to_ns(sc->cfg.connect_timeout_ms);
             return;
         }
         c->last_errno = errno;
@@ -142,7 +142,7 @@ void sc_conn_queue(sc_conn_t *c, uint8_t *frame, size_t len)
     }
     *o = (sc_out_t){.data = frame, .len = len};
     if (!c->out_head)
-        c->last_tx_ns = sc_now_ns();
+        c->last_tx_ns = nixl_now_ns();
     *c->out_tail = o;
     c->out_tail = &o->next;
 }
@@ -154,7 +154,7 @@ static void fetch_pop(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t st, const char 
     c->fetch_head = f->next;
     if (!c->fetch_head)
         c->fetch_tail = &c->fetch_head;
-    c->fetch_since_ns = sc_now_ns();
+    c->fetch_since_ns = nixl_now_ns();
     char why[512];
     if (st == NIXL_SUCCESS && loaded && strcmp(loaded, f->name) != 0) {
         st = NIXL_ERR_MISMATCH;
@@ -277,7 +277,7 @@ static void conn_read(nixl_sc_t *sc, sc_conn_t *c)
             }
             return;
         }
-        c->last_rx_ns = sc_now_ns();
+        c->last_rx_ns = nixl_now_ns();
         size_t pos = 0;
         while (pos < (size_t)n && !c->dead) {
             size_t used = 0;
@@ -315,7 +315,7 @@ static void conn_write(nixl_sc_t *sc, sc_conn_t *c)
                          c->peer, strerror(errno));
             return;
         }
-        c->last_tx_ns = sc_now_ns();
+        c->last_tx_ns = nixl_now_ns();
         o->off += (size_t)n;
         if (o->off < o->len)
             continue;

@@ -13,6 +13,7 @@
 
 #include "md/sc_proto.h"
 #include "md/sidechannel.h"
+#include "util/clock.h"
 
 /* A queued outgoing frame. */
 typedef struct sc_out {
@@ -78,7 +79,6 @@ struct nixl_sc {
     unsigned num_inbound;
 };
 
-uint64_t sc_now_ns(void);
 uint64_t sc_ms_to_ns(uint32_t ms);
 
 /* ---- sc_conn.c ---- */

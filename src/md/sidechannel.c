@@ -27,13 +27,6 @@
 #define SC_DRAIN_EXTRA_MS 1000u
 #define SC_ACCEPTS_PER_PASS 64
 
-uint64_t sc_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t sc_ms_to_ns(uint32_t ms)
 {
     return (uint64_t)ms * 1000000ull;
@@ -177,7 +170,7 @@ static void op_run(nixl_sc_t *sc, sc_op_t *op)
         memcpy(f->name, op->fetch_name, n + 1);
         f->next = NULL;
         if (!c->fetch_head)
-            c->fetch_since_ns = sc_now_ns();
+            c->fetch_since_ns = nixl_now_ns();
         *c->fetch_tail = f;
         c->fetch_tail = &f->next;
     }
@@ -242,7 +235,7 @@ static void *sc_worker(void *arg)
     uint64_t drain_deadline = 0;
     for (;;) {
         bool stopping = ops_drain(sc);
-        uint64_t now = sc_now_ns();
+        uint64_t now = nixl_now_ns();
         if (stopping && !drain_deadline) {
             drain_deadline = now + sc_ms_to_ns(sc->cfg.connect_timeout_ms + SC_DRAIN_EXTRA_MS);
             if (sc->listen_fd >= 0) {
