@@ -219,6 +219,17 @@ typedef struct nixl_backend_ops {
 /** The entry point a plugin exports (NIXL_PLUGIN_INIT_SYMBOL). */
 typedef const nixl_backend_ops_t *(*nixl_plugin_init_fn)(void);
 
+/**
+ * The plugins linked into libnixl itself (defined by plugins/builtin.c, the one place that
+ * names them; the core finds them here without including any plugin's header).
+ */
+typedef struct nixl_builtin_plugin {
+    const char *name;
+    nixl_plugin_init_fn init;
+} nixl_builtin_plugin_t;
+extern const nixl_builtin_plugin_t nixl_builtin_plugins[];
+extern const size_t nixl_num_builtin_plugins;
+
 /*
  * query_mem results: a plugin fills out[i].params with memory it allocates through
  * nixl_plugin_params_alloc() so the user can release the whole array with nixl_free(). The

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "posix_priv.h"
-#include "util/parse.h"
+#include "parse.h"
 
 static const char *param(const nixl_be_init_t *init, const char *key)
 {

@@ -39,8 +39,8 @@
 #include <sys/un.h>
 
 #include "nixl_plugin.h"
-#include "util/clock.h"
-#include "util/parse.h"
+#include "clock.h"
+#include "parse.h"
 
 /* Largest notification payload we send or accept (the reference has no limit; UCX practice
  * tops out far below). Large enough for any tag or small control message, small enough that a

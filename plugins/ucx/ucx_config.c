@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "ucx_priv.h"
-#include "util/parse.h"
+#include "parse.h"
 
 nixl_status_t ucx_status(ucs_status_t s)
 {

@@ -36,8 +36,8 @@
 #include <ucp/api/ucp.h>
 
 #include "nixl_plugin.h"
-#include "util/clock.h"
-#include "util/list.h"
+#include "clock.h"
+#include "list.h"
 
 #if UCP_API_VERSION < UCP_VERSION(1, 13)
 #error "the UCX backend needs UCX 1.13 or later"

@@ -17,8 +17,8 @@
 #include "nixl.h"
 #include "nixl_plugin.h"
 #include "registry.h"
-#include "util/clock.h"
-#include "util/list.h"
+#include "clock.h"
+#include "list.h"
 
 #define NIXL_MAX_ENGINES 16
 #define NIXL_MAX_NAME 255

@@ -16,8 +16,8 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
-#include "md/etcd.h"
-#include "md/sidechannel.h"
+#include "etcd.h"
+#include "sidechannel.h"
 
 /* The outcome of the last fetch of one peer name. */
 struct nixl_fetch_rec {

@@ -5,8 +5,8 @@
 #include "agent_impl.h"
 #include "error.h"
 #include "log.h"
-#include "md/codec.h"
-#include "util/scratch.h"
+#include "codec.h"
+#include "scratch.h"
 
 static bool engine_remote(const nixl_backend_t *b)
 {

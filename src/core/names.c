@@ -83,3 +83,8 @@ const char *nixl_version(void)
 {
     return STR(NIXL_VERSION_MAJOR) "." STR(NIXL_VERSION_MINOR) "." STR(NIXL_VERSION_PATCH);
 }
+
+const char *nixl_last_error(void)
+{
+    return nixl_err_text();
+}

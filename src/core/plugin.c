@@ -11,7 +11,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
-#include "plugin_builtin.h"
+
 
 #define PLUGIN_PREFIX "libplugin_"
 #define PLUGIN_SUFFIX ".so"

@@ -5,7 +5,7 @@
 #include "agent_impl.h"
 #include "error.h"
 #include "log.h"
-#include "util/scratch.h"
+#include "scratch.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Handle bookkeeping: everything not released is freed by nixl_agent_destroy().               */

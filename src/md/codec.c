@@ -5,14 +5,14 @@
  * one piece from those counts. Nothing untrusted sizes an allocation, and no region costs a
  * malloc.
  */
-#include "md/codec.h"
+#include "codec.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "error.h"
 
 /* Descriptors travel as raw struct bytes in the reference format, so the layout must match. */
 _Static_assert(sizeof(nixl_desc_t) == 24 && offsetof(nixl_desc_t, len) == 8 &&

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "nixl.h"
-#include "util/buf.h"
+#include "buf.h"
 
 /* ---- serdes container: "nixlSerDes|" then records  tag | u64 length | payload | '|' ---- */
 

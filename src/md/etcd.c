@@ -11,10 +11,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/log.h"
-#include "md/etcd_priv.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "etcd_priv.h"
 
 #define DEFAULT_NAMESPACE "/nixl/agents/"
 #define DEFAULT_LEASE_TTL_S 10u

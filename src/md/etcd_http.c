@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/log.h"
-#include "md/etcd_priv.h"
+#include "error.h"
+#include "log.h"
+#include "etcd_priv.h"
 
 /* ---- base64 (the gateway's encoding of keys and values) ---- */
 

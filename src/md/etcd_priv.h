@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 #include "nixl.h"
-#include "util/buf.h"
-#include "util/clock.h"
+#include "buf.h"
+#include "clock.h"
 
 #define ETCD_WHY 256
 
@@ -82,7 +82,7 @@ uint8_t *etcd_json_bytes(json_object *o, const char *name, size_t *len);
 
 #include <pthread.h>
 
-#include "md/etcd.h"
+#include "etcd.h"
 
 typedef enum { TASK_PUT, TASK_FETCH, TASK_DELETE_ALL } etcd_task_kind_t;
 

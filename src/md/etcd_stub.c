@@ -2,8 +2,8 @@
  * etcd_stub.c - the etcd client of a build without libcurl or json-c: configuring
  * NIXL_ETCD_ENDPOINTS then fails agent creation with a reason instead of being ignored.
  */
-#include "core/error.h"
-#include "md/etcd.h"
+#include "error.h"
+#include "etcd.h"
 
 nixl_status_t nixl_etcd_create(const char *agent_name, uint64_t watch_timeout_us,
                                const nixl_etcd_hooks_t *hooks, nixl_etcd_t **out)

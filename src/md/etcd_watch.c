@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
-#include "md/etcd_priv.h"
+#include "error.h"
+#include "log.h"
+#include "etcd_priv.h"
 
 #define FETCH_RETRY_MS 250
 #define WATCH_RETRY_MS 500
@@ -136,7 +137,7 @@ static nixl_status_t load(nixl_etcd_t *e, const char *name, const uint8_t *val, 
     nixl_status_t st = e->hooks.load_md(e->hooks.ctx, val, len, &got);
     if (st != NIXL_SUCCESS)
         snprintf(why, ETCD_WHY, "loading the metadata of '%s' from etcd failed: %s", name,
-                 nixl_last_error());
+                 nixl_err_text());
     else if (strcmp(got, name)) {
         snprintf(why, ETCD_WHY, "the etcd key of '%s' holds the metadata of '%.64s'", name, got);
         st = NIXL_ERR_MISMATCH;

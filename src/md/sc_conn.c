@@ -15,8 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "md/sc_priv.h"
+#include "error.h"
+#include "log.h"
+#include "sc_priv.h"
 
 #define SC_READ_CHUNK (64u * 1024u)
 /* Reads per wake-up per connection, so that one fast sender cannot starve the others. */
@@ -175,7 +176,7 @@ static void cmd_load(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
 {
     char *name = NULL;
     nixl_status_t st = sc->hooks.load_md(sc->hooks.ctx, cmd->payload, cmd->len, &name);
-    const char *reason = st == NIXL_SUCCESS ? "" : nixl_last_error();
+    const char *reason = st == NIXL_SUCCESS ? "" : nixl_err_text();
     if (c->outbound && c->fetch_head) {
         fetch_pop(sc, c, st, name, reason);
     } else if (st != NIXL_SUCCESS) {
@@ -194,7 +195,7 @@ static void cmd_send(nixl_sc_t *sc, sc_conn_t *c)
     nixl_status_t st = sc->hooks.get_md(sc->hooks.ctx, &blob, &len);
     if (st != NIXL_SUCCESS) {
         NIXL_ERROR("side channel: cannot answer %s's metadata request: %s", c->peer,
-                   nixl_last_error());
+                   nixl_err_text());
         return;
     }
     size_t flen;

@@ -11,9 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "md/sc_proto.h"
-#include "md/sidechannel.h"
-#include "util/clock.h"
+#include "sc_proto.h"
+#include "sidechannel.h"
+#include "clock.h"
 
 /* A queued outgoing frame. */
 typedef struct sc_out {

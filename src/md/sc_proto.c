@@ -1,5 +1,5 @@
 /* sc_proto.c - side-channel frames and commands (sc_proto.h). */
-#include "md/sc_proto.h"
+#include "sc_proto.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/log.h"
-#include "md/sc_priv.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "sc_priv.h"
 
 #define SC_DEFAULT_MAX_FRAME (1ull << 30) /* the reference's limit */
 #define SC_DEFAULT_CONNECT_MS 1000u

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "md/sc_proto.h"
+#include "sc_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -3,7 +3,7 @@
  * loader with a real backend.
  */
 #include "nixl_plugin.h"
-#include "shm/shm.h"
+#include "shm.h"
 
 const nixl_backend_ops_t *nixl_plugin_init(void);
 

@@ -10,12 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/toml.h"
+#include "error.h"
+#include "toml.h"
 #include "nb.h"
 
 #define GiB (1ull << 30)
 
-const char *nb_toml_last_error(void); /* nb_toml_err.c */
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage(const char *fmt, ...)
@@ -159,7 +159,7 @@ static int load_file(nb_cfg_t *cfg, const char *path)
     nixl_status_t st = nixl_toml_parse(path, text, len, &doc);
     free(text);
     if (st != NIXL_SUCCESS)
-        return usage("%s", nb_toml_last_error());
+        return usage("%s", nixl_err_text());
     bool *cmdline = calloc(nb_num_opts, sizeof(bool));
     int rc = cmdline ? 0 : usage("out of memory");
     if (cmdline)

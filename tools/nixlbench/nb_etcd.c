@@ -28,26 +28,13 @@ int nb_rt_etcd(nb_rt_t *rt, const nb_cfg_t *cfg)
 }
 #else
 
-#include "core/error.h"
-#include "core/log.h"
-#include "md/etcd_priv.h"
+#include "error.h"
+#include "log.h"
+#include "etcd_priv.h"
 
 #define WORLD 2
 #define LEASE_TTL_S 30
 #define WAIT_MS 60000
-
-/* The HTTP layer logs through the library's calls, whose copies are hidden inside libnixl;
- * nixlbench keeps quiet (its errors say enough). nixl_err() comes from nb_toml_err.c. */
-bool nixl_log_enabled(nixl_log_level_t level)
-{
-    (void)level;
-    return false;
-}
-
-void nixl_log_write(nixl_log_level_t level, const char *fmt, ...)
-{
-    (void)level, (void)fmt;
-}
 
 typedef struct nb_etcd {
     etcd_http_t http;

@@ -18,10 +18,10 @@
 
 #include <cmocka.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/toml.h"
-#include "util/parse.h"
+#include "config.h"
+#include "error.h"
+#include "toml.h"
+#include "parse.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "core/error.h"
-#include "md/codec.h"
+#include "error.h"
+#include "codec.h"
 
 #ifndef NIXL_TEST_DATA_DIR
 #define NIXL_TEST_DATA_DIR "tests/data"

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "md/etcd_priv.h"
+#include "etcd_priv.h"
 #include "nixl.h"
 
 static void test_b64(void **state)

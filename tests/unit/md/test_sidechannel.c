@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../core/agent_test.h"
-#include "md/codec.h"
-#include "md/sc_proto.h"
+#include "agent_test.h"
+#include "codec.h"
+#include "sc_proto.h"
 
 /* ---- protocol on bytes ---- */
 

@@ -32,8 +32,8 @@
 #include <cmocka.h>
 
 #include "nixl_plugin.h"
-#include "shm/shm.h"
-#include "shm/shm_priv.h" /* the wire format, for the hand-made peers */
+#include "shm.h"
+#include "shm_priv.h" /* the wire format, for the hand-made peers */
 
 /* ------------------------------------------------------------------------------------------ */
 /* A tiny host                                                                                 */

@@ -5,8 +5,8 @@
  * checked and thrown away. Integers must fit in 64 bits; a leading UTF-8 byte order mark is
  * skipped.
  */
-#ifndef NIXL_CORE_TOML_H
-#define NIXL_CORE_TOML_H
+#ifndef NIXL_UTIL_TOML_H
+#define NIXL_UTIL_TOML_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
-#include "plugin_builtin.h"
-
-#include "shm/shm.h"
+/* builtin.c - the plugins linked into libnixl (the table the core's loader searches first). */
+#include "nixl_plugin.h"
+#include "shm.h"
 
 const nixl_builtin_plugin_t nixl_builtin_plugins[] = {
     {"SHM", nixl_shm_plugin_init},

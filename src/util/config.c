@@ -160,7 +160,7 @@ static nixl_status_t load_locked(void)
         cfg_loaded = true;
         cfg_status = load_file();
         if (cfg_status != NIXL_SUCCESS) {
-            snprintf(cfg_reason, sizeof(cfg_reason), "%s", nixl_last_error());
+            snprintf(cfg_reason, sizeof(cfg_reason), "%s", nixl_err_text());
             NIXL_WARN("%s", cfg_reason);
         }
     } else if (cfg_status != NIXL_SUCCESS) {

@@ -11,7 +11,7 @@ static _Thread_local bool armed; /* no reason given since nixl_err_arm() */
 
 void nixl_err_vset(const char *fmt, va_list ap)
 {
-    /* Through a copy: callers may pass nixl_last_error() itself as an argument, and
+    /* Through a copy: callers may pass nixl_err_text() itself as an argument, and
      * vsnprintf's source and destination must not overlap. */
     char text[NIXL_ERR_MAX];
     armed = false;
@@ -64,7 +64,7 @@ void nixl_err_prefix(const char *fmt, ...)
         snprintf(last_error, sizeof(last_error), "%s", head);
 }
 
-const char *nixl_last_error(void)
+const char *nixl_err_text(void)
 {
     return last_error;
 }

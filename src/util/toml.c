@@ -5,7 +5,7 @@
  * truncated file of any length is an error, never an overrun.
  */
 #include "toml.h"
-#include "util/parse.h"
+#include "parse.h"
 
 #include <locale.h>
 #include <math.h>
@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "util/buf.h"
+#include "buf.h"
 
 /* Arrays and inline tables recurse; a hostile file must not exhaust the stack. */
 #define TOML_MAX_DEPTH 64

@@ -1,6 +1,6 @@
 /* log.h - the library's logger: stderr, level from NIXL_LOG_LEVEL (default WARN). */
-#ifndef NIXL_CORE_LOG_H
-#define NIXL_CORE_LOG_H
+#ifndef NIXL_UTIL_LOG_H
+#define NIXL_UTIL_LOG_H
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -1,6 +1,6 @@
 /* error.h - the thread-local "last error" behind nixl_last_error(). */
-#ifndef NIXL_CORE_ERROR_H
-#define NIXL_CORE_ERROR_H
+#ifndef NIXL_UTIL_ERROR_H
+#define NIXL_UTIL_ERROR_H
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,6 +21,9 @@ void nixl_err_vset(const char *fmt, va_list ap) __attribute__((format(printf, 1,
  */
 void nixl_err_arm(void);
 bool nixl_err_unset(void);
+/* The current thread's reason: what nixl_last_error() returns. Internal (not exported), so a
+ * program that links this layer statically beside libnixl.so keeps the two apart. */
+const char *nixl_err_text(void);
 /* Wipe the reason (tests use it to see that a call sets one). */
 void nixl_err_clear(void);
 /* Prefix the reason with more context: "<prefix>: <reason>" ("<prefix>" if none was given

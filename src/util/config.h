@@ -4,14 +4,14 @@
  * top-level key of the file named by NIXL_CONFIG_FILE, else $HOME/.nixl.cfg, else
  * /etc/nixl.cfg. The file is read once, at the first lookup.
  */
-#ifndef NIXL_CORE_CONFIG_H
-#define NIXL_CORE_CONFIG_H
+#ifndef NIXL_UTIL_CONFIG_H
+#define NIXL_UTIL_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "nixl.h"
-#include "util/parse.h"
+#include "parse.h"
 
 /* Load the file if not done yet. NIXL_ERR_MISMATCH with a reason (file, line) on a parse
  * error; the error is remembered and returned by every later call. */
