@@ -1,18 +1,29 @@
 /*
- * nixl_plugin.h - the backend (south-bound) plugin ABI of libnixl. Plain C, versioned.
+ * nixl_plugin.h - the backend (south-bound) plugin ABI of libnixl. Plain C, made to grow.
  *
  * A plugin is a shared object named libplugin_<NAME>.so in NIXL_PLUGIN_DIR that exports
  *
- *     const nixl_backend_ops_t *nixl_plugin_init(void);
+ *     const nixl_plugin_t *nixl_c_plugin_entry(uint32_t host_abi_version);
  *
- * returning a table that lives as long as the process. Built-in plugins provide the same table
- * and are linked into libnixl. The first two fields are the table's size and the ABI version:
- * the loader refuses a table whose version differs from NIXL_PLUGIN_ABI_VERSION or that is
- * smaller than the fields it needs.
+ * returning a description that lives as long as the process. Built-in plugins provide the same
+ * description and are linked into libnixl (plugins/builtin.c). docs/plugin-guide.md walks
+ * through writing one, and gives the lifetime of every object.
  *
- * Operations take whole descriptor arrays: the core never calls a plugin once per descriptor on
- * a hot path. Every operation returns a nixl_status_t; on failure the plugin describes the
- * reason with host->set_error() (it becomes nixl_last_error() of the user's call).
+ * How the ABI grows (libfabric's fi_ops is the model):
+ *  - every table and every struct passed by pointer starts with its size (struct_size) as the
+ *    side that filled it was compiled; new fields and operations are only ever appended;
+ *  - an operation is present when the table is long enough to hold it and its pointer is set;
+ *    the core gives optional operations a default (a no-op, or NIXL_ERR_NOT_SUPPORTED), written
+ *    once in the core, so a plugin leaves out what it does not do;
+ *  - the plugin states the ABI it was built against and the oldest ABI of the host it needs
+ *    (abi_min); the core loads any plugin whose abi_min it meets, older or newer than itself.
+ * The elements of descriptor and blob arrays (nixl_be_desc_t, nixl_be_blob_t, ...) have a
+ * fixed layout: a change to one is a new operation, never a new field.
+ *
+ * Operations take whole descriptor arrays: the core never calls a plugin once per descriptor or
+ * once per region. Every operation returns a nixl_status_t; on failure the plugin gives the
+ * reason with NIXL_BE_ERR() (it becomes nixl_last_error() of the user's call, prefixed with the
+ * plugin's name by the host, so plugin messages never name their plugin themselves).
  *
  * Threading: the core serialises control operations (create, register, deregister, load,
  * unload, connect, disconnect) per engine. Data operations (prep, post, check, release,
@@ -22,16 +33,25 @@
 #ifndef NIXL_PLUGIN_H
 #define NIXL_PLUGIN_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "nixl.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define NIXL_PLUGIN_ABI_VERSION 1u
-#define NIXL_PLUGIN_INIT_SYMBOL "nixl_plugin_init"
+/* The ABI this header describes. ABI 3 appended estimate_cost to nixl_be_ops_t. */
+#define NIXL_PLUGIN_ABI_VERSION 3u
+/* The oldest ABI this header can still describe: a plugin built against ABI 2 loads. */
+#define NIXL_PLUGIN_ABI_OLDEST 2u
+#define NIXL_PLUGIN_ENTRY_SYMBOL "nixl_c_plugin_entry"
+/* The entry point of the reference NIXL's C++ plugins (and of this library's ABI 1): a file
+ * that exports it instead of ours is refused by name, without loading it. */
+#define NIXL_PLUGIN_FOREIGN_SYMBOL "nixl_plugin_init"
 
-/* Capabilities (nixl_backend_ops_t.caps). A remote-capable engine must support notifications. */
+/* Capabilities (nixl_plugin_info_t.caps). A remote-capable engine must support notifications. */
 #define NIXL_BE_CAP_REMOTE (1u << 0) /* transfers with other agents; has conn info and blobs */
 #define NIXL_BE_CAP_LOCAL (1u << 1)  /* transfers with the agent itself (loopback, storage) */
 #define NIXL_BE_CAP_NOTIF (1u << 2)  /* notifications */
@@ -51,34 +71,54 @@ typedef struct nixl_be_engine nixl_be_engine_t; /* one engine (plugin-defined) *
 typedef struct nixl_be_md nixl_be_md_t;         /* metadata of one local or remote region */
 typedef struct nixl_be_req nixl_be_req_t;       /* a prepared transfer */
 
-/** Services of the core that a plugin may call. */
-typedef struct nixl_host {
+/**
+ * Services of the core that a plugin may call. One host per engine, valid from create() until
+ * destroy() returns; pass it back as the first argument: the core knows from it which plugin
+ * and engine speaks.
+ */
+typedef struct nixl_host nixl_host_t;
+struct nixl_host {
     size_t struct_size;
-    void *ctx; /* pass back as the first argument of notif() */
     /** Deliver a notification from `agent` (binary-safe payload). Any thread; copies its input. */
-    void (*notif)(void *ctx, const char *agent, size_t agent_len, const void *msg, size_t len);
-    /** Log through the library's logger (respects NIXL_LOG_LEVEL). */
-    void (*log)(nixl_log_level_t level, const char *fmt, ...)
+    void (*notif)(const nixl_host_t *host, const char *agent, size_t agent_len, const void *msg,
+                  size_t len);
+    /** Log through the library's logger (NIXL_LOG_LEVEL), prefixed with the plugin's name. */
+    void (*log)(const nixl_host_t *host, nixl_log_level_t level, const char *fmt, ...)
 #if defined(__GNUC__)
-        __attribute__((format(printf, 2, 3)))
-#endif
-        ;
-    /** Set the reason of the failure being returned (thread-local, like nixl_last_error()). */
-    void (*set_error)(const char *fmt, ...)
-#if defined(__GNUC__)
-        __attribute__((format(printf, 1, 2)))
+        __attribute__((format(printf, 3, 4)))
 #endif
         ;
     /** Whether a message at `level` would be printed (to skip building it). */
-    bool (*log_enabled)(nixl_log_level_t level);
-} nixl_host_t;
+    bool (*log_enabled)(const nixl_host_t *host, nixl_log_level_t level);
+    /**
+     * Give the reason of the failure `status` being returned: the reason becomes
+     * nixl_last_error() of the user's call (thread-local), prefixed with the plugin's name.
+     */
+    void (*fail)(const nixl_host_t *host, nixl_status_t status, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 3, 4)))
+#endif
+        ;
+};
 
-/** What an engine is created with. Everything is borrowed for the duration of create(). */
+/*
+ * The one set of logging and error helpers for plugins. NIXL_BE_ERR gives the reason and
+ * evaluates to `status` (evaluated twice: pass a constant or a variable), so a failure reads
+ * `return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "socket(): %s", strerror(errno));`.
+ */
+#define NIXL_BE_ERR(host, status, ...) ((host)->fail((host), (status), __VA_ARGS__), (status))
+#define NIXL_BE_LOG(host, level, ...)                                                         \
+    do {                                                                                      \
+        if ((host)->log_enabled((host), (level)))                                             \
+            (host)->log((host), (level), __VA_ARGS__);                                        \
+    } while (0)
+
+/** What an engine is created with. Everything but `host` is borrowed for the call. */
 typedef struct nixl_be_init {
     size_t struct_size;
     const char *local_agent;     /* the agent's name */
     const char *type;            /* the plugin name */
-    const nixl_param_t *params;  /* the user's parameters */
+    const nixl_param_t *params;  /* the user's parameters, then defaults the user did not set */
     size_t num_params;
     bool enable_prog_thread;     /* the agent allows a progress thread */
     uint64_t pthr_delay_us;      /* progress-thread wake-up period */
@@ -95,14 +135,31 @@ typedef struct nixl_be_desc {
     nixl_be_md_t *md;
 } nixl_be_desc_t;
 
-/** A region blob handed to load_remote_md (borrowed for the call). */
+/** A blob (borrowed or owned as each operation says). */
 typedef struct nixl_be_blob {
     const void *data;
     size_t len;
 } nixl_be_blob_t;
 
+/**
+ * A list of metadata handles read in place: handle i is the pointer at base + i * stride. The
+ * core keeps handles inside its own region records, so it passes them without copying; a plain
+ * array is {array, sizeof(nixl_be_md_t *), count}. Read it with nixl_be_md_at().
+ */
+typedef struct nixl_be_mds {
+    const void *base;
+    size_t stride;
+    size_t count;
+} nixl_be_mds_t;
+
+static inline nixl_be_md_t *nixl_be_md_at(const nixl_be_mds_t *mds, size_t i)
+{
+    return *(nixl_be_md_t *const *)(const void *)((const char *)mds->base + i * mds->stride);
+}
+
 /** Per-post options. */
 typedef struct nixl_be_xfer_opts {
+    size_t struct_size;
     bool has_notif;
     const void *notif;
     size_t notif_len;
@@ -110,18 +167,16 @@ typedef struct nixl_be_xfer_opts {
     size_t custom_param_len;
 } nixl_be_xfer_opts_t;
 
-/** The plugin table. Optional operations may be NULL. */
-typedef struct nixl_backend_ops {
-    size_t struct_size;   /* sizeof(nixl_backend_ops_t) as the plugin was compiled */
-    uint32_t abi_version; /* NIXL_PLUGIN_ABI_VERSION */
-    const char *name;     /* plugin name, e.g. "SHM"; must match the file name */
-    const char *version;  /* plugin version string */
-    uint32_t caps;        /* NIXL_BE_CAP_* */
-    nixl_mem_mask_t mems; /* supported memory types */
-    const nixl_param_t *default_params; /* advertised parameters and their defaults */
-    size_t num_default_params;
+/**
+ * The engine operations. Required: create, destroy, register_mem, deregister_mem, prep_xfer,
+ * post_xfer, check_xfer, release_req; a remote-capable plugin also needs get_conn_info,
+ * get_public_blobs, load_remote_conn, load_remote_md and gen_notif, a local-capable one
+ * load_local_md. Everything else is optional, with the default named at the operation.
+ */
+typedef struct nixl_be_ops {
+    size_t struct_size; /* sizeof(nixl_be_ops_t) as the plugin was compiled */
 
-    /** Create an engine. On failure set the reason and return an error (no engine). */
+    /** Create an engine. On failure give the reason and return an error (no engine). */
     nixl_status_t (*create)(const nixl_be_init_t *init, nixl_be_engine_t **out);
     /** Destroy an engine; all requests are released and all regions deregistered before. */
     void (*destroy)(nixl_be_engine_t *eng);
@@ -134,15 +189,18 @@ typedef struct nixl_backend_ops {
                                   const nixl_reg_desc_t *descs, size_t count,
                                   nixl_be_md_t **out_mds);
     /** Deregister regions registered earlier. */
-    void (*deregister_mem)(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+    void (*deregister_mem)(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 
     /* ---- remote-capable engines (NIXL_BE_CAP_REMOTE) ---- */
 
     /** The engine's connection info (owned by the engine, stable for its life). */
     nixl_status_t (*get_conn_info)(nixl_be_engine_t *eng, const void **blob, size_t *len);
-    /** The blob peers need for a local region (owned by the md, valid until deregistered). */
-    nixl_status_t (*get_public_blob)(nixl_be_engine_t *eng, nixl_be_md_t *md,
-                                     const void **blob, size_t *len);
+    /**
+     * The blobs peers need for local regions: out[i] for mds[i] (owned by the md, valid until
+     * it is deregistered).
+     */
+    nixl_status_t (*get_public_blobs)(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                      nixl_be_blob_t *out);
     /**
      * Store a peer's connection info. Return NIXL_ERR_NOT_SUPPORTED (with a reason) when the
      * peer cannot be reached by this engine at all (another host for a same-host engine): the
@@ -157,16 +215,17 @@ typedef struct nixl_backend_ops {
 
     /* ---- local-capable engines (NIXL_BE_CAP_LOCAL) ---- */
 
-    /** Loopback target metadata for local regions (may return the same pointers). */
-    nixl_status_t (*load_local_md)(nixl_be_engine_t *eng, nixl_be_md_t *const *mds,
-                                   size_t count, nixl_be_md_t **out_mds);
+    /** Loopback target metadata for local regions: out_mds[i] for mds[i] (may be the same). */
+    nixl_status_t (*load_local_md)(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                   nixl_be_md_t **out_mds);
 
-    /** Free metadata from load_remote_md / load_local_md. */
-    void (*unload_md)(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+    /** Free metadata from load_remote_md / load_local_md. Default: nothing to free. */
+    void (*unload_md)(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 
-    /** Connect to a peer whose connection info is loaded (may be a no-op). */
+    /** Connect to a peer whose connection info is loaded. Default: success, nothing done. */
     nixl_status_t (*connect)(nixl_be_engine_t *eng, const char *agent);
-    /** Forget a peer: connection info, connections. Requests to it fail afterwards. */
+    /** Forget a peer: connection info, connections. Requests to it fail afterwards. Default:
+     * success, nothing done. */
     nixl_status_t (*disconnect)(nixl_be_engine_t *eng, const char *agent);
 
     /* ---- transfers ---- */
@@ -192,32 +251,74 @@ typedef struct nixl_backend_ops {
     nixl_status_t (*check_xfer)(nixl_be_engine_t *eng, nixl_be_req_t *req);
     /**
      * Free a request, aborting it if it is in flight, without blocking for long. An error
-     * means the transfer could not be stopped: the request stays valid.
+     * means the transfer could not be stopped: the request stays valid, and the core keeps it
+     * and asks again later.
      */
     nixl_status_t (*release_req)(nixl_be_engine_t *eng, nixl_be_req_t *req);
 
     /* ---- notifications (NIXL_BE_CAP_NOTIF) ---- */
 
-    /** Send a standalone notification to a peer (or to the own agent name). */
+    /** Send a standalone notification to a peer (or to the own agent name). Required with
+     * NIXL_BE_CAP_NOTIF; default without it: NIXL_ERR_NOT_SUPPORTED. */
     nixl_status_t (*gen_notif)(nixl_be_engine_t *eng, const char *agent, const void *msg,
                                size_t len);
-    /** Optional: make progress so pending notifications are delivered through host->notif. */
+    /** Make progress so pending notifications are delivered through host->notif. Default:
+     * success, nothing done (engines with their own progress thread). */
     nixl_status_t (*progress)(nixl_be_engine_t *eng);
 
     /* ---- optional ---- */
 
-    /** Per-descriptor facts about storage objects; out[i] for descs[i]. */
+    /**
+     * Per-descriptor facts about storage objects; out[i] for descs[i]. The core gives zeroed
+     * responses and packs them afterwards: set only has_value and params (items allocated with
+     * malloc, keys and values with strdup); the core takes ownership. Default:
+     * NIXL_ERR_NOT_SUPPORTED.
+     */
     nixl_status_t (*query_mem)(nixl_be_engine_t *eng, nixl_mem_t type,
                                const nixl_reg_desc_t *descs, size_t count,
                                nixl_query_resp_t *out);
-    /** Estimated duration of a prepared request. */
+
+    /* ---- appended in ABI 3 ---- */
+
+    /** Estimated duration of a prepared request. Default: NIXL_ERR_NOT_SUPPORTED. */
     nixl_status_t (*estimate_cost)(nixl_be_engine_t *eng, nixl_be_req_t *req,
                                    int64_t *duration_us, int64_t *err_margin_us,
                                    nixl_cost_t *method);
-} nixl_backend_ops_t;
+} nixl_be_ops_t;
 
-/** The entry point a plugin exports (NIXL_PLUGIN_INIT_SYMBOL). */
-typedef const nixl_backend_ops_t *(*nixl_plugin_init_fn)(void);
+/** What the plugin is, apart from what its engines do. */
+typedef struct nixl_plugin_info {
+    size_t struct_size;
+    const char *name;     /* plugin name, e.g. "SHM"; must match the file name */
+    const char *version;  /* plugin version string */
+    uint32_t caps;        /* NIXL_BE_CAP_* */
+    nixl_mem_mask_t mems; /* supported memory types */
+    const nixl_param_t *default_params; /* advertised parameters and their defaults */
+    size_t num_default_params;
+} nixl_plugin_info_t;
+
+/** What the entry point returns: static, lives as long as the process. */
+typedef struct nixl_plugin {
+    size_t struct_size;
+    uint32_t abi_version; /* NIXL_PLUGIN_ABI_VERSION of the header the plugin was built with */
+    uint32_t abi_min;     /* the oldest host ABI that has everything the plugin needs */
+    const nixl_plugin_info_t *info;
+    const nixl_be_ops_t *ops;
+} nixl_plugin_t;
+
+/**
+ * The entry point a plugin exports (NIXL_PLUGIN_ENTRY_SYMBOL). `host_abi_version` is the
+ * host's NIXL_PLUGIN_ABI_VERSION: a plugin may adapt to an older host, or return NULL (after
+ * nothing else) when it cannot.
+ */
+typedef const nixl_plugin_t *(*nixl_plugin_entry_fn)(uint32_t host_abi_version);
+
+/* Fill the ABI fields of a plugin's description. */
+#define NIXL_PLUGIN_DESCRIPTION(info_ptr, ops_ptr)                                            \
+    {                                                                                         \
+        .struct_size = sizeof(nixl_plugin_t), .abi_version = NIXL_PLUGIN_ABI_VERSION,         \
+        .abi_min = NIXL_PLUGIN_ABI_OLDEST, .info = (info_ptr), .ops = (ops_ptr),              \
+    }
 
 /**
  * The plugins linked into libnixl itself (defined by plugins/builtin.c, the one place that
@@ -225,18 +326,10 @@ typedef const nixl_backend_ops_t *(*nixl_plugin_init_fn)(void);
  */
 typedef struct nixl_builtin_plugin {
     const char *name;
-    nixl_plugin_init_fn init;
+    nixl_plugin_entry_fn entry;
 } nixl_builtin_plugin_t;
 extern const nixl_builtin_plugin_t nixl_builtin_plugins[];
 extern const size_t nixl_num_builtin_plugins;
-
-/*
- * query_mem results: a plugin fills out[i].params with memory it allocates through
- * nixl_plugin_params_alloc() so the user can release the whole array with nixl_free(). The
- * core gives the plugin zeroed responses and packs them afterwards; plugins must only set
- * has_value and params (items allocated with malloc, keys and values with strdup): the core
- * takes ownership.
- */
 
 #ifdef __cplusplus
 }

@@ -37,7 +37,8 @@ static bool get_bool(const nixl_be_init_t *init, const char *key, bool *out)
         return true;
     if (nixl_parse_bool(v, out))
         return true;
-    init->host->set_error("POSIX: parameter %s='%s' is not a boolean", key, v);
+    (void)NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM, "parameter %s='%s' is not a boolean", key,
+                      v);
     return false;
 }
 
@@ -50,8 +51,9 @@ static bool get_u64(const nixl_be_init_t *init, const char *key, uint64_t def, u
         return true;
     if (nixl_parse_u64(v, out) && *out >= min && *out <= max)
         return true;
-    init->host->set_error("POSIX: parameter %s='%s' must be a number from %llu to %llu", key, v,
-                          (unsigned long long)min, (unsigned long long)max);
+    (void)NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                      "parameter %s='%s' must be a number from %llu to %llu", key, v,
+                      (unsigned long long)min, (unsigned long long)max);
     return false;
 }
 
@@ -66,9 +68,9 @@ nixl_status_t px_params_parse(const nixl_be_init_t *init, px_params_t *out)
         !get_u64(init, "num_threads", 16, 1, PX_MAX_THREADS, &threads))
         return NIXL_ERR_INVALID_PARAM;
     if ((int)p.want_uring + (int)p.want_aio + (int)p.want_pool > 1) {
-        init->host->set_error("POSIX: use_uring, use_aio and use_posix_aio are exclusive; "
-                              "set at most one of them to true");
-        return NIXL_ERR_INVALID_PARAM;
+        return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                           "use_uring, use_aio and use_posix_aio are exclusive; "
+                           "set at most one of them to true");
     }
     p.pool_threads = (unsigned)threads;
     *out = p;

@@ -81,12 +81,12 @@ static nixl_status_t io_choose(nixl_be_engine_t *eng)
             eng->kind = order[i];
             return NIXL_SUCCESS;
         }
-        PX_LOG(eng, i == 0 && asked ? NIXL_LOG_WARN : NIXL_LOG_INFO,
-               "POSIX: %s engine unavailable (%s); trying %s", kind_names[order[i]], why,
-               i + 1 < n ? kind_names[order[i + 1]] : "nothing else");
+        NIXL_BE_LOG(eng->host, i == 0 && asked ? NIXL_LOG_WARN : NIXL_LOG_INFO,
+                    "%s engine unavailable (%s); trying %s", kind_names[order[i]], why,
+                    i + 1 < n ? kind_names[order[i + 1]] : "nothing else");
     }
-    eng->host->set_error("POSIX: no I/O engine could be started (last: %s)", why);
-    return NIXL_ERR_BACKEND;
+    return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "no I/O engine could be started (last: %s)",
+                       why);
 }
 
 static void px_destroy(nixl_be_engine_t *eng)
@@ -96,8 +96,8 @@ static void px_destroy(nixl_be_engine_t *eng)
     if (eng->io)
         eng->io->ops->destroy(eng->io);
     if (eng->live_reqs)
-        PX_LOG(eng, NIXL_LOG_WARN, "POSIX: engine destroyed with %zu request(s) alive",
-               eng->live_reqs);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "engine destroyed with %zu request(s) alive",
+                    eng->live_reqs);
     pthread_cond_destroy(&eng->done_cv);
     pthread_mutex_destroy(&eng->lock);
     free(eng->files);
@@ -114,8 +114,7 @@ static nixl_status_t px_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
         return st;
     nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
     if (!eng) {
-        init->host->set_error("POSIX: out of memory");
-        return NIXL_ERR_BACKEND;
+        return NIXL_BE_ERR(init->host, NIXL_ERR_BACKEND, "out of memory");
     }
     eng->host = init->host;
     eng->params = params;
@@ -126,38 +125,30 @@ static nixl_status_t px_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
         px_destroy(eng);
         return st;
     }
-    PX_LOG(eng, NIXL_LOG_INFO, "POSIX: engine of '%s' uses %s (kernel_queue_size %llu, "
-           "ios_pool_size %llu, %u thread(s))", init->local_agent ? init->local_agent : "",
-           kind_names[eng->kind], (unsigned long long)params.kernel_queue_size,
-           (unsigned long long)params.ios_pool_size,
-           eng->kind == PX_POOL ? params.pool_threads : 1);
+    NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
+                "engine of '%s' uses %s (kernel_queue_size %llu, "
+                "ios_pool_size %llu, %u thread(s))",
+                init->local_agent ? init->local_agent : "", kind_names[eng->kind],
+                (unsigned long long)params.kernel_queue_size,
+                (unsigned long long)params.ios_pool_size,
+                eng->kind == PX_POOL ? params.pool_threads : 1);
     *out = eng;
     return NIXL_SUCCESS;
 }
 
-static nixl_status_t px_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds,
-                                      size_t count, nixl_be_md_t **out)
+/* The loopback target is the registration itself, so there is nothing to unload either (the
+ * core's default unload_md). */
+static nixl_status_t px_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                      nixl_be_md_t **out)
 {
     (void)eng;
-    for (size_t i = 0; i < count; i++)
-        out[i] = mds[i]; /* the loopback target is the registration itself */
+    for (size_t i = 0; i < mds->count; i++)
+        out[i] = nixl_be_md_at(mds, i);
     return NIXL_SUCCESS;
 }
 
-static void px_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
-{
-    (void)eng, (void)mds, (void)count; /* same objects as the registrations */
-}
-
-static nixl_status_t px_connect(nixl_be_engine_t *eng, const char *agent)
-{
-    (void)eng, (void)agent;
-    return NIXL_SUCCESS;
-}
-
-static const nixl_backend_ops_t px_ops = {
-    .struct_size = sizeof(nixl_backend_ops_t),
-    .abi_version = NIXL_PLUGIN_ABI_VERSION,
+static const nixl_plugin_info_t px_info = {
+    .struct_size = sizeof(nixl_plugin_info_t),
     .name = PX_NAME,
     .version = "0.1.0",
     .caps = NIXL_BE_CAP_LOCAL,
@@ -165,14 +156,16 @@ static const nixl_backend_ops_t px_ops = {
             NIXL_MEM_BIT(NIXL_BLK_SEG),
     .default_params = px_default_params,
     .num_default_params = sizeof(px_default_params) / sizeof(px_default_params[0]),
+};
+
+/* Storage needs no connections: connect, disconnect and unload_md are the core's defaults. */
+static const nixl_be_ops_t px_ops = {
+    .struct_size = sizeof(nixl_be_ops_t),
     .create = px_create,
     .destroy = px_destroy,
     .register_mem = px_register_mem,
     .deregister_mem = px_deregister_mem,
     .load_local_md = px_load_local_md,
-    .unload_md = px_unload_md,
-    .connect = px_connect,
-    .disconnect = px_connect,
     .prep_xfer = px_prep_xfer,
     .post_xfer = px_post_xfer,
     .check_xfer = px_check_xfer,
@@ -181,9 +174,12 @@ static const nixl_backend_ops_t px_ops = {
 };
 
 /* The one symbol the plugin exports (it is built with hidden visibility). */
-__attribute__((visibility("default"))) const nixl_backend_ops_t *nixl_plugin_init(void);
+__attribute__((visibility("default"))) const nixl_plugin_t *
+nixl_c_plugin_entry(uint32_t host_abi_version);
 
-const nixl_backend_ops_t *nixl_plugin_init(void)
+const nixl_plugin_t *nixl_c_plugin_entry(uint32_t host_abi_version)
 {
-    return &px_ops;
+    static const nixl_plugin_t px_plugin = NIXL_PLUGIN_DESCRIPTION(&px_info, &px_ops);
+    (void)host_abi_version;
+    return &px_plugin;
 }

@@ -80,40 +80,39 @@ static nixl_status_t md_file(nixl_be_engine_t *eng, size_t i, const nixl_reg_des
     char buf[PX_PATH_MAX], err[PX_ERR_MAX + PX_PATH_MAX];
     px_spec_t spec;
     if (!px_spec_parse(d->meta, d->meta_len, buf, sizeof(buf), &spec, err, sizeof(err))) {
-        eng->host->set_error("POSIX: descriptor %zu: %s", i, err);
-        return NIXL_ERR_INVALID_PARAM;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "descriptor %zu: %s", i, err);
     }
     md->dev_id = d->dev_id;
     if (spec.is_spec) {
         if (file_in_use(eng, d->dev_id)) {
-            eng->host->set_error("POSIX: descriptor %zu: devId %llu already names an open file "
-                                 "of this engine; path mode needs one devId per file", i,
-                                 (unsigned long long)d->dev_id);
-            return NIXL_ERR_INVALID_PARAM;
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: devId %llu already names an open file "
+                               "of this engine; path mode needs one devId per file",
+                               i, (unsigned long long)d->dev_id);
         }
         md->fd = open(spec.path, spec.flags, 0644);
         if (md->fd < 0) {
-            eng->host->set_error("POSIX: descriptor %zu: cannot open '%s': %s", i, spec.path,
-                                 strerror(errno));
-            return NIXL_ERR_BACKEND;
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "descriptor %zu: cannot open '%s': %s",
+                               i, spec.path, strerror(errno));
         }
         if (!file_add(eng, d->dev_id)) {
             close(md->fd);
-            eng->host->set_error("POSIX: out of memory");
-            return NIXL_ERR_BACKEND;
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
         }
         md->owned = true;
     } else {
         if (d->dev_id > INT32_MAX || fcntl((int)d->dev_id, F_GETFL) < 0) {
-            eng->host->set_error("POSIX: descriptor %zu: devId %llu is not an open file "
-                                 "descriptor (and metaInfo is not a '<ro|rw>[,flags]:<path>' "
-                                 "spec)", i, (unsigned long long)d->dev_id);
-            return NIXL_ERR_INVALID_PARAM;
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: devId %llu is not an open file "
+                               "descriptor (and metaInfo is not a '<ro|rw>[,flags]:<path>' "
+                               "spec)",
+                               i, (unsigned long long)d->dev_id);
         }
         if (file_in_use(eng, d->dev_id)) {
-            eng->host->set_error("POSIX: descriptor %zu: devId %llu names a path-mode file of "
-                                 "this engine", i, (unsigned long long)d->dev_id);
-            return NIXL_ERR_INVALID_PARAM;
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: devId %llu names a path-mode file of "
+                               "this engine",
+                               i, (unsigned long long)d->dev_id);
         }
         md->fd = (int)d->dev_id;
     }
@@ -129,17 +128,17 @@ nixl_status_t px_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
     if (type != NIXL_DRAM_SEG && type != NIXL_FILE_SEG && type != NIXL_BLK_SEG) {
         /* The memory type by number: a plugin may not call into libnixl (it can be loaded
          * where libnixl's symbols are not global, e.g. from Python). */
-        eng->host->set_error("POSIX: cannot register memory type %d (DRAM, FILE and BLOCK "
-                             "only)", (int)type);
-        return NIXL_ERR_NOT_SUPPORTED;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "cannot register memory type %d (DRAM, FILE and BLOCK "
+                           "only)",
+                           (int)type);
     }
     size_t i = 0;
     nixl_status_t st = NIXL_SUCCESS;
     for (; i < count; i++) {
         nixl_be_md_t *md = calloc(1, sizeof(*md));
         if (!md) {
-            eng->host->set_error("POSIX: out of memory");
-            st = NIXL_ERR_BACKEND;
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
             break;
         }
         md->type = type;
@@ -160,10 +159,10 @@ nixl_status_t px_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
     return st;
 }
 
-void px_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+void px_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
-    for (size_t i = 0; i < count; i++)
-        md_free(eng, mds[i]);
+    for (size_t i = 0; i < mds->count; i++)
+        md_free(eng, nixl_be_md_at(mds, i));
 }
 
 static bool add_param(nixl_param_list_t *l, const char *key, unsigned long long v)
@@ -220,8 +219,8 @@ nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_re
         if (!out[i].params.items || !add_param(&out[i].params, "size", size) ||
             !add_param(&out[i].params, "mode", st.st_mode) ||
             !add_param(&out[i].params, "mtime", (unsigned long long)st.st_mtime)) {
-            eng->host->set_error("POSIX: out of memory");
-            return NIXL_ERR_BACKEND; /* the core frees what was filled */
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "out of memory"); /* the core frees what was filled */
         }
         out[i].has_value = true;
     }

@@ -122,7 +122,6 @@ struct nixl_be_engine {
     size_t nfiles, cap_files;
 };
 
-#define PX_LOG(eng, lvl, ...) ((eng)->host->log((lvl), __VA_ARGS__))
 
 /* posix_config.c */
 nixl_status_t px_params_parse(const nixl_be_init_t *init, px_params_t *out);
@@ -130,7 +129,7 @@ nixl_status_t px_params_parse(const nixl_be_init_t *init, px_params_t *out);
 /* posix_mem.c */
 nixl_status_t px_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                               const nixl_reg_desc_t *descs, size_t count, nixl_be_md_t **out);
-void px_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+void px_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_reg_desc_t *descs,
                            size_t count, nixl_query_resp_t *out);
 

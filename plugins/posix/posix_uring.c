@@ -95,7 +95,7 @@ static void *uring_thread(void *arg)
             continue;
         if (rc < 0 && rc != -EAGAIN && rc != -ETIME) {
             /* Not expected from a healthy ring: say so, and do not turn it into a busy loop. */
-            PX_LOG(eng, NIXL_LOG_ERROR, "POSIX: io_uring wait failed: %s", strerror(-rc));
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "io_uring wait failed: %s", strerror(-rc));
             usleep(1000);
         }
         pthread_mutex_lock(&eng->lock);

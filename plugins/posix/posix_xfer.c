@@ -26,21 +26,21 @@ nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_
 {
     (void)agent; /* the core only hands a local-only engine its own name */
     if (opts && opts->has_notif) {
-        eng->host->set_error("POSIX: storage transfers carry no notification");
-        return NIXL_ERR_NOT_SUPPORTED;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "storage transfers carry no notification");
     }
     if (count > eng->params.ios_pool_size) {
-        eng->host->set_error("POSIX: %zu descriptors in one request, more than ios_pool_size "
-                             "(%llu)", count, (unsigned long long)eng->params.ios_pool_size);
-        return NIXL_ERR_INVALID_PARAM;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "%zu descriptors in one request, more than ios_pool_size "
+                           "(%llu)",
+                           count, (unsigned long long)eng->params.ios_pool_size);
     }
     px_req_t *req = calloc(1, sizeof(*req));
     px_op_t *ops = calloc(count ? count : 1, sizeof(*ops));
     if (!req || !ops) {
         free(req);
         free(ops);
-        eng->host->set_error("POSIX: out of memory");
-        return NIXL_ERR_BACKEND;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     }
     nixl_status_t st = NIXL_SUCCESS;
     for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
@@ -50,21 +50,23 @@ nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_
             file = &local[i];
         }
         if (!mem->md || mem->md->type != NIXL_DRAM_SEG || !is_storage(file->md)) {
-            eng->host->set_error("POSIX: descriptor %zu: transfers go between DRAM and "
-                                 "FILE/BLOCK", i);
-            st = NIXL_ERR_INVALID_PARAM;
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                             "descriptor %zu: transfers go between DRAM and "
+                             "FILE/BLOCK",
+                             i);
         } else if (mem->len != file->len || file->addr > (uint64_t)INT64_MAX - file->len) {
-            eng->host->set_error("POSIX: descriptor %zu: lengths differ or offset %llu + %zu "
-                                 "overflows", i, (unsigned long long)file->addr, file->len);
-            st = NIXL_ERR_INVALID_PARAM;
-        } else if (file->md->direct && ((mem->addr | mem->len | file->addr) %
-                                        file->md->align)) {
-            eng->host->set_error("POSIX: descriptor %zu: the file is open with O_DIRECT, which "
-                                 "needs the buffer address, the length and the file offset "
-                                 "aligned to %u bytes (address 0x%llx, length %zu, offset "
-                                 "%llu)", i, file->md->align, (unsigned long long)mem->addr,
-                                 mem->len, (unsigned long long)file->addr);
-            st = NIXL_ERR_INVALID_PARAM;
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                             "descriptor %zu: lengths differ or offset %llu + %zu "
+                             "overflows",
+                             i, (unsigned long long)file->addr, file->len);
+        } else if (file->md->direct && ((mem->addr | mem->len | file->addr) % file->md->align)) {
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                             "descriptor %zu: the file is open with O_DIRECT, which "
+                             "needs the buffer address, the length and the file offset "
+                             "aligned to %u bytes (address 0x%llx, length %zu, offset "
+                             "%llu)",
+                             i, file->md->align, (unsigned long long)mem->addr, mem->len,
+                             (unsigned long long)file->addr);
         }
         ops[i] = (px_op_t){.req = req, .fd = file->md->fd, .buf = (char *)mem->addr,
                            .len = mem->len, .off = file->addr};
@@ -112,10 +114,10 @@ static void req_fail(px_req_t *req, const px_op_t *op, long err)
     unsigned long long at = op->off + op->done;
     size_t left = op->len - op->done;
     if (err)
-        snprintf(req->errmsg, sizeof(req->errmsg), "POSIX: descriptor %zu: %s of %zu bytes at "
+        snprintf(req->errmsg, sizeof(req->errmsg), "descriptor %zu: %s of %zu bytes at "
                  "offset %llu failed: %s", i, what, left, at, strerror((int)err));
     else
-        snprintf(req->errmsg, sizeof(req->errmsg), "POSIX: descriptor %zu: short %s: nothing "
+        snprintf(req->errmsg, sizeof(req->errmsg), "descriptor %zu: short %s: nothing "
                  "transferred at offset %llu with %zu bytes left (%s)", i, what, at, left,
                  req->write ? "no space left?" : "end of file: truncated?");
 }
@@ -212,12 +214,11 @@ nixl_status_t px_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_xfer_opts_t *opts)
 {
     if (opts && opts->has_notif) {
-        eng->host->set_error("POSIX: storage transfers carry no notification");
-        return NIXL_ERR_NOT_SUPPORTED;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "storage transfers carry no notification");
     }
     if (atomic_load(&req->state) == NIXL_IN_PROG) {
-        eng->host->set_error("POSIX: the request is still in flight");
-        return NIXL_ERR_REPOST_ACTIVE;
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE, "the request is still in flight");
     }
     if (req->nops == 0) {
         atomic_store(&req->state, NIXL_SUCCESS);
@@ -250,7 +251,8 @@ nixl_status_t px_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     int st = atomic_load_explicit(&req->state, memory_order_acquire);
     if (st < 0 && st != NIXL_ERR_NOT_POSTED)
-        eng->host->set_error("%s", req->errmsg); /* written before the state was published */
+        (void)NIXL_BE_ERR(eng->host, (nixl_status_t)st, "%s",
+                          req->errmsg); /* written before the state was published */
     return (nixl_status_t)st;
 }
 
@@ -296,9 +298,10 @@ nixl_status_t px_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
         }
         if (req->remaining > 0) {
             pthread_mutex_unlock(&eng->lock);
-            eng->host->set_error("POSIX: %zu I/Os of the request are still in the kernel after "
-                                 "%d ms", req->remaining, PX_RELEASE_WAIT_MS);
-            return NIXL_ERR_REPOST_ACTIVE;
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE,
+                               "%zu I/Os of the request are still in the kernel after "
+                               "%d ms",
+                               req->remaining, PX_RELEASE_WAIT_MS);
         }
     }
     req_free(eng, req);

@@ -5,7 +5,7 @@
 #include "nixl_plugin.h"
 
 /**
- * The SHM plugin table (name "SHM"; caps REMOTE, LOCAL, NOTIF; DRAM only). The table is static
+ * The SHM plugin (name "SHM"; caps REMOTE, LOCAL, NOTIF; DRAM only). Its description is static
  * and lives as long as the process. Parameters: "async_threshold" (bytes; default "0" =
  * never): posts of at least that many bytes are copied by a worker thread and return IN_PROG.
  * "notif_ring_size" (bytes, a power of two from 4 KiB to 64 MiB, or 0; default 256 KiB, not
@@ -13,6 +13,6 @@
  * connection (see shm_ring.c); 0 offers none, so peers send it notifications by socket. Rings
  * exist on x86-64 only.
  */
-const nixl_backend_ops_t *nixl_shm_plugin_init(void);
+const nixl_plugin_t *nixl_shm_plugin_entry(uint32_t host_abi_version);
 
 #endif

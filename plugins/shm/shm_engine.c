@@ -28,22 +28,21 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *thre
             continue;
         if (strcmp(p->key, "async_threshold") == 0) {
             if (!nixl_parse_u64(p->value, threshold)) {
-                init->host->set_error("SHM: async_threshold='%s' is not a byte count (a "
-                                      "decimal or 0x-hex integer; 0 disables the worker "
-                                      "thread)",
-                                      p->value ? p->value : "(null)");
-                return NIXL_ERR_INVALID_PARAM;
+                return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                                   "async_threshold='%s' is not a byte count (a "
+                                   "decimal or 0x-hex integer; 0 disables the worker "
+                                   "thread)",
+                                   p->value ? p->value : "(null)");
             }
         } else if (strcmp(p->key, "notif_ring_size") == 0) {
             uint64_t v;
             if (!nixl_parse_u64(p->value, &v) ||
                 (v && (v < SHM_RING_MIN || v > SHM_RING_MAX || (v & (v - 1))))) {
-                init->host->set_error("SHM: notif_ring_size='%s' must be 0 (no rings: "
-                                      "notifications by socket only) or a power of two from "
-                                      "%zu to %zu bytes",
-                                      p->value ? p->value : "(null)", SHM_RING_MIN,
-                                      SHM_RING_MAX);
-                return NIXL_ERR_INVALID_PARAM;
+                return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                                   "notif_ring_size='%s' must be 0 (no rings: "
+                                   "notifications by socket only) or a power of two from "
+                                   "%zu to %zu bytes",
+                                   p->value ? p->value : "(null)", SHM_RING_MIN, SHM_RING_MAX);
             }
             *ring_size = v;
         }
@@ -78,8 +77,8 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     const nixl_host_t *host = init->host;
     if (!init->local_agent || !*init->local_agent ||
         strlen(init->local_agent) > SHM_NAME_MAX) {
-        host->set_error("SHM: the agent name must be 1 to %u bytes", SHM_NAME_MAX);
-        return NIXL_ERR_INVALID_PARAM;
+        return NIXL_BE_ERR(host, NIXL_ERR_INVALID_PARAM, "the agent name must be 1 to %u bytes",
+                           SHM_NAME_MAX);
     }
 
     uint64_t threshold, ring_size;
@@ -125,17 +124,17 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         return st;
     }
     eng->conn_len = shm_conn_encode(&eng->info, eng->conn_blob);
-    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: engine of '%s' listening on @%s (async_threshold=%llu, "
-            "notif_ring_size=%zu)", eng->name, eng->info.sock_name,
-            (unsigned long long)threshold, eng->ring_size);
+    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                "engine of '%s' listening on @%s (async_threshold=%llu, "
+                "notif_ring_size=%zu)",
+                eng->name, eng->info.sock_name, (unsigned long long)threshold, eng->ring_size);
     *out = eng;
     return NIXL_SUCCESS;
 
 err_engine:
     shm_destroy(eng);
 err_oom:
-    host->set_error("SHM: out of memory creating the engine");
-    return NIXL_ERR_BACKEND;
+    return NIXL_BE_ERR(host, NIXL_ERR_BACKEND, "out of memory creating the engine");
 }
 
 static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
@@ -144,18 +143,18 @@ static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
 {
     (void)descs;
     if (type != NIXL_DRAM_SEG)
-        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED,
-                       "SHM: only DRAM_SEG can be registered (got %d); use UCX or a storage "
-                       "backend for other memory",
-                       (int)type);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "only DRAM_SEG can be registered (got %d); use UCX or a storage "
+                           "backend for other memory",
+                           (int)type);
     for (size_t i = 0; i < count; i++)
         out_mds[i] = (nixl_be_md_t *)&eng->local_md;
     return NIXL_SUCCESS;
 }
 
-static void shm_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+static void shm_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
-    (void)eng, (void)mds, (void)count; /* registration allocated nothing */
+    (void)eng, (void)mds; /* registration allocated nothing */
 }
 
 static nixl_status_t shm_get_conn_info(nixl_be_engine_t *eng, const void **blob, size_t *len)
@@ -165,13 +164,14 @@ static nixl_status_t shm_get_conn_info(nixl_be_engine_t *eng, const void **blob,
     return NIXL_SUCCESS;
 }
 
-static nixl_status_t shm_get_public_blob(nixl_be_engine_t *eng, nixl_be_md_t *md,
-                                         const void **blob, size_t *len)
+static nixl_status_t shm_get_public_blobs(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                          nixl_be_blob_t *out)
 {
     static const uint8_t empty[1];
-    (void)eng, (void)md;
-    *blob = empty; /* peers need only the addresses, which the core sends anyway */
-    *len = 0;
+    (void)eng;
+    /* Peers need only the addresses, which the core sends anyway. */
+    for (size_t i = 0; i < mds->count; i++)
+        out[i] = (nixl_be_blob_t){.data = empty, .len = 0};
     return NIXL_SUCCESS;
 }
 
@@ -182,13 +182,13 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
 {
     (void)descs;
     if (type != NIXL_DRAM_SEG)
-        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "SHM: only DRAM_SEG regions (got %d)",
-                       (int)type);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED, "only DRAM_SEG regions (got %d)",
+                           (int)type);
     for (size_t i = 0; i < count; i++)
         if (blobs && blobs[i].len != 0)
-            return SHM_ERR(eng, NIXL_ERR_MISMATCH,
-                           "SHM: region %zu of '%s' has a %zu-byte blob; SHM regions have none",
-                           i, agent, blobs[i].len);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                               "region %zu of '%s' has a %zu-byte blob; SHM regions have none", i,
+                               agent, blobs[i].len);
 
     shm_peer_t *peer;
     if (strcmp(agent, eng->name) == 0) {
@@ -197,8 +197,8 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
     } else {
         peer = shm_peer_find(eng, agent);
         if (!peer)
-            return SHM_ERR(eng, NIXL_ERR_NOT_FOUND,
-                           "SHM: no connection info loaded for agent '%s'", agent);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
+                               "no connection info loaded for agent '%s'", agent);
     }
     /* One reference per md handed out (unload_md drops them per md), taken at once. */
     if (count == 0)
@@ -210,13 +210,14 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
     return NIXL_SUCCESS;
 }
 
-static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds,
-                                       size_t count, nixl_be_md_t **out_mds)
+static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                       nixl_be_md_t **out_mds)
 {
+    size_t count = mds->count;
     for (size_t i = 0; i < count; i++)
-        if ((const shm_md_hdr_t *)mds[i] != &eng->local_md)
-            return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                           "SHM: load_local_md: md %zu was not registered by this engine", i);
+        if ((const shm_md_hdr_t *)nixl_be_md_at(mds, i) != &eng->local_md)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "load_local_md: md %zu was not registered by this engine", i);
     if (count)
         shm_peer_ref(eng->self, count);
     for (size_t i = 0; i < count; i++)
@@ -224,37 +225,40 @@ static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *cons
     return NIXL_SUCCESS;
 }
 
-static void shm_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
     (void)eng;
     /* Lists are normally runs of one peer: drop each run's references with one atomic op. */
-    size_t i = 0;
+    size_t i = 0, count = mds->count;
     while (i < count) {
         size_t j = i + 1;
-        while (j < count && mds[j] == mds[i])
+        while (j < count && nixl_be_md_at(mds, j) == nixl_be_md_at(mds, i))
             j++;
-        shm_md_hdr_t *h = (shm_md_hdr_t *)mds[i];
+        shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
         if (h && h->kind == SHM_MD_PEER)
             shm_peer_unref((shm_peer_t *)h, j - i);
         i = j;
     }
 }
 
-static const nixl_backend_ops_t shm_ops = {
-    .struct_size = sizeof(nixl_backend_ops_t),
-    .abi_version = NIXL_PLUGIN_ABI_VERSION,
+static const nixl_plugin_info_t shm_info = {
+    .struct_size = sizeof(nixl_plugin_info_t),
     .name = "SHM",
     .version = "0.1.0",
     .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
     .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG),
     .default_params = shm_default_params,
     .num_default_params = sizeof(shm_default_params) / sizeof(shm_default_params[0]),
+};
+
+static const nixl_be_ops_t shm_ops = {
+    .struct_size = sizeof(nixl_be_ops_t),
     .create = shm_create,
     .destroy = shm_destroy,
     .register_mem = shm_register_mem,
     .deregister_mem = shm_deregister_mem,
     .get_conn_info = shm_get_conn_info,
-    .get_public_blob = shm_get_public_blob,
+    .get_public_blobs = shm_get_public_blobs,
     .load_remote_conn = shm_load_remote_conn,
     .load_remote_md = shm_load_remote_md,
     .load_local_md = shm_load_local_md,
@@ -269,7 +273,9 @@ static const nixl_backend_ops_t shm_ops = {
     .progress = shm_progress,
 };
 
-const nixl_backend_ops_t *nixl_shm_plugin_init(void)
+const nixl_plugin_t *nixl_shm_plugin_entry(uint32_t host_abi_version)
 {
-    return &shm_ops;
+    static const nixl_plugin_t shm_plugin = NIXL_PLUGIN_DESCRIPTION(&shm_info, &shm_ops);
+    (void)host_abi_version;
+    return &shm_plugin;
 }

@@ -172,8 +172,8 @@ static void accept_all(nixl_be_engine_t *eng)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno != EAGAIN)
-                SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: accept on @%s: %s", eng->info.sock_name,
-                        strerror(errno));
+                NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "accept on @%s: %s", eng->info.sock_name,
+                            strerror(errno));
             return;
         }
         shm_conn_t *conn = malloc(sizeof(*conn));
@@ -181,8 +181,8 @@ static void accept_all(nixl_be_engine_t *eng)
         uint32_t slot = conn ? shm_slot_add(eng, SHM_SLOT_CONN, conn, &data) : SHM_SLOT_NONE;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = data};
         if (slot == SHM_SLOT_NONE || epoll_ctl(eng->ep_in, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: dropping an incoming connection: %s",
-                    slot == SHM_SLOT_NONE ? "out of memory" : strerror(errno));
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "dropping an incoming connection: %s",
+                        slot == SHM_SLOT_NONE ? "out of memory" : strerror(errno));
             if (slot != SHM_SLOT_NONE)
                 shm_slot_free(eng, slot);
             free(conn);
@@ -220,7 +220,7 @@ static void accept_all(nixl_be_engine_t *eng)
 static void deliver(nixl_be_engine_t *eng, const uint8_t *body, uint32_t name_len,
                     uint64_t msg_len)
 {
-    eng->host->notif(eng->host->ctx, (const char *)body, name_len, body + name_len,
+    eng->host->notif(eng->host, (const char *)body, name_len, body + name_len,
                      (size_t)msg_len);
 }
 
@@ -230,22 +230,26 @@ static bool frame_notif(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *
 {
     if (has_seq) {
         if (!conn->helo) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: a numbered notification before SHMH; closing "
-                    "the connection");
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                        "a numbered notification before SHMH; closing "
+                        "the connection");
             return false;
         }
         bool blocked = false;
         if (!shm_ring_drain(eng, conn, seq, &blocked))
             return false;
         if (seq != conn->next_seq) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: notification %llu from '%.*s' arrived while %llu "
-                    "was expected; closing the connection", (unsigned long long)seq,
-                    (int)conn->name_len, conn->name, (unsigned long long)conn->next_seq);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                        "notification %llu from '%.*s' arrived while %llu "
+                        "was expected; closing the connection",
+                        (unsigned long long)seq, (int)conn->name_len, conn->name,
+                        (unsigned long long)conn->next_seq);
             return false;
         }
     } else if (conn->helo) {
-        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: an unnumbered notification after SHMH; closing the "
-                "connection");
+        NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                    "an unnumbered notification after SHMH; closing the "
+                    "connection");
         return false;
     }
     deliver(eng, body, name_len, msg_len);
@@ -258,13 +262,13 @@ static bool frame_helo(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *n
                        uint32_t len)
 {
     if (conn->helo || !conn->ring) {
-        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: unexpected SHMH (%s); closing the connection",
-                conn->helo ? "twice" : "no ring was offered");
+        NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "unexpected SHMH (%s); closing the connection",
+                    conn->helo ? "twice" : "no ring was offered");
         return false;
     }
     conn->name = malloc(len);
     if (!conn->name) {
-        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: out of memory; closing a connection");
+        NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "out of memory; closing a connection");
         return false;
     }
     memcpy(conn->name, name, len);
@@ -274,8 +278,8 @@ static bool frame_helo(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *n
     conn->helo = true;
     eng->nconns_in--;
     if (epoll_ctl(eng->ep_fd, EPOLL_CTL_ADD, conn->fd, &ev) != 0) {
-        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: epoll_ctl: %s; closing a connection",
-                strerror(errno));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "epoll_ctl: %s; closing a connection",
+                    strerror(errno));
         return false;
     }
     /* The initiator starts with doorbells on, which IDLE means; POLL turns them off. */
@@ -299,8 +303,10 @@ static void frame_ack(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t gen)
 
 static bool malformed(nixl_be_engine_t *eng, uint32_t magic, uint32_t x, uint64_t y)
 {
-    SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: malformed frame (magic 0x%08x, %u, %llu); closing the "
-            "connection", magic, x, (unsigned long long)y);
+    NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                "malformed frame (magic 0x%08x, %u, %llu); closing the "
+                "connection",
+                magic, x, (unsigned long long)y);
     return false;
 }
 
@@ -354,8 +360,10 @@ static bool parse_frames(nixl_be_engine_t *eng, shm_conn_t *conn)
         if (hlen + body > SHM_RBUF) {
             conn->big = malloc(body);
             if (!conn->big) {
-                SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: out of memory for a %zu-byte notification; "
-                        "closing the connection", body);
+                NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                            "out of memory for a %zu-byte notification; "
+                            "closing the connection",
+                            body);
                 ok = false;
                 break;
             }
@@ -415,10 +423,11 @@ static int conn_read(nixl_be_engine_t *eng, shm_conn_t *conn)
             break;
         if (n <= 0) {
             if (n < 0)
-                SHM_LOG(eng, NIXL_LOG_WARN, "SHM: reading notifications: %s", strerror(errno));
+                NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "reading notifications: %s", strerror(errno));
             if (conn->rlen || conn->big)
-                SHM_LOG(eng, NIXL_LOG_WARN, "SHM: a sender closed its connection in the "
-                        "middle of a notification; it is dropped");
+                NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                            "a sender closed its connection in the "
+                            "middle of a notification; it is dropped");
             return CONN_EOF;
         }
         budget -= (size_t)n < budget ? (size_t)n : budget;
@@ -466,9 +475,11 @@ static void conn_last_records(nixl_be_engine_t *eng, shm_conn_t *conn)
             memcpy(h + first, conn->ring->base, SHM_REC_HDR - first);
         }
         uint64_t seq = shm_get_u64(h + 8);
-        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: '%.*s' closed its connection with notifications "
-                "%llu to %llu unsent; they are lost", (int)conn->name_len, conn->name,
-                (unsigned long long)conn->next_seq, (unsigned long long)seq - 1);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "'%.*s' closed its connection with notifications "
+                    "%llu to %llu unsent; they are lost",
+                    (int)conn->name_len, conn->name, (unsigned long long)conn->next_seq,
+                    (unsigned long long)seq - 1);
         conn->next_seq = seq;
     }
 }
@@ -522,8 +533,8 @@ static void peer_event(nixl_be_engine_t *eng, shm_peer_t *peer, uint32_t events)
     }
     if (gone || atomic_load(&peer->dead)) {
         atomic_store(&peer->dead, true);
-        SHM_LOG(eng, NIXL_LOG_INFO, "SHM: agent '%s' (pid %d) disconnected", peer->name,
-                (int)peer->pid);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_INFO, "agent '%s' (pid %d) disconnected", peer->name,
+                    (int)peer->pid);
         shm_peer_close_conn(eng, peer); /* may drop the last reference */
     }
 }
@@ -575,7 +586,7 @@ static void set_inbound_attached(nixl_be_engine_t *eng, bool on)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = eng->ep_in_data};
     if (epoll_ctl(eng->ep_fd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, eng->ep_in, &ev) != 0)
-        SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: epoll_ctl on the inbound set: %s", strerror(errno));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "epoll_ctl on the inbound set: %s", strerror(errno));
 }
 
 /* Polling started or stopped: tell the ring users (shm_ring.c, "Wake-ups"). ev_lock held. */
@@ -583,8 +594,8 @@ static void set_polling(nixl_be_engine_t *eng, bool on)
 {
     set_inbound_attached(eng, !on);
     eng->polling = on;
-    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: '%s': progress() %s", eng->name,
-            on ? "is being called: rings are polled" : "stopped: initiators ring doorbells");
+    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "'%s': progress() %s", eng->name,
+                on ? "is being called: rings are polled" : "stopped: initiators ring doorbells");
     uint64_t now = nixl_now_ms();
     for (shm_conn_t *c = eng->conns, *next; c; c = next) {
         next = c->next;
@@ -654,8 +665,8 @@ static void *event_main(void *arg)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: event thread stops: epoll_wait: %s",
-                    strerror(errno));
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "event thread stops: epoll_wait: %s",
+                        strerror(errno));
             return NULL;
         }
         /* A thread spinning in progress() can keep ev_lock for long stretches (mutexes do
@@ -772,21 +783,21 @@ nixl_status_t shm_event_start(nixl_be_engine_t *eng)
     eng->free_slot = SHM_SLOT_NONE;
     eng->listen_fd = bind_listener(eng);
     if (eng->listen_fd < 0)
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: cannot bind a unix socket: %s",
-                       strerror(errno));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "cannot bind a unix socket: %s",
+                           strerror(errno));
     eng->ep_fd = epoll_create1(EPOLL_CLOEXEC);
     eng->ep_in = epoll_create1(EPOLL_CLOEXEC);
     eng->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (eng->ep_fd < 0 || eng->ep_in < 0 || eng->wake_fd < 0)
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: epoll/eventfd: %s", strerror(errno));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "epoll/eventfd: %s", strerror(errno));
     if (watch(eng, eng->listen_fd, SHM_SLOT_LISTEN, NULL) != NIXL_SUCCESS ||
         watch(eng, eng->wake_fd, SHM_SLOT_WAKE, NULL) != NIXL_SUCCESS ||
         watch(eng, eng->ep_in, SHM_SLOT_INBOUND, &eng->ep_in_data) != NIXL_SUCCESS)
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: epoll_ctl: %s", strerror(errno));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "epoll_ctl: %s", strerror(errno));
     int rc = pthread_create(&eng->ev_thread, NULL, event_main, eng);
     if (rc != 0)
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: cannot start the event thread: %s",
-                       strerror(rc));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "cannot start the event thread: %s",
+                           strerror(rc));
     eng->ev_started = true;
     return NIXL_SUCCESS;
 }
@@ -824,8 +835,10 @@ static void linger_rings(nixl_be_engine_t *eng)
         retired++;
     }
     if (retired)
-        SHM_LOG(eng, NIXL_LOG_INFO, "SHM: %zu initiator(s) did not close within %d ms; their "
-                "rings' address ranges stay reserved", retired, SHM_RING_LINGER_MS);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
+                    "%zu initiator(s) did not close within %d ms; their "
+                    "rings' address ranges stay reserved",
+                    retired, SHM_RING_LINGER_MS);
 }
 
 /* Destroy: notifications still queued to live peers are sent first, within a bounded time
@@ -852,9 +865,10 @@ static void flush_queues(nixl_be_engine_t *eng)
         uint64_t now = nixl_now_ms();
         if (n == 0 || now >= deadline) {
             for (nfds_t i = 0; i < n; i++)
-                SHM_LOG(eng, NIXL_LOG_WARN, "SHM: %zu bytes of notifications to '%s' are "
-                        "dropped: it did not read them within %d ms", who[i]->q_bytes,
-                        who[i]->name, SHM_FLUSH_LINGER_MS);
+                NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                            "%zu bytes of notifications to '%s' are "
+                            "dropped: it did not read them within %d ms",
+                            who[i]->q_bytes, who[i]->name, SHM_FLUSH_LINGER_MS);
             break;
         }
         if (poll(pfd, n, (int)(deadline - now)) <= 0)

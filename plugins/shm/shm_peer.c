@@ -146,17 +146,21 @@ void shm_peers_destroy(nixl_be_engine_t *eng)
         left++;
     }
     if (left)
-        SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: freed %zu peer objects still referenced by "
-                "metadata that was never unloaded", left);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                    "freed %zu peer objects still referenced by "
+                    "metadata that was never unloaded",
+                    left);
 }
 
 static nixl_status_t peer_gone_error(nixl_be_engine_t *eng, const shm_peer_t *peer)
 {
     if (atomic_load(&peer->forgotten))
-        return SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected (its metadata "
-                       "was invalidated)", peer->name);
-    return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' (pid %d) is gone",
-                   peer->name, (int)peer->pid);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
+                           "agent '%s' was disconnected (its metadata "
+                           "was invalidated)",
+                           peer->name);
+    return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' (pid %d) is gone",
+                       peer->name, (int)peer->pid);
 }
 
 /* Wait (bounded) for the target's first control frame, its ring offer, and keep what arrived:
@@ -198,7 +202,7 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
 
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: socket(): %s", strerror(errno));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "socket(): %s", strerror(errno));
     int rc;
     do {
         rc = connect(fd, (struct sockaddr *)&addr, alen);
@@ -207,13 +211,15 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
         int e = errno;
         close(fd);
         if (e == EAGAIN) /* its accept backlog is full: not dead, try again later */
-            return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: agent '%s' is not accepting "
-                           "connections (backlog full); retry", peer->name);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "agent '%s' is not accepting "
+                               "connections (backlog full); retry",
+                               peer->name);
         atomic_store(&peer->dead, true);
-        return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT,
-                       "SHM: cannot connect to agent '%s' (pid %d, socket @%s): %s; the "
-                       "process or its engine is gone",
-                       peer->name, (int)peer->pid, peer->info.sock_name, strerror(e));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT,
+                           "cannot connect to agent '%s' (pid %d, socket @%s): %s; the "
+                           "process or its engine is gone",
+                           peer->name, (int)peer->pid, peer->info.sock_name, strerror(e));
     }
 
     struct ucred cred = {0};
@@ -224,10 +230,10 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
         int other = clen == sizeof(cred) ? (int)cred.pid : -1;
         close(fd);
         atomic_store(&peer->dead, true);
-        return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT,
-                       "SHM: socket @%s of agent '%s' is owned by pid %d, not pid %d: the "
-                       "peer restarted; reload its metadata",
-                       peer->info.sock_name, peer->name, other, (int)peer->pid);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT,
+                           "socket @%s of agent '%s' is owned by pid %d, not pid %d: the "
+                           "peer restarted; reload its metadata",
+                           peer->info.sock_name, peer->name, other, (int)peer->pid);
     }
     *rx_len = SHM_RING_SUPPORTED ? dial_wait_offer(fd, rx) : 0;
     *out = fd;
@@ -268,8 +274,8 @@ nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
         pthread_mutex_unlock(&peer->lock);
         pthread_mutex_unlock(&eng->ev_lock);
         close(fd);
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: cannot watch the connection to '%s': %s",
-                       peer->name, slot == SHM_SLOT_NONE ? "out of memory" : strerror(e));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "cannot watch the connection to '%s': %s",
+                           peer->name, slot == SHM_SLOT_NONE ? "out of memory" : strerror(e));
     }
     shm_peer_ref(peer, 1); /* the slot's */
     peer->fd = fd;
@@ -392,26 +398,29 @@ static nixl_status_t peer_send_iov(nixl_be_engine_t *eng, shm_peer_t *peer,
         if (n < 0 && errno != EAGAIN) {
             int e = errno;
             atomic_store(&peer->dead, true);
-            return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT,
-                           "SHM: sending a notification to '%s' failed: %s", peer->name,
-                           strerror(e));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT,
+                               "sending a notification to '%s' failed: %s", peer->name,
+                               strerror(e));
         }
         sent = n < 0 ? 0 : (size_t)n;
     }
     if (sent < total) {
         if (bounded && sent == 0 && peer->q_bytes + total > SHM_SENDQ_MAX)
-            return SHM_ERR(eng, NIXL_ERR_BACKEND,
-                           "SHM: agent '%s' is not reading its notifications (%zu bytes "
-                           "queued); is it still polling?",
-                           peer->name, peer->q_bytes);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "agent '%s' is not reading its notifications (%zu bytes "
+                               "queued); is it still polling?",
+                               peer->name, peer->q_bytes);
         if (!queue_rest(peer, iov, niov, sent, total)) {
             if (sent) {
                 /* A torn frame would corrupt the stream: give the connection up. */
                 atomic_store(&peer->dead, true);
-                return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory queueing a "
-                               "notification to '%s'; the connection is dropped", peer->name);
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                                   "out of memory queueing a "
+                                   "notification to '%s'; the connection is dropped",
+                                   peer->name);
             }
-            return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory queueing a notification");
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "out of memory queueing a notification");
         }
         if (!peer->want_out)
             set_want_out(eng, peer, true);
@@ -456,15 +465,17 @@ static nixl_status_t send_numbered(nixl_be_engine_t *eng, shm_peer_t *peer, cons
         }
         if (w < 0 && errno == ESRCH) {
             atomic_store(&peer->dead, true);
-            return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' (pid %d) is gone",
-                           peer->name, (int)peer->pid);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' (pid %d) is gone",
+                               peer->name, (int)peer->pid);
         }
         /* too big for the ring, no room, or the ring failed: the socket, with the number */
-        SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: notification %llu to '%s' (%zu bytes) goes by "
-                "socket: %s", (unsigned long long)seq, peer->name, len,
-                !peer->ring.on ? "the ring failed"
-                : shm_rec_len(len) > peer->ring.rec_max ? "too big for the ring"
-                                                        : "the ring is full");
+        NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                    "notification %llu to '%s' (%zu bytes) goes by "
+                    "socket: %s",
+                    (unsigned long long)seq, peer->name, len,
+                    !peer->ring.on                          ? "the ring failed"
+                    : shm_rec_len(len) > peer->ring.rec_max ? "too big for the ring"
+                                                            : "the ring is full");
     }
     uint8_t hdr[SHM_FRAME_SEQ_HDR];
     shm_put_u32(hdr, peer->seq_mode ? SHM_FRAME_SEQ : SHM_FRAME_MAGIC);
@@ -483,9 +494,9 @@ static nixl_status_t send_numbered(nixl_be_engine_t *eng, shm_peer_t *peer, cons
 static nixl_status_t check_len(nixl_be_engine_t *eng, size_t len)
 {
     if (len > SHM_NOTIF_MAX)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                       "SHM: a %zu-byte notification exceeds the SHM limit of %zu bytes", len,
-                       SHM_NOTIF_MAX);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "a %zu-byte notification exceeds the SHM limit of %zu bytes", len,
+                           SHM_NOTIF_MAX);
     return NIXL_SUCCESS;
 }
 
@@ -496,7 +507,7 @@ nixl_status_t shm_peer_send_notif(nixl_be_engine_t *eng, shm_peer_t *peer, const
     if (st != NIXL_SUCCESS)
         return st;
     if (peer->is_self) {
-        eng->host->notif(eng->host->ctx, eng->name, eng->name_len, msg, len);
+        eng->host->notif(eng->host, eng->name, eng->name_len, msg, len);
         return NIXL_SUCCESS;
     }
     st = shm_peer_ensure_connected(eng, peer);
@@ -556,7 +567,7 @@ static bool ctl_frame(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *f)
         return true;
     case SHM_CTL_POLL:
         if (peer->ring.on && peer->ring.doorbell)
-            SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: agent '%s' polls its ring", peer->name);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "agent '%s' polls its ring", peer->name);
         peer->ring.doorbell = false;
         return true;
     case SHM_CTL_IDLE: {
@@ -591,8 +602,10 @@ void shm_peer_ctl_input(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *
             break;
         peer->rx_len = 0;
         if (!ctl_frame(eng, peer, peer->rx)) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: agent '%s' sent a malformed control frame; "
-                    "dropping the connection", peer->name);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                        "agent '%s' sent a malformed control frame; "
+                        "dropping the connection",
+                        peer->name);
             *bad = true;
             return;
         }
@@ -603,28 +616,26 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
                                    size_t len)
 {
     if (strcmp(agent, eng->name) == 0)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                       "SHM: '%s' is this agent; it needs no connection info", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "'%s' is this agent; it needs no connection info", agent);
     shm_conn_info_t info;
     const char *why = "";
     if (shm_conn_decode(blob, len, &info, &why) != NIXL_SUCCESS)
-        return SHM_ERR(eng, NIXL_ERR_MISMATCH,
-                       "SHM: connection info of '%s' (%zu bytes) is malformed: %s", agent, len,
-                       why);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                           "connection info of '%s' (%zu bytes) is malformed: %s", agent, len, why);
     if (memcmp(info.boot_id, eng->info.boot_id, sizeof(info.boot_id)) != 0)
-        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED,
-                       "SHM: peer '%s' is on another host / pid namespace (another boot id)",
-                       agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "peer '%s' is on another host / pid namespace (another boot id)", agent);
     if (info.pidns_dev != eng->info.pidns_dev || info.pidns_ino != eng->info.pidns_ino)
-        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED,
-                       "SHM: peer '%s' is on another host / pid namespace (pid namespace "
-                       "differs)",
-                       agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "peer '%s' is on another host / pid namespace (pid namespace "
+                           "differs)",
+                           agent);
     if (info.netns_dev != eng->info.netns_dev || info.netns_ino != eng->info.netns_ino)
-        return SHM_ERR(eng, NIXL_ERR_NOT_SUPPORTED,
-                       "SHM: peer '%s' is in another network namespace: its abstract socket "
-                       "cannot be reached",
-                       agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "peer '%s' is in another network namespace: its abstract socket "
+                           "cannot be reached",
+                           agent);
 
     size_t nlen = strlen(agent);
     uint64_t hash = name_hash(agent, nlen);
@@ -635,15 +646,15 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
         pthread_mutex_unlock(&eng->peers_lock);
         if (same)
             return NIXL_SUCCESS;
-        return SHM_ERR(eng, NIXL_ERR_NOT_ALLOWED,
-                       "SHM: agent '%s' is loaded with other connection info; disconnect it "
-                       "first",
-                       agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_ALLOWED,
+                           "agent '%s' is loaded with other connection info; disconnect it "
+                           "first",
+                           agent);
     }
     shm_peer_t *peer = shm_peer_new(eng, agent, false);
     if (!peer) {
         pthread_mutex_unlock(&eng->peers_lock);
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory loading '%s'", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory loading '%s'", agent);
     }
     peer->info = info;
     peer->pid = (pid_t)info.pid;
@@ -656,7 +667,7 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     /* Connect now, so a peer that dies is noticed by its hang-up before the next post. A
      * failure is not the load's: it is reported when the peer is used. */
     if (shm_peer_ensure_connected(eng, peer) != NIXL_SUCCESS)
-        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: agent '%s' loaded but not reachable yet", agent);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "agent '%s' loaded but not reachable yet", agent);
     shm_peer_unref(peer, 1);
     return NIXL_SUCCESS;
 }
@@ -667,8 +678,8 @@ nixl_status_t shm_connect(nixl_be_engine_t *eng, const char *agent)
         return NIXL_SUCCESS; /* loopback needs no socket */
     shm_peer_t *peer = shm_peer_find(eng, agent);
     if (!peer)
-        return SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: no connection info loaded for '%s'",
-                       agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "no connection info loaded for '%s'",
+                           agent);
     nixl_status_t st = shm_peer_ensure_connected(eng, peer);
     shm_peer_unref(peer, 1);
     return st;
@@ -687,7 +698,7 @@ nixl_status_t shm_disconnect(nixl_be_engine_t *eng, const char *agent)
         *pp = peer->hnext;
     pthread_mutex_unlock(&eng->peers_lock);
     if (!peer)
-        return SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' is not loaded", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "agent '%s' is not loaded", agent);
 
     /* Requests and mds still hold the peer; they see `forgotten` and fail cleanly. */
     atomic_store(&peer->forgotten, true);
@@ -705,8 +716,8 @@ nixl_status_t shm_gen_notif(nixl_be_engine_t *eng, const char *agent, const void
         return shm_peer_send_notif(eng, eng->self, msg, len);
     shm_peer_t *peer = shm_peer_find(eng, agent);
     if (!peer)
-        return SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: no connection info loaded for '%s'",
-                       agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "no connection info loaded for '%s'",
+                           agent);
     nixl_status_t st = shm_peer_send_notif(eng, peer, msg, len);
     shm_peer_unref(peer, 1);
     return st;

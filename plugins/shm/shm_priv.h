@@ -334,13 +334,6 @@ struct nixl_be_engine {
     pthread_t worker;
 };
 
-#define SHM_ERR(eng, st, ...) ((eng)->host->set_error(__VA_ARGS__), (st))
-#define SHM_LOG(eng, lvl, ...)                                                                \
-    do {                                                                                      \
-        if ((eng)->host->log_enabled(lvl))                                                    \
-            (eng)->host->log(lvl, __VA_ARGS__);                                               \
-    } while (0)
-
 /* shm_sys.c: facts about this host and process. */
 nixl_status_t shm_sys_check_cma(const nixl_host_t *host);
 void shm_sys_identity(shm_conn_info_t *info);

@@ -140,8 +140,10 @@ shm_ringmem_t *shm_ring_get(nixl_be_engine_t *eng)
     r->size = eng->ring_size;
     r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r->base == MAP_FAILED) {
-        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: cannot map a %zu-byte notification ring (%s); that "
-                "connection uses the socket only", r->size, strerror(errno));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "cannot map a %zu-byte notification ring (%s); that "
+                    "connection uses the socket only",
+                    r->size, strerror(errno));
         free(r);
         return NULL;
     }
@@ -173,12 +175,15 @@ void shm_ring_abandon(nixl_be_engine_t *eng, shm_ringmem_t *r)
     void *p = mmap(r->base, r->size, PROT_NONE,
                    MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
-        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: cannot retire a notification ring (%s); it stays "
-                "mapped", strerror(errno));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "cannot retire a notification ring (%s); it stays "
+                    "mapped",
+                    strerror(errno));
     else
-        SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: a %zu-byte notification ring at %p is retired "
-                "(its initiator did not close in time); its address range stays reserved",
-                r->size, (void *)r->base);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                    "a %zu-byte notification ring at %p is retired "
+                    "(its initiator did not close in time); its address range stays reserved",
+                    r->size, (void *)r->base);
     free(r);
 }
 
@@ -229,8 +234,10 @@ bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool
         if (c == 0)
             return true;
         if (c != SHM_REC_COMMIT) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: notification ring: bad commit byte 0x%02x at "
-                    "position %llu", c, (unsigned long long)conn->tail);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                        "notification ring: bad commit byte 0x%02x at "
+                        "position %llu",
+                        c, (unsigned long long)conn->tail);
             return false;
         }
         if (!conn->helo) {
@@ -244,8 +251,10 @@ bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool
         uint64_t seq = shm_get_u64(h + 8);
         uint64_t rl = shm_rec_len(len);
         if (h[1] != SHM_REC_NOTIF || rl > rec_max) {
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: notification ring: bad record (type %u, %u "
-                    "bytes) at position %llu", h[1], len, (unsigned long long)conn->tail);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                        "notification ring: bad record (type %u, %u "
+                        "bytes) at position %llu",
+                        h[1], len, (unsigned long long)conn->tail);
             return false;
         }
         if (seq >= upto)
@@ -255,8 +264,10 @@ bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool
                 *blocked = true; /* next_seq .. seq-1 are in the socket */
                 return true;
             }
-            SHM_LOG(eng, NIXL_LOG_ERROR, "SHM: notification ring: record %llu again (expected "
-                    "%llu)", (unsigned long long)seq, (unsigned long long)conn->next_seq);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR,
+                        "notification ring: record %llu again (expected "
+                        "%llu)",
+                        (unsigned long long)seq, (unsigned long long)conn->next_seq);
             return false;
         }
         uint64_t poff = (conn->tail + SHM_REC_HDR) & mask;
@@ -265,7 +276,7 @@ bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool
             ring_copy_out(r, conn->tail + SHM_REC_HDR, eng->scratch, len);
             msg = eng->scratch;
         }
-        eng->host->notif(eng->host->ctx, conn->name, conn->name_len, msg, len);
+        eng->host->notif(eng->host, conn->name, conn->name_len, msg, len);
         ring_zero(r, conn->tail + 1, (size_t)rl - 1);
         __atomic_store_n(commit, (uint8_t)0, __ATOMIC_RELEASE);
         conn->tail += rl;
@@ -284,10 +295,11 @@ void shm_txring_enable(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t addr, u
         return; /* the target offers none: socket only */
     if (size < SHM_RING_MIN || size > SHM_RING_MAX || (size & (size - 1)) || (addr & 4095) ||
         rec_max != shm_ring_rec_max(size)) {
-        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: agent '%s' offers a notification ring we do not "
-                "understand (%llu bytes at 0x%llx, records up to %llu); using the socket",
-                peer->name, (unsigned long long)size, (unsigned long long)addr,
-                (unsigned long long)rec_max);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "agent '%s' offers a notification ring we do not "
+                    "understand (%llu bytes at 0x%llx, records up to %llu); using the socket",
+                    peer->name, (unsigned long long)size, (unsigned long long)addr,
+                    (unsigned long long)rec_max);
         return;
     }
     /* SHMH first: the target learns our name from it, and every numbered message follows. */
@@ -305,8 +317,8 @@ void shm_txring_enable(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t addr, u
     peer->ring.addr = addr;
     peer->ring.size = size;
     peer->ring.rec_max = rec_max;
-    SHM_LOG(eng, NIXL_LOG_DEBUG, "SHM: notifications to '%s' go through its %llu-byte ring",
-            peer->name, (unsigned long long)size);
+    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "notifications to '%s' go through its %llu-byte ring",
+                peer->name, (unsigned long long)size);
 }
 
 /* Learn which of our records the target consumed (see "Room"). */
@@ -411,8 +423,10 @@ int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, cons
         /* The ring itself failed (unmapped: the target is going away). The record was not
          * committed (A1); its number goes to the socket instead. */
         t->on = false;
-        SHM_LOG(eng, NIXL_LOG_WARN, "SHM: the notification ring of '%s' failed (%s); using the "
-                "socket", peer->name, strerror(e));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "the notification ring of '%s' failed (%s); using the "
+                    "socket",
+                    peer->name, strerror(e));
     }
     errno = e;
     return -1;

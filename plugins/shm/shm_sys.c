@@ -92,24 +92,24 @@ nixl_status_t shm_sys_check_cma(const nixl_host_t *host)
         if (scope == 1) {
             /* Our peers are not our ancestors: allow any process of our user to attach. */
             if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0) {
-                host->set_error("SHM: kernel.yama.ptrace_scope=1 and prctl(PR_SET_PTRACER) "
-                                "failed (%s): peers could not attach to this process; set "
-                                "ptrace_scope to 0 or use the UCX backend",
-                                strerror(errno));
-                return NIXL_ERR_BACKEND;
+                return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
+                                   "kernel.yama.ptrace_scope=1 and prctl(PR_SET_PTRACER) "
+                                   "failed (%s): peers could not attach to this process; set "
+                                   "ptrace_scope to 0 or use the UCX backend",
+                                   strerror(errno));
             }
         } else if (scope == 2) {
             if (!has_cap_sys_ptrace()) {
-                host->set_error("SHM: kernel.yama.ptrace_scope=2: cross-memory attach needs "
-                                "CAP_SYS_PTRACE, which this process lacks; set it to 0 or 1, "
-                                "or grant CAP_SYS_PTRACE, or use the UCX backend");
-                return NIXL_ERR_BACKEND;
+                return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
+                                   "kernel.yama.ptrace_scope=2: cross-memory attach needs "
+                                   "CAP_SYS_PTRACE, which this process lacks; set it to 0 or 1, "
+                                   "or grant CAP_SYS_PTRACE, or use the UCX backend");
             }
         } else if (scope >= 3) {
-            host->set_error("SHM: kernel.yama.ptrace_scope=%d forbids cross-memory attach "
-                            "until reboot; set it to 0 or 1 (at boot), or use the UCX backend",
-                            scope);
-            return NIXL_ERR_BACKEND;
+            return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
+                               "kernel.yama.ptrace_scope=%d forbids cross-memory attach "
+                               "until reboot; set it to 0 or 1 (at boot), or use the UCX backend",
+                               scope);
         }
     }
 
@@ -119,13 +119,13 @@ nixl_status_t shm_sys_check_cma(const nixl_host_t *host)
     ssize_t n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
     if (n != (ssize_t)sizeof(dst) || memcmp(src, dst, sizeof(dst)) != 0) {
         int e = n < 0 ? errno : EIO;
-        host->set_error("SHM: process_vm_readv on this process failed (%s): cross-memory "
-                        "attach is unavailable; in a container it is usually filtered by "
-                        "seccomp: run with CAP_SYS_PTRACE (docker --cap-add SYS_PTRACE) or a "
-                        "seccomp profile that allows process_vm_readv/writev, or use the UCX "
-                        "backend",
-                        strerror(e));
-        return NIXL_ERR_BACKEND;
+        return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
+                           "process_vm_readv on this process failed (%s): cross-memory "
+                           "attach is unavailable; in a container it is usually filtered by "
+                           "seccomp: run with CAP_SYS_PTRACE (docker --cap-add SYS_PTRACE) or a "
+                           "seccomp profile that allows process_vm_readv/writev, or use the UCX "
+                           "backend",
+                           strerror(e));
     }
     return NIXL_SUCCESS;
 }

@@ -46,8 +46,8 @@ nixl_status_t shm_worker_submit(nixl_be_engine_t *eng, nixl_be_req_t *req)
         int rc = pthread_create(&eng->worker, NULL, worker_main, eng);
         if (rc != 0) {
             pthread_mutex_unlock(&eng->work_lock);
-            return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: cannot start the worker thread: %s",
-                           strerror(rc));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "cannot start the worker thread: %s",
+                               strerror(rc));
         }
         eng->worker_started = true;
     }

@@ -32,48 +32,48 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
 {
     (void)opts; /* the notification is taken per post */
     if (op != NIXL_READ && op != NIXL_WRITE)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM, "SHM: bad transfer operation %d", (int)op);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "bad transfer operation %d", (int)op);
     if (count == 0 || !remote_agent)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM, "SHM: empty transfer or no remote agent");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "empty transfer or no remote agent");
 
     /* The remote md is the peer: no name lookup, and every element must agree on it. */
     shm_peer_t *peer = (shm_peer_t *)remote[0].md;
     if (!peer || peer->md.kind != SHM_MD_PEER || peer->eng != eng)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                       "SHM: remote descriptor 0 does not carry SHM metadata");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "remote descriptor 0 does not carry SHM metadata");
     if (strcmp(peer->name, remote_agent) != 0)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                       "SHM: remote descriptors belong to '%s', not to '%s'", peer->name,
-                       remote_agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "remote descriptors belong to '%s', not to '%s'", peer->name,
+                           remote_agent);
     if (atomic_load(&peer->forgotten))
-        return SHM_ERR(eng, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected",
-                       remote_agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "agent '%s' was disconnected",
+                           remote_agent);
     if (atomic_load(&peer->dead))
-        return SHM_ERR(eng, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' is gone",
-                       remote_agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' is gone",
+                           remote_agent);
 
     uint64_t total = 0;
     for (size_t i = 0; i < count; i++) {
         if ((const shm_md_hdr_t *)local[i].md != &eng->local_md ||
             (shm_peer_t *)remote[i].md != peer)
-            return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                           "SHM: descriptor %zu: %s memory not registered with this engine%s",
-                           i, (const shm_md_hdr_t *)local[i].md != &eng->local_md ? "local"
-                                                                                 : "remote",
-                           (shm_peer_t *)remote[i].md != peer ? " or of another agent" : "");
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: %s memory not registered with this engine%s", i,
+                               (const shm_md_hdr_t *)local[i].md != &eng->local_md ? "local"
+                                                                                   : "remote",
+                               (shm_peer_t *)remote[i].md != peer ? " or of another agent" : "");
         if (local[i].len != remote[i].len)
-            return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                           "SHM: descriptor %zu: local length %zu != remote length %zu", i,
-                           local[i].len, remote[i].len);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: local length %zu != remote length %zu", i,
+                               local[i].len, remote[i].len);
         total += local[i].len;
     }
 
     if (count > (SIZE_MAX - sizeof(nixl_be_req_t)) / (2 * sizeof(struct iovec)))
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM, "SHM: %zu descriptors is too many", count);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "%zu descriptors is too many", count);
     nixl_be_req_t *req = malloc(sizeof(*req) + 2 * count * sizeof(struct iovec));
     if (!req)
-        return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory preparing %zu descriptors",
-                       count);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory preparing %zu descriptors",
+                           count);
     memset(req, 0, sizeof(*req));
     req->eng = eng;
     req->peer = peer;
@@ -188,24 +188,24 @@ static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx)
     switch (e) {
     case ESRCH:
         atomic_store(&peer->dead, true);
-        return req_fail(req, NIXL_ERR_REMOTE_DISCONNECT, "SHM: %s to agent '%s': process %d "
+        return req_fail(req, NIXL_ERR_REMOTE_DISCONNECT, "%s to agent '%s': process %d "
                         "is gone", op, peer->name, (int)peer->pid);
     case EFAULT:
         return req_fail(req, NIXL_ERR_BACKEND,
-                        "SHM: %s to agent '%s', descriptor %zu (remote 0x%llx, %zu bytes): "
+                        "%s to agent '%s', descriptor %zu (remote 0x%llx, %zu bytes): "
                         "remote range not mapped in the peer: was it deregistered? (or the "
                         "local buffer is unmapped)",
                         op, peer->name, idx, (unsigned long long)(uintptr_t)req->riov[idx].iov_base,
                         req->riov[idx].iov_len);
     case EPERM:
         return req_fail(req, NIXL_ERR_BACKEND,
-                        "SHM: %s to agent '%s' (pid %d): not permitted; cross-memory attach "
+                        "%s to agent '%s' (pid %d): not permitted; cross-memory attach "
                         "follows ptrace rules: both processes must run as the same user (or "
                         "have CAP_SYS_PTRACE), the peer must be dumpable, and "
                         "kernel.yama.ptrace_scope must allow it",
                         op, peer->name, (int)peer->pid);
     default:
-        return req_fail(req, NIXL_ERR_BACKEND, "SHM: %s to agent '%s', descriptor %zu: %s", op,
+        return req_fail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s", op,
                         peer->name, idx, strerror(e));
     }
 }
@@ -216,19 +216,19 @@ nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
     while (idx < req->count) {
         if (async) {
             if (atomic_load_explicit(&req->cancel, memory_order_relaxed))
-                return req_fail(req, NIXL_ERR_CANCELED, "SHM: transfer canceled");
+                return req_fail(req, NIXL_ERR_CANCELED, "transfer canceled");
             if (atomic_load_explicit(&req->peer->dead, memory_order_relaxed))
-                return req_fail(req, NIXL_ERR_REMOTE_DISCONNECT, "SHM: agent '%s' is gone",
+                return req_fail(req, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' is gone",
                                 req->peer->name);
             if (atomic_load_explicit(&req->peer->forgotten, memory_order_relaxed))
-                return req_fail(req, NIXL_ERR_NOT_FOUND, "SHM: agent '%s' was disconnected",
+                return req_fail(req, NIXL_ERR_NOT_FOUND, "agent '%s' was disconnected",
                                 req->peer->name);
         }
         size_t before_idx = idx, before_off = off;
         if (copy_step(req, &idx, &off, chunk) < 0)
             return cma_error(req, errno, idx);
         if (idx == before_idx && off == before_off)
-            return req_fail(req, NIXL_ERR_BACKEND, "SHM: the kernel moved no bytes at "
+            return req_fail(req, NIXL_ERR_BACKEND, "the kernel moved no bytes at "
                             "descriptor %zu", idx);
     }
     return NIXL_SUCCESS;
@@ -238,7 +238,7 @@ nixl_status_t shm_xfer_notify(nixl_be_req_t *req, const void *msg, size_t len)
 {
     nixl_status_t st = shm_peer_send_notif(req->eng, req->peer, msg, len);
     if (st != NIXL_SUCCESS)
-        req_fail(req, st, "SHM: the data reached agent '%s' but its notification could not be "
+        req_fail(req, st, "the data reached agent '%s' but its notification could not be "
                  "sent (peer gone or not reading notifications)", req->peer->name);
     return st;
 }
@@ -252,9 +252,9 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     nixl_status_t st;
 
     if (nlen > SHM_NOTIF_MAX)
-        return SHM_ERR(eng, NIXL_ERR_INVALID_PARAM,
-                       "SHM: a %zu-byte notification exceeds the SHM limit of %zu bytes", nlen,
-                       SHM_NOTIF_MAX);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "a %zu-byte notification exceeds the SHM limit of %zu bytes", nlen,
+                           SHM_NOTIF_MAX);
     if (!peer->is_self) {
         /* Connected means the socket name still belongs to the pid we copy into. */
         st = shm_peer_ensure_connected(eng, peer); /* also refuses dead and forgotten peers */
@@ -270,8 +270,9 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         if (nlen > req->notif_cap) {
             void *p = realloc(req->notif, nlen);
             if (!p)
-                return SHM_ERR(eng, NIXL_ERR_BACKEND, "SHM: out of memory copying a "
-                               "notification");
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                                   "out of memory copying a "
+                                   "notification");
             req->notif = p;
             req->notif_cap = nlen;
         }
@@ -295,7 +296,7 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
 
     st = shm_xfer_copy(req, SIZE_MAX, false);
     if (st != NIXL_SUCCESS)
-        eng->host->set_error("%s", req->why);
+        (void)NIXL_BE_ERR(eng->host, st, "%s", req->why);
     else if (has_notif)
         st = shm_peer_send_notif(eng, peer, opts->notif, nlen);
     atomic_store(&req->state, st);
@@ -306,7 +307,7 @@ nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     nixl_status_t st = atomic_load(&req->state);
     if (st < 0 && st != NIXL_ERR_NOT_POSTED && req->why[0])
-        eng->host->set_error("%s", req->why);
+        return NIXL_BE_ERR(eng->host, st, "%s", req->why);
     return st;
 }
 

@@ -41,9 +41,10 @@ nixl_status_t ucx_check_version(const nixl_host_t *host)
     unsigned major, minor, release;
     ucp_get_version(&major, &minor, &release);
     if (UCP_VERSION(major, minor) < UCP_VERSION(1, 13)) {
-        host->set_error("UCX: the UCX library loaded is version %u.%u.%u; the UCX backend needs "
-                        "1.13 or later", major, minor, release);
-        return NIXL_ERR_NOT_SUPPORTED;
+        return NIXL_BE_ERR(host, NIXL_ERR_NOT_SUPPORTED,
+                           "the UCX library loaded is version %u.%u.%u; the UCX backend needs "
+                           "1.13 or later",
+                           major, minor, release);
     }
     return NIXL_SUCCESS;
 }
@@ -54,10 +55,9 @@ static nixl_status_t param_uint(const nixl_host_t *host, const nixl_param_t *p, 
                                 uint64_t max, uint64_t *out)
 {
     if (!nixl_parse_u64(p->value, out) || *out < min || *out > max) {
-        host->set_error("UCX: %s='%s' must be an integer from %llu to %llu", p->key,
-                        p->value ? p->value : "(null)", (unsigned long long)min,
-                        (unsigned long long)max);
-        return NIXL_ERR_INVALID_PARAM;
+        return NIXL_BE_ERR(
+            host, NIXL_ERR_INVALID_PARAM, "%s='%s' must be an integer from %llu to %llu", p->key,
+            p->value ? p->value : "(null)", (unsigned long long)min, (unsigned long long)max);
     }
     return NIXL_SUCCESS;
 }
@@ -93,20 +93,22 @@ nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out)
                  * Over TCP, UCX 1.13 crashes now and then (in the TCP receive path of the
                  * side that accepted the connection) when such a connection closes. */
                 out->err_mode = UCP_ERR_HANDLING_MODE_NONE;
-                if (host->log_enabled(NIXL_LOG_INFO))
-                    host->log(NIXL_LOG_INFO, "UCX: ucx_error_handling_mode=none: failed peers "
-                              "go unnoticed, and over TCP, UCX 1.13 can crash when such a "
-                              "connection closes");
+                NIXL_BE_LOG(host, NIXL_LOG_INFO,
+                            "ucx_error_handling_mode=none: failed peers "
+                            "go unnoticed, and over TCP, UCX 1.13 can crash when such a "
+                            "connection closes");
             } else {
-                host->set_error("UCX: ucx_error_handling_mode='%s' must be 'peer' (failed "
-                                "peers are detected) or 'none'", p->value);
-                st = NIXL_ERR_INVALID_PARAM;
+                st = NIXL_BE_ERR(host, NIXL_ERR_INVALID_PARAM,
+                                 "ucx_error_handling_mode='%s' must be 'peer' (failed "
+                                 "peers are detected) or 'none'",
+                                 p->value);
             }
         } else if (!strcmp(p->key, "ucx_ep_close_force")) {
             if (!nixl_parse_bool(p->value, &out->ep_close_force)) {
-                host->set_error("UCX: ucx_ep_close_force='%s' is not a boolean (y/n, true/false, "
-                                "1/0, on/off)", p->value);
-                st = NIXL_ERR_INVALID_PARAM;
+                st = NIXL_BE_ERR(host, NIXL_ERR_INVALID_PARAM,
+                                 "ucx_ep_close_force='%s' is not a boolean (y/n, true/false, "
+                                 "1/0, on/off)",
+                                 p->value);
             }
         } else if (!strcmp(p->key, "device_list")) {
             out->device_list = p->value[0] ? p->value : NULL;
@@ -188,18 +190,18 @@ static void apply_defaults(nixl_be_engine_t *eng, ucp_config_t *cfg, const char 
         char env[64];
         snprintf(env, sizeof(env), "UCX_%s", key);
         if (getenv(env)) {
-            UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: %s is set in the environment; keeping it", env);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "%s is set in the environment; keeping it", env);
             continue;
         }
         if (defaults[i].ib ? !ib : !ucp_knows(dump, key)) {
-            UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: not setting %s=%s: %s", key, defaults[i].value,
-                    defaults[i].ib ? "no InfiniBand device here"
-                                   : "this UCX version does not know it");
+            NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "not setting %s=%s: %s", key, defaults[i].value,
+                        defaults[i].ib ? "no InfiniBand device here"
+                                       : "this UCX version does not know it");
             continue;
         }
         ucs_status_t s = ucp_config_modify(cfg, key, defaults[i].value);
-        UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: %s=%s: %s", key, defaults[i].value,
-                ucs_status_string(s));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "%s=%s: %s", key, defaults[i].value,
+                    ucs_status_string(s));
     }
 }
 
@@ -236,15 +238,17 @@ static nixl_status_t apply_devices(nixl_be_engine_t *eng, ucp_config_t *cfg, con
     size_t cap = strlen(list) * 2 + 16, len = 0;
     char *out = malloc(cap), name[256], path[320];
     if (!out)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     out[0] = '\0';
     for (const char *p = list; next_item(&p, name, sizeof(name));) {
         if (!*name)
             continue;
         if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {
             free(out);
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: device_list: '%s' is not a "
-                           "device name", name);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "device_list: '%s' is not a "
+                               "device name",
+                               name);
         }
         struct stat sb;
         snprintf(path, sizeof(path), "/sys/class/net/%s", name);
@@ -256,10 +260,12 @@ static nixl_status_t apply_devices(nixl_be_engine_t *eng, ucp_config_t *cfg, con
     if (len) {
         ucs_status_t s = ucp_config_modify(cfg, "NET_DEVICES", out);
         if (s != UCS_OK)
-            st = UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: device_list='%s': UCX refused "
-                         "NET_DEVICES=%s: %s", list, out, ucs_status_string(s));
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                             "device_list='%s': UCX refused "
+                             "NET_DEVICES=%s: %s",
+                             list, out, ucs_status_string(s));
         else
-            UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: NET_DEVICES=%s", out);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "NET_DEVICES=%s", out);
     }
     free(out);
     return st;
@@ -290,8 +296,10 @@ static nixl_status_t apply_engine_config(nixl_be_engine_t *eng, ucp_config_t *cf
             continue;
         char *eq = strchr(entry, '=');
         if (!eq || eq == entry)
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: engine_config entry '%s' is not "
-                           "KEY=VALUE", entry);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "engine_config entry '%s' is not "
+                               "KEY=VALUE",
+                               entry);
         *eq = '\0';
         char *key = entry, *val = eq + 1;
         trimmed(key, eq, key, sizeof(entry)); /* "KEY = VAL" */
@@ -300,15 +308,18 @@ static nixl_status_t apply_engine_config(nixl_be_engine_t *eng, ucp_config_t *cf
         if (!strncmp(key, "UCX_", 4))
             key += 4;
         if (!ucp_knows(dump, key) && !transport_key(key))
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: engine_config entry '%s=%s': "
-                           "UCX %s has no such UCP or transport setting (UCS-wide ones such as "
-                           "LOG_LEVEL go in the environment as UCX_<NAME>)", key, val,
-                           ucp_get_version_string());
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "engine_config entry '%s=%s': "
+                               "UCX %s has no such UCP or transport setting (UCS-wide ones such as "
+                               "LOG_LEVEL go in the environment as UCX_<NAME>)",
+                               key, val, ucp_get_version_string());
         ucs_status_t s = ucp_config_modify(cfg, key, val);
         if (s != UCS_OK)
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: engine_config entry '%s=%s' "
-                           "refused by UCX: %s", key, val, ucs_status_string(s));
-        UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: engine_config %s=%s", key, val);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "engine_config entry '%s=%s' "
+                               "refused by UCX: %s",
+                               key, val, ucs_status_string(s));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "engine_config %s=%s", key, val);
     }
     return NIXL_SUCCESS;
 }
@@ -347,12 +358,12 @@ nixl_status_t ucx_context_create(nixl_be_engine_t *eng)
     ucp_config_t *cfg = NULL;
     ucs_status_t s = ucp_config_read(NULL, NULL, &cfg);
     if (s != UCS_OK)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: reading the UCX configuration failed: %s",
-                       ucs_status_string(s));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "reading the UCX configuration failed: %s",
+                           ucs_status_string(s));
     nixl_status_t st = NIXL_SUCCESS;
     char *dump = config_dump(cfg);
     if (!dump) {
-        st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
         goto out;
     }
     apply_defaults(eng, cfg, dump);
@@ -374,8 +385,10 @@ nixl_status_t ucx_context_create(nixl_be_engine_t *eng)
     s = ucp_init(&p, cfg, &eng->ctx);
     if (s != UCS_OK) {
         eng->ctx = NULL;
-        st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: creating the UCP context failed: %s (check "
-                     "UCX_TLS, UCX_NET_DEVICES and device_list)", ucs_status_string(s));
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                         "creating the UCP context failed: %s (check "
+                         "UCX_TLS, UCX_NET_DEVICES and device_list)",
+                         ucs_status_string(s));
         goto out;
     }
     ucp_context_attr_t attr = {.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES};

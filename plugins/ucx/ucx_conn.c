@@ -98,8 +98,8 @@ static void ep_failed(void *arg, ucp_ep_h ep, ucs_status_t status)
     if (atomic_exchange(&conn->failed, true))
         return;
     atomic_store(&conn->fail_status, (int)status);
-    UCX_LOG(conn->eng, NIXL_LOG_INFO, "UCX: the connection to agent '%s' failed: %s",
-            conn->name, ucs_status_string(status));
+    NIXL_BE_LOG(conn->eng->host, NIXL_LOG_INFO, "the connection to agent '%s' failed: %s",
+                conn->name, ucs_status_string(status));
 }
 
 static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const void *addr,
@@ -107,7 +107,7 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
 {
     ucx_conn_t *conn = calloc(1, sizeof(*conn) + eng->nworkers * sizeof(ucp_ep_h));
     if (!conn)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     conn->eng = eng;
     conn->is_self = is_self;
     atomic_init(&conn->refs, 1);
@@ -118,7 +118,7 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
         free(conn->name);
         free(conn->addr);
         free(conn);
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     }
     conn->name_len = strlen(name);
     memcpy(conn->addr, addr, len);
@@ -148,14 +148,17 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
         conn->eps[w] = NULL;
         ucx_conn_unref(conn, 1);
         if (s == UCS_ERR_UNREACHABLE && mode == UCP_ERR_HANDLING_MODE_PEER)
-            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: no transport reaches agent '%s' with "
-                           "peer failure detection (the shared-memory transports of UCX %s "
-                           "have none): add tcp or an RDMA transport to UCX_TLS, or set "
-                           "ucx_error_handling_mode=none", name, ucp_get_version_string());
-        return UCX_ERR(eng, ucx_status(s) == NIXL_ERR_INVALID_PARAM ? NIXL_ERR_INVALID_PARAM
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "no transport reaches agent '%s' with "
+                               "peer failure detection (the shared-memory transports of UCX %s "
+                               "have none): add tcp or an RDMA transport to UCX_TLS, or set "
+                               "ucx_error_handling_mode=none",
+                               name, ucp_get_version_string());
+        return NIXL_BE_ERR(eng->host,
+                           ucx_status(s) == NIXL_ERR_INVALID_PARAM ? NIXL_ERR_INVALID_PARAM
                                                                    : NIXL_ERR_BACKEND,
-                       "UCX: creating an endpoint to agent '%s' (worker %u) failed: %s", name,
-                       w, ucs_status_string(s));
+                           "creating an endpoint to agent '%s' (worker %u) failed: %s", name, w,
+                           ucs_status_string(s));
     }
     *out = conn;
     return NIXL_SUCCESS;
@@ -205,12 +208,16 @@ ucx_conn_t *ucx_conn_find(nixl_be_engine_t *eng, const char *name)
 nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what)
 {
     if (atomic_load(&conn->failed))
-        return UCX_ERR(conn->eng, NIXL_ERR_REMOTE_DISCONNECT, "UCX: %s agent '%s': the "
-                       "connection failed (%s): the peer is gone", what, conn->name,
-                       ucs_status_string((ucs_status_t)atomic_load(&conn->fail_status)));
+        return NIXL_BE_ERR(conn->eng->host, NIXL_ERR_REMOTE_DISCONNECT,
+                           "%s agent '%s': the "
+                           "connection failed (%s): the peer is gone",
+                           what, conn->name,
+                           ucs_status_string((ucs_status_t)atomic_load(&conn->fail_status)));
     if (atomic_load(&conn->forgotten))
-        return UCX_ERR(conn->eng, NIXL_ERR_NOT_FOUND, "UCX: %s agent '%s': it was disconnected "
-                       "(its metadata was invalidated)", what, conn->name);
+        return NIXL_BE_ERR(conn->eng->host, NIXL_ERR_NOT_FOUND,
+                           "%s agent '%s': it was disconnected "
+                           "(its metadata was invalidated)",
+                           what, conn->name);
     return NIXL_SUCCESS;
 }
 
@@ -229,8 +236,9 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
                                    size_t len)
 {
     if (!agent || !*agent || strlen(agent) > UCX_NAME_MAX || !blob || !len)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: load_remote_conn needs an agent name "
-                       "and a non-empty worker address");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "load_remote_conn needs an agent name "
+                           "and a non-empty worker address");
     pthread_mutex_lock(&eng->conns_lock);
     ucx_conn_t *old = table_find(eng, agent);
     bool same = old && old->addr_len == len && !memcmp(old->addr, blob, len);
@@ -240,17 +248,19 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
         /* Loading the very same address again is harmless (the reference refuses it). */
         if (same && !failed)
             return NIXL_SUCCESS;
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: agent '%s' is already loaded %s; "
-                       "disconnect (invalidate) it first", agent,
-                       same ? "and its connection failed" : "with another worker address");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "agent '%s' is already loaded %s; "
+                           "disconnect (invalidate) it first",
+                           agent,
+                           same ? "and its connection failed" : "with another worker address");
     }
     ucx_conn_t *conn;
     nixl_status_t st = conn_new(eng, agent, blob, len, false, &conn);
     if (st != NIXL_SUCCESS)
         return st;
     table_insert(eng, conn);
-    UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: '%s' loaded agent '%s' (%zu-byte address)", eng->name,
-            agent, len);
+    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "'%s' loaded agent '%s' (%zu-byte address)", eng->name,
+                agent, len);
     return NIXL_SUCCESS;
 }
 
@@ -258,8 +268,10 @@ nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent)
 {
     ucx_conn_t *conn = ucx_conn_find(eng, agent);
     if (!conn)
-        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: no connection info of agent '%s' is "
-                       "loaded", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
+                           "no connection info of agent '%s' is "
+                           "loaded",
+                           agent);
     nixl_status_t st = ucx_conn_usable(conn, "connecting to");
     ucx_conn_unref(conn, 1);
     return st;
@@ -271,7 +283,7 @@ nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent)
         return NIXL_SUCCESS; /* loopback lives as long as the engine */
     ucx_conn_t *conn = table_remove(eng, agent);
     if (!conn)
-        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: agent '%s' is not loaded", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "agent '%s' is not loaded", agent);
     atomic_store(&conn->forgotten, true);
     ucx_conn_unref(conn, 1); /* closes the endpoints unless a request still holds them */
     return NIXL_SUCCESS;
@@ -321,5 +333,5 @@ void ucx_conns_free_all(nixl_be_engine_t *eng)
         n++;
     }
     if (n)
-        UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: %zu connection(s) freed after their workers", n);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "%zu connection(s) freed after their workers", n);
 }

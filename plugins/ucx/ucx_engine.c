@@ -62,36 +62,37 @@ static nixl_status_t workers_create(nixl_be_engine_t *eng)
 {
     eng->workers = calloc(eng->nworkers, sizeof(*eng->workers));
     if (!eng->workers)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
                               .thread_mode = UCS_THREAD_MODE_MULTI};
     for (unsigned w = 0; w < eng->nworkers; w++) {
         ucs_status_t s = ucp_worker_create(eng->ctx, &wp, &eng->workers[w]);
         if (s != UCS_OK) {
             eng->workers[w] = NULL;
-            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: creating worker %u failed: %s", w,
-                           ucs_status_string(s));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "creating worker %u failed: %s", w,
+                               ucs_status_string(s));
         }
         ucp_worker_attr_t attr = {.field_mask = UCP_WORKER_ATTR_FIELD_THREAD_MODE};
         if (ucp_worker_query(eng->workers[w], &attr) == UCS_OK &&
             attr.thread_mode != UCS_THREAD_MODE_MULTI)
-            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: this UCX build has no multi-thread "
-                           "support (workers must be MULTI: the progress thread shares them)");
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "this UCX build has no multi-thread "
+                               "support (workers must be MULTI: the progress thread shares them)");
     }
 
     ucp_address_t *addr;
     size_t len;
     ucs_status_t s = ucp_worker_get_address(eng->workers[0], &addr, &len);
     if (s != UCS_OK)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: getting the worker address failed: %s",
-                       ucs_status_string(s));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "getting the worker address failed: %s",
+                           ucs_status_string(s));
     eng->addr = malloc(len);
     if (eng->addr) {
         memcpy(eng->addr, addr, len);
         eng->addr_len = len;
     }
     ucp_worker_release_address(eng->workers[0], addr);
-    return eng->addr ? NIXL_SUCCESS : UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    return eng->addr ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
 }
 
 static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
@@ -100,8 +101,8 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         return NIXL_ERR_INVALID_PARAM;
     const nixl_host_t *host = init->host;
     if (!init->local_agent || !*init->local_agent || strlen(init->local_agent) > UCX_NAME_MAX) {
-        host->set_error("UCX: the agent name must be 1 to %u bytes", UCX_NAME_MAX);
-        return NIXL_ERR_INVALID_PARAM;
+        return NIXL_BE_ERR(host, NIXL_ERR_INVALID_PARAM, "the agent name must be 1 to %u bytes",
+                           UCX_NAME_MAX);
     }
     nixl_status_t st = ucx_check_version(host);
     ucx_params_t params;
@@ -112,8 +113,7 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
 
     nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
     if (!eng) {
-        host->set_error("UCX: out of memory");
-        return NIXL_ERR_BACKEND;
+        return NIXL_BE_ERR(host, NIXL_ERR_BACKEND, "out of memory");
     }
     eng->host = host;
     eng->params = params;
@@ -123,7 +123,7 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     pthread_mutex_init(&eng->all_lock, NULL);
     eng->name = strdup(init->local_agent);
     eng->name_len = strlen(init->local_agent);
-    st = eng->name ? NIXL_SUCCESS : UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+    st = eng->name ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     if (st == NIXL_SUCCESS)
         st = ucx_context_create(eng);
     if (st == NIXL_SUCCESS)
@@ -138,11 +138,13 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         ucx_destroy(eng);
         return st;
     }
-    UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: engine of '%s' ready (UCX %s, %u worker(s), error "
-            "handling %s, loopback %s, address %zu bytes)", eng->name, ucp_get_version_string(),
-            eng->nworkers, params.err_mode == UCP_ERR_HANDLING_MODE_PEER ? "peer" : "none",
-            eng->self_mode == UCP_ERR_HANDLING_MODE_PEER ? "over TCP" : "by self/shm",
-            eng->addr_len);
+    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                "engine of '%s' ready (UCX %s, %u worker(s), error "
+                "handling %s, loopback %s, address %zu bytes)",
+                eng->name, ucp_get_version_string(), eng->nworkers,
+                params.err_mode == UCP_ERR_HANDLING_MODE_PEER ? "peer" : "none",
+                eng->self_mode == UCP_ERR_HANDLING_MODE_PEER ? "over TCP" : "by self/shm",
+                eng->addr_len);
     *out = eng;
     return NIXL_SUCCESS;
 }
@@ -154,21 +156,24 @@ static nixl_status_t ucx_get_conn_info(nixl_be_engine_t *eng, const void **blob,
     return NIXL_SUCCESS;
 }
 
-static const nixl_backend_ops_t ucx_ops = {
-    .struct_size = sizeof(nixl_backend_ops_t),
-    .abi_version = NIXL_PLUGIN_ABI_VERSION,
+static const nixl_plugin_info_t ucx_info = {
+    .struct_size = sizeof(nixl_plugin_info_t),
     .name = "UCX",
     .version = "0.1.0",
     .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
     .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG),
     .default_params = ucx_default_params,
     .num_default_params = sizeof(ucx_default_params) / sizeof(ucx_default_params[0]),
+};
+
+static const nixl_be_ops_t ucx_ops = {
+    .struct_size = sizeof(nixl_be_ops_t),
     .create = ucx_create,
     .destroy = ucx_destroy,
     .register_mem = ucx_register_mem,
     .deregister_mem = ucx_deregister_mem,
     .get_conn_info = ucx_get_conn_info,
-    .get_public_blob = ucx_get_public_blob,
+    .get_public_blobs = ucx_get_public_blobs,
     .load_remote_conn = ucx_load_remote_conn,
     .load_remote_md = ucx_load_remote_md,
     .load_local_md = ucx_load_local_md,
@@ -185,9 +190,12 @@ static const nixl_backend_ops_t ucx_ops = {
 };
 
 /* The one symbol the plugin exports (it is built with hidden visibility). */
-__attribute__((visibility("default"))) const nixl_backend_ops_t *nixl_plugin_init(void);
+__attribute__((visibility("default"))) const nixl_plugin_t *
+nixl_c_plugin_entry(uint32_t host_abi_version);
 
-const nixl_backend_ops_t *nixl_plugin_init(void)
+const nixl_plugin_t *nixl_c_plugin_entry(uint32_t host_abi_version)
 {
-    return &ucx_ops;
+    static const nixl_plugin_t ucx_plugin = NIXL_PLUGIN_DESCRIPTION(&ucx_info, &ucx_ops);
+    (void)host_abi_version;
+    return &ucx_plugin;
 }

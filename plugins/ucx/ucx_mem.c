@@ -45,11 +45,13 @@ static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_
                              size_t i, ucx_lmd_t **out)
 {
     if (!d->len)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: a region of 0 bytes "
-                       "cannot be registered", i);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: a region of 0 bytes "
+                           "cannot be registered",
+                           i);
     ucx_lmd_t *l = calloc(1, sizeof(*l));
     if (!l)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     md_init(&l->hdr, UCX_MD_LOCAL, eng);
     l->type = type;
     ucp_mem_map_params_t mp = {
@@ -60,9 +62,10 @@ static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_
     ucs_status_t s = ucp_mem_map(eng->ctx, &mp, &l->memh);
     if (s != UCS_OK) {
         free(l);
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: descriptor %zu (0x%llx, %zu bytes): "
-                       "ucp_mem_map failed: %s", i, (unsigned long long)d->addr, d->len,
-                       ucs_status_string(s));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                           "descriptor %zu (0x%llx, %zu bytes): "
+                           "ucp_mem_map failed: %s",
+                           i, (unsigned long long)d->addr, d->len, ucs_status_string(s));
     }
     nixl_status_t st = NIXL_SUCCESS;
     if (type == NIXL_VRAM_SEG) {
@@ -71,19 +74,24 @@ static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_
         ucp_mem_attr_t attr = {.field_mask = UCP_MEM_ATTR_FIELD_MEM_TYPE};
         s = ucp_mem_query(l->memh, &attr);
         if (s != UCS_OK)
-            st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: descriptor %zu: ucp_mem_query failed: "
-                         "%s", i, ucs_status_string(s));
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                             "descriptor %zu: ucp_mem_query failed: "
+                             "%s",
+                             i, ucs_status_string(s));
         else if (attr.mem_type == UCS_MEMORY_TYPE_HOST)
-            st = UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: VRAM descriptor %zu (0x%llx, "
-                         "device %llu): UCX sees host memory there, not GPU memory", i,
-                         (unsigned long long)d->addr, (unsigned long long)d->dev_id);
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                             "VRAM descriptor %zu (0x%llx, "
+                             "device %llu): UCX sees host memory there, not GPU memory",
+                             i, (unsigned long long)d->addr, (unsigned long long)d->dev_id);
     }
     if (st == NIXL_SUCCESS) {
         s = ucp_rkey_pack(eng->ctx, l->memh, &l->rkey_buf, &l->rkey_len);
         if (s != UCS_OK) {
             l->rkey_buf = NULL;
-            st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: descriptor %zu: ucp_rkey_pack failed: "
-                         "%s", i, ucs_status_string(s));
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                             "descriptor %zu: ucp_rkey_pack failed: "
+                             "%s",
+                             i, ucs_status_string(s));
         }
     }
     if (st != NIXL_SUCCESS) {
@@ -99,17 +107,21 @@ nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                nixl_be_md_t **out_mds)
 {
     if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
-        return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: only DRAM_SEG and VRAM_SEG can be "
-                       "registered (got %d)", (int)type);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "only DRAM_SEG and VRAM_SEG can be "
+                           "registered (got %d)",
+                           (int)type);
     if (type == NIXL_VRAM_SEG && !eng->cuda_ok)
-        return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: this UCX build (%s) has no CUDA "
-                       "support; VRAM cannot be registered with UCX",
-                       ucp_get_version_string());
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "this UCX build (%s) has no CUDA "
+                           "support; VRAM cannot be registered with UCX",
+                           ucp_get_version_string());
     for (size_t i = 0; i < count; i++) {
         ucx_lmd_t *l;
         nixl_status_t st = map_one(eng, type, &descs[i], i, &l);
         if (st != NIXL_SUCCESS) {
-            ucx_deregister_mem(eng, out_mds, i);
+            ucx_deregister_mem(
+                eng, &(nixl_be_mds_t){.base = out_mds, .stride = sizeof(*out_mds), .count = i});
             return st;
         }
         out_mds[i] = &l->hdr;
@@ -117,22 +129,35 @@ nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
     return NIXL_SUCCESS;
 }
 
-void ucx_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+void ucx_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
     (void)eng;
-    for (size_t i = 0; i < count; i++)
-        if (mds[i])
-            ucx_md_unref(mds[i]); /* requests prepared on it keep it mapped until released */
+    for (size_t i = 0; i < mds->count; i++) {
+        nixl_be_md_t *md = nixl_be_md_at(mds, i);
+        if (md)
+            ucx_md_unref(md); /* requests prepared on it keep it mapped until released */
+    }
 }
 
-nixl_status_t ucx_get_public_blob(nixl_be_engine_t *eng, nixl_be_md_t *md, const void **blob,
-                                  size_t *len)
+nixl_status_t ucx_get_public_blobs(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                   nixl_be_blob_t *out)
 {
-    if (!md || md->kind != UCX_MD_LOCAL)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: not a local registration");
-    *blob = ((ucx_lmd_t *)md)->rkey_buf;
-    *len = ((ucx_lmd_t *)md)->rkey_len;
+    for (size_t i = 0; i < mds->count; i++) {
+        const nixl_be_md_t *md = nixl_be_md_at(mds, i);
+        if (!md || md->kind != UCX_MD_LOCAL)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "region %zu is not a local registration", i);
+        out[i] = (nixl_be_blob_t){.data = ((const ucx_lmd_t *)md)->rkey_buf,
+                                  .len = ((const ucx_lmd_t *)md)->rkey_len};
+    }
     return NIXL_SUCCESS;
+}
+
+/* Unload the first `n` entries of an array of metadata. */
+static void unload_array(nixl_be_engine_t *eng, nixl_be_md_t **mds, size_t n)
+{
+    nixl_be_mds_t view = {.base = mds, .stride = sizeof(*mds), .count = n};
+    ucx_unload_md(eng, &view);
 }
 
 /* An rmd of `conn` (its reference is taken here) with rkeys unpacked from `blob`. */
@@ -140,11 +165,11 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
                              size_t len, size_t i, nixl_be_md_t **out)
 {
     if (!blob || !len)
-        return UCX_ERR(eng, NIXL_ERR_MISMATCH, "UCX: region %zu of agent '%s' has no rkey", i,
-                       conn->name);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH, "region %zu of agent '%s' has no rkey", i,
+                           conn->name);
     ucx_rmd_t *r = calloc(1, sizeof(*r) + eng->nworkers * sizeof(ucp_rkey_h));
     if (!r)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     md_init(&r->hdr, UCX_MD_REMOTE, eng);
     r->conn = conn;
     ucx_conn_ref(conn, 1);
@@ -155,9 +180,10 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
         if (s != UCS_OK) {
             r->rkeys[w] = NULL;
             ucx_md_unref(&r->hdr);
-            return UCX_ERR(eng, NIXL_ERR_MISMATCH, "UCX: region %zu of agent '%s': its %zu-byte "
-                           "blob is not a usable UCX rkey: %s", i, conn->name, len,
-                           ucs_status_string(s));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                               "region %zu of agent '%s': its %zu-byte "
+                               "blob is not a usable UCX rkey: %s",
+                               i, conn->name, len, ucs_status_string(s));
         }
     }
     *out = &r->hdr;
@@ -170,47 +196,54 @@ nixl_status_t ucx_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_
 {
     (void)descs;
     if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
-        return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: only DRAM_SEG and VRAM_SEG regions "
-                       "(got %d)", (int)type);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "only DRAM_SEG and VRAM_SEG regions "
+                           "(got %d)",
+                           (int)type);
     ucx_conn_t *conn = ucx_conn_find(eng, agent);
     if (!conn)
-        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: no connection info of agent '%s' is "
-                       "loaded", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
+                           "no connection info of agent '%s' is "
+                           "loaded",
+                           agent);
     nixl_status_t st = NIXL_SUCCESS;
     for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
         st = rmd_new(eng, conn, blobs ? blobs[i].data : NULL, blobs ? blobs[i].len : 0, i,
                      &out_mds[i]);
         if (st != NIXL_SUCCESS)
-            ucx_unload_md(eng, out_mds, i);
+            unload_array(eng, out_mds, i);
     }
     ucx_conn_unref(conn, 1);
     return st;
 }
 
-nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count,
+nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
                                 nixl_be_md_t **out_mds)
 {
     if (!eng->self)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the loopback connection is gone");
-    for (size_t i = 0; i < count; i++) {
-        const ucx_lmd_t *l = (const ucx_lmd_t *)mds[i];
-        nixl_status_t st =
-            (!l || l->hdr.kind != UCX_MD_LOCAL || l->hdr.eng != eng)
-                ? UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: load_local_md: md %zu was not "
-                          "registered by this engine", i)
-                : rmd_new(eng, eng->self, l->rkey_buf, l->rkey_len, i, &out_mds[i]);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "the loopback connection is gone");
+    for (size_t i = 0; i < mds->count; i++) {
+        const ucx_lmd_t *l = (const ucx_lmd_t *)nixl_be_md_at(mds, i);
+        nixl_status_t st = (!l || l->hdr.kind != UCX_MD_LOCAL || l->hdr.eng != eng)
+                               ? NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                                             "load_local_md: md %zu was not "
+                                             "registered by this engine",
+                                             i)
+                               : rmd_new(eng, eng->self, l->rkey_buf, l->rkey_len, i, &out_mds[i]);
         if (st != NIXL_SUCCESS) {
-            ucx_unload_md(eng, out_mds, i);
+            unload_array(eng, out_mds, i);
             return st;
         }
     }
     return NIXL_SUCCESS;
 }
 
-void ucx_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+void ucx_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
     (void)eng;
-    for (size_t i = 0; i < count; i++)
-        if (mds[i] && mds[i]->kind == UCX_MD_REMOTE)
-            ucx_md_unref(mds[i]);
+    for (size_t i = 0; i < mds->count; i++) {
+        nixl_be_md_t *md = nixl_be_md_at(mds, i);
+        if (md && md->kind == UCX_MD_REMOTE)
+            ucx_md_unref(md);
+    }
 }

@@ -92,11 +92,13 @@ static ucs_status_t notif_recv(void *arg, const void *header, size_t header_len,
             why = "a sender name that is empty, too long or has a NUL byte";
     }
     if (why) {
-        UCX_LOG(eng, NIXL_LOG_WARN, "UCX: agent '%s' dropped a malformed notification (%zu "
-                "bytes): %s", eng->name, length, why);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "agent '%s' dropped a malformed notification (%zu "
+                    "bytes): %s",
+                    eng->name, length, why);
         return UCS_OK;
     }
-    eng->host->notif(eng->host->ctx, (const char *)name, name_len, msg, msg_len);
+    eng->host->notif(eng->host, (const char *)name, name_len, msg, msg_len);
     return UCS_OK;
 }
 
@@ -112,8 +114,10 @@ nixl_status_t ucx_notif_init(nixl_be_engine_t *eng)
     };
     ucs_status_t s = ucp_worker_set_am_recv_handler(eng->workers[0], &p);
     if (s != UCS_OK)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: registering the notification handler "
-                       "failed: %s", ucs_status_string(s));
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                           "registering the notification handler "
+                           "failed: %s",
+                           ucs_status_string(s));
     return NIXL_SUCCESS;
 }
 
@@ -144,8 +148,8 @@ static void gen_done(void *request, ucs_status_t status, void *arg)
     nixl_be_engine_t *eng = g->eng;
     ucp_request_free(request);
     if (status != UCS_OK)
-        UCX_LOG(eng, NIXL_LOG_WARN, "UCX: a notification of agent '%s' was not delivered: %s",
-                eng->name, ucs_status_string(status));
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "a notification of agent '%s' was not delivered: %s",
+                    eng->name, ucs_status_string(status));
     free(g);
     ucx_busy_dec(eng);
 }
@@ -154,17 +158,21 @@ nixl_status_t ucx_gen_notif(nixl_be_engine_t *eng, const char *agent, const void
                             size_t len)
 {
     if (len > UCX_NOTIF_MAX)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: a %zu-byte notification exceeds the "
-                       "limit of %zu bytes", len, UCX_NOTIF_MAX);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "a %zu-byte notification exceeds the "
+                           "limit of %zu bytes",
+                           len, UCX_NOTIF_MAX);
     ucx_conn_t *conn = ucx_conn_find(eng, agent);
     if (!conn)
-        return UCX_ERR(eng, NIXL_ERR_NOT_FOUND, "UCX: no connection info of agent '%s' is "
-                       "loaded", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
+                           "no connection info of agent '%s' is "
+                           "loaded",
+                           agent);
     nixl_status_t st = ucx_conn_usable(conn, "notifying");
     size_t size = ucx_notif_size(eng, len);
     gen_notif_t *g = st == NIXL_SUCCESS ? malloc(sizeof(*g) + size) : NULL;
     if (st == NIXL_SUCCESS && !g)
-        st = UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory for a notification");
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory for a notification");
     if (st != NIXL_SUCCESS) {
         ucx_conn_unref(conn, 1);
         return st;
@@ -179,10 +187,9 @@ nixl_status_t ucx_gen_notif(nixl_be_engine_t *eng, const char *agent, const void
         free(g);
         ucx_busy_dec(eng);
         if (s != UCS_OK)
-            st = UCX_ERR(eng, atomic_load(&conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT
-                                                         : ucx_status(s),
-                         "UCX: sending a notification to agent '%s' failed: %s", agent,
-                         ucs_status_string(s));
+            st = NIXL_BE_ERR(
+                eng->host, atomic_load(&conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT : ucx_status(s),
+                "sending a notification to agent '%s' failed: %s", agent, ucs_status_string(s));
     }
     ucx_conn_unref(conn, 1);
     return st;

@@ -185,13 +185,6 @@ struct nixl_be_engine {
     pthread_t thread;
 };
 
-#define UCX_ERR(eng, st, ...) ((eng)->host->set_error(__VA_ARGS__), (st))
-#define UCX_LOG(eng, lvl, ...)                                                                \
-    do {                                                                                      \
-        if ((eng)->host->log_enabled(lvl))                                                    \
-            (eng)->host->log(lvl, __VA_ARGS__);                                               \
-    } while (0)
-
 /* ucx_config.c: version, parameters, the UCP context. */
 nixl_status_t ucx_check_version(const nixl_host_t *host);
 nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out);
@@ -218,15 +211,15 @@ nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                const nixl_reg_desc_t *descs, size_t count,
                                nixl_be_md_t **out_mds);
-void ucx_deregister_mem(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
-nixl_status_t ucx_get_public_blob(nixl_be_engine_t *eng, nixl_be_md_t *md, const void **blob,
-                                  size_t *len);
+void ucx_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
+nixl_status_t ucx_get_public_blobs(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
+                                   nixl_be_blob_t *out);
 nixl_status_t ucx_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_mem_t type,
                                  const nixl_desc_t *descs, const nixl_be_blob_t *blobs,
                                  size_t count, nixl_be_md_t **out_mds);
-nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count,
+nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
                                 nixl_be_md_t **out_mds);
-void ucx_unload_md(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+void ucx_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 void ucx_md_ref(nixl_be_md_t *md);
 void ucx_md_unref(nixl_be_md_t *md);
 

@@ -48,8 +48,8 @@ void ucx_kick(nixl_be_engine_t *eng)
     if (eng->wake_fd >= 0 && atomic_exchange(&eng->sleeping, false)) {
         uint64_t one = 1;
         if (write(eng->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-            UCX_LOG(eng, NIXL_LOG_WARN, "UCX: waking the progress thread failed: errno %d",
-                    errno);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "waking the progress thread failed: errno %d",
+                        errno);
     }
 }
 
@@ -114,8 +114,10 @@ static void *progress_main(void *arg)
         for (unsigned w = 0; w < n; w++)
             armed = progress_and_arm(eng->workers[w]) && armed;
         if (!armed && !warned) {
-            UCX_LOG(eng, NIXL_LOG_DEBUG, "UCX: a worker cannot be armed for events; the "
-                    "progress thread of '%s' looks every %d ms", eng->name, UCX_BUSY_POLL_MS);
+            NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                        "a worker cannot be armed for events; the "
+                        "progress thread of '%s' looks every %d ms",
+                        eng->name, UCX_BUSY_POLL_MS);
             warned = true;
         }
         atomic_store(&eng->sleeping, true);
@@ -138,21 +140,25 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
     eng->idle_timeout_ms = init->pthr_delay_us == 0 ? -1 : ms > INT_MAX ? INT_MAX : (int)ms;
     eng->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (eng->wake_fd < 0)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: eventfd for the progress thread failed: "
-                       "errno %d", errno);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                           "eventfd for the progress thread failed: "
+                           "errno %d",
+                           errno);
     eng->efds = calloc(eng->nworkers, sizeof(int));
     if (!eng->efds)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
     for (unsigned w = 0; w < eng->nworkers; w++) {
         ucs_status_t s = ucp_worker_get_efd(eng->workers[w], &eng->efds[w]);
         if (s != UCS_OK)
-            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the event fd of worker %u: %s", w,
-                           ucs_status_string(s));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "the event fd of worker %u: %s", w,
+                               ucs_status_string(s));
     }
     int e = pthread_create(&eng->thread, NULL, progress_main, eng);
     if (e)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: starting the progress thread failed: "
-                       "errno %d", e);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                           "starting the progress thread failed: "
+                           "errno %d",
+                           e);
     eng->thread_started = true;
     return NIXL_SUCCESS;
 }

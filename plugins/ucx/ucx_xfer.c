@@ -48,7 +48,7 @@ static void notif_done(void *request, ucs_status_t status, void *arg)
     nixl_be_req_t *req = arg;
     ucp_request_free(request);
     if (status != UCS_OK)
-        req_why(req, "UCX: the data of a %s agent '%s' arrived but its notification failed: %s",
+        req_why(req, "the data of a %s agent '%s' arrived but its notification failed: %s",
                 op_name(req), req->conn->name, ucs_status_string(status));
     finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
 }
@@ -61,7 +61,7 @@ static void data_done(nixl_be_req_t *req, ucs_status_t status)
         return;
     }
     if (status != UCS_OK) {
-        req_why(req, "UCX: %s agent '%s' (%zu descriptors) failed: %s%s", op_name(req),
+        req_why(req, "%s agent '%s' (%zu descriptors) failed: %s%s", op_name(req),
                 req->conn->name, req->count, ucs_status_string(status),
                 atomic_load(&req->conn->failed) ? " (the peer is gone)" : "");
         finish(req, req_status(req, status));
@@ -74,7 +74,7 @@ static void data_done(nixl_be_req_t *req, ucs_status_t status)
         if (s == UCS_INPROGRESS)
             return;
         if (s != UCS_OK) {
-            req_why(req, "UCX: the data of a %s agent '%s' arrived but its notification could "
+            req_why(req, "the data of a %s agent '%s' arrived but its notification could "
                     "not be sent: %s", op_name(req), req->conn->name, ucs_status_string(s));
             finish(req, req_status(req, s));
             return;
@@ -107,8 +107,10 @@ static nixl_status_t pick_worker(nixl_be_engine_t *eng, const ucx_conn_t *conn,
     for (; d < end && *d >= '0' && *d <= '9' && v < UCX_WORKERS_MAX; d++)
         v = v * 10 + (uint64_t)(*d - '0');
     if (d == p + sizeof(key) - 1 || v >= eng->nworkers)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: custom parameter worker_id must be a "
-                       "worker number below num_workers=%u", eng->nworkers);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "custom parameter worker_id must be a "
+                           "worker number below num_workers=%u",
+                           eng->nworkers);
     if (!conn->is_self)
         *out = (unsigned)v;
     return NIXL_SUCCESS;
@@ -123,14 +125,20 @@ static nixl_status_t check_elems(nixl_be_engine_t *eng, const nixl_be_desc_t *lo
     for (size_t i = 0; i < count; i++) {
         const nixl_be_md_t *l = local[i].md, *r = remote[i].md;
         if (!l || l->kind != UCX_MD_LOCAL || l->eng != eng)
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: the local memory "
-                           "is not registered with this engine", i);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: the local memory "
+                               "is not registered with this engine",
+                               i);
         if (!r || r->kind != UCX_MD_REMOTE || ((const ucx_rmd_t *)r)->conn != conn)
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: the remote memory "
-                           "is not a region of agent '%s' loaded by this engine", i, conn->name);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: the remote memory "
+                               "is not a region of agent '%s' loaded by this engine",
+                               i, conn->name);
         if (local[i].len != remote[i].len)
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: descriptor %zu: local length %zu "
-                           "!= remote length %zu", i, local[i].len, remote[i].len);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: local length %zu "
+                               "!= remote length %zu",
+                               i, local[i].len, remote[i].len);
         *nrefs += (!i || l != local[i - 1].md) + (!i || r != remote[i - 1].md);
     }
     return NIXL_SUCCESS;
@@ -142,17 +150,20 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                             const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out)
 {
     if (op != NIXL_READ && op != NIXL_WRITE)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: bad transfer operation %d", (int)op);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "bad transfer operation %d", (int)op);
     if (!count || !local || !remote || !remote_agent)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: empty transfer or no remote agent");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "empty transfer or no remote agent");
     const nixl_be_md_t *r0 = remote[0].md;
     if (!r0 || r0->kind != UCX_MD_REMOTE || r0->eng != eng)
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: remote descriptor 0 does not carry "
-                       "UCX metadata of this engine");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "remote descriptor 0 does not carry "
+                           "UCX metadata of this engine");
     ucx_conn_t *conn = ((const ucx_rmd_t *)r0)->conn;
     if (strcmp(conn->name, remote_agent))
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: the remote descriptors belong to "
-                       "'%s', not to '%s'", conn->name, remote_agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "the remote descriptors belong to "
+                           "'%s', not to '%s'",
+                           conn->name, remote_agent);
     unsigned worker;
     size_t nrefs;
     nixl_status_t st = ucx_conn_usable(conn, "preparing a transfer with");
@@ -164,12 +175,12 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
         return st;
 
     if (count > (SIZE_MAX - sizeof(nixl_be_req_t)) / (sizeof(ucx_xd_t) + 2 * sizeof(void *)))
-        return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: %zu descriptors is too many", count);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "%zu descriptors is too many", count);
     nixl_be_req_t *req = calloc(1, sizeof(*req) + count * sizeof(ucx_xd_t) +
                                        nrefs * sizeof(nixl_be_md_t *));
     if (!req)
-        return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory preparing %zu descriptors",
-                       count);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory preparing %zu descriptors",
+                           count);
     req->eng = eng;
     req->conn = conn;
     req->worker = worker;
@@ -218,7 +229,7 @@ static void issue(nixl_be_req_t *req, ucp_ep_h ep)
             ucp_request_free(r);
         } else if (UCS_PTR_IS_ERR(r)) {
             ucs_status_t s = UCS_PTR_STATUS(r);
-            req_why(req, "UCX: %s agent '%s', descriptor %zu (0x%llx <-> 0x%llx, %zu bytes): %s",
+            req_why(req, "%s agent '%s', descriptor %zu (0x%llx <-> 0x%llx, %zu bytes): %s",
                     op_name(req), req->conn->name, i, (unsigned long long)(uintptr_t)x->laddr,
                     (unsigned long long)x->raddr, x->len, ucs_status_string(s));
             req->fail = req_status(req, s);
@@ -232,8 +243,9 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                             const nixl_be_xfer_opts_t *opts)
 {
     if (atomic_load(&req->state) == NIXL_IN_PROG)
-        return UCX_ERR(eng, NIXL_ERR_REPOST_ACTIVE, "UCX: the previous post of this request "
-                       "is still completing");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE,
+                           "the previous post of this request "
+                           "is still completing");
     nixl_status_t st = ucx_conn_usable(req->conn, req->op == NIXL_WRITE ? "WRITE to"
                                                                         : "READ from");
     if (st != NIXL_SUCCESS) {
@@ -243,13 +255,15 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     bool has_notif = opts && opts->has_notif;
     if (has_notif) {
         if (opts->notif_len > UCX_NOTIF_MAX)
-            return UCX_ERR(eng, NIXL_ERR_INVALID_PARAM, "UCX: a %zu-byte notification exceeds "
-                           "the limit of %zu bytes", opts->notif_len, UCX_NOTIF_MAX);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "a %zu-byte notification exceeds "
+                               "the limit of %zu bytes",
+                               opts->notif_len, UCX_NOTIF_MAX);
         size_t need = ucx_notif_size(eng, opts->notif_len);
         if (need > req->notif_cap) {
             uint8_t *p = realloc(req->notif, need);
             if (!p)
-                return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: out of memory for a notification");
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory for a notification");
             req->notif = p;
             req->notif_cap = need;
         }
@@ -275,15 +289,15 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         /* From here the callback owns the request; `why` was written before the flush. */
         ucx_kick(eng);
         if (fail != NIXL_SUCCESS)
-            eng->host->set_error("%s", req->why);
-        return fail != NIXL_SUCCESS ? fail : NIXL_IN_PROG;
+            return NIXL_BE_ERR(eng->host, fail, "%s", req->why);
+        return NIXL_IN_PROG;
     }
     data_done(req, UCS_PTR_STATUS(r));
     st = atomic_load_explicit(&req->state, memory_order_acquire);
     if (st == NIXL_IN_PROG)
         ucx_kick(eng); /* the notification is on its way */
     else if (st < 0)
-        eng->host->set_error("%s", req->why);
+        return NIXL_BE_ERR(eng->host, st, "%s", req->why);
     return st;
 }
 
@@ -295,7 +309,7 @@ nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
         st = atomic_load_explicit(&req->state, memory_order_acquire);
     }
     if (st < 0 && st != NIXL_ERR_NOT_POSTED && req->why[0])
-        eng->host->set_error("%s", req->why);
+        return NIXL_BE_ERR(eng->host, st, "%s", req->why);
     return st;
 }
 
@@ -318,10 +332,11 @@ nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
     uint64_t deadline = nixl_now_ms() + UCX_RELEASE_WAIT_MS;
     while (atomic_load_explicit(&req->state, memory_order_acquire) == NIXL_IN_PROG) {
         if (nixl_now_ms() >= deadline)
-            return UCX_ERR(eng, NIXL_ERR_BACKEND, "UCX: the %s agent '%s' is still in flight "
-                           "after %d ms and UCX cannot cancel it; the request stays valid "
-                           "(keep its buffers) - release it again later", op_name(req),
-                           req->conn->name, UCX_RELEASE_WAIT_MS);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                               "the %s agent '%s' is still in flight "
+                               "after %d ms and UCX cannot cancel it; the request stays valid "
+                               "(keep its buffers) - release it again later",
+                               op_name(req), req->conn->name, UCX_RELEASE_WAIT_MS);
         ucx_progress_worker(eng, req->worker);
         nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
     }
@@ -337,8 +352,10 @@ void ucx_reqs_free_all(nixl_be_engine_t *eng)
         n++;
     }
     if (n)
-        UCX_LOG(eng, NIXL_LOG_WARN, "UCX: %zu transfer request(s) were never released; freed "
-                "at engine destroy", n);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "%zu transfer request(s) were never released; freed "
+                    "at engine destroy",
+                    n);
 }
 
 nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
@@ -355,9 +372,10 @@ nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64
         ucp_ep_evaluate_perf_attr_t a = {.field_mask = UCP_EP_PERF_ATTR_FIELD_ESTIMATED_TIME};
         ucs_status_t s = ucp_ep_evaluate_perf(ep, &p, &a);
         if (s != UCS_OK)
-            return UCX_ERR(eng, NIXL_ERR_NOT_SUPPORTED, "UCX: no estimate for descriptor %zu "
-                           "(%zu bytes) to agent '%s': ucp_ep_evaluate_perf: %s", i,
-                           req->xd[i].len, req->conn->name, ucs_status_string(s));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                               "no estimate for descriptor %zu "
+                               "(%zu bytes) to agent '%s': ucp_ep_evaluate_perf: %s",
+                               i, req->xd[i].len, req->conn->name, ucs_status_string(s));
         seconds += a.estimated_time;
     }
     *duration_us = (int64_t)(seconds * 1e6 + 0.5);

@@ -125,16 +125,8 @@ static void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
             nixl_section_t *s = &p->sections[e][t];
             if (!s->count)
                 continue;
-            nixl_be_md_t **mds = malloc(s->count * sizeof(*mds));
-            if (mds) {
-                for (size_t i = 0; i < s->count; i++)
-                    mds[i] = s->regions[i].md;
-                b->ops->unload_md(b->eng, mds, s->count);
-                free(mds);
-            } else {
-                for (size_t i = 0; i < s->count; i++)
-                    b->ops->unload_md(b->eng, &s->regions[i].md, 1);
-            }
+            nixl_be_mds_t mds = regions_mds(s->regions, s->count);
+            b->ops->unload_md(b->eng, &mds);
             nixl_section_free(s);
         }
         if (p->conn[e] == PEER_CONN_LOADED)
@@ -245,27 +237,8 @@ size_t engines_ordered(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t mas
     return n;
 }
 
-__attribute__((format(printf, 2, 3))) static void host_log(nixl_log_level_t level,
-                                                          const char *fmt, ...)
-{
-    if (!nixl_log_enabled(level))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    nixl_log_vwrite(level, fmt, ap);
-    va_end(ap);
-}
-
-__attribute__((format(printf, 1, 2))) static void host_set_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    nixl_err_vset(fmt, ap);
-    va_end(ap);
-}
-
 /* The user's parameters plus the plugin defaults the user did not set, in one allocation. */
-static nixl_param_t *params_merge(const nixl_backend_ops_t *ops, const nixl_param_t *user,
+static nixl_param_t *params_merge(const nixl_plugin_info_t *ops, const nixl_param_t *user,
                                   size_t nuser, size_t *count)
 {
     size_t n = nuser, bytes = 0;
@@ -343,10 +316,12 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
                       agent->name, NIXL_MAX_ENGINES);
         goto out_unlock;
     }
-    const nixl_backend_ops_t *ops;
-    st = nixl_plugin_get(plugin, &ops);
+    const nixl_plugin_rec_t *rec;
+    st = nixl_plugin_get(plugin, &rec);
     if (st != NIXL_SUCCESS)
         goto out_unlock;
+    const nixl_be_ops_t *ops = &rec->ops;
+    const nixl_plugin_info_t *info = &rec->info;
 
     b = calloc(1, sizeof(*b));
     if (!b) {
@@ -355,20 +330,14 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     }
     b->agent = agent;
     b->ops = ops;
-    b->name = ops->name;
+    b->info = info;
+    b->name = info->name;
     b->index = agent->num_engines;
-    b->rank = preference_rank(ops->name, b->index);
+    b->rank = preference_rank(info->name, b->index);
     pthread_mutex_init(&b->notif_lock, NULL);
     b->notif_tail = &b->notif_head;
-    b->host = (nixl_host_t){
-        .struct_size = sizeof(nixl_host_t),
-        .ctx = b,
-        .notif = notif_host_push,
-        .log = host_log,
-        .set_error = host_set_error,
-        .log_enabled = nixl_log_enabled,
-    };
-    b->params = params_merge(ops, params, num_params, &b->num_params);
+    backend_host_init(b);
+    b->params = params_merge(info, params, num_params, &b->num_params);
     if (!b->params) {
         st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
         goto err_free;
@@ -377,7 +346,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     nixl_be_init_t init = {
         .struct_size = sizeof(init),
         .local_agent = agent->name,
-        .type = ops->name,
+        .type = info->name,
         .params = params,
         .num_params = num_params,
         .enable_prog_thread = agent->cfg.use_prog_thread,
@@ -393,7 +362,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         st = NIXL_ERR_BACKEND;
         goto err_free;
     }
-    if (ops->caps & NIXL_BE_CAP_REMOTE) {
+    if (info->caps & NIXL_BE_CAP_REMOTE) {
         st = ops->get_conn_info(b->eng, &b->conn_info, &b->conn_len);
         if (st == NIXL_SUCCESS && (!b->conn_info || !b->conn_len))
             st = nixl_err(NIXL_ERR_BACKEND, "empty connection info");
@@ -402,7 +371,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
             goto err_destroy;
         }
     }
-    if (ops->caps & NIXL_BE_CAP_LOCAL) {
+    if (info->caps & NIXL_BE_CAP_LOCAL) {
         st = ops->connect(b->eng, agent->name);
         if (st != NIXL_SUCCESS) {
             nixl_err_prefix("%s backend: connecting to itself", plugin);
@@ -461,19 +430,19 @@ nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const char *plug
 {
     if (!agent || !plugin)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "get_plugin_params: agent and plugin are required");
-    const nixl_backend_ops_t *ops;
-    nixl_status_t st = nixl_plugin_get(plugin, &ops);
+    const nixl_plugin_rec_t *rec;
+    nixl_status_t st = nixl_plugin_get(plugin, &rec);
     if (st != NIXL_SUCCESS)
         return st;
     nixl_param_list_t *l = NULL;
     if (out_params) {
-        l = params_export(ops->default_params, ops->num_default_params);
+        l = params_export(rec->info.default_params, rec->info.num_default_params);
         if (!l)
             return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
         *out_params = l;
     }
     if (out_mems)
-        *out_mems = ops->mems;
+        *out_mems = rec->info.mems;
     return NIXL_SUCCESS;
 }
 
@@ -482,7 +451,8 @@ nixl_status_t nixl_agent_get_backend_params(nixl_agent_t *agent, const nixl_back
                                             nixl_param_list_t **out_params)
 {
     if (!agent || !backend)
-        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_backend_params: agent and backend are required");
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "get_backend_params: agent and backend are required");
     if (backend->agent != agent)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "backend %s belongs to another agent",
                         backend->name);
@@ -493,7 +463,7 @@ nixl_status_t nixl_agent_get_backend_params(nixl_agent_t *agent, const nixl_back
         *out_params = l;
     }
     if (out_mems)
-        *out_mems = backend->ops->mems;
+        *out_mems = backend->info->mems;
     return NIXL_SUCCESS;
 }
 
@@ -501,7 +471,8 @@ nixl_status_t nixl_agent_get_avail_plugins(nixl_agent_t *agent, char ***out_name
                                            size_t *out_count)
 {
     if (!agent || !out_names || !out_count)
-        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_avail_plugins: agent and outputs are required");
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "get_avail_plugins: agent and outputs are required");
     return nixl_plugin_list(out_names, out_count);
 }
 
@@ -604,12 +575,14 @@ static void local_unload_all(nixl_agent_t *a)
         nixl_backend_t *b = a->engines[e];
         for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
             nixl_section_t *lb = &a->self->sections[e][t];
-            for (size_t i = 0; i < lb->count; i++)
-                b->ops->unload_md(b->eng, &lb->regions[i].md, 1);
+            nixl_be_mds_t mds = regions_mds(lb->regions, lb->count);
+            if (mds.count)
+                b->ops->unload_md(b->eng, &mds);
             nixl_section_free(lb);
             nixl_section_t *s = &a->local[e][t];
-            for (size_t i = 0; i < s->count; i++)
-                b->ops->deregister_mem(b->eng, &s->regions[i].md, 1);
+            mds = regions_mds(s->regions, s->count);
+            if (mds.count)
+                b->ops->deregister_mem(b->eng, &mds);
             nixl_section_free(s);
         }
     }

@@ -33,12 +33,13 @@ typedef struct nixl_notif_entry {
 
 struct nixl_backend {
     nixl_agent_t *agent;
-    const nixl_backend_ops_t *ops;
+    const nixl_be_ops_t *ops;         /* every operation set (plugin.h) */
+    const nixl_plugin_info_t *info;   /* the plugin's description */
     nixl_be_engine_t *eng;
-    nixl_host_t host;
+    nixl_host_t host;                 /* this engine's view of the core (host.c) */
     unsigned index;  /* position in agent->engines (creation order) */
     unsigned rank;   /* position in the preference order (docs/backends.md) */
-    const char *name; /* ops->name */
+    const char *name; /* info->name */
     nixl_param_t *params; /* what the user passed, plus defaults the user did not set */
     size_t num_params;
     const void *conn_info; /* owned by the engine */
@@ -187,7 +188,16 @@ size_t engines_ordered(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t mas
 nixl_backend_t *engine_by_name(nixl_agent_t *a, const char *name, size_t len);
 
 /* ---- notifications (notif.c) ---- */
-void notif_host_push(void *ctx, const char *agent, size_t agent_len, const void *msg, size_t len);
+void notif_host_push(nixl_backend_t *b, const char *agent, size_t agent_len, const void *msg,
+                     size_t len);
+
+/* ---- the host services of an engine (host.c) ---- */
+void backend_host_init(nixl_backend_t *b);
+/* A view of the metadata handles of `n` regions starting at `r` (no copy). */
+static inline nixl_be_mds_t regions_mds(const nixl_region_t *r, size_t n)
+{
+    return (nixl_be_mds_t){.base = &r->md, .stride = sizeof(*r), .count = n};
+}
 void notif_queue_free(nixl_backend_t *b);
 
 /* ---- metadata exchange (md_exchange.c) ---- */

@@ -17,8 +17,9 @@ static nixl_status_t check_descs(nixl_mem_t type, const nixl_reg_desc_t *descs, 
                         what, count);
     for (size_t i = 0; i < count; i++)
         if (descs[i].meta_len && !descs[i].meta)
-            return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: descriptor %zu has meta_len %zu and no meta",
-                            what, i, descs[i].meta_len);
+            return nixl_err(NIXL_ERR_INVALID_PARAM,
+                            "%s: descriptor %zu has meta_len %zu and no meta", what, i,
+                            descs[i].meta_len);
     return NIXL_SUCCESS;
 }
 
@@ -26,8 +27,8 @@ static nixl_status_t check_descs(nixl_mem_t type, const nixl_reg_desc_t *descs, 
 static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t type,
                                   const nixl_reg_desc_t *descs, size_t count)
 {
-    const nixl_backend_ops_t *ops = b->ops;
-    bool local = ops->caps & NIXL_BE_CAP_LOCAL, remote = ops->caps & NIXL_BE_CAP_REMOTE;
+    const nixl_be_ops_t *ops = b->ops;
+    bool local = b->info->caps & NIXL_BE_CAP_LOCAL, remote = b->info->caps & NIXL_BE_CAP_REMOTE;
     nixl_be_md_t **mds = calloc(count * 2, sizeof(*mds));
     nixl_region_t *regs = malloc(count * sizeof(*regs));
     nixl_status_t st = NIXL_SUCCESS;
@@ -44,14 +45,15 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
         goto out_free;
     }
     if (local) {
-        st = ops->load_local_md(b->eng, mds, count, lb);
+        nixl_be_mds_t view = {.base = mds, .stride = sizeof(*mds), .count = count};
+        st = ops->load_local_md(b->eng, &view, lb);
         if (st != NIXL_SUCCESS) {
             if (nixl_err_unset())
                 nixl_err_set("%s could not make loopback metadata for the regions", b->name);
             goto err_dereg;
         }
     }
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < count; i++)
         regs[i] = (nixl_region_t){
             .addr = descs[i].addr,
             .len = nixl_region_len(type, descs[i].len),
@@ -59,18 +61,23 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
             .md = mds[i],
             .aux = local ? lb[i] : NULL,
         };
-        if (remote) {
-            const void *blob = NULL;
-            size_t len = 0;
-            st = ops->get_public_blob(b->eng, mds[i], &blob, &len);
-            if (st != NIXL_SUCCESS) {
-                if (nixl_err_unset())
-                    nixl_err_set("%s gave no public blob for descriptor %zu", b->name, i);
-                goto err_unload;
-            }
-            regs[i].blob = blob;
-            regs[i].blob_len = len;
+    if (remote) {
+        /* One call for the whole list (blobs stay owned by the engine's mds). */
+        nixl_be_blob_t *blobs = malloc(count * sizeof(*blobs));
+        nixl_be_mds_t view = {.base = mds, .stride = sizeof(*mds), .count = count};
+        st = blobs ? ops->get_public_blobs(b->eng, &view, blobs)
+                   : nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        if (st != NIXL_SUCCESS) {
+            if (nixl_err_unset())
+                nixl_err_set("%s gave no public blobs for the regions", b->name);
+            free(blobs);
+            goto err_unload;
         }
+        for (size_t i = 0; i < count; i++) {
+            regs[i].blob = blobs[i].data;
+            regs[i].blob_len = blobs[i].len;
+        }
+        free(blobs);
     }
     st = nixl_section_insert(&a->local[b->index][type], regs, count);
     if (st != NIXL_SUCCESS) {
@@ -103,9 +110,10 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
 
 err_unload:
     if (local)
-        ops->unload_md(b->eng, lb, count);
+        ops->unload_md(b->eng, &(nixl_be_mds_t){.base = lb, .stride = sizeof(*lb), .count = count});
 err_dereg:
-    ops->deregister_mem(b->eng, mds, count);
+    ops->deregister_mem(b->eng,
+                        &(nixl_be_mds_t){.base = mds, .stride = sizeof(*mds), .count = count});
 out_free:
     free(mds);
     free(regs);
@@ -130,7 +138,7 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
         goto out;
     if (!hinted)
         for (unsigned e = 0; e < agent->num_engines; e++)
-            if (!(agent->engines[e]->ops->mems & NIXL_MEM_BIT(type)))
+            if (!(agent->engines[e]->info->mems & NIXL_MEM_BIT(type)))
                 mask &= ~(1u << e);
     if (!mask) {
         st = nixl_err(NIXL_ERR_NOT_FOUND, "register_mem: no backend of agent '%s' supports %s",
@@ -209,7 +217,7 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
             mds[count + n] = s->regions[k].aux;
             n++;
         }
-    if (b->ops->caps & NIXL_BE_CAP_LOCAL) {
+    if (b->info->caps & NIXL_BE_CAP_LOCAL) {
         /* The loopback entries of these regions. A backend may use one loopback md for many
          * regions, so the same range listed twice must take two different entries. */
         size_t *lidx = idx + count;
@@ -244,9 +252,11 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
                 lidx[j - 1] = t;
             }
         nixl_section_remove(lbs, lidx, m);
-        b->ops->unload_md(b->eng, mds + count, n);
+        b->ops->unload_md(b->eng, &(nixl_be_mds_t){.base = mds + count, .stride = sizeof(*mds),
+                                                   .count = n});
     }
-    b->ops->deregister_mem(b->eng, mds, n);
+    b->ops->deregister_mem(b->eng,
+                           &(nixl_be_mds_t){.base = mds, .stride = sizeof(*mds), .count = n});
     nixl_section_remove(s, idx, n);
 out:
     free(idx);
@@ -355,15 +365,14 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
         return nixl_err(NIXL_ERR_INVALID_PARAM,
                         "query_mem: opt->backends must name exactly one backend of this agent");
     nixl_backend_t *b = opt->backends[0];
-    if (!b->ops->query_mem)
-        return nixl_err(NIXL_ERR_NOT_SUPPORTED, "query_mem: backend %s cannot answer queries",
-                        b->name);
     nixl_query_resp_t *raw = calloc(count ? count : 1, sizeof(*raw));
     if (!raw)
         return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
     nixl_err_arm();
     st = b->ops->query_mem(b->eng, type, descs, count, raw);
-    if (st != NIXL_SUCCESS && nixl_err_unset())
+    if (st == NIXL_ERR_NOT_SUPPORTED && nixl_err_unset())
+        nixl_err_set("query_mem: backend %s cannot answer queries", b->name);
+    else if (st != NIXL_SUCCESS && nixl_err_unset())
         nixl_err_set("query_mem: %s failed", b->name);
     if (st == NIXL_SUCCESS) {
         nixl_query_resp_t *packed = query_pack(raw, count);

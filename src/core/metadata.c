@@ -10,7 +10,7 @@
 
 static bool engine_remote(const nixl_backend_t *b)
 {
-    return (b->ops->caps & NIXL_BE_CAP_REMOTE) != 0;
+    return (b->info->caps & NIXL_BE_CAP_REMOTE) != 0;
 }
 
 static nixl_status_t blob_out(nixl_buf_t *buf, void **out_blob, size_t *out_len)
@@ -103,7 +103,7 @@ nixl_status_t nixl_agent_get_local_partial_md(nixl_agent_t *agent, nixl_mem_t ty
         goto out;
     for (unsigned e = 0; e < agent->num_engines; e++) {
         const nixl_backend_t *b = agent->engines[e];
-        bool keep = engine_remote(b) && (hinted || !count || (b->ops->mems & NIXL_MEM_BIT(type)));
+        bool keep = engine_remote(b) && (hinted || !count || (b->info->mems & NIXL_MEM_BIT(type)));
         if (!keep)
             mask &= ~(1u << e);
     }
@@ -461,7 +461,10 @@ static void load_rollback(load_ctx_t *c)
     for (size_t s = 0; s < c->num_staged; s++) {
         staged_t *sg = &c->staged[s];
         if (sg->loaded)
-            sg->engine->ops->unload_md(sg->engine->eng, c->mds + sg->first, sg->count);
+            sg->engine->ops->unload_md(sg->engine->eng,
+                                       &(nixl_be_mds_t){.base = c->mds + sg->first,
+                                                        .stride = sizeof(*c->mds),
+                                                        .count = sg->count});
     }
     if (c->created) {
         peer_remove(c->a, c->peer);
@@ -575,7 +578,8 @@ out_free:
 nixl_status_t nixl_agent_invalidate_remote_md(nixl_agent_t *agent, const char *name)
 {
     if (!agent || !name)
-        return nixl_err(NIXL_ERR_INVALID_PARAM, "invalidate_remote_md: agent and name are required");
+        return nixl_err(NIXL_ERR_INVALID_PARAM,
+                        "invalidate_remote_md: agent and name are required");
     agent_wrlock(agent);
     nixl_status_t st = NIXL_SUCCESS;
     if (!strcmp(name, agent->name)) {
@@ -626,7 +630,7 @@ nixl_status_t nixl_agent_check_remote_md(nixl_agent_t *agent, const char *name, 
     } else {
         size_t bad = 0;
         for (unsigned e = 0; e < agent->num_engines && st != NIXL_SUCCESS; e++)
-            if ((self ? (agent->engines[e]->ops->caps & NIXL_BE_CAP_LOCAL) != 0
+            if ((self ? (agent->engines[e]->info->caps & NIXL_BE_CAP_LOCAL) != 0
                       : p->conn[e] == PEER_CONN_LOADED) &&
                 section_covers_all(&p->sections[e][type], descs, count, &bad))
                 st = NIXL_SUCCESS;

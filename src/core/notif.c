@@ -6,9 +6,9 @@
 #include "error.h"
 #include "log.h"
 
-void notif_host_push(void *ctx, const char *agent, size_t agent_len, const void *msg, size_t len)
+void notif_host_push(nixl_backend_t *b, const char *agent, size_t agent_len, const void *msg,
+                     size_t len)
 {
-    nixl_backend_t *b = ctx;
     if (agent_len > NIXL_MAX_NAME || memchr(agent, '\0', agent_len)) {
         NIXL_WARN("%s: dropped a notification whose sender name is not valid", b->name);
         return;
@@ -50,7 +50,7 @@ static uint32_t notif_engines(nixl_agent_t *a, const nixl_opt_args_t *opt, nixl_
     if (*st != NIXL_SUCCESS)
         return 0;
     for (unsigned e = 0; e < a->num_engines; e++)
-        if (!(a->engines[e]->ops->caps & NIXL_BE_CAP_NOTIF))
+        if (!(a->engines[e]->info->caps & NIXL_BE_CAP_NOTIF))
             mask &= ~(1u << e);
     if (!mask)
         *st = nixl_err(NIXL_ERR_BACKEND, "agent '%s' has no backend with notifications%s",
@@ -78,12 +78,10 @@ nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *
         if (!(mask & (1u << e)))
             continue;
         nixl_backend_t *b = agent->engines[e];
-        if (b->ops->progress) {
-            nixl_status_t pst = b->ops->progress(b->eng);
-            if (pst != NIXL_SUCCESS) {
-                NIXL_WARN("get_notifs: %s: %s", b->name, nixl_last_error());
-                last = pst;
-            }
+        nixl_status_t pst = b->ops->progress(b->eng);
+        if (pst != NIXL_SUCCESS) {
+            NIXL_WARN("get_notifs: %s: %s", b->name, nixl_last_error());
+            last = pst;
         }
         pthread_mutex_lock(&b->notif_lock);
         heads[e] = b->notif_head;
@@ -165,7 +163,7 @@ nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent
                   remote_agent);
     for (size_t k = 0; k < n; k++) {
         nixl_backend_t *b = agent->engines[order[k]];
-        bool usable = self ? (b->ops->caps & NIXL_BE_CAP_LOCAL) != 0
+        bool usable = self ? (b->info->caps & NIXL_BE_CAP_LOCAL) != 0
                            : peer && peer->conn[b->index] == PEER_CONN_LOADED;
         if (!usable)
             continue;

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "elf_exports.h"
 #include "log.h"
 
 
@@ -17,15 +18,11 @@
 #define PLUGIN_SUFFIX ".so"
 #define MAX_LOADED 64
 
-typedef struct loaded_plugin {
-    char name[NAME_MAX + 1];
-    const nixl_backend_ops_t *ops;
-} loaded_plugin_t;
-
-/* Loaded dynamic plugins; built-ins are looked up in their own table. Plugins are never
- * unloaded: engines and their threads may hold code of the plugin until process exit. */
+/* Loaded plugins, built-in and from files: records never move once published, since engines
+ * point at them. Plugins are never unloaded: engines and their threads may hold code of the
+ * plugin until process exit. */
 static pthread_mutex_t plugins_lock = PTHREAD_MUTEX_INITIALIZER;
-static loaded_plugin_t loaded[MAX_LOADED];
+static nixl_plugin_rec_t loaded[MAX_LOADED];
 static size_t num_loaded;
 
 char *nixl_plugin_dir(void)
@@ -61,44 +58,137 @@ static bool name_valid(const char *name)
     return true;
 }
 
-/* Refuse tables we cannot use safely, with a reason that names `where`. */
-static nixl_status_t table_check(const nixl_backend_ops_t *t, const char *name, const char *where)
+/* ---- the core's defaults for optional operations (written once, for every plugin) ----
+ * They give no reason: the caller, which knows the backend's name and the user's call, says
+ * what was not supported. */
+
+static void default_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
-    if (!t)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): init returned no table", name, where);
-    if (t->abi_version != NIXL_PLUGIN_ABI_VERSION)
-        return nixl_err(NIXL_ERR_NOT_FOUND,
-                        "plugin %s (%s): ABI version %u, this library needs version %u "
-                        "(rebuild the plugin against this nixl_plugin.h)",
-                        name, where, t->abi_version, NIXL_PLUGIN_ABI_VERSION);
-    if (t->struct_size < sizeof(nixl_backend_ops_t))
-        return nixl_err(NIXL_ERR_NOT_FOUND,
-                        "plugin %s (%s): operation table of %zu bytes, expected at least %zu",
-                        name, where, t->struct_size, sizeof(nixl_backend_ops_t));
-    if (!t->name || strcmp(t->name, name) != 0)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): calls itself '%s'", name, where,
-                        t->name ? t->name : "(null)");
-    if (!t->create || !t->destroy || !t->register_mem || !t->deregister_mem || !t->prep_xfer ||
-        !t->post_xfer || !t->check_xfer || !t->release_req || !t->unload_md || !t->connect ||
-        !t->disconnect)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): a required operation is missing",
-                        name, where);
-    if ((t->caps & NIXL_BE_CAP_REMOTE) &&
-        (!(t->caps & NIXL_BE_CAP_NOTIF) || !t->get_conn_info || !t->get_public_blob ||
-         !t->load_remote_conn || !t->load_remote_md))
-        return nixl_err(NIXL_ERR_NOT_FOUND,
-                        "plugin %s (%s): remote-capable but lacks notifications or the "
-                        "connection/metadata operations", name, where);
-    if ((t->caps & NIXL_BE_CAP_LOCAL) && !t->load_local_md)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): local-capable without load_local_md",
-                        name, where);
-    if ((t->caps & NIXL_BE_CAP_NOTIF) && !t->gen_notif)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): notifications without gen_notif",
-                        name, where);
+    (void)eng, (void)mds;
+}
+
+static nixl_status_t default_peer_op(nixl_be_engine_t *eng, const char *agent)
+{
+    (void)eng, (void)agent;
     return NIXL_SUCCESS;
 }
 
-static nixl_status_t load_file(const char *name, const nixl_backend_ops_t **out)
+static nixl_status_t default_progress(nixl_be_engine_t *eng)
+{
+    (void)eng;
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t default_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
+                                       size_t len)
+{
+    (void)eng, (void)agent, (void)msg, (void)len;
+    return NIXL_ERR_NOT_SUPPORTED;
+}
+
+static nixl_status_t default_query_mem(nixl_be_engine_t *eng, nixl_mem_t type,
+                                       const nixl_reg_desc_t *descs, size_t count,
+                                       nixl_query_resp_t *out)
+{
+    (void)eng, (void)type, (void)descs, (void)count, (void)out;
+    return NIXL_ERR_NOT_SUPPORTED;
+}
+
+static nixl_status_t default_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                                           int64_t *duration_us, int64_t *err_margin_us,
+                                           nixl_cost_t *method)
+{
+    (void)eng, (void)req, (void)duration_us, (void)err_margin_us, (void)method;
+    return NIXL_ERR_NOT_SUPPORTED;
+}
+
+/* Copy a table that starts with its size into `dst` (ours, `dst_size` bytes): what the plugin's
+ * table does not reach reads as zero. NULL or a size too small to hold the size field: false. */
+static bool copy_sized(void *dst, size_t dst_size, const void *src)
+{
+    memset(dst, 0, dst_size);
+    if (!src)
+        return false;
+    size_t n;
+    memcpy(&n, src, sizeof(n));
+    if (n < sizeof(size_t))
+        return false;
+    memcpy(dst, src, n < dst_size ? n : dst_size);
+    return true;
+}
+
+/* Read a plugin's description into `rec`, check it, and give absent optional operations their
+ * defaults. Refusals name `where` (the file, or "built-in"). */
+static nixl_status_t plugin_adopt(const nixl_plugin_t *p, const char *name, const char *where,
+                                  nixl_plugin_rec_t *rec)
+{
+    nixl_plugin_t d;
+    if (!copy_sized(&d, sizeof(d), p))
+        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): the entry point returned %s", name,
+                        where, p ? "a description without a size" : "nothing");
+    if (d.abi_min > NIXL_PLUGIN_ABI_VERSION)
+        return nixl_err(NIXL_ERR_NOT_FOUND,
+                        "plugin %s (%s) needs plugin ABI %u or newer; this library has ABI %u "
+                        "(use a newer libnixl, or rebuild the plugin against this nixl_plugin.h)",
+                        name, where, d.abi_min, NIXL_PLUGIN_ABI_VERSION);
+    if (d.abi_version < NIXL_PLUGIN_ABI_OLDEST)
+        return nixl_err(NIXL_ERR_NOT_FOUND,
+                        "plugin %s (%s) was built for plugin ABI %u; this library loads ABI %u "
+                        "to %u (rebuild the plugin against this nixl_plugin.h)",
+                        name, where, d.abi_version, NIXL_PLUGIN_ABI_OLDEST,
+                        NIXL_PLUGIN_ABI_VERSION);
+    memset(rec, 0, sizeof(*rec));
+    if (!copy_sized(&rec->info, sizeof(rec->info), d.info) ||
+        !copy_sized(&rec->ops, sizeof(rec->ops), d.ops))
+        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): no %s table", name, where,
+                        d.info ? "operation" : "description");
+    rec->abi_version = d.abi_version;
+    nixl_plugin_info_t *info = &rec->info;
+    nixl_be_ops_t *o = &rec->ops;
+    if (!info->name || strcmp(info->name, name) != 0)
+        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): calls itself '%s'", name, where,
+                        info->name ? info->name : "(null)");
+    if (info->num_default_params && !info->default_params)
+        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s (%s): %zu default parameters, no array",
+                        name, where, info->num_default_params);
+
+    const char *missing = !o->create ? "create" : !o->destroy ? "destroy"
+                        : !o->register_mem ? "register_mem" : !o->deregister_mem ? "deregister_mem"
+                        : !o->prep_xfer ? "prep_xfer" : !o->post_xfer ? "post_xfer"
+                        : !o->check_xfer ? "check_xfer" : !o->release_req ? "release_req" : NULL;
+    if (!missing && (info->caps & NIXL_BE_CAP_REMOTE))
+        missing = !(info->caps & NIXL_BE_CAP_NOTIF) ? "notifications (NIXL_BE_CAP_NOTIF)"
+                : !o->get_conn_info ? "get_conn_info" : !o->get_public_blobs ? "get_public_blobs"
+                : !o->load_remote_conn ? "load_remote_conn"
+                : !o->load_remote_md ? "load_remote_md" : NULL;
+    if (!missing && (info->caps & NIXL_BE_CAP_LOCAL) && !o->load_local_md)
+        missing = "load_local_md";
+    if (!missing && (info->caps & NIXL_BE_CAP_NOTIF) && !o->gen_notif)
+        missing = "gen_notif";
+    if (missing)
+        return nixl_err(NIXL_ERR_NOT_FOUND,
+                        "plugin %s (%s): its capabilities need %s, which it lacks", name, where,
+                        missing);
+
+    if (!o->unload_md)
+        o->unload_md = default_unload_md;
+    if (!o->connect)
+        o->connect = default_peer_op;
+    if (!o->disconnect)
+        o->disconnect = default_peer_op;
+    if (!o->progress)
+        o->progress = default_progress;
+    if (!o->gen_notif)
+        o->gen_notif = default_gen_notif;
+    if (!o->query_mem)
+        o->query_mem = default_query_mem;
+    if (!o->estimate_cost)
+        o->estimate_cost = default_estimate_cost;
+    snprintf(rec->name, sizeof(rec->name), "%s", name);
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t load_file(const char *name, nixl_plugin_rec_t *rec)
 {
     char *dir = nixl_plugin_dir();
     if (!dir)
@@ -109,6 +199,21 @@ static nixl_status_t load_file(const char *name, const nixl_backend_ops_t **out)
     if (n < 0 || (size_t)n >= sizeof(path))
         return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s: path too long", name);
 
+    /* Look before loading: dlopen() runs the file's constructors, and a plugin of another ABI
+     * (the reference's C++ plugins export nixl_plugin_init) must not run at all. A file we
+     * cannot read as ELF is left to dlopen(), whose error says more. */
+    nixl_elf_result_t ours = nixl_elf_file_exports(path, NIXL_PLUGIN_ENTRY_SYMBOL);
+    if (ours == NIXL_ELF_ABSENT) {
+        if (nixl_elf_file_exports(path, NIXL_PLUGIN_FOREIGN_SYMBOL) == NIXL_ELF_EXPORTED)
+            return nixl_err(NIXL_ERR_NOT_FOUND,
+                            "plugin %s: %s is not a plugin of this library: it exports %s, the "
+                            "entry point of the reference NIXL's C++ plugins (and of this "
+                            "library's plugin ABI 1), not %s; it was not loaded",
+                            name, path, NIXL_PLUGIN_FOREIGN_SYMBOL, NIXL_PLUGIN_ENTRY_SYMBOL);
+        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s: %s exports no %s; it was not loaded",
+                        name, path, NIXL_PLUGIN_ENTRY_SYMBOL);
+    }
+
     /* RTLD_LOCAL keeps plugins' symbols apart; RTLD_NODELETE because we never unload. */
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) {
@@ -116,44 +221,35 @@ static nixl_status_t load_file(const char *name, const nixl_backend_ops_t **out)
         return nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s: cannot load %s: %s", name, path,
                         why ? why : "unknown reason");
     }
-    nixl_plugin_init_fn init;
-    *(void **)&init = dlsym(h, NIXL_PLUGIN_INIT_SYMBOL);
-    if (!init) {
+    nixl_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(h, NIXL_PLUGIN_ENTRY_SYMBOL);
+    if (!entry) {
         const char *why = dlerror(); /* freed by dlclose: format it first */
         nixl_status_t st = nixl_err(NIXL_ERR_NOT_FOUND, "plugin %s: %s exports no %s: %s", name,
-                                    path, NIXL_PLUGIN_INIT_SYMBOL, why ? why : "");
+                                    path, NIXL_PLUGIN_ENTRY_SYMBOL, why ? why : "");
         dlclose(h);
         return st;
     }
-    const nixl_backend_ops_t *t = init();
-    nixl_status_t st = table_check(t, name, path);
+    nixl_status_t st = plugin_adopt(entry(NIXL_PLUGIN_ABI_VERSION), name, path, rec);
     if (st != NIXL_SUCCESS) {
         dlclose(h);
         return st;
     }
-    NIXL_INFO("loaded plugin %s from %s (version %s)", name, path, t->version ? t->version : "?");
-    *out = t;
+    NIXL_INFO("loaded plugin %s from %s (version %s, plugin ABI %u)", name, path,
+              rec->info.version ? rec->info.version : "?", rec->abi_version);
     return NIXL_SUCCESS;
 }
 
-nixl_status_t nixl_plugin_get(const char *name, const nixl_backend_ops_t **out)
+nixl_status_t nixl_plugin_get(const char *name, const nixl_plugin_rec_t **out)
 {
     if (!name || !name_valid(name))
-        return nixl_err(NIXL_ERR_NOT_FOUND, "plugin name '%s' is not valid (letters, digits, _ and -)",
+        return nixl_err(NIXL_ERR_NOT_FOUND,
+                        "plugin name '%s' is not valid (letters, digits, _ and -)",
                         name ? name : "(null)");
-    for (size_t i = 0; i < nixl_num_builtin_plugins; i++) {
-        if (!strcmp(nixl_builtin_plugins[i].name, name)) {
-            const nixl_backend_ops_t *t = nixl_builtin_plugins[i].init();
-            nixl_status_t st = table_check(t, name, "built-in");
-            if (st == NIXL_SUCCESS)
-                *out = t;
-            return st;
-        }
-    }
     pthread_mutex_lock(&plugins_lock);
     for (size_t i = 0; i < num_loaded; i++) {
         if (!strcmp(loaded[i].name, name)) {
-            *out = loaded[i].ops;
+            *out = &loaded[i];
             pthread_mutex_unlock(&plugins_lock);
             return NIXL_SUCCESS;
         }
@@ -161,14 +257,24 @@ nixl_status_t nixl_plugin_get(const char *name, const nixl_backend_ops_t **out)
     nixl_status_t st = NIXL_ERR_NOT_FOUND;
     if (num_loaded == MAX_LOADED) {
         nixl_err(st, "plugin %s: too many plugins loaded (%d)", name, MAX_LOADED);
-    } else {
-        st = load_file(name, out);
-        if (st == NIXL_SUCCESS) {
-            snprintf(loaded[num_loaded].name, sizeof(loaded[num_loaded].name), "%s", name);
-            loaded[num_loaded].ops = *out;
-            num_loaded++;
-        }
+        goto out;
     }
+    nixl_plugin_rec_t *rec = &loaded[num_loaded];
+    const nixl_builtin_plugin_t *builtin = NULL;
+    for (size_t i = 0; i < nixl_num_builtin_plugins; i++)
+        if (!strcmp(nixl_builtin_plugins[i].name, name))
+            builtin = &nixl_builtin_plugins[i];
+    if (builtin) {
+        st = plugin_adopt(builtin->entry(NIXL_PLUGIN_ABI_VERSION), name, "built-in", rec);
+        rec->builtin = true;
+    } else {
+        st = load_file(name, rec);
+    }
+    if (st == NIXL_SUCCESS) {
+        num_loaded++;
+        *out = rec;
+    }
+out:
     pthread_mutex_unlock(&plugins_lock);
     return st;
 }

@@ -118,7 +118,7 @@ static const nixl_section_t *side_section(nixl_agent_t *a, nixl_peer_t *peer, un
     if (!peer)
         return &a->local[e][type];
     if (peer->is_self)
-        return (a->engines[e]->ops->caps & NIXL_BE_CAP_LOCAL) ? &peer->sections[e][type] : NULL;
+        return (a->engines[e]->info->caps & NIXL_BE_CAP_LOCAL) ? &peer->sections[e][type] : NULL;
     return peer->conn[e] == PEER_CONN_LOADED ? &peer->sections[e][type] : NULL;
 }
 
@@ -265,7 +265,7 @@ static nixl_status_t req_notif_from_opt(nixl_xfer_req_t *r, const nixl_opt_args_
         if (opt->notif_len && !opt->notif)
             return nixl_err(NIXL_ERR_INVALID_PARAM, "opt->notif is NULL with notif_len %zu",
                             opt->notif_len);
-        if (!(r->engine->ops->caps & NIXL_BE_CAP_NOTIF))
+        if (!(r->engine->info->caps & NIXL_BE_CAP_NOTIF))
             return nixl_err(NIXL_ERR_BACKEND, "backend %s does not support notifications",
                             r->engine->name);
         if (opt->notif_len) {
@@ -284,8 +284,8 @@ static nixl_status_t req_notif_from_opt(nixl_xfer_req_t *r, const nixl_opt_args_
 
 static nixl_be_xfer_opts_t req_be_opts(const nixl_xfer_req_t *r, const nixl_opt_args_t *opt)
 {
-    nixl_be_xfer_opts_t o = {.has_notif = r->has_notif, .notif = r->notif,
-                             .notif_len = r->notif_len};
+    nixl_be_xfer_opts_t o = {.struct_size = sizeof(o), .has_notif = r->has_notif,
+                             .notif = r->notif, .notif_len = r->notif_len};
     if (OPT_HAS(opt, custom_param_len) && opt->custom_param_len) {
         o.custom_param = opt->custom_param;
         o.custom_param_len = opt->custom_param_len;
@@ -564,7 +564,7 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     if (!req_mine(agent, req))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "post_xfer_req: NULL or foreign request");
     agent_rdlock(agent);
-    const nixl_backend_ops_t *ops = req->engine->ops;
+    const nixl_be_ops_t *ops = req->engine->ops;
     nixl_status_t st = req_stale(req);
     if (st != NIXL_SUCCESS)
         goto out;
@@ -640,7 +640,7 @@ nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *
     if (!req_mine(agent, req))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "release_xfer_req: foreign request");
     agent_rdlock(agent);
-    const nixl_backend_ops_t *ops = req->engine->ops;
+    const nixl_be_ops_t *ops = req->engine->ops;
     nixl_status_t st = NIXL_SUCCESS;
     if (atomic_load(&req->status) == NIXL_IN_PROG) {
         nixl_status_t now = ops->check_xfer(req->engine->eng, req->be_req);
@@ -682,18 +682,18 @@ nixl_status_t nixl_agent_estimate_xfer_cost(nixl_agent_t *agent, const nixl_xfer
     agent_rdlock(agent);
     nixl_status_t st = req_stale(req);
     if (st == NIXL_SUCCESS) {
-        if (!req->engine->ops->estimate_cost) {
-            st = nixl_err(NIXL_ERR_NOT_SUPPORTED, "backend %s gives no cost estimates",
-                          req->engine->name);
-        } else {
-            int64_t d = 0, m = 0;
-            nixl_cost_t c = NIXL_COST_ANALYTICAL_BACKEND;
-            st = req->engine->ops->estimate_cost(req->engine->eng, req->be_req, &d, &m, &c);
-            if (st == NIXL_SUCCESS) {
-                *out_duration_us = d;
-                *out_err_margin_us = m;
-                *out_method = c;
-            }
+        int64_t d = 0, m = 0;
+        nixl_cost_t c = NIXL_COST_ANALYTICAL_BACKEND;
+        nixl_err_arm();
+        st = req->engine->ops->estimate_cost(req->engine->eng, req->be_req, &d, &m, &c);
+        if (st == NIXL_SUCCESS) {
+            *out_duration_us = d;
+            *out_err_margin_us = m;
+            *out_method = c;
+        } else if (st == NIXL_ERR_NOT_SUPPORTED && nixl_err_unset()) {
+            nixl_err_set("backend %s gives no cost estimates", req->engine->name);
+        } else if (nixl_err_unset()) {
+            nixl_err_set("backend %s could not estimate the cost", req->engine->name);
         }
     }
     agent_unlock(agent);
@@ -713,7 +713,8 @@ nixl_status_t nixl_agent_get_xfer_telemetry(nixl_agent_t *agent, const nixl_xfer
         return st;
     out->start_time_us = req->start_ns / 1000;
     out->post_duration_us = req->post_ns / 1000;
-    out->xfer_duration_us = req->done_ns > req->start_ns ? (req->done_ns - req->start_ns) / 1000 : 0;
+    out->xfer_duration_us =
+        req->done_ns > req->start_ns ? (req->done_ns - req->start_ns) / 1000 : 0;
     out->total_bytes = req->total_bytes;
     out->desc_count = req->count;
     return NIXL_SUCCESS;

@@ -5,12 +5,17 @@
 #include "nixl_plugin.h"
 #include "shm.h"
 
-const nixl_backend_ops_t *nixl_plugin_init(void);
+__attribute__((visibility("default"))) const nixl_plugin_t *
+nixl_c_plugin_entry(uint32_t host_abi_version);
 
-const nixl_backend_ops_t *nixl_plugin_init(void)
+const nixl_plugin_t *nixl_c_plugin_entry(uint32_t host_abi_version)
 {
-    static nixl_backend_ops_t table;
-    table = *nixl_shm_plugin_init();
-    table.name = "SHMDYN";
-    return &table;
+    static nixl_plugin_info_t info;
+    static nixl_plugin_t plugin;
+    const nixl_plugin_t *shm = nixl_shm_plugin_entry(host_abi_version);
+    info = *shm->info;
+    info.name = "SHMDYN";
+    plugin = *shm;
+    plugin.info = &info;
+    return &plugin;
 }

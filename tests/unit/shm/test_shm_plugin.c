@@ -59,7 +59,10 @@ typedef struct thost {
 } thost_t;
 
 static __thread char t_err[1024];
-static const nixl_backend_ops_t *ops;
+static const nixl_be_ops_t *ops;
+static const nixl_plugin_info_t *info;
+/* A list of metadata handles as the plugin ABI passes it, over a plain array. */
+#define MDS(arr, n) (&(nixl_be_mds_t){.base = (arr), .stride = sizeof(nixl_be_md_t *), .count = (n)})
 
 /* Log capture: while on, every level is enabled and messages are kept, so that a test can tell
  * which path the plugin took. */
@@ -101,8 +104,9 @@ static size_t t_capture_count(const char *needle)
     return n;
 }
 
-static void t_set_error(const char *fmt, ...)
+static void t_set_error(const nixl_host_t *host, nixl_status_t status, const char *fmt, ...)
 {
+    (void)host, (void)status;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(t_err, sizeof(t_err), fmt, ap);
@@ -111,13 +115,15 @@ static void t_set_error(const char *fmt, ...)
 
 static atomic_bool t_quiet_errors; /* a test provokes errors on purpose */
 
-static bool t_log_enabled(nixl_log_level_t level)
+static bool t_log_enabled(const nixl_host_t *host, nixl_log_level_t level)
 {
+    (void)host;
     return t_capture || getenv("SHM_TEST_VERBOSE") != NULL || level >= NIXL_LOG_ERROR;
 }
 
-static void t_log(nixl_log_level_t level, const char *fmt, ...)
+static void t_log(const nixl_host_t *host, nixl_log_level_t level, const char *fmt, ...)
 {
+    (void)host;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -145,9 +151,10 @@ static void t_log(nixl_log_level_t level, const char *fmt, ...)
         fprintf(stderr, "[log %d] %s\n", (int)level, msg);
 }
 
-static void t_notif(void *ctx, const char *agent, size_t agent_len, const void *msg, size_t len)
+static void t_notif(const nixl_host_t *host, const char *agent, size_t agent_len,
+                    const void *msg, size_t len)
 {
-    thost_t *h = ctx;
+    thost_t *h = (thost_t *)(void *)host; /* the host is the first member */
     tnotif_t *n = malloc(sizeof(*n) + len + 1);
     if (!n)
         abort();
@@ -188,10 +195,9 @@ static void thost_init(thost_t *h)
 {
     memset(h, 0, sizeof(*h));
     h->host.struct_size = sizeof(h->host);
-    h->host.ctx = h;
     h->host.notif = t_notif;
     h->host.log = t_log;
-    h->host.set_error = t_set_error;
+    h->host.fail = t_set_error;
     h->host.log_enabled = t_log_enabled;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
@@ -369,16 +375,20 @@ static nixl_status_t wait_done(nixl_be_engine_t *eng, nixl_be_req_t *req, double
 static void test_table(void **state)
 {
     (void)state;
-    assert_int_equal(ops->struct_size, sizeof(nixl_backend_ops_t));
-    assert_int_equal(ops->abi_version, NIXL_PLUGIN_ABI_VERSION);
-    assert_string_equal(ops->name, "SHM");
-    assert_int_equal(ops->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
-    assert_int_equal(ops->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG));
-    assert_int_equal(ops->num_default_params, 2);
-    assert_string_equal(ops->default_params[0].key, "async_threshold");
-    assert_string_equal(ops->default_params[0].value, "0");
-    assert_string_equal(ops->default_params[1].key, "notif_ring_size");
-    assert_string_equal(ops->default_params[1].value, "262144");
+    const nixl_plugin_t *p = nixl_shm_plugin_entry(NIXL_PLUGIN_ABI_VERSION);
+    assert_int_equal(p->struct_size, sizeof(nixl_plugin_t));
+    assert_int_equal(p->abi_version, NIXL_PLUGIN_ABI_VERSION);
+    assert_true(p->abi_min <= NIXL_PLUGIN_ABI_VERSION);
+    assert_int_equal(ops->struct_size, sizeof(nixl_be_ops_t));
+    assert_int_equal(info->struct_size, sizeof(nixl_plugin_info_t));
+    assert_string_equal(info->name, "SHM");
+    assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
+    assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG));
+    assert_int_equal(info->num_default_params, 2);
+    assert_string_equal(info->default_params[0].key, "async_threshold");
+    assert_string_equal(info->default_params[0].value, "0");
+    assert_string_equal(info->default_params[1].key, "notif_ring_size");
+    assert_string_equal(info->default_params[1].value, "262144");
 }
 
 static void test_params(void **state)
@@ -417,11 +427,12 @@ static void test_params(void **state)
     assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, &d, 1, &md), NIXL_SUCCESS);
     const void *blob;
     size_t len = 99;
-    assert_int_equal(ops->get_public_blob(eng, md, &blob, &len), NIXL_SUCCESS);
-    assert_int_equal(len, 0);
+    nixl_be_blob_t pub = {NULL, 99};
+    assert_int_equal(ops->get_public_blobs(eng, MDS(&md, 1), &pub), NIXL_SUCCESS);
+    assert_int_equal(pub.len, 0);
     assert_int_equal(ops->get_conn_info(eng, &blob, &len), NIXL_SUCCESS);
     assert_true(len > 6 && memcmp(blob, "NXSHM1", 6) == 0);
-    ops->deregister_mem(eng, &md, 1);
+    ops->deregister_mem(eng, MDS(&md, 1));
     ops->destroy(eng);
     thost_fini(&h);
 }
@@ -447,7 +458,7 @@ static void test_loopback(void **state)
     }
     nixl_be_md_t *mds[2 * N], *tmds[N];
     assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, rd, 2 * N, mds), NIXL_SUCCESS);
-    assert_int_equal(ops->load_local_md(eng, mds + N, N, tmds), NIXL_SUCCESS);
+    assert_int_equal(ops->load_local_md(eng, MDS(mds + N, N), tmds), NIXL_SUCCESS);
 
     nixl_be_desc_t l[N], r[N];
     for (int i = 0; i < N; i++) {
@@ -500,8 +511,8 @@ static void test_loopback(void **state)
                      NIXL_ERR_INVALID_PARAM);
     assert_int_equal(ops->release_req(eng, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(eng, rq), NIXL_SUCCESS);
-    ops->unload_md(eng, tmds, N);
-    ops->deregister_mem(eng, mds, 2 * N);
+    ops->unload_md(eng, MDS(tmds, N));
+    ops->deregister_mem(eng, MDS(mds, 2 * N));
     ops->destroy(eng);
     for (int i = 0; i < N; i++) {
         free(src[i]);
@@ -787,8 +798,8 @@ static void ring_order_case(const char *ring_size, bool polls, unsigned count)
                  polls ? "polled" : "event thread");
     assert_null(wait_notif(&hb, b, 0.05));
     free(msg);
-    ops->unload_md(a, &rmd, 1);
-    ops->deregister_mem(a, &lmd, 1);
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
     ops->destroy(a);
     ops->destroy(b);
     free(lbuf);
@@ -1085,8 +1096,8 @@ static void xfer_between_engines(bool async)
     assert_int_equal(ops->gen_notif(a, "B", "x", 1), NIXL_ERR_NOT_FOUND);
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
-    ops->unload_md(a, &rmd, 1);
-    ops->deregister_mem(a, &lmd, 1);
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
     ops->destroy(a);
     ops->destroy(b);
     free(lbuf);
@@ -1122,7 +1133,7 @@ static void test_async_release(void **state)
     nixl_reg_desc_t rd[2] = {{(uintptr_t)src, len, 0, NULL, 0}, {(uintptr_t)dst, len, 0, NULL, 0}};
     nixl_be_md_t *mds[2], *tmd;
     assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, rd, 2, mds), NIXL_SUCCESS);
-    assert_int_equal(ops->load_local_md(eng, &mds[1], 1, &tmd), NIXL_SUCCESS);
+    assert_int_equal(ops->load_local_md(eng, MDS(&mds[1], 1), &tmd), NIXL_SUCCESS);
 
     enum { N = 512 }; /* 4 GiB of copying, over the same 8 MiB */
     nixl_be_desc_t *l = calloc(N, sizeof(*l)), *r = calloc(N, sizeof(*r));
@@ -1170,8 +1181,8 @@ static void test_async_release(void **state)
 
     free(l);
     free(r);
-    ops->unload_md(eng, &tmd, 1);
-    ops->deregister_mem(eng, mds, 2);
+    ops->unload_md(eng, MDS(&tmd, 1));
+    ops->deregister_mem(eng, MDS(mds, 2));
     ops->destroy(eng);
     free(src);
     free(dst);
@@ -1199,7 +1210,7 @@ static void test_async_split(void **state)
     }
     nixl_be_md_t *mds[2 * N], *tmds[N];
     assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, rd, 2 * N, mds), NIXL_SUCCESS);
-    assert_int_equal(ops->load_local_md(eng, mds + N, N, tmds), NIXL_SUCCESS);
+    assert_int_equal(ops->load_local_md(eng, MDS(mds + N, N), tmds), NIXL_SUCCESS);
     nixl_be_desc_t l[N], r[N];
     for (int i = 0; i < N; i++) {
         l[i] = (nixl_be_desc_t){(uintptr_t)src[i], lens[i], 0, mds[i]};
@@ -1216,8 +1227,8 @@ static void test_async_split(void **state)
     assert_string_equal((char *)n->msg, "split");
     free(n);
     assert_int_equal(ops->release_req(eng, req), NIXL_SUCCESS);
-    ops->unload_md(eng, tmds, N);
-    ops->deregister_mem(eng, mds, 2 * N);
+    ops->unload_md(eng, MDS(tmds, N));
+    ops->deregister_mem(eng, MDS(mds, 2 * N));
     ops->destroy(eng);
     for (int i = 0; i < N; i++) {
         free(src[i]);
@@ -1432,8 +1443,8 @@ static void initiator_start(initiator_t *in, child_t *c, const char *threshold, 
 
 static void initiator_stop(initiator_t *in)
 {
-    ops->unload_md(in->eng, &in->rmd, 1);
-    ops->deregister_mem(in->eng, &in->lmd, 1);
+    ops->unload_md(in->eng, MDS(&in->rmd, 1));
+    ops->deregister_mem(in->eng, MDS(&in->lmd, 1));
     ops->destroy(in->eng);
     free(in->lbuf);
     thost_fini(&in->h);
@@ -2237,8 +2248,8 @@ static void test_ring_protocol_initiator(void **state)
     assert_int_equal(mprotect(ring, size, PROT_READ | PROT_WRITE), 0);
 
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
-    ops->unload_md(a, &rmd, 1);
-    ops->deregister_mem(a, &lmd, 1);
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
     free(wsrc);
     free(wdst);
 
@@ -2382,7 +2393,8 @@ static void test_bench(void **state)
 
 int main(void)
 {
-    ops = nixl_shm_plugin_init();
+    ops = nixl_shm_plugin_entry(NIXL_PLUGIN_ABI_VERSION)->ops;
+    info = nixl_shm_plugin_entry(NIXL_PLUGIN_ABI_VERSION)->info;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_params),
