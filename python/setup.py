@@ -48,7 +48,7 @@ incdirs, libdirs = find_nixl()
 ext = Extension(
     "nixl._bindings",
     sources=[os.path.join("src", f) for f in (
-        "module.c", "dlist.c", "dlist_ops.c", "dlist_codec.c", "config.c", "agent.c",
+        "module.c", "dlist.c", "dlist_ops.c", "config.c", "agent.c",
         "agent_md.c", "agent_xfer.c", "agent_notif.c")],
     include_dirs=incdirs,
     library_dirs=libdirs,
