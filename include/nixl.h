@@ -29,9 +29,8 @@
 extern "C" {
 #endif
 
-#define NIXL_VERSION_MAJOR 0
-#define NIXL_VERSION_MINOR 1
-#define NIXL_VERSION_PATCH 0
+/* NIXL_VERSION_MAJOR, _MINOR, _PATCH, _STRING: generated from meson.build's project() */
+#include "nixl_version.h"
 
 #if defined(__GNUC__)
 #define NIXL_API __attribute__((visibility("default")))
