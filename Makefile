@@ -7,7 +7,7 @@ BUILD ?= build
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 MESON_ARGS ?=
 
-.PHONY: all deps build run test asan tsan valgrind bench install clean
+.PHONY: all deps build run test minimal asan tsan valgrind bench install clean
 
 all: build
 
@@ -25,10 +25,16 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/tools/nixlbench/nixlbench $(NIXLBENCH_ARGS)
 
+# The last lines: each skipped test with its reason, then "N passed, N failed, N skipped".
 test: build
 	@rm -f $(BUILD)/meson-logs/testlog.json
 	-meson test -C $(BUILD) --print-errorlogs --num-processes 2 $(TEST_ARGS)
 	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
+
+# Configure and build (no tests run) with every optional dependency off, as on a host without
+# UCX, liburing, libaio, libcurl/json-c or Python headers; checks that the result needs none.
+minimal: deps
+	@PYTHON=$(PYTHON) scripts/minimal-build.sh build-minimal
 
 asan:
 	$(MAKE) test BUILD=build-asan MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false"
@@ -53,4 +59,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-minimal

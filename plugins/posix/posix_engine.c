@@ -15,6 +15,7 @@
 #include <valgrind/valgrind.h>
 #endif
 
+#ifdef NIXL_POSIX_HAVE_URING
 /* Valgrind (3.19) does not emulate io_uring: a ring under it never completes, so the engine
  * would hang instead of failing. Treated as "io_uring unavailable". */
 static bool under_valgrind(void)
@@ -25,6 +26,7 @@ static bool under_valgrind(void)
     return false;
 #endif
 }
+#endif
 
 static const nixl_param_t px_default_params[] = {
     {"use_uring", "false"},       {"use_aio", "false"},          {"use_posix_aio", "false"},
