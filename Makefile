@@ -6,6 +6,11 @@ BUILD ?= build
 # comes first on PATH.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 MESON_ARGS ?=
+# `make install` puts the Python package where that interpreter looks (meson's default,
+# <prefix>/lib/python3/dist-packages, is not on Debian's sys.path; docs/python.md). Not with a
+# --prefix of one's own in MESON_ARGS: the package then stays under it.
+PY_SITE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("platlib"))' 2>/dev/null)
+PY_SITE_ARGS = $(if $(findstring --prefix,$(MESON_ARGS))$(if $(PY_SITE),,none),,-Dpython.platlibdir=$(PY_SITE) -Dpython.purelibdir=$(PY_SITE))
 
 .PHONY: all deps build run test minimal asan tsan valgrind bench install clean
 
@@ -15,7 +20,7 @@ deps:
 	@scripts/install-deps.sh
 
 $(BUILD)/build.ninja: | deps
-	meson setup $(BUILD) -Dpython=$(PYTHON) $(MESON_ARGS)
+	meson setup $(BUILD) -Dpython=$(PYTHON) $(PY_SITE_ARGS) $(MESON_ARGS)
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)

@@ -58,3 +58,15 @@ cp "$src/examples/c/two_process.c" "$root/user/examples/c/"
 echo "+ $cmd"
 (cd "$root/user" && eval "$cmd")
 (cd "$root/user" && LD_LIBRARY_PATH="$lib" NIXL_PLUGIN_DIR="$lib/plugins" ./two_process 4 2)
+
+# The Python package, when this build has it: importable from where it was installed, by the
+# interpreter it was built for, with the library's version.
+pyinit=$(meson introspect "$build" --installed |
+  python3 -c 'import json,sys; print(next((v for v in json.load(sys.stdin).values() if v.endswith("/nixl/__init__.py")), ""))')
+if [ -n "$pyinit" ]; then
+  site=$root$(dirname "$(dirname "$pyinit")")
+  got=$(cd "$root" && PYTHONPATH="$site" LD_LIBRARY_PATH="$lib" NIXL_PLUGIN_DIR="$lib/plugins" NIXL_LOG_LEVEL=WARN \
+    "$(opt python)" -c 'import nixl; print(nixl.__version__)')
+  [ "$got" = "$want" ] || { echo "installed Python package: version '$got', want $want"; exit 1; }
+  echo "python package in $site: nixl $got"
+fi
