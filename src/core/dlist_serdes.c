@@ -48,16 +48,16 @@ nixl_status_t nixl_xfer_dlist_serialize(nixl_mem_t type, const nixl_desc_t *desc
     return hand_over(&b, out_blob, out_len);
 }
 
-nixl_status_t nixl_reg_dlist_serialize(nixl_mem_t type, const nixl_reg_desc_t *descs,
-                                       size_t count, void **out_blob, size_t *out_len)
+nixl_status_t nixl_reg_dlist_serialize(nixl_mem_t type, const nixl_reg_desc_t *descs, size_t count,
+                                       void **out_blob, size_t *out_len)
 {
     nixl_status_t st = check_args(type, descs, count, out_blob, out_len);
     if (st != NIXL_SUCCESS)
         return st;
     for (size_t i = 0; i < count; i++)
         if (!descs[i].meta && descs[i].meta_len)
-            return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: descriptor %zu has %zu meta bytes but "
-                            "no pointer", WHAT, i, descs[i].meta_len);
+            return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: descriptor %zu: meta_len %zu, meta NULL",
+                            WHAT, i, descs[i].meta_len);
     nixl_buf_t b;
     nixl_buf_init(&b, 0);
     nixl_reg_dlist_encode(&b, type, descs, count);
@@ -76,8 +76,8 @@ static nixl_status_t decode(const void *blob, size_t len, bool want_reg, nixl_me
     if (want_reg != (*reg != NULL)) {
         free(*descs);
         free(*reg);
-        return nixl_err(NIXL_ERR_MISMATCH, "%s: this is a %s list (%s), expected a %s list",
-                        WHAT, want_reg ? "transfer" : "registration",
+        return nixl_err(NIXL_ERR_MISMATCH, "%s: this is a %s list (%s), expected a %s list", WHAT,
+                        want_reg ? "transfer" : "registration",
                         want_reg ? "nixlBDList" : "nixlSDList",
                         want_reg ? "registration" : "transfer");
     }
