@@ -64,18 +64,30 @@ nixl_status_t nixl_reg_dlist_serialize(nixl_mem_t type, const nixl_reg_desc_t *d
     return hand_over(&b, out_blob, out_len);
 }
 
+/* What the codec decoded: `descs` for a transfer list, `reg` for a registration list. */
+typedef struct decoded {
+    nixl_mem_t type;
+    nixl_desc_t *descs;
+    nixl_reg_desc_t *reg;
+    size_t count;
+} decoded_t;
+
 /* The codec decodes either kind; a caller of one kind must not get the other silently. */
-static nixl_status_t decode(const void *blob, size_t len, bool want_reg, nixl_mem_t *type,
-                            nixl_desc_t **descs, nixl_reg_desc_t **reg, size_t *count)
+static nixl_status_t decode(const void *blob, size_t len, bool want_reg, bool have_outputs,
+                            decoded_t *d)
 {
+    if (!have_outputs)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: NULL output", WHAT);
     if (!blob && len)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: %zu bytes but no buffer", WHAT, len);
-    nixl_status_t st = nixl_any_dlist_decode(blob ? blob : "", len, type, descs, reg, count);
+    *d = (decoded_t){0};
+    nixl_status_t st = nixl_any_dlist_decode(blob ? blob : "", len, &d->type, &d->descs, &d->reg,
+                                             &d->count);
     if (st != NIXL_SUCCESS)
         return st;
-    if (want_reg != (*reg != NULL)) {
-        free(*descs);
-        free(*reg);
+    if (want_reg != (d->reg != NULL)) {
+        free(d->descs);
+        free(d->reg);
         return nixl_err(NIXL_ERR_MISMATCH, "%s: this is a %s list (%s), expected a %s list", WHAT,
                         want_reg ? "transfer" : "registration",
                         want_reg ? "nixlBDList" : "nixlSDList",
@@ -87,56 +99,46 @@ static nixl_status_t decode(const void *blob, size_t len, bool want_reg, nixl_me
 nixl_status_t nixl_xfer_dlist_deserialize(const void *blob, size_t len, nixl_mem_t *out_type,
                                           nixl_desc_t **out_descs, size_t *out_count)
 {
-    if (!out_type || !out_descs || !out_count)
-        return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: NULL output", WHAT);
-    nixl_mem_t type;
-    nixl_desc_t *descs = NULL;
-    nixl_reg_desc_t *reg = NULL;
-    size_t count = 0;
-    nixl_status_t st = decode(blob, len, false, &type, &descs, &reg, &count);
+    decoded_t d;
+    nixl_status_t st = decode(blob, len, false, out_type && out_descs && out_count, &d);
     if (st != NIXL_SUCCESS)
         return st;
-    *out_type = type;
-    *out_descs = descs; /* malloc'd by the codec: nixl_free() releases it */
-    *out_count = count;
+    *out_type = d.type;
+    *out_descs = d.descs; /* malloc'd by the codec: nixl_free() releases it */
+    *out_count = d.count;
     return NIXL_SUCCESS;
 }
 
 nixl_status_t nixl_reg_dlist_deserialize(const void *blob, size_t len, nixl_mem_t *out_type,
                                          nixl_reg_desc_t **out_descs, size_t *out_count)
 {
-    if (!out_type || !out_descs || !out_count)
-        return nixl_err(NIXL_ERR_INVALID_PARAM, "%s: NULL output", WHAT);
-    nixl_mem_t type;
-    nixl_desc_t *descs = NULL;
-    nixl_reg_desc_t *reg = NULL;
-    size_t count = 0;
-    nixl_status_t st = decode(blob, len, true, &type, &descs, &reg, &count);
+    decoded_t d;
+    nixl_status_t st = decode(blob, len, true, out_type && out_descs && out_count, &d);
     if (st != NIXL_SUCCESS)
         return st;
 
     /* The codec's meta pointers point into `blob`: copy them behind the array, so that the
      * result is one allocation and outlives the input. Both sizes are bounded by `len`. */
     size_t meta_total = 0;
-    for (size_t i = 0; i < count; i++)
-        meta_total += reg[i].meta_len;
-    size_t head = (count ? count : 1) * sizeof(*reg);
+    for (size_t i = 0; i < d.count; i++)
+        meta_total += d.reg[i].meta_len;
+    size_t head = (d.count ? d.count : 1) * sizeof(*d.reg);
     nixl_reg_desc_t *out = malloc(head + meta_total);
     if (!out) {
-        free(reg);
-        return nixl_err(NIXL_ERR_UNKNOWN, "%s: out of memory for %zu descriptors", WHAT, count);
+        free(d.reg);
+        return nixl_err(NIXL_ERR_UNKNOWN, "%s: out of memory for %zu descriptors", WHAT, d.count);
     }
     char *meta = (char *)out + head;
-    for (size_t i = 0; i < count; i++) {
-        out[i] = reg[i];
+    for (size_t i = 0; i < d.count; i++) {
+        out[i] = d.reg[i];
         out[i].meta = meta;
-        if (reg[i].meta_len)
-            memcpy(meta, reg[i].meta, reg[i].meta_len);
-        meta += reg[i].meta_len;
+        if (d.reg[i].meta_len)
+            memcpy(meta, d.reg[i].meta, d.reg[i].meta_len);
+        meta += d.reg[i].meta_len;
     }
-    free(reg);
-    *out_type = type;
+    free(d.reg);
+    *out_type = d.type;
     *out_descs = out;
-    *out_count = count;
+    *out_count = d.count;
     return NIXL_SUCCESS;
 }

@@ -32,6 +32,17 @@ static bytes_t load(const char *name)
     return b;
 }
 
+/* A serialize call gave back exactly `want` (the reference's bytes); frees what it returned. */
+#define EXPECT_SAME_BYTES(want, call_with_out_len)                                           \
+    do {                                                                                     \
+        void *out = NULL;                                                                    \
+        size_t len = 0;                                                                      \
+        EXPECT_ST(NIXL_SUCCESS, call_with_out_len);                                          \
+        assert_int_equal(len, (want).len);                                                   \
+        assert_memory_equal(out, (want).p, len);                                             \
+        nixl_free(out);                                                                      \
+    } while (0)
+
 static void test_xfer_golden(void **state)
 {
     (void)state;
@@ -46,13 +57,7 @@ static void test_xfer_golden(void **state)
     assert_int_equal(d[0].len, 4096);
     assert_int_equal(d[1].len, 100);
     assert_int_equal(d[2].len, 8192);
-
-    void *out = NULL;
-    size_t len = 0;
-    EXPECT_ST(NIXL_SUCCESS, nixl_xfer_dlist_serialize(type, d, n, &out, &len));
-    assert_int_equal(len, in.len);
-    assert_memory_equal(out, in.p, len);
-    nixl_free(out);
+    EXPECT_SAME_BYTES(in, nixl_xfer_dlist_serialize(type, d, n, &out, &len));
     nixl_free(d);
     free(in.p);
 }
@@ -77,13 +82,7 @@ static void test_reg_golden_owns_meta(void **state)
     assert_memory_equal(r[0].meta, "x", 1);
     assert_int_equal(r[1].meta_len, 8);
     assert_memory_equal(r[1].meta, "meta-two", 8);
-
-    void *out = NULL;
-    size_t len = 0;
-    EXPECT_ST(NIXL_SUCCESS, nixl_reg_dlist_serialize(type, r, n, &out, &len));
-    assert_int_equal(len, copy.len);
-    assert_memory_equal(out, copy.p, len);
-    nixl_free(out);
+    EXPECT_SAME_BYTES(copy, nixl_reg_dlist_serialize(type, r, n, &out, &len));
     nixl_free(r);
     free(copy.p);
 }
