@@ -6,8 +6,13 @@ BUILD ?= build
 # comes first on PATH.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 MESON_ARGS ?=
+# `make install` puts the Python package where that interpreter looks (meson's default,
+# <prefix>/lib/python3/dist-packages, is not on Debian's sys.path; docs/python.md). Not with a
+# --prefix of one's own in MESON_ARGS: the package then stays under it.
+PY_SITE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("platlib"))' 2>/dev/null)
+PY_SITE_ARGS = $(if $(findstring --prefix,$(MESON_ARGS))$(if $(PY_SITE),,none),,-Dpython.platlibdir=$(PY_SITE) -Dpython.purelibdir=$(PY_SITE))
 
-.PHONY: all deps build run test asan tsan valgrind bench install clean
+.PHONY: all deps build run test minimal asan tsan valgrind bench install clean
 
 all: build
 
@@ -15,7 +20,7 @@ deps:
 	@scripts/install-deps.sh
 
 $(BUILD)/build.ninja: | deps
-	meson setup $(BUILD) -Dpython=$(PYTHON) $(MESON_ARGS)
+	meson setup $(BUILD) -Dpython=$(PYTHON) $(PY_SITE_ARGS) $(MESON_ARGS)
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -25,10 +30,16 @@ build: deps $(BUILD)/build.ninja
 run: build
 	$(BUILD)/tools/nixlbench/nixlbench $(NIXLBENCH_ARGS)
 
+# The last lines: each skipped test with its reason, then "N passed, N failed, N skipped".
 test: build
 	@rm -f $(BUILD)/meson-logs/testlog.json
 	-meson test -C $(BUILD) --print-errorlogs --num-processes 2 $(TEST_ARGS)
 	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
+
+# Configure and build (no tests run) with every optional dependency off, as on a host without
+# UCX, liburing, libaio, libcurl/json-c or Python headers; checks that the result needs none.
+minimal: deps
+	@PYTHON=$(PYTHON) scripts/minimal-build.sh build-minimal
 
 asan:
 	$(MAKE) test BUILD=build-asan MESON_ARGS="-Db_sanitize=address,undefined -Db_lundef=false"
@@ -53,4 +64,4 @@ install: build
 	meson install -C $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-minimal

@@ -29,9 +29,8 @@
 extern "C" {
 #endif
 
-#define NIXL_VERSION_MAJOR 0
-#define NIXL_VERSION_MINOR 1
-#define NIXL_VERSION_PATCH 0
+/* NIXL_VERSION_MAJOR, _MINOR, _PATCH, _STRING: generated from meson.build's project() */
+#include "nixl_version.h"
 
 #if defined(__GNUC__)
 #define NIXL_API __attribute__((visibility("default")))
@@ -620,6 +619,58 @@ NIXL_API nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *rem
  */
 NIXL_API nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *opt,
                                              nixl_notif_list_t **out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Serialized descriptor lists                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * The reference's serialized form of its descriptor lists (nixlXferDList, nixlRegDList), which is
+ * also the state its Python pickles carry: byte for byte what the reference writes (host-endian),
+ * so a list serialized by either implementation loads in the other. Transfer lists hold
+ * descriptors; registration lists hold descriptors with their meta blobs. These calls need no
+ * agent and may be called from any thread.
+ */
+
+/**
+ * Serialize a transfer descriptor list of memory type `type`.
+ *
+ * @param out_blob, out_len set to the bytes (one allocation: free with nixl_free()).
+ * @return NIXL_SUCCESS; NIXL_ERR_INVALID_PARAM for a bad memory type, `descs` NULL with `count`
+ *         > 0 or a NULL output; NIXL_ERR_UNKNOWN when memory is short.
+ */
+NIXL_API nixl_status_t nixl_xfer_dlist_serialize(nixl_mem_t type, const nixl_desc_t *descs,
+                                                 size_t count, void **out_blob, size_t *out_len);
+
+/**
+ * Serialize a registration descriptor list: as nixl_xfer_dlist_serialize(), each descriptor with
+ * its meta blob (binary-safe; a NULL meta with meta_len > 0 is NIXL_ERR_INVALID_PARAM).
+ */
+NIXL_API nixl_status_t nixl_reg_dlist_serialize(nixl_mem_t type, const nixl_reg_desc_t *descs,
+                                                size_t count, void **out_blob, size_t *out_len);
+
+/**
+ * Parse a serialized transfer descriptor list. The input is only read during the call.
+ *
+ * @param out_descs set to the *out_count descriptors (one allocation, non-NULL even when the
+ *        list is empty: free with nixl_free()).
+ * @return NIXL_SUCCESS; NIXL_ERR_MISMATCH for bytes that are not a serialized transfer list (a
+ *         registration list included), nixl_last_error() naming the field and its offset;
+ *         NIXL_ERR_INVALID_PARAM for a NULL output; NIXL_ERR_UNKNOWN when memory is short.
+ */
+NIXL_API nixl_status_t nixl_xfer_dlist_deserialize(const void *blob, size_t len,
+                                                   nixl_mem_t *out_type,
+                                                   nixl_desc_t **out_descs, size_t *out_count);
+
+/**
+ * Parse a serialized registration descriptor list, as nixl_xfer_dlist_deserialize() (a transfer
+ * list is NIXL_ERR_MISMATCH). *out_descs is one allocation holding the descriptors followed by
+ * their meta blobs, which the descriptors' meta pointers point to; nothing points into `blob`.
+ * Free it with nixl_free().
+ */
+NIXL_API nixl_status_t nixl_reg_dlist_deserialize(const void *blob, size_t len,
+                                                  nixl_mem_t *out_type,
+                                                  nixl_reg_desc_t **out_descs, size_t *out_count);
 
 #ifdef __cplusplus
 }

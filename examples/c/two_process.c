@@ -8,7 +8,13 @@
  * WRITEs and READs and the initiator prints the throughput.
  *
  *   nixl_example_two_process [buffer MiB (default 64)] [iterations (default 20)]
+ *
+ * Built alone, as docs/getting-started.md shows:
+ *   cc -std=c11 two_process.c -o two_process $(pkg-config --cflags --libs nixl)
  */
+/* fork, pipe and clock_gettime(CLOCK_MONOTONIC) are POSIX, which strict -std=c11 hides. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>

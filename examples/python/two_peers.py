@@ -107,9 +107,13 @@ def run_both(backend):
     me = [sys.executable, __file__, "--backend", backend]
     target = subprocess.Popen(me + ["--role", "target"], stdout=subprocess.PIPE, text=True)
     try:
-        line = target.stdout.readline()
-        if not line.startswith("PORT "):
-            fail("two_peers", f"target did not start ({line!r})")
+        # the "nixl" logger writes its INFO lines to stdout too: skip to ours
+        line = ""
+        for line in target.stdout:
+            if line.startswith("PORT "):
+                break
+        else:
+            fail("two_peers", f"target did not start (last line {line!r})")
         port = int(line.split()[1])
         init = subprocess.run(me + ["--role", "initiator", "--port", str(port)],
                               timeout=DEADLINE_S * 2)

@@ -15,6 +15,7 @@
 #include <valgrind/valgrind.h>
 #endif
 
+#ifdef NIXL_POSIX_HAVE_URING
 /* Valgrind (3.19) does not emulate io_uring: a ring under it never completes, so the engine
  * would hang instead of failing. Treated as "io_uring unavailable". */
 static bool under_valgrind(void)
@@ -25,6 +26,7 @@ static bool under_valgrind(void)
     return false;
 #endif
 }
+#endif
 
 static const nixl_param_t px_default_params[] = {
     {"use_uring", "false"},       {"use_aio", "false"},          {"use_posix_aio", "false"},
@@ -150,7 +152,7 @@ static nixl_status_t px_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t
 static const nixl_plugin_info_t px_info = {
     .struct_size = sizeof(nixl_plugin_info_t),
     .name = PX_NAME,
-    .version = "0.1.0",
+    .version = NIXL_VERSION_STRING,
     .caps = NIXL_BE_CAP_LOCAL,
     .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_FILE_SEG) |
             NIXL_MEM_BIT(NIXL_BLK_SEG),

@@ -244,7 +244,7 @@ static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 static const nixl_plugin_info_t shm_info = {
     .struct_size = sizeof(nixl_plugin_info_t),
     .name = "SHM",
-    .version = "0.1.0",
+    .version = NIXL_VERSION_STRING,
     .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
     .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG),
     .default_params = shm_default_params,

@@ -159,7 +159,7 @@ static nixl_status_t ucx_get_conn_info(nixl_be_engine_t *eng, const void **blob,
 static const nixl_plugin_info_t ucx_info = {
     .struct_size = sizeof(nixl_plugin_info_t),
     .name = "UCX",
-    .version = "0.1.0",
+    .version = NIXL_VERSION_STRING,
     .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
     .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG),
     .default_params = ucx_default_params,

@@ -5,7 +5,6 @@
  */
 #include <string.h>
 
-#include "dlist_codec.h"
 #include "dlist_priv.h"
 
 static Py_ssize_t dl_len(PyObject *self)
@@ -214,7 +213,53 @@ static PyObject *dl_getstate(PyObject *self, PyObject *unused)
         PyErr_SetString(PyExc_TypeError, "nixlRemoteDList cannot be pickled");
         return NULL;
     }
-    return dlist_encode((dlist_obj *)self);
+    dlist_obj *l = (dlist_obj *)self;
+    void *blob = NULL;
+    size_t len = 0;
+    nixl_status_t st;
+    if (l->kind == DL_XFER) {
+        st = nixl_xfer_dlist_serialize(l->type, l->d, l->count, &blob, &len);
+    } else {
+        nixl_reg_desc_t *rd = bind_reg_descs(l);
+        if (!rd)
+            return NULL;
+        st = nixl_reg_dlist_serialize(l->type, rd, l->count, &blob, &len);
+        PyMem_Free(rd);
+    }
+    if (st != NIXL_SUCCESS)
+        return bind_raise(st);
+    PyObject *res = PyBytes_FromStringAndSize(blob, (Py_ssize_t)len);
+    nixl_free(blob);
+    return res;
+}
+
+/* Refill `l` from the serialized bytes, through the library's codec (the one that is fuzzed). */
+static int dl_load(dlist_obj *l, const char *p, size_t n)
+{
+    nixl_mem_t type;
+    size_t count = 0;
+    nixl_desc_t *d = NULL;
+    nixl_reg_desc_t *rd = NULL;
+    nixl_status_t st = l->kind == DL_XFER ? nixl_xfer_dlist_deserialize(p, n, &type, &d, &count)
+                                          : nixl_reg_dlist_deserialize(p, n, &type, &rd, &count);
+    if (st != NIXL_SUCCESS) {
+        bind_raise(st);
+        return -1;
+    }
+    int rc = dl_reserve(l, count);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        if (d) {
+            rc = dl_add_raw(l, &d[i], NULL, 0);
+        } else {
+            nixl_desc_t one = {rd[i].addr, rd[i].len, rd[i].dev_id};
+            rc = dl_add_raw(l, &one, rd[i].meta, rd[i].meta_len);
+        }
+    }
+    if (rc == 0)
+        l->type = type;
+    nixl_free(d);
+    nixl_free(rd);
+    return rc;
 }
 
 static PyObject *dl_setstate(PyObject *self, PyObject *state)
@@ -229,7 +274,7 @@ static PyObject *dl_setstate(PyObject *self, PyObject *state)
     if (bind_strlike(state, &p, &n) < 0 || dl_writable(l) < 0)
         return NULL;
     dl_clear_items(l);
-    if (dlist_decode(l, p, (size_t)n, dl_add_raw) < 0) {
+    if (dl_load(l, p, (size_t)n) < 0) {
         dl_clear_items(l);
         return NULL;
     }

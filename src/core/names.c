@@ -6,9 +6,6 @@
 #include "error.h"
 #include "nixl.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
 const char *nixl_status_str(nixl_status_t status)
 {
     switch (status) {
@@ -81,7 +78,7 @@ void nixl_free(void *ptr)
 
 const char *nixl_version(void)
 {
-    return STR(NIXL_VERSION_MAJOR) "." STR(NIXL_VERSION_MINOR) "." STR(NIXL_VERSION_PATCH);
+    return NIXL_VERSION_STRING;
 }
 
 const char *nixl_last_error(void)

@@ -1,5 +1,6 @@
 /*
- * fuzz_md_decode.c - libFuzzer target for the metadata and descriptor-list decoders.
+ * fuzz_md_decode.c - libFuzzer target for the metadata and descriptor-list decoders, and for the
+ * public descriptor-list calls built on them (src/core/dlist_serdes.c).
  *
  * Besides "no crash, no leak", it checks the property the agent relies on when it caches and
  * forwards metadata: the wire format is canonical, so anything that decodes re-encodes to the
@@ -128,9 +129,59 @@ static void fuzz_dlist(const uint8_t *data, size_t size)
     free(reg);
 }
 
+/*
+ * The public calls (nixl.h; what the Python pickles go through): each accepts exactly its own
+ * kind of what the codec accepts, re-serializes to the same bytes, and returns memory that does
+ * not point into the input.
+ */
+static void fuzz_public_dlist(const uint8_t *data, size_t size)
+{
+    nixl_mem_t type, any_type;
+    nixl_desc_t *any_d = NULL, *d = NULL;
+    nixl_reg_desc_t *any_r = NULL, *r = NULL;
+    size_t any_n = 0, n = 0;
+    bool ok = nixl_any_dlist_decode(data, size, &any_type, &any_d, &any_r, &any_n) ==
+              NIXL_SUCCESS;
+    nixl_status_t xs = nixl_xfer_dlist_deserialize(data, size, &type, &d, &n);
+    CHECK(xs == NIXL_SUCCESS ? ok && any_d : xs == NIXL_ERR_MISMATCH);
+    if (xs != NIXL_SUCCESS)
+        CHECK(nixl_last_error()[0] != '\0');
+    nixl_status_t rs = nixl_reg_dlist_deserialize(data, size, &type, &r, &n);
+    CHECK(rs == NIXL_SUCCESS ? ok && any_r : rs == NIXL_ERR_MISMATCH);
+    if (rs != NIXL_SUCCESS)
+        CHECK(nixl_last_error()[0] != '\0');
+    CHECK(!(xs == NIXL_SUCCESS && rs == NIXL_SUCCESS));
+    CHECK(ok == (xs == NIXL_SUCCESS || rs == NIXL_SUCCESS));
+
+    void *out = NULL;
+    size_t len = 0;
+    if (xs == NIXL_SUCCESS) {
+        CHECK(n == any_n && type == any_type && d);
+        CHECK(nixl_xfer_dlist_serialize(type, d, n, &out, &len) == NIXL_SUCCESS);
+    } else if (rs == NIXL_SUCCESS) {
+        CHECK(n == any_n && type == any_type && r);
+        for (size_t i = 0; i < n; i++) {
+            /* copied behind the array, never into the input */
+            uintptr_t m = (uintptr_t)r[i].meta, lo = (uintptr_t)data;
+            CHECK(r[i].meta_len == any_r[i].meta_len);
+            CHECK(r[i].meta_len == 0 || m < lo || m >= lo + size);
+            CHECK(same_mem(r[i].meta, any_r[i].meta, r[i].meta_len));
+        }
+        CHECK(nixl_reg_dlist_serialize(type, r, n, &out, &len) == NIXL_SUCCESS);
+    }
+    if (out)
+        CHECK(len == size && memcmp(out, data, size) == 0);
+    free(out);
+    free(d);
+    free(r);
+    free(any_d);
+    free(any_r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_md(data, size);
     fuzz_dlist(data, size);
+    fuzz_public_dlist(data, size);
     return 0;
 }

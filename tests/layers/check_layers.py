@@ -42,8 +42,10 @@ def headers_by_name(root):
     for top in ['include', 'src', 'plugins', 'tools', 'python/src', 'bench', 'examples']:
         for d, _, files in os.walk(os.path.join(root, top)):
             for f in files:
-                if f.endswith('.h'):
-                    found.setdefault(f, []).append(os.path.relpath(os.path.join(d, f), root))
+                # a header meson generates (configure_file) counts where its template lives
+                name = f[:-3] if f.endswith('.h.in') else f
+                if name.endswith('.h'):
+                    found.setdefault(name, []).append(os.path.relpath(os.path.join(d, f), root))
     return found
 
 

@@ -133,6 +133,22 @@ def test_malformed_state():
         x.__setstate__(b"garbage")
 
 
+def test_state_of_the_other_kind():
+    """A list loads only its own kind's state (both go through libnixl's codec)."""
+    r = nb.nixlRegDList(nb.FILE_SEG)
+    r.addDesc((0, 0, 7, b"ro:/tmp/x\x00y"))
+    x = nb.nixlXferDList(nb.DRAM_SEG)
+    x.addDesc((0x1000, 16, 0))
+    with pytest.raises(nb.nixlMismatchError, match="registration list"):
+        x.__setstate__(r.__getstate__())
+    with pytest.raises(nb.nixlMismatchError, match="transfer list"):
+        r.__setstate__(x.__getstate__())
+    # a failed load leaves the list empty, not half-filled
+    assert len(x) == 0 and len(r) == 0
+    r.__setstate__(nb.nixlRegDList(nb.FILE_SEG, [(0, 0, 7, b"ro:/tmp/x\x00y")]).__getstate__())
+    assert r[0] == (0, 0, 7, b"ro:/tmp/x\x00y") and r.getType() == nb.FILE_SEG
+
+
 def test_torch_inputs(make_agent):
     if "torch" not in sys.modules:
         pytest.importorskip("torch")

@@ -8,6 +8,16 @@ import pytest
 
 from conftest import BACKENDS
 
+
+def read_port_and_addr(proc):
+    """The child's "<port> <addr>" line; the "nixl" logger's INFO lines on stdout come first."""
+    for line in proc.stdout:
+        parts = line.split()
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            return int(parts[0]), int(parts[1])
+    raise AssertionError("the child ended before printing its port")
+
+
 EXAMPLES = os.environ.get("NIXL_EXAMPLES",
                           os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python"))
 
@@ -31,7 +41,7 @@ TARGET = textwrap.dedent("""
 def test_two_processes(make_agent, bufs, backend):
     t = subprocess.Popen([sys.executable, "-c", TARGET, backend], stdout=subprocess.PIPE, text=True)
     try:
-        port, addr = (int(v) for v in t.stdout.readline().split())
+        port, addr = read_port_and_addr(t)
         i = make_agent(backends=[backend], name="peer_i")
         (src,) = bufs(1, 65536, fill=0x42)
         i.register_memory([(src.ctypes.data, src.size, 0, "")], "DRAM")
@@ -102,7 +112,7 @@ def test_remote_disconnect(make_agent, bufs, backend):
     t = subprocess.Popen([sys.executable, "-c", DYING, backend], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
     try:
-        port, addr = (int(v) for v in t.stdout.readline().split())
+        port, addr = read_port_and_addr(t)
         i = make_agent(backends=[backend])
         (src,) = bufs(1, 4096, fill=1)
         i.register_memory([(src.ctypes.data, 4096, 0, "")], "DRAM")

@@ -80,6 +80,29 @@ def case_flags():
     rc, out, _ = run(["--help"])
     if rc != 0 or "--pipeline_depth" not in out or "(default: 1000)" not in out:
         fail(f"--help: rc {rc}\n{out}")
+    check_docs_table(out)
+
+
+def check_docs_table(help_text):
+    """docs/nixlbench.md's flag table says what --help says: every flag, default and meaning."""
+    helped = {}
+    for line in help_text.splitlines():
+        m = re.match(r"^  (--\S+)\s+(.*) \(default: (.*)\)$", line)
+        if m:
+            helped[m.group(1)] = (m.group(3), m.group(2))
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                       "nixlbench.md")
+    documented = {}
+    with open(doc, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"^\| `(--[^`]+)` \| (.*?) \| (.*) \|$", line.rstrip())
+            if m:
+                documented[m.group(1)] = (m.group(2), m.group(3).replace("\\|", "|"))
+    if not helped or helped != documented:
+        diff = sorted(k for k in set(helped) | set(documented)
+                      if helped.get(k) != documented.get(k))
+        fail("docs/nixlbench.md's flag table and --help disagree on: " +
+             "; ".join(f"{k}: help {helped.get(k)}, docs {documented.get(k)}" for k in diff))
 
 
 def case_local():

@@ -28,7 +28,8 @@ const nb_opt_t nb_opts[] = {
     {"worker_type", NB_ENUM, O(worker_type), "nixl", "nixl|nvshmem", "Worker type",
      "transfer library to measure", 0},
     {"backend", NB_ENUM, O(backend), "", BACKENDS, "Backend",
-     "transfer backend; auto: UCX if its plugin loads here, else SHM", 0},
+     "transfer backend; auto (the reference: UCX): SHM with the LOCAL runtime, else UCX if its "
+     "plugin loads here, else SHM", 0},
     {"etcd_endpoints", NB_STR, O(etcd_endpoints), "", NULL, NULL,
      "etcd server(s); selects the ETCD runtime", 0},
     {"asio_address", NB_STR, O(asio_address), "127.0.0.1", NULL, NULL,
@@ -53,7 +54,7 @@ const nb_opt_t nb_opts[] = {
     {"start_block_size", NB_SIZE, O(start_block_size), "4096", NULL, "Start block size",
      "first block size (doubles up to max)", 0},
     {"max_block_size", NB_SIZE, O(max_block_size), "67108864", NULL, "Max block size",
-     "last block size; not given with the LOCAL runtime: 16777216", 0},
+     "last block size; not given, with the LOCAL runtime and --backend UCX: 16777216", 0},
     {"start_batch_size", NB_U64, O(start_batch_size), "1", NULL, "Start batch size",
      "first descriptors per request (doubles up to max)", 0},
     {"max_batch_size", NB_U64, O(max_batch_size), "1", NULL, "Max batch size",
