@@ -321,7 +321,8 @@ struct nixl_be_engine {
     size_t ring_pool_len;
     uint8_t *scratch;  /* a wrapped record is copied here (ev_lock) */
     shm_slot_t *slots;
-    uint32_t nslots, slot_cap, free_slot;
+    uint32_t nslots, free_slot;
+    size_t slot_cap;
     pthread_t ev_thread;
     bool ev_started;
 
