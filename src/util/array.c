@@ -9,18 +9,17 @@ size_t nixl_array_grow_cap(size_t cap, size_t need, size_t elem)
         return 0;
     if (need <= cap)
         return cap;
-    size_t n = cap ? cap : NIXL_ARRAY_MIN_CAP;
-    while (n < need)
-        n = n > max / 2 ? max : n * 2;
+    size_t n = !cap ? NIXL_ARRAY_MIN_CAP : cap > max / 2 ? max : cap * 2;
+    if (n < need)
+        n = need;
     return n < max ? n : max;
 }
 
 void *nixl_array_realloc(void *data, size_t n, size_t elem)
 {
-    if (elem && n > SIZE_MAX / elem)
+    if (!n || !elem || n > SIZE_MAX / elem)
         return NULL;
-    size_t bytes = n * elem;
-    return realloc(data, bytes ? bytes : 1);
+    return realloc(data, n * elem);
 }
 
 void *nixl_array_reserve_(void *data, size_t *cap, size_t need, size_t elem)

@@ -11,7 +11,9 @@
  *     ...
  *     nixl_array_free(rows, nrows, cap);
  *
- * The capacity doubles, from NIXL_ARRAY_MIN_CAP, so n pushes copy O(n) elements in all. Every
+ * The capacity doubles, from NIXL_ARRAY_MIN_CAP, so n pushes copy O(n) elements in all; a
+ * reserve beyond twice the capacity gets exactly what it asks for (a list built in one go
+ * is not rounded up). Every
  * size is checked: a capacity whose size in bytes would not fit in size_t fails as an
  * allocation that fails does, it never wraps. Storage comes from malloc/realloc; release it
  * with free() or nixl_array_free().
@@ -29,12 +31,13 @@
 #define NIXL_ARRAY_MIN_CAP 16u
 
 /* The capacity for an array of `elem`-byte elements that has `cap` and needs `need`: `cap` when
- * it is enough, else `cap` (NIXL_ARRAY_MIN_CAP when 0) doubled until it holds `need`, and at
- * most what fits in size_t bytes. 0 when `need` elements do not fit. */
+ * it is enough, else the larger of twice `cap` (NIXL_ARRAY_MIN_CAP when 0) and `need`, at most
+ * what fits in size_t bytes. 0 when `need` elements do not fit. */
 size_t nixl_array_grow_cap(size_t cap, size_t need, size_t elem);
 
-/* realloc(data, n * elem) with the product checked: NULL when it overflows or memory is
- * short, `data` then untouched and still the caller's. For arrays that share one capacity. */
+/* realloc(data, n * elem) with the product checked: NULL when it overflows, when it is 0 (so
+ * that a 0 from nixl_array_grow_cap fails here) or when memory is short; `data` is then
+ * untouched and still the caller's. For arrays that share one capacity. */
 void *nixl_array_realloc(void *data, size_t n, size_t elem);
 
 /* The storage with room for `need` elements and *cap updated; on failure `data` itself with

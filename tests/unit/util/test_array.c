@@ -54,17 +54,19 @@ static void test_reserve(void **state)
     size_t n = 0, cap = 0;
     assert_true(nixl_array_reserve(v, cap, 0));
     assert_null(v);
-    assert_true(nixl_array_reserve(v, cap, 100));
-    assert_int_equal(cap, 128);
+    assert_true(nixl_array_reserve(v, cap, 100)); /* beyond twice the capacity: exactly */
+    assert_int_equal(cap, 100);
+    assert_true(nixl_array_reserve(v, cap, 128));
+    assert_int_equal(cap, 200);
     uint32_t *kept = v;
     for (uint32_t i = 0; i < 128; i++)
         *nixl_array_push(v, n, cap) = i;
     assert_ptr_equal(v, kept); /* no reallocation within the reserved room */
-    assert_int_equal(cap, 128);
+    assert_int_equal(cap, 200);
     assert_true(nixl_array_reserve(v, cap, 50)); /* smaller: nothing to do */
-    assert_int_equal(cap, 128);
-    assert_true(nixl_array_reserve(v, cap, 129));
-    assert_int_equal(cap, 256);
+    assert_int_equal(cap, 200);
+    assert_true(nixl_array_reserve(v, cap, 201));
+    assert_int_equal(cap, 400);
     for (uint32_t i = 0; i < 128; i++)
         assert_int_equal(v[i], i);
     nixl_array_free(v, n, cap);
@@ -74,10 +76,11 @@ static void test_grow_cap(void **state)
 {
     (void)state;
     assert_int_equal(nixl_array_grow_cap(0, 1, 8), NIXL_ARRAY_MIN_CAP);
-    assert_int_equal(nixl_array_grow_cap(0, 17, 8), 32);
+    assert_int_equal(nixl_array_grow_cap(0, 17, 8), 17);
+    assert_int_equal(nixl_array_grow_cap(16, 17, 8), 32);
     assert_int_equal(nixl_array_grow_cap(10, 5, 8), 10);
     assert_int_equal(nixl_array_grow_cap(10, 11, 8), 20);
-    assert_int_equal(nixl_array_grow_cap(3, 100, 1), 192);
+    assert_int_equal(nixl_array_grow_cap(3, 100, 1), 100);
     /* The element count whose byte size fits, exactly. */
     size_t max = SIZE_MAX / 24;
     assert_int_equal(nixl_array_grow_cap(0, max + 1, 24), 0);
@@ -107,6 +110,7 @@ static void test_overflow_fails_cleanly(void **state)
     assert_int_equal(n, 1);
     /* nixl_array_realloc checks the product too and leaves the storage alone. */
     assert_null(nixl_array_realloc(v, SIZE_MAX / 2, sizeof(big_t)));
+    assert_null(nixl_array_realloc(v, 0, sizeof(big_t))); /* a failed nixl_array_grow_cap */
     v[0].bytes[0] = 1; /* still ours */
     nixl_array_free(v, n, cap);
 }
