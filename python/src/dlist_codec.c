@@ -6,78 +6,51 @@
 #include <string.h>
 
 #include "bind.h"
+#include "buf.h"
 #include "dlist_codec.h"
 
 #define MAGIC "nixlSerDes|"
 #define MAGIC_LEN 11
 
-static int put(char **buf, size_t *len, size_t *cap, const char *tag, const void *p, size_t n)
+/* A record's tag and payload length; the payload and '|' follow. */
+static void put_head(nixl_buf_t *b, const char *tag, size_t n)
 {
-    size_t tl = strlen(tag), need = *len + tl + 8 + n + 1;
-    if (need > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (nc < need)
-            nc *= 2;
-        char *nb = PyMem_Realloc(*buf, nc);
-        if (!nb) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        *buf = nb;
-        *cap = nc;
-    }
-    uint64_t n64 = n;
-    memcpy(*buf + *len, tag, tl);
-    memcpy(*buf + *len + tl, &n64, 8);
-    if (n)
-        memcpy(*buf + *len + tl + 8, p, n);
-    (*buf)[*len + tl + 8 + n] = '|';
-    *len = need;
-    return 0;
+    nixl_buf_append(b, tag, strlen(tag));
+    nixl_buf_append_u64(b, n);
+}
+
+static void put(nixl_buf_t *b, const char *tag, const void *p, size_t n)
+{
+    put_head(b, tag, n);
+    nixl_buf_append(b, p, n);
+    nixl_buf_append_u8(b, '|');
 }
 
 PyObject *dlist_encode(dlist_obj *l)
 {
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
     uint32_t t = (uint32_t)l->type;
     uint64_t n = l->count;
-    PyObject *res = NULL;
-    buf = PyMem_Malloc(256);
-    if (!buf) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    cap = 256;
-    memcpy(buf, MAGIC, MAGIC_LEN);
-    len = MAGIC_LEN;
+    nixl_buf_t b;
+    nixl_buf_init(&b, 256);
+    nixl_buf_append(&b, MAGIC, MAGIC_LEN);
     const char *kind = l->kind == DL_REG ? "nixlSDList" : "nixlBDList";
-    if (put(&buf, &len, &cap, "nixlDList", kind, 10) < 0 ||
-        put(&buf, &len, &cap, "t", &t, 4) < 0 || put(&buf, &len, &cap, "n", &n, 8) < 0)
-        goto done;
+    put(&b, "nixlDList", kind, 10);
+    put(&b, "t", &t, 4);
+    put(&b, "n", &n, 8);
     if (l->kind == DL_XFER && n > 0) {
-        if (put(&buf, &len, &cap, "", l->d, n * sizeof(nixl_desc_t)) < 0)
-            goto done;
+        put(&b, "", l->d, n * sizeof(nixl_desc_t));
     } else if (l->kind == DL_REG) {
         for (size_t i = 0; i < l->count; i++) {
-            char *m = PyBytes_AS_STRING(l->extra[i]);
             size_t ml = (size_t)PyBytes_GET_SIZE(l->extra[i]);
-            char *tmp = PyMem_Malloc(24 + ml + 1);
-            if (!tmp) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            memcpy(tmp, &l->d[i], 24);
-            memcpy(tmp + 24, m, ml);
-            int rc = put(&buf, &len, &cap, "", tmp, 24 + ml);
-            PyMem_Free(tmp);
-            if (rc < 0)
-                goto done;
+            put_head(&b, "", 24 + ml);
+            nixl_buf_append(&b, &l->d[i], 24);
+            nixl_buf_append(&b, PyBytes_AS_STRING(l->extra[i]), ml);
+            nixl_buf_append_u8(&b, '|');
         }
     }
-    res = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
-done:
-    PyMem_Free(buf);
+    PyObject *res = b.oom ? PyErr_NoMemory()
+                          : PyBytes_FromStringAndSize((const char *)b.data, (Py_ssize_t)b.len);
+    nixl_buf_free(&b);
     return res;
 }
 
