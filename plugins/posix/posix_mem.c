@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "posix_priv.h"
 
 #define PX_PATH_MAX 4096
@@ -31,16 +32,10 @@ static bool file_in_use(const nixl_be_engine_t *eng, uint64_t dev_id)
 
 static bool file_add(nixl_be_engine_t *eng, uint64_t dev_id)
 {
-    if (eng->nfiles == eng->cap_files) {
-        size_t cap = eng->cap_files ? eng->cap_files * 2 : 16;
-        uint64_t *v = realloc(eng->files, cap * sizeof(*v));
-        if (!v)
-            return false;
-        eng->files = v;
-        eng->cap_files = cap;
-    }
-    eng->files[eng->nfiles++] = dev_id;
-    return true;
+    uint64_t *slot = nixl_array_push(eng->files, eng->nfiles, eng->cap_files);
+    if (slot)
+        *slot = dev_id;
+    return slot != NULL;
 }
 
 static void file_del(nixl_be_engine_t *eng, uint64_t dev_id)

@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "shm_priv.h"
 
 #define SHM_READ_BUDGET (16u << 20) /* bytes per connection per round, for fairness */
@@ -77,16 +78,13 @@ uint32_t shm_slot_add(nixl_be_engine_t *eng, uint32_t kind, void *obj, uint64_t 
     if (idx != SHM_SLOT_NONE) {
         eng->free_slot = eng->slots[idx].next_free;
     } else {
-        if (eng->nslots == eng->slot_cap) {
-            uint32_t cap = eng->slot_cap ? eng->slot_cap * 2 : 16;
-            shm_slot_t *s = realloc(eng->slots, cap * sizeof(*s));
-            if (!s)
-                return SHM_SLOT_NONE;
-            eng->slots = s;
-            eng->slot_cap = cap;
-        }
-        idx = eng->nslots++;
-        eng->slots[idx].gen = 0;
+        shm_slot_t *s = eng->nslots < SHM_SLOT_NONE
+                            ? nixl_array_push(eng->slots, eng->nslots, eng->slot_cap)
+                            : NULL;
+        if (!s)
+            return SHM_SLOT_NONE;
+        idx = eng->nslots - 1;
+        s->gen = 0;
     }
     eng->slots[idx].kind = kind;
     eng->slots[idx].obj = obj;

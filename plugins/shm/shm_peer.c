@@ -20,14 +20,6 @@
 
 #include "shm_priv.h"
 
-static uint64_t name_hash(const char *s, size_t len)
-{
-    uint64_t h = 14695981039346656037ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
-
 shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
 {
     shm_peer_t *peer = calloc(1, sizeof(*peer));
@@ -42,7 +34,6 @@ shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
     atomic_init(&peer->refs, 1);
     peer->eng = eng;
     peer->name_len = strlen(name);
-    peer->hash = name_hash(name, peer->name_len);
     peer->is_self = is_self;
     peer->fd = -1;
     peer->slot = SHM_SLOT_NONE;
@@ -101,23 +92,10 @@ void shm_peer_unref(shm_peer_t *peer, size_t n)
     peer_free(peer);
 }
 
-/* peers_lock held */
-static shm_peer_t **table_slot(nixl_be_engine_t *eng, const char *name, size_t len,
-                               uint64_t hash)
-{
-    shm_peer_t **pp = &eng->buckets[hash % SHM_PEER_BUCKETS];
-    while (*pp && !((*pp)->hash == hash && (*pp)->name_len == len &&
-                    memcmp((*pp)->name, name, len) == 0))
-        pp = &(*pp)->hnext;
-    return pp;
-}
-
 shm_peer_t *shm_peer_find(nixl_be_engine_t *eng, const char *name)
 {
-    size_t len = strlen(name);
-    uint64_t hash = name_hash(name, len);
     pthread_mutex_lock(&eng->peers_lock);
-    shm_peer_t *peer = *table_slot(eng, name, len, hash);
+    shm_peer_t *peer = nixl_hmap_get(&eng->peers, name, strlen(name));
     if (peer)
         shm_peer_ref(peer, 1);
     pthread_mutex_unlock(&eng->peers_lock);
@@ -126,14 +104,12 @@ shm_peer_t *shm_peer_find(nixl_be_engine_t *eng, const char *name)
 
 void shm_peers_destroy(nixl_be_engine_t *eng)
 {
-    for (size_t b = 0; b < SHM_PEER_BUCKETS; b++) {
-        while (eng->buckets[b]) {
-            shm_peer_t *peer = eng->buckets[b];
-            eng->buckets[b] = peer->hnext;
-            atomic_store(&peer->forgotten, true);
-            shm_peer_unref(peer, 1);
-        }
+    void *loaded;
+    for (size_t it = 0; nixl_hmap_next(&eng->peers, &it, NULL, NULL, &loaded);) {
+        atomic_store(&((shm_peer_t *)loaded)->forgotten, true);
+        shm_peer_unref(loaded, 1);
     }
+    nixl_hmap_free(&eng->peers);
     if (eng->self) {
         shm_peer_unref(eng->self, 1);
         eng->self = NULL;
@@ -637,12 +613,10 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
                            "cannot be reached",
                            agent);
 
-    size_t nlen = strlen(agent);
-    uint64_t hash = name_hash(agent, nlen);
     pthread_mutex_lock(&eng->peers_lock);
-    shm_peer_t **pp = table_slot(eng, agent, nlen, hash);
-    if (*pp) {
-        bool same = (*pp)->blob_len == len && memcmp((*pp)->blob, blob, len) == 0;
+    shm_peer_t *old = nixl_hmap_get(&eng->peers, agent, strlen(agent));
+    if (old) {
+        bool same = old->blob_len == len && memcmp(old->blob, blob, len) == 0;
         pthread_mutex_unlock(&eng->peers_lock);
         if (same)
             return NIXL_SUCCESS;
@@ -660,7 +634,11 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     peer->pid = (pid_t)info.pid;
     memcpy(peer->blob, blob, len);
     peer->blob_len = len;
-    *pp = peer;
+    if (!nixl_hmap_put(&eng->peers, peer->name, peer->name_len, peer)) {
+        pthread_mutex_unlock(&eng->peers_lock);
+        shm_peer_unref(peer, 1);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory loading '%s'", agent);
+    }
     shm_peer_ref(peer, 1);
     pthread_mutex_unlock(&eng->peers_lock);
 
@@ -689,13 +667,8 @@ nixl_status_t shm_disconnect(nixl_be_engine_t *eng, const char *agent)
 {
     if (strcmp(agent, eng->name) == 0)
         return NIXL_SUCCESS;
-    size_t len = strlen(agent);
-    uint64_t hash = name_hash(agent, len);
     pthread_mutex_lock(&eng->peers_lock);
-    shm_peer_t **pp = table_slot(eng, agent, len, hash);
-    shm_peer_t *peer = *pp;
-    if (peer)
-        *pp = peer->hnext;
+    shm_peer_t *peer = nixl_hmap_remove(&eng->peers, agent, strlen(agent));
     pthread_mutex_unlock(&eng->peers_lock);
     if (!peer)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "agent '%s' is not loaded", agent);

@@ -40,6 +40,7 @@
 
 #include "nixl_plugin.h"
 #include "clock.h"
+#include "hashmap.h"
 #include "parse.h"
 
 /* Largest notification payload we send or accept (the reference has no limit; UCX practice
@@ -54,7 +55,6 @@
 #define SHM_IOV_MAX 1024u
 /* Bytes per syscall of the async worker: bounds how long release_req waits for a cancel. */
 #define SHM_CHUNK_BYTES ((size_t)8 << 20)
-#define SHM_PEER_BUCKETS 256u
 
 /* ---- connection info ---- */
 
@@ -182,8 +182,6 @@ typedef struct shm_peer {
     nixl_be_engine_t *eng;
     char *name;
     size_t name_len;
-    uint64_t hash;
-    struct shm_peer *hnext; /* peers_lock */
     struct shm_peer *anext, **aprev; /* eng->all_peers, all_lock */
     bool is_self;
     pid_t pid;
@@ -305,7 +303,7 @@ struct nixl_be_engine {
     atomic_uint_fast64_t progress_calls;
 
     pthread_mutex_t peers_lock;
-    shm_peer_t *buckets[SHM_PEER_BUCKETS];
+    nixl_hmap_t peers; /* loaded peers: peer->name -> shm_peer_t * */
     /* Every peer object alive, loaded or not (a leaf lock): destroy frees what the core did
      * not unload, so a missing unload_md cannot leak. */
     pthread_mutex_t all_lock;
@@ -323,7 +321,8 @@ struct nixl_be_engine {
     size_t ring_pool_len;
     uint8_t *scratch;  /* a wrapped record is copied here (ev_lock) */
     shm_slot_t *slots;
-    uint32_t nslots, slot_cap, free_slot;
+    uint32_t nslots, free_slot;
+    size_t slot_cap;
     pthread_t ev_thread;
     bool ev_started;
 

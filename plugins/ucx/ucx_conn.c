@@ -13,14 +13,6 @@
 
 #include "ucx_priv.h"
 
-static unsigned name_bucket(const char *name)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (unsigned)(h % UCX_CONN_BUCKETS);
-}
-
 static void conn_free(ucx_conn_t *conn)
 {
     nixl_be_engine_t *eng = conn->eng;
@@ -167,30 +159,22 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
 /* conns_lock held */
 static ucx_conn_t *table_find(nixl_be_engine_t *eng, const char *name)
 {
-    for (ucx_conn_t *c = eng->conns[name_bucket(name)]; c; c = c->next)
-        if (!strcmp(c->name, name))
-            return c;
-    return NULL;
+    return nixl_hmap_get(&eng->conns, name, strlen(name));
 }
 
-static void table_insert(nixl_be_engine_t *eng, ucx_conn_t *conn)
+/* false when memory is short */
+static bool table_insert(nixl_be_engine_t *eng, ucx_conn_t *conn)
 {
-    unsigned b = name_bucket(conn->name);
     pthread_mutex_lock(&eng->conns_lock);
-    conn->next = eng->conns[b];
-    eng->conns[b] = conn;
+    bool ok = nixl_hmap_put(&eng->conns, conn->name, conn->name_len, conn);
     pthread_mutex_unlock(&eng->conns_lock);
+    return ok;
 }
 
 static ucx_conn_t *table_remove(nixl_be_engine_t *eng, const char *name)
 {
     pthread_mutex_lock(&eng->conns_lock);
-    ucx_conn_t **pp = &eng->conns[name_bucket(name)];
-    while (*pp && strcmp((*pp)->name, name))
-        pp = &(*pp)->next;
-    ucx_conn_t *c = *pp;
-    if (c)
-        *pp = c->next;
+    ucx_conn_t *c = nixl_hmap_remove(&eng->conns, name, strlen(name));
     pthread_mutex_unlock(&eng->conns_lock);
     return c;
 }
@@ -227,7 +211,10 @@ nixl_status_t ucx_conn_self(nixl_be_engine_t *eng)
     nixl_status_t st = conn_new(eng, eng->name, eng->addr, eng->addr_len, true, &conn);
     if (st != NIXL_SUCCESS)
         return st;
-    table_insert(eng, conn);
+    if (!table_insert(eng, conn)) {
+        ucx_conn_unref(conn, 1);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+    }
     eng->self = conn; /* the table's reference keeps it */
     return NIXL_SUCCESS;
 }
@@ -258,7 +245,10 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     nixl_status_t st = conn_new(eng, agent, blob, len, false, &conn);
     if (st != NIXL_SUCCESS)
         return st;
-    table_insert(eng, conn);
+    if (!table_insert(eng, conn)) {
+        ucx_conn_unref(conn, 1);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+    }
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "'%s' loaded agent '%s' (%zu-byte address)", eng->name,
                 agent, len);
     return NIXL_SUCCESS;
@@ -291,18 +281,17 @@ nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent)
 
 void ucx_conns_shutdown(nixl_be_engine_t *eng)
 {
-    for (unsigned b = 0; b < UCX_CONN_BUCKETS; b++) {
-        pthread_mutex_lock(&eng->conns_lock);
-        ucx_conn_t *c = eng->conns[b];
-        eng->conns[b] = NULL;
-        pthread_mutex_unlock(&eng->conns_lock);
-        while (c) {
-            ucx_conn_t *next = c->next;
-            atomic_store(&c->forgotten, true);
-            ucx_conn_unref(c, 1);
-            c = next;
-        }
+    /* Take the whole table, then let go of each conn outside the lock. */
+    pthread_mutex_lock(&eng->conns_lock);
+    nixl_hmap_t conns = eng->conns;
+    nixl_hmap_init(&eng->conns);
+    pthread_mutex_unlock(&eng->conns_lock);
+    void *c;
+    for (size_t it = 0; nixl_hmap_next(&conns, &it, NULL, NULL, &c);) {
+        atomic_store(&((ucx_conn_t *)c)->forgotten, true);
+        ucx_conn_unref(c, 1);
     }
+    nixl_hmap_free(&conns);
     eng->self = NULL;
 }
 

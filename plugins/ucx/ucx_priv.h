@@ -37,6 +37,7 @@
 
 #include "nixl_plugin.h"
 #include "clock.h"
+#include "hashmap.h"
 #include "list.h"
 
 #if UCP_API_VERSION < UCP_VERSION(1, 13)
@@ -51,7 +52,6 @@
 #define UCX_NAME_MAX 4096u
 #define UCX_WORKERS_MAX 64u
 #define UCX_THREADS_MAX 256u
-#define UCX_CONN_BUCKETS 256u
 /* release_req waits this long for a transfer in flight: UCX cannot cancel RMA operations. */
 #define UCX_RELEASE_WAIT_MS 200
 /* destroy lets notifications and graceful endpoint closes finish for at most this long. */
@@ -106,7 +106,6 @@ typedef struct ucx_rmd {
 struct ucx_conn {
     atomic_size_t refs;
     nixl_be_engine_t *eng;
-    struct ucx_conn *next;     /* eng->conns[] bucket chain (conns_lock) */
     nixl_list_node_t all;      /* eng->all_conns (all_lock) */
     char *name;
     size_t name_len;
@@ -165,7 +164,7 @@ struct nixl_be_engine {
     size_t addr_len;
 
     pthread_mutex_t conns_lock;
-    ucx_conn_t *conns[UCX_CONN_BUCKETS]; /* loaded peers and self, by name */
+    nixl_hmap_t conns; /* loaded peers and self: conn->name -> ucx_conn_t * */
     ucx_conn_t *self;
 
     pthread_mutex_t all_lock;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bind.h"
+#include "array.h"
 #include "dlist_priv.h"
 
 PyTypeObject *bind_dlist_types[3];
@@ -32,15 +33,13 @@ int dl_reserve(dlist_obj *l, size_t n)
         return -1;
     if (n <= l->cap)
         return 0;
-    size_t nc = l->cap ? l->cap * 2 : 8;
-    if (nc < n)
-        nc = n;
-    nixl_desc_t *d = PyMem_Realloc(l->d, nc * sizeof *d);
+    size_t nc = nixl_array_grow_cap(l->cap, n, sizeof *l->d);
+    nixl_desc_t *d = nixl_array_realloc(l->d, nc, sizeof *d);
     if (!d)
         goto oom;
     l->d = d;
     if (l->kind != DL_XFER) {
-        PyObject **e = PyMem_Realloc(l->extra, nc * sizeof *e);
+        PyObject **e = nixl_array_realloc(l->extra, nc, sizeof *e);
         if (!e)
             goto oom;
         l->extra = e;
@@ -212,8 +211,8 @@ void dl_dealloc(PyObject *self)
 {
     dlist_obj *l = (dlist_obj *)self;
     dl_clear_items(l);
-    PyMem_Free(l->d);
-    PyMem_Free(l->extra);
+    free(l->d); /* nixl_array_realloc'ed */
+    free(l->extra);
     Py_TYPE(self)->tp_free(self);
 }
 

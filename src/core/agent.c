@@ -45,20 +45,9 @@ bool agent_name_valid(const char *name)
 /* Peers                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-static unsigned name_hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h % PEER_BUCKETS;
-}
-
 nixl_peer_t *peer_find(nixl_agent_t *a, const char *name)
 {
-    for (nixl_peer_t *p = a->peers[name_hash(name)]; p; p = p->next)
-        if (!strcmp(p->name, name))
-            return p;
-    return NULL;
+    return nixl_hmap_get(&a->peers, name, strlen(name));
 }
 
 nixl_peer_t *peer_target(nixl_agent_t *a, const char *name)
@@ -85,11 +74,10 @@ static nixl_peer_t *peer_alloc(const char *name)
 nixl_peer_t *peer_create(nixl_agent_t *a, const char *name)
 {
     nixl_peer_t *p = peer_alloc(name);
-    if (!p)
+    if (p && !nixl_hmap_put(&a->peers, p->name, strlen(p->name), p)) {
+        peer_unref(p);
         return NULL;
-    unsigned h = name_hash(name);
-    p->next = a->peers[h];
-    a->peers[h] = p;
+    }
     return p;
 }
 
@@ -137,11 +125,8 @@ static void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
 
 void peer_remove(nixl_agent_t *a, nixl_peer_t *p)
 {
-    nixl_peer_t **pp = &a->peers[name_hash(p->name)];
-    while (*pp && *pp != p)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = p->next;
+    if (peer_find(a, p->name) == p)
+        nixl_hmap_remove(&a->peers, p->name, strlen(p->name));
     atomic_store(&p->valid, false);
     peer_unload(a, p);
     peer_unref(p);
@@ -596,9 +581,10 @@ void nixl_agent_destroy(nixl_agent_t *agent)
     md_exchange_fini(agent);
     agent_wrlock(agent);
     xfer_release_all(agent);
-    for (unsigned h = 0; h < PEER_BUCKETS; h++)
-        while (agent->peers[h])
-            peer_remove(agent, agent->peers[h]);
+    void *peer;
+    for (size_t it = 0; nixl_hmap_next(&agent->peers, &it, NULL, NULL, &peer);)
+        peer_remove(agent, peer); /* removal while iterating is allowed */
+    nixl_hmap_free(&agent->peers);
     local_unload_all(agent);
     for (unsigned e = 0; e < agent->num_engines; e++) {
         nixl_backend_t *b = agent->engines[e];

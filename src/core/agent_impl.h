@@ -18,6 +18,7 @@
 #include "nixl_plugin.h"
 #include "registry.h"
 #include "clock.h"
+#include "hashmap.h"
 #include "list.h"
 
 #define NIXL_MAX_ENGINES 16
@@ -67,7 +68,6 @@ typedef struct nixl_arena {
  * `generation` tell such requests that they are stale.
  */
 typedef struct nixl_peer {
-    struct nixl_peer *next; /* hash chain */
     atomic_int refs;
     atomic_bool valid;
     uint64_t generation;
@@ -79,8 +79,6 @@ typedef struct nixl_peer {
     nixl_section_t sections[NIXL_MAX_ENGINES][NIXL_MEM_COUNT];
     nixl_arena_t *arenas;
 } nixl_peer_t;
-
-#define PEER_BUCKETS 64
 
 typedef struct nixl_fetch_rec nixl_fetch_rec_t; /* md_exchange.c */
 struct nixl_sc;
@@ -99,7 +97,7 @@ struct nixl_agent {
     nixl_section_t local[NIXL_MAX_ENGINES][NIXL_MEM_COUNT];
 
     nixl_peer_t *self; /* loopback sections; created with the agent */
-    nixl_peer_t *peers[PEER_BUCKETS];
+    nixl_hmap_t peers; /* name -> nixl_peer_t *, keyed by the peer's own name */
 
     /* Requests and prepared lists not released yet (freed at destroy). */
     pthread_mutex_t handles_lock;

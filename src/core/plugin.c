@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "config.h"
 #include "error.h"
 #include "elf_exports.h"
@@ -301,18 +302,13 @@ static bool set_add(name_set_t *s, const char *name)
 {
     if (set_has(s, name))
         return true;
-    if (s->count == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        char **p = realloc(s->names, cap * sizeof(*p));
-        if (!p)
-            return false;
-        s->names = p;
-        s->cap = cap;
-    }
-    s->names[s->count] = strdup(name);
-    if (!s->names[s->count])
+    char *copy = strdup(name);
+    char **slot = copy ? nixl_array_push(s->names, s->count, s->cap) : NULL;
+    if (!slot) {
+        free(copy);
         return false;
-    s->count++;
+    }
+    *slot = copy;
     return true;
 }
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 int nixl_region_cmp(const nixl_region_t *a, const nixl_region_t *b)
 {
     if (a->dev_id != b->dev_id)
@@ -54,14 +56,12 @@ static bool section_grow(nixl_section_t *s, size_t need)
         return true;
     if (need > UINT32_MAX)
         return false;
-    size_t cap = s->cap ? s->cap : 16;
-    while (cap < need)
-        cap *= 2;
-    nixl_region_t *regions = realloc(s->regions, cap * sizeof(*regions));
+    size_t cap = nixl_array_grow_cap(s->cap, need, sizeof(*s->regions));
+    nixl_region_t *regions = nixl_array_realloc(s->regions, cap, sizeof(*regions));
     if (!regions)
         return false;
     s->regions = regions;
-    uint32_t *reach = realloc(s->reach, cap * sizeof(*reach));
+    uint32_t *reach = nixl_array_realloc(s->reach, cap, sizeof(*reach));
     if (!reach)
         return false;
     s->reach = reach;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "error.h"
 #include "log.h"
 #include "etcd_priv.h"
@@ -120,6 +121,7 @@ nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints)
     h->connect_ms = 1000;
     h->call_ms = 5000;
     char *list = strdup(endpoints), *save = NULL;
+    size_t cap = 0;
     if (!list)
         return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
     for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -130,19 +132,16 @@ nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints)
             t[--n] = 0;
         if (!n)
             continue;
-        char **grown = realloc(h->endpoints, (h->num_endpoints + 1) * sizeof(*grown));
         char *ep = malloc(n + 8);
-        if (!grown || !ep) {
+        char **slot = ep ? nixl_array_push(h->endpoints, h->num_endpoints, cap) : NULL;
+        if (!slot) {
             free(ep);
-            if (grown)
-                h->endpoints = grown;
             free(list);
             etcd_http_fini(h);
             return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
         }
-        h->endpoints = grown;
         snprintf(ep, n + 8, "%s%s", strstr(t, "://") ? "" : "http://", t);
-        h->endpoints[h->num_endpoints++] = ep;
+        *slot = ep;
     }
     free(list);
     if (!h->num_endpoints)

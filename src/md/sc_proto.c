@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 /* Growth step of a frame body: large enough to keep reallocations rare, small enough that a
  * peer announcing a huge frame and sending nothing costs little. */
 #define SC_BODY_STEP (64u * 1024u)
@@ -133,9 +135,7 @@ sc_feed_result_t sc_reader_feed(sc_reader_t *r, const uint8_t *data, size_t len,
     size_t n = len - pos < want ? len - pos : want;
     if (n) {
         if (r->got + n > r->cap) {
-            size_t cap = r->cap ? r->cap : SC_BODY_STEP;
-            while (cap < r->got + n)
-                cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+            size_t cap = nixl_array_grow_cap(r->cap ? r->cap : SC_BODY_STEP, r->got + n, 1);
             if (cap > r->need)
                 cap = (size_t)r->need;
             uint8_t *b = realloc(r->body, cap);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -261,11 +262,11 @@ static void *sc_worker(void *arg)
         for (sc_conn_t *c = sc->conns; c; c = c->next)
             n++;
         if (n + 2 > cap) {
-            size_t ncap = (n + 2) * 2;
-            struct pollfd *np = realloc(pfds, ncap * sizeof(*np));
+            size_t ncap = nixl_array_grow_cap(cap, n + 2, sizeof(*pfds));
+            struct pollfd *np = nixl_array_realloc(pfds, ncap, sizeof(*np));
             if (np)
                 pfds = np;
-            sc_conn_t **nc = np ? realloc(pconn, ncap * sizeof(*nc)) : NULL;
+            sc_conn_t **nc = np ? nixl_array_realloc(pconn, ncap, sizeof(*nc)) : NULL;
             if (!np || !nc) {
                 NIXL_ERROR("side channel: out of memory; retrying");
                 struct timespec ts = {0, 10000000};

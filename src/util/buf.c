@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 void nixl_buf_init(nixl_buf_t *b, size_t hint)
 {
     b->data = NULL;
@@ -19,14 +21,11 @@ bool nixl_buf_reserve(nixl_buf_t *b, size_t extra)
         return false;
     if (extra <= b->cap - b->len)
         return true;
-    if (extra > SIZE_MAX / 2 - b->len) {
+    if (extra > SIZE_MAX - b->len) {
         b->oom = true;
         return false;
     }
-    size_t want = b->len + extra;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < want)
-        cap *= 2;
+    size_t cap = nixl_array_grow_cap(b->cap ? b->cap : 64, b->len + extra, 1);
     uint8_t *p = realloc(b->data, cap);
     if (!p) {
         b->oom = true;

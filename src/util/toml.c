@@ -14,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
+#include "array.h"
 #include "buf.h"
+#include "error.h"
 
 /* Arrays and inline tables recurse; a hostile file must not exhaust the stack. */
 #define TOML_MAX_DEPTH 64
@@ -35,7 +36,8 @@ typedef enum node_kind {
 #define ROOT_NODE 0u
 
 typedef struct tree_node {
-    char *seg; /* the key part (NULL for anonymous nodes) */
+    char *key; /* the index key: the parent's id, then the part (NULL for anonymous nodes) */
+    char *seg; /* the key part, NUL-terminated, inside `key` */
     size_t seg_len;
     uint32_t parent; /* NO_NODE: anonymous, found only by id */
     uint32_t current;
@@ -48,8 +50,8 @@ typedef struct key_tree {
     tree_node_t *nodes;
     size_t count;
     size_t cap;
-    uint32_t *slots; /* (parent, part) -> node id + 1 */
-    size_t nslots;
+    nixl_hmap_t index; /* node key -> node id */
+    nixl_buf_t probe;  /* the key of a lookup */
 } key_tree_t;
 
 typedef struct parser {
@@ -381,41 +383,12 @@ static bool parse_string(parser_t *ps, nixl_buf_t *out, bool allow_multiline)
     return parse_line_string(ps, out, quote);
 }
 
-/* ----- the document: top-level keys in an open-addressing table ----- */
-
-static size_t key_hash(const char *k, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 1099511628211ull;
-    }
-    return (size_t)h;
-}
+/* ----- the document: top-level keys, indexed by a hash map ----- */
 
 static nixl_toml_entry_t *doc_find(const nixl_toml_doc_t *doc, const char *k, size_t n)
 {
-    if (!doc->nslots)
-        return NULL;
-    size_t mask = doc->nslots - 1;
-    for (size_t i = key_hash(k, n) & mask;; i = (i + 1) & mask) {
-        uint32_t s = doc->slots[i];
-        if (!s)
-            return NULL;
-        nixl_toml_entry_t *e = &doc->entries[s - 1];
-        if (e->key_len == n && (n == 0 || !memcmp(e->key, k, n)))
-            return e;
-    }
-}
-
-static void doc_slot(nixl_toml_doc_t *doc, size_t index)
-{
-    const nixl_toml_entry_t *e = &doc->entries[index];
-    size_t mask = doc->nslots - 1;
-    size_t i = key_hash(e->key, e->key_len) & mask;
-    while (doc->slots[i])
-        i = (i + 1) & mask;
-    doc->slots[i] = (uint32_t)(index + 1);
+    void *index;
+    return nixl_hmap_find(&doc->index, k, n, &index) ? &doc->entries[(uintptr_t)index] : NULL;
 }
 
 /* A new top-level key (the key tree has checked that it is new). Copies `key`; takes v->str,
@@ -425,35 +398,17 @@ static bool doc_add(parser_t *ps, const char *key, size_t key_len, nixl_toml_val
 {
     nixl_toml_doc_t *doc = ps->doc;
     char *k = malloc(key_len + 1);
-    if (!k || doc->count >= UINT32_MAX - 1)
+    if (!k)
         goto oom;
     if (key_len)
         memcpy(k, key, key_len);
     k[key_len] = '\0';
-    if (doc->count == doc->cap) {
-        size_t cap = doc->cap ? doc->cap * 2 : 16;
-        nixl_toml_entry_t *e = realloc(doc->entries, cap * sizeof(*e));
-        if (!e)
-            goto oom;
-        doc->entries = e;
-        doc->cap = cap;
-    }
-    if ((doc->count + 1) * 2 > doc->nslots) {
-        size_t nslots = doc->nslots ? doc->nslots * 2 : 32;
-        uint32_t *slots = calloc(nslots, sizeof(*slots));
-        if (!slots)
-            goto oom;
-        free(doc->slots);
-        doc->slots = slots;
-        doc->nslots = nslots;
-        for (size_t i = 0; i < doc->count; i++)
-            doc_slot(doc, i);
-    }
-    doc->entries[doc->count] = (nixl_toml_entry_t){
+    if (!nixl_array_reserve(doc->entries, doc->cap, doc->count + 1) ||
+        !nixl_hmap_put(&doc->index, k, key_len, (void *)(uintptr_t)doc->count))
+        goto oom;
+    doc->entries[doc->count++] = (nixl_toml_entry_t){
         .key = k, .key_len = key_len, .line = line, .v = *v};
     v->str = NULL;
-    doc_slot(doc, doc->count);
-    doc->count++;
     return true;
 oom:
     free(k);
@@ -476,35 +431,27 @@ static bool doc_add_table(parser_t *ps, const char *key, size_t key_len, bool ar
  * the reference's parser does, even where the keys are not NIXL options. -----
  */
 
-static size_t node_hash(uint32_t parent, const char *seg, size_t len)
+/* The index key of `parent`'s child `seg`, in t->probe (reused from lookup to lookup). */
+static bool child_key(key_tree_t *t, uint32_t parent, const char *seg, size_t len)
 {
-    return key_hash(seg, len) ^ ((size_t)parent * 0x9e3779b97f4a7c15ull);
+    t->probe.len = 0;
+    nixl_buf_append(&t->probe, &parent, sizeof(parent));
+    if (len)
+        nixl_buf_append(&t->probe, seg, len);
+    return !t->probe.oom;
 }
 
-static uint32_t tree_child(const parser_t *ps, uint32_t parent, const char *seg, size_t len)
+static uint32_t tree_child(parser_t *ps, uint32_t parent, const char *seg, size_t len)
 {
-    const key_tree_t *t = &ps->tree;
-    if (!t->nslots)
+    key_tree_t *t = &ps->tree;
+    void *id;
+    if (!child_key(t, parent, seg, len)) {
+        fail(ps, "out of memory");
         return NO_NODE;
-    size_t mask = t->nslots - 1;
-    for (size_t i = node_hash(parent, seg, len) & mask;; i = (i + 1) & mask) {
-        uint32_t s = t->slots[i];
-        if (!s)
-            return NO_NODE;
-        const tree_node_t *n = &t->nodes[s - 1];
-        if (n->parent == parent && n->seg_len == len && (len == 0 || !memcmp(n->seg, seg, len)))
-            return s - 1;
     }
-}
-
-static void tree_slot(key_tree_t *t, uint32_t id)
-{
-    const tree_node_t *n = &t->nodes[id];
-    size_t mask = t->nslots - 1;
-    size_t i = node_hash(n->parent, n->seg, n->seg_len) & mask;
-    while (t->slots[i])
-        i = (i + 1) & mask;
-    t->slots[i] = id + 1;
+    if (!nixl_hmap_find(&t->index, t->probe.data, t->probe.len, &id))
+        return NO_NODE;
+    return (uint32_t)(uintptr_t)id;
 }
 
 /* A node named `seg` under `parent`; parent NO_NODE makes an anonymous one (an array-of-tables
@@ -515,39 +462,28 @@ static uint32_t tree_new(parser_t *ps, uint32_t parent, const char *seg, size_t 
     key_tree_t *t = &ps->tree;
     if (t->count >= UINT32_MAX - 2)
         goto oom;
-    if (t->count == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        tree_node_t *nodes = realloc(t->nodes, cap * sizeof(*nodes));
-        if (!nodes)
+    if (!nixl_array_reserve(t->nodes, t->cap, t->count + 1))
+        goto oom;
+    uint32_t id = (uint32_t)t->count;
+    char *key = NULL;
+    if (parent != NO_NODE) {
+        size_t klen = sizeof(parent) + len;
+        key = malloc(klen + 1);
+        if (!key)
             goto oom;
-        t->nodes = nodes;
-        t->cap = cap;
-    }
-    if ((t->count + 1) * 2 > t->nslots) {
-        size_t nslots = t->nslots ? t->nslots * 2 : 128;
-        uint32_t *slots = calloc(nslots, sizeof(*slots));
-        if (!slots)
+        memcpy(key, &parent, sizeof(parent));
+        if (len)
+            memcpy(key + sizeof(parent), seg, len);
+        key[klen] = '\0';
+        if (!nixl_hmap_put(&t->index, key, klen, (void *)(uintptr_t)id)) {
+            free(key);
             goto oom;
-        free(t->slots);
-        t->slots = slots;
-        t->nslots = nslots;
-        for (uint32_t i = 0; i < t->count; i++)
-            if (t->nodes[i].parent != NO_NODE)
-                tree_slot(t, i);
+        }
     }
-    char *copy = NULL;
-    if (len) {
-        copy = malloc(len + 1);
-        if (!copy)
-            goto oom;
-        memcpy(copy, seg, len);
-        copy[len] = '\0';
-    }
-    uint32_t id = (uint32_t)t->count++;
-    t->nodes[id] = (tree_node_t){.seg = copy, .seg_len = len, .parent = parent,
-                                 .current = NO_NODE, .kind = kind, .line = line};
-    if (parent != NO_NODE)
-        tree_slot(t, id);
+    t->count++;
+    t->nodes[id] = (tree_node_t){.key = key, .seg = key ? key + sizeof(parent) : NULL,
+                                 .seg_len = len, .parent = parent, .current = NO_NODE,
+                                 .kind = kind, .line = line};
     return id;
 oom:
     fail(ps, "out of memory");
@@ -557,9 +493,10 @@ oom:
 static void tree_free(key_tree_t *t)
 {
     for (size_t i = 0; i < t->count; i++)
-        free(t->nodes[i].seg);
+        free(t->nodes[i].key);
     free(t->nodes);
-    free(t->slots);
+    nixl_hmap_free(&t->index);
+    nixl_buf_free(&t->probe);
     *t = (key_tree_t){0};
 }
 
@@ -1182,7 +1119,7 @@ nixl_status_t nixl_toml_parse(const char *path, const char *text, size_t len,
                               nixl_toml_doc_t *doc)
 {
     parser_t ps = {.p = text, .end = text + len, .line = 1, .doc = doc};
-    bool ok = parse_document(&ps);
+    bool ok = parse_document(&ps) && !ps.failed; /* failed: out of memory in a lookup */
     tree_free(&ps.tree);
     if (ok)
         return NIXL_SUCCESS;
@@ -1218,6 +1155,6 @@ void nixl_toml_free(nixl_toml_doc_t *doc)
         free(doc->entries[i].v.str);
     }
     free(doc->entries);
-    free(doc->slots);
+    nixl_hmap_free(&doc->index);
     *doc = (nixl_toml_doc_t){0};
 }

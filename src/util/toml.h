@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "nixl.h"
+#include "hashmap.h"
 
 typedef enum nixl_toml_type {
     NIXL_TOML_STRING,
@@ -48,8 +49,7 @@ typedef struct nixl_toml_doc {
     nixl_toml_entry_t *entries;
     size_t count;
     size_t cap;
-    uint32_t *slots; /* open-addressing index: entry number + 1, 0 for free */
-    size_t nslots;
+    nixl_hmap_t index; /* entry key -> entry number */
 } nixl_toml_doc_t;
 
 /**

@@ -30,7 +30,8 @@ RULES = [
     # nixlbench links the TOML reader (util) and the etcd HTTP layer (md) statically.
     ('tools/nixlbench', ['include', 'src/util', 'src/md', '<own>']),
     ('tools/', ['include', '<own>']),
-    ('python/src', ['include', '<own>']),
+    # The extension links nixl_util (stateless building blocks: hash map, array, buffer).
+    ('python/src', ['include', 'src/util', '<own>']),
     ('bench/', ['include', 'bench']),
     ('examples/', ['include', '<own>']),
 ]

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "array.h"
 #include "error.h"
 #include "toml.h"
 #include "nb.h"
@@ -95,12 +96,8 @@ static char *read_file(const char *path, size_t *len)
     size_t cap = 0;
     *len = 0;
     for (;;) {
-        if (*len + 4096 > cap) {
-            char *t = realloc(text, cap = cap * 2 + 4096);
-            if (!t)
-                break;
-            text = t;
-        }
+        if (!nixl_array_reserve(text, cap, *len + 4096))
+            break;
         size_t got = fread(text + *len, 1, cap - *len, f);
         *len += got;
         if (got == 0)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "nb.h"
 #include "nb_storage.h"
 
@@ -37,15 +38,10 @@ static void on_row(const nb_cfg_t *cfg, const nb_row_t *row, void *arg)
     rows_t *r = arg;
     if (r->print)
         nb_print_row(row);
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 32;
-        nb_row_t *v = realloc(r->v, cap * sizeof(*v));
-        if (!v)
-            return; /* the row is printed; only --json misses it */
-        r->v = v;
-        r->cap = cap;
-    }
-    r->v[r->n++] = *row;
+    nb_row_t *slot = nixl_array_push(r->v, r->n, r->cap);
+    if (!slot)
+        return; /* the row is printed; only --json misses it */
+    *slot = *row;
 }
 
 /* Features of the reference that need hardware or services this build does not drive. */

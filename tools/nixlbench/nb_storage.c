@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "nb_storage.h"
 
 typedef struct sfile {
@@ -391,14 +392,9 @@ int nb_storage_run(const nb_cfg_t *cfg)
             nb_plan_t p;
             nb_plan_iters(cfg, b, &p);
             p.batch = n;
-            if (nrows == cap) {
-                cap = cap ? 2 * cap : 16;
-                nb_row_t *v = realloc(rows, cap * sizeof(*v));
-                if (!v) {
-                    rc = nb_fail("out of memory");
-                    break;
-                }
-                rows = v;
+            if (!nixl_array_reserve(rows, cap, nrows + 1)) {
+                rc = nb_fail("out of memory");
+                break;
             }
             rc = step(&r, &p, &rows[nrows]);
             if (!rc)
