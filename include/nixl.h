@@ -43,22 +43,34 @@ extern "C" {
 /* Core types                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-/** Status codes: the reference values and names (nixl_status_str()). */
+/**
+ * Status codes, in one table: X(name, value, message) for each, in the reference's order and
+ * with its values. The enum below, nixl_status_str(), nixl_status_message(), the Python
+ * module's constants and exceptions and the table in docs/errors.md are all generated from it
+ * (scripts/gen-status-doc.py checks the docs), so a status is added here and nowhere else.
+ * The messages are the default texts; nixl_last_error() says what actually went wrong.
+ */
+#define NIXL_STATUS_MAP(X)                                                                    \
+    X(IN_PROG, 1, "the transfer is posted and not complete yet")                              \
+    X(SUCCESS, 0, "success")                                                                  \
+    X(ERR_NOT_POSTED, -1, "the transfer request was never posted")                            \
+    X(ERR_INVALID_PARAM, -2, "invalid argument")                                              \
+    X(ERR_BACKEND, -3, "the backend failed")                                                  \
+    X(ERR_NOT_FOUND, -4, "not found (not registered, not loaded, no such plugin)")            \
+    X(ERR_MISMATCH, -5, "malformed data (metadata, configuration value)")                     \
+    X(ERR_NOT_ALLOWED, -6, "operation not allowed")                                           \
+    X(ERR_REPOST_ACTIVE, -7, "the transfer is still in progress")                             \
+    X(ERR_UNKNOWN, -8, "internal error (out of memory, among others)")                        \
+    X(ERR_NOT_SUPPORTED, -9, "operation not supported")                                       \
+    X(ERR_REMOTE_DISCONNECT, -10, "the remote agent disconnected")                            \
+    X(ERR_CANCELED, -11, "the operation was canceled")                                        \
+    X(ERR_NO_TELEMETRY, -12, "telemetry is not enabled")
+
+/** Status codes: NIXL_IN_PROG, NIXL_SUCCESS, NIXL_ERR_NOT_POSTED ... (NIXL_STATUS_MAP). */
 typedef enum nixl_status {
-    NIXL_IN_PROG = 1,                /* posted and not complete yet */
-    NIXL_SUCCESS = 0,
-    NIXL_ERR_NOT_POSTED = -1,        /* a transfer handle that was never posted */
-    NIXL_ERR_INVALID_PARAM = -2,
-    NIXL_ERR_BACKEND = -3,
-    NIXL_ERR_NOT_FOUND = -4,
-    NIXL_ERR_MISMATCH = -5,          /* malformed metadata, bad configuration value */
-    NIXL_ERR_NOT_ALLOWED = -6,
-    NIXL_ERR_REPOST_ACTIVE = -7,
-    NIXL_ERR_UNKNOWN = -8,
-    NIXL_ERR_NOT_SUPPORTED = -9,
-    NIXL_ERR_REMOTE_DISCONNECT = -10,
-    NIXL_ERR_CANCELED = -11,
-    NIXL_ERR_NO_TELEMETRY = -12,
+#define NIXL_STATUS_ENUM_(name, value, message) NIXL_##name = (value),
+    NIXL_STATUS_MAP(NIXL_STATUS_ENUM_)
+#undef NIXL_STATUS_ENUM_
 } nixl_status_t;
 
 /** Memory types; FILE is the last one (arrays are sized NIXL_MEM_COUNT). */
@@ -227,6 +239,11 @@ NIXL_API const char *nixl_last_error(void);
 
 /** Reference names: "NIXL_SUCCESS", ..., "BAD_STATUS" for unknown values. Static strings. */
 NIXL_API const char *nixl_status_str(nixl_status_t status);
+/**
+ * The default message of a status ("invalid argument", ...; "unknown status" for values not in
+ * NIXL_STATUS_MAP). Static strings. Not in the reference.
+ */
+NIXL_API const char *nixl_status_message(nixl_status_t status);
 /** "DRAM_SEG", "VRAM_SEG", "BLK_SEG", "OBJ_SEG", "FILE_SEG", or "BAD_SEG". Static strings. */
 NIXL_API const char *nixl_mem_str(nixl_mem_t type);
 /** "READ", "WRITE" or "BAD_OP". Static strings. */

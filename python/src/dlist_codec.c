@@ -101,8 +101,9 @@ static int get(reader_t *r, const char *tag, const uint8_t **pl, size_t *n)
     r->pos += tl + 8 + n64 + 1;
     return 0;
 bad:
-    PyErr_Format(bind_status_exc[5], "NIXL_ERR_MISMATCH: malformed descriptor list: record '%s' "
-                 "expected at offset %zu", tag, r->pos);
+    PyErr_Format(bind_status_exc[-NIXL_ERR_MISMATCH],
+                 "NIXL_ERR_MISMATCH: malformed descriptor list: record '%s' expected at offset %zu",
+                 tag, r->pos);
     return -1;
 }
 
@@ -115,13 +116,15 @@ int dlist_decode(dlist_obj *l, const void *data, size_t len,
     uint32_t t;
     uint64_t cnt;
     if (len < MAGIC_LEN || memcmp(data, MAGIC, MAGIC_LEN) != 0) {
-        PyErr_SetString(bind_status_exc[5], "NIXL_ERR_MISMATCH: not a serialized descriptor list");
+        PyErr_SetString(bind_status_exc[-NIXL_ERR_MISMATCH],
+                        "NIXL_ERR_MISMATCH: not a serialized descriptor list");
         return -1;
     }
     if (get(&r, "nixlDList", &pl, &n) < 0)
         return -1;
     if (n != 10 || memcmp(pl, l->kind == DL_REG ? "nixlSDList" : "nixlBDList", 10) != 0) {
-        PyErr_SetString(bind_status_exc[5], "NIXL_ERR_MISMATCH: descriptor list of another kind");
+        PyErr_SetString(bind_status_exc[-NIXL_ERR_MISMATCH],
+                        "NIXL_ERR_MISMATCH: descriptor list of another kind");
         return -1;
     }
     if (get(&r, "t", &pl, &n) < 0)
@@ -161,6 +164,7 @@ int dlist_decode(dlist_obj *l, const void *data, size_t len,
         goto bad;
     return 0;
 bad:
-    PyErr_SetString(bind_status_exc[5], "NIXL_ERR_MISMATCH: malformed descriptor list");
+    PyErr_SetString(bind_status_exc[-NIXL_ERR_MISMATCH],
+                    "NIXL_ERR_MISMATCH: malformed descriptor list");
     return -1;
 }
