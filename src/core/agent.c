@@ -350,7 +350,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
 
     b = calloc(1, sizeof(*b));
     if (!b) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("create_backend %s", plugin);
         goto out_unlock;
     }
     b->agent = agent;
@@ -370,7 +370,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     };
     b->params = params_merge(ops, params, num_params, &b->num_params);
     if (!b->params) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("create_backend %s: parameters", plugin);
         goto err_free;
     }
 
@@ -469,7 +469,7 @@ nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const char *plug
     if (out_params) {
         l = params_export(ops->default_params, ops->num_default_params);
         if (!l)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("get_plugin_params %s", plugin);
         *out_params = l;
     }
     if (out_mems)
@@ -489,7 +489,7 @@ nixl_status_t nixl_agent_get_backend_params(nixl_agent_t *agent, const nixl_back
     if (out_params) {
         nixl_param_list_t *l = params_export(backend->params, backend->num_params);
         if (!l)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("get_backend_params %s", backend->name);
         *out_params = l;
     }
     if (out_mems)
@@ -562,14 +562,14 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
 
     nixl_agent_t *a = calloc(1, sizeof(*a));
     if (!a)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("agent '%s'", name);
     a->name = strdup(name);
     a->self = peer_alloc(name);
     if (!a->name || !a->self) {
         free(a->name);
         peer_unref(a->self);
         free(a);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("agent '%s'", name);
     }
     a->self->is_self = true;
     a->cfg = c;

@@ -32,7 +32,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
     nixl_region_t *regs = malloc(count * sizeof(*regs));
     nixl_status_t st = NIXL_SUCCESS;
     if (!mds || !regs) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("register_mem: %zu descriptors", count);
         goto out_free;
     }
     nixl_be_md_t **lb = mds + count;
@@ -74,7 +74,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
     }
     st = nixl_section_insert(&a->local[b->index][type], regs, count);
     if (st != NIXL_SUCCESS) {
-        nixl_err_set("out of memory");
+        nixl_err_oom("register_mem: %zu regions of %s", count, b->name);
         goto err_unload;
     }
     if (local) {
@@ -93,7 +93,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
                 if (k >= 0)
                     nixl_section_remove(s, &idx, 1);
             }
-            nixl_err_set("out of memory");
+            nixl_err_oom("register_mem: %zu loopback regions of %s", count, b->name);
             goto err_unload;
         }
     }
@@ -180,7 +180,7 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
     nixl_be_md_t **mds = malloc(count * 2 * sizeof(*mds));
     nixl_status_t st = NIXL_SUCCESS;
     if (!idx || !taken || !mds) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("deregister_mem: %zu descriptors", count);
         goto out;
     }
     for (size_t i = 0; i < count; i++) {
@@ -216,7 +216,7 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
         size_t m = 0;
         bool *ltaken = calloc(lbs->count ? lbs->count : 1, sizeof(*ltaken));
         if (!ltaken) {
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("deregister_mem: %zu loopback regions", lbs->count);
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
@@ -360,7 +360,7 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
                         b->name);
     nixl_query_resp_t *raw = calloc(count ? count : 1, sizeof(*raw));
     if (!raw)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("query_mem: %zu descriptors", count);
     nixl_err_arm();
     st = b->ops->query_mem(b->eng, type, descs, count, raw);
     if (st != NIXL_SUCCESS && nixl_err_unset())
@@ -370,7 +370,7 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
         if (packed)
             *out_resp = packed;
         else
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("query_mem: %zu answers", count);
     }
     query_raw_free(raw, count);
     return st;

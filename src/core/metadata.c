@@ -17,7 +17,7 @@ static nixl_status_t blob_out(nixl_buf_t *buf, void **out_blob, size_t *out_len)
 {
     if (buf->oom) {
         nixl_buf_free(buf);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory serializing metadata");
+        return nixl_err_oom("serializing metadata");
     }
     *out_blob = nixl_buf_take(buf, out_len);
     return NIXL_SUCCESS;
@@ -118,7 +118,7 @@ nixl_status_t nixl_agent_get_local_partial_md(nixl_agent_t *agent, nixl_mem_t ty
     /* Find every descriptor's region first: nothing is written unless all are registered. */
     size_t *found = count ? malloc(count * NIXL_MAX_ENGINES * sizeof(*found)) : NULL;
     if (count && !found) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("get_local_partial_md: %zu descriptors", count);
         goto out;
     }
     size_t conns = 0, sections = 0;
@@ -225,7 +225,7 @@ static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
         }
         uint8_t *copy = malloc(conn->info_len);
         if (!copy)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("load_remote_md: connection info of '%s'", p->name);
         memcpy(copy, conn->info, conn->info_len);
         nixl_err_arm();
         nixl_status_t st = b->ops->load_remote_conn(b->eng, p->name, conn->info, conn->info_len);
@@ -366,7 +366,7 @@ static nixl_status_t stage_section(load_ctx_t *c, const nixl_md_view_t *v,
         nixl_be_blob_t *tb = malloc(st->count * sizeof(*tb));
         if (!order || !td || !tb) {
             free(order), free(td), free(tb);
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("load_remote_md: sorting %zu regions", st->count);
         }
         for (size_t i = 0; i < st->count; i++)
             order[i] = st->first + i;
@@ -413,7 +413,7 @@ static nixl_status_t commit_staged(load_ctx_t *c)
     if (bytes) {
         arena = malloc(sizeof(*arena) + bytes);
         if (!arena)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("load_remote_md: %zu bytes of region blobs", bytes);
     }
     size_t max = 0;
     for (size_t s = 0; s < c->num_staged; s++)
@@ -421,7 +421,7 @@ static nixl_status_t commit_staged(load_ctx_t *c)
     nixl_region_t *regs = malloc((max ? max : 1) * sizeof(*regs));
     if (!regs) {
         free(arena);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("load_remote_md: %zu regions", max);
     }
     uint8_t *w = arena ? arena->data : NULL;
     nixl_status_t st = NIXL_SUCCESS;
@@ -446,7 +446,7 @@ static nixl_status_t commit_staged(load_ctx_t *c)
         if (st == NIXL_SUCCESS)
             sg->loaded = false; /* owned by the section now */
         else
-            nixl_err_set("out of memory");
+            nixl_err_oom("load_remote_md: %zu regions", sg->count);
     }
     free(regs);
     if (arena) {
@@ -499,7 +499,7 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
     char *name_copy = NULL;
     if (out_name && !(name_copy = strdup(name))) {
         nixl_md_view_free(&v);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("load_remote_md: agent name");
     }
 
     /* The staging arrays live for this call only: per-thread scratch, one block. */
@@ -515,7 +515,7 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         c.staged = (staged_t *)(c.mds + n);
     }
     if (!block) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("load_remote_md: %zu regions", v.num_regions);
         goto out_free;
     }
 
@@ -535,7 +535,7 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         c.peer = peer_create(agent, name);
         c.created = true;
         if (!c.peer) {
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("load_remote_md: agent '%s'", name);
             goto out_unlock;
         }
     }

@@ -114,7 +114,7 @@ nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *
             b->notif_head = heads[e];
             pthread_mutex_unlock(&b->notif_lock);
         }
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("get_notifs: %zu notifications", count);
     }
     l->count = count;
     l->items = (nixl_notif_t *)(l + 1);

@@ -176,7 +176,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
         goto out;
     d = calloc(1, sizeof(*d));
     if (!d) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("prep_xfer_dlist");
         goto out;
     }
     unsigned tried = 0;
@@ -188,7 +188,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
         tried++;
         nixl_be_desc_t *r = malloc(count * sizeof(*r));
         if (!r) {
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("prep_xfer_dlist: %zu descriptors", count);
             goto out;
         }
         size_t b = 0;
@@ -271,7 +271,7 @@ static nixl_status_t req_notif_from_opt(nixl_xfer_req_t *r, const nixl_opt_args_
         if (opt->notif_len) {
             copy = malloc(opt->notif_len);
             if (!copy)
-                return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+                return nixl_err_oom("a %zu-byte notification", opt->notif_len);
             memcpy(copy, opt->notif, opt->notif_len);
         }
     }
@@ -367,7 +367,7 @@ nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
     unsigned e = order[0];
     r = req_alloc(local_count, &ld, &rd);
     if (!r) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("a request of %zu descriptors", local_count);
         goto out;
     }
     r->engine = agent->engines[e];
@@ -478,7 +478,7 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
     size_t n_engines = engines_ordered(agent, opt, mask, order);
     r = req_alloc(local_count, &ld, &rd);
     if (!r) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("a request of %zu descriptors", local_count);
         goto out;
     }
     r->peer = peer;

@@ -46,6 +46,16 @@ nixl_status_t nixl_err(nixl_status_t status, const char *fmt, ...)
     return status;
 }
 
+nixl_status_t nixl_err_oom(const char *what_fmt, ...)
+{
+    char what[NIXL_ERR_MAX / 2];
+    va_list ap;
+    va_start(ap, what_fmt);
+    vsnprintf(what, sizeof(what), what_fmt, ap);
+    va_end(ap);
+    return nixl_err(NIXL_ERR_OOM, NIXL_OOM_REASON " (%s)", what);
+}
+
 void nixl_err_prefix(const char *fmt, ...)
 {
     char old[NIXL_ERR_MAX];

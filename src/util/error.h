@@ -12,6 +12,17 @@
 nixl_status_t nixl_err(nixl_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void nixl_err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Out of memory is one status everywhere (docs/errors.md): NIXL_ERR_UNKNOWN, the reference's
+ * "internal error" (the reference itself throws std::bad_alloc and has no status for it).
+ * nixl_err_oom() records "out of memory (<what>)" and returns NIXL_ERR_OOM:
+ * `return nixl_err_oom("%zu descriptors", count);`. Code that hands a status and a reason to
+ * someone else instead (a background thread's hooks) uses NIXL_ERR_OOM and NIXL_OOM_REASON.
+ */
+#define NIXL_ERR_OOM NIXL_ERR_UNKNOWN
+#define NIXL_OOM_REASON "out of memory"
+nixl_status_t nixl_err_oom(const char *what_fmt, ...) __attribute__((format(printf, 1, 2)));
 void nixl_err_vset(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /*
  * Before calling into a plugin: remember that no reason has been given yet, without wiping the
