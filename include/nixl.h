@@ -8,7 +8,7 @@
  *
  * Conventions
  *  - Every function returns nixl_status_t. On failure nixl_last_error() gives a readable reason
- *    for the last failure on the calling thread.
+ *    for the last failure on the calling thread; successful calls leave it alone.
  *  - Outputs come last, through pointers, and are written only on success.
  *  - Memory returned by the library (strings, blobs, lists) is one allocation per output and is
  *    released with nixl_free(). Handles are released with their own release/destroy call.
@@ -232,8 +232,17 @@ NIXL_API void nixl_opt_args_init(nixl_opt_args_t *opt);
 /* ------------------------------------------------------------------------------------------ */
 
 /**
- * The reason of the last failure on the calling thread ("" if none). The string is owned by the
- * library and stays valid until the next failing call on this thread.
+ * The reason of the last failure on the calling thread ("" if nothing failed on it yet).
+ *
+ * The rule is errno's: a call that fails sets the reason; a call that succeeds leaves it as it
+ * was, so the reason of the last failure survives any number of successful calls until the next
+ * failure replaces it. A successful call never leaves a reason of its own, not even of a step it
+ * tried and recovered from (a backend that refused what another took, an option that is not
+ * set). Read it right after the call that failed. Out of memory is NIXL_ERR_UNKNOWN with a
+ * reason that starts with "out of memory" (docs/errors.md).
+ *
+ * The string is owned by the library and stays valid until the next failing call on this
+ * thread.
  */
 NIXL_API const char *nixl_last_error(void);
 

@@ -325,6 +325,8 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
             return nixl_err(NIXL_ERR_INVALID_PARAM, "create_backend: params[%zu] has a NULL %s",
                             i, params[i].key ? "value" : "key");
 
+    nixl_err_saved_t saved; /* loading the plugin may try paths that fail first */
+    nixl_err_save(&saved);
     agent_wrlock(agent);
     nixl_status_t st;
     nixl_backend_t *b = NULL;
@@ -394,6 +396,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         goto err_free;
     }
     if (ops->caps & NIXL_BE_CAP_REMOTE) {
+        nixl_err_arm();
         st = ops->get_conn_info(b->eng, &b->conn_info, &b->conn_len);
         if (st == NIXL_SUCCESS && (!b->conn_info || !b->conn_len))
             st = nixl_err(NIXL_ERR_BACKEND, "empty connection info");
@@ -403,6 +406,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         }
     }
     if (ops->caps & NIXL_BE_CAP_LOCAL) {
+        nixl_err_arm();
         st = ops->connect(b->eng, agent->name);
         if (st != NIXL_SUCCESS) {
             nixl_err_prefix("%s backend: connecting to itself", plugin);
@@ -411,6 +415,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     }
     agent->engines[agent->num_engines++] = b;
     agent_unlock(agent);
+    nixl_err_restore(&saved);
     NIXL_INFO("agent '%s': created backend %s", agent->name, plugin);
     *out = b;
     return NIXL_SUCCESS;
@@ -462,9 +467,12 @@ nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const char *plug
     if (!agent || !plugin)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "get_plugin_params: agent and plugin are required");
     const nixl_backend_ops_t *ops;
+    nixl_err_saved_t saved; /* loading the plugin may try paths that fail first */
+    nixl_err_save(&saved);
     nixl_status_t st = nixl_plugin_get(plugin, &ops);
     if (st != NIXL_SUCCESS)
         return st;
+    nixl_err_restore(&saved);
     nixl_param_list_t *l = NULL;
     if (out_params) {
         l = params_export(ops->default_params, ops->num_default_params);
@@ -512,18 +520,15 @@ nixl_status_t nixl_agent_get_avail_plugins(nixl_agent_t *agent, char ***out_name
 static nixl_status_t telemetry_enabled(const nixl_agent_config_t *cfg, const char *name,
                                        bool *out)
 {
-    bool env = false;
-    nixl_status_t st = nixl_config_bool("NIXL_TELEMETRY_ENABLE", &env);
-    if (st == NIXL_SUCCESS) {
-        if (!env && cfg->capture_telemetry)
-            NIXL_WARN("agent '%s': NIXL_TELEMETRY_ENABLE is false, ignoring telemetry requested "
-                      "through agent config", name);
-        *out = env;
-        return NIXL_SUCCESS;
-    }
-    if (st != NIXL_ERR_NOT_FOUND)
+    /* The variable, when set, wins over the configuration. */
+    bool on = cfg->capture_telemetry;
+    nixl_status_t st = nixl_config_bool("NIXL_TELEMETRY_ENABLE", &on);
+    if (st != NIXL_SUCCESS)
         return st;
-    *out = cfg->capture_telemetry;
+    if (!on && cfg->capture_telemetry)
+        NIXL_WARN("agent '%s': NIXL_TELEMETRY_ENABLE is false, ignoring telemetry requested "
+                  "through agent config", name);
+    *out = on;
     return NIXL_SUCCESS;
 }
 
@@ -577,6 +582,8 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     a->strict = c.sync_mode == NIXL_THREAD_SYNC_STRICT;
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->handles_lock, NULL);
+    nixl_err_saved_t saved; /* the listener may try an address family that fails first */
+    nixl_err_save(&saved);
     st = md_exchange_init(a);
     if (st != NIXL_SUCCESS) {
         pthread_mutex_destroy(&a->handles_lock);
@@ -586,6 +593,7 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
         free(a);
         return st;
     }
+    nixl_err_restore(&saved);
     NIXL_INFO("agent '%s' created (sync mode %d, telemetry %s)", name, (int)c.sync_mode,
               telemetry ? "on" : "off");
     *out = a;
@@ -619,6 +627,8 @@ void nixl_agent_destroy(nixl_agent_t *agent)
 {
     if (!agent)
         return;
+    nixl_err_saved_t saved; /* what the engines say while going is not the user's failure */
+    nixl_err_save(&saved);
     /* First, without the lock: the side channel's thread calls into the agent. */
     md_exchange_fini(agent);
     agent_wrlock(agent);
@@ -643,4 +653,5 @@ void nixl_agent_destroy(nixl_agent_t *agent)
     pthread_mutex_destroy(&agent->handles_lock);
     free(agent->name);
     free(agent);
+    nixl_err_restore(&saved);
 }

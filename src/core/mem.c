@@ -44,6 +44,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
         goto out_free;
     }
     if (local) {
+        nixl_err_arm();
         st = ops->load_local_md(b->eng, mds, count, lb);
         if (st != NIXL_SUCCESS) {
             if (nixl_err_unset())
@@ -62,6 +63,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
         if (remote) {
             const void *blob = NULL;
             size_t len = 0;
+            nixl_err_arm();
             st = ops->get_public_blob(b->eng, mds[i], &blob, &len);
             if (st != NIXL_SUCCESS) {
                 if (nixl_err_unset())
@@ -140,6 +142,9 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
     if (count == 0)
         goto out;
 
+    /* A backend that refuses the list while another takes it is no failure of the call. */
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
     unsigned done = 0;
     char first_reason[512] = "";
     for (unsigned e = 0; e < agent->num_engines; e++) {
@@ -164,6 +169,8 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
     if (!done)
         st = nixl_err(NIXL_ERR_BACKEND, "register_mem: no backend registered the %zu "
                       "descriptor(s); %s", count, first_reason);
+    else
+        nixl_err_restore(&saved);
 out:
     agent_unlock(agent);
     return st;
@@ -280,6 +287,8 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
         goto out;
     }
     nixl_status_t last = NIXL_SUCCESS;
+    nixl_err_saved_t saved; /* deregister_mem and unload_md return nothing to check */
+    nixl_err_save(&saved);
     for (unsigned e = 0; e < agent->num_engines && count; e++) {
         if (!(mask & (1u << e)))
             continue;
@@ -288,6 +297,8 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
             last = est;
     }
     st = last;
+    if (st == NIXL_SUCCESS)
+        nixl_err_restore(&saved);
 out:
     agent_unlock(agent);
     return st;
@@ -363,6 +374,7 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
         return nixl_err_oom("query_mem: %zu descriptors", count);
     nixl_err_arm();
     st = b->ops->query_mem(b->eng, type, descs, count, raw);
+    nixl_err_settle(st);
     if (st != NIXL_SUCCESS && nixl_err_unset())
         nixl_err_set("query_mem: %s failed", b->name);
     if (st == NIXL_SUCCESS) {

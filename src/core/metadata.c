@@ -519,6 +519,10 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         goto out_free;
     }
 
+    /* An engine that cannot reach the peer (another host for SHM) is no failure of the load,
+     * nor is an old incarnation of the peer found gone. */
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
     agent_wrlock(agent);
     if (!strcmp(name, agent->name)) {
         st = nixl_err(NIXL_ERR_INVALID_PARAM,
@@ -555,11 +559,13 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
     }
     if (st == NIXL_SUCCESS)
         st = commit_staged(&c);
-    if (st != NIXL_SUCCESS)
+    if (st != NIXL_SUCCESS) {
         load_rollback(&c);
-    else
+    } else {
+        nixl_err_restore(&saved);
         NIXL_DEBUG("agent '%s': loaded metadata of '%s' (%zu new regions)", agent->name, name,
                    c.num_descs);
+    }
 out_unlock:
     agent_unlock(agent);
 out_free:
@@ -582,8 +588,12 @@ nixl_status_t nixl_agent_invalidate_remote_md(nixl_agent_t *agent, const char *n
         st = nixl_err(NIXL_ERR_INVALID_PARAM, "invalidate_remote_md: '%s' is this agent", name);
     } else {
         nixl_peer_t *p = peer_find(agent, name);
-        if (p)
+        nixl_err_saved_t saved; /* unload_md and disconnect report nothing to check */
+        nixl_err_save(&saved);
+        if (p) {
             peer_remove(agent, p);
+            nixl_err_restore(&saved);
+        }
         else
             st = nixl_err(NIXL_ERR_NOT_FOUND, "invalidate_remote_md: no metadata of '%s' is loaded",
                           name);
@@ -676,6 +686,7 @@ nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const char *name,
             nixl_err_prefix("make_connection: %s to '%s'", b->name, name);
             goto out;
         }
+        nixl_err_settle(st);
     }
     if (!tried)
         st = nixl_err(NIXL_ERR_BACKEND, "make_connection: none of the given backends has "

@@ -79,7 +79,9 @@ nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *
             continue;
         nixl_backend_t *b = agent->engines[e];
         if (b->ops->progress) {
+            nixl_err_arm();
             nixl_status_t pst = b->ops->progress(b->eng);
+            nixl_err_settle(pst);
             if (pst != NIXL_SUCCESS) {
                 NIXL_WARN("get_notifs: %s: %s", b->name, nixl_last_error());
                 last = pst;
@@ -160,21 +162,26 @@ nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent
         if (peer)
             generation = peer->generation;
     }
-    st = nixl_err(NIXL_ERR_NOT_FOUND, self ? "gen_notif: no backend can notify this agent itself"
-                                           : "gen_notif: no connection info of '%s' is loaded",
-                  remote_agent);
-    for (size_t k = 0; k < n; k++) {
+    bool tried = false;
+    for (size_t k = 0; k < n && !tried; k++) {
         nixl_backend_t *b = agent->engines[order[k]];
         bool usable = self ? (b->ops->caps & NIXL_BE_CAP_LOCAL) != 0
                            : peer && peer->conn[b->index] == PEER_CONN_LOADED;
         if (!usable)
             continue;
+        tried = true;
         nixl_err_arm();
         st = b->ops->gen_notif(b->eng, remote_agent, msg, len);
         if (st != NIXL_SUCCESS)
             nixl_err_prefix("gen_notif: %s to '%s'", b->name, remote_agent);
-        break;
+        else
+            nixl_err_settle(st);
     }
+    if (!tried)
+        st = nixl_err(NIXL_ERR_NOT_FOUND, self ? "gen_notif: no backend can notify this agent "
+                                                 "itself"
+                                               : "gen_notif: no connection info of '%s' is loaded",
+                      remote_agent);
 out:
     agent_unlock(agent);
     if (st == NIXL_ERR_REMOTE_DISCONNECT && peer) {

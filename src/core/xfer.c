@@ -307,6 +307,7 @@ static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_
             nixl_err_set("%s could not prepare the transfer", r->engine->name);
         return st;
     }
+    nixl_err_settle(st);
     r->agent = a;
     r->count = n;
     atomic_init(&r->status, NIXL_ERR_NOT_POSTED);
@@ -485,15 +486,18 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
     r->generation = peer->generation;
     r->op = op;
     r->total_bytes = bytes;
+    /* Engines that do not fit before the one that takes the request leave no reason behind. */
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
+    bool tried = false;
     st = NIXL_ERR_NOT_FOUND;
-    nixl_err_set("create_xfer_req: no backend has %s regions on both sides (local and '%s')",
-                 nixl_mem_str(local_type), remote_agent);
     for (size_t k = 0; k < n_engines; k++) {
         unsigned e = order[k];
         const nixl_section_t *ls = side_section(agent, NULL, e, local_type);
         const nixl_section_t *rs = side_section(agent, peer, e, remote_type);
         if (!ls || !rs || !ls->count || !rs->count)
             continue;
+        tried = true;
         size_t bad = 0;
         bool bad_remote = false;
         if (!resolve_pair(ls, rs, local, remote, local_count, ld, rd, &bad, &bad_remote)) {
@@ -513,9 +517,13 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
                    nixl_last_error());
     }
     if (st == NIXL_SUCCESS) {
+        nixl_err_restore(&saved);
         *out = r;
         r = NULL;
     } else {
+        if (!tried)
+            nixl_err_set("no backend has %s regions on both sides (local and '%s')",
+                         nixl_mem_str(local_type), remote_agent);
         nixl_err_prefix("create_xfer_req");
     }
 out:
@@ -569,7 +577,10 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     if (st != NIXL_SUCCESS)
         goto out;
     if (atomic_load(&req->status) == NIXL_IN_PROG) {
+        nixl_err_arm();
         st = ops->check_xfer(req->engine->eng, req->be_req);
+        if (st != NIXL_ERR_REMOTE_DISCONNECT)
+            nixl_err_undo(); /* how the previous run ended is not this post's failure */
         if (st == NIXL_IN_PROG) {
             st = nixl_err(NIXL_ERR_REPOST_ACTIVE, "post_xfer_req: the previous post is still "
                                                   "in progress");
@@ -600,6 +611,7 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     }
     if (st < 0 && nixl_err_unset())
         nixl_err_set("%s failed to post the transfer", req->engine->name);
+    nixl_err_settle(st);
 out:
     agent_unlock(agent);
     if (st == NIXL_ERR_REMOTE_DISCONNECT)
@@ -621,6 +633,7 @@ nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *r
         st = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
         if (st < 0 && nixl_err_unset())
             nixl_err_set("%s reports the transfer failed", req->engine->name);
+        nixl_err_settle(st);
         if (st != NIXL_IN_PROG) {
             if (st == NIXL_SUCCESS && agent->telemetry)
                 req->done_ns = nixl_now_ns();
@@ -688,7 +701,9 @@ nixl_status_t nixl_agent_estimate_xfer_cost(nixl_agent_t *agent, const nixl_xfer
         } else {
             int64_t d = 0, m = 0;
             nixl_cost_t c = NIXL_COST_ANALYTICAL_BACKEND;
+            nixl_err_arm();
             st = req->engine->ops->estimate_cost(req->engine->eng, req->be_req, &d, &m, &c);
+            nixl_err_settle(st);
             if (st == NIXL_SUCCESS) {
                 *out_duration_us = d;
                 *out_err_margin_us = m;

@@ -326,9 +326,7 @@ nixl_status_t nixl_etcd_create(const char *agent_name, uint64_t watch_timeout_us
         return nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_ETCD_ENDPOINTS is empty");
     }
     st = nixl_config_u64("NIXL_ETCD_LEASE_TTL_S", &ttl);
-    if (st == NIXL_ERR_NOT_FOUND)
-        st = NIXL_SUCCESS;
-    else if (st == NIXL_SUCCESS && ttl > 86400)
+    if (st == NIXL_SUCCESS && ttl > 86400)
         st = nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_ETCD_LEASE_TTL_S=%llu is over a day",
                       (unsigned long long)ttl);
     nixl_etcd_t *e = NULL;

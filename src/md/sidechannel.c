@@ -34,10 +34,8 @@ uint64_t sc_ms_to_ns(uint32_t ms)
 
 static nixl_status_t option_u64(const char *name, uint64_t min, uint64_t max, uint64_t *v)
 {
-    uint64_t x;
+    uint64_t x = *v;
     nixl_status_t st = nixl_config_u64(name, &x);
-    if (st == NIXL_ERR_NOT_FOUND)
-        return NIXL_SUCCESS;
     if (st != NIXL_SUCCESS)
         return st;
     if (x < min || x > max)

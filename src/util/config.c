@@ -323,9 +323,8 @@ nixl_status_t nixl_config_bool(const char *name, bool *out)
     nixl_status_t st = file_lookup(name, WANT_BOOL, &fv);
     if (st != NIXL_SUCCESS)
         return st;
-    if (!fv.found)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "%s is not set", name);
-    *out = fv.b;
+    if (fv.found)
+        *out = fv.b;
     return NIXL_SUCCESS;
 }
 
@@ -347,9 +346,8 @@ nixl_status_t nixl_config_u64(const char *name, uint64_t *out)
     nixl_status_t st = file_lookup(name, WANT_U64, &fv);
     if (st != NIXL_SUCCESS)
         return st;
-    if (!fv.found)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "%s is not set", name);
-    *out = fv.u;
+    if (fv.found)
+        *out = fv.u;
     return NIXL_SUCCESS;
 }
 
@@ -371,8 +369,7 @@ nixl_status_t nixl_config_i64(const char *name, int64_t *out)
     nixl_status_t st = file_lookup(name, WANT_I64, &fv);
     if (st != NIXL_SUCCESS)
         return st;
-    if (!fv.found)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "%s is not set", name);
-    *out = fv.i;
+    if (fv.found)
+        *out = fv.i;
     return NIXL_SUCCESS;
 }
