@@ -96,6 +96,10 @@ typedef enum nixl_xfer_op {
  * Agent locking modes (reference values). Unlike the reference, NONE does not mean "no locking":
  * every mode makes the agent safe to call from several threads (NONE and RW take a
  * reader/writer lock, STRICT serialises every call). See docs/differences.md.
+ * In NONE and RW, control calls (backends, registration, metadata, connections) run one at a
+ * time, and data-path calls (prep, make/create, post, status, release, notifications) run
+ * beside each other and beside the slow part of a control call: while an engine starts,
+ * connects to, loads or lets go of a peer, transfers with other peers go on.
  */
 typedef enum nixl_thread_sync {
     NIXL_THREAD_SYNC_NONE = 0,
@@ -285,9 +289,24 @@ NIXL_API nixl_status_t nixl_agent_create(const char *name, const nixl_agent_conf
                                          nixl_agent_t **out);
 
 /**
- * Destroy an agent: deregister what is still registered, unload remote metadata, destroy its
- * engines. Outstanding transfer requests are aborted and freed; prepared lists are freed; using
- * any handle of the agent afterwards is undefined. NULL is a no-op.
+ * Destroy an agent and everything it still holds, in the reverse order of creation:
+ *  1. its own threads stop and are joined: the side-channel listener and worker and the etcd
+ *     worker (messages already queued get a bounded time to leave);
+ *  2. transfer requests not released yet are released, newest first: one in flight is aborted
+ *     by its engine. A request that the engine refuses to let go (its transfer could not be
+ *     stopped, e.g. I/O still in the kernel) is never freed under it: destroy asks again for up
+ *     to 30 seconds, with a warning naming the request; if it is still refused then, the
+ *     request and its engine are left alive (an error in the log names them) rather than freed
+ *     while the engine may still write into memory;
+ *  3. prepared descriptor lists not released yet are freed, newest first;
+ *  4. peers' metadata is unloaded and the engines disconnected from them;
+ *  5. what is still registered is deregistered;
+ *  6. the engines are destroyed, newest first; each joins its own threads (progress threads,
+ *     workers) before it goes.
+ * Afterwards every handle of the agent (backends, prepared lists, requests) is invalid.
+ * No other call on the agent or its handles may run during or after this call. Unlike the
+ * reference, which leaves requests and lists to the caller (docs/differences.md).
+ * NULL is a no-op. It does not change nixl_last_error().
  */
 NIXL_API void nixl_agent_destroy(nixl_agent_t *agent);
 
@@ -592,8 +611,11 @@ NIXL_API nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer
 /**
  * Release a request. An in-flight transfer is aborted first.
  *
- * @return NIXL_SUCCESS; NIXL_ERR_REPOST_ACTIVE if the engine could not abort it (the request is
- *         then NOT released and stays valid).
+ * @return NIXL_SUCCESS; NIXL_ERR_REPOST_ACTIVE if the engine could not stop the transfer (I/O
+ *         the kernel still holds, ...; nixl_last_error() gives the engine's reason). The request
+ *         is then NOT released: it stays valid, and memory it reads or writes must stay valid
+ *         too. Release it again later (its status may be queried meanwhile);
+ *         nixl_agent_destroy() retries it for a while.
  */
 NIXL_API nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req);
 

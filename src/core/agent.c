@@ -66,7 +66,7 @@ nixl_peer_t *peer_target(nixl_agent_t *a, const char *name)
     return strcmp(name, a->name) == 0 ? a->self : peer_find(a, name);
 }
 
-static nixl_peer_t *peer_alloc(const char *name)
+nixl_peer_t *peer_alloc(const char *name)
 {
     nixl_peer_t *p = calloc(1, sizeof(*p));
     if (!p)
@@ -82,15 +82,11 @@ static nixl_peer_t *peer_alloc(const char *name)
     return p;
 }
 
-nixl_peer_t *peer_create(nixl_agent_t *a, const char *name)
+void peer_insert(nixl_agent_t *a, nixl_peer_t *p)
 {
-    nixl_peer_t *p = peer_alloc(name);
-    if (!p)
-        return NULL;
-    unsigned h = name_hash(name);
+    unsigned h = name_hash(p->name);
     p->next = a->peers[h];
     a->peers[h] = p;
-    return p;
 }
 
 void peer_ref(nixl_peer_t *p)
@@ -117,14 +113,17 @@ void peer_unref(nixl_peer_t *p)
 }
 
 /* Give the engines back what they loaded for this peer. */
-static void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
+void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
 {
     for (unsigned e = 0; e < a->num_engines; e++) {
         nixl_backend_t *b = a->engines[e];
+        bool stuck = a->stuck & (1u << e);
         for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
             nixl_section_t *s = &p->sections[e][t];
-            if (!s->count)
+            if (!s->count || stuck) {
+                nixl_section_free(s);
                 continue;
+            }
             nixl_be_md_t **mds = malloc(s->count * sizeof(*mds));
             if (mds) {
                 for (size_t i = 0; i < s->count; i++)
@@ -137,7 +136,7 @@ static void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
             }
             nixl_section_free(s);
         }
-        if (p->conn[e] == PEER_CONN_LOADED)
+        if (p->conn[e] == PEER_CONN_LOADED && !stuck)
             b->ops->disconnect(b->eng, p->name);
         p->conn[e] = PEER_CONN_NONE;
     }
@@ -151,8 +150,25 @@ void peer_remove(nixl_agent_t *a, nixl_peer_t *p)
     if (*pp)
         *pp = p->next;
     atomic_store(&p->valid, false);
+    /* No data-path call finds it now (it is in no table, and requests made against it check
+     * `valid` first), so the engines may take their time to let it go. */
+    agent_tables_release(a);
     peer_unload(a, p);
+    agent_tables_take(a);
     peer_unref(p);
+}
+
+void peer_lost(nixl_agent_t *a, nixl_peer_t *p, uint64_t generation)
+{
+    if (p->is_self)
+        return;
+    agent_wrlock(a);
+    if (atomic_load(&p->valid) && p->generation == generation && peer_find(a, p->name) == p) {
+        NIXL_INFO("agent '%s': peer '%s' disconnected; its metadata is invalidated", a->name,
+                  p->name);
+        peer_remove(a, p);
+    }
+    agent_wrunlock(a);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -388,12 +404,15 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         .enable_telemetry = agent->telemetry,
         .host = &b->host,
     };
+    /* Starting an engine can take long (UCX opens its devices): the data path goes on with
+     * the other engines meanwhile; this one is published only when it works. */
+    agent_tables_release(agent);
     nixl_err_arm();
     st = ops->create(&init, &b->eng);
     if (st != NIXL_SUCCESS || !b->eng) {
         nixl_err_prefix("%s backend failed to start", plugin);
         st = NIXL_ERR_BACKEND;
-        goto err_free;
+        goto err_relock;
     }
     if (ops->caps & NIXL_BE_CAP_REMOTE) {
         nixl_err_arm();
@@ -413,8 +432,9 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
             goto err_destroy;
         }
     }
+    agent_tables_take(agent);
     agent->engines[agent->num_engines++] = b;
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     nixl_err_restore(&saved);
     NIXL_INFO("agent '%s': created backend %s", agent->name, plugin);
     *out = b;
@@ -422,12 +442,14 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
 
 err_destroy:
     ops->destroy(b->eng);
+err_relock:
+    agent_tables_take(agent);
 err_free:
     pthread_mutex_destroy(&b->notif_lock);
     free(b->params);
     free(b);
 out_unlock:
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 
@@ -580,6 +602,7 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     a->cfg = c;
     a->telemetry = telemetry;
     a->strict = c.sync_mode == NIXL_THREAD_SYNC_STRICT;
+    pthread_mutex_init(&a->ctl_lock, NULL);
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->handles_lock, NULL);
     nixl_err_saved_t saved; /* the listener may try an address family that fails first */
@@ -588,6 +611,7 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     if (st != NIXL_SUCCESS) {
         pthread_mutex_destroy(&a->handles_lock);
         pthread_rwlock_destroy(&a->lock);
+        pthread_mutex_destroy(&a->ctl_lock);
         peer_unref(a->self);
         free(a->name);
         free(a);
@@ -605,18 +629,20 @@ const char *nixl_agent_name(const nixl_agent_t *agent)
     return agent ? agent->name : NULL;
 }
 
-/* Deregister everything still registered (loopback metadata first). */
+/* Deregister everything still registered (loopback metadata first), but from no engine that
+ * still holds a request: it may be using the memory. */
 static void local_unload_all(nixl_agent_t *a)
 {
     for (unsigned e = 0; e < a->num_engines; e++) {
         nixl_backend_t *b = a->engines[e];
+        bool stuck = a->stuck & (1u << e);
         for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
             nixl_section_t *lb = &a->self->sections[e][t];
-            for (size_t i = 0; i < lb->count; i++)
+            for (size_t i = 0; i < lb->count && !stuck; i++)
                 b->ops->unload_md(b->eng, &lb->regions[i].md, 1);
             nixl_section_free(lb);
             nixl_section_t *s = &a->local[e][t];
-            for (size_t i = 0; i < s->count; i++)
+            for (size_t i = 0; i < s->count && !stuck; i++)
                 b->ops->deregister_mem(b->eng, &s->regions[i].md, 1);
             nixl_section_free(s);
         }
@@ -629,27 +655,36 @@ void nixl_agent_destroy(nixl_agent_t *agent)
         return;
     nixl_err_saved_t saved; /* what the engines say while going is not the user's failure */
     nixl_err_save(&saved);
-    /* First, without the lock: the side channel's thread calls into the agent. */
+    /* The order is the reverse of creation (nixl.h says what becomes of each handle). First
+     * the agent's own threads, without the lock: the side channel's and etcd's workers call
+     * into the agent; queued messages get a bounded time to leave. */
     md_exchange_fini(agent);
     agent_wrlock(agent);
-    xfer_release_all(agent);
+    /* Requests, newest first (aborted; one an engine refuses is retried for a while, and if
+     * it is still refused its engine is left alone), then prepared lists. */
+    agent->stuck = xfer_release_all(agent);
+    /* Peers: their regions unloaded, the engines disconnected from them. */
     for (unsigned h = 0; h < PEER_BUCKETS; h++)
         while (agent->peers[h])
             peer_remove(agent, agent->peers[h]);
+    /* Our registrations, then the engines, newest first; each joins its own threads. */
     local_unload_all(agent);
-    for (unsigned e = 0; e < agent->num_engines; e++) {
+    for (unsigned e = agent->num_engines; e-- > 0;) {
         nixl_backend_t *b = agent->engines[e];
+        if (agent->stuck & (1u << e))
+            continue; /* left running, with its notification queue (logged by xfer.c) */
         b->ops->destroy(b->eng);
         notif_queue_free(b);
         pthread_mutex_destroy(&b->notif_lock);
         free(b->params);
         free(b);
     }
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     NIXL_INFO("agent '%s' destroyed", agent->name);
     atomic_store(&agent->self->valid, false);
     peer_unref(agent->self);
     pthread_rwlock_destroy(&agent->lock);
+    pthread_mutex_destroy(&agent->ctl_lock);
     pthread_mutex_destroy(&agent->handles_lock);
     free(agent->name);
     free(agent);

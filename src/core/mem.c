@@ -172,7 +172,7 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
     else
         nixl_err_restore(&saved);
 out:
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 
@@ -300,7 +300,7 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
     if (st == NIXL_SUCCESS)
         nixl_err_restore(&saved);
 out:
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 

@@ -159,8 +159,10 @@ nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent
     bool self = !strcmp(remote_agent, agent->name);
     if (!self) {
         peer = peer_find(agent, remote_agent);
-        if (peer)
+        if (peer) {
+            peer_ref(peer); /* for peer_lost after the lock */
             generation = peer->generation;
+        }
     }
     bool tried = false;
     for (size_t k = 0; k < n && !tried; k++) {
@@ -184,12 +186,8 @@ nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent
                       remote_agent);
 out:
     agent_unlock(agent);
-    if (st == NIXL_ERR_REMOTE_DISCONNECT && peer) {
-        /* the same recovery as a failed transfer: forget the peer's metadata */
-        agent_wrlock(agent);
-        if (peer_find(agent, remote_agent) == peer && peer->generation == generation)
-            peer_remove(agent, peer);
-        agent_unlock(agent);
-    }
+    if (st == NIXL_ERR_REMOTE_DISCONNECT && peer)
+        peer_lost(agent, peer, generation); /* the same recovery as a failed transfer */
+    peer_unref(peer);
     return st;
 }

@@ -1,6 +1,8 @@
 /* xfer.c - prepared lists, transfer requests and their state machine (reference 6.1-6.10). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent_impl.h"
 #include "error.h"
@@ -40,20 +42,73 @@ static void req_free(nixl_xfer_req_t *r)
     free(r);
 }
 
-void xfer_release_all(nixl_agent_t *a)
+/* How long destroy keeps asking an engine to let go of a request it refuses to release. */
+#define DESTROY_RELEASE_WAIT_MS 30000
+#define DESTROY_RELEASE_RETRY_US 10000
+
+/* "request 0x... (POSIX, WRITE of 3 descriptor(s) with 'peer')" for the log. */
+static void req_describe(const nixl_xfer_req_t *r, char *buf, size_t size)
 {
+    snprintf(buf, size, "request %p (%s, %s of %zu descriptor(s) with '%s')", (void *)r,
+             r->engine->name, nixl_op_str(r->op), r->count, r->peer->name);
+}
+
+static nixl_status_t req_release_once(nixl_xfer_req_t *r)
+{
+    nixl_err_arm();
+    nixl_status_t st = r->engine->ops->release_req(r->engine->eng, r->be_req);
+    if (st != NIXL_SUCCESS && nixl_err_unset())
+        nixl_err_set("%s gave no reason", r->engine->name);
+    return st;
+}
+
+uint32_t xfer_release_all(nixl_agent_t *a)
+{
+    /* The list is newest first: release in that order; the refused ones move to `held`. */
+    nixl_list_node_t *held = NULL;
     while (a->reqs) {
         nixl_xfer_req_t *r = nixl_list_entry(a->reqs, nixl_xfer_req_t, node);
         nixl_list_remove(&a->reqs, &r->node);
-        if (r->be_req && r->engine->ops->release_req(r->engine->eng, r->be_req) != NIXL_SUCCESS)
-            NIXL_WARN("agent '%s': a transfer could not be aborted at destroy", a->name);
-        req_free(r);
+        if (req_release_once(r) == NIXL_SUCCESS) {
+            req_free(r);
+            continue;
+        }
+        char what[256];
+        req_describe(r, what, sizeof(what));
+        NIXL_WARN("agent '%s': destroy: %s could not be released yet (%s); retrying for up to "
+                  "%d ms", a->name, what, nixl_last_error(), DESTROY_RELEASE_WAIT_MS);
+        nixl_list_push(&held, &r->node);
+    }
+    /* Never free what an engine still uses: ask again until it lets go, for a while. */
+    uint64_t deadline = nixl_now_ns() + (uint64_t)DESTROY_RELEASE_WAIT_MS * 1000000u;
+    while (held && nixl_now_ns() < deadline) {
+        struct timespec pause = {0, DESTROY_RELEASE_RETRY_US * 1000L};
+        nanosleep(&pause, NULL);
+        for (nixl_list_node_t *n = held, *next; n; n = next) {
+            next = n->next;
+            nixl_xfer_req_t *r = nixl_list_entry(n, nixl_xfer_req_t, node);
+            if (req_release_once(r) != NIXL_SUCCESS)
+                continue;
+            nixl_list_remove(&held, n);
+            req_free(r);
+        }
+    }
+    uint32_t stuck = 0;
+    for (nixl_list_node_t *n = held; n; n = n->next) {
+        nixl_xfer_req_t *r = nixl_list_entry(n, nixl_xfer_req_t, node);
+        char what[256];
+        req_describe(r, what, sizeof(what));
+        NIXL_ERROR("agent '%s': destroy: %s is still refused after %d ms (%s); it and its %s "
+                   "engine are left alive rather than freed under the engine", a->name, what,
+                   DESTROY_RELEASE_WAIT_MS, nixl_last_error(), r->engine->name);
+        stuck |= 1u << r->engine->index;
     }
     while (a->dlists) {
         nixl_dlist_t *d = nixl_list_entry(a->dlists, nixl_dlist_t, node);
         nixl_list_remove(&a->dlists, &d->node);
         dlist_free(d);
     }
+    return stuck;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -537,21 +592,6 @@ out:
     return st;
 }
 
-/* The peer is gone: forget its metadata so that the user reloads it (generation-checked). */
-static void peer_lost(nixl_agent_t *a, nixl_peer_t *peer, uint64_t generation)
-{
-    if (peer->is_self)
-        return;
-    agent_wrlock(a);
-    if (atomic_load(&peer->valid) && peer->generation == generation &&
-        peer_find(a, peer->name) == peer) {
-        NIXL_INFO("agent '%s': peer '%s' disconnected; its metadata is invalidated", a->name,
-                  peer->name);
-        peer_remove(a, peer);
-    }
-    agent_unlock(a);
-}
-
 static nixl_status_t req_stale(const nixl_xfer_req_t *r)
 {
     if (!atomic_load(&r->peer->valid))
@@ -653,23 +693,21 @@ nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *
     if (!req_mine(agent, req))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "release_xfer_req: foreign request");
     agent_rdlock(agent);
-    const nixl_backend_ops_t *ops = req->engine->ops;
-    nixl_status_t st = NIXL_SUCCESS;
     if (atomic_load(&req->status) == NIXL_IN_PROG) {
-        nixl_status_t now = ops->check_xfer(req->engine->eng, req->be_req);
+        nixl_err_arm();
+        nixl_status_t now = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
+        nixl_err_undo(); /* how the transfer ended is not the release's failure */
         atomic_store(&req->status, now);
     }
-    nixl_err_arm();
-    st = ops->release_req(req->engine->eng, req->be_req);
-    if (st != NIXL_SUCCESS && nixl_err_unset())
-        nixl_err_set("%s gave no reason", req->engine->name);
+    nixl_status_t st = req_release_once(req);
     agent_unlock(agent);
     if (st != NIXL_SUCCESS) {
-        if (atomic_load(&req->status) == NIXL_IN_PROG)
-            return nixl_err(NIXL_ERR_REPOST_ACTIVE,
-                            "release_xfer_req: %s could not abort the transfer in flight (%s); "
-                            "the request is still valid", req->engine->name, nixl_last_error());
-        NIXL_WARN("release_xfer_req: %s: %s", req->engine->name, nixl_last_error());
+        /* The engine could not stop the transfer: freeing the request now would pull it from
+         * under the engine (and the kernel may still be writing into the user's memory). */
+        nixl_err_prefix("release_xfer_req: %s could not stop the transfer (%s); the request "
+                        "stays valid: release it again later", req->engine->name,
+                        nixl_status_str(st));
+        return NIXL_ERR_REPOST_ACTIVE;
     }
     handle_unlink(agent, &agent->reqs, &req->node);
     req_free(req);
