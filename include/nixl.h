@@ -99,7 +99,7 @@ typedef enum nixl_xfer_op {
  * In NONE and RW, control calls (backends, registration, metadata, connections) run one at a
  * time, and data-path calls (prep, make/create, post, status, release, notifications) run
  * beside each other and beside the slow part of a control call: while an engine starts,
- * connects to, loads or lets go of a peer, transfers with other peers go on.
+ * registers memory, connects to, loads or lets go of a peer, transfers go on.
  */
 typedef enum nixl_thread_sync {
     NIXL_THREAD_SYNC_NONE = 0,

@@ -13,10 +13,11 @@
  *    export) take it shared, or exclusively in NIXL_THREAD_SYNC_STRICT. A control call takes
  *    it exclusively only while it changes the tables (agent_wrlock() takes both locks;
  *    agent_tables_release() / agent_tables_take() drop and retake this one while keeping
- *    ctl_lock). Engine calls that can take long (creating an engine, loading a peer's
- *    connection info, connecting, disconnecting, unloading a peer) run between the two, so
- *    transfers to other peers go on meanwhile: what they publish is prepared first and
- *    installed under the write lock, and what they take away is unpublished under it first.
+ *    ctl_lock). Engine calls that can take long (creating an engine, registering and
+ *    deregistering memory, loading a peer's connection info, connecting, disconnecting,
+ *    unloading a peer) run between the two, so transfers go on meanwhile: what they publish
+ *    is prepared first and installed under the write lock, and what they take away is
+ *    unpublished under it first.
  * Notification queues have their own mutex per engine because plugins push into them from
  * their threads; the handle lists have handles_lock.
  */

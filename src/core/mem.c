@@ -22,7 +22,8 @@ static nixl_status_t check_descs(nixl_mem_t type, const nixl_reg_desc_t *descs, 
     return NIXL_SUCCESS;
 }
 
-/* Register the list with one engine: all of it or nothing. */
+/* Register the list with one engine: all of it or nothing. Called with the tables released
+ * (pinning large regions can take long): the regions are published at the end, under them. */
 static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t type,
                                   const nixl_reg_desc_t *descs, size_t count)
 {
@@ -74,8 +75,10 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
             regs[i].blob_len = len;
         }
     }
+    agent_tables_take(a);
     st = nixl_section_insert(&a->local[b->index][type], regs, count);
     if (st != NIXL_SUCCESS) {
+        agent_tables_release(a);
         nixl_err_oom("register_mem: %zu regions of %s", count, b->name);
         goto err_unload;
     }
@@ -95,10 +98,12 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
                 if (k >= 0)
                     nixl_section_remove(s, &idx, 1);
             }
+            agent_tables_release(a);
             nixl_err_oom("register_mem: %zu loopback regions of %s", count, b->name);
             goto err_unload;
         }
     }
+    agent_tables_release(a);
     free(mds);
     free(regs);
     return NIXL_SUCCESS;
@@ -147,6 +152,7 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
     nixl_err_save(&saved);
     unsigned done = 0;
     char first_reason[512] = "";
+    agent_tables_release(agent);
     for (unsigned e = 0; e < agent->num_engines; e++) {
         if (!(mask & (1u << e)))
             continue;
@@ -166,6 +172,7 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
         }
         NIXL_DEBUG("register_mem: %s refused the list: %s", b->name, nixl_last_error());
     }
+    agent_tables_take(agent);
     if (!done)
         st = nixl_err(NIXL_ERR_BACKEND, "register_mem: no backend registered the %zu "
                       "descriptor(s); %s", count, first_reason);
@@ -176,7 +183,7 @@ out:
     return st;
 }
 
-/* Deregister the list from one engine: all of it or nothing. */
+/* Deregister the list from one engine: all of it or nothing (tables locked). */
 static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t type,
                                     const nixl_reg_desc_t *descs, size_t count)
 {
@@ -251,10 +258,14 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
                 lidx[j - 1] = t;
             }
         nixl_section_remove(lbs, lidx, m);
-        b->ops->unload_md(b->eng, mds + count, n);
     }
-    b->ops->deregister_mem(b->eng, mds, n);
     nixl_section_remove(s, idx, n);
+    /* Unpublished: the engine lets go of them with the tables released. */
+    agent_tables_release(a);
+    if (b->ops->caps & NIXL_BE_CAP_LOCAL)
+        b->ops->unload_md(b->eng, mds + count, n);
+    b->ops->deregister_mem(b->eng, mds, n);
+    agent_tables_take(a);
 out:
     free(idx);
     free(taken);
