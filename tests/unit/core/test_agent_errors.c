@@ -1,6 +1,7 @@
 /*
- * test_agent_errors.c - the status table, and the rule of nixl_last_error(): a failing call
- * sets the reason, a successful call leaves it alone (docs/errors.md).
+ * test_agent_errors.c - the rule of nixl_last_error(): a failing call sets the reason, a
+ * successful call leaves it alone (docs/errors.md). The status table is checked in
+ * test_agent_basics.c.
  *
  * The rule is checked on a typical life of two agents of one process (SHM between them, POSIX
  * to a file, a side-channel listener): after every successful call the reason must read as it
@@ -14,57 +15,6 @@
 #include "agent_test.h"
 
 #define BUFLEN 4096
-
-/* ------------------------------------------------------------------------------------------ */
-/* The table                                                                                   */
-/* ------------------------------------------------------------------------------------------ */
-
-static void test_status_table(void **state)
-{
-    (void)state;
-    static const struct {
-        nixl_status_t st;
-        int value;
-        const char *name;
-    } ref[] = {
-        {NIXL_IN_PROG, 1, "NIXL_IN_PROG"},
-        {NIXL_SUCCESS, 0, "NIXL_SUCCESS"},
-        {NIXL_ERR_NOT_POSTED, -1, "NIXL_ERR_NOT_POSTED"},
-        {NIXL_ERR_INVALID_PARAM, -2, "NIXL_ERR_INVALID_PARAM"},
-        {NIXL_ERR_BACKEND, -3, "NIXL_ERR_BACKEND"},
-        {NIXL_ERR_NOT_FOUND, -4, "NIXL_ERR_NOT_FOUND"},
-        {NIXL_ERR_MISMATCH, -5, "NIXL_ERR_MISMATCH"},
-        {NIXL_ERR_NOT_ALLOWED, -6, "NIXL_ERR_NOT_ALLOWED"},
-        {NIXL_ERR_REPOST_ACTIVE, -7, "NIXL_ERR_REPOST_ACTIVE"},
-        {NIXL_ERR_UNKNOWN, -8, "NIXL_ERR_UNKNOWN"},
-        {NIXL_ERR_NOT_SUPPORTED, -9, "NIXL_ERR_NOT_SUPPORTED"},
-        {NIXL_ERR_REMOTE_DISCONNECT, -10, "NIXL_ERR_REMOTE_DISCONNECT"},
-        {NIXL_ERR_CANCELED, -11, "NIXL_ERR_CANCELED"},
-        {NIXL_ERR_NO_TELEMETRY, -12, "NIXL_ERR_NO_TELEMETRY"},
-    };
-    /* The reference's values and names, unchanged. */
-    for (size_t i = 0; i < sizeof(ref) / sizeof(ref[0]); i++) {
-        assert_int_equal((int)ref[i].st, ref[i].value);
-        assert_string_equal(nixl_status_str(ref[i].st), ref[i].name);
-        const char *m = nixl_status_message(ref[i].st);
-        assert_non_null(m);
-        assert_true(m[0] != '\0');
-        assert_string_not_equal(m, "unknown status");
-    }
-    /* One row per status, in order, and nothing else. */
-    int values[] = {
-#define ROW_(name, value, message) (value),
-        NIXL_STATUS_MAP(ROW_)
-#undef ROW_
-    };
-    assert_int_equal(sizeof(values) / sizeof(values[0]), sizeof(ref) / sizeof(ref[0]));
-    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
-        assert_int_equal(values[i], ref[i].value);
-    assert_string_equal(nixl_status_str((nixl_status_t)2), "BAD_STATUS");
-    assert_string_equal(nixl_status_str((nixl_status_t)-13), "BAD_STATUS");
-    assert_string_equal(nixl_status_message((nixl_status_t)-13), "unknown status");
-    assert_string_equal(nixl_status_message(NIXL_ERR_INVALID_PARAM), "invalid argument");
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Successful calls leave the reason alone                                                     */
@@ -93,15 +43,6 @@ static void check_kept(nixl_status_t st, bool in_prog_ok, const char *expr, int 
 #define OK(expr) check_kept((expr), false, #expr, __LINE__)
 #define OK_OR_IN_PROG(expr) check_kept((expr), true, #expr, __LINE__)
 
-static nixl_status_t wait_done(nixl_agent_t *a, nixl_xfer_req_t *r)
-{
-    nixl_status_t st;
-    uint64_t end = t_now_ns() + 10000000000ull;
-    while ((st = nixl_agent_get_xfer_status(a, r)) == NIXL_IN_PROG && t_now_ns() < end)
-        t_sleep_us(200);
-    return st;
-}
-
 static nixl_status_t wait_notifs(nixl_agent_t *a, size_t want)
 {
     uint64_t end = t_now_ns() + 10000000000ull;
@@ -118,15 +59,6 @@ static nixl_status_t wait_notifs(nixl_agent_t *a, size_t want)
             t_sleep_us(500);
     } while (got < want && t_now_ns() < end);
     return got >= want ? NIXL_SUCCESS : NIXL_ERR_NOT_FOUND;
-}
-
-static nixl_status_t wait_fetched(nixl_agent_t *a, const char *name)
-{
-    uint64_t end = t_now_ns() + 10000000000ull;
-    nixl_status_t st;
-    while ((st = nixl_agent_get_fetch_status(a, name)) == NIXL_IN_PROG && t_now_ns() < end)
-        t_sleep_us(1000);
-    return st;
 }
 
 /* The life of two agents; `tag` keeps the names of two runs apart. */
@@ -223,7 +155,7 @@ static void *sequence(void *arg)
     sc.ip_addr = "127.0.0.1";
     sc.port = port;
     OK(nixl_agent_fetch_remote_md(b, na, &sc));
-    OK(wait_fetched(b, na));
+    OK(t_wait_fetch(b, na, 10000));
     OK(nixl_agent_send_local_md(b, &sc));
     OK(nixl_agent_check_remote_md(b, na, NIXL_DRAM_SEG, &ad, 1));
 
@@ -236,24 +168,24 @@ static void *sequence(void *arg)
     nixl_opt_args_t notif = t_notif_opt("done");
     OK(nixl_agent_make_xfer_req(a, NIXL_WRITE, ld, &idx, 1, rd, &idx, 1, &notif, &r1));
     OK_OR_IN_PROG(nixl_agent_post_xfer_req(a, r1, NULL));
-    OK(wait_done(a, r1));
+    OK(t_wait(a, r1, 10000));
     OK(nixl_agent_get_xfer_status(a, r1));
     OK(wait_notifs(b, 1));
     nixl_backend_t *used = NULL;
     OK(nixl_agent_query_xfer_backend(a, r1, &used));
     OK_OR_IN_PROG(nixl_agent_post_xfer_req(a, r1, &notif)); /* repost */
-    OK(wait_done(a, r1));
+    OK(t_wait(a, r1, 10000));
     OK(wait_notifs(b, 1));
 
     /* Direct requests: to B, loopback DRAM and to the file (POSIX). */
     OK(nixl_agent_create_xfer_req(a, NIXL_READ, NIXL_DRAM_SEG, &ad, 1, NIXL_DRAM_SEG, &bd, 1, nb,
                                   NULL, &r2));
     OK_OR_IN_PROG(nixl_agent_post_xfer_req(a, r2, NULL));
-    OK(wait_done(a, r2));
+    OK(t_wait(a, r2, 10000));
     OK(nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &ad, 1, NIXL_FILE_SEG, &fd_desc,
                                   1, na, NULL, &r3));
     OK_OR_IN_PROG(nixl_agent_post_xfer_req(a, r3, NULL));
-    OK(wait_done(a, r3));
+    OK(t_wait(a, r3, 10000));
 
     /* Notifications on their own. */
     OK(nixl_agent_gen_notif(a, nb, "hi", 2, NULL));
@@ -321,7 +253,6 @@ static void test_success_keeps_the_last_failure(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_table),
         cmocka_unit_test(test_success_leaves_no_reason),
         cmocka_unit_test(test_success_keeps_the_last_failure),
     };

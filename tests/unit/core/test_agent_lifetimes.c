@@ -1,7 +1,7 @@
 /*
- * test_agent_lifetimes.c - what nixl_agent_destroy() does with what is still alive, and a
- * request that its engine refuses to release (nixl.h at nixl_agent_destroy() and
- * nixl_agent_release_xfer_req()).
+ * test_agent_lifetimes.c - a request that its engine refuses to release, released by the user
+ * and left to nixl_agent_destroy() (nixl.h at both). Destroy with ordinary outstanding handles
+ * is test_destroy_with_outstanding in test_agent_prep.c.
  *
  * The refusal is real: POSIX (thread-pool engine) writes a buffer to a file with pwrite(), and
  * the buffer's page is missing under a userfaultfd, so the kernel's copy blocks until this test
@@ -19,57 +19,6 @@
 #include "agent_test.h"
 
 #define PAGE 4096
-
-/* ------------------------------------------------------------------------------------------ */
-/* Destroy releases what is alive                                                              */
-/* ------------------------------------------------------------------------------------------ */
-
-/* Requests posted and not, prepared lists, peers and registrations left to destroy, with
- * transfers in flight on SHM's worker thread: nothing leaks (the sanitizers see it) and the
- * reason of nixl_last_error() is unchanged. */
-static void test_destroy_releases_everything(void **state)
-{
-    (void)state;
-    const size_t len = 8u << 20;
-    nixl_backend_t *abe = NULL;
-    nixl_agent_t *a = t_agent("life-a", NULL, "1", &abe); /* every transfer on the worker */
-    nixl_agent_t *b = t_agent("life-b", NULL, NULL, NULL);
-    uint8_t *abuf = t_alloc_zero(len), *bbuf = t_alloc_zero(len);
-    t_reg(a, abuf, len);
-    t_reg(b, bbuf, len);
-    t_load(a, b);
-    t_load(b, a);
-    nixl_desc_t ld = t_desc(abuf, len), rd = t_desc(bbuf, len);
-    nixl_dlist_t *lp = NULL, *rp = NULL;
-    EXPECT_ST(NIXL_SUCCESS,
-              nixl_agent_prep_xfer_dlist(a, NIXL_INIT_AGENT, NIXL_DRAM_SEG, &ld, 1, NULL, &lp));
-    EXPECT_ST(NIXL_SUCCESS, nixl_agent_prep_xfer_dlist(a, "life-b", NIXL_DRAM_SEG, &rd, 1, NULL,
-                                                       &rp));
-    int idx = 0;
-    nixl_xfer_req_t *reqs[4] = {0};
-    for (int i = 0; i < 4; i++) {
-        if (i % 2)
-            EXPECT_ST(NIXL_SUCCESS, nixl_agent_make_xfer_req(a, NIXL_WRITE, lp, &idx, 1, rp,
-                                                             &idx, 1, NULL, &reqs[i]));
-        else
-            EXPECT_ST(NIXL_SUCCESS,
-                      nixl_agent_create_xfer_req(a, NIXL_READ, NIXL_DRAM_SEG, &ld, 1,
-                                                 NIXL_DRAM_SEG, &rd, 1, "life-b", NULL, &reqs[i]));
-    }
-    for (int i = 0; i < 3; i++) { /* the last one is never posted */
-        nixl_status_t st = nixl_agent_post_xfer_req(a, reqs[i], NULL);
-        assert_true(st == NIXL_IN_PROG || st == NIXL_SUCCESS);
-    }
-    nixl_mem_t m;
-    EXPECT_ST(NIXL_ERR_INVALID_PARAM, nixl_mem_from_str("no such type", &m));
-    char before[1024];
-    snprintf(before, sizeof(before), "%s", nixl_last_error());
-    nixl_agent_destroy(a);
-    assert_string_equal(nixl_last_error(), before);
-    nixl_agent_destroy(b);
-    t_free_zero(abuf, len);
-    t_free_zero(bbuf, len);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* A request the engine cannot let go                                                          */
@@ -245,7 +194,6 @@ static void test_destroy_waits_for_refused_request(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_destroy_releases_everything),
         cmocka_unit_test(test_release_refused_keeps_request),
         cmocka_unit_test(test_destroy_waits_for_refused_request),
     };
