@@ -361,15 +361,19 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
                       agent->name, NIXL_MAX_ENGINES);
         goto out_unlock;
     }
+    /* Loading the plugin and starting the engine can take long (UCX opens its devices): the
+     * data path goes on with the other engines meanwhile; this one is published only when it
+     * works. */
+    agent_tables_release(agent);
     const nixl_backend_ops_t *ops;
     st = nixl_plugin_get(plugin, &ops);
     if (st != NIXL_SUCCESS)
-        goto out_unlock;
+        goto out_relock;
 
     b = calloc(1, sizeof(*b));
     if (!b) {
         st = nixl_err_oom("create_backend %s", plugin);
-        goto out_unlock;
+        goto out_relock;
     }
     b->agent = agent;
     b->ops = ops;
@@ -404,15 +408,12 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         .enable_telemetry = agent->telemetry,
         .host = &b->host,
     };
-    /* Starting an engine can take long (UCX opens its devices): the data path goes on with
-     * the other engines meanwhile; this one is published only when it works. */
-    agent_tables_release(agent);
     nixl_err_arm();
     st = ops->create(&init, &b->eng);
     if (st != NIXL_SUCCESS || !b->eng) {
         nixl_err_prefix("%s backend failed to start", plugin);
         st = NIXL_ERR_BACKEND;
-        goto err_relock;
+        goto err_free;
     }
     if (ops->caps & NIXL_BE_CAP_REMOTE) {
         nixl_err_arm();
@@ -442,12 +443,12 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
 
 err_destroy:
     ops->destroy(b->eng);
-err_relock:
-    agent_tables_take(agent);
 err_free:
     pthread_mutex_destroy(&b->notif_lock);
     free(b->params);
     free(b);
+out_relock:
+    agent_tables_take(agent);
 out_unlock:
     agent_wrunlock(agent);
     return st;
