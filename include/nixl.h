@@ -342,7 +342,8 @@ NIXL_API nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const c
  * @return NIXL_SUCCESS and *out (owned by the agent: valid until nixl_agent_destroy());
  *         NIXL_ERR_INVALID_PARAM if one exists already; NIXL_ERR_NOT_FOUND if the plugin cannot be
  *         loaded; NIXL_ERR_NOT_ALLOWED for forbidden combinations (GDS with GDS_MT);
- *         NIXL_ERR_BACKEND if the engine fails to start (the reason says why).
+ *         NIXL_ERR_BACKEND if the engine fails to start (the reason says why; NIXL_ERR_UNKNOWN
+ *         when it ran out of memory).
  */
 NIXL_API nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
                                                  const nixl_param_t *params, size_t num_params,

@@ -412,7 +412,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     st = ops->create(&init, &b->eng);
     if (st != NIXL_SUCCESS || !b->eng) {
         nixl_err_prefix("%s backend failed to start", plugin);
-        st = NIXL_ERR_BACKEND;
+        st = st == NIXL_ERR_OOM ? st : NIXL_ERR_BACKEND; /* out of memory stays itself */
         goto err_free;
     }
     if (ops->caps & NIXL_BE_CAP_REMOTE) {
