@@ -117,12 +117,24 @@ static void test_load_does_not_stop_transfers(void **state)
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &ld, 1,
                                                        NIXL_DRAM_SEG, &rd, 1, "locks-b", NULL,
                                                        &r));
-    /* One load alone: it does wait inside the engine (else the test proves nothing). */
+    /* One load alone: it does wait inside the engine, else the test proves nothing (SHM
+     * waits for a ring offer only where it has rings, x86-64). */
     uint64_t t0 = t_now_ns();
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_load_remote_md(a, l.blob, l.len, NULL));
     uint64_t alone = t_now_ns() - t0;
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_invalidate_remote_md(a, "stopped"));
-    assert_true(alone >= 4 * MARGIN_NS);
+    if (alone < 4 * MARGIN_NS) {
+        print_message("a load takes %llu ms here: nothing slow to race with\n",
+                      (unsigned long long)(alone / 1000000));
+        nixl_agent_destroy(a);
+        nixl_agent_destroy(b);
+        free(abuf);
+        free(bbuf);
+        free((void *)l.blob);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        skip();
+    }
 
     /* Loads on one thread, posts to B on this one, with short pauses so that a writer waiting
      * for the lock would get it at once. */
