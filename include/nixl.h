@@ -8,7 +8,7 @@
  *
  * Conventions
  *  - Every function returns nixl_status_t. On failure nixl_last_error() gives a readable reason
- *    for the last failure on the calling thread.
+ *    for the last failure on the calling thread; successful calls leave it alone.
  *  - Outputs come last, through pointers, and are written only on success.
  *  - Memory returned by the library (strings, blobs, lists) is one allocation per output and is
  *    released with nixl_free(). Handles are released with their own release/destroy call.
@@ -42,22 +42,34 @@ extern "C" {
 /* Core types                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-/** Status codes: the reference values and names (nixl_status_str()). */
+/**
+ * Status codes, in one table: X(name, value, message) for each, in the reference's order and
+ * with its values. The enum below, nixl_status_str(), nixl_status_message(), the Python
+ * module's constants and exceptions and the table in docs/errors.md are all generated from it
+ * (scripts/gen-status-doc.py checks the docs), so a status is added here and nowhere else.
+ * The messages are the default texts; nixl_last_error() says what actually went wrong.
+ */
+#define NIXL_STATUS_MAP(X)                                                                    \
+    X(IN_PROG, 1, "the transfer is posted and not complete yet")                              \
+    X(SUCCESS, 0, "success")                                                                  \
+    X(ERR_NOT_POSTED, -1, "the transfer request was never posted")                            \
+    X(ERR_INVALID_PARAM, -2, "invalid argument")                                              \
+    X(ERR_BACKEND, -3, "the backend failed")                                                  \
+    X(ERR_NOT_FOUND, -4, "not found (not registered, not loaded, no such plugin)")            \
+    X(ERR_MISMATCH, -5, "malformed data (metadata, configuration value)")                     \
+    X(ERR_NOT_ALLOWED, -6, "operation not allowed")                                           \
+    X(ERR_REPOST_ACTIVE, -7, "the transfer is still in progress")                             \
+    X(ERR_UNKNOWN, -8, "internal error (out of memory, among others)")                        \
+    X(ERR_NOT_SUPPORTED, -9, "operation not supported")                                       \
+    X(ERR_REMOTE_DISCONNECT, -10, "the remote agent disconnected")                            \
+    X(ERR_CANCELED, -11, "the operation was canceled")                                        \
+    X(ERR_NO_TELEMETRY, -12, "telemetry is not enabled")
+
+/** Status codes: NIXL_IN_PROG, NIXL_SUCCESS, NIXL_ERR_NOT_POSTED ... (NIXL_STATUS_MAP). */
 typedef enum nixl_status {
-    NIXL_IN_PROG = 1,                /* posted and not complete yet */
-    NIXL_SUCCESS = 0,
-    NIXL_ERR_NOT_POSTED = -1,        /* a transfer handle that was never posted */
-    NIXL_ERR_INVALID_PARAM = -2,
-    NIXL_ERR_BACKEND = -3,
-    NIXL_ERR_NOT_FOUND = -4,
-    NIXL_ERR_MISMATCH = -5,          /* malformed metadata, bad configuration value */
-    NIXL_ERR_NOT_ALLOWED = -6,
-    NIXL_ERR_REPOST_ACTIVE = -7,
-    NIXL_ERR_UNKNOWN = -8,
-    NIXL_ERR_NOT_SUPPORTED = -9,
-    NIXL_ERR_REMOTE_DISCONNECT = -10,
-    NIXL_ERR_CANCELED = -11,
-    NIXL_ERR_NO_TELEMETRY = -12,
+#define NIXL_STATUS_ENUM_(name, value, message) NIXL_##name = (value),
+    NIXL_STATUS_MAP(NIXL_STATUS_ENUM_)
+#undef NIXL_STATUS_ENUM_
 } nixl_status_t;
 
 /** Memory types; FILE is the last one (arrays are sized NIXL_MEM_COUNT). */
@@ -83,6 +95,10 @@ typedef enum nixl_xfer_op {
  * Agent locking modes (reference values). Unlike the reference, NONE does not mean "no locking":
  * every mode makes the agent safe to call from several threads (NONE and RW take a
  * reader/writer lock, STRICT serialises every call). See docs/differences.md.
+ * In NONE and RW, control calls (backends, registration, metadata, connections) run one at a
+ * time, and data-path calls (prep, make/create, post, status, release, notifications) run
+ * beside each other and beside the slow part of a control call: while an engine starts,
+ * registers memory, connects to, loads or lets go of a peer, transfers go on.
  */
 typedef enum nixl_thread_sync {
     NIXL_THREAD_SYNC_NONE = 0,
@@ -219,13 +235,27 @@ NIXL_API void nixl_opt_args_init(nixl_opt_args_t *opt);
 /* ------------------------------------------------------------------------------------------ */
 
 /**
- * The reason of the last failure on the calling thread ("" if none). The string is owned by the
- * library and stays valid until the next failing call on this thread.
+ * The reason of the last failure on the calling thread ("" if nothing failed on it yet).
+ *
+ * The rule is errno's: a call that fails sets the reason; a call that succeeds leaves it as it
+ * was, so the reason of the last failure survives any number of successful calls until the next
+ * failure replaces it. A successful call never leaves a reason of its own, not even of a step it
+ * tried and recovered from (a backend that refused what another took, an option that is not
+ * set). Read it right after the call that failed. Out of memory is NIXL_ERR_UNKNOWN with a
+ * reason that starts with "out of memory" (docs/errors.md).
+ *
+ * The string is owned by the library and stays valid until the next failing call on this
+ * thread.
  */
 NIXL_API const char *nixl_last_error(void);
 
 /** Reference names: "NIXL_SUCCESS", ..., "BAD_STATUS" for unknown values. Static strings. */
 NIXL_API const char *nixl_status_str(nixl_status_t status);
+/**
+ * The default message of a status ("invalid argument", ...; "unknown status" for values not in
+ * NIXL_STATUS_MAP). Static strings. Not in the reference.
+ */
+NIXL_API const char *nixl_status_message(nixl_status_t status);
 /** "DRAM_SEG", "VRAM_SEG", "BLK_SEG", "OBJ_SEG", "FILE_SEG", or "BAD_SEG". Static strings. */
 NIXL_API const char *nixl_mem_str(nixl_mem_t type);
 /** "READ", "WRITE" or "BAD_OP". Static strings. */
@@ -258,9 +288,24 @@ NIXL_API nixl_status_t nixl_agent_create(const char *name, const nixl_agent_conf
                                          nixl_agent_t **out);
 
 /**
- * Destroy an agent: deregister what is still registered, unload remote metadata, destroy its
- * engines. Outstanding transfer requests are aborted and freed; prepared lists are freed; using
- * any handle of the agent afterwards is undefined. NULL is a no-op.
+ * Destroy an agent and everything it still holds, in the reverse order of creation:
+ *  1. its own threads stop and are joined: the side-channel listener and worker and the etcd
+ *     worker (messages already queued get a bounded time to leave);
+ *  2. transfer requests not released yet are released, newest first: one in flight is aborted
+ *     by its engine. A request that the engine refuses to let go (its transfer could not be
+ *     stopped, e.g. I/O still in the kernel) is never freed under it: destroy asks again for up
+ *     to 30 seconds, with a warning naming the request; if it is still refused then, the
+ *     request and its engine are left alive (an error in the log names them) rather than freed
+ *     while the engine may still write into memory;
+ *  3. prepared descriptor lists not released yet are freed, newest first;
+ *  4. peers' metadata is unloaded and the engines disconnected from them;
+ *  5. what is still registered is deregistered;
+ *  6. the engines are destroyed, newest first; each joins its own threads (progress threads,
+ *     workers) before it goes.
+ * Afterwards every handle of the agent (backends, prepared lists, requests) is invalid.
+ * No other call on the agent or its handles may run during or after this call. Unlike the
+ * reference, which leaves requests and lists to the caller (docs/differences.md).
+ * NULL is a no-op. It does not change nixl_last_error().
  */
 NIXL_API void nixl_agent_destroy(nixl_agent_t *agent);
 
@@ -296,7 +341,8 @@ NIXL_API nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const c
  * @return NIXL_SUCCESS and *out (owned by the agent: valid until nixl_agent_destroy());
  *         NIXL_ERR_INVALID_PARAM if one exists already; NIXL_ERR_NOT_FOUND if the plugin cannot be
  *         loaded; NIXL_ERR_NOT_ALLOWED for forbidden combinations (GDS with GDS_MT);
- *         NIXL_ERR_BACKEND if the engine fails to start (the reason says why).
+ *         NIXL_ERR_BACKEND if the engine fails to start (the reason says why; NIXL_ERR_UNKNOWN
+ *         when it ran out of memory).
  */
 NIXL_API nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
                                                  const nixl_param_t *params, size_t num_params,
@@ -565,8 +611,11 @@ NIXL_API nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer
 /**
  * Release a request. An in-flight transfer is aborted first.
  *
- * @return NIXL_SUCCESS; NIXL_ERR_REPOST_ACTIVE if the engine could not abort it (the request is
- *         then NOT released and stays valid).
+ * @return NIXL_SUCCESS; NIXL_ERR_REPOST_ACTIVE if the engine could not stop the transfer (I/O
+ *         the kernel still holds, ...; nixl_last_error() gives the engine's reason). The request
+ *         is then NOT released: it stays valid, and memory it reads or writes must stay valid
+ *         too. Release it again later (its status may be queried meanwhile);
+ *         nixl_agent_destroy() retries it for a while.
  */
 NIXL_API nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req);
 

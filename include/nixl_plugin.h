@@ -26,9 +26,12 @@
  * plugin's name by the host, so plugin messages never name their plugin themselves).
  *
  * Threading: the core serialises control operations (create, register, deregister, load,
- * unload, connect, disconnect) per engine. Data operations (prep, post, check, release,
- * gen_notif, progress) may run concurrently from several threads, but never concurrently on
- * the same request. Plugins deliver notifications with host->notif() from any thread.
+ * unload, connect, disconnect) per engine. They may overlap data operations (prep, post,
+ * check, release, gen_notif, progress) on other requests, including requests to a peer that is
+ * being disconnected: such requests must fail cleanly, never touch freed state. Data
+ * operations may run concurrently from several threads, but never concurrently on the same
+ * request. Plugins deliver notifications with host->notif() from any thread. Out of memory is
+ * NIXL_ERR_UNKNOWN, as everywhere in the library.
  */
 #ifndef NIXL_PLUGIN_H
 #define NIXL_PLUGIN_H

@@ -116,7 +116,7 @@ static nixl_status_t px_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
         return st;
     nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
     if (!eng) {
-        return NIXL_BE_ERR(init->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(init->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     eng->host = init->host;
     eng->params = params;

@@ -92,7 +92,7 @@ static nixl_status_t md_file(nixl_be_engine_t *eng, size_t i, const nixl_reg_des
         }
         if (!file_add(eng, d->dev_id)) {
             close(md->fd);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
         }
         md->owned = true;
     } else {
@@ -133,7 +133,7 @@ nixl_status_t px_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
     for (; i < count; i++) {
         nixl_be_md_t *md = calloc(1, sizeof(*md));
         if (!md) {
-            st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+            st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
             break;
         }
         md->type = type;
@@ -214,7 +214,7 @@ nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_re
         if (!out[i].params.items || !add_param(&out[i].params, "size", size) ||
             !add_param(&out[i].params, "mode", st.st_mode) ||
             !add_param(&out[i].params, "mtime", (unsigned long long)st.st_mtime)) {
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN,
                                "out of memory"); /* the core frees what was filled */
         }
         out[i].has_value = true;

@@ -40,7 +40,7 @@ nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_
     if (!req || !ops) {
         free(req);
         free(ops);
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     nixl_status_t st = NIXL_SUCCESS;
     for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
@@ -297,11 +297,11 @@ nixl_status_t px_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
                pthread_cond_timedwait(&eng->done_cv, &eng->lock, &dl) != ETIMEDOUT) {
         }
         if (req->remaining > 0) {
+            size_t in_kernel = req->remaining; /* read under the lock: completions change it */
             pthread_mutex_unlock(&eng->lock);
             return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE,
-                               "%zu I/Os of the request are still in the kernel after "
-                               "%d ms",
-                               req->remaining, PX_RELEASE_WAIT_MS);
+                               "%zu I/Os of the request are still in the kernel after %d ms",
+                               in_kernel, PX_RELEASE_WAIT_MS);
         }
     }
     req_free(eng, req);

@@ -134,7 +134,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
 err_engine:
     shm_destroy(eng);
 err_oom:
-    return NIXL_BE_ERR(host, NIXL_ERR_BACKEND, "out of memory creating the engine");
+    return NIXL_BE_ERR(host, NIXL_ERR_UNKNOWN, "out of memory creating the engine");
 }
 
 static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,

@@ -390,12 +390,12 @@ static nixl_status_t peer_send_iov(nixl_be_engine_t *eng, shm_peer_t *peer,
             if (sent) {
                 /* A torn frame would corrupt the stream: give the connection up. */
                 atomic_store(&peer->dead, true);
-                return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN,
                                    "out of memory queueing a "
                                    "notification to '%s'; the connection is dropped",
                                    peer->name);
             }
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN,
                                "out of memory queueing a notification");
         }
         if (!peer->want_out)
@@ -628,7 +628,7 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     shm_peer_t *peer = shm_peer_new(eng, agent, false);
     if (!peer) {
         pthread_mutex_unlock(&eng->peers_lock);
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory loading '%s'", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory loading '%s'", agent);
     }
     peer->info = info;
     peer->pid = (pid_t)info.pid;
@@ -637,7 +637,7 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     if (!nixl_hmap_put(&eng->peers, peer->name, peer->name_len, peer)) {
         pthread_mutex_unlock(&eng->peers_lock);
         shm_peer_unref(peer, 1);
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory loading '%s'", agent);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory loading '%s'", agent);
     }
     shm_peer_ref(peer, 1);
     pthread_mutex_unlock(&eng->peers_lock);

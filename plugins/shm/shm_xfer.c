@@ -72,7 +72,7 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "%zu descriptors is too many", count);
     nixl_be_req_t *req = malloc(sizeof(*req) + 2 * count * sizeof(struct iovec));
     if (!req)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory preparing %zu descriptors",
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory preparing %zu descriptors",
                            count);
     memset(req, 0, sizeof(*req));
     req->eng = eng;
@@ -270,7 +270,7 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         if (nlen > req->notif_cap) {
             void *p = realloc(req->notif, nlen);
             if (!p)
-                return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN,
                                    "out of memory copying a "
                                    "notification");
             req->notif = p;

@@ -238,7 +238,7 @@ static nixl_status_t apply_devices(nixl_be_engine_t *eng, ucp_config_t *cfg, con
     size_t cap = strlen(list) * 2 + 16, len = 0;
     char *out = malloc(cap), name[256], path[320];
     if (!out)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     out[0] = '\0';
     for (const char *p = list; next_item(&p, name, sizeof(name));) {
         if (!*name)
@@ -363,7 +363,7 @@ nixl_status_t ucx_context_create(nixl_be_engine_t *eng)
     nixl_status_t st = NIXL_SUCCESS;
     char *dump = config_dump(cfg);
     if (!dump) {
-        st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
         goto out;
     }
     apply_defaults(eng, cfg, dump);

@@ -99,7 +99,7 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
 {
     ucx_conn_t *conn = calloc(1, sizeof(*conn) + eng->nworkers * sizeof(ucp_ep_h));
     if (!conn)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     conn->eng = eng;
     conn->is_self = is_self;
     atomic_init(&conn->refs, 1);
@@ -110,7 +110,7 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
         free(conn->name);
         free(conn->addr);
         free(conn);
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     conn->name_len = strlen(name);
     memcpy(conn->addr, addr, len);
@@ -213,7 +213,7 @@ nixl_status_t ucx_conn_self(nixl_be_engine_t *eng)
         return st;
     if (!table_insert(eng, conn)) {
         ucx_conn_unref(conn, 1);
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     eng->self = conn; /* the table's reference keeps it */
     return NIXL_SUCCESS;
@@ -247,7 +247,7 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
         return st;
     if (!table_insert(eng, conn)) {
         ucx_conn_unref(conn, 1);
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "'%s' loaded agent '%s' (%zu-byte address)", eng->name,
                 agent, len);

@@ -62,7 +62,7 @@ static nixl_status_t workers_create(nixl_be_engine_t *eng)
 {
     eng->workers = calloc(eng->nworkers, sizeof(*eng->workers));
     if (!eng->workers)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
                               .thread_mode = UCS_THREAD_MODE_MULTI};
     for (unsigned w = 0; w < eng->nworkers; w++) {
@@ -92,7 +92,7 @@ static nixl_status_t workers_create(nixl_be_engine_t *eng)
         eng->addr_len = len;
     }
     ucp_worker_release_address(eng->workers[0], addr);
-    return eng->addr ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+    return eng->addr ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
 }
 
 static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
@@ -113,7 +113,7 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
 
     nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
     if (!eng) {
-        return NIXL_BE_ERR(host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     eng->host = host;
     eng->params = params;
@@ -123,7 +123,7 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     pthread_mutex_init(&eng->all_lock, NULL);
     eng->name = strdup(init->local_agent);
     eng->name_len = strlen(init->local_agent);
-    st = eng->name ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+    st = eng->name ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     if (st == NIXL_SUCCESS)
         st = ucx_context_create(eng);
     if (st == NIXL_SUCCESS)

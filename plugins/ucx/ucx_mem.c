@@ -51,7 +51,7 @@ static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_
                            i);
     ucx_lmd_t *l = calloc(1, sizeof(*l));
     if (!l)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     md_init(&l->hdr, UCX_MD_LOCAL, eng);
     l->type = type;
     ucp_mem_map_params_t mp = {
@@ -169,7 +169,7 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
                            conn->name);
     ucx_rmd_t *r = calloc(1, sizeof(*r) + eng->nworkers * sizeof(ucp_rkey_h));
     if (!r)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     md_init(&r->hdr, UCX_MD_REMOTE, eng);
     r->conn = conn;
     ucx_conn_ref(conn, 1);

@@ -172,7 +172,7 @@ nixl_status_t ucx_gen_notif(nixl_be_engine_t *eng, const char *agent, const void
     size_t size = ucx_notif_size(eng, len);
     gen_notif_t *g = st == NIXL_SUCCESS ? malloc(sizeof(*g) + size) : NULL;
     if (st == NIXL_SUCCESS && !g)
-        st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory for a notification");
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory for a notification");
     if (st != NIXL_SUCCESS) {
         ucx_conn_unref(conn, 1);
         return st;

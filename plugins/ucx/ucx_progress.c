@@ -146,7 +146,7 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
                            errno);
     eng->efds = calloc(eng->nworkers, sizeof(int));
     if (!eng->efds)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory");
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     for (unsigned w = 0; w < eng->nworkers; w++) {
         ucs_status_t s = ucp_worker_get_efd(eng->workers[w], &eng->efds[w]);
         if (s != UCS_OK)

@@ -179,7 +179,7 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     nixl_be_req_t *req = calloc(1, sizeof(*req) + count * sizeof(ucx_xd_t) +
                                        nrefs * sizeof(nixl_be_md_t *));
     if (!req)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory preparing %zu descriptors",
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory preparing %zu descriptors",
                            count);
     req->eng = eng;
     req->conn = conn;
@@ -263,7 +263,7 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         if (need > req->notif_cap) {
             uint8_t *p = realloc(req->notif, need);
             if (!p)
-                return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "out of memory for a notification");
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory for a notification");
             req->notif = p;
             req->notif_cap = need;
         }

@@ -6,7 +6,8 @@
 
 #include "agent.h"
 
-static PyObject *status_members[22];
+/* The nixl_status_t members by 1 - status; NULL for statuses that are not members. */
+static PyObject *status_members[BIND_NUM_STATUS];
 
 void bind_opt_init(bind_opt_t *o)
 {
@@ -80,7 +81,7 @@ void *bind_handle(PyObject *o)
 
 PyObject *bind_status_obj(nixl_status_t st)
 {
-    if (st > 1 || st < -20 || !status_members[1 - st])
+    if (st > 1 || 1 - st >= BIND_NUM_STATUS || !status_members[1 - st])
         return PyLong_FromLong(st);
     Py_INCREF(status_members[1 - st]);
     return status_members[1 - st];
@@ -328,7 +329,8 @@ static PyObject *ag_memview(PyObject *self, PyObject *args, PyObject *kw)
     (void)self;
     (void)args;
     (void)kw;
-    PyErr_SetString(bind_status_exc[9], "NIXL_ERR_NOT_SUPPORTED: memory views are not implemented");
+    PyErr_SetString(bind_status_exc[-NIXL_ERR_NOT_SUPPORTED],
+                    "NIXL_ERR_NOT_SUPPORTED: memory views are not implemented");
     return NULL;
 }
 
@@ -375,10 +377,13 @@ int bind_agent_init_types(PyObject *m)
             Py_DECREF(f);
         }
     }
-    for (int st = 1; st >= -9; st--) {
-        status_members[1 - st] = PyObject_CallFunction(bind_status_enum, "i", st);
-        if (!status_members[1 - st])
-            return -1;
+    for (int i = 0; i < BIND_NUM_STATUS; i++) {
+        status_members[i] = PyObject_CallFunction(bind_status_enum, "i", 1 - i);
+        if (!status_members[i]) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                return -1;
+            PyErr_Clear(); /* not a member of the reference's enum */
+        }
     }
     if (PyModule_AddObjectRef(m, "nixlAgent", t) < 0 || bind_agent_xfer_init(m) < 0) {
         Py_DECREF(t);

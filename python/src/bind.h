@@ -48,8 +48,14 @@ extern PyObject *bind_mem_enum, *bind_status_enum;
 /* Parse one unsigned 64-bit integer (int, numpy scalar, anything with __index__). */
 int bind_u64(PyObject *o, uint64_t *out);
 
-/* Exceptions per status (index = -status, 1..12); NULL at 0. */
-extern PyObject *bind_status_exc[13];
+/* The number of statuses in NIXL_STATUS_MAP (nixl.h); they run from NIXL_IN_PROG (1) down
+ * without gaps, so 1 - status indexes a table of them (module.c checks it). */
+#define BIND_COUNT_STATUS_(name, value, message) +1
+enum { BIND_NUM_STATUS = 0 NIXL_STATUS_MAP(BIND_COUNT_STATUS_) };
+#undef BIND_COUNT_STATUS_
+
+/* Exceptions per error status (index = -status); NULL at 0. */
+extern PyObject *bind_status_exc[BIND_NUM_STATUS - 1];
 
 /* Set the exception for a failing status and return NULL. */
 PyObject *bind_raise(nixl_status_t st);

@@ -6,21 +6,88 @@
 
 #include "bind.h"
 
-PyObject *bind_status_exc[13];
+PyObject *bind_status_exc[BIND_NUM_STATUS - 1];
 PyObject *bind_mem_enum, *bind_status_enum;
 
-/* Reference exception names, index = -status (note the reference's "Cancelled"). */
-static const char *const exc_names[13] = {
-    NULL, "nixlNotPostedError", "nixlInvalidParamError", "nixlBackendError", "nixlNotFoundError",
-    "nixlMismatchError", "nixlNotAllowedError", "nixlRepostActiveError", "nixlUnknownError",
-    "nixlNotSupportedError", "nixlRemoteDisconnectError", "nixlCancelledError",
-    "nixlNoTelemetryError",
+/* NIXL_STATUS_MAP as data: exported as _status_table, the source of the exceptions and of the
+ * nixl_status_t enum. */
+static const struct {
+    const char *name;
+    int value;
+    const char *message;
+} status_table[] = {
+#define STATUS_ROW_(name, value, message) {"NIXL_" #name, (value), (message)},
+    NIXL_STATUS_MAP(STATUS_ROW_)
+#undef STATUS_ROW_
 };
+#define STATUS_INDEX_CHECK_(name, value, message)                                               \
+    _Static_assert(1 - (value) >= 0 && 1 - (value) < BIND_NUM_STATUS,                          \
+                   "statuses must run from 1 down without gaps");
+NIXL_STATUS_MAP(STATUS_INDEX_CHECK_)
+#undef STATUS_INDEX_CHECK_
+
+/*
+ * The exception class of an error status, named as the reference's binding names it:
+ * NIXL_ERR_NOT_POSTED -> nixlNotPostedError. The reference spells one of them differently
+ * from its status (NIXL_ERR_CANCELED -> nixlCancelledError).
+ */
+static void exc_name(const char *status, char *out, size_t size)
+{
+    static const char prefix[] = "NIXL_ERR_";
+    size_t n = (size_t)snprintf(out, size, "nixl");
+    bool upper = true;
+    for (const char *p = status + sizeof(prefix) - 1; *p && n + 1 < size; p++) {
+        if (*p == '_') {
+            upper = true;
+            continue;
+        }
+        out[n++] = upper ? *p : (char)(*p - 'A' + 'a');
+        upper = false;
+    }
+    out[n] = '\0';
+    if (!strcmp(out, "nixlCanceled"))
+        snprintf(out, size, "nixlCancelled");
+    n = strlen(out);
+    snprintf(out + n, size - n, "Error");
+}
+
+static int add_statuses(PyObject *m)
+{
+    size_t n = sizeof(status_table) / sizeof(status_table[0]);
+    PyObject *table = PyTuple_New((Py_ssize_t)n);
+    if (!table)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *row = Py_BuildValue("(sis)", status_table[i].name, status_table[i].value,
+                                      status_table[i].message);
+        if (!row) {
+            Py_DECREF(table);
+            return -1;
+        }
+        PyTuple_SET_ITEM(table, (Py_ssize_t)i, row);
+    }
+    if (PyModule_AddObject(m, "_status_table", table) < 0) {
+        Py_DECREF(table);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int v = status_table[i].value;
+        if (v >= 0)
+            continue;
+        char name[64], qual[96];
+        exc_name(status_table[i].name, name, sizeof(name));
+        snprintf(qual, sizeof(qual), "nixl._bindings.%s", name);
+        bind_status_exc[-v] = PyErr_NewException(qual, NULL, NULL);
+        if (!bind_status_exc[-v] || PyModule_AddObjectRef(m, name, bind_status_exc[-v]) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 PyObject *bind_raise(nixl_status_t st)
 {
     const char *why = nixl_last_error();
-    if (st >= 0 || st < -12) {
+    if (st >= 0 || -st >= BIND_NUM_STATUS - 1) {
         PyErr_SetString(PyExc_RuntimeError, "BAD_STATUS");
         return NULL;
     }
@@ -120,11 +187,15 @@ static const char enum_src[] =
     "class nixl_mem_t(_Enum):\n"
     "    DRAM_SEG = 0\n    VRAM_SEG = 1\n    BLK_SEG = 2\n    OBJ_SEG = 3\n    FILE_SEG = 4\n"
     "class nixl_xfer_op_t(_Enum):\n    NIXL_READ = 0\n    NIXL_WRITE = 1\n"
-    "class nixl_status_t(_Enum):\n"
-    "    NIXL_IN_PROG = 1\n    NIXL_SUCCESS = 0\n    NIXL_ERR_NOT_POSTED = -1\n"
-    "    NIXL_ERR_INVALID_PARAM = -2\n    NIXL_ERR_BACKEND = -3\n    NIXL_ERR_NOT_FOUND = -4\n"
-    "    NIXL_ERR_MISMATCH = -5\n    NIXL_ERR_NOT_ALLOWED = -6\n    NIXL_ERR_REPOST_ACTIVE = -7\n"
-    "    NIXL_ERR_UNKNOWN = -8\n    NIXL_ERR_NOT_SUPPORTED = -9\n"
+    /* From _status_table; the reference's enum ends at NIXL_ERR_NOT_SUPPORTED: the statuses
+     * after it surface only as exceptions. */
+    "_rows = []\n"
+    "for _n, _v, _m in _status_table:\n"
+    "    _rows.append((_n, _v))\n"
+    "    if _n == 'NIXL_ERR_NOT_SUPPORTED':\n"
+    "        break\n"
+    "nixl_status_t = _Enum('nixl_status_t', _rows, module='nixl._bindings')\n"
+    "del _rows, _n, _v, _m\n"
     "class nixl_thread_sync_t(_Enum):\n"
     "    NIXL_THREAD_SYNC_NONE = 0\n    NIXL_THREAD_SYNC_STRICT = 1\n    NIXL_THREAD_SYNC_RW = 2\n"
     "    NIXL_THREAD_SYNC_DEFAULT = 0\n"
@@ -179,15 +250,8 @@ PyMODINIT_FUNC PyInit__bindings(void)
     PyObject *m = PyModule_Create(&module_def);
     if (!m)
         return NULL;
-    for (int i = 1; i <= 12; i++) {
-        char q[64];
-        snprintf(q, sizeof q, "nixl._bindings.%s", exc_names[i]);
-        bind_status_exc[i] = PyErr_NewException(q, NULL, NULL);
-        if (!bind_status_exc[i] || PyModule_AddObjectRef(m, exc_names[i], bind_status_exc[i]) < 0)
-            goto fail;
-    }
-    if (add_enums(m) < 0 || bind_dlist_init_types(m) < 0 || bind_config_init_type(m) < 0 ||
-        bind_agent_init_types(m) < 0)
+    if (add_statuses(m) < 0 || add_enums(m) < 0 || bind_dlist_init_types(m) < 0 ||
+        bind_config_init_type(m) < 0 || bind_agent_init_types(m) < 0)
         goto fail;
     if (PyModule_AddStringConstant(m, "NIXL_INIT_AGENT", NIXL_INIT_AGENT) < 0 ||
         PyModule_AddStringConstant(m, "NIXL_NULL_AGENT", NIXL_NULL_AGENT) < 0 ||

@@ -55,7 +55,7 @@ nixl_peer_t *peer_target(nixl_agent_t *a, const char *name)
     return strcmp(name, a->name) == 0 ? a->self : peer_find(a, name);
 }
 
-static nixl_peer_t *peer_alloc(const char *name)
+nixl_peer_t *peer_alloc(const char *name)
 {
     nixl_peer_t *p = calloc(1, sizeof(*p));
     if (!p)
@@ -71,14 +71,9 @@ static nixl_peer_t *peer_alloc(const char *name)
     return p;
 }
 
-nixl_peer_t *peer_create(nixl_agent_t *a, const char *name)
+bool peer_insert(nixl_agent_t *a, nixl_peer_t *p)
 {
-    nixl_peer_t *p = peer_alloc(name);
-    if (p && !nixl_hmap_put(&a->peers, p->name, strlen(p->name), p)) {
-        peer_unref(p);
-        return NULL;
-    }
-    return p;
+    return nixl_hmap_put(&a->peers, p->name, strlen(p->name), p);
 }
 
 void peer_ref(nixl_peer_t *p)
@@ -105,19 +100,22 @@ void peer_unref(nixl_peer_t *p)
 }
 
 /* Give the engines back what they loaded for this peer. */
-static void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
+void peer_unload(nixl_agent_t *a, nixl_peer_t *p)
 {
     for (unsigned e = 0; e < a->num_engines; e++) {
         nixl_backend_t *b = a->engines[e];
+        bool stuck = a->stuck & (1u << e);
         for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
             nixl_section_t *s = &p->sections[e][t];
-            if (!s->count)
+            if (!s->count || stuck) {
+                nixl_section_free(s);
                 continue;
+            }
             nixl_be_mds_t mds = regions_mds(s->regions, s->count);
             b->ops->unload_md(b->eng, &mds);
             nixl_section_free(s);
         }
-        if (p->conn[e] == PEER_CONN_LOADED)
+        if (p->conn[e] == PEER_CONN_LOADED && !stuck)
             b->ops->disconnect(b->eng, p->name);
         p->conn[e] = PEER_CONN_NONE;
     }
@@ -128,8 +126,25 @@ void peer_remove(nixl_agent_t *a, nixl_peer_t *p)
     if (peer_find(a, p->name) == p)
         nixl_hmap_remove(&a->peers, p->name, strlen(p->name));
     atomic_store(&p->valid, false);
+    /* No data-path call finds it now (it is in no table, and requests made against it check
+     * `valid` first), so the engines may take their time to let it go. */
+    agent_tables_release(a);
     peer_unload(a, p);
+    agent_tables_take(a);
     peer_unref(p);
+}
+
+void peer_lost(nixl_agent_t *a, nixl_peer_t *p, uint64_t generation)
+{
+    if (p->is_self)
+        return;
+    agent_wrlock(a);
+    if (atomic_load(&p->valid) && p->generation == generation && peer_find(a, p->name) == p) {
+        NIXL_INFO("agent '%s': peer '%s' disconnected; its metadata is invalidated", a->name,
+                  p->name);
+        peer_remove(a, p);
+    }
+    agent_wrunlock(a);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -283,6 +298,8 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
             return nixl_err(NIXL_ERR_INVALID_PARAM, "create_backend: params[%zu] has a NULL %s",
                             i, params[i].key ? "value" : "key");
 
+    nixl_err_saved_t saved; /* loading the plugin may try paths that fail first */
+    nixl_err_save(&saved);
     agent_wrlock(agent);
     nixl_status_t st;
     nixl_backend_t *b = NULL;
@@ -301,17 +318,21 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
                       agent->name, NIXL_MAX_ENGINES);
         goto out_unlock;
     }
+    /* Loading the plugin and starting the engine can take long (UCX opens its devices): the
+     * data path goes on with the other engines meanwhile; this one is published only when it
+     * works. */
+    agent_tables_release(agent);
     const nixl_plugin_rec_t *rec;
     st = nixl_plugin_get(plugin, &rec);
     if (st != NIXL_SUCCESS)
-        goto out_unlock;
+        goto out_relock;
     const nixl_be_ops_t *ops = &rec->ops;
     const nixl_plugin_info_t *info = &rec->info;
 
     b = calloc(1, sizeof(*b));
     if (!b) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
-        goto out_unlock;
+        st = nixl_err_oom("create_backend %s", plugin);
+        goto out_relock;
     }
     b->agent = agent;
     b->ops = ops;
@@ -324,7 +345,7 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     backend_host_init(b);
     b->params = params_merge(info, params, num_params, &b->num_params);
     if (!b->params) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("create_backend %s: parameters", plugin);
         goto err_free;
     }
 
@@ -344,10 +365,11 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     st = ops->create(&init, &b->eng);
     if (st != NIXL_SUCCESS || !b->eng) {
         nixl_err_prefix("%s backend failed to start", plugin);
-        st = NIXL_ERR_BACKEND;
+        st = st == NIXL_ERR_OOM ? st : NIXL_ERR_BACKEND; /* out of memory stays itself */
         goto err_free;
     }
     if (info->caps & NIXL_BE_CAP_REMOTE) {
+        nixl_err_arm();
         st = ops->get_conn_info(b->eng, &b->conn_info, &b->conn_len);
         if (st == NIXL_SUCCESS && (!b->conn_info || !b->conn_len))
             st = nixl_err(NIXL_ERR_BACKEND, "empty connection info");
@@ -357,14 +379,17 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
         }
     }
     if (info->caps & NIXL_BE_CAP_LOCAL) {
+        nixl_err_arm();
         st = ops->connect(b->eng, agent->name);
         if (st != NIXL_SUCCESS) {
             nixl_err_prefix("%s backend: connecting to itself", plugin);
             goto err_destroy;
         }
     }
+    agent_tables_take(agent);
     agent->engines[agent->num_engines++] = b;
-    agent_unlock(agent);
+    agent_wrunlock(agent);
+    nixl_err_restore(&saved);
     NIXL_INFO("agent '%s': created backend %s", agent->name, plugin);
     *out = b;
     return NIXL_SUCCESS;
@@ -375,8 +400,10 @@ err_free:
     pthread_mutex_destroy(&b->notif_lock);
     free(b->params);
     free(b);
+out_relock:
+    agent_tables_take(agent);
 out_unlock:
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 
@@ -416,14 +443,17 @@ nixl_status_t nixl_agent_get_plugin_params(nixl_agent_t *agent, const char *plug
     if (!agent || !plugin)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "get_plugin_params: agent and plugin are required");
     const nixl_plugin_rec_t *rec;
+    nixl_err_saved_t saved; /* loading the plugin may try paths that fail first */
+    nixl_err_save(&saved);
     nixl_status_t st = nixl_plugin_get(plugin, &rec);
     if (st != NIXL_SUCCESS)
         return st;
+    nixl_err_restore(&saved);
     nixl_param_list_t *l = NULL;
     if (out_params) {
         l = params_export(rec->info.default_params, rec->info.num_default_params);
         if (!l)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("get_plugin_params %s", plugin);
         *out_params = l;
     }
     if (out_mems)
@@ -444,7 +474,7 @@ nixl_status_t nixl_agent_get_backend_params(nixl_agent_t *agent, const nixl_back
     if (out_params) {
         nixl_param_list_t *l = params_export(backend->params, backend->num_params);
         if (!l)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("get_backend_params %s", backend->name);
         *out_params = l;
     }
     if (out_mems)
@@ -468,18 +498,15 @@ nixl_status_t nixl_agent_get_avail_plugins(nixl_agent_t *agent, char ***out_name
 static nixl_status_t telemetry_enabled(const nixl_agent_config_t *cfg, const char *name,
                                        bool *out)
 {
-    bool env = false;
-    nixl_status_t st = nixl_config_bool("NIXL_TELEMETRY_ENABLE", &env);
-    if (st == NIXL_SUCCESS) {
-        if (!env && cfg->capture_telemetry)
-            NIXL_WARN("agent '%s': NIXL_TELEMETRY_ENABLE is false, ignoring telemetry requested "
-                      "through agent config", name);
-        *out = env;
-        return NIXL_SUCCESS;
-    }
-    if (st != NIXL_ERR_NOT_FOUND)
+    /* The variable, when set, wins over the configuration. */
+    bool on = cfg->capture_telemetry;
+    nixl_status_t st = nixl_config_bool("NIXL_TELEMETRY_ENABLE", &on);
+    if (st != NIXL_SUCCESS)
         return st;
-    *out = cfg->capture_telemetry;
+    if (!on && cfg->capture_telemetry)
+        NIXL_WARN("agent '%s': NIXL_TELEMETRY_ENABLE is false, ignoring telemetry requested "
+                  "through agent config", name);
+    *out = on;
     return NIXL_SUCCESS;
 }
 
@@ -518,30 +545,35 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
 
     nixl_agent_t *a = calloc(1, sizeof(*a));
     if (!a)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("agent '%s'", name);
     a->name = strdup(name);
     a->self = peer_alloc(name);
     if (!a->name || !a->self) {
         free(a->name);
         peer_unref(a->self);
         free(a);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("agent '%s'", name);
     }
     a->self->is_self = true;
     a->cfg = c;
     a->telemetry = telemetry;
     a->strict = c.sync_mode == NIXL_THREAD_SYNC_STRICT;
+    pthread_mutex_init(&a->ctl_lock, NULL);
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->handles_lock, NULL);
+    nixl_err_saved_t saved; /* the listener may try an address family that fails first */
+    nixl_err_save(&saved);
     st = md_exchange_init(a);
     if (st != NIXL_SUCCESS) {
         pthread_mutex_destroy(&a->handles_lock);
         pthread_rwlock_destroy(&a->lock);
+        pthread_mutex_destroy(&a->ctl_lock);
         peer_unref(a->self);
         free(a->name);
         free(a);
         return st;
     }
+    nixl_err_restore(&saved);
     NIXL_INFO("agent '%s' created (sync mode %d, telemetry %s)", name, (int)c.sync_mode,
               telemetry ? "on" : "off");
     *out = a;
@@ -553,20 +585,22 @@ const char *nixl_agent_name(const nixl_agent_t *agent)
     return agent ? agent->name : NULL;
 }
 
-/* Deregister everything still registered (loopback metadata first). */
+/* Deregister everything still registered (loopback metadata first), but from no engine that
+ * still holds a request: it may be using the memory. */
 static void local_unload_all(nixl_agent_t *a)
 {
     for (unsigned e = 0; e < a->num_engines; e++) {
         nixl_backend_t *b = a->engines[e];
+        bool stuck = a->stuck & (1u << e);
         for (unsigned t = 0; t < NIXL_MEM_COUNT; t++) {
             nixl_section_t *lb = &a->self->sections[e][t];
             nixl_be_mds_t mds = regions_mds(lb->regions, lb->count);
-            if (mds.count)
+            if (mds.count && !stuck)
                 b->ops->unload_md(b->eng, &mds);
             nixl_section_free(lb);
             nixl_section_t *s = &a->local[e][t];
             mds = regions_mds(s->regions, s->count);
-            if (mds.count)
+            if (mds.count && !stuck)
                 b->ops->deregister_mem(b->eng, &mds);
             nixl_section_free(s);
         }
@@ -577,29 +611,41 @@ void nixl_agent_destroy(nixl_agent_t *agent)
 {
     if (!agent)
         return;
-    /* First, without the lock: the side channel's thread calls into the agent. */
+    nixl_err_saved_t saved; /* what the engines say while going is not the user's failure */
+    nixl_err_save(&saved);
+    /* The order is the reverse of creation (nixl.h says what becomes of each handle). First
+     * the agent's own threads, without the lock: the side channel's and etcd's workers call
+     * into the agent; queued messages get a bounded time to leave. */
     md_exchange_fini(agent);
     agent_wrlock(agent);
-    xfer_release_all(agent);
+    /* Requests, newest first (aborted; one an engine refuses is retried for a while, and if
+     * it is still refused its engine is left alone), then prepared lists. */
+    agent->stuck = xfer_release_all(agent);
+    /* Peers: their regions unloaded, the engines disconnected from them. */
     void *peer;
     for (size_t it = 0; nixl_hmap_next(&agent->peers, &it, NULL, NULL, &peer);)
         peer_remove(agent, peer); /* removal while iterating is allowed */
     nixl_hmap_free(&agent->peers);
+    /* Our registrations, then the engines, newest first; each joins its own threads. */
     local_unload_all(agent);
-    for (unsigned e = 0; e < agent->num_engines; e++) {
+    for (unsigned e = agent->num_engines; e-- > 0;) {
         nixl_backend_t *b = agent->engines[e];
+        if (agent->stuck & (1u << e))
+            continue; /* left running, with its notification queue (logged by xfer.c) */
         b->ops->destroy(b->eng);
         notif_queue_free(b);
         pthread_mutex_destroy(&b->notif_lock);
         free(b->params);
         free(b);
     }
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     NIXL_INFO("agent '%s' destroyed", agent->name);
     atomic_store(&agent->self->valid, false);
     peer_unref(agent->self);
     pthread_rwlock_destroy(&agent->lock);
+    pthread_mutex_destroy(&agent->ctl_lock);
     pthread_mutex_destroy(&agent->handles_lock);
     free(agent->name);
     free(agent);
+    nixl_err_restore(&saved);
 }

@@ -2,10 +2,24 @@
  * agent_impl.h - the agent's internal state, shared by the core's files (agent.c, mem.c,
  * metadata.c, xfer.c, notif.c).
  *
- * Locking: agent->lock is a reader/writer lock. Control calls (backends, registration,
- * metadata) take it exclusively; data-path calls (prep, make, create, post, status, release,
- * gen_notif) take it shared, or exclusively in NIXL_THREAD_SYNC_STRICT. Notification queues
- * have their own mutex per engine because plugins push into them from their threads.
+ * Locking, two levels, always taken in this order:
+ *  - agent->ctl_lock, a mutex, serialises the control calls (backends, registration,
+ *    metadata, connections, invalidation, destroy): one at a time per agent, so the engines
+ *    see their control operations one at a time, as nixl_plugin.h promises, and a control
+ *    call may read the tables (engines, peers, sections) without more locking, since only
+ *    control calls change them.
+ *  - agent->lock, a reader/writer lock, guards the tables against the data path. Data-path
+ *    calls (prep, make, create, post, status, release, gen_notif, get_notifs, metadata
+ *    export) take it shared, or exclusively in NIXL_THREAD_SYNC_STRICT. A control call takes
+ *    it exclusively only while it changes the tables (agent_wrlock() takes both locks;
+ *    agent_tables_release() / agent_tables_take() drop and retake this one while keeping
+ *    ctl_lock). Engine calls that can take long (creating an engine, registering and
+ *    deregistering memory, loading a peer's connection info, connecting, disconnecting,
+ *    unloading a peer) run between the two, so transfers go on meanwhile: what they publish
+ *    is prepared first and installed under the write lock, and what they take away is
+ *    unpublished under it first.
+ * Notification queues have their own mutex per engine because plugins push into them from
+ * their threads; the handle lists have handles_lock.
  */
 #ifndef NIXL_CORE_AGENT_IMPL_H
 #define NIXL_CORE_AGENT_IMPL_H
@@ -87,11 +101,15 @@ struct nixl_agent {
     char *name;
     nixl_agent_config_t cfg;
     bool telemetry;
+    pthread_mutex_t ctl_lock; /* see "Locking" above */
     pthread_rwlock_t lock;
     bool strict;
 
     nixl_backend_t *engines[NIXL_MAX_ENGINES];
     unsigned num_engines;
+    /* Destroy: engines that still hold a request they refused to release. They are neither
+     * called nor freed any more (nixl_agent_destroy() in nixl.h). */
+    uint32_t stuck;
 
     /* Our registered regions, per engine and memory type. */
     nixl_section_t local[NIXL_MAX_ENGINES][NIXL_MEM_COUNT];
@@ -144,10 +162,29 @@ struct nixl_xfer_req {
     uint64_t done_ns;
 };
 
-/* ---- locking ---- */
+/* ---- locking (see the top of this file) ---- */
+/* A control call: ctl_lock, then the tables exclusively. */
 static inline void agent_wrlock(nixl_agent_t *a)
 {
+    pthread_mutex_lock(&a->ctl_lock);
     pthread_rwlock_wrlock(&a->lock);
+}
+static inline void agent_wrunlock(nixl_agent_t *a)
+{
+    pthread_rwlock_unlock(&a->lock);
+    pthread_mutex_unlock(&a->ctl_lock);
+}
+/* Within a control call: let the data path in around a long engine call, and back. In
+ * NIXL_THREAD_SYNC_STRICT every call is exclusive, so the tables stay locked. */
+static inline void agent_tables_release(nixl_agent_t *a)
+{
+    if (!a->strict)
+        pthread_rwlock_unlock(&a->lock);
+}
+static inline void agent_tables_take(nixl_agent_t *a)
+{
+    if (!a->strict)
+        pthread_rwlock_wrlock(&a->lock);
 }
 static inline void agent_rdlock(nixl_agent_t *a)
 {
@@ -166,10 +203,21 @@ nixl_peer_t *peer_find(nixl_agent_t *a, const char *name);
 /* The transfer target named `name`: the agent itself (loopback) or a loaded peer; NULL if
  * neither. */
 nixl_peer_t *peer_target(nixl_agent_t *a, const char *name);
-/* A new, empty peer in the table (generation assigned). NULL when memory is short. */
-nixl_peer_t *peer_create(nixl_agent_t *a, const char *name);
-/* Take the peer out of the table, unload its regions, disconnect its engines, mark it stale. */
+/* A new peer object, not in the table yet (generation assigned). NULL when memory is short. */
+nixl_peer_t *peer_alloc(const char *name);
+/* Put a peer made by peer_alloc into the table (tables locked). False when memory is short
+ * (the peer stays out). */
+bool peer_insert(nixl_agent_t *a, nixl_peer_t *p);
+/* Forget a peer: take it out of the table and mark it stale (tables locked), then, with the
+ * tables released, give the engines back its regions and disconnect them; drops the table's
+ * reference. Called in a control call holding the tables; returns holding them again. */
 void peer_remove(nixl_agent_t *a, nixl_peer_t *p);
+/* The engine half of peer_remove, for a peer that is in no table (ctl_lock held). */
+void peer_unload(nixl_agent_t *a, nixl_peer_t *p);
+/* An engine says the peer is gone: forget its metadata so that the user reloads it, unless it
+ * was reloaded since `generation`. A control call: no agent lock held; the caller holds a
+ * reference to `p`. */
+void peer_lost(nixl_agent_t *a, nixl_peer_t *p, uint64_t generation);
 void peer_ref(nixl_peer_t *p);
 void peer_unref(nixl_peer_t *p);
 /* Whether `name` is valid as an agent name (non-empty, <= NIXL_MAX_NAME). */
@@ -208,7 +256,10 @@ void md_exchange_fini(nixl_agent_t *a);
 nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name);
 
 /* ---- transfers (xfer.c) ---- */
-void xfer_release_all(nixl_agent_t *a);
+/* Destroy: release every request (newest first), retrying those the engine refuses for a
+ * bounded time, then every prepared list. Returns the engines (bit per index) that still hold
+ * a request: the caller must not free or destroy them. */
+uint32_t xfer_release_all(nixl_agent_t *a);
 
 
 /* Whether optional arguments carry field `f` (callers compiled against older headers). */

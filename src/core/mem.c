@@ -23,7 +23,8 @@ static nixl_status_t check_descs(nixl_mem_t type, const nixl_reg_desc_t *descs, 
     return NIXL_SUCCESS;
 }
 
-/* Register the list with one engine: all of it or nothing. */
+/* Register the list with one engine: all of it or nothing. Called with the tables released
+ * (pinning large regions can take long): the regions are published at the end, under them. */
 static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t type,
                                   const nixl_reg_desc_t *descs, size_t count)
 {
@@ -33,7 +34,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
     nixl_region_t *regs = malloc(count * sizeof(*regs));
     nixl_status_t st = NIXL_SUCCESS;
     if (!mds || !regs) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("register_mem: %zu descriptors", count);
         goto out_free;
     }
     nixl_be_md_t **lb = mds + count;
@@ -46,6 +47,7 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
     }
     if (local) {
         nixl_be_mds_t view = {.base = mds, .stride = sizeof(*mds), .count = count};
+        nixl_err_arm();
         st = ops->load_local_md(b->eng, &view, lb);
         if (st != NIXL_SUCCESS) {
             if (nixl_err_unset())
@@ -65,8 +67,9 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
         /* One call for the whole list (blobs stay owned by the engine's mds). */
         nixl_be_blob_t *blobs = malloc(count * sizeof(*blobs));
         nixl_be_mds_t view = {.base = mds, .stride = sizeof(*mds), .count = count};
+        nixl_err_arm();
         st = blobs ? ops->get_public_blobs(b->eng, &view, blobs)
-                   : nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+                   : nixl_err_oom("public blobs of %zu regions", count);
         if (st != NIXL_SUCCESS) {
             if (nixl_err_unset())
                 nixl_err_set("%s gave no public blobs for the regions", b->name);
@@ -79,9 +82,11 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
         }
         free(blobs);
     }
+    agent_tables_take(a);
     st = nixl_section_insert(&a->local[b->index][type], regs, count);
     if (st != NIXL_SUCCESS) {
-        nixl_err_set("out of memory");
+        agent_tables_release(a);
+        nixl_err_oom("register_mem: %zu regions of %s", count, b->name);
         goto err_unload;
     }
     if (local) {
@@ -100,10 +105,12 @@ static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t
                 if (k >= 0)
                     nixl_section_remove(s, &idx, 1);
             }
-            nixl_err_set("out of memory");
+            agent_tables_release(a);
+            nixl_err_oom("register_mem: %zu loopback regions of %s", count, b->name);
             goto err_unload;
         }
     }
+    agent_tables_release(a);
     free(mds);
     free(regs);
     return NIXL_SUCCESS;
@@ -148,8 +155,12 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
     if (count == 0)
         goto out;
 
+    /* A backend that refuses the list while another takes it is no failure of the call. */
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
     unsigned done = 0;
     char first_reason[512] = "";
+    agent_tables_release(agent);
     for (unsigned e = 0; e < agent->num_engines; e++) {
         if (!(mask & (1u << e)))
             continue;
@@ -169,15 +180,18 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
         }
         NIXL_DEBUG("register_mem: %s refused the list: %s", b->name, nixl_last_error());
     }
+    agent_tables_take(agent);
     if (!done)
         st = nixl_err(NIXL_ERR_BACKEND, "register_mem: no backend registered the %zu "
                       "descriptor(s); %s", count, first_reason);
+    else
+        nixl_err_restore(&saved);
 out:
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 
-/* Deregister the list from one engine: all of it or nothing. */
+/* Deregister the list from one engine: all of it or nothing (tables locked). */
 static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t type,
                                     const nixl_reg_desc_t *descs, size_t count)
 {
@@ -188,7 +202,7 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
     nixl_be_md_t **mds = malloc(count * 2 * sizeof(*mds));
     nixl_status_t st = NIXL_SUCCESS;
     if (!idx || !taken || !mds) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("deregister_mem: %zu descriptors", count);
         goto out;
     }
     for (size_t i = 0; i < count; i++) {
@@ -224,7 +238,7 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
         size_t m = 0;
         bool *ltaken = calloc(lbs->count ? lbs->count : 1, sizeof(*ltaken));
         if (!ltaken) {
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("deregister_mem: %zu loopback regions", lbs->count);
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
@@ -252,12 +266,16 @@ static nixl_status_t deregister_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem
                 lidx[j - 1] = t;
             }
         nixl_section_remove(lbs, lidx, m);
+    }
+    nixl_section_remove(s, idx, n);
+    /* Unpublished: the engine lets go of them with the tables released. */
+    agent_tables_release(a);
+    if (b->info->caps & NIXL_BE_CAP_LOCAL)
         b->ops->unload_md(b->eng, &(nixl_be_mds_t){.base = mds + count, .stride = sizeof(*mds),
                                                    .count = n});
-    }
     b->ops->deregister_mem(b->eng,
                            &(nixl_be_mds_t){.base = mds, .stride = sizeof(*mds), .count = n});
-    nixl_section_remove(s, idx, n);
+    agent_tables_take(a);
 out:
     free(idx);
     free(taken);
@@ -290,6 +308,8 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
         goto out;
     }
     nixl_status_t last = NIXL_SUCCESS;
+    nixl_err_saved_t saved; /* deregister_mem and unload_md return nothing to check */
+    nixl_err_save(&saved);
     for (unsigned e = 0; e < agent->num_engines && count; e++) {
         if (!(mask & (1u << e)))
             continue;
@@ -298,8 +318,10 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
             last = est;
     }
     st = last;
+    if (st == NIXL_SUCCESS)
+        nixl_err_restore(&saved);
 out:
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 
@@ -367,9 +389,10 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
     nixl_backend_t *b = opt->backends[0];
     nixl_query_resp_t *raw = calloc(count ? count : 1, sizeof(*raw));
     if (!raw)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("query_mem: %zu descriptors", count);
     nixl_err_arm();
     st = b->ops->query_mem(b->eng, type, descs, count, raw);
+    nixl_err_settle(st);
     if (st == NIXL_ERR_NOT_SUPPORTED && nixl_err_unset())
         nixl_err_set("query_mem: backend %s cannot answer queries", b->name);
     else if (st != NIXL_SUCCESS && nixl_err_unset())
@@ -379,7 +402,7 @@ nixl_status_t nixl_agent_query_mem(nixl_agent_t *agent, nixl_mem_t type,
         if (packed)
             *out_resp = packed;
         else
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("query_mem: %zu answers", count);
     }
     query_raw_free(raw, count);
     return st;

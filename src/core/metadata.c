@@ -17,7 +17,7 @@ static nixl_status_t blob_out(nixl_buf_t *buf, void **out_blob, size_t *out_len)
 {
     if (buf->oom) {
         nixl_buf_free(buf);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory serializing metadata");
+        return nixl_err_oom("serializing metadata");
     }
     *out_blob = nixl_buf_take(buf, out_len);
     return NIXL_SUCCESS;
@@ -118,7 +118,7 @@ nixl_status_t nixl_agent_get_local_partial_md(nixl_agent_t *agent, nixl_mem_t ty
     /* Find every descriptor's region first: nothing is written unless all are registered. */
     size_t *found = count ? malloc(count * NIXL_MAX_ENGINES * sizeof(*found)) : NULL;
     if (count && !found) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("get_local_partial_md: %zu descriptors", count);
         goto out;
     }
     size_t conns = 0, sections = 0;
@@ -185,17 +185,40 @@ typedef struct staged {
     bool loaded;         /* the engine holds metadata for them */
 } staged_t;
 
+/*
+ * A load runs in a control call with the tables released while the engines work (loading
+ * connection info can mean dialing the peer): what it adds is staged here and installed in
+ * one step under the write lock (load_commit), so the data path never sees half a load.
+ */
 typedef struct load_ctx {
     nixl_agent_t *a;
     nixl_peer_t *peer;
-    bool created;        /* the peer did not exist before this load */
-    uint32_t conn_added; /* engines whose connection info this load added */
+    bool created;        /* the peer did not exist before this load: not in the table yet */
+    uint32_t conn_added; /* engines whose connection info this load added (staged below) */
+    bool committed;      /* the staged connection info is installed in the peer */
+    peer_conn_state_t conn[NIXL_MAX_ENGINES];
+    uint8_t *conn_info[NIXL_MAX_ENGINES];
+    size_t conn_len[NIXL_MAX_ENGINES];
     nixl_desc_t *descs;  /* staging arrays, one slot per region of the blob */
     nixl_be_blob_t *blobs;
     nixl_be_md_t **mds;
     staged_t *staged;
     size_t num_staged, num_descs;
 } load_ctx_t;
+
+/* The state of engine `e` for the peer, this load's staged changes included. */
+static peer_conn_state_t ctx_conn(const load_ctx_t *c, unsigned e)
+{
+    return (c->conn_added & (1u << e)) ? c->conn[e] : c->peer->conn[e];
+}
+
+static bool ctx_conn_same(const load_ctx_t *c, unsigned e, const nixl_md_conn_t *conn)
+{
+    bool staged = c->conn_added & (1u << e);
+    const uint8_t *info = staged ? c->conn_info[e] : c->peer->conn_info[e];
+    size_t len = staged ? c->conn_len[e] : c->peer->conn_len[e];
+    return len == conn->info_len && memcmp(info, conn->info, len) == 0;
+}
 
 static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
 {
@@ -213,19 +236,18 @@ static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
             continue;
         }
         unsigned e = b->index;
-        if (p->conn[e] != PEER_CONN_NONE) {
-            if (p->conn_len[e] != conn->info_len ||
-                memcmp(p->conn_info[e], conn->info, conn->info_len) != 0)
+        if (ctx_conn(c, e) != PEER_CONN_NONE) {
+            if (!ctx_conn_same(c, e, conn))
                 return nixl_err(NIXL_ERR_NOT_ALLOWED,
                                 "load_remote_md: agent '%s' sent new %s connection info while "
                                 "the old is loaded (a restarted peer must be invalidated first)",
                                 p->name, b->name);
-            usable += p->conn[e] == PEER_CONN_LOADED;
+            usable += ctx_conn(c, e) == PEER_CONN_LOADED;
             continue;
         }
         uint8_t *copy = malloc(conn->info_len);
         if (!copy)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("load_remote_md: connection info of '%s'", p->name);
         memcpy(copy, conn->info, conn->info_len);
         nixl_err_arm();
         nixl_status_t st = b->ops->load_remote_conn(b->eng, p->name, conn->info, conn->info_len);
@@ -234,9 +256,9 @@ static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
                 nixl_err_set("no reason given");
             NIXL_INFO("agent '%s' is not reachable through %s: %s", p->name, b->name,
                       nixl_last_error());
-            p->conn[e] = PEER_CONN_UNREACHABLE;
+            c->conn[e] = PEER_CONN_UNREACHABLE;
         } else if (st == NIXL_SUCCESS) {
-            p->conn[e] = PEER_CONN_LOADED;
+            c->conn[e] = PEER_CONN_LOADED;
             usable++;
         } else {
             free(copy);
@@ -244,14 +266,14 @@ static nixl_status_t load_conns(load_ctx_t *c, const nixl_md_view_t *v)
                             p->name);
             return st;
         }
-        p->conn_info[e] = copy;
-        p->conn_len[e] = conn->info_len;
+        c->conn_info[e] = copy;
+        c->conn_len[e] = conn->info_len;
         c->conn_added |= 1u << e;
     }
     if (v->num_conns && !usable) {
         bool any_loaded = false;
         for (unsigned e = 0; e < c->a->num_engines; e++)
-            any_loaded = any_loaded || p->conn[e] == PEER_CONN_LOADED;
+            any_loaded = any_loaded || ctx_conn(c, e) == PEER_CONN_LOADED;
         if (!any_loaded)
             return nixl_err(NIXL_ERR_BACKEND,
                             "load_remote_md: no backend of agent '%s' can reach agent '%s' "
@@ -315,9 +337,9 @@ static nixl_status_t stage_section(load_ctx_t *c, const nixl_md_view_t *v,
     if (!sec->count)
         return nixl_err(NIXL_ERR_NOT_FOUND, "load_remote_md: agent '%s' sent an empty %s section",
                         p->name, b->name);
-    if (p->conn[b->index] == PEER_CONN_UNREACHABLE)
+    if (ctx_conn(c, b->index) == PEER_CONN_UNREACHABLE)
         return NIXL_SUCCESS;
-    if (p->conn[b->index] == PEER_CONN_NONE)
+    if (ctx_conn(c, b->index) == PEER_CONN_NONE)
         return nixl_err(NIXL_ERR_NOT_FOUND,
                         "load_remote_md: regions of agent '%s' for %s arrived before its "
                         "connection info (load metadata that includes connection info first)",
@@ -366,7 +388,7 @@ static nixl_status_t stage_section(load_ctx_t *c, const nixl_md_view_t *v,
         nixl_be_blob_t *tb = malloc(st->count * sizeof(*tb));
         if (!order || !td || !tb) {
             free(order), free(td), free(tb);
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("load_remote_md: sorting %zu regions", st->count);
         }
         for (size_t i = 0; i < st->count; i++)
             order[i] = st->first + i;
@@ -413,7 +435,7 @@ static nixl_status_t commit_staged(load_ctx_t *c)
     if (bytes) {
         arena = malloc(sizeof(*arena) + bytes);
         if (!arena)
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("load_remote_md: %zu bytes of region blobs", bytes);
     }
     size_t max = 0;
     for (size_t s = 0; s < c->num_staged; s++)
@@ -421,7 +443,7 @@ static nixl_status_t commit_staged(load_ctx_t *c)
     nixl_region_t *regs = malloc((max ? max : 1) * sizeof(*regs));
     if (!regs) {
         free(arena);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("load_remote_md: %zu regions", max);
     }
     uint8_t *w = arena ? arena->data : NULL;
     nixl_status_t st = NIXL_SUCCESS;
@@ -446,7 +468,7 @@ static nixl_status_t commit_staged(load_ctx_t *c)
         if (st == NIXL_SUCCESS)
             sg->loaded = false; /* owned by the section now */
         else
-            nixl_err_set("out of memory");
+            nixl_err_oom("load_remote_md: %zu regions", sg->count);
     }
     free(regs);
     if (arena) {
@@ -456,6 +478,29 @@ static nixl_status_t commit_staged(load_ctx_t *c)
     return st;
 }
 
+/* Install the load (tables locked): connection info, then regions, then a new peer in the
+ * table. When memory runs short halfway, what is installed of a known peer stays (it is
+ * consistent: regions only of engines whose connection info is in); a new peer stays out. */
+static nixl_status_t load_commit(load_ctx_t *c)
+{
+    nixl_peer_t *p = c->peer;
+    for (unsigned e = 0; e < c->a->num_engines; e++) {
+        if (!(c->conn_added & (1u << e)))
+            continue;
+        p->conn[e] = c->conn[e];
+        p->conn_info[e] = c->conn_info[e];
+        p->conn_len[e] = c->conn_len[e];
+        c->conn_info[e] = NULL;
+    }
+    c->committed = true;
+    nixl_status_t st = commit_staged(c);
+    if (st == NIXL_SUCCESS && c->created && !peer_insert(c->a, p))
+        st = nixl_err_oom("load_remote_md: the peer table for '%s'", p->name);
+    return st;
+}
+
+/* Give back what the engines took for a load that failed (tables released: none of it is
+ * published, but for the part of a known peer that load_commit installed). */
 static void load_rollback(load_ctx_t *c)
 {
     for (size_t s = 0; s < c->num_staged; s++) {
@@ -466,19 +511,17 @@ static void load_rollback(load_ctx_t *c)
                                                         .stride = sizeof(*c->mds),
                                                         .count = sg->count});
     }
-    if (c->created) {
-        peer_remove(c->a, c->peer);
-        return;
-    }
-    for (unsigned e = 0; e < c->a->num_engines; e++) {
+    for (unsigned e = 0; e < c->a->num_engines && !c->committed; e++) {
         if (!(c->conn_added & (1u << e)))
             continue;
-        if (c->peer->conn[e] == PEER_CONN_LOADED)
+        if (c->conn[e] == PEER_CONN_LOADED)
             c->a->engines[e]->ops->disconnect(c->a->engines[e]->eng, c->peer->name);
-        c->peer->conn[e] = PEER_CONN_NONE;
-        free(c->peer->conn_info[e]);
-        c->peer->conn_info[e] = NULL;
-        c->peer->conn_len[e] = 0;
+        free(c->conn_info[e]);
+        c->conn_info[e] = NULL;
+    }
+    if (c->created) {
+        peer_unload(c->a, c->peer);
+        peer_unref(c->peer);
     }
 }
 
@@ -502,7 +545,7 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
     char *name_copy = NULL;
     if (out_name && !(name_copy = strdup(name))) {
         nixl_md_view_free(&v);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("load_remote_md: agent name");
     }
 
     /* The staging arrays live for this call only: per-thread scratch, one block. */
@@ -518,11 +561,19 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         c.staged = (staged_t *)(c.mds + n);
     }
     if (!block) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("load_remote_md: %zu regions", v.num_regions);
         goto out_free;
     }
 
+    /* An engine that cannot reach the peer (another host for SHM) is no failure of the load,
+     * nor is an old incarnation of the peer found gone. */
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
+    /* A control call, with the tables released while the engines work (asking whether an old
+     * incarnation is gone, dialing the peer): transfers to other peers go on meanwhile. The
+     * tables can be read without their lock: only control calls change them. */
     agent_wrlock(agent);
+    agent_tables_release(agent);
     if (!strcmp(name, agent->name)) {
         st = nixl_err(NIXL_ERR_INVALID_PARAM,
                       "load_remote_md: the metadata is agent '%s''s own", name);
@@ -531,14 +582,16 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
     c.peer = peer_find(agent, name);
     if (c.peer && conn_changed(agent, c.peer, &v) && peer_gone(agent, c.peer)) {
         NIXL_INFO("agent '%s': '%s' restarted; its old metadata is replaced", agent->name, name);
+        agent_tables_take(agent);
         peer_remove(agent, c.peer);
+        agent_tables_release(agent);
         c.peer = NULL;
     }
     if (!c.peer) {
-        c.peer = peer_create(agent, name);
+        c.peer = peer_alloc(name);
         c.created = true;
         if (!c.peer) {
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("load_remote_md: agent '%s'", name);
             goto out_unlock;
         }
     }
@@ -556,15 +609,21 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         else
             nixl_err_prefix("load_remote_md: %s refused regions of '%s'", sg->engine->name, name);
     }
-    if (st == NIXL_SUCCESS)
-        st = commit_staged(&c);
-    if (st != NIXL_SUCCESS)
+    if (st == NIXL_SUCCESS) {
+        agent_tables_take(agent);
+        st = load_commit(&c);
+        agent_tables_release(agent);
+    }
+    if (st != NIXL_SUCCESS) {
         load_rollback(&c);
-    else
+    } else {
+        nixl_err_restore(&saved);
         NIXL_DEBUG("agent '%s': loaded metadata of '%s' (%zu new regions)", agent->name, name,
                    c.num_descs);
+    }
 out_unlock:
-    agent_unlock(agent);
+    agent_tables_take(agent);
+    agent_wrunlock(agent);
 out_free:
     nixl_scratch_trim();
     nixl_md_view_free(&v);
@@ -586,13 +645,17 @@ nixl_status_t nixl_agent_invalidate_remote_md(nixl_agent_t *agent, const char *n
         st = nixl_err(NIXL_ERR_INVALID_PARAM, "invalidate_remote_md: '%s' is this agent", name);
     } else {
         nixl_peer_t *p = peer_find(agent, name);
-        if (p)
-            peer_remove(agent, p);
-        else
+        nixl_err_saved_t saved; /* unload_md and disconnect report nothing to check */
+        nixl_err_save(&saved);
+        if (p) {
+            peer_remove(agent, p); /* the engines let go with the tables released */
+            nixl_err_restore(&saved);
+        } else {
             st = nixl_err(NIXL_ERR_NOT_FOUND, "invalidate_remote_md: no metadata of '%s' is loaded",
                           name);
+        }
     }
-    agent_unlock(agent);
+    agent_wrunlock(agent);
     return st;
 }
 
@@ -653,7 +716,10 @@ nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const char *name,
 {
     if (!agent || !name)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "make_connection: agent and name are required");
+    /* A control call that changes no table: the engines connect with the tables released,
+     * so transfers go on meanwhile, and ctl_lock keeps the peer from going away. */
     agent_wrlock(agent);
+    agent_tables_release(agent);
     uint32_t mask;
     bool hinted;
     nixl_status_t st = engines_from_opt(agent, opt, &mask, &hinted);
@@ -680,11 +746,13 @@ nixl_status_t nixl_agent_make_connection(nixl_agent_t *agent, const char *name,
             nixl_err_prefix("make_connection: %s to '%s'", b->name, name);
             goto out;
         }
+        nixl_err_settle(st);
     }
     if (!tried)
         st = nixl_err(NIXL_ERR_BACKEND, "make_connection: none of the given backends has "
                       "connection info of '%s'", name);
 out:
-    agent_unlock(agent);
+    agent_tables_take(agent);
+    agent_wrunlock(agent);
     return st;
 }

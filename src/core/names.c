@@ -6,25 +6,27 @@
 #include "error.h"
 #include "nixl.h"
 
+/* Both from NIXL_STATUS_MAP (nixl.h): a status is listed there and nowhere else. */
 const char *nixl_status_str(nixl_status_t status)
 {
     switch (status) {
-    case NIXL_IN_PROG: return "NIXL_IN_PROG";
-    case NIXL_SUCCESS: return "NIXL_SUCCESS";
-    case NIXL_ERR_NOT_POSTED: return "NIXL_ERR_NOT_POSTED";
-    case NIXL_ERR_INVALID_PARAM: return "NIXL_ERR_INVALID_PARAM";
-    case NIXL_ERR_BACKEND: return "NIXL_ERR_BACKEND";
-    case NIXL_ERR_NOT_FOUND: return "NIXL_ERR_NOT_FOUND";
-    case NIXL_ERR_MISMATCH: return "NIXL_ERR_MISMATCH";
-    case NIXL_ERR_NOT_ALLOWED: return "NIXL_ERR_NOT_ALLOWED";
-    case NIXL_ERR_REPOST_ACTIVE: return "NIXL_ERR_REPOST_ACTIVE";
-    case NIXL_ERR_UNKNOWN: return "NIXL_ERR_UNKNOWN";
-    case NIXL_ERR_NOT_SUPPORTED: return "NIXL_ERR_NOT_SUPPORTED";
-    case NIXL_ERR_REMOTE_DISCONNECT: return "NIXL_ERR_REMOTE_DISCONNECT";
-    case NIXL_ERR_CANCELED: return "NIXL_ERR_CANCELED";
-    case NIXL_ERR_NO_TELEMETRY: return "NIXL_ERR_NO_TELEMETRY";
+#define STATUS_NAME_(name, value, message)                                                      \
+    case NIXL_##name: return "NIXL_" #name;
+        NIXL_STATUS_MAP(STATUS_NAME_)
+#undef STATUS_NAME_
     }
     return "BAD_STATUS";
+}
+
+const char *nixl_status_message(nixl_status_t status)
+{
+    switch (status) {
+#define STATUS_MESSAGE_(name, value, message)                                                   \
+    case NIXL_##name: return message;
+        NIXL_STATUS_MAP(STATUS_MESSAGE_)
+#undef STATUS_MESSAGE_
+    }
+    return "unknown status";
 }
 
 const char *nixl_mem_str(nixl_mem_t type)

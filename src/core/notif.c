@@ -78,7 +78,9 @@ nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *
         if (!(mask & (1u << e)))
             continue;
         nixl_backend_t *b = agent->engines[e];
+        nixl_err_arm();
         nixl_status_t pst = b->ops->progress(b->eng);
+        nixl_err_settle(pst);
         if (pst != NIXL_SUCCESS) {
             NIXL_WARN("get_notifs: %s: %s", b->name, nixl_last_error());
             last = pst;
@@ -112,7 +114,7 @@ nixl_status_t nixl_agent_get_notifs(nixl_agent_t *agent, const nixl_opt_args_t *
             b->notif_head = heads[e];
             pthread_mutex_unlock(&b->notif_lock);
         }
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("get_notifs: %zu notifications", count);
     }
     l->count = count;
     l->items = (nixl_notif_t *)(l + 1);
@@ -155,32 +157,35 @@ nixl_status_t nixl_agent_gen_notif(nixl_agent_t *agent, const char *remote_agent
     bool self = !strcmp(remote_agent, agent->name);
     if (!self) {
         peer = peer_find(agent, remote_agent);
-        if (peer)
+        if (peer) {
+            peer_ref(peer); /* for peer_lost after the lock */
             generation = peer->generation;
+        }
     }
-    st = nixl_err(NIXL_ERR_NOT_FOUND, self ? "gen_notif: no backend can notify this agent itself"
-                                           : "gen_notif: no connection info of '%s' is loaded",
-                  remote_agent);
-    for (size_t k = 0; k < n; k++) {
+    bool tried = false;
+    for (size_t k = 0; k < n && !tried; k++) {
         nixl_backend_t *b = agent->engines[order[k]];
         bool usable = self ? (b->info->caps & NIXL_BE_CAP_LOCAL) != 0
                            : peer && peer->conn[b->index] == PEER_CONN_LOADED;
         if (!usable)
             continue;
+        tried = true;
         nixl_err_arm();
         st = b->ops->gen_notif(b->eng, remote_agent, msg, len);
         if (st != NIXL_SUCCESS)
             nixl_err_prefix("gen_notif: %s to '%s'", b->name, remote_agent);
-        break;
+        else
+            nixl_err_settle(st);
     }
+    if (!tried)
+        st = nixl_err(NIXL_ERR_NOT_FOUND, self ? "gen_notif: no backend can notify this agent "
+                                                 "itself"
+                                               : "gen_notif: no connection info of '%s' is loaded",
+                      remote_agent);
 out:
     agent_unlock(agent);
-    if (st == NIXL_ERR_REMOTE_DISCONNECT && peer) {
-        /* the same recovery as a failed transfer: forget the peer's metadata */
-        agent_wrlock(agent);
-        if (peer_find(agent, remote_agent) == peer && peer->generation == generation)
-            peer_remove(agent, peer);
-        agent_unlock(agent);
-    }
+    if (st == NIXL_ERR_REMOTE_DISCONNECT && peer)
+        peer_lost(agent, peer, generation); /* the same recovery as a failed transfer */
+    peer_unref(peer);
     return st;
 }

@@ -193,7 +193,7 @@ static nixl_status_t load_file(const char *name, nixl_plugin_rec_t *rec)
 {
     char *dir = nixl_plugin_dir();
     if (!dir)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("the plugin directory of %s", name);
     char path[PATH_MAX];
     int n = snprintf(path, sizeof(path), "%s/" PLUGIN_PREFIX "%s" PLUGIN_SUFFIX, dir, name);
     free(dir);
@@ -377,7 +377,7 @@ nixl_status_t nixl_plugin_list(char ***out, size_t *count)
     set_free(&have);
     set_free(&found);
     if (!arr)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory listing plugins");
+        return nixl_err_oom("listing plugins");
     *out = arr;
     *count = total;
     return NIXL_SUCCESS;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "error.h"
 
 int nixl_region_cmp(const nixl_region_t *a, const nixl_region_t *b)
 {
@@ -96,7 +97,7 @@ nixl_status_t nixl_section_insert(nixl_section_t *s, const nixl_region_t *items,
     if (n == 0)
         return NIXL_SUCCESS;
     if (n > SIZE_MAX / 2 - s->count || !section_grow(s, s->count + n))
-        return NIXL_ERR_UNKNOWN;
+        return NIXL_ERR_OOM;
 
     if (n == 1) {
         size_t pos = lower_bound(s, &items[0]);
@@ -114,7 +115,7 @@ nixl_status_t nixl_section_insert(nixl_section_t *s, const nixl_region_t *items,
     if (!is_sorted(items, n)) {
         batch = malloc(n * sizeof(*batch));
         if (!batch)
-            return NIXL_ERR_UNKNOWN;
+            return NIXL_ERR_OOM;
         memcpy(batch, items, n * sizeof(*batch));
         qsort(batch, n, sizeof(*batch), region_qsort_cmp);
         sorted = batch;

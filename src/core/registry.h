@@ -62,7 +62,7 @@ int nixl_region_cmp(const nixl_region_t *a, const nixl_region_t *b);
 void nixl_section_init(nixl_section_t *s);
 void nixl_section_free(nixl_section_t *s);
 
-/* Insert `n` regions (any order; duplicates are kept). NIXL_ERR_UNKNOWN if memory is short
+/* Insert `n` regions (any order; duplicates are kept). NIXL_ERR_OOM if memory is short
  * (the section is unchanged then). */
 nixl_status_t nixl_section_insert(nixl_section_t *s, const nixl_region_t *items, size_t n);
 

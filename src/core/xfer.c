@@ -1,6 +1,8 @@
 /* xfer.c - prepared lists, transfer requests and their state machine (reference 6.1-6.10). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent_impl.h"
 #include "error.h"
@@ -40,20 +42,73 @@ static void req_free(nixl_xfer_req_t *r)
     free(r);
 }
 
-void xfer_release_all(nixl_agent_t *a)
+/* How long destroy keeps asking an engine to let go of a request it refuses to release. */
+#define DESTROY_RELEASE_WAIT_MS 30000
+#define DESTROY_RELEASE_RETRY_US 10000
+
+/* "request 0x... (POSIX, WRITE of 3 descriptor(s) with 'peer')" for the log. */
+static void req_describe(const nixl_xfer_req_t *r, char *buf, size_t size)
 {
+    snprintf(buf, size, "request %p (%s, %s of %zu descriptor(s) with '%s')", (void *)r,
+             r->engine->name, nixl_op_str(r->op), r->count, r->peer->name);
+}
+
+static nixl_status_t req_release_once(nixl_xfer_req_t *r)
+{
+    nixl_err_arm();
+    nixl_status_t st = r->engine->ops->release_req(r->engine->eng, r->be_req);
+    if (st != NIXL_SUCCESS && nixl_err_unset())
+        nixl_err_set("%s gave no reason", r->engine->name);
+    return st;
+}
+
+uint32_t xfer_release_all(nixl_agent_t *a)
+{
+    /* The list is newest first: release in that order; the refused ones move to `held`. */
+    nixl_list_node_t *held = NULL;
     while (a->reqs) {
         nixl_xfer_req_t *r = nixl_list_entry(a->reqs, nixl_xfer_req_t, node);
         nixl_list_remove(&a->reqs, &r->node);
-        if (r->be_req && r->engine->ops->release_req(r->engine->eng, r->be_req) != NIXL_SUCCESS)
-            NIXL_WARN("agent '%s': a transfer could not be aborted at destroy", a->name);
-        req_free(r);
+        if (req_release_once(r) == NIXL_SUCCESS) {
+            req_free(r);
+            continue;
+        }
+        char what[256];
+        req_describe(r, what, sizeof(what));
+        NIXL_WARN("agent '%s': destroy: %s could not be released yet (%s); retrying for up to "
+                  "%d ms", a->name, what, nixl_last_error(), DESTROY_RELEASE_WAIT_MS);
+        nixl_list_push(&held, &r->node);
+    }
+    /* Never free what an engine still uses: ask again until it lets go, for a while. */
+    uint64_t deadline = nixl_now_ns() + (uint64_t)DESTROY_RELEASE_WAIT_MS * 1000000u;
+    while (held && nixl_now_ns() < deadline) {
+        struct timespec pause = {0, DESTROY_RELEASE_RETRY_US * 1000L};
+        nanosleep(&pause, NULL);
+        for (nixl_list_node_t *n = held, *next; n; n = next) {
+            next = n->next;
+            nixl_xfer_req_t *r = nixl_list_entry(n, nixl_xfer_req_t, node);
+            if (req_release_once(r) != NIXL_SUCCESS)
+                continue;
+            nixl_list_remove(&held, n);
+            req_free(r);
+        }
+    }
+    uint32_t stuck = 0;
+    for (nixl_list_node_t *n = held; n; n = n->next) {
+        nixl_xfer_req_t *r = nixl_list_entry(n, nixl_xfer_req_t, node);
+        char what[256];
+        req_describe(r, what, sizeof(what));
+        NIXL_ERROR("agent '%s': destroy: %s is still refused after %d ms (%s); it and its %s "
+                   "engine are left alive rather than freed under the engine", a->name, what,
+                   DESTROY_RELEASE_WAIT_MS, nixl_last_error(), r->engine->name);
+        stuck |= 1u << r->engine->index;
     }
     while (a->dlists) {
         nixl_dlist_t *d = nixl_list_entry(a->dlists, nixl_dlist_t, node);
         nixl_list_remove(&a->dlists, &d->node);
         dlist_free(d);
     }
+    return stuck;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -176,7 +231,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
         goto out;
     d = calloc(1, sizeof(*d));
     if (!d) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("prep_xfer_dlist");
         goto out;
     }
     unsigned tried = 0;
@@ -188,7 +243,7 @@ nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_
         tried++;
         nixl_be_desc_t *r = malloc(count * sizeof(*r));
         if (!r) {
-            st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            st = nixl_err_oom("prep_xfer_dlist: %zu descriptors", count);
             goto out;
         }
         size_t b = 0;
@@ -271,7 +326,7 @@ static nixl_status_t req_notif_from_opt(nixl_xfer_req_t *r, const nixl_opt_args_
         if (opt->notif_len) {
             copy = malloc(opt->notif_len);
             if (!copy)
-                return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+                return nixl_err_oom("a %zu-byte notification", opt->notif_len);
             memcpy(copy, opt->notif, opt->notif_len);
         }
     }
@@ -307,6 +362,7 @@ static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_
             nixl_err_set("%s could not prepare the transfer", r->engine->name);
         return st;
     }
+    nixl_err_settle(st);
     r->agent = a;
     r->count = n;
     atomic_init(&r->status, NIXL_ERR_NOT_POSTED);
@@ -367,7 +423,7 @@ nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
     unsigned e = order[0];
     r = req_alloc(local_count, &ld, &rd);
     if (!r) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("a request of %zu descriptors", local_count);
         goto out;
     }
     r->engine = agent->engines[e];
@@ -478,22 +534,25 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
     size_t n_engines = engines_ordered(agent, opt, mask, order);
     r = req_alloc(local_count, &ld, &rd);
     if (!r) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("a request of %zu descriptors", local_count);
         goto out;
     }
     r->peer = peer;
     r->generation = peer->generation;
     r->op = op;
     r->total_bytes = bytes;
+    /* Engines that do not fit before the one that takes the request leave no reason behind. */
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
+    bool tried = false;
     st = NIXL_ERR_NOT_FOUND;
-    nixl_err_set("create_xfer_req: no backend has %s regions on both sides (local and '%s')",
-                 nixl_mem_str(local_type), remote_agent);
     for (size_t k = 0; k < n_engines; k++) {
         unsigned e = order[k];
         const nixl_section_t *ls = side_section(agent, NULL, e, local_type);
         const nixl_section_t *rs = side_section(agent, peer, e, remote_type);
         if (!ls || !rs || !ls->count || !rs->count)
             continue;
+        tried = true;
         size_t bad = 0;
         bool bad_remote = false;
         if (!resolve_pair(ls, rs, local, remote, local_count, ld, rd, &bad, &bad_remote)) {
@@ -513,9 +572,13 @@ nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
                    nixl_last_error());
     }
     if (st == NIXL_SUCCESS) {
+        nixl_err_restore(&saved);
         *out = r;
         r = NULL;
     } else {
+        if (!tried)
+            nixl_err_set("no backend has %s regions on both sides (local and '%s')",
+                         nixl_mem_str(local_type), remote_agent);
         nixl_err_prefix("create_xfer_req");
     }
 out:
@@ -527,21 +590,6 @@ out:
         free(r);
     }
     return st;
-}
-
-/* The peer is gone: forget its metadata so that the user reloads it (generation-checked). */
-static void peer_lost(nixl_agent_t *a, nixl_peer_t *peer, uint64_t generation)
-{
-    if (peer->is_self)
-        return;
-    agent_wrlock(a);
-    if (atomic_load(&peer->valid) && peer->generation == generation &&
-        peer_find(a, peer->name) == peer) {
-        NIXL_INFO("agent '%s': peer '%s' disconnected; its metadata is invalidated", a->name,
-                  peer->name);
-        peer_remove(a, peer);
-    }
-    agent_unlock(a);
 }
 
 static nixl_status_t req_stale(const nixl_xfer_req_t *r)
@@ -569,7 +617,10 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     if (st != NIXL_SUCCESS)
         goto out;
     if (atomic_load(&req->status) == NIXL_IN_PROG) {
+        nixl_err_arm();
         st = ops->check_xfer(req->engine->eng, req->be_req);
+        if (st != NIXL_ERR_REMOTE_DISCONNECT)
+            nixl_err_undo(); /* how the previous run ended is not this post's failure */
         if (st == NIXL_IN_PROG) {
             st = nixl_err(NIXL_ERR_REPOST_ACTIVE, "post_xfer_req: the previous post is still "
                                                   "in progress");
@@ -600,6 +651,7 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     }
     if (st < 0 && nixl_err_unset())
         nixl_err_set("%s failed to post the transfer", req->engine->name);
+    nixl_err_settle(st);
 out:
     agent_unlock(agent);
     if (st == NIXL_ERR_REMOTE_DISCONNECT)
@@ -621,6 +673,7 @@ nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *r
         st = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
         if (st < 0 && nixl_err_unset())
             nixl_err_set("%s reports the transfer failed", req->engine->name);
+        nixl_err_settle(st);
         if (st != NIXL_IN_PROG) {
             if (st == NIXL_SUCCESS && agent->telemetry)
                 req->done_ns = nixl_now_ns();
@@ -640,23 +693,21 @@ nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *
     if (!req_mine(agent, req))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "release_xfer_req: foreign request");
     agent_rdlock(agent);
-    const nixl_be_ops_t *ops = req->engine->ops;
-    nixl_status_t st = NIXL_SUCCESS;
     if (atomic_load(&req->status) == NIXL_IN_PROG) {
-        nixl_status_t now = ops->check_xfer(req->engine->eng, req->be_req);
+        nixl_err_arm();
+        nixl_status_t now = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
+        nixl_err_undo(); /* how the transfer ended is not the release's failure */
         atomic_store(&req->status, now);
     }
-    nixl_err_arm();
-    st = ops->release_req(req->engine->eng, req->be_req);
-    if (st != NIXL_SUCCESS && nixl_err_unset())
-        nixl_err_set("%s gave no reason", req->engine->name);
+    nixl_status_t st = req_release_once(req);
     agent_unlock(agent);
     if (st != NIXL_SUCCESS) {
-        if (atomic_load(&req->status) == NIXL_IN_PROG)
-            return nixl_err(NIXL_ERR_REPOST_ACTIVE,
-                            "release_xfer_req: %s could not abort the transfer in flight (%s); "
-                            "the request is still valid", req->engine->name, nixl_last_error());
-        NIXL_WARN("release_xfer_req: %s: %s", req->engine->name, nixl_last_error());
+        /* The engine could not stop the transfer: freeing the request now would pull it from
+         * under the engine (and the kernel may still be writing into the user's memory). */
+        nixl_err_prefix("release_xfer_req: %s could not stop the transfer (%s); the request "
+                        "stays valid: release it again later", req->engine->name,
+                        nixl_status_str(st));
+        return NIXL_ERR_REPOST_ACTIVE;
     }
     handle_unlink(agent, &agent->reqs, &req->node);
     req_free(req);
@@ -686,6 +737,7 @@ nixl_status_t nixl_agent_estimate_xfer_cost(nixl_agent_t *agent, const nixl_xfer
         nixl_cost_t c = NIXL_COST_ANALYTICAL_BACKEND;
         nixl_err_arm();
         st = req->engine->ops->estimate_cost(req->engine->eng, req->be_req, &d, &m, &c);
+        nixl_err_settle(st);
         if (st == NIXL_SUCCESS) {
             *out_duration_us = d;
             *out_err_margin_us = m;

@@ -432,8 +432,7 @@ nixl_status_t nixl_md_decode(const void *blob, size_t len, nixl_md_view_t *out)
     if (conns_sz + secs_sz + regs_sz) {
         uint8_t *mem = malloc(conns_sz + secs_sz + regs_sz);
         if (!mem)
-            return nixl_err(NIXL_ERR_UNKNOWN, "metadata: out of memory for %zu regions",
-                            v.num_regions);
+            return nixl_err_oom("metadata of %zu regions", v.num_regions);
         v.conns = (nixl_md_conn_t *)mem;
         v.sections = (nixl_md_section_t *)(mem + conns_sz);
         v.regions = (nixl_md_region_t *)(mem + conns_sz + secs_sz);
@@ -534,13 +533,13 @@ nixl_status_t nixl_any_dlist_decode(const void *data, size_t len, nixl_mem_t *ou
                             r.len - r.pos, r.pos);
         descs = malloc(alloc_n * sizeof(*descs));
         if (!descs)
-            return nixl_err(NIXL_ERR_UNKNOWN, "%s: out of memory for %zu descriptors", DL, count);
+            return nixl_err_oom("%s of %zu descriptors", DL, count);
         if (count)
             memcpy(descs, p, count * DESC_LEN);
     } else {
         reg = malloc(alloc_n * sizeof(*reg));
         if (!reg)
-            return nixl_err(NIXL_ERR_UNKNOWN, "%s: out of memory for %zu descriptors", DL, count);
+            return nixl_err_oom("%s of %zu descriptors", DL, count);
         for (size_t i = 0; i < count; i++) {
             at = r.pos;
             if ((st = rd_rec(&r, DL, "", 0, "descriptor", &p, &n)) != NIXL_SUCCESS)

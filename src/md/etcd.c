@@ -94,8 +94,8 @@ static nixl_status_t put_kv(nixl_etcd_t *e, const etcd_kv_t *kv, char *why)
 {
     char *key = etcd_key(e, e->agent, kv->label);
     json_object *req = json_object_new_object(), *resp = NULL;
-    nixl_status_t st = NIXL_ERR_UNKNOWN;
-    snprintf(why, ETCD_WHY, "out of memory");
+    nixl_status_t st = NIXL_ERR_OOM;
+    snprintf(why, ETCD_WHY, NIXL_OOM_REASON);
     if (key && req && etcd_json_add_b64(req, "key", key, strlen(key)) &&
         etcd_json_add_b64(req, "value", kv->val, kv->len)) {
         if (e->lease)
@@ -115,8 +115,8 @@ static nixl_status_t delete_all(nixl_etcd_t *e, char *why)
 {
     char *end = etcd_prefix_end(e->prefix);
     json_object *req = json_object_new_object(), *resp = NULL;
-    nixl_status_t st = NIXL_ERR_UNKNOWN;
-    snprintf(why, ETCD_WHY, "out of memory");
+    nixl_status_t st = NIXL_ERR_OOM;
+    snprintf(why, ETCD_WHY, NIXL_OOM_REASON);
     if (end && req && etcd_json_add_b64(req, "key", e->prefix, strlen(e->prefix)) &&
         etcd_json_add_b64(req, "range_end", end, strlen(end)))
         st = etcd_call(&e->http, "/v3/kv/deleterange", req, &resp, why);
@@ -254,14 +254,14 @@ static nixl_status_t enqueue(nixl_etcd_t *e, etcd_task_kind_t kind, const char *
 {
     etcd_task_t *t = calloc(1, sizeof(*t));
     if (!t)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("etcd task");
     t->kind = kind;
     t->arg = arg ? strdup(arg) : NULL;
     t->label = label ? strdup(label) : NULL;
     t->blob = len ? malloc(len) : NULL;
     if ((arg && !t->arg) || (label && !t->label) || (len && !t->blob)) {
         task_free(t);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("etcd task");
     }
     if (len)
         memcpy(t->blob, blob, len);
@@ -326,9 +326,7 @@ nixl_status_t nixl_etcd_create(const char *agent_name, uint64_t watch_timeout_us
         return nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_ETCD_ENDPOINTS is empty");
     }
     st = nixl_config_u64("NIXL_ETCD_LEASE_TTL_S", &ttl);
-    if (st == NIXL_ERR_NOT_FOUND)
-        st = NIXL_SUCCESS;
-    else if (st == NIXL_SUCCESS && ttl > 86400)
+    if (st == NIXL_SUCCESS && ttl > 86400)
         st = nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_ETCD_LEASE_TTL_S=%llu is over a day",
                       (unsigned long long)ttl);
     nixl_etcd_t *e = NULL;
@@ -337,7 +335,7 @@ nixl_status_t nixl_etcd_create(const char *agent_name, uint64_t watch_timeout_us
     pthread_once(&curl_once, curl_init_once);
     e = calloc(1, sizeof(*e));
     if (!e) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("etcd client");
         goto fail;
     }
     st = nixl_config_string("NIXL_ETCD_NAMESPACE", &e->ns);
@@ -347,9 +345,9 @@ nixl_status_t nixl_etcd_create(const char *agent_name, uint64_t watch_timeout_us
     }
     e->agent = strdup(agent_name);
     if (st == NIXL_SUCCESS && (!e->ns || !e->agent))
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("etcd client");
     if (st == NIXL_SUCCESS && !(e->prefix = etcd_key(e, agent_name, "")))
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("etcd client");
     if (st == NIXL_SUCCESS)
         st = etcd_http_init(&e->http, endpoints);
     if (st != NIXL_SUCCESS)

@@ -123,7 +123,7 @@ nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints)
     char *list = strdup(endpoints), *save = NULL;
     size_t cap = 0;
     if (!list)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("etcd endpoints");
     for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         while (isspace((unsigned char)*t))
             t++;
@@ -138,7 +138,7 @@ nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints)
             free(ep);
             free(list);
             etcd_http_fini(h);
-            return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+            return nixl_err_oom("etcd endpoints");
         }
         snprintf(ep, n + 8, "%s%s", strstr(t, "://") ? "" : "http://", t);
         *slot = ep;
@@ -201,6 +201,13 @@ nixl_status_t etcd_call(etcd_http_t *h, const char *path, json_object *req, json
         curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, &in);
         curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)h->call_ms);
         CURLcode rc = curl_easy_perform(h->easy);
+        nixl_buf_append_u8(&in, 0);
+        if (in.oom) {
+            snprintf(why, ETCD_WHY, NIXL_OOM_REASON " reading the answer of etcd %s%s",
+                     h->endpoints[h->cur], path);
+            nixl_buf_free(&in);
+            return NIXL_ERR_OOM;
+        }
         if (rc != CURLE_OK) {
             snprintf(why, ETCD_WHY, "etcd %s%s: %s", h->endpoints[h->cur], path,
                      errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -210,8 +217,7 @@ nixl_status_t etcd_call(etcd_http_t *h, const char *path, json_object *req, json
         }
         long code = 0;
         curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &code);
-        nixl_buf_append_u8(&in, 0);
-        json_object *o = in.oom ? NULL : json_tokener_parse((const char *)in.data);
+        json_object *o = json_tokener_parse((const char *)in.data);
         json_object *err = NULL;
         if (o && json_object_object_get_ex(o, "error", &err))
             code = code == 200 ? 500 : code;
@@ -260,7 +266,7 @@ nixl_status_t etcd_stream_start(etcd_http_t *h, etcd_stream_t *s, json_object *r
     return NIXL_SUCCESS;
 fail:
     etcd_stream_stop(h, s);
-    return NIXL_ERR_UNKNOWN;
+    return NIXL_ERR_OOM;
 }
 
 void etcd_stream_stop(etcd_http_t *h, etcd_stream_t *s)

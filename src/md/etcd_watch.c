@@ -37,8 +37,8 @@ static nixl_status_t range_get(nixl_etcd_t *e, const char *key, uint8_t **val, s
                                int64_t *rev, char *why)
 {
     json_object *req = json_object_new_object(), *resp = NULL, *kvs, *hdr;
-    nixl_status_t st = NIXL_ERR_UNKNOWN;
-    snprintf(why, ETCD_WHY, "out of memory");
+    nixl_status_t st = NIXL_ERR_OOM;
+    snprintf(why, ETCD_WHY, NIXL_OOM_REASON);
     *val = NULL;
     *len = 0;
     if (req && etcd_json_add_b64(req, "key", key, strlen(key)))
@@ -267,7 +267,7 @@ void etcd_fetch_add(nixl_etcd_t *e, etcd_task_t *t)
 {
     etcd_fetch_t *f = calloc(1, sizeof(*f));
     if (!f) {
-        e->hooks.fetch_done(e->hooks.ctx, t->arg, NIXL_ERR_UNKNOWN, "out of memory");
+        e->hooks.fetch_done(e->hooks.ctx, t->arg, NIXL_ERR_OOM, NIXL_OOM_REASON);
         free(t->arg);
         free(t->label);
         return;

@@ -78,7 +78,7 @@ sc_conn_t *sc_conn_outbound(nixl_sc_t *sc, const char *host, int port)
     c->port = port;
     snprintf(c->peer, sizeof(c->peer), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
     if (!c->host) {
-        sc_conn_fail(sc, c, NIXL_ERR_UNKNOWN, "out of memory");
+        sc_conn_fail(sc, c, NIXL_ERR_OOM, NIXL_OOM_REASON);
         return c;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -296,7 +296,7 @@ static void conn_read(nixl_sc_t *sc, sc_conn_t *c)
                              c->peer, (unsigned long long)sc_reader_announced(&c->rd),
                              (unsigned long long)sc->cfg.max_frame);
             } else if (fr == SC_FEED_NOMEM) {
-                sc_conn_fail(sc, c, NIXL_ERR_UNKNOWN, "out of memory reading from %s", c->peer);
+                sc_conn_fail(sc, c, NIXL_ERR_OOM, NIXL_OOM_REASON " reading from %s", c->peer);
             }
         }
     }

@@ -35,10 +35,8 @@ uint64_t sc_ms_to_ns(uint32_t ms)
 
 static nixl_status_t option_u64(const char *name, uint64_t min, uint64_t max, uint64_t *v)
 {
-    uint64_t x;
+    uint64_t x = *v;
     nixl_status_t st = nixl_config_u64(name, &x);
-    if (st == NIXL_ERR_NOT_FOUND)
-        return NIXL_SUCCESS;
     if (st != NIXL_SUCCESS)
         return st;
     if (x < min || x > max)
@@ -163,8 +161,8 @@ static void op_run(nixl_sc_t *sc, sc_op_t *op)
                 NIXL_WARN("side channel: fetch of '%s' failed: %s", op->fetch_name,
                           c->fail_reason);
             sc->hooks.fetch_done(sc->hooks.ctx, op->fetch_name,
-                                 c && c->dead ? c->fail_status : NIXL_ERR_UNKNOWN,
-                                 c && c->dead ? c->fail_reason : "out of memory");
+                                 c && c->dead ? c->fail_status : NIXL_ERR_OOM,
+                                 c && c->dead ? c->fail_reason : NIXL_OOM_REASON);
             free(op->frame);
             return;
         }
@@ -319,7 +317,7 @@ nixl_status_t nixl_sc_create(const nixl_sc_config_t *cfg, const nixl_sc_hooks_t 
 {
     nixl_sc_t *sc = calloc(1, sizeof(*sc));
     if (!sc)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("side channel");
     sc->cfg = *cfg;
     sc->hooks = *hooks;
     sc->listen_fd = -1;
@@ -329,7 +327,7 @@ nixl_status_t nixl_sc_create(const nixl_sc_config_t *cfg, const nixl_sc_hooks_t 
     sc->cfg.agent_name = sc->agent_name;
     nixl_status_t st;
     if (!sc->agent_name) {
-        st = nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        st = nixl_err_oom("side channel");
         goto free_sc;
     }
     sc->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -417,7 +415,7 @@ static nixl_status_t sc_enqueue(nixl_sc_t *sc, const char *host, int port, uint8
         if (op)
             op_free(op);
         free(frame);
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("side-channel message to %s", host);
     }
     op->port = port;
     op->frame = frame;
@@ -436,7 +434,7 @@ nixl_status_t nixl_sc_send(nixl_sc_t *sc, const char *host, int port, const char
     size_t flen;
     uint8_t *frame = sc_frame_build(verb, payload, len, &flen);
     if (!frame)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory building a %zu-byte message", len);
+        return nixl_err_oom("building a %zu-byte side-channel message", len);
     if (flen - SC_HDR_LEN > sc->cfg.max_frame) {
         free(frame);
         return nixl_err(NIXL_ERR_INVALID_PARAM,
@@ -452,7 +450,7 @@ nixl_status_t nixl_sc_fetch(nixl_sc_t *sc, const char *host, int port, const cha
     size_t flen;
     uint8_t *frame = sc_frame_build("SEND", NULL, 0, &flen);
     if (!frame)
-        return nixl_err(NIXL_ERR_UNKNOWN, "out of memory");
+        return nixl_err_oom("side-channel fetch of '%s'", name);
     return sc_enqueue(sc, host, port, frame, flen, name);
 }
 

@@ -57,7 +57,7 @@ static nixl_status_t read_file(const char *path, char **text, size_t *len)
     /* Read one byte past the limit so that a file that grew since fstat() is caught too. */
     char *buf = malloc(CONFIG_MAX_BYTES + 1);
     if (!buf) {
-        st = nixl_err(NIXL_ERR_MISMATCH, "out of memory reading %s", path);
+        st = nixl_err_oom("reading %s", path);
         goto close_fd;
     }
     size_t got = 0;
@@ -157,8 +157,9 @@ static nixl_status_t load_file(void)
 static nixl_status_t load_locked(void)
 {
     if (!cfg_loaded) {
-        cfg_loaded = true;
         cfg_status = load_file();
+        /* A file that is wrong stays wrong; memory that was short may not be next time. */
+        cfg_loaded = cfg_status != NIXL_ERR_OOM;
         if (cfg_status != NIXL_SUCCESS) {
             snprintf(cfg_reason, sizeof(cfg_reason), "%s", nixl_err_text());
             NIXL_WARN("%s", cfg_reason);
@@ -238,7 +239,7 @@ static nixl_status_t file_lookup(const char *name, want_t want, file_value_t *ou
         if (v->type == NIXL_TOML_STRING && strlen(v->str) == v->str_len) {
             out->s = strdup(v->str);
             if (!out->s) {
-                st = nixl_err(NIXL_ERR_MISMATCH, "out of memory");
+                st = nixl_err_oom("configuration value of %s", name);
                 goto unlock;
             }
             ok = true;
@@ -292,7 +293,7 @@ nixl_status_t nixl_config_string(const char *name, char **out)
     if (env) {
         char *copy = strdup(env);
         if (!copy)
-            return nixl_err(NIXL_ERR_MISMATCH, "out of memory");
+            return nixl_err_oom("configuration value of %s", name);
         *out = copy;
         return NIXL_SUCCESS;
     }
@@ -322,9 +323,8 @@ nixl_status_t nixl_config_bool(const char *name, bool *out)
     nixl_status_t st = file_lookup(name, WANT_BOOL, &fv);
     if (st != NIXL_SUCCESS)
         return st;
-    if (!fv.found)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "%s is not set", name);
-    *out = fv.b;
+    if (fv.found)
+        *out = fv.b;
     return NIXL_SUCCESS;
 }
 
@@ -346,9 +346,8 @@ nixl_status_t nixl_config_u64(const char *name, uint64_t *out)
     nixl_status_t st = file_lookup(name, WANT_U64, &fv);
     if (st != NIXL_SUCCESS)
         return st;
-    if (!fv.found)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "%s is not set", name);
-    *out = fv.u;
+    if (fv.found)
+        *out = fv.u;
     return NIXL_SUCCESS;
 }
 
@@ -370,8 +369,7 @@ nixl_status_t nixl_config_i64(const char *name, int64_t *out)
     nixl_status_t st = file_lookup(name, WANT_I64, &fv);
     if (st != NIXL_SUCCESS)
         return st;
-    if (!fv.found)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "%s is not set", name);
-    *out = fv.i;
+    if (fv.found)
+        *out = fv.i;
     return NIXL_SUCCESS;
 }

@@ -20,12 +20,18 @@ nixl_status_t nixl_config_load(void);
 /* Whether the option exists (in the environment, or as a file key). */
 bool nixl_config_exists(const char *name);
 
+/*
+ * An option that is not set is not an error: the getters return NIXL_SUCCESS and leave the
+ * reason of nixl_last_error() alone, so that the caller's default applies. Errors are values
+ * that cannot be converted (NIXL_ERR_MISMATCH) and a configuration file that does not load.
+ */
+
 /* The option as a string: *out is NULL when absent; otherwise a malloc'ed copy (caller frees).
  * A file key that is not a string gives NIXL_ERR_MISMATCH. */
 nixl_status_t nixl_config_string(const char *name, char **out);
 
 /* Booleans: y yes on 1 true enable / n no off 0 false disable, any case (env), TOML bool (file).
- * *out is left untouched when absent (return NIXL_ERR_NOT_FOUND). */
+ * *out is left untouched when absent: initialise it with the default. */
 nixl_status_t nixl_config_bool(const char *name, bool *out);
 /* Minimal decimal (no sign, spaces or leading zeros); unsigned also 0x hex. */
 nixl_status_t nixl_config_u64(const char *name, uint64_t *out);

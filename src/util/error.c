@@ -3,30 +3,34 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Long enough for a path, a dlerror() text and some context. */
-#define NIXL_ERR_MAX 1024
-
-static _Thread_local char last_error[NIXL_ERR_MAX];
+/*
+ * Two buffers per thread: texts[cur] is the reason. The first reason written after
+ * nixl_err_arm() goes to the other buffer, so the one from before the arm stays intact and
+ * nixl_err_settle() / nixl_err_undo() put it back by switching, without copying.
+ */
+static _Thread_local char texts[2][NIXL_ERR_MAX];
+static _Thread_local unsigned cur;
 static _Thread_local bool armed; /* no reason given since nixl_err_arm() */
+static _Thread_local bool moved; /* ... and the one given since went to the other buffer */
+
+/* Where the next reason goes. */
+static char *err_target(void)
+{
+    if (armed) {
+        cur ^= 1u;
+        moved = true;
+        armed = false;
+    }
+    return texts[cur];
+}
 
 void nixl_err_vset(const char *fmt, va_list ap)
 {
     /* Through a copy: callers may pass nixl_err_text() itself as an argument, and
      * vsnprintf's source and destination must not overlap. */
     char text[NIXL_ERR_MAX];
-    armed = false;
     vsnprintf(text, sizeof(text), fmt, ap);
-    memcpy(last_error, text, sizeof(text));
-}
-
-void nixl_err_arm(void)
-{
-    armed = true;
-}
-
-bool nixl_err_unset(void)
-{
-    return armed;
+    memcpy(err_target(), text, sizeof(text));
 }
 
 void nixl_err_set(const char *fmt, ...)
@@ -46,31 +50,76 @@ nixl_status_t nixl_err(nixl_status_t status, const char *fmt, ...)
     return status;
 }
 
+nixl_status_t nixl_err_oom(const char *what_fmt, ...)
+{
+    char what[NIXL_ERR_MAX / 2];
+    va_list ap;
+    va_start(ap, what_fmt);
+    vsnprintf(what, sizeof(what), what_fmt, ap);
+    va_end(ap);
+    return nixl_err(NIXL_ERR_OOM, NIXL_OOM_REASON " (%s)", what);
+}
+
+void nixl_err_arm(void)
+{
+    armed = true;
+    moved = false;
+}
+
+bool nixl_err_unset(void)
+{
+    return armed;
+}
+
+void nixl_err_undo(void)
+{
+    if (moved)
+        cur ^= 1u;
+    moved = false;
+    armed = true;
+}
+
+void nixl_err_settle(nixl_status_t status)
+{
+    if (status >= 0)
+        nixl_err_undo();
+}
+
+void nixl_err_save(nixl_err_saved_t *saved)
+{
+    memcpy(saved->text, texts[cur], sizeof(saved->text));
+}
+
+void nixl_err_restore(const nixl_err_saved_t *saved)
+{
+    memcpy(texts[cur], saved->text, sizeof(saved->text));
+}
+
 void nixl_err_prefix(const char *fmt, ...)
 {
     char old[NIXL_ERR_MAX];
     char head[NIXL_ERR_MAX];
-    memcpy(old, last_error, sizeof(old));
+    memcpy(old, texts[cur], sizeof(old));
     if (armed)
         old[0] = '\0';
-    armed = false;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(head, sizeof(head), fmt, ap);
     va_end(ap);
     if (old[0])
-        snprintf(last_error, sizeof(last_error), "%s: %s", head, old);
+        nixl_err_set("%s: %s", head, old);
     else
-        snprintf(last_error, sizeof(last_error), "%s", head);
+        nixl_err_set("%s", head);
 }
 
 const char *nixl_err_text(void)
 {
-    return last_error;
+    return texts[cur];
 }
 
 void nixl_err_clear(void)
 {
-    last_error[0] = '\0';
+    texts[cur][0] = '\0';
     armed = true;
+    moved = false;
 }

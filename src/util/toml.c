@@ -62,6 +62,7 @@ typedef struct parser {
     key_tree_t tree;
     uint32_t cur; /* the table that key = value lines go to; ROOT_NODE: NIXL options */
     bool failed;
+    bool oom; /* the failure is an allocation, not the file's fault */
     unsigned err_line;
     char err[256];
 } parser_t;
@@ -84,6 +85,13 @@ static bool fail_at(parser_t *ps, unsigned line, const char *fmt, ...)
 }
 
 #define fail(ps, ...) fail_at((ps), (ps)->line, __VA_ARGS__)
+
+static bool fail_oom(parser_t *ps)
+{
+    if (!ps->failed)
+        ps->oom = true;
+    return fail(ps, "%s", NIXL_OOM_REASON);
+}
 
 static bool at_end(const parser_t *ps)
 {
@@ -414,7 +422,7 @@ oom:
     free(k);
     free(v->str);
     v->str = NULL;
-    return fail(ps, "out of memory");
+    return fail_oom(ps);
 }
 
 /* A top-level table, or array of tables. */
@@ -486,7 +494,7 @@ static uint32_t tree_new(parser_t *ps, uint32_t parent, const char *seg, size_t 
                                  .kind = kind, .line = line};
     return id;
 oom:
-    fail(ps, "out of memory");
+    fail_oom(ps);
     return NO_NODE;
 }
 
@@ -660,7 +668,7 @@ static bool parse_key(parser_t *ps, key_parts_t *k)
             nixl_buf_append(&k->buf, part.data, part.len);
             k->count++;
             if (k->buf.oom)
-                ok = fail(ps, "out of memory");
+                ok = fail_oom(ps);
         }
         nixl_buf_free(&part);
         if (!ok)
@@ -961,7 +969,7 @@ static bool parse_number(parser_t *ps, const char *t, size_t n, nixl_toml_value_
         /* strtod follows LC_NUMERIC, which the application may have changed. */
         locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
         if (c_locale == (locale_t)0)
-            return fail(ps, "out of memory");
+            return fail_oom(ps);
         v->f = strtod_l(clean, NULL, c_locale);
         freelocale(c_locale);
         v->type = NIXL_TOML_FLOAT;
@@ -1033,7 +1041,7 @@ static bool parse_value(parser_t *ps, nixl_toml_value_t *v, int depth, uint32_t 
         nixl_buf_append_u8(&b, '\0');
         if (b.oom) {
             nixl_buf_free(&b);
-            return fail(ps, "out of memory");
+            return fail_oom(ps);
         }
         v->type = NIXL_TOML_STRING;
         v->str = (char *)nixl_buf_take(&b, NULL);
@@ -1124,6 +1132,8 @@ nixl_status_t nixl_toml_parse(const char *path, const char *text, size_t len,
     if (ok)
         return NIXL_SUCCESS;
     nixl_toml_free(doc);
+    if (ps.oom)
+        return nixl_err_oom("parsing %s, line %u", path, ps.err_line);
     return nixl_err(NIXL_ERR_MISMATCH, "%s:%u: %s", path, ps.err_line, ps.err);
 }
 

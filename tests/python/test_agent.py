@@ -32,6 +32,30 @@ def test_module_surface():
     assert get_logger("x").name == "nixl.x"
 
 
+def test_status_table():
+    """The enum, the constants and the exceptions all come from the C table, and match the
+    table of docs/errors.md (itself checked against the header by the status-doc test)."""
+    import os
+    import re
+    table = nb._status_table
+    assert [v for _, v, _ in table] == list(range(1, -13, -1))
+    for name, value, _ in table:
+        assert nb.status_str(value) == name
+    members = [(m.name, int(m)) for m in nb.nixl_status_t]
+    assert members == [(n, v) for n, v, _ in table if v >= -9]   # the reference stops at -9
+    assert nb.NIXL_ERR_NOT_FOUND is nb.nixl_status_t(-4)
+    assert not hasattr(nb, "NIXL_ERR_REMOTE_DISCONNECT")
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "errors.md")
+    with open(doc, encoding="utf-8") as f:
+        rows = re.findall(r"^\| `(NIXL_\w+)` \| (-?\d+) \| (.*?) \| (.*?) \|$", f.read(), re.M)
+    assert [(n, int(v), m) for n, v, m, _ in rows] == list(table)
+    for _, value, _, exc in rows:
+        if int(value) < 0:
+            cls = getattr(nb, exc.strip("`"))
+            assert cls.__module__ == "nixl._bindings"
+            assert issubclass(cls, Exception) and not issubclass(cls, RuntimeError)
+
+
 def test_config_defaults():
     c = nixl_agent_config()
     assert (c.enable_pthread, c.enable_listen, c.port, c.capture_telemetry, c.num_threads,

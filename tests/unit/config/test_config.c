@@ -420,21 +420,33 @@ static void test_absent(void **state)
 {
     (void)state;
     use_config("# nothing here\n");
+    /* Not set is not an error: success, the default kept, and no reason left behind. */
+    nixl_err_set("an earlier failure");
     char *s = (char *)"untouched";
     assert_int_equal(nixl_config_string("NIXL_TEST_STR", &s), NIXL_SUCCESS);
     assert_null(s);
     bool b = true;
-    assert_int_equal(nixl_config_bool("NIXL_TEST_BOOL", &b), NIXL_ERR_NOT_FOUND);
+    assert_int_equal(nixl_config_bool("NIXL_TEST_BOOL", &b), NIXL_SUCCESS);
     assert_true(b);
     uint64_t u = 3;
-    assert_int_equal(nixl_config_u64("NIXL_TEST_U64", &u), NIXL_ERR_NOT_FOUND);
+    assert_int_equal(nixl_config_u64("NIXL_TEST_U64", &u), NIXL_SUCCESS);
     assert_int_equal(u, 3);
     int64_t i = -3;
-    assert_int_equal(nixl_config_i64("NIXL_TEST_I64", &i), NIXL_ERR_NOT_FOUND);
+    assert_int_equal(nixl_config_i64("NIXL_TEST_I64", &i), NIXL_SUCCESS);
     assert_int_equal(i, -3);
+    assert_string_equal(nixl_err_text(), "an earlier failure");
     assert_false(nixl_config_exists("NIXL_TEST_STR"));
     assert_int_equal(nixl_config_bool(NULL, &b), NIXL_ERR_INVALID_PARAM);
     assert_false(nixl_config_exists(NULL));
+}
+
+/* Out of memory is one status with one shape of reason (util/error.h, docs/errors.md). */
+static void test_oom_helper(void **state)
+{
+    (void)state;
+    assert_int_equal(NIXL_ERR_OOM, NIXL_ERR_UNKNOWN);
+    assert_int_equal(nixl_err_oom("%zu regions of %s", (size_t)3, "UCX"), NIXL_ERR_UNKNOWN);
+    assert_string_equal(nixl_err_text(), "out of memory (3 regions of UCX)");
 }
 
 /* ----- which file ----- */
@@ -1122,6 +1134,7 @@ int main(void)
         cmocka_unit_test_setup(test_env_over_file, test_setup),
         cmocka_unit_test_setup(test_env_unparsable_file_not_consulted, test_setup),
         cmocka_unit_test_setup(test_absent, test_setup),
+        cmocka_unit_test(test_oom_helper),
         cmocka_unit_test_setup(test_lookup_order, test_setup),
         cmocka_unit_test_setup(test_bad_files, test_setup),
         cmocka_unit_test_setup(test_value_types, test_setup),

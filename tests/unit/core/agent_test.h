@@ -209,6 +209,16 @@ static inline nixl_status_t t_wait(nixl_agent_t *a, nixl_xfer_req_t *r, unsigned
     return st;
 }
 
+/* Poll the fetch of `name` until it ends (or `timeout_ms` passes: then IN_PROG). */
+static inline nixl_status_t t_wait_fetch(nixl_agent_t *a, const char *name, unsigned timeout_ms)
+{
+    uint64_t end = t_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    nixl_status_t st;
+    while ((st = nixl_agent_get_fetch_status(a, name)) == NIXL_IN_PROG && t_now_ns() < end)
+        t_sleep_us(2000);
+    return st;
+}
+
 /* Post and wait; the final status. */
 static inline nixl_status_t t_post_wait(nixl_agent_t *a, nixl_xfer_req_t *r,
                                         const nixl_opt_args_t *opt)

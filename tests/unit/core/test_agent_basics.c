@@ -458,10 +458,23 @@ static void test_status_names(void **state)
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         assert_int_equal((int)want[i].st, want[i].value);
         assert_string_equal(nixl_status_str(want[i].st), want[i].name);
+        const char *m = nixl_status_message(want[i].st);
+        assert_true(m && m[0] && strcmp(m, "unknown status") != 0);
     }
+    /* NIXL_STATUS_MAP has these rows, in this order, and no other. */
+    static const int rows[] = {
+#define ROW_(name, value, message) (value),
+        NIXL_STATUS_MAP(ROW_)
+#undef ROW_
+    };
+    assert_int_equal(sizeof(rows) / sizeof(rows[0]), sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        assert_int_equal(rows[i], want[i].value);
     assert_string_equal(nixl_status_str((nixl_status_t)2), "BAD_STATUS");
     assert_string_equal(nixl_status_str((nixl_status_t)-13), "BAD_STATUS");
     assert_string_equal(nixl_status_str((nixl_status_t)-1000), "BAD_STATUS");
+    assert_string_equal(nixl_status_message((nixl_status_t)-13), "unknown status");
+    assert_string_equal(nixl_status_message(NIXL_ERR_INVALID_PARAM), "invalid argument");
 }
 
 static void test_mem_and_op_names(void **state)

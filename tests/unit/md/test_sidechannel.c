@@ -210,11 +210,7 @@ static void wait_loaded(nixl_agent_t *a, const char *name, nixl_status_t want)
 /* Wait up to 5 s for the fetch of `name` to end; returns its status. */
 static nixl_status_t wait_fetch(nixl_agent_t *a, const char *name)
 {
-    uint64_t end = t_now_ns() + 5000000000ull;
-    nixl_status_t st;
-    while ((st = nixl_agent_get_fetch_status(a, name)) == NIXL_IN_PROG && t_now_ns() < end)
-        t_sleep_us(2000);
-    return st;
+    return t_wait_fetch(a, name, 5000);
 }
 
 static void test_send_fetch_invalidate(void **state)
