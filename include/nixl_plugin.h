@@ -324,6 +324,21 @@ typedef const nixl_plugin_t *(*nixl_plugin_entry_fn)(uint32_t host_abi_version);
     }
 
 /**
+ * Define and export the entry point of a dynamic plugin whose description and operations are
+ * `info_ptr` and `ops_ptr` (static tables). Build the plugin with -fvisibility=hidden: this is
+ * then its one exported symbol.
+ */
+#define NIXL_PLUGIN_EXPORT_ENTRY(info_ptr, ops_ptr)                                           \
+    __attribute__((visibility("default"))) const nixl_plugin_t *nixl_c_plugin_entry(           \
+        uint32_t host_abi_version);                                                           \
+    const nixl_plugin_t *nixl_c_plugin_entry(uint32_t host_abi_version)                       \
+    {                                                                                         \
+        static const nixl_plugin_t nixl_plugin_ = NIXL_PLUGIN_DESCRIPTION(info_ptr, ops_ptr); \
+        (void)host_abi_version;                                                               \
+        return &nixl_plugin_;                                                                 \
+    }
+
+/**
  * The plugins linked into libnixl itself (defined by plugins/builtin.c, the one place that
  * names them; the core finds them here without including any plugin's header).
  */

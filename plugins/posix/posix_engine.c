@@ -176,12 +176,4 @@ static const nixl_be_ops_t px_ops = {
 };
 
 /* The one symbol the plugin exports (it is built with hidden visibility). */
-__attribute__((visibility("default"))) const nixl_plugin_t *
-nixl_c_plugin_entry(uint32_t host_abi_version);
-
-const nixl_plugin_t *nixl_c_plugin_entry(uint32_t host_abi_version)
-{
-    static const nixl_plugin_t px_plugin = NIXL_PLUGIN_DESCRIPTION(&px_info, &px_ops);
-    (void)host_abi_version;
-    return &px_plugin;
-}
+NIXL_PLUGIN_EXPORT_ENTRY(&px_info, &px_ops)
