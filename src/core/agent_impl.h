@@ -242,7 +242,8 @@ void backend_host_init(nixl_backend_t *b);
 /* A view of the metadata handles of `n` regions starting at `r` (no copy). */
 static inline nixl_be_mds_t regions_mds(const nixl_region_t *r, size_t n)
 {
-    return (nixl_be_mds_t){.base = &r->md, .stride = sizeof(*r), .count = n};
+    return (nixl_be_mds_t){.base = r ? (const void *)&r->md : NULL, .stride = sizeof(*r),
+                           .count = n};
 }
 void notif_queue_free(nixl_backend_t *b);
 
