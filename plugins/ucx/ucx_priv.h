@@ -15,11 +15,17 @@
  *  - req: one prepared transfer, its elements resolved once (address, length, memory handle,
  *    rkey), so a post touches nothing but its own array and the endpoint.
  *
- * Who completes what: a post issues one put/get per element and one endpoint flush. Only the
- * flush is tracked, with a callback; the callback (on whichever thread progresses the worker,
- * usually the progress thread) sends the notification, whose own callback finishes the
- * request. While state is IN_PROG the callbacks own the request; the store of the final state
- * is the last thing they do with it.
+ * Who completes what: a post issues one put/get per element and one endpoint flush (a put's
+ * completion is local; the flush makes it remote), and tracks every one of them to its own
+ * completion: each carries the request as user data, its callback counts failures and drops
+ * the request's `pending` count (no allocation: the counters live in the prepared request,
+ * the operation state in UCX's own request). The callback that drops `pending` to zero (on
+ * whichever thread progresses the worker, usually the progress thread) decides: SUCCESS only
+ * when every operation completed with UCS_OK; then it sends the notification, whose own
+ * callback finishes the request. UCX may complete a flush successfully after it discarded
+ * operations of a failed endpoint, so the flush alone proves nothing. While state is IN_PROG
+ * the callbacks own the request; the store of the final state is the last thing they do with
+ * it, and release_req refuses (the core retries) while operations are outstanding.
  *
  * Locks: conns_lock (the name table) and all_lock (every conn and request alive, for destroy)
  * are leaves, never held across a UCX call.
@@ -137,7 +143,12 @@ struct nixl_be_req {
     nixl_xfer_op_t op;
     size_t count;
     atomic_int state;    /* nixl_status_t of the last post */
-    int fail;            /* a post's synchronous error, reported when its flush completes */
+    atomic_size_t pending;  /* operations of the current post not completed (+1 while posting) */
+    atomic_size_t nfailed;  /* of them, completed with an error (or never issued) */
+    atomic_int first_err;   /* ucs_status_t of the first failure */
+    atomic_int flush_err;   /* ucs_status_t of the flush */
+    size_t nissued;         /* puts/gets the current post issued */
+    size_t sync_fail_at;    /* the descriptor refused synchronously (SIZE_MAX: none) */
     bool notif_pending;  /* the flush is done: send notif[] next */
     uint8_t *notif;      /* the encoded notification of the current post */
     size_t notif_len, notif_cap;
