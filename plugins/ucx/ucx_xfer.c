@@ -73,11 +73,16 @@ static void data_done(nixl_be_req_t *req)
         if (req->sync_fail_at != SIZE_MAX)
             snprintf(at, sizeof(at), "; descriptor %zu was refused and the %zu after it not "
                      "issued", req->sync_fail_at, req->count - req->nissued - 1);
-        req_why(req, "%s agent '%s': %zu of %zu operations failed (first: %s)%s%s%s%s",
-                op_name(req), req->conn->name, failed, req->count, ucs_status_string(first), at,
-                flush != UCS_OK ? "; the flush failed: " : "",
-                flush != UCS_OK ? ucs_status_string(flush) : "",
-                atomic_load(&req->conn->failed) ? " (the peer is gone)" : "");
+        const char *gone = atomic_load(&req->conn->failed) ? " (the peer is gone)" : "";
+        if (failed)
+            req_why(req, "%s agent '%s': %zu of %zu operations failed (first: %s)%s%s%s%s",
+                    op_name(req), req->conn->name, failed, req->count,
+                    ucs_status_string(first), at, flush != UCS_OK ? "; the flush failed: " : "",
+                    flush != UCS_OK ? ucs_status_string(flush) : "", gone);
+        else
+            req_why(req, "%s agent '%s': its %zu operations completed locally but the flush "
+                    "that confirms them failed (%s), so they may not have landed%s",
+                    op_name(req), req->conn->name, req->count, ucs_status_string(flush), gone);
         finish(req, fail_status(req, first));
         return;
     }
