@@ -79,7 +79,7 @@ void ucx_conn_unref(ucx_conn_t *conn, size_t n)
 {
     if (!n || atomic_fetch_sub(&conn->refs, n) != n)
         return;
-    conn_close_eps(conn, atomic_load(&conn->failed) || conn->eng->params.ep_close_force);
+    conn_close_eps(conn, ucx_close_force(conn));
     conn_drop_hold(conn);
 }
 

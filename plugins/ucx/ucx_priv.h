@@ -60,6 +60,8 @@
 #define UCX_THREADS_MAX 256u
 /* release_req waits this long for a transfer in flight: UCX cannot cancel RMA operations. */
 #define UCX_RELEASE_WAIT_MS 200
+/* disconnect flushes the peer's endpoints for at most this long before closing them. */
+#define UCX_DISCONNECT_FLUSH_MS 200
 /* destroy lets notifications and graceful endpoint closes finish for at most this long. */
 #define UCX_DRAIN_MS 1000
 /* While work is outstanding the progress thread looks at the workers at least this often, in
@@ -217,6 +219,13 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
 nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent);
 
+/* How the endpoints of `conn` are closed when its last user goes (ucx_engine.c): by force
+ * wherever UCX allows it (error handling "peer"), so that a close never waits on a peer that
+ * does not answer - a graceful close left in flight to such a peer makes UCX 1.13 abort in
+ * ucp_worker_destroy. Nothing tracked is lost: every transfer and notification has completed
+ * before its conn's last user goes. */
+bool ucx_close_force(const ucx_conn_t *conn);
+
 /* ucx_mem.c: registrations and region metadata. */
 nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                const nixl_reg_desc_t *descs, size_t count,
@@ -244,7 +253,8 @@ nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
                                 int64_t *err_margin_us, nixl_cost_t *method);
-void ucx_reqs_free_all(nixl_be_engine_t *eng); /* what the core never released */
+/* Free what the core never released; returns how many still had operations in UCX (kept). */
+size_t ucx_reqs_free_all(nixl_be_engine_t *eng);
 
 /* ucx_notif.c: the notification message. */
 nixl_status_t ucx_notif_init(nixl_be_engine_t *eng); /* the receive handler on worker 0 */

@@ -396,7 +396,7 @@ nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
     return NIXL_SUCCESS;
 }
 
-void ucx_reqs_free_all(nixl_be_engine_t *eng)
+size_t ucx_reqs_free_all(nixl_be_engine_t *eng)
 {
     /* Endpoints were force-closed and the workers drained: UCX completed (purged) every
      * operation. A request whose operations still did not complete is left alone (leaked):
@@ -426,6 +426,7 @@ void ucx_reqs_free_all(nixl_be_engine_t *eng)
                     "%zu transfer request(s) still had operations in UCX at engine destroy; "
                     "their memory is left allocated",
                     kept);
+    return kept;
 }
 
 nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
