@@ -14,7 +14,9 @@
  *                            reference advertises ucx_devices but reads device_list: we take
  *                            either (device_list wins)
  *   engine_config            extra UCX settings "KEY=VAL,KEY=VAL" (names without UCX_)
- *   ucx_ep_close_force       close endpoints without flushing them
+ *   ucx_ep_close_force       close endpoints by force (the reference's option); with error
+ *                            handling "peer" they always are, after a bounded flush (see
+ *                            ucx_disconnect_flushed), so a close never waits on a peer
  *   num_threads, split_batch_size, ucx_num_device_channels
  *                            accepted and validated for compatibility, not used: the
  *                            reference splits big lists over num_threads dedicated workers;
