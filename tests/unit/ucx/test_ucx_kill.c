@@ -29,22 +29,12 @@ static char self_path[4096];
 
 static int child_main(int in, int out, int memfd)
 {
-    setenv("UCX_TLS", "tcp", 1);
     char name[32];
     if (!p_read(in, name, sizeof(name)))
         return 2;
     void *buf = mmap(NULL, MAXLEN, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    nixl_agent_t *a = NULL;
-    nixl_backend_t *be = NULL;
-    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = MAXLEN};
-    if (buf == MAP_FAILED || nixl_agent_create(name, NULL, &a) != NIXL_SUCCESS ||
-        nixl_agent_create_backend(a, "UCX", NULL, 0, &be) != NIXL_SUCCESS ||
-        nixl_agent_register_mem(a, NIXL_DRAM_SEG, &d, 1, NULL) != NIXL_SUCCESS) {
-        fprintf(stderr, "child: %s\n", nixl_last_error());
-        return 3;
-    }
-    uint64_t addr = (uintptr_t)buf;
-    if (!p_send_md(out, a) || !p_write(out, &addr, sizeof(addr)) || !p_recv_md(in, a))
+    nixl_agent_t *a = buf != MAP_FAILED ? p_child_agent(name, buf, MAXLEN, out) : NULL;
+    if (!a || !p_recv_md(in, a))
         return 4;
     char c = 'r';
     if (!p_write(out, &c, 1))
@@ -64,10 +54,7 @@ typedef struct stats {
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void)
 {
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 7;
-    rnd_state ^= rnd_state << 17;
-    return rnd_state;
+    return t_rnd(&rnd_state);
 }
 
 /* Every byte of every descriptor moved: remote slot ndesc-1-i holds local piece i. */

@@ -24,19 +24,9 @@ static char self_path[4096];
  * killed. */
 static int child_main(int in, int out, const char *mode)
 {
-    setenv("UCX_TLS", "tcp", 1);
-    nixl_agent_t *a = NULL;
-    nixl_backend_t *be = NULL;
     void *buf = calloc(1, BUF);
-    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = BUF};
-    if (!buf || nixl_agent_create("peer", NULL, &a) != NIXL_SUCCESS ||
-        nixl_agent_create_backend(a, "UCX", NULL, 0, &be) != NIXL_SUCCESS ||
-        nixl_agent_register_mem(a, NIXL_DRAM_SEG, &d, 1, NULL) != NIXL_SUCCESS) {
-        fprintf(stderr, "child: %s\n", nixl_last_error());
-        return 2;
-    }
-    uint64_t addr = (uintptr_t)buf;
-    if (!p_send_md(out, a) || !p_write(out, &addr, sizeof(addr)))
+    nixl_agent_t *a = buf ? p_child_agent("peer", buf, BUF, out) : NULL;
+    if (!a)
         return 3;
     bool quiet = !strcmp(mode, "quiet");
     if (!quiet && !p_recv_md(in, a))

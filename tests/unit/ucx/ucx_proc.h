@@ -65,6 +65,26 @@ static inline bool p_recv_md(int fd, nixl_agent_t *a)
     return ok;
 }
 
+/* In the child: an agent `name` with a UCX engine over TCP only and `buf` (len bytes)
+ * registered; its metadata, then the buffer's address, go to `out`. NULL (the reason on
+ * stderr) on failure. */
+static inline nixl_agent_t *p_child_agent(const char *name, void *buf, size_t len, int out)
+{
+    setenv("UCX_TLS", "tcp", 1);
+    nixl_agent_t *a = NULL;
+    nixl_backend_t *be = NULL;
+    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = len};
+    uint64_t addr = (uintptr_t)buf;
+    if (nixl_agent_create(name, NULL, &a) != NIXL_SUCCESS ||
+        nixl_agent_create_backend(a, "UCX", NULL, 0, &be) != NIXL_SUCCESS ||
+        nixl_agent_register_mem(a, NIXL_DRAM_SEG, &d, 1, NULL) != NIXL_SUCCESS ||
+        !p_send_md(out, a) || !p_write(out, &addr, sizeof(addr))) {
+        fprintf(stderr, "child %s: %s\n", name, nixl_last_error());
+        return NULL;
+    }
+    return a;
+}
+
 /* A child running `self role args...`; `in` reads from it, `out` writes to it. Its end of the
  * pipes are given as the two arguments after the role. */
 typedef struct p_child {
