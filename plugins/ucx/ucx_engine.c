@@ -84,26 +84,12 @@ bool ucx_close_force(const ucx_conn_t *conn)
            eng->params.ep_close_force;
 }
 
-/* A flush issued by ucx_disconnect_flushed: the waiter and each flush in flight hold it; the
- * last one frees it (a flush UCX never completes leaks these few bytes, nothing else). */
-typedef struct flush_wait {
-    atomic_uint refs;
-    atomic_uint pending;
-} flush_wait_t;
-
-static void flush_wait_put(flush_wait_t *f)
-{
-    if (atomic_fetch_sub(&f->refs, 1) == 1)
-        free(f);
-}
-
 static void disc_flush_done(void *request, ucs_status_t status, void *arg)
 {
-    flush_wait_t *f = arg;
+    nixl_be_engine_t *eng = arg;
     (void)status; /* failed or cancelled: the endpoints are closed by force next anyway */
     ucp_request_free(request);
-    atomic_fetch_sub(&f->pending, 1);
-    flush_wait_put(f);
+    atomic_fetch_sub(&eng->disc_flushes, 1);
 }
 
 /*
@@ -115,38 +101,34 @@ static void disc_flush_done(void *request, ucs_status_t status, void *arg)
 static nixl_status_t ucx_disconnect_flushed(nixl_be_engine_t *eng, const char *agent)
 {
     ucx_conn_t *conn = strcmp(agent, eng->name) ? ucx_conn_find(eng, agent) : NULL;
-    flush_wait_t *f = conn ? malloc(sizeof(*f)) : NULL;
-    if (f) {
-        atomic_init(&f->refs, 1);
-        atomic_init(&f->pending, 0);
+    if (conn && !atomic_load(&conn->failed)) {
+        /* Disconnects come one at a time (control operations), but a flush of an earlier one
+         * that UCX never completed still counts: wait for the count we started from. The
+         * callback touches only the engine, which outlives every UCX request. */
+        size_t before = atomic_load(&eng->disc_flushes);
         ucp_request_param_t p = {
             .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
             .cb.send = disc_flush_done,
-            .user_data = f,
+            .user_data = eng,
         };
         for (unsigned w = 0; w < eng->nworkers && !conn->eps_closed; w++) {
-            if (!conn->eps[w] || atomic_load(&conn->failed))
+            if (!conn->eps[w])
                 continue;
-            atomic_fetch_add(&f->refs, 1);
-            atomic_fetch_add(&f->pending, 1);
+            atomic_fetch_add(&eng->disc_flushes, 1);
             ucs_status_ptr_t r = ucp_ep_flush_nbx(conn->eps[w], &p);
-            if (!UCS_PTR_IS_PTR(r)) {
-                atomic_fetch_sub(&f->pending, 1);
-                atomic_fetch_sub(&f->refs, 1);
-            }
+            if (!UCS_PTR_IS_PTR(r))
+                atomic_fetch_sub(&eng->disc_flushes, 1);
         }
-        ucx_kick(eng);
         uint64_t deadline = nixl_now_ms() + UCX_DISCONNECT_FLUSH_MS;
-        while (atomic_load(&f->pending) && nixl_now_ms() < deadline) {
+        while (atomic_load(&eng->disc_flushes) > before && nixl_now_ms() < deadline) {
             for (unsigned w = 0; w < eng->nworkers; w++)
                 ucx_progress_worker(eng, w);
             nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
         }
-        if (atomic_load(&f->pending))
+        if (atomic_load(&eng->disc_flushes) > before)
             NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
                         "agent '%s' did not confirm what was sent to it within %d ms; its "
                         "endpoints are closed by force", agent, UCX_DISCONNECT_FLUSH_MS);
-        flush_wait_put(f);
     }
     if (conn)
         ucx_conn_unref(conn, 1);

@@ -185,6 +185,7 @@ struct nixl_be_engine {
 
     /* outstanding flushes, notifications and endpoint closes */
     atomic_size_t busy;
+    atomic_size_t disc_flushes; /* flushes issued by disconnect, not completed */
     int wake_fd;        /* eventfd: stop, or work appeared while the thread slept */
     int *efds;          /* the workers' event fds */
     atomic_bool stop;

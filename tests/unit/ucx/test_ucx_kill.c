@@ -13,9 +13,11 @@
  *  - SUCCESS: every byte is checked (WRITE: the target's memory holds the new pattern; READ:
  *    the local buffer, zeroed before the post, holds the target's pattern);
  *  - otherwise it must be NIXL_ERR_REMOTE_DISCONNECT, within 10 s of the kill.
- * ROUNDS READs and ROUNDS WRITEs (default 100 each, the issue's count; NIXL_TEST_KILL_ROUNDS
- * overrides it). Sizes are 4-64 MiB instead of the issue's 256 MiB so the test stays near a
- * minute on a small machine; the race is the same.
+ * 100 READs and 100 WRITEs, so 200 kills (the issue's count; NIXL_TEST_KILL_ROUNDS overrides
+ * it; under valgrind 3 each). Sizes are 4-64 MiB instead of the issue's 256 MiB so the test
+ * takes about 40 s on a 2-core machine; the race is the same. Half the rounds carry no
+ * notification: a failed notification must not be what reveals the loss. Against the backend
+ * that tracked only the endpoint flush, the READ half fails (SUCCESS with bytes missing).
  */
 #include <sys/mman.h>
 
@@ -167,7 +169,7 @@ static void round_run(nixl_agent_t *a, uint8_t *local, uint8_t *shared, int memf
 
 static void kill_rounds(nixl_xfer_op_t op)
 {
-    unsigned rounds = 100;
+    unsigned rounds = p_under_valgrind() ? 3 : 100;
     const char *e = getenv("NIXL_TEST_KILL_ROUNDS");
     if (e && atoi(e) > 0)
         rounds = (unsigned)atoi(e);

@@ -16,6 +16,14 @@
 
 #include "ucx_test.h"
 
+/* Under valgrind (`make valgrind` wraps the test, not the children it starts), where a test
+ * runs a few rounds instead of many. */
+static inline bool p_under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload");
+}
+
 /* Move all n bytes through fd (writing or reading), across short transfers and signals. */
 static inline bool p_io_all(int fd, void *p, size_t n, bool out)
 {
