@@ -3,8 +3,9 @@
  * failure detection, and closing without ever blocking a caller.
  *
  * Endpoints are closed when the last reference to their conn goes (never while a request or a
- * region still uses them), with ucp_ep_close_nbx and a callback: a graceful close lets what
- * was posted reach the peer, a forced one is used for failed peers. Whoever drops the last
+ * region still uses them), with ucp_ep_close_nbx and a callback: by force wherever UCX allows
+ * it (ucx_close_force: disconnect flushed them first), gracefully only without peer error
+ * handling, where UCX refuses a forced close. Whoever drops the last
  * reference does not wait: the progress thread completes the close and the callback frees the
  * memory.
  */
@@ -79,7 +80,7 @@ void ucx_conn_unref(ucx_conn_t *conn, size_t n)
 {
     if (!n || atomic_fetch_sub(&conn->refs, n) != n)
         return;
-    conn_close_eps(conn, atomic_load(&conn->failed) || conn->eng->params.ep_close_force);
+    conn_close_eps(conn, ucx_close_force(conn));
     conn_drop_hold(conn);
 }
 

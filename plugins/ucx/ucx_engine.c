@@ -14,7 +14,9 @@
  *                            reference advertises ucx_devices but reads device_list: we take
  *                            either (device_list wins)
  *   engine_config            extra UCX settings "KEY=VAL,KEY=VAL" (names without UCX_)
- *   ucx_ep_close_force       close endpoints without flushing them
+ *   ucx_ep_close_force       close endpoints by force (the reference's option); with error
+ *                            handling "peer" they always are, after a bounded flush (see
+ *                            ucx_disconnect_flushed), so a close never waits on a peer
  *   num_threads, split_batch_size, ucx_num_device_channels
  *                            accepted and validated for compatibility, not used: the
  *                            reference splits big lists over num_threads dedicated workers;
@@ -23,6 +25,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ucx_priv.h"
 
@@ -31,22 +34,155 @@ static const nixl_param_t ucx_default_params[] = {
     {"num_threads", "0"},  {"device_list", ""},   {"engine_config", ""},
 };
 
+static void flush_done(void *request, ucs_status_t status, void *arg)
+{
+    (void)status; /* a flush cancelled by the forced close below is fine: we tried */
+    ucp_request_free(request);
+    ucx_busy_dec(arg);
+}
+
+/* Flush every open endpoint (tracked by `busy`): what was handed to UCX - a notification
+ * still in a transport's send buffer - leaves before the endpoints are closed by force. */
+static void flush_all(nixl_be_engine_t *eng)
+{
+    ucp_request_param_t p = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+        .cb.send = flush_done,
+        .user_data = eng,
+    };
+    pthread_mutex_lock(&eng->all_lock);
+    for (nixl_list_node_t *n = eng->all_conns; n; n = n->next) {
+        ucx_conn_t *c = nixl_list_entry(n, ucx_conn_t, all);
+        for (unsigned w = 0; w < eng->nworkers && !c->eps_closed; w++) {
+            if (!c->eps[w])
+                continue;
+            ucx_busy_inc(eng);
+            ucs_status_ptr_t r = ucp_ep_flush_nbx(c->eps[w], &p);
+            if (!UCS_PTR_IS_PTR(r))
+                ucx_busy_dec(eng);
+        }
+    }
+    pthread_mutex_unlock(&eng->all_lock);
+}
+
+/*
+ * Teardown never waits on a peer for long, and never destroys a worker while UCX holds one of
+ * our requests: UCX 1.13 asserts (UCP_REQUEST_FLAG_RELEASED, ucp_ep.c) when ucp_worker_destroy
+ * meets a close request of ours still in flight, which is what a graceful close to a peer that
+ * never progresses (stopped, busy, or a reference agent without a progress thread) leaves.
+ * So: let what is in flight finish (bounded), flush every endpoint (bounded: a notification
+ * reaches a live peer), then close every endpoint by force - which completes locally whatever
+ * the peer does, cancelling what it could not deliver - and wait for those closes. Should UCX
+ * still hold requests of ours after that, the workers and the context are left alive (a leak,
+ * logged) rather than destroyed under them.
+ */
+bool ucx_close_force(const ucx_conn_t *conn)
+{
+    const nixl_be_engine_t *eng = conn->eng;
+    ucp_err_handling_mode_t mode = conn->is_self ? eng->self_mode : eng->params.err_mode;
+    return atomic_load(&conn->failed) || mode == UCP_ERR_HANDLING_MODE_PEER ||
+           eng->params.ep_close_force;
+}
+
+static void disc_flush_done(void *request, ucs_status_t status, void *arg)
+{
+    nixl_be_engine_t *eng = arg;
+    (void)status; /* failed or cancelled: the endpoints are closed by force next anyway */
+    ucp_request_free(request);
+    atomic_fetch_sub(&eng->disc_flushes, 1);
+}
+
+/*
+ * Disconnect a peer: its endpoints are closed by force (ucx_close_force), so first flush them,
+ * for at most UCX_DISCONNECT_FLUSH_MS: what was handed to UCX for a live peer (a notification
+ * still in a transport's send buffer) leaves before the close; a peer that does not answer
+ * costs that long once, and never blocks the close.
+ */
+static nixl_status_t ucx_disconnect_flushed(nixl_be_engine_t *eng, const char *agent)
+{
+    ucx_conn_t *conn = strcmp(agent, eng->name) ? ucx_conn_find(eng, agent) : NULL;
+    if (conn && !atomic_load(&conn->failed)) {
+        /* Disconnects come one at a time (control operations), but a flush of an earlier one
+         * that UCX never completed still counts: wait for the count we started from. The
+         * callback touches only the engine, which outlives every UCX request. */
+        size_t before = atomic_load(&eng->disc_flushes);
+        ucp_request_param_t p = {
+            .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+            .cb.send = disc_flush_done,
+            .user_data = eng,
+        };
+        for (unsigned w = 0; w < eng->nworkers && !conn->eps_closed; w++) {
+            if (!conn->eps[w])
+                continue;
+            atomic_fetch_add(&eng->disc_flushes, 1);
+            ucs_status_ptr_t r = ucp_ep_flush_nbx(conn->eps[w], &p);
+            if (!UCS_PTR_IS_PTR(r))
+                atomic_fetch_sub(&eng->disc_flushes, 1);
+        }
+        uint64_t deadline = nixl_now_ms() + UCX_DISCONNECT_FLUSH_MS;
+        while (atomic_load(&eng->disc_flushes) > before && nixl_now_ms() < deadline) {
+            for (unsigned w = 0; w < eng->nworkers; w++)
+                ucx_progress_worker(eng, w);
+            nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
+        }
+        if (atomic_load(&eng->disc_flushes) > before)
+            NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
+                        "agent '%s' did not confirm what was sent to it within %d ms; its "
+                        "endpoints are closed by force", agent, UCX_DISCONNECT_FLUSH_MS);
+    }
+    if (conn)
+        ucx_conn_unref(conn, 1);
+    return ucx_disconnect(eng, agent);
+}
+
+/* Conns with a close request still in UCX's hands (a graceful close issued before destroy,
+ * to a peer that never answered it): `holds` counts one for the users while any reference
+ * remains (a peer's regions the core did not unload), plus one per close in flight. */
+static size_t closes_pending(nixl_be_engine_t *eng)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&eng->all_lock);
+    for (nixl_list_node_t *c = eng->all_conns; c; c = c->next) {
+        const ucx_conn_t *conn = nixl_list_entry(c, ucx_conn_t, all);
+        size_t users = atomic_load(&conn->refs) > 0;
+        n += atomic_load(&conn->holds) > users;
+    }
+    pthread_mutex_unlock(&eng->all_lock);
+    return n;
+}
+
 static void ucx_destroy(nixl_be_engine_t *eng)
 {
     if (!eng)
         return;
     ucx_progress_stop(eng); /* from here this thread is the only one progressing */
+    bool leak = false;
     if (eng->workers) {
-        ucx_conns_shutdown(eng);
-        ucx_drain(eng, UCX_DRAIN_MS); /* notifications in flight, graceful closes */
-        ucx_conns_force_close(eng);   /* still held by requests the core never released */
+        flush_all(eng);               /* after what is in flight, on every endpoint */
         ucx_drain(eng, UCX_DRAIN_MS);
-        ucx_reqs_free_all(eng);       /* their rkeys go before the workers */
+        eng->params.ep_close_force = true;
+        ucx_conns_shutdown(eng);
+        ucx_conns_force_close(eng);   /* still held by requests the core never released */
+        size_t kept = ucx_reqs_free_all(eng); /* their rkeys go before the workers */
+        uint64_t deadline = nixl_now_ms() + UCX_DRAIN_MS;
+        while (closes_pending(eng) && nixl_now_ms() < deadline)
+            ucx_drain(eng, 10);
         ucx_quiesce(eng, 20, UCX_DRAIN_MS);
-        for (unsigned w = 0; w < eng->nworkers; w++)
+        size_t closes = closes_pending(eng);
+        if (closes || kept) {
+            leak = true;
+            NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                        "engine of '%s': UCX still holds %zu endpoint close(s) and %zu "
+                        "transfer(s) its peers never answered; the workers are left alive "
+                        "(leaked) rather than destroyed under them",
+                        eng->name, closes, kept);
+        }
+        for (unsigned w = 0; w < eng->nworkers && !leak; w++)
             if (eng->workers[w])
                 ucp_worker_destroy(eng->workers[w]);
     }
+    if (leak)
+        return; /* callbacks may still reach the conns and the engine */
     ucx_conns_free_all(eng);
     if (eng->ctx)
         ucp_cleanup(eng->ctx);
@@ -179,7 +315,7 @@ static const nixl_be_ops_t ucx_ops = {
     .load_local_md = ucx_load_local_md,
     .unload_md = ucx_unload_md,
     .connect = ucx_connect,
-    .disconnect = ucx_disconnect,
+    .disconnect = ucx_disconnect_flushed,
     .prep_xfer = ucx_prep_xfer,
     .post_xfer = ucx_post_xfer,
     .check_xfer = ucx_check_xfer,

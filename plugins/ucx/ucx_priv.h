@@ -15,11 +15,17 @@
  *  - req: one prepared transfer, its elements resolved once (address, length, memory handle,
  *    rkey), so a post touches nothing but its own array and the endpoint.
  *
- * Who completes what: a post issues one put/get per element and one endpoint flush. Only the
- * flush is tracked, with a callback; the callback (on whichever thread progresses the worker,
- * usually the progress thread) sends the notification, whose own callback finishes the
- * request. While state is IN_PROG the callbacks own the request; the store of the final state
- * is the last thing they do with it.
+ * Who completes what: a post issues one put/get per element and one endpoint flush (a put's
+ * completion is local; the flush makes it remote), and tracks every one of them to its own
+ * completion: each carries the request as user data, its callback counts failures and drops
+ * the request's `pending` count (no allocation: the counters live in the prepared request,
+ * the operation state in UCX's own request). The callback that drops `pending` to zero (on
+ * whichever thread progresses the worker, usually the progress thread) decides: SUCCESS only
+ * when every operation completed with UCS_OK; then it sends the notification, whose own
+ * callback finishes the request. UCX may complete a flush successfully after it discarded
+ * operations of a failed endpoint, so the flush alone proves nothing. While state is IN_PROG
+ * the callbacks own the request; the store of the final state is the last thing they do with
+ * it, and release_req refuses (the core retries) while operations are outstanding.
  *
  * Locks: conns_lock (the name table) and all_lock (every conn and request alive, for destroy)
  * are leaves, never held across a UCX call.
@@ -54,6 +60,8 @@
 #define UCX_THREADS_MAX 256u
 /* release_req waits this long for a transfer in flight: UCX cannot cancel RMA operations. */
 #define UCX_RELEASE_WAIT_MS 200
+/* disconnect flushes the peer's endpoints for at most this long before closing them. */
+#define UCX_DISCONNECT_FLUSH_MS 200
 /* destroy lets notifications and graceful endpoint closes finish for at most this long. */
 #define UCX_DRAIN_MS 1000
 /* While work is outstanding the progress thread looks at the workers at least this often, in
@@ -137,7 +145,12 @@ struct nixl_be_req {
     nixl_xfer_op_t op;
     size_t count;
     atomic_int state;    /* nixl_status_t of the last post */
-    int fail;            /* a post's synchronous error, reported when its flush completes */
+    atomic_size_t pending;  /* operations of the current post not completed (+1 while posting) */
+    atomic_size_t nfailed;  /* of them, completed with an error (or never issued) */
+    atomic_int first_err;   /* ucs_status_t of the first failure */
+    atomic_int flush_err;   /* ucs_status_t of the flush */
+    size_t nissued;         /* puts/gets the current post issued */
+    size_t sync_fail_at;    /* the descriptor refused synchronously (SIZE_MAX: none) */
     bool notif_pending;  /* the flush is done: send notif[] next */
     uint8_t *notif;      /* the encoded notification of the current post */
     size_t notif_len, notif_cap;
@@ -172,6 +185,7 @@ struct nixl_be_engine {
 
     /* outstanding flushes, notifications and endpoint closes */
     atomic_size_t busy;
+    atomic_size_t disc_flushes; /* flushes issued by disconnect, not completed */
     int wake_fd;        /* eventfd: stop, or work appeared while the thread slept */
     int *efds;          /* the workers' event fds */
     atomic_bool stop;
@@ -206,6 +220,13 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
 nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent);
 
+/* How the endpoints of `conn` are closed when its last user goes (ucx_engine.c): by force
+ * wherever UCX allows it (error handling "peer"), so that a close never waits on a peer that
+ * does not answer - a graceful close left in flight to such a peer makes UCX 1.13 abort in
+ * ucp_worker_destroy. Nothing tracked is lost: every transfer and notification has completed
+ * before its conn's last user goes. */
+bool ucx_close_force(const ucx_conn_t *conn);
+
 /* ucx_mem.c: registrations and region metadata. */
 nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                const nixl_reg_desc_t *descs, size_t count,
@@ -233,7 +254,8 @@ nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
                                 int64_t *err_margin_us, nixl_cost_t *method);
-void ucx_reqs_free_all(nixl_be_engine_t *eng); /* what the core never released */
+/* Free what the core never released; returns how many still had operations in UCX (kept). */
+size_t ucx_reqs_free_all(nixl_be_engine_t *eng);
 
 /* ucx_notif.c: the notification message. */
 nixl_status_t ucx_notif_init(nixl_be_engine_t *eng); /* the receive handler on worker 0 */

@@ -1,10 +1,12 @@
 /*
  * ucx_xfer.c - transfers: prepare once (resolve every element to address, length, memory
  * handle and rkey, hold the regions), then post = one put/get per element and one endpoint
- * flush. The put/get requests are handed back to UCX at once (ucp_request_free lets them run
- * to completion); only the flush is tracked, by its callback, which also sends the
- * notification - so the notification leaves after the data is in place, from whichever thread
- * progresses the worker, even if the initiator never looks at the request again.
+ * flush, every one of them tracked to its own completion by a callback that counts it in the
+ * prepared request (no allocation per operation). The last completion decides: SUCCESS only
+ * when every operation completed with UCS_OK, and only then is the notification sent - so it
+ * leaves after the data is in place, from whichever thread progresses the worker, even if the
+ * initiator never looks at the request again. A failure names how many operations of how many
+ * failed.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,18 +55,35 @@ static void notif_done(void *request, ucs_status_t status, void *arg)
     finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
 }
 
-/* The data of a post is complete (flush done, with `status`): notify, then finish. */
-static void data_done(nixl_be_req_t *req, ucs_status_t status)
+/* The status a failed post ends with: a peer that is gone (its endpoint failed, or UCX says
+ * the connection went) is REMOTE_DISCONNECT. */
+static nixl_status_t fail_status(const nixl_be_req_t *req, ucs_status_t s)
 {
-    if (req->fail) {
-        finish(req, req->fail);
-        return;
-    }
-    if (status != UCS_OK) {
-        req_why(req, "%s agent '%s' (%zu descriptors) failed: %s%s", op_name(req),
-                req->conn->name, req->count, ucs_status_string(status),
-                atomic_load(&req->conn->failed) ? " (the peer is gone)" : "");
-        finish(req, req_status(req, status));
+    return atomic_load(&req->conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT : ucx_status(s);
+}
+
+/* Every operation of a post has completed: decide, notify, then finish. */
+static void data_done(nixl_be_req_t *req)
+{
+    size_t failed = atomic_load(&req->nfailed);
+    ucs_status_t flush = (ucs_status_t)atomic_load(&req->flush_err);
+    if (failed || flush != UCS_OK) {
+        ucs_status_t first = failed ? (ucs_status_t)atomic_load(&req->first_err) : flush;
+        char at[96] = "";
+        if (req->sync_fail_at != SIZE_MAX)
+            snprintf(at, sizeof(at), "; descriptor %zu was refused and the %zu after it not "
+                     "issued", req->sync_fail_at, req->count - req->nissued - 1);
+        const char *gone = atomic_load(&req->conn->failed) ? " (the peer is gone)" : "";
+        if (failed)
+            req_why(req, "%s agent '%s': %zu of %zu operations failed (first: %s)%s%s%s%s",
+                    op_name(req), req->conn->name, failed, req->count,
+                    ucs_status_string(first), at, flush != UCS_OK ? "; the flush failed: " : "",
+                    flush != UCS_OK ? ucs_status_string(flush) : "", gone);
+        else
+            req_why(req, "%s agent '%s': its %zu operations completed locally but the flush "
+                    "that confirms them failed (%s), so they may not have landed%s",
+                    op_name(req), req->conn->name, req->count, ucs_status_string(flush), gone);
+        finish(req, fail_status(req, first));
         return;
     }
     if (req->notif_pending) {
@@ -83,10 +102,31 @@ static void data_done(nixl_be_req_t *req, ucs_status_t status)
     finish(req, NIXL_SUCCESS);
 }
 
-static void flush_done(void *request, ucs_status_t status, void *arg)
+/* `n` operations completed, `bad` of them with `status`. The one that completes the last
+ * operation of the post goes on with data_done. */
+static void ops_done(nixl_be_req_t *req, size_t n, size_t bad, ucs_status_t status)
+{
+    if (bad) {
+        int ok = UCS_OK;
+        atomic_compare_exchange_strong(&req->first_err, &ok, (int)status);
+        atomic_fetch_add(&req->nfailed, bad);
+    }
+    if (atomic_fetch_sub_explicit(&req->pending, n, memory_order_acq_rel) == n)
+        data_done(req);
+}
+
+static void op_done(void *request, ucs_status_t status, void *arg)
 {
     ucp_request_free(request);
-    data_done(arg, status);
+    ops_done(arg, 1, status != UCS_OK, status);
+}
+
+static void flush_done(void *request, ucs_status_t status, void *arg)
+{
+    nixl_be_req_t *req = arg;
+    ucp_request_free(request);
+    atomic_store(&req->flush_err, (int)status);
+    ops_done(req, 1, 0, UCS_OK);
 }
 
 /* "worker_id=N" in the custom parameter picks the worker (the reference's option); loopback
@@ -212,31 +252,39 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     return NIXL_SUCCESS;
 }
 
-/* Issue the elements; a synchronous failure stops there (the flush still waits for the
- * elements already issued, so the request never ends while UCX uses its buffers). */
-static void issue(nixl_be_req_t *req, ucp_ep_h ep)
+/* Issue the elements, each with its completion callback; returns how many completed (or
+ * failed) inside the call - their callbacks never run. A synchronous failure stops there:
+ * the elements not issued count as failed, and the post still waits for those issued, so the
+ * request never ends while UCX uses its buffers. */
+static size_t issue(nixl_be_req_t *req, ucp_ep_h ep)
 {
     ucp_request_param_t param = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH | UCP_OP_ATTR_FLAG_MULTI_SEND,
+        .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH | UCP_OP_ATTR_FLAG_MULTI_SEND |
+                        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+        .cb.send = op_done,
+        .user_data = req,
     };
+    size_t now = 0;
     for (size_t i = 0; i < req->count; i++) {
         const ucx_xd_t *x = &req->xd[i];
         param.memh = x->memh;
         ucs_status_ptr_t r = req->op == NIXL_WRITE
                                  ? ucp_put_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param)
                                  : ucp_get_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param);
-        if (UCS_PTR_IS_PTR(r)) {
-            ucp_request_free(r);
-        } else if (UCS_PTR_IS_ERR(r)) {
-            ucs_status_t s = UCS_PTR_STATUS(r);
-            req_why(req, "%s agent '%s', descriptor %zu (0x%llx <-> 0x%llx, %zu bytes): %s",
-                    op_name(req), req->conn->name, i, (unsigned long long)(uintptr_t)x->laddr,
-                    (unsigned long long)x->raddr, x->len, ucs_status_string(s));
-            req->fail = req_status(req, s);
+        req->nissued = i + 1;
+        if (UCS_PTR_IS_PTR(r))
+            continue;
+        now++;
+        if (UCS_PTR_IS_ERR(r)) {
+            size_t bad = req->count - i;
+            req->sync_fail_at = i;
+            req->nissued = i;
             req->notif_pending = false;
-            return;
+            ops_done(req, 0, bad, UCS_PTR_STATUS(r)); /* never the last: we hold one */
+            return now + bad - 1;
         }
     }
+    return now;
 }
 
 nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
@@ -271,31 +319,35 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         req->notif_len = need;
     }
     req->notif_pending = has_notif;
-    req->fail = NIXL_SUCCESS;
     req->why[0] = '\0';
+    req->nissued = 0;
+    req->sync_fail_at = SIZE_MAX;
+    atomic_store(&req->nfailed, 0);
+    atomic_store(&req->first_err, UCS_OK);
+    atomic_store(&req->flush_err, UCS_OK);
+    /* every element, the flush, and one for this thread until it has issued them all */
+    atomic_store(&req->pending, req->count + 2);
     atomic_store(&req->state, NIXL_IN_PROG);
     ucx_busy_inc(eng);
 
     ucp_ep_h ep = req->conn->eps[req->worker];
-    issue(req, ep);
-    nixl_status_t fail = req->fail;
+    size_t done = issue(req, ep);
     ucp_request_param_t fp = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
         .cb.send = flush_done,
         .user_data = req,
     };
     ucs_status_ptr_t r = ucp_ep_flush_nbx(ep, &fp);
-    if (UCS_PTR_IS_PTR(r)) {
-        /* From here the callback owns the request; `why` was written before the flush. */
-        ucx_kick(eng);
-        if (fail != NIXL_SUCCESS)
-            return NIXL_BE_ERR(eng->host, fail, "%s", req->why);
-        return NIXL_IN_PROG;
+    if (!UCS_PTR_IS_PTR(r)) {
+        atomic_store(&req->flush_err, (int)UCS_PTR_STATUS(r));
+        done++;
     }
-    data_done(req, UCS_PTR_STATUS(r));
+    /* Drop what completed inside the call and this thread's own count: whoever completes the
+     * last operation decides, here or in a callback. */
+    ops_done(req, done + 1, 0, UCS_OK);
     st = atomic_load_explicit(&req->state, memory_order_acquire);
     if (st == NIXL_IN_PROG)
-        ucx_kick(eng); /* the notification is on its way */
+        ucx_kick(eng); /* operations or the notification are on their way */
     else if (st < 0)
         return NIXL_BE_ERR(eng->host, st, "%s", req->why);
     return st;
@@ -344,11 +396,24 @@ nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
     return NIXL_SUCCESS;
 }
 
-void ucx_reqs_free_all(nixl_be_engine_t *eng)
+size_t ucx_reqs_free_all(nixl_be_engine_t *eng)
 {
-    size_t n = 0;
+    /* Endpoints were force-closed and the workers drained: UCX completed (purged) every
+     * operation. A request whose operations still did not complete is left alone (leaked):
+     * a late callback must never find it freed. */
+    size_t n = 0, kept = 0;
+    nixl_list_node_t *keep = NULL;
     while (eng->all_reqs) {
-        req_free(eng, nixl_list_entry(eng->all_reqs, nixl_be_req_t, all));
+        nixl_be_req_t *req = nixl_list_entry(eng->all_reqs, nixl_be_req_t, all);
+        if (atomic_load_explicit(&req->state, memory_order_acquire) == NIXL_IN_PROG) {
+            pthread_mutex_lock(&eng->all_lock);
+            nixl_list_remove(&eng->all_reqs, &req->all);
+            pthread_mutex_unlock(&eng->all_lock);
+            nixl_list_push(&keep, &req->all);
+            kept++;
+            continue;
+        }
+        req_free(eng, req);
         n++;
     }
     if (n)
@@ -356,6 +421,12 @@ void ucx_reqs_free_all(nixl_be_engine_t *eng)
                     "%zu transfer request(s) were never released; freed "
                     "at engine destroy",
                     n);
+    if (kept)
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "%zu transfer request(s) still had operations in UCX at engine destroy; "
+                    "their memory is left allocated",
+                    kept);
+    return kept;
 }
 
 nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,

@@ -90,6 +90,16 @@ static inline uint8_t t_pattern(size_t i, unsigned seed)
     return (uint8_t)((i * 131u) ^ (i >> 9) ^ (seed * 0x5bu) ^ (seed >> 3));
 }
 
+/* A deterministic xorshift64 generator (`*state` starts non-zero). */
+static inline uint64_t t_rnd(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
 static inline void t_fill(void *buf, size_t len, unsigned seed)
 {
     uint8_t *p = buf;

@@ -377,10 +377,7 @@ static void test_load_own_and_garbage(void **state)
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static uint64_t rnd(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return t_rnd(&rng);
 }
 
 /* Truncated and bit-flipped metadata fails cleanly (never crashes, never leaks, never leaves

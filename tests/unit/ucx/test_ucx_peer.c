@@ -4,88 +4,24 @@
  * The peer is killed with SIGKILL while transfers run: the survivor's transfer must end with
  * NIXL_ERR_REMOTE_DISCONNECT within 5 s, naming the peer, instead of hanging.
  *
- * The child never uses cmocka: it reports through its exit status.
+ * The child never uses cmocka: it reports through its exit status (ucx_proc.h).
  */
-#include <errno.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include "ucx_test.h"
+#include "ucx_proc.h"
 
 #define BUF ((size_t)8 << 20)
 
 static char self_path[4096]; /* argv[0] made absolute (under valgrind /proc/self/exe is not us) */
 
-/* Move all n bytes through fd (writing or reading), across short transfers and signals. */
-static bool io_all(int fd, void *p, size_t n, bool out)
-{
-    for (uint8_t *b = p; n;) {
-        ssize_t k = out ? write(fd, b, n) : read(fd, b, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        b += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool write_all(int fd, const void *p, size_t n)
-{
-    return io_all(fd, (void *)p, n, true);
-}
-
-static bool read_all(int fd, void *p, size_t n)
-{
-    return io_all(fd, p, n, false);
-}
-
-static bool send_md(int fd, nixl_agent_t *a)
-{
-    void *blob = NULL;
-    size_t len = 0;
-    if (nixl_agent_get_local_md(a, &blob, &len) != NIXL_SUCCESS)
-        return false;
-    uint64_t l = len;
-    bool ok = write_all(fd, &l, sizeof(l)) && write_all(fd, blob, len);
-    nixl_free(blob);
-    return ok;
-}
-
-static bool recv_md(int fd, nixl_agent_t *a)
-{
-    uint64_t l;
-    if (!read_all(fd, &l, sizeof(l)) || l > ((uint64_t)64 << 20))
-        return false;
-    void *blob = malloc(l ? l : 1);
-    bool ok = blob && read_all(fd, blob, l) &&
-              nixl_agent_load_remote_md(a, blob, l, NULL) == NIXL_SUCCESS;
-    free(blob);
-    return ok;
-}
-
 /* The peer: an agent with a registered buffer; it swaps metadata, says "ready", then waits
  * (reading its pipe) until it is killed. */
 static int child_main(int in, int out)
 {
-    setenv("UCX_TLS", "tcp", 1);
-    nixl_agent_t *a = NULL;
-    nixl_backend_t *be = NULL;
     void *buf = calloc(1, BUF);
-    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = BUF};
-    if (!buf || nixl_agent_create("child", NULL, &a) != NIXL_SUCCESS ||
-        nixl_agent_create_backend(a, "UCX", NULL, 0, &be) != NIXL_SUCCESS ||
-        nixl_agent_register_mem(a, NIXL_DRAM_SEG, &d, 1, NULL) != NIXL_SUCCESS) {
-        fprintf(stderr, "child: %s\n", nixl_last_error());
-        return 2;
-    }
-    uint64_t addr = (uintptr_t)buf;
-    if (!send_md(out, a) || !write_all(out, &addr, sizeof(addr)) || !recv_md(in, a))
+    nixl_agent_t *a = buf ? p_child_agent("child", buf, BUF, out) : NULL;
+    if (!a || !p_recv_md(in, a))
         return 3;
     char c = 'r';
-    if (!write_all(out, &c, 1))
+    if (!p_write(out, &c, 1))
         return 4;
     while (read(in, &c, 1) > 0)
         ;
@@ -97,32 +33,19 @@ static int child_main(int in, int out)
 static void test_peer_killed_mid_transfer(void **state)
 {
     (void)state;
-    int p2c[2], c2p[2];
-    assert_int_equal(pipe(p2c), 0);
-    assert_int_equal(pipe(c2p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char in[16], out[16];
-        snprintf(in, sizeof(in), "%d", p2c[0]);
-        snprintf(out, sizeof(out), "%d", c2p[1]);
-        close(p2c[1]);
-        close(c2p[0]);
-        execl(self_path, "test_ucx_peer", "child", in, out, (char *)NULL);
-        _exit(127);
-    }
-    close(p2c[0]);
-    close(c2p[1]);
+    p_child_t ch;
+    p_spawn(&ch, self_path, "child", NULL, NULL, NULL, NULL);
+    pid_t pid = ch.pid;
 
     nixl_agent_t *a = u_agent("parent", U_TCP);
     uint8_t *buf = t_alloc_zero(BUF);
     t_reg(a, buf, BUF);
     uint64_t raddr = 0;
-    assert_true(recv_md(c2p[0], a));
-    assert_true(read_all(c2p[0], &raddr, sizeof(raddr)));
-    assert_true(send_md(p2c[1], a));
+    assert_true(p_recv_md(ch.in, a));
+    assert_true(p_read(ch.in, &raddr, sizeof(raddr)));
+    assert_true(p_send_md(ch.out, a));
     char c;
-    assert_true(read_all(c2p[0], &c, 1));
+    assert_true(p_read(ch.in, &c, 1));
 
     nixl_desc_t l = t_desc(buf, BUF), r = {.addr = (uintptr_t)raddr, .len = BUF};
     nixl_xfer_req_t *req = u_req(a, NIXL_WRITE, &l, &r, 1, "child", NULL);
@@ -154,8 +77,8 @@ static void test_peer_killed_mid_transfer(void **state)
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, req));
     nixl_agent_destroy(a);
     t_free_zero(buf, BUF);
-    close(p2c[1]);
-    close(c2p[0]);
+    ch.pid = -1; /* reaped above */
+    p_reap(&ch);
 }
 
 int main(int argc, char **argv)
