@@ -8,6 +8,7 @@
  * reference does not wait: the progress thread completes the close and the callback frees the
  * memory.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,6 +208,16 @@ nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what)
 
 nixl_status_t ucx_conn_self(nixl_be_engine_t *eng)
 {
+    /* Our own address must pass the checks peers' addresses get: if it does not, this UCX
+     * packs addresses in a format ucx_validate.c does not know, and peers' are refused. */
+    char why[160];
+    if (!ucx_addr_check(eng->addr, eng->addr_len, why, sizeof(why))) {
+        snprintf(eng->addr_fmt_why, sizeof(eng->addr_fmt_why), "%s", why);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "the worker address of this UCX (%s) is not in a format the "
+                    "backend can check (%s): connection info of peers will be refused",
+                    ucp_get_version_string(), why);
+    }
     ucx_conn_t *conn;
     nixl_status_t st = conn_new(eng, eng->name, eng->addr, eng->addr_len, true, &conn);
     if (st != NIXL_SUCCESS)
@@ -226,6 +237,20 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                            "load_remote_conn needs an agent name "
                            "and a non-empty worker address");
+    /* UCX parses an address without its length and trusts what is inside it: check it all
+     * before UCX sees it (ucx_validate.c). */
+    if (eng->addr_fmt_why[0])
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "the connection info of agent '%s' cannot be checked: this UCX "
+                           "(%s) packs worker addresses in a format the backend does not "
+                           "know (%s)",
+                           agent, ucp_get_version_string(), eng->addr_fmt_why);
+    char why[160];
+    if (!ucx_addr_check(blob, len, why, sizeof(why)))
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                           "the connection info of agent '%s' (%zu bytes) is not a valid UCX "
+                           "worker address: %s",
+                           agent, len, why);
     pthread_mutex_lock(&eng->conns_lock);
     ucx_conn_t *old = table_find(eng, agent);
     bool same = old && old->addr_len == len && !memcmp(old->addr, blob, len);

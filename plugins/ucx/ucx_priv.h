@@ -39,6 +39,7 @@
 #include "clock.h"
 #include "hashmap.h"
 #include "list.h"
+#include "ucx_validate.h"
 
 #if UCP_API_VERSION < UCP_VERSION(1, 13)
 #error "the UCX backend needs UCX 1.13 or later"
@@ -182,6 +183,13 @@ struct nixl_be_engine {
     bool thread_started;
     int idle_timeout_ms; /* -1: sleep until an event */
     pthread_t thread;
+
+    /* Our own address or remote keys failed ucx_validate.c's checks: this UCX packs them in a
+     * format we cannot check, so peers' are refused with this reason (ucx_conn.c, ucx_mem.c).
+     * The rkey reason is written once: rkey_fmt goes 0 -> 1 (writing) -> 2 (set). */
+    char addr_fmt_why[192];
+    atomic_int rkey_fmt;
+    char rkey_fmt_why[192];
 };
 
 /* ucx_config.c: version, parameters, the UCP context. */
