@@ -1,0 +1,180 @@
+/*
+ * test_ucx_liveness.c - a peer that stops answering (SIGSTOP: its process and its connections
+ * stay, so neither the kernel nor UCX notices) is taken as failed within ucx_peer_timeout_ms:
+ * with 2000 ms, transfers to it fail with NIXL_ERR_REMOTE_DISCONNECT after 2 to 4 s. The peer
+ * is a real second process over UCX (TCP), this program re-executed (as in test_ucx_peer.c).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ucx_test.h"
+
+#define BUF ((size_t)1 << 20)
+
+static char self_path[4096]; /* argv[0] made absolute (under valgrind /proc/self/exe is not us) */
+
+/* Move all n bytes through fd (writing or reading), across short transfers and signals. */
+static bool io_all(int fd, void *p, size_t n, bool out)
+{
+    for (uint8_t *b = p; n;) {
+        ssize_t k = out ? write(fd, b, n) : read(fd, b, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        b += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool write_all(int fd, const void *p, size_t n)
+{
+    return io_all(fd, (void *)p, n, true);
+}
+
+static bool read_all(int fd, void *p, size_t n)
+{
+    return io_all(fd, p, n, false);
+}
+
+static bool send_md(int fd, nixl_agent_t *a)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    if (nixl_agent_get_local_md(a, &blob, &len) != NIXL_SUCCESS)
+        return false;
+    uint64_t l = len;
+    bool ok = write_all(fd, &l, sizeof(l)) && write_all(fd, blob, len);
+    nixl_free(blob);
+    return ok;
+}
+
+static bool recv_md(int fd, nixl_agent_t *a)
+{
+    uint64_t l;
+    if (!read_all(fd, &l, sizeof(l)) || l > ((uint64_t)64 << 20))
+        return false;
+    void *blob = malloc(l ? l : 1);
+    bool ok = blob && read_all(fd, blob, l) &&
+              nixl_agent_load_remote_md(a, blob, l, NULL) == NIXL_SUCCESS;
+    free(blob);
+    return ok;
+}
+
+/* The peer: an agent with a registered buffer; it swaps metadata, says "ready", then waits
+ * (reading its pipe) until it is killed. */
+static int child_main(int in, int out)
+{
+    setenv("UCX_TLS", "tcp", 1);
+    nixl_agent_t *a = NULL;
+    nixl_backend_t *be = NULL;
+    void *buf = calloc(1, BUF);
+    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = BUF};
+    if (!buf || nixl_agent_create("child", NULL, &a) != NIXL_SUCCESS ||
+        nixl_agent_create_backend(a, "UCX", NULL, 0, &be) != NIXL_SUCCESS ||
+        nixl_agent_register_mem(a, NIXL_DRAM_SEG, &d, 1, NULL) != NIXL_SUCCESS) {
+        fprintf(stderr, "child: %s\n", nixl_last_error());
+        return 2;
+    }
+    uint64_t addr = (uintptr_t)buf;
+    if (!send_md(out, a) || !write_all(out, &addr, sizeof(addr)) || !recv_md(in, a))
+        return 3;
+    char c = 'r';
+    if (!write_all(out, &c, 1))
+        return 4;
+    while (read(in, &c, 1) > 0)
+        ;
+    nixl_agent_destroy(a);
+    free(buf);
+    return 0;
+}
+
+static void test_peer_stopped(void **state)
+{
+    (void)state;
+    int p2c[2], c2p[2];
+    assert_int_equal(pipe(p2c), 0);
+    assert_int_equal(pipe(c2p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char in[16], out[16];
+        snprintf(in, sizeof(in), "%d", p2c[0]);
+        snprintf(out, sizeof(out), "%d", c2p[1]);
+        close(p2c[1]);
+        close(c2p[0]);
+        execl(self_path, "test_ucx_liveness", "child", in, out, (char *)NULL);
+        _exit(127);
+    }
+    close(p2c[0]);
+    close(c2p[1]);
+
+    nixl_param_t timeout = {"ucx_peer_timeout_ms", "2000"};
+    nixl_agent_t *a = u_agent_p("parent", U_TCP, &timeout, 1, NULL);
+    uint8_t *buf = t_alloc_zero(BUF);
+    t_reg(a, buf, BUF);
+    uint64_t raddr = 0;
+    assert_true(recv_md(c2p[0], a));
+    assert_true(read_all(c2p[0], &raddr, sizeof(raddr)));
+    assert_true(send_md(p2c[1], a));
+    char c;
+    assert_true(read_all(c2p[0], &c, 1));
+
+    nixl_desc_t l = t_desc(buf, BUF), r = {.addr = (uintptr_t)raddr, .len = BUF};
+    nixl_xfer_req_t *req = u_req(a, NIXL_WRITE, &l, &r, 1, "child", NULL);
+    for (int i = 0; i < 3; i++)
+        EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL)); /* the peer works */
+    /* Let the first probes be answered (one every 500 ms), and the peer stay alive through
+     * more than a timeout: answering peers are not failed. */
+    t_sleep_us(2600000);
+    EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL));
+
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    uint64_t t0 = t_now_ns(), deadline = t0 + 10000000000ull;
+    nixl_status_t st = NIXL_SUCCESS;
+    while (t_now_ns() < deadline) {
+        /* preparing a transfer asks the backend whether the peer is still there */
+        nixl_xfer_req_t *probe = NULL;
+        st = nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &r, 1,
+                                        "child", NULL, &probe);
+        if (st != NIXL_SUCCESS)
+            break;
+        EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, probe));
+        t_sleep_us(20000);
+    }
+    double ms = (double)(t_now_ns() - t0) / 1e6;
+    print_message("stopped peer failed %.0f ms after SIGSTOP: %s: %s\n", ms, nixl_status_str(st),
+                  nixl_last_error());
+    EXPECT_ST(NIXL_ERR_REMOTE_DISCONNECT, st);
+    EXPECT_LASTERR("child");
+    assert_true(ms > 1500 && ms < 4500); /* 2000 ms, plus up to a probe period, plus slack */
+    /* the request prepared before fails too */
+    assert_int_not_equal(nixl_agent_post_xfer_req(a, req, NULL), NIXL_SUCCESS);
+    assert_int_not_equal(nixl_agent_post_xfer_req(a, req, NULL), NIXL_IN_PROG);
+
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    nixl_agent_release_xfer_req(a, req);
+    nixl_agent_destroy(a);
+    t_free_zero(buf, BUF);
+    close(p2c[1]);
+    close(c2p[0]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && !strcmp(argv[1], "child"))
+        return child_main(atoi(argv[2]), atoi(argv[3]));
+    if (!realpath(argv[0], self_path))
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+    unsetenv("NIXL_TELEMETRY_ENABLE");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_peer_stopped),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
