@@ -219,8 +219,8 @@ nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what)
  * quarter of the timeout, and the peer's worker 0 answers it (PONG, the same serial) from its
  * progress thread. A peer that answered once and then leaves a probe unanswered for the
  * timeout has failed, as if UCX had reported it: its transfers fail with
- * NIXL_ERR_REMOTE_DISCONNECT. A peer that never answers its first probe (a reference agent
- * has no handler for it) is not judged by probes.
+ * NIXL_ERR_REMOTE_DISCONNECT. A peer that has not answered any of its first UCX_PROBE_TRIES
+ * probes (a reference agent has no handler for them) is not judged by probes.
  */
 
 /* A PONG for the conn with `serial`: it answers. A conn stays on all_conns until it is freed,
@@ -361,6 +361,10 @@ static void live_pass(nixl_be_engine_t *eng, uint64_t timeout_ns)
                                 "(ucx_peer_timeout_ms): taken as failed",
                                 c->name, (unsigned long long)(timeout_ns / 1000000u));
                 }
+            } else if (++c->probe_tries < UCX_PROBE_TRIES) {
+                atomic_store(&c->ping_sent_ns, now); /* try again */
+                if (c->eps[0])
+                    probe_send(eng, c->eps[0], UCX_AM_PING, c->serial);
             } else {
                 atomic_store(&c->probe, UCX_PROBE_SILENT);
                 NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,

@@ -124,12 +124,16 @@ struct ucx_conn {
     uint64_t serial;               /* names the conn in probes (never reused) */
     _Atomic uint64_t ping_sent_ns; /* the oldest unanswered probe; 0: none */
     atomic_int probe;              /* UCX_PROBE_* */
+    unsigned probe_tries;          /* unanswered first probes (the probe thread's) */
     ucp_ep_h eps[];            /* one per worker (loopback: worker 0 only) */
 };
 
 /* Whether a peer answers our probes: not yet known, yes (its silence then means it failed), or
  * no (a peer without the probe handler, such as a reference agent: never judged by it). */
 enum { UCX_PROBE_UNKNOWN = 0, UCX_PROBE_ANSWERS, UCX_PROBE_SILENT };
+/* A peer that never answered is taken as SILENT after this many probes, each given the whole
+ * timeout (a first probe can be lost to a connection still being set up, or be slow). */
+#define UCX_PROBE_TRIES 3u
 /* The probe's active messages (the reference uses id 0 only; a reference agent warns once
  * about the first probe it gets and never answers it). */
 #define UCX_AM_PING 0x4eu

@@ -92,6 +92,19 @@ static int child_main(int in, int out)
     return 0;
 }
 
+static pid_t child_pid; /* killed by the teardown, whatever the test did */
+
+static int kill_child(void **state)
+{
+    (void)state;
+    if (child_pid > 0) {
+        kill(child_pid, SIGKILL);
+        waitpid(child_pid, NULL, 0);
+    }
+    child_pid = 0;
+    return 0;
+}
+
 static void test_peer_stopped(void **state)
 {
     (void)state;
@@ -100,6 +113,7 @@ static void test_peer_stopped(void **state)
     assert_int_equal(pipe(c2p), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
+    child_pid = pid;
     if (pid == 0) {
         char in[16], out[16];
         snprintf(in, sizeof(in), "%d", p2c[0]);
@@ -133,7 +147,7 @@ static void test_peer_stopped(void **state)
     EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL));
 
     assert_int_equal(kill(pid, SIGSTOP), 0);
-    uint64_t t0 = t_now_ns(), deadline = t0 + 10000000000ull;
+    uint64_t t0 = t_now_ns(), deadline = t0 + 15000000000ull;
     nixl_status_t st = NIXL_SUCCESS;
     while (t_now_ns() < deadline) {
         /* preparing a transfer asks the backend whether the peer is still there */
@@ -150,14 +164,13 @@ static void test_peer_stopped(void **state)
                   nixl_last_error());
     EXPECT_ST(NIXL_ERR_REMOTE_DISCONNECT, st);
     EXPECT_LASTERR("child");
-    assert_true(ms > 1500 && ms < 4500); /* 2000 ms, plus up to a probe period, plus slack */
+    /* 2000 ms, plus up to a probe period (500 ms), plus slack for a loaded machine */
+    assert_true(ms > 1500 && ms < 8000);
     /* the request prepared before fails too */
     assert_int_not_equal(nixl_agent_post_xfer_req(a, req, NULL), NIXL_SUCCESS);
     assert_int_not_equal(nixl_agent_post_xfer_req(a, req, NULL), NIXL_IN_PROG);
 
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(kill_child(NULL), 0);
     nixl_agent_release_xfer_req(a, req);
     nixl_agent_destroy(a);
     t_free_zero(buf, BUF);
@@ -174,7 +187,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     unsetenv("NIXL_TELEMETRY_ENABLE");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_peer_stopped),
+        cmocka_unit_test_teardown(test_peer_stopped, kill_child),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
