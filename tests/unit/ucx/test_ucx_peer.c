@@ -2,7 +2,8 @@
  * test_ucx_peer.c - a real second process over UCX (TCP): the program re-executes itself as
  * the peer ("child" role), so the peer starts with a fresh UCX. Metadata goes through pipes.
  * The peer is killed with SIGKILL while transfers run: the survivor's transfer must end with
- * NIXL_ERR_REMOTE_DISCONNECT within 5 s, naming the peer, instead of hanging.
+ * NIXL_ERR_REMOTE_DISCONNECT within 5 s, naming the peer, instead of hanging. Or it is stopped
+ * with SIGSTOP: the survivor's liveness probe must notice it (test_peer_stopped).
  *
  * The child never uses cmocka: it reports through its exit status.
  */
@@ -158,6 +159,97 @@ static void test_peer_killed_mid_transfer(void **state)
     close(c2p[0]);
 }
 
+/*
+ * A peer that stops answering (SIGSTOP: its process and its connections stay, so neither the
+ * kernel nor UCX notices) is taken as failed within ucx_peer_timeout_ms: with 2000 ms,
+ * preparing or posting transfers to it fails with NIXL_ERR_REMOTE_DISCONNECT 2 to 3 s after.
+ */
+static pid_t child_pid; /* killed by the teardown, whatever the test did */
+
+static int kill_child(void **state)
+{
+    (void)state;
+    if (child_pid > 0) {
+        kill(child_pid, SIGKILL);
+        waitpid(child_pid, NULL, 0);
+    }
+    child_pid = 0;
+    return 0;
+}
+
+static void test_peer_stopped(void **state)
+{
+    (void)state;
+    int p2c[2], c2p[2];
+    assert_int_equal(pipe(p2c), 0);
+    assert_int_equal(pipe(c2p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    child_pid = pid;
+    if (pid == 0) {
+        char in[16], out[16];
+        snprintf(in, sizeof(in), "%d", p2c[0]);
+        snprintf(out, sizeof(out), "%d", c2p[1]);
+        close(p2c[1]);
+        close(c2p[0]);
+        execl(self_path, "test_ucx_peer", "child", in, out, (char *)NULL);
+        _exit(127);
+    }
+    close(p2c[0]);
+    close(c2p[1]);
+
+    nixl_param_t timeout = {"ucx_peer_timeout_ms", "2000"};
+    nixl_agent_t *a = u_agent_p("parent", U_TCP, &timeout, 1, NULL);
+    uint8_t *buf = t_alloc_zero(BUF);
+    t_reg(a, buf, BUF);
+    uint64_t raddr = 0;
+    assert_true(recv_md(c2p[0], a));
+    assert_true(read_all(c2p[0], &raddr, sizeof(raddr)));
+    assert_true(send_md(p2c[1], a));
+    char c;
+    assert_true(read_all(c2p[0], &c, 1));
+
+    nixl_desc_t l = t_desc(buf, BUF), r = {.addr = (uintptr_t)raddr, .len = BUF};
+    nixl_xfer_req_t *req = u_req(a, NIXL_WRITE, &l, &r, 1, "child", NULL);
+    for (int i = 0; i < 3; i++)
+        EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL)); /* the peer works */
+    /* Let the first probes be answered (one every 500 ms), and the peer stay alive through
+     * more than a timeout: answering peers are not failed. */
+    t_sleep_us(2600000);
+    EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL));
+
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    uint64_t t0 = t_now_ns(), deadline = t0 + 15000000000ull;
+    nixl_status_t st = NIXL_SUCCESS;
+    while (t_now_ns() < deadline) {
+        /* preparing a transfer asks the backend whether the peer is still there */
+        nixl_xfer_req_t *probe = NULL;
+        st = nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &r, 1,
+                                        "child", NULL, &probe);
+        if (st != NIXL_SUCCESS)
+            break;
+        EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, probe));
+        t_sleep_us(20000);
+    }
+    double ms = (double)(t_now_ns() - t0) / 1e6;
+    print_message("stopped peer failed %.0f ms after SIGSTOP: %s: %s\n", ms, nixl_status_str(st),
+                  nixl_last_error());
+    EXPECT_ST(NIXL_ERR_REMOTE_DISCONNECT, st);
+    EXPECT_LASTERR("child");
+    /* 2000 ms, plus up to a probe period (500 ms), plus slack for a loaded machine */
+    assert_true(ms > 1500 && ms < 8000);
+    /* the request prepared before fails too */
+    assert_int_not_equal(nixl_agent_post_xfer_req(a, req, NULL), NIXL_SUCCESS);
+    assert_int_not_equal(nixl_agent_post_xfer_req(a, req, NULL), NIXL_IN_PROG);
+
+    assert_int_equal(kill_child(NULL), 0);
+    nixl_agent_release_xfer_req(a, req);
+    nixl_agent_destroy(a);
+    t_free_zero(buf, BUF);
+    close(p2c[1]);
+    close(c2p[0]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "child"))
@@ -168,6 +260,7 @@ int main(int argc, char **argv)
     unsetenv("NIXL_TELEMETRY_ENABLE");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peer_killed_mid_transfer),
+        cmocka_unit_test_teardown(test_peer_stopped, kill_child),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
