@@ -95,9 +95,32 @@ static int child_main(int in, int out)
     return 0;
 }
 
-static void test_peer_killed_mid_transfer(void **state)
+static pid_t child_pid; /* killed by the teardown, whatever the test did */
+
+static int kill_child(void **state)
 {
     (void)state;
+    if (child_pid > 0) {
+        kill(child_pid, SIGKILL);
+        waitpid(child_pid, NULL, 0);
+    }
+    child_pid = 0;
+    return 0;
+}
+
+/* The parent's side of a test: the peer started, metadata swapped both ways, a WRITE of the
+ * whole buffer prepared and done three times. */
+typedef struct {
+    pid_t pid;
+    int to_child, from_child;
+    nixl_agent_t *a;
+    uint8_t *buf;
+    nixl_desc_t l, r;
+    nixl_xfer_req_t *req;
+} pair_t;
+
+static void pair_start(pair_t *t, const nixl_param_t *params, size_t n)
+{
     int p2c[2], c2p[2];
     assert_int_equal(pipe(p2c), 0);
     assert_int_equal(pipe(c2p), 0);
@@ -114,27 +137,45 @@ static void test_peer_killed_mid_transfer(void **state)
     }
     close(p2c[0]);
     close(c2p[1]);
+    t->pid = pid;
+    child_pid = pid;
+    t->to_child = p2c[1];
+    t->from_child = c2p[0];
 
-    nixl_agent_t *a = u_agent("parent", U_TCP);
-    uint8_t *buf = t_alloc_zero(BUF);
-    t_reg(a, buf, BUF);
+    t->a = u_agent_p("parent", U_TCP, params, n, NULL);
+    t->buf = t_alloc_zero(BUF);
+    t_reg(t->a, t->buf, BUF);
     uint64_t raddr = 0;
-    assert_true(recv_md(c2p[0], a));
-    assert_true(read_all(c2p[0], &raddr, sizeof(raddr)));
-    assert_true(send_md(p2c[1], a));
+    assert_true(recv_md(t->from_child, t->a));
+    assert_true(read_all(t->from_child, &raddr, sizeof(raddr)));
+    assert_true(send_md(t->to_child, t->a));
     char c;
-    assert_true(read_all(c2p[0], &c, 1));
+    assert_true(read_all(t->from_child, &c, 1));
 
-    nixl_desc_t l = t_desc(buf, BUF), r = {.addr = (uintptr_t)raddr, .len = BUF};
-    nixl_xfer_req_t *req = u_req(a, NIXL_WRITE, &l, &r, 1, "child", NULL);
+    t->l = t_desc(t->buf, BUF);
+    t->r = (nixl_desc_t){.addr = (uintptr_t)raddr, .len = BUF};
+    t->req = u_req(t->a, NIXL_WRITE, &t->l, &t->r, 1, "child", NULL);
     for (int i = 0; i < 3; i++)
-        EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL)); /* the peer works */
+        EXPECT_ST(NIXL_SUCCESS, t_post_wait(t->a, t->req, NULL)); /* the peer works */
+}
+
+static void test_peer_killed_mid_transfer(void **state)
+{
+    (void)state;
+    pair_t t;
+    pair_start(&t, NULL, 0);
+    pid_t pid = t.pid;
+    nixl_agent_t *a = t.a;
+    uint8_t *buf = t.buf;
+    nixl_xfer_req_t *req = t.req;
+    int p2c[2] = {-1, t.to_child}, c2p[2] = {t.from_child, -1};
 
     /* Kill it right after a post, and keep transferring until the failure shows. */
     nixl_status_t st = nixl_agent_post_xfer_req(a, req, NULL);
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    child_pid = 0;
     uint64_t t0 = t_now_ns(), deadline = t0 + 5000000000ull;
     while (t_now_ns() < deadline) {
         if (st == NIXL_IN_PROG) {
@@ -164,55 +205,18 @@ static void test_peer_killed_mid_transfer(void **state)
  * kernel nor UCX notices) is taken as failed within ucx_peer_timeout_ms: with 2000 ms,
  * preparing or posting transfers to it fails with NIXL_ERR_REMOTE_DISCONNECT 2 to 3 s after.
  */
-static pid_t child_pid; /* killed by the teardown, whatever the test did */
-
-static int kill_child(void **state)
-{
-    (void)state;
-    if (child_pid > 0) {
-        kill(child_pid, SIGKILL);
-        waitpid(child_pid, NULL, 0);
-    }
-    child_pid = 0;
-    return 0;
-}
-
 static void test_peer_stopped(void **state)
 {
     (void)state;
-    int p2c[2], c2p[2];
-    assert_int_equal(pipe(p2c), 0);
-    assert_int_equal(pipe(c2p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    child_pid = pid;
-    if (pid == 0) {
-        char in[16], out[16];
-        snprintf(in, sizeof(in), "%d", p2c[0]);
-        snprintf(out, sizeof(out), "%d", c2p[1]);
-        close(p2c[1]);
-        close(c2p[0]);
-        execl(self_path, "test_ucx_peer", "child", in, out, (char *)NULL);
-        _exit(127);
-    }
-    close(p2c[0]);
-    close(c2p[1]);
-
     nixl_param_t timeout = {"ucx_peer_timeout_ms", "2000"};
-    nixl_agent_t *a = u_agent_p("parent", U_TCP, &timeout, 1, NULL);
-    uint8_t *buf = t_alloc_zero(BUF);
-    t_reg(a, buf, BUF);
-    uint64_t raddr = 0;
-    assert_true(recv_md(c2p[0], a));
-    assert_true(read_all(c2p[0], &raddr, sizeof(raddr)));
-    assert_true(send_md(p2c[1], a));
-    char c;
-    assert_true(read_all(c2p[0], &c, 1));
-
-    nixl_desc_t l = t_desc(buf, BUF), r = {.addr = (uintptr_t)raddr, .len = BUF};
-    nixl_xfer_req_t *req = u_req(a, NIXL_WRITE, &l, &r, 1, "child", NULL);
-    for (int i = 0; i < 3; i++)
-        EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, req, NULL)); /* the peer works */
+    pair_t t;
+    pair_start(&t, &timeout, 1);
+    pid_t pid = t.pid;
+    nixl_agent_t *a = t.a;
+    uint8_t *buf = t.buf;
+    nixl_xfer_req_t *req = t.req;
+    nixl_desc_t l = t.l, r = t.r;
+    int p2c[2] = {-1, t.to_child}, c2p[2] = {t.from_child, -1};
     /* Let the first probes be answered (one every 500 ms), and the peer stay alive through
      * more than a timeout: answering peers are not failed. */
     t_sleep_us(2600000);
@@ -259,7 +263,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     unsetenv("NIXL_TELEMETRY_ENABLE");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_peer_killed_mid_transfer),
+        cmocka_unit_test_teardown(test_peer_killed_mid_transfer, kill_child),
         cmocka_unit_test_teardown(test_peer_stopped, kill_child),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
