@@ -68,7 +68,7 @@ nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out)
     const char *devices_alias = NULL;
     uint64_t v;
     *out = (ucx_params_t){.num_workers = 1, .split_batch_size = 1024,
-                          .err_mode = UCP_ERR_HANDLING_MODE_PEER};
+                          .err_mode = UCP_ERR_HANDLING_MODE_PEER, .peer_timeout_ms = 30000};
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         nixl_status_t st = NIXL_SUCCESS;
@@ -110,6 +110,8 @@ nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out)
                                  "1/0, on/off)",
                                  p->value);
             }
+        } else if (!strcmp(p->key, "ucx_peer_timeout_ms")) {
+            st = param_uint(host, p, 0, 86400000, &out->peer_timeout_ms);
         } else if (!strcmp(p->key, "device_list")) {
             out->device_list = p->value[0] ? p->value : NULL;
         } else if (!strcmp(p->key, "ucx_devices")) {

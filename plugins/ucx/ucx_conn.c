@@ -9,8 +9,10 @@
  * reference does not wait: the progress thread completes the close and the callback frees the
  * memory.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ucx_priv.h"
 
@@ -103,6 +105,7 @@ static nixl_status_t conn_new(nixl_be_engine_t *eng, const char *name, const voi
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     conn->eng = eng;
     conn->is_self = is_self;
+    conn->serial = atomic_fetch_add(&eng->next_serial, 1) + 1;
     atomic_init(&conn->refs, 1);
     atomic_init(&conn->holds, 1);
     conn->name = strdup(name);
@@ -206,10 +209,233 @@ nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what)
     return NIXL_SUCCESS;
 }
 
+/* ---- liveness ----
+ *
+ * UCX notices a peer whose process died or whose connection broke (error mode peer), but not
+ * one that stopped answering with its connections intact (SIGSTOP, a hung host, a cable cut
+ * with no traffic to time out): its kernel keeps the TCP connection alive and UCX's keepalive
+ * is satisfied (over TCP, UCX 1.13 left a transfer to a SIGSTOPped peer IN_PROG for as long as
+ * we waited, with UCX_KEEPALIVE_INTERVAL=1s). So while ucx_peer_timeout_ms is set, a thread
+ * sends every remote peer a small active message (PING, carrying the conn's serial) every
+ * quarter of the timeout, and the peer's worker 0 answers it (PONG, the same serial) from its
+ * progress thread. A peer that answered once and then leaves a probe unanswered for the
+ * timeout has failed, as if UCX had reported it: its transfers fail with
+ * NIXL_ERR_REMOTE_DISCONNECT. A peer that has not answered any of its first UCX_PROBE_TRIES
+ * probes (a reference agent has no handler for them) is not judged by probes.
+ */
+
+/* A PONG for the conn with `serial`: it answers. A conn stays on all_conns until it is freed,
+ * so nothing more than all_lock is needed to touch it. */
+static void conn_answered(nixl_be_engine_t *eng, uint64_t serial)
+{
+    pthread_mutex_lock(&eng->all_lock);
+    for (nixl_list_node_t *n = eng->all_conns; n; n = n->next) {
+        ucx_conn_t *c = nixl_list_entry(n, ucx_conn_t, all);
+        if (c->serial == serial) {
+            atomic_store(&c->ping_sent_ns, 0);
+            atomic_store(&c->probe, UCX_PROBE_ANSWERS);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&eng->all_lock);
+}
+
+static void probe_sent(void *request, ucs_status_t status, void *arg)
+{
+    nixl_be_engine_t *eng = arg;
+    (void)status; /* a probe that could not leave is an unanswered probe */
+    ucp_request_free(request);
+    ucx_busy_dec(eng);
+}
+
+static void probe_send(nixl_be_engine_t *eng, ucp_ep_h ep, unsigned id, uint64_t serial)
+{
+    ucp_request_param_t p = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK |
+                        UCP_OP_ATTR_FIELD_USER_DATA,
+        .flags = UCP_AM_SEND_FLAG_EAGER | (id == UCX_AM_PING ? UCP_AM_SEND_FLAG_REPLY : 0),
+        .cb.send = probe_sent,
+        .user_data = eng,
+    };
+    ucx_busy_inc(eng);
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, &serial, sizeof(serial), NULL, 0, &p);
+    if (UCS_PTR_IS_PTR(r))
+        ucx_kick(eng);
+    else
+        ucx_busy_dec(eng);
+}
+
+static ucs_status_t ping_recv(void *arg, const void *header, size_t header_len, void *data,
+                              size_t len, const ucp_am_recv_param_t *param)
+{
+    nixl_be_engine_t *eng = arg;
+    (void)data;
+    (void)len;
+    uint64_t serial;
+    if (header_len != sizeof(serial) || !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP))
+        return UCS_OK; /* not our probe: ignored */
+    memcpy(&serial, header, sizeof(serial));
+    probe_send(eng, param->reply_ep, UCX_AM_PONG, serial);
+    return UCS_OK;
+}
+
+static ucs_status_t pong_recv(void *arg, const void *header, size_t header_len, void *data,
+                              size_t len, const ucp_am_recv_param_t *param)
+{
+    nixl_be_engine_t *eng = arg;
+    (void)data;
+    (void)len;
+    (void)param;
+    uint64_t serial;
+    if (header_len != sizeof(serial))
+        return UCS_OK;
+    memcpy(&serial, header, sizeof(serial));
+    conn_answered(eng, serial);
+    return UCS_OK;
+}
+
+static nixl_status_t probe_handlers(nixl_be_engine_t *eng)
+{
+    ucp_am_handler_param_t p = {
+        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_FLAGS |
+                      UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG,
+        .flags = UCP_AM_FLAG_WHOLE_MSG,
+        .arg = eng,
+    };
+    p.id = UCX_AM_PING;
+    p.cb = ping_recv;
+    ucs_status_t s = ucp_worker_set_am_recv_handler(eng->workers[0], &p);
+    if (s == UCS_OK) {
+        p.id = UCX_AM_PONG;
+        p.cb = pong_recv;
+        s = ucp_worker_set_am_recv_handler(eng->workers[0], &p);
+    }
+    if (s != UCS_OK)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                           "registering the peer probe handlers failed: %s",
+                           ucs_status_string(s));
+    return NIXL_SUCCESS;
+}
+
+/* One pass: probe each open remote conn, judge those whose probe is overdue. */
+static void live_pass(nixl_be_engine_t *eng, uint64_t timeout_ns)
+{
+    for (uint64_t serial = 0;;) {
+        /* the next conn after `serial` (lowest serial above it), +1 ref */
+        ucx_conn_t *c = NULL;
+        uint64_t best = UINT64_MAX;
+        pthread_mutex_lock(&eng->all_lock);
+        for (nixl_list_node_t *n = eng->all_conns; n; n = n->next) {
+            ucx_conn_t *x = nixl_list_entry(n, ucx_conn_t, all);
+            if (x->serial > serial && x->serial < best && !x->is_self &&
+                atomic_load(&x->refs) && !atomic_load(&x->failed) &&
+                atomic_load(&x->probe) != UCX_PROBE_SILENT) {
+                best = x->serial;
+                c = x;
+            }
+        }
+        /* a reference only while the count is not 0: a conn whose last one went is closing */
+        if (c) {
+            size_t r = atomic_load(&c->refs);
+            while (r && !atomic_compare_exchange_weak(&c->refs, &r, r + 1))
+                ;
+            if (!r)
+                c = NULL;
+        }
+        pthread_mutex_unlock(&eng->all_lock);
+        if (best == UINT64_MAX)
+            return;
+        serial = best;
+        if (!c)
+            continue;
+        uint64_t now = nixl_now_ns(), sent = atomic_load(&c->ping_sent_ns);
+        if (!sent) {
+            atomic_store(&c->ping_sent_ns, now);
+            if (c->eps[0])
+                probe_send(eng, c->eps[0], UCX_AM_PING, c->serial);
+        } else if (now - sent > timeout_ns) {
+            if (atomic_load(&c->probe) == UCX_PROBE_ANSWERS) {
+                if (!atomic_exchange(&c->failed, true)) {
+                    atomic_store(&c->fail_status, (int)UCS_ERR_ENDPOINT_TIMEOUT);
+                    NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
+                                "agent '%s' has not answered for %llu ms "
+                                "(ucx_peer_timeout_ms): taken as failed",
+                                c->name, (unsigned long long)(timeout_ns / 1000000u));
+                }
+            } else if (++c->probe_tries < UCX_PROBE_TRIES) {
+                atomic_store(&c->ping_sent_ns, now); /* try again */
+                if (c->eps[0])
+                    probe_send(eng, c->eps[0], UCX_AM_PING, c->serial);
+            } else {
+                atomic_store(&c->probe, UCX_PROBE_SILENT);
+                NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                            "agent '%s' does not answer probes (not one of ours?): its "
+                            "liveness is left to UCX",
+                            c->name);
+            }
+        }
+        ucx_conn_unref(c, 1);
+    }
+}
+
+static void *live_main(void *arg)
+{
+    nixl_be_engine_t *eng = arg;
+    uint64_t timeout_ns = eng->params.peer_timeout_ms * 1000000u;
+    uint64_t step_ns = timeout_ns / 4;
+    if (step_ns > 1000000000u)
+        step_ns = 1000000000u;
+    if (step_ns < 10000000u)
+        step_ns = 10000000u;
+    uint64_t next = nixl_now_ns();
+    while (!atomic_load(&eng->live_stop)) {
+        if (nixl_now_ns() >= next) {
+            live_pass(eng, timeout_ns);
+            next = nixl_now_ns() + step_ns;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+    }
+    return NULL;
+}
+
+static void liveness_start(nixl_be_engine_t *eng)
+{
+    if (!eng->params.peer_timeout_ms || atomic_exchange(&eng->live_started, true))
+        return;
+    atomic_store(&eng->live_stop, false);
+    if (pthread_create(&eng->live_thread, NULL, live_main, eng)) {
+        atomic_store(&eng->live_started, false);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "the peer probe thread could not start: stopped peers will not be noticed");
+    }
+}
+
+void ucx_liveness_stop(nixl_be_engine_t *eng)
+{
+    if (!atomic_load(&eng->live_started))
+        return;
+    atomic_store(&eng->live_stop, true);
+    pthread_join(eng->live_thread, NULL);
+    atomic_store(&eng->live_started, false);
+}
+
 nixl_status_t ucx_conn_self(nixl_be_engine_t *eng)
 {
+    /* Our own address must pass the checks peers' addresses get: if it does not, this UCX
+     * packs addresses in a format ucx_validate.c does not know, and peers' are refused. */
+    char why[160];
+    if (!ucx_addr_check(eng->addr, eng->addr_len, why, sizeof(why))) {
+        snprintf(eng->addr_fmt_why, sizeof(eng->addr_fmt_why), "%s", why);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "the worker address of this UCX (%s) is not in a format the "
+                    "backend can check (%s): connection info of peers will be refused",
+                    ucp_get_version_string(), why);
+    }
+    nixl_status_t st = probe_handlers(eng);
+    if (st != NIXL_SUCCESS)
+        return st;
     ucx_conn_t *conn;
-    nixl_status_t st = conn_new(eng, eng->name, eng->addr, eng->addr_len, true, &conn);
+    st = conn_new(eng, eng->name, eng->addr, eng->addr_len, true, &conn);
     if (st != NIXL_SUCCESS)
         return st;
     if (!table_insert(eng, conn)) {
@@ -227,6 +453,20 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                            "load_remote_conn needs an agent name "
                            "and a non-empty worker address");
+    /* UCX parses an address without its length and trusts what is inside it: check it all
+     * before UCX sees it (ucx_validate.c). */
+    if (eng->addr_fmt_why[0])
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "the connection info of agent '%s' cannot be checked: this UCX "
+                           "(%s) packs worker addresses in a format the backend does not "
+                           "know (%s)",
+                           agent, ucp_get_version_string(), eng->addr_fmt_why);
+    char why[160];
+    if (!ucx_addr_check(blob, len, why, sizeof(why)))
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                           "the connection info of agent '%s' (%zu bytes) is not a valid UCX "
+                           "worker address: %s",
+                           agent, len, why);
     pthread_mutex_lock(&eng->conns_lock);
     ucx_conn_t *old = table_find(eng, agent);
     bool same = old && old->addr_len == len && !memcmp(old->addr, blob, len);
@@ -252,6 +492,7 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     }
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "'%s' loaded agent '%s' (%zu-byte address)", eng->name,
                 agent, len);
+    liveness_start(eng);
     return NIXL_SUCCESS;
 }
 
@@ -282,6 +523,7 @@ nixl_status_t ucx_disconnect(nixl_be_engine_t *eng, const char *agent)
 
 void ucx_conns_shutdown(nixl_be_engine_t *eng)
 {
+    ucx_liveness_stop(eng);
     /* Take the whole table, then let go of each conn outside the lock. */
     pthread_mutex_lock(&eng->conns_lock);
     nixl_hmap_t conns = eng->conns;

@@ -32,6 +32,7 @@
 static const nixl_param_t ucx_default_params[] = {
     {"ucx_devices", ""},   {"num_workers", "1"},  {"ucx_error_handling_mode", "peer"},
     {"num_threads", "0"},  {"device_list", ""},   {"engine_config", ""},
+    {"ucx_peer_timeout_ms", "30000"},
 };
 
 static void flush_done(void *request, ucs_status_t status, void *arg)
@@ -155,6 +156,7 @@ static void ucx_destroy(nixl_be_engine_t *eng)
 {
     if (!eng)
         return;
+    ucx_liveness_stop(eng); /* no probe may leave once teardown starts */
     ucx_progress_stop(eng); /* from here this thread is the only one progressing */
     bool leak = false;
     if (eng->workers) {

@@ -4,6 +4,7 @@
  * metadata is the same thing made from our own packed rkey on the self connection, so
  * transfers to ourselves are ordinary UCX RMA.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +99,18 @@ static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_
         ucx_md_unref(&l->hdr);
         return st;
     }
+    /* Our own keys must pass the checks peers' keys get (see ucx_conn_self for addresses). */
+    char why[160];
+    int fresh = 0;
+    if (!ucx_rkey_check(l->rkey_buf, l->rkey_len, why, sizeof(why)) &&
+        atomic_compare_exchange_strong(&eng->rkey_fmt, &fresh, 1)) {
+        snprintf(eng->rkey_fmt_why, sizeof(eng->rkey_fmt_why), "%s", why);
+        atomic_store(&eng->rkey_fmt, 2);
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "the remote keys of this UCX (%s) are not in a format the backend can "
+                    "check (%s): region metadata of peers will be refused",
+                    ucp_get_version_string(), why);
+    }
     *out = l;
     return NIXL_SUCCESS;
 }
@@ -167,18 +180,39 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
     if (!blob || !len)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH, "region %zu of agent '%s' has no rkey", i,
                            conn->name);
+    /* UCX unpacks a key without its length and trusts what is inside it: check it all
+     * before UCX sees it (ucx_validate.c), and hand UCX a copy followed by zeros. */
+    if (!conn->is_self) {
+        if (atomic_load(&eng->rkey_fmt) == 2)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                               "region %zu of agent '%s' cannot be checked: this UCX (%s) "
+                               "packs remote keys in a format the backend does not know (%s)",
+                               i, conn->name, ucp_get_version_string(), eng->rkey_fmt_why);
+        char why[160];
+        if (!ucx_rkey_check(blob, len, why, sizeof(why)))
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                               "region %zu of agent '%s': its %zu-byte blob is not a valid "
+                               "UCX remote key: %s",
+                               i, conn->name, len, why);
+    }
+    uint8_t *padded = calloc(1, len + UCX_RKEY_PAD);
     ucx_rmd_t *r = calloc(1, sizeof(*r) + eng->nworkers * sizeof(ucp_rkey_h));
-    if (!r)
+    if (!r || !padded) {
+        free(padded);
+        free(r);
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    }
+    memcpy(padded, blob, len);
     md_init(&r->hdr, UCX_MD_REMOTE, eng);
     r->conn = conn;
     ucx_conn_ref(conn, 1);
     for (unsigned w = 0; w < eng->nworkers; w++) {
         if (!conn->eps[w])
             continue; /* loopback: worker 0 only */
-        ucs_status_t s = ucp_ep_rkey_unpack(conn->eps[w], blob, &r->rkeys[w]);
+        ucs_status_t s = ucp_ep_rkey_unpack(conn->eps[w], padded, &r->rkeys[w]);
         if (s != UCS_OK) {
             r->rkeys[w] = NULL;
+            free(padded);
             ucx_md_unref(&r->hdr);
             return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
                                "region %zu of agent '%s': its %zu-byte "
@@ -186,6 +220,7 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
                                i, conn->name, len, ucs_status_string(s));
         }
     }
+    free(padded);
     *out = &r->hdr;
     return NIXL_SUCCESS;
 }

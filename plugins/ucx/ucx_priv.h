@@ -45,6 +45,7 @@
 #include "clock.h"
 #include "hashmap.h"
 #include "list.h"
+#include "ucx_validate.h"
 
 #if UCP_API_VERSION < UCP_VERSION(1, 13)
 #error "the UCX backend needs UCX 1.13 or later"
@@ -80,6 +81,8 @@ typedef struct ucx_params {
     bool ep_close_force;
     const char *device_list;   /* borrowed from the init params; NULL: all devices */
     const char *engine_config; /* borrowed; NULL: none */
+    uint64_t peer_timeout_ms;  /* ucx_peer_timeout_ms: a peer silent this long has failed;
+                                * 0: never (ucx_conn.c, liveness) */
 } ucx_params_t;
 
 /* ---- metadata ---- */
@@ -125,8 +128,24 @@ struct ucx_conn {
     atomic_int fail_status;    /* its ucs_status_t */
     atomic_bool forgotten;     /* disconnect() was called */
     atomic_uint holds;         /* the users (one hold for all refs) + close requests pending */
+    /* liveness (ucx_conn.c): our probes and the peer's answers */
+    uint64_t serial;               /* names the conn in probes (never reused) */
+    _Atomic uint64_t ping_sent_ns; /* the oldest unanswered probe; 0: none */
+    atomic_int probe;              /* UCX_PROBE_* */
+    unsigned probe_tries;          /* unanswered first probes (the probe thread's) */
     ucp_ep_h eps[];            /* one per worker (loopback: worker 0 only) */
 };
+
+/* Whether a peer answers our probes: not yet known, yes (its silence then means it failed), or
+ * no (a peer without the probe handler, such as a reference agent: never judged by it). */
+enum { UCX_PROBE_UNKNOWN = 0, UCX_PROBE_ANSWERS, UCX_PROBE_SILENT };
+/* A peer that never answered is taken as SILENT after this many probes, each given the whole
+ * timeout (a first probe can be lost to a connection still being set up, or be slow). */
+#define UCX_PROBE_TRIES 3u
+/* The probe's active messages (the reference uses id 0 only; a reference agent warns once
+ * about the first probe it gets and never answers it). */
+#define UCX_AM_PING 0x4eu
+#define UCX_AM_PONG 0x4fu
 
 /* ---- requests ---- */
 
@@ -196,6 +215,19 @@ struct nixl_be_engine {
     bool thread_started;
     int idle_timeout_ms; /* -1: sleep until an event */
     pthread_t thread;
+
+    /* Our own address or remote keys failed ucx_validate.c's checks: this UCX packs them in a
+     * format we cannot check, so peers' are refused with this reason (ucx_conn.c, ucx_mem.c).
+     * The rkey reason is written once: rkey_fmt goes 0 -> 1 (writing) -> 2 (set). */
+    char addr_fmt_why[192];
+    atomic_int rkey_fmt;
+    char rkey_fmt_why[192];
+
+    /* liveness (ucx_conn.c): a thread probes remote peers while peer_timeout_ms is set */
+    atomic_bool live_started;
+    pthread_t live_thread;
+    atomic_bool live_stop;
+    atomic_uint_fast64_t next_serial;
 };
 
 /* ucx_config.c: version, parameters, the UCP context. */
@@ -215,6 +247,8 @@ nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what);
 void ucx_conns_shutdown(nixl_be_engine_t *eng); /* drop the table, close what is unused */
 void ucx_conns_force_close(nixl_be_engine_t *eng);
 void ucx_conns_free_all(nixl_be_engine_t *eng); /* after the workers are gone */
+/* Stop probing peers (ucx_conns_shutdown does it too). */
+void ucx_liveness_stop(nixl_be_engine_t *eng);
 nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, const void *blob,
                                    size_t len);
 nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent);

@@ -360,6 +360,16 @@ nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
         ucx_progress_worker(eng, req->worker);
         st = atomic_load_explicit(&req->state, memory_order_acquire);
     }
+    if (st == NIXL_IN_PROG && atomic_load(&req->conn->failed))
+        /* A peer that stopped answering (ucx_peer_timeout_ms) never completes what it was
+         * sent, and UCX may not notice for as long as its kernel keeps TCP alive. Say so now;
+         * the request itself stays in flight until the core disconnects the peer, whose
+         * forced close makes UCX complete the operations with errors (release waits for it). */
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT,
+                           "%s agent '%s': the connection failed (%s) with operations of the "
+                           "request in flight: the peer is gone",
+                           op_name(req), req->conn->name,
+                           ucs_status_string((ucs_status_t)atomic_load(&req->conn->fail_status)));
     if (st < 0 && st != NIXL_ERR_NOT_POSTED && req->why[0])
         return NIXL_BE_ERR(eng->host, st, "%s", req->why);
     return st;
