@@ -240,29 +240,45 @@ static void conn_answered(nixl_be_engine_t *eng, uint64_t serial)
     pthread_mutex_unlock(&eng->all_lock);
 }
 
+/* A probe in flight: UCX 1.13 reads the AM header of a pending send when it finally leaves (it
+ * has no flag to copy it), so the header lives here until the send completes, not on the
+ * sender's stack. Probes are rare (at most one per peer per second): one allocation each. */
+typedef struct probe_msg {
+    nixl_be_engine_t *eng;
+    uint64_t serial;
+} probe_msg_t;
+
 static void probe_sent(void *request, ucs_status_t status, void *arg)
 {
-    nixl_be_engine_t *eng = arg;
+    probe_msg_t *m = arg;
+    nixl_be_engine_t *eng = m->eng;
     (void)status; /* a probe that could not leave is an unanswered probe */
     ucp_request_free(request);
+    free(m);
     ucx_busy_dec(eng);
 }
 
 static void probe_send(nixl_be_engine_t *eng, ucp_ep_h ep, unsigned id, uint64_t serial)
 {
+    probe_msg_t *m = malloc(sizeof(*m));
+    if (!m)
+        return; /* an unsent probe is an unanswered one */
+    *m = (probe_msg_t){.eng = eng, .serial = serial};
     ucp_request_param_t p = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK |
                         UCP_OP_ATTR_FIELD_USER_DATA,
         .flags = UCP_AM_SEND_FLAG_EAGER | (id == UCX_AM_PING ? UCP_AM_SEND_FLAG_REPLY : 0),
         .cb.send = probe_sent,
-        .user_data = eng,
+        .user_data = m,
     };
     ucx_busy_inc(eng);
-    ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, &serial, sizeof(serial), NULL, 0, &p);
-    if (UCS_PTR_IS_PTR(r))
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, &m->serial, sizeof(m->serial), NULL, 0, &p);
+    if (UCS_PTR_IS_PTR(r)) {
         ucx_kick(eng);
-    else
+    } else {
+        free(m);
         ucx_busy_dec(eng);
+    }
 }
 
 static ucs_status_t ping_recv(void *arg, const void *header, size_t header_len, void *data,

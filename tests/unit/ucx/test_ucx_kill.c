@@ -93,7 +93,7 @@ static void round_run(nixl_agent_t *a, uint8_t *local, uint8_t *shared, int memf
     memset(op == NIXL_WRITE ? shared : local, 0, len);
 
     p_child_t c;
-    char fd[16], name[32];
+    char fd[16], name[32] = {0}; /* sent whole: no uninitialised bytes after the name */
     snprintf(fd, sizeof(fd), "%d", memfd);
     snprintf(name, sizeof(name), "target-%u-%u", (unsigned)op, round);
     p_spawn(&c, self_path, "child", fd, NULL, NULL, NULL);
