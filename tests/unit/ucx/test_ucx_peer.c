@@ -12,60 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ucx_test.h"
+#include "ucx_proc.h"
 
 #define BUF ((size_t)8 << 20)
 
 static char self_path[4096]; /* argv[0] made absolute (under valgrind /proc/self/exe is not us) */
-
-/* Move all n bytes through fd (writing or reading), across short transfers and signals. */
-static bool io_all(int fd, void *p, size_t n, bool out)
-{
-    for (uint8_t *b = p; n;) {
-        ssize_t k = out ? write(fd, b, n) : read(fd, b, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        b += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool write_all(int fd, const void *p, size_t n)
-{
-    return io_all(fd, (void *)p, n, true);
-}
-
-static bool read_all(int fd, void *p, size_t n)
-{
-    return io_all(fd, p, n, false);
-}
-
-static bool send_md(int fd, nixl_agent_t *a)
-{
-    void *blob = NULL;
-    size_t len = 0;
-    if (nixl_agent_get_local_md(a, &blob, &len) != NIXL_SUCCESS)
-        return false;
-    uint64_t l = len;
-    bool ok = write_all(fd, &l, sizeof(l)) && write_all(fd, blob, len);
-    nixl_free(blob);
-    return ok;
-}
-
-static bool recv_md(int fd, nixl_agent_t *a)
-{
-    uint64_t l;
-    if (!read_all(fd, &l, sizeof(l)) || l > ((uint64_t)64 << 20))
-        return false;
-    void *blob = malloc(l ? l : 1);
-    bool ok = blob && read_all(fd, blob, l) &&
-              nixl_agent_load_remote_md(a, blob, l, NULL) == NIXL_SUCCESS;
-    free(blob);
-    return ok;
-}
 
 /* The peer: an agent with a registered buffer; it swaps metadata, says "ready", then waits
  * (reading its pipe) until it is killed. */
@@ -83,10 +34,10 @@ static int child_main(int in, int out)
         return 2;
     }
     uint64_t addr = (uintptr_t)buf;
-    if (!send_md(out, a) || !write_all(out, &addr, sizeof(addr)) || !recv_md(in, a))
+    if (!p_send_md(out, a) || !p_write(out, &addr, sizeof(addr)) || !p_recv_md(in, a))
         return 3;
     char c = 'r';
-    if (!write_all(out, &c, 1))
+    if (!p_write(out, &c, 1))
         return 4;
     while (read(in, &c, 1) > 0)
         ;
@@ -146,11 +97,11 @@ static void pair_start(pair_t *t, const nixl_param_t *params, size_t n)
     t->buf = t_alloc_zero(BUF);
     t_reg(t->a, t->buf, BUF);
     uint64_t raddr = 0;
-    assert_true(recv_md(t->from_child, t->a));
-    assert_true(read_all(t->from_child, &raddr, sizeof(raddr)));
-    assert_true(send_md(t->to_child, t->a));
+    assert_true(p_recv_md(t->from_child, t->a));
+    assert_true(p_read(t->from_child, &raddr, sizeof(raddr)));
+    assert_true(p_send_md(t->to_child, t->a));
     char c;
-    assert_true(read_all(t->from_child, &c, 1));
+    assert_true(p_read(t->from_child, &c, 1));
 
     t->l = t_desc(t->buf, BUF);
     t->r = (nixl_desc_t){.addr = (uintptr_t)raddr, .len = BUF};
