@@ -68,7 +68,8 @@ nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out)
     const char *devices_alias = NULL;
     uint64_t v;
     *out = (ucx_params_t){.num_workers = 1, .split_batch_size = 1024,
-                          .err_mode = UCP_ERR_HANDLING_MODE_PEER, .peer_timeout_ms = 30000};
+                          .err_mode = UCP_ERR_HANDLING_MODE_PEER, .peer_timeout_ms = 30000,
+                          .device_channels = 4};
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         nixl_status_t st = NIXL_SUCCESS;
@@ -84,7 +85,8 @@ nixl_status_t ucx_params_parse(const nixl_be_init_t *init, ucx_params_t *out)
         } else if (!strcmp(p->key, "split_batch_size")) {
             st = param_uint(host, p, 1, UINT32_MAX, &out->split_batch_size);
         } else if (!strcmp(p->key, "ucx_num_device_channels")) {
-            st = param_uint(host, p, 1, 1024, &v); /* GPU device API: not in this build */
+            st = param_uint(host, p, 1, 1024, &v); /* RC_GDA_NUM_CHANNELS on UCX >= 1.21 */
+            out->device_channels = (unsigned)v;
         } else if (!strcmp(p->key, "ucx_error_handling_mode")) {
             if (!strcmp(p->value, "peer")) {
                 out->err_mode = UCP_ERR_HANDLING_MODE_PEER;
@@ -168,24 +170,35 @@ static bool host_has_infiniband(void)
 }
 
 /*
- * The reference's tuning, applied unless the user set the variable in the environment; and
- * ours: USE_MT_MUTEX, because our workers are always shared with the progress thread (thread
- * mode MULTI) and UCX's default spinlock collapses when threads outnumber cores (measured on
- * 2 vCPUs: UCX over shared memory ran at 0.03-0.5 GB/s with the spinlock, 2-12 GB/s with the
- * mutex; docs/BENCHMARKS.md).
+ * The reference's tuning, by the UCX version found at run time, applied unless the user set the
+ * variable in the environment; and ours: USE_MT_MUTEX, because our workers are always shared
+ * with the progress thread (thread mode MULTI) and UCX's default spinlock collapses when threads
+ * outnumber cores (measured on 2 vCPUs: UCX over shared memory ran at 0.03-0.5 GB/s with the
+ * spinlock, 2-12 GB/s with the mutex; docs/BENCHMARKS.md). The reference's settings for AWS
+ * EFA (ADDRESS_VERSION=v2, MAX_COMPONENT_MDS=32) are not applied: ucx_validate.c reads worker
+ * addresses of version 1 only, and would refuse every peer's.
  */
 static void apply_defaults(nixl_be_engine_t *eng, ucp_config_t *cfg, const char *dump)
 {
-    static const struct {
+    char channels[16];
+    snprintf(channels, sizeof(channels), "%u", eng->params.device_channels);
+    const struct {
         const char *key, *value;
-        bool ib; /* read by the InfiniBand transports, not by UCP */
+        bool ib;          /* read by the InfiniBand transports, not by UCP */
+        unsigned min_ver; /* UCP_VERSION(major, minor) from which the reference sets it */
     } defaults[] = {
-        {"RNDV_THRESH", "inf", false},
-        {"MAX_RMA_RAILS", "2", false},
-        {"IB_PCI_RELAXED_ORDERING", "try", true},
-        {"RC_FENCE", "none", true},
-        {"USE_MT_MUTEX", "y", false},
+        {"RNDV_THRESH", "inf", false, 0},
+        {"MAX_RMA_RAILS", "2", false, 0},
+        {"IB_PCI_RELAXED_ORDERING", "try", true, 0},
+        {"RC_FENCE", "none", true, 0},
+        {"USE_MT_MUTEX", "y", false, 0},
+        {"RC_GDA_NUM_CHANNELS", channels, false, UCP_VERSION(1, 21)},
+        {"MAX_HCA_PER_GPU", "auto", false, UCP_VERSION(1, 21)},
+        {"RNDV_PIPELINE_ERROR_HANDLING", "y", false, UCP_VERSION(1, 22)},
     };
+    unsigned major, minor, release;
+    ucp_get_version(&major, &minor, &release);
+    unsigned version = UCP_VERSION(major, minor);
     bool ib = host_has_infiniband();
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
         const char *key = defaults[i].key;
@@ -193,6 +206,13 @@ static void apply_defaults(nixl_be_engine_t *eng, ucp_config_t *cfg, const char 
         snprintf(env, sizeof(env), "UCX_%s", key);
         if (getenv(env)) {
             NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "%s is set in the environment; keeping it", env);
+            continue;
+        }
+        if (version < defaults[i].min_ver) {
+            NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                        "not setting %s=%s: UCX %u.%u is older than the %u.%u it is meant for",
+                        key, defaults[i].value, major, minor, defaults[i].min_ver >> UCP_VERSION_MAJOR_SHIFT,
+                        (defaults[i].min_ver >> UCP_VERSION_MINOR_SHIFT) & 0xff);
             continue;
         }
         if (defaults[i].ib ? !ib : !ucp_knows(dump, key)) {

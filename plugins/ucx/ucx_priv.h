@@ -83,6 +83,7 @@ typedef struct ucx_params {
     const char *engine_config; /* borrowed; NULL: none */
     uint64_t peer_timeout_ms;  /* ucx_peer_timeout_ms: a peer silent this long has failed;
                                 * 0: never (ucx_conn.c, liveness) */
+    unsigned device_channels;  /* ucx_num_device_channels: UCX >= 1.21's RC_GDA_NUM_CHANNELS */
 } ucx_params_t;
 
 /* ---- metadata ---- */

@@ -35,6 +35,7 @@ static void test_plugin_defaults(void **state)
     assert_string_equal(param_of(l, "num_workers"), "1");
     assert_string_equal(param_of(l, "ucx_error_handling_mode"), "peer");
     assert_string_equal(param_of(l, "num_threads"), "0");
+    assert_string_equal(param_of(l, "ucx_peer_timeout_ms"), "30000");
     nixl_free(l);
 
     u_use(U_TCP);
@@ -96,6 +97,8 @@ static void test_good_params(void **state)
         {{"num_threads", "4"}},
         {{"split_batch_size", "2048"}},
         {{"ucx_ep_close_force", "y"}},
+        {{"ucx_num_device_channels", "8"}},
+        {{"ucx_peer_timeout_ms", "0"}},
         {{"some_other_backends_key", "whatever"}},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -139,6 +142,8 @@ static void test_bad_params(void **state)
     expect_refused("engine_config", "BOGUS_KEY=1", "BOGUS_KEY");
     expect_refused("engine_config", "RNDV_THRESH=notanumber", "RNDV_THRESH=notanumber");
     expect_refused("device_list", "a/b", "a/b");
+    expect_refused("ucx_num_device_channels", "0", "ucx_num_device_channels");
+    expect_refused("ucx_peer_timeout_ms", "-5", "ucx_peer_timeout_ms");
 }
 
 /* worker_id=N in the custom parameter picks the request's worker; out of range is refused. */
