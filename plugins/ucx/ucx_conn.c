@@ -240,13 +240,22 @@ static void conn_answered(nixl_be_engine_t *eng, uint64_t serial)
     pthread_mutex_unlock(&eng->all_lock);
 }
 
-/* A probe in flight: UCX 1.13 reads the AM header of a pending send when it finally leaves (it
- * has no flag to copy it), so the header lives here until the send completes, not on the
- * sender's stack. Probes are rare (at most one per peer per second): one allocation each. */
+/* A probe or an answer in flight: UCX 1.13 reads the AM header of a pending send when it finally
+ * leaves (it has no flag to copy it), so the header lives here until the send completes, not on
+ * the sender's stack. Our probes are rare (at most one per peer per second) and answers are
+ * bounded (UCX_PONGS_MAX): one allocation each. */
 typedef struct probe_msg {
     nixl_be_engine_t *eng;
     uint64_t serial;
+    bool pong;
 } probe_msg_t;
+
+static void probe_msg_free(probe_msg_t *m)
+{
+    if (m->pong)
+        atomic_fetch_sub(&m->eng->pongs_out, 1);
+    free(m);
+}
 
 static void probe_sent(void *request, ucs_status_t status, void *arg)
 {
@@ -254,16 +263,24 @@ static void probe_sent(void *request, ucs_status_t status, void *arg)
     nixl_be_engine_t *eng = m->eng;
     (void)status; /* a probe that could not leave is an unanswered probe */
     ucp_request_free(request);
-    free(m);
+    probe_msg_free(m);
     ucx_busy_dec(eng);
 }
 
 static void probe_send(nixl_be_engine_t *eng, ucp_ep_h ep, unsigned id, uint64_t serial)
 {
+    bool pong = id == UCX_AM_PONG;
+    if (pong && atomic_fetch_add(&eng->pongs_out, 1) >= UCX_PONGS_MAX) {
+        atomic_fetch_sub(&eng->pongs_out, 1); /* flooded: this probe stays unanswered */
+        return;
+    }
     probe_msg_t *m = malloc(sizeof(*m));
-    if (!m)
+    if (!m) {
+        if (pong)
+            atomic_fetch_sub(&eng->pongs_out, 1);
         return; /* an unsent probe is an unanswered one */
-    *m = (probe_msg_t){.eng = eng, .serial = serial};
+    }
+    *m = (probe_msg_t){.eng = eng, .serial = serial, .pong = pong};
     ucp_request_param_t p = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK |
                         UCP_OP_ATTR_FIELD_USER_DATA,
@@ -276,7 +293,7 @@ static void probe_send(nixl_be_engine_t *eng, ucp_ep_h ep, unsigned id, uint64_t
     if (UCS_PTR_IS_PTR(r)) {
         ucx_kick(eng);
     } else {
-        free(m);
+        probe_msg_free(m);
         ucx_busy_dec(eng);
     }
 }

@@ -147,6 +147,9 @@ enum { UCX_PROBE_UNKNOWN = 0, UCX_PROBE_ANSWERS, UCX_PROBE_SILENT };
  * about the first probe it gets and never answers it). */
 #define UCX_AM_PING 0x4eu
 #define UCX_AM_PONG 0x4fu
+/* Answers to peers' probes still being sent, at most: a peer that floods probes and never reads
+ * the answers gets no more (its probes go unanswered) instead of making us hold memory. */
+#define UCX_PONGS_MAX 256u
 
 /* ---- requests ---- */
 
@@ -229,6 +232,7 @@ struct nixl_be_engine {
     pthread_t live_thread;
     atomic_bool live_stop;
     atomic_uint_fast64_t next_serial;
+    atomic_uint pongs_out; /* answers in flight (UCX_PONGS_MAX) */
 };
 
 /* ucx_config.c: version, parameters, the UCP context. */
