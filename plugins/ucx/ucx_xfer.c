@@ -32,6 +32,8 @@ static void req_why(nixl_be_req_t *req, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The status a failed post ends with: a peer that is gone (its endpoint failed, or UCX says
+ * the connection went) is REMOTE_DISCONNECT. */
 static nixl_status_t req_status(const nixl_be_req_t *req, ucs_status_t s)
 {
     return atomic_load(&req->conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT : ucx_status(s);
@@ -55,13 +57,6 @@ static void notif_done(void *request, ucs_status_t status, void *arg)
     finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
 }
 
-/* The status a failed post ends with: a peer that is gone (its endpoint failed, or UCX says
- * the connection went) is REMOTE_DISCONNECT. */
-static nixl_status_t fail_status(const nixl_be_req_t *req, ucs_status_t s)
-{
-    return atomic_load(&req->conn->failed) ? NIXL_ERR_REMOTE_DISCONNECT : ucx_status(s);
-}
-
 /* Every operation of a post has completed: decide, notify, then finish. */
 static void data_done(nixl_be_req_t *req)
 {
@@ -83,7 +78,7 @@ static void data_done(nixl_be_req_t *req)
             req_why(req, "%s agent '%s': its %zu operations completed locally but the flush "
                     "that confirms them failed (%s), so they may not have landed%s",
                     op_name(req), req->conn->name, req->count, ucs_status_string(flush), gone);
-        finish(req, fail_status(req, first));
+        finish(req, req_status(req, first));
         return;
     }
     if (req->notif_pending) {

@@ -30,7 +30,7 @@ static nixl_status_t hand_over(nixl_buf_t *b, void **out_blob, size_t *out_len)
 {
     if (b->oom) {
         nixl_buf_free(b);
-        return nixl_err(NIXL_ERR_UNKNOWN, "%s: out of memory while serializing", WHAT);
+        return nixl_err_oom("%s: serializing", WHAT);
     }
     *out_blob = nixl_buf_take(b, out_len);
     return NIXL_SUCCESS;
@@ -126,7 +126,7 @@ nixl_status_t nixl_reg_dlist_deserialize(const void *blob, size_t len, nixl_mem_
     nixl_reg_desc_t *out = malloc(head + meta_total);
     if (!out) {
         free(d.reg);
-        return nixl_err(NIXL_ERR_UNKNOWN, "%s: out of memory for %zu descriptors", WHAT, d.count);
+        return nixl_err_oom("%s: %zu descriptors", WHAT, d.count);
     }
     char *meta = (char *)out + head;
     for (size_t i = 0; i < d.count; i++) {
