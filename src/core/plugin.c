@@ -203,9 +203,10 @@ static nixl_status_t load_file(const char *name, nixl_plugin_rec_t *rec)
     /* Look before loading: dlopen() runs the file's constructors, and a plugin of another ABI
      * (the reference's C++ plugins export nixl_plugin_init) must not run at all. A file we
      * cannot read as ELF is left to dlopen(), whose error says more. */
-    nixl_elf_result_t ours = nixl_elf_file_exports(path, NIXL_PLUGIN_ENTRY_SYMBOL);
-    if (ours == NIXL_ELF_ABSENT) {
-        if (nixl_elf_file_exports(path, NIXL_PLUGIN_FOREIGN_SYMBOL) == NIXL_ELF_EXPORTED)
+    static const char *const entries[] = {NIXL_PLUGIN_ENTRY_SYMBOL, NIXL_PLUGIN_FOREIGN_SYMBOL};
+    bool has[2];
+    if (nixl_elf_file_exports(path, entries, 2, has) == NIXL_ELF_ABSENT && !has[0]) {
+        if (has[1])
             return nixl_err(NIXL_ERR_NOT_FOUND,
                             "plugin %s: %s is not a plugin of this library: it exports %s, the "
                             "entry point of the reference NIXL's C++ plugins (and of this "

@@ -70,7 +70,8 @@ nixl_elf_result_t nixl_elf_exports(const void *image, size_t len, const char *na
     return NIXL_ELF_ABSENT; /* no dynamic symbols: exports nothing */
 }
 
-nixl_elf_result_t nixl_elf_file_exports(const char *path, const char *name)
+nixl_elf_result_t nixl_elf_file_exports(const char *path, const char *const *names, size_t n,
+                                        bool *exported)
 {
     /* Read, not mapped: a file truncated while we look would raise SIGBUS through a mapping. */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -84,16 +85,22 @@ nixl_elf_result_t nixl_elf_file_exports(const char *path, const char *name)
         img = malloc((size_t)st.st_size);
     if (img) {
         while (len < (size_t)st.st_size) {
-            ssize_t n = read(fd, img + len, (size_t)st.st_size - len);
-            if (n < 0 && errno == EINTR)
+            ssize_t got = read(fd, img + len, (size_t)st.st_size - len);
+            if (got < 0 && errno == EINTR)
                 continue;
-            if (n <= 0)
+            if (got <= 0)
                 break;
-            len += (size_t)n;
+            len += (size_t)got;
         }
     }
     close(fd);
-    nixl_elf_result_t r = img ? nixl_elf_exports(img, len, name) : NIXL_ELF_NOT_ELF;
+    nixl_elf_result_t r = img ? NIXL_ELF_ABSENT : NIXL_ELF_NOT_ELF;
+    for (size_t i = 0; i < n; i++) {
+        nixl_elf_result_t one = img ? nixl_elf_exports(img, len, names[i]) : NIXL_ELF_NOT_ELF;
+        exported[i] = one == NIXL_ELF_EXPORTED;
+        if (one == NIXL_ELF_NOT_ELF)
+            r = NIXL_ELF_NOT_ELF;
+    }
     free(img);
     return r;
 }

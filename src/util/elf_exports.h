@@ -8,6 +8,7 @@
 #ifndef NIXL_UTIL_ELF_EXPORTS_H
 #define NIXL_UTIL_ELF_EXPORTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum nixl_elf_result {
@@ -19,8 +20,10 @@ typedef enum nixl_elf_result {
 /* Whether the ELF image [image, image+len) exports the defined symbol `name`. */
 nixl_elf_result_t nixl_elf_exports(const void *image, size_t len, const char *name);
 
-/* The same for a file (read, never mapped executable nor run). NIXL_ELF_NOT_ELF when the file
- * cannot be read either (or is over 256 MiB). */
-nixl_elf_result_t nixl_elf_file_exports(const char *path, const char *name);
+/* The same for a file, read once (never mapped executable nor run) and asked for each of the
+ * `n` names: exported[i] says whether names[i] is. NIXL_ELF_NOT_ELF when the file cannot be read
+ * as such an object (or is over 256 MiB), else NIXL_ELF_ABSENT. */
+nixl_elf_result_t nixl_elf_file_exports(const char *path, const char *const *names, size_t n,
+                                        bool *exported);
 
 #endif
