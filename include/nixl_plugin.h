@@ -45,8 +45,9 @@
 extern "C" {
 #endif
 
-/* The ABI this header describes. ABI 3 appended estimate_cost to nixl_be_ops_t. */
-#define NIXL_PLUGIN_ABI_VERSION 3u
+/* The ABI this header describes. ABI 3 appended estimate_cost to nixl_be_ops_t; ABI 4 appended
+ * the GPU services (gpu) to nixl_host_t. */
+#define NIXL_PLUGIN_ABI_VERSION 4u
 /* The oldest ABI this header can still describe: a plugin built against ABI 2 loads. */
 #define NIXL_PLUGIN_ABI_OLDEST 2u
 #define NIXL_PLUGIN_ENTRY_SYMBOL "nixl_c_plugin_entry"
@@ -79,6 +80,84 @@ typedef struct nixl_be_req nixl_be_req_t;       /* a prepared transfer */
  * destroy() returns; pass it back as the first argument: the core knows from it which plugin
  * and engine speaks.
  */
+
+/*
+ * GPU services (host ABI 4): the core's one CUDA driver, so that every plugin moves GPU memory
+ * the same way, with one loaded kernel and one pool of streams per process. host->gpu is NULL
+ * where the process has no usable CUDA driver. Failures write their reason into `err` (the
+ * caller passes it on with NIXL_BE_ERR, or keeps it for check_xfer).
+ */
+typedef struct nixl_gpu_err {
+    char msg[256];
+} nixl_gpu_err_t;
+
+/* What an address is, to the driver. */
+enum {
+    NIXL_GPU_MEM_PAGEABLE = 0, /* ordinary host memory the GPU cannot reach by itself */
+    NIXL_GPU_MEM_PINNED = 1,   /* host memory registered with (or allocated by) the driver */
+    NIXL_GPU_MEM_DEVICE = 2,   /* GPU memory */
+    NIXL_GPU_MEM_MANAGED = 3,  /* unified (managed) memory */
+};
+
+typedef struct nixl_gpu_ptr {
+    int kind;        /* NIXL_GPU_MEM_* */
+    int device;      /* the GPU it belongs to (DEVICE, MANAGED), else -1 */
+    uintptr_t base;  /* the allocation (or registration) that holds it; 0 if PAGEABLE */
+    size_t size;
+} nixl_gpu_ptr_t;
+
+/* A CUDA IPC handle of a GPU allocation (CUipcMemHandle), as sent to peers. */
+#define NIXL_GPU_IPC_LEN 64u
+
+/* One copy of a batch: addresses valid in this process (GPU memory, GPU memory opened from a
+ * peer, or host memory). */
+typedef struct nixl_gpu_seg {
+    uint64_t dst, src, len;
+} nixl_gpu_seg_t;
+
+/* Batch flags. */
+#define NIXL_GPU_BATCH_PAGEABLE (1u << 0) /* some host side is pageable: the driver copies
+                                           * each segment (a kernel cannot reach it) */
+
+typedef struct nixl_gpu_batch nixl_gpu_batch_t;
+
+typedef struct nixl_gpu_ops {
+    size_t struct_size;
+    /** GPUs visible to the process. */
+    int (*device_count)(void);
+    /** What [addr, addr + len) is; an error if it is GPU memory not wholly inside one
+     * allocation. */
+    nixl_status_t (*ptr_query)(uintptr_t addr, size_t len, nixl_gpu_ptr_t *out,
+                               nixl_gpu_err_t *err);
+    /** Export the GPU allocation holding addr: its handle and base address. */
+    nixl_status_t (*ipc_export)(uintptr_t addr, uint8_t handle[NIXL_GPU_IPC_LEN],
+                                uintptr_t *base, nixl_gpu_err_t *err);
+    /** Map a peer's allocation into this process on `device` (counted: the same handle opened
+     * twice is mapped once). */
+    nixl_status_t (*ipc_open)(const uint8_t handle[NIXL_GPU_IPC_LEN], int device,
+                              uintptr_t *base, nixl_gpu_err_t *err);
+    /** Undo one ipc_open. */
+    void (*ipc_close)(uintptr_t base);
+    /**
+     * Prepare a list of copies run on `device` (whose memory, or whose peer's, they touch):
+     * the table goes to GPU memory once, so each post is one launch. `max_blocks` bounds the
+     * thread blocks of the copy kernel (0: the default).
+     */
+    nixl_status_t (*batch_create)(int device, const nixl_gpu_seg_t *segs, size_t count,
+                                  unsigned flags, unsigned max_blocks, nixl_gpu_batch_t **out,
+                                  nixl_gpu_err_t *err);
+    /** Start the copies (the batch must not be in flight). */
+    nixl_status_t (*batch_post)(nixl_gpu_batch_t *b, nixl_gpu_err_t *err);
+    /** NIXL_SUCCESS when the last post completed, NIXL_IN_PROG, or an error. */
+    nixl_status_t (*batch_check)(nixl_gpu_batch_t *b, nixl_gpu_err_t *err);
+    /** Block (sleeping, not spinning) until the last post completed. */
+    nixl_status_t (*batch_wait)(nixl_gpu_batch_t *b, nixl_gpu_err_t *err);
+    /** Free a batch; waits for a post in flight. */
+    void (*batch_destroy)(nixl_gpu_batch_t *b);
+    /** How batches copy in this build: "kernel" or why the driver copies each descriptor. */
+    const char *(*copy_method)(void);
+} nixl_gpu_ops_t;
+
 typedef struct nixl_host nixl_host_t;
 struct nixl_host {
     size_t struct_size;
@@ -102,7 +181,17 @@ struct nixl_host {
         __attribute__((format(printf, 3, 4)))
 #endif
         ;
+    /* ---- appended in ABI 4 ---- */
+    /** The GPU services; NULL without a CUDA driver. Read it through nixl_host_gpu(). */
+    const nixl_gpu_ops_t *gpu;
 };
+
+/* The host's GPU services, or NULL (no driver, or a host older than ABI 4). */
+static inline const nixl_gpu_ops_t *nixl_host_gpu(const nixl_host_t *host)
+{
+    return host->struct_size >= offsetof(nixl_host_t, gpu) + sizeof(host->gpu) ? host->gpu
+                                                                               : NULL;
+}
 
 /*
  * The one set of logging and error helpers for plugins. NIXL_BE_ERR gives the reason and

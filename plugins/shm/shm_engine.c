@@ -14,12 +14,14 @@
 static const nixl_param_t shm_default_params[] = {
     {"async_threshold", "0"},
     {"notif_ring_size", "262144"},
+    {"gpu_max_blocks", "0"},
 };
 
 static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *threshold,
-                                      uint64_t *ring_size)
+                                      uint64_t *ring_size, unsigned *gpu_blocks)
 {
     *threshold = 0;
+    *gpu_blocks = 0;
     *ring_size = SHM_RING_DEFAULT;
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
@@ -45,6 +47,14 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *thre
                                    p->value ? p->value : "(null)", SHM_RING_MIN, SHM_RING_MAX);
             }
             *ring_size = v;
+        } else if (strcmp(p->key, "gpu_max_blocks") == 0) {
+            uint64_t v;
+            if (!nixl_parse_u64(p->value, &v) || v > 65535)
+                return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                                   "gpu_max_blocks='%s' must be 0 (two blocks per SM) or the "
+                                   "number of thread blocks of a GPU copy, at most 65535",
+                                   p->value ? p->value : "(null)");
+            *gpu_blocks = (unsigned)v;
         }
     }
     if (!SHM_RING_SUPPORTED)
@@ -82,7 +92,8 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     }
 
     uint64_t threshold, ring_size;
-    nixl_status_t st = shm_parse_params(init, &threshold, &ring_size);
+    unsigned gpu_blocks;
+    nixl_status_t st = shm_parse_params(init, &threshold, &ring_size, &gpu_blocks);
     if (st != NIXL_SUCCESS)
         return st;
     st = shm_sys_check_cma(host);
@@ -94,6 +105,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         goto err_oom;
     eng->host = host;
     eng->async_threshold = threshold;
+    eng->gpu_max_blocks = gpu_blocks;
     eng->ring_size = (size_t)ring_size;
     eng->local_md.kind = SHM_MD_LOCAL;
     eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;
@@ -124,6 +136,11 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         return st;
     }
     eng->conn_len = shm_conn_encode(&eng->info, eng->conn_blob);
+    /* Say how GPU memory will be copied when that is not the batched kernel (asks nothing of
+     * the driver: starting it here would slow every engine of a host that never uses VRAM). */
+    const nixl_gpu_ops_t *gpu = nixl_host_gpu(host);
+    if (gpu && strncmp(gpu->copy_method(), "one kernel", 10) != 0)
+        NIXL_BE_LOG(host, NIXL_LOG_INFO, "GPU copies: %s", gpu->copy_method());
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                 "engine of '%s' listening on @%s (async_threshold=%llu, "
                 "notif_ring_size=%zu)",
@@ -141,11 +158,12 @@ static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                       const nixl_reg_desc_t *descs, size_t count,
                                       nixl_be_md_t **out_mds)
 {
-    (void)descs;
+    if (type == NIXL_VRAM_SEG)
+        return shm_gpu_register(eng, descs, count, out_mds);
     if (type != NIXL_DRAM_SEG)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "only DRAM_SEG can be registered (got %d); use UCX or a storage "
-                           "backend for other memory",
+                           "only DRAM_SEG and VRAM_SEG can be registered (got %d); use a "
+                           "storage backend for other memory",
                            (int)type);
     for (size_t i = 0; i < count; i++)
         out_mds[i] = (nixl_be_md_t *)&eng->local_md;
@@ -154,7 +172,12 @@ static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
 
 static void shm_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
-    (void)eng, (void)mds; /* registration allocated nothing */
+    (void)eng; /* DRAM registration allocated nothing; VRAM has its own md */
+    for (size_t i = 0; i < mds->count; i++) {
+        shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
+        if (h && h->kind == SHM_MD_VRAM)
+            shm_gpu_deregister((shm_vlmd_t *)h);
+    }
 }
 
 static nixl_status_t shm_get_conn_info(nixl_be_engine_t *eng, const void **blob, size_t *len)
@@ -169,9 +192,13 @@ static nixl_status_t shm_get_public_blobs(nixl_be_engine_t *eng, const nixl_be_m
 {
     static const uint8_t empty[1];
     (void)eng;
-    /* Peers need only the addresses, which the core sends anyway. */
-    for (size_t i = 0; i < mds->count; i++)
-        out[i] = (nixl_be_blob_t){.data = empty, .len = 0};
+    /* For DRAM peers need only the addresses, which the core sends anyway; VRAM regions carry
+     * their CUDA IPC handle. */
+    for (size_t i = 0; i < mds->count; i++) {
+        shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
+        out[i] = h->kind == SHM_MD_VRAM ? shm_gpu_blob((shm_vlmd_t *)h)
+                                        : (nixl_be_blob_t){.data = empty, .len = 0};
+    }
     return NIXL_SUCCESS;
 }
 
@@ -180,11 +207,10 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
                                         const nixl_be_blob_t *blobs, size_t count,
                                         nixl_be_md_t **out_mds)
 {
-    (void)descs;
-    if (type != NIXL_DRAM_SEG)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED, "only DRAM_SEG regions (got %d)",
-                           (int)type);
-    for (size_t i = 0; i < count; i++)
+    if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "only DRAM_SEG and VRAM_SEG regions (got %d)", (int)type);
+    for (size_t i = 0; type == NIXL_DRAM_SEG && i < count; i++)
         if (blobs && blobs[i].len != 0)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
                                "region %zu of '%s' has a %zu-byte blob; SHM regions have none", i,
@@ -200,6 +226,12 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
             return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
                                "no connection info loaded for agent '%s'", agent);
     }
+    if (type == NIXL_VRAM_SEG) {
+        /* Each VRAM region gets its own md (holding its own reference). */
+        nixl_status_t st = shm_gpu_load_remote(eng, peer, descs, blobs, count, out_mds);
+        shm_peer_unref(peer, 1);
+        return st;
+    }
     /* One reference per md handed out (unload_md drops them per md), taken at once. */
     if (count == 0)
         shm_peer_unref(peer, 1);
@@ -210,18 +242,32 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
     return NIXL_SUCCESS;
 }
 
+static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
+
 static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
                                        nixl_be_md_t **out_mds)
 {
     size_t count = mds->count;
-    for (size_t i = 0; i < count; i++)
-        if ((const shm_md_hdr_t *)nixl_be_md_at(mds, i) != &eng->local_md)
+    for (size_t i = 0; i < count; i++) {
+        const shm_md_hdr_t *h = (const shm_md_hdr_t *)nixl_be_md_at(mds, i);
+        if (h != &eng->local_md && (!h || h->kind != SHM_MD_VRAM))
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "load_local_md: md %zu was not registered by this engine", i);
-    if (count)
-        shm_peer_ref(eng->self, count);
-    for (size_t i = 0; i < count; i++)
-        out_mds[i] = (nixl_be_md_t *)eng->self;
+    }
+    for (size_t i = 0; i < count; i++) {
+        shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
+        if (h->kind != SHM_MD_VRAM) {
+            shm_peer_ref(eng->self, 1);
+            out_mds[i] = (nixl_be_md_t *)eng->self;
+            continue;
+        }
+        nixl_status_t st = shm_gpu_load_local(eng, (shm_vlmd_t *)h, &out_mds[i]);
+        if (st != NIXL_SUCCESS) {
+            nixl_be_mds_t done = {.base = out_mds, .stride = sizeof(*out_mds), .count = i};
+            shm_unload_md(eng, &done);
+            return st;
+        }
+    }
     return NIXL_SUCCESS;
 }
 
@@ -237,6 +283,8 @@ static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
         shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
         if (h && h->kind == SHM_MD_PEER)
             shm_peer_unref((shm_peer_t *)h, j - i);
+        else if (h && h->kind == SHM_MD_VRAM_PEER)
+            shm_gpu_unload(eng, (shm_vrmd_t *)h); /* its own md: never repeated in a run */
         i = j;
     }
 }
@@ -246,7 +294,7 @@ static const nixl_plugin_info_t shm_info = {
     .name = "SHM",
     .version = NIXL_VERSION_STRING,
     .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
-    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG),
+    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG),
     .default_params = shm_default_params,
     .num_default_params = sizeof(shm_default_params) / sizeof(shm_default_params[0]),
 };

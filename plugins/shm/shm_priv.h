@@ -77,11 +77,29 @@ typedef struct shm_conn_info {
 /* ---- metadata ---- */
 
 /* First word of every object we hand out as a nixl_be_md_t, so prep can tell them apart. */
-enum { SHM_MD_LOCAL = 0x4c4d4853u, SHM_MD_PEER = 0x504d4853u };
+enum {
+    SHM_MD_LOCAL = 0x4c4d4853u,     /* every local DRAM region: eng->local_md */
+    SHM_MD_PEER = 0x504d4853u,      /* every DRAM region of a peer: the peer itself */
+    SHM_MD_VRAM = 0x564d4853u,      /* one local VRAM region (shm_vlmd_t, shm_gpu.c) */
+    SHM_MD_VRAM_PEER = 0x574d4853u, /* one VRAM region of a peer (shm_vrmd_t) */
+};
 
 typedef struct shm_md_hdr {
     uint32_t kind;
 } shm_md_hdr_t;
+
+typedef struct shm_vlmd shm_vlmd_t;
+struct shm_peer;
+/* A peer's VRAM region as this process reaches it. */
+typedef struct shm_vrmd {
+    shm_md_hdr_t md;         /* SHM_MD_VRAM_PEER */
+    struct shm_peer *peer;   /* holds a reference */
+    int device;              /* the GPU it is mapped on (or lives on) */
+    uintptr_t rbase;         /* the allocation in the peer */
+    size_t size;
+    uintptr_t mapped;        /* the same allocation here (== rbase within one process) */
+    bool opened;             /* mapped with CUDA IPC: close at unload */
+} shm_vrmd_t;
 
 /* ---- notification frames ---- */
 
@@ -278,6 +296,7 @@ struct nixl_be_req {
     void *notif;
     size_t notif_len, notif_cap;
     char why[320]; /* reason of the last failure, repeated by check_xfer on any thread */
+    nixl_gpu_batch_t *gpu; /* a GPU request (VRAM on a side): its copies (shm_gpu.c) */
     struct iovec iov[]; /* liov[count] then riov[count] */
 };
 
@@ -288,6 +307,7 @@ struct nixl_be_engine {
     char *name;
     size_t name_len;
     uint64_t async_threshold; /* 0: never */
+    unsigned gpu_max_blocks;  /* thread blocks of a GPU copy; 0: the default */
     shm_md_hdr_t local_md;    /* the md of every local region */
     shm_peer_t *self;
 
@@ -411,6 +431,25 @@ nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 /* Move the request's bytes; chunk bounds each syscall; `async` checks cancel/dead between. */
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async);
 nixl_status_t shm_xfer_notify(nixl_be_req_t *req, const void *msg, size_t len);
+
+/* shm_gpu.c: VRAM regions and GPU requests. */
+const nixl_gpu_ops_t *shm_gpu(nixl_be_engine_t *eng); /* NULL: no GPU */
+nixl_status_t shm_gpu_register(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs,
+                               size_t count, nixl_be_md_t **out_mds);
+void shm_gpu_deregister(shm_vlmd_t *m);
+nixl_be_blob_t shm_gpu_blob(shm_vlmd_t *m);
+nixl_status_t shm_gpu_load_remote(nixl_be_engine_t *eng, struct shm_peer *peer,
+                                  const nixl_desc_t *descs, const nixl_be_blob_t *blobs,
+                                  size_t count, nixl_be_md_t **out_mds);
+nixl_status_t shm_gpu_load_local(nixl_be_engine_t *eng, shm_vlmd_t *m, nixl_be_md_t **out);
+void shm_gpu_unload(nixl_be_engine_t *eng, shm_vrmd_t *r);
+nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                           const nixl_be_desc_t *local, const nixl_be_desc_t *remote);
+nixl_status_t shm_gpu_post(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                           const nixl_be_xfer_opts_t *opts);
+nixl_status_t shm_gpu_check(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t shm_gpu_finish(nixl_be_req_t *req); /* the worker: wait, then notify */
+void shm_gpu_release(nixl_be_engine_t *eng, nixl_be_req_t *req);
 
 /* shm_worker.c: the async worker. */
 nixl_status_t shm_worker_submit(nixl_be_engine_t *eng, nixl_be_req_t *req);

@@ -25,6 +25,19 @@ static nixl_status_t req_fail(nixl_be_req_t *req, nixl_status_t st, const char *
     return st;
 }
 
+/* The peer a remote md belongs to; NULL if it is no remote md of ours. */
+static shm_peer_t *md_peer(const nixl_be_md_t *md)
+{
+    const shm_md_hdr_t *h = (const shm_md_hdr_t *)md;
+    if (!h)
+        return NULL;
+    if (h->kind == SHM_MD_PEER)
+        return (shm_peer_t *)(uintptr_t)h;
+    if (h->kind == SHM_MD_VRAM_PEER)
+        return ((const shm_vrmd_t *)h)->peer;
+    return NULL;
+}
+
 nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                             const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
                             size_t count, const char *remote_agent,
@@ -36,9 +49,10 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     if (count == 0 || !remote_agent)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "empty transfer or no remote agent");
 
-    /* The remote md is the peer: no name lookup, and every element must agree on it. */
-    shm_peer_t *peer = (shm_peer_t *)remote[0].md;
-    if (!peer || peer->md.kind != SHM_MD_PEER || peer->eng != eng)
+    /* The remote md is the peer (DRAM) or holds it (VRAM): no name lookup, and every element
+     * must agree on it. */
+    shm_peer_t *peer = md_peer(remote[0].md);
+    if (!peer || peer->eng != eng)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                            "remote descriptor 0 does not carry SHM metadata");
     if (strcmp(peer->name, remote_agent) != 0)
@@ -53,14 +67,17 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                            remote_agent);
 
     uint64_t total = 0;
+    bool gpu = false;
     for (size_t i = 0; i < count; i++) {
-        if ((const shm_md_hdr_t *)local[i].md != &eng->local_md ||
-            (shm_peer_t *)remote[i].md != peer)
+        const shm_md_hdr_t *lh = (const shm_md_hdr_t *)local[i].md;
+        bool local_ok = lh == &eng->local_md || (lh && lh->kind == SHM_MD_VRAM);
+        if (!local_ok || md_peer(remote[i].md) != peer)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "descriptor %zu: %s memory not registered with this engine%s", i,
-                               (const shm_md_hdr_t *)local[i].md != &eng->local_md ? "local"
-                                                                                   : "remote",
-                               (shm_peer_t *)remote[i].md != peer ? " or of another agent" : "");
+                               !local_ok ? "local" : "remote",
+                               local_ok ? " or of another agent" : "");
+        gpu |= lh->kind == SHM_MD_VRAM ||
+               ((const shm_md_hdr_t *)remote[i].md)->kind == SHM_MD_VRAM_PEER;
         if (local[i].len != remote[i].len)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "descriptor %zu: local length %zu != remote length %zu", i,
@@ -88,6 +105,13 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     }
     atomic_init(&req->state, NIXL_ERR_NOT_POSTED);
     atomic_init(&req->cancel, false);
+    if (gpu) {
+        nixl_status_t st = shm_gpu_prep(eng, req, local, remote);
+        if (st != NIXL_SUCCESS) {
+            free(req);
+            return st;
+        }
+    }
     shm_peer_ref(peer, 1);
     *out = req;
     return NIXL_SUCCESS;
@@ -264,6 +288,9 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         }
     }
 
+    if (req->gpu)
+        return shm_gpu_post(eng, req, opts);
+
     if (eng->async_threshold && req->total >= eng->async_threshold) {
         req->has_notif = has_notif;
         req->notif_len = nlen;
@@ -305,7 +332,7 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
 
 nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
-    nixl_status_t st = atomic_load(&req->state);
+    nixl_status_t st = req->gpu ? shm_gpu_check(eng, req) : atomic_load(&req->state);
     if (st < 0 && st != NIXL_ERR_NOT_POSTED && req->why[0])
         return NIXL_BE_ERR(eng->host, st, "%s", req->why);
     return st;
@@ -313,7 +340,8 @@ nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 
 nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
-    shm_worker_abort(eng, req); /* waits for at most one chunk */
+    shm_worker_abort(eng, req); /* waits for at most one chunk (or one GPU copy) */
+    shm_gpu_release(eng, req);
     shm_peer_unref(req->peer, 1);
     free(req->notif);
     free(req);

@@ -11,6 +11,7 @@
 
 #include "agent_impl.h"
 #include "error.h"
+#include "gpu.h"
 #include "log.h"
 
 /* Room for a plugin's message; the last error holds 1 KiB in all. */
@@ -70,5 +71,6 @@ void backend_host_init(nixl_backend_t *b)
         .log = host_log,
         .log_enabled = host_log_enabled,
         .fail = host_fail,
+        .gpu = nixl_gpu_ops(),
     };
 }

@@ -5,6 +5,7 @@
 
 #include "agent_impl.h"
 #include "error.h"
+#include "gpu.h"
 #include "log.h"
 
 static nixl_status_t check_descs(nixl_mem_t type, const nixl_reg_desc_t *descs, size_t count,
@@ -153,6 +154,10 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
         goto out;
     }
     if (count == 0)
+        goto out;
+    /* VRAM must be GPU memory of the GPU its devId names, whatever the backend: a wrong devId
+     * or a host pointer would otherwise surface as a fault in a later copy. */
+    if (type == NIXL_VRAM_SEG && (st = nixl_gpu_check_vram(descs, count)) != NIXL_SUCCESS)
         goto out;
 
     /* A backend that refuses the list while another takes it is no failure of the call. */

@@ -3,7 +3,7 @@
 
 1. Every quoted #include of the library, its plugins, tools, Python extension, benchmarks and
    examples must name a header of the including file's own layer or of a layer it may use
-   (docs/architecture.md): util <- md <- core <- plugins (through include/nixl_plugin.h) <-
+   (docs/architecture.md): util <- md, gpu <- core <- plugins (through include/nixl_plugin.h) <-
    tools, python.
 2. The build itself refuses an upward include: a probe that includes a core header, compiled
    with the include flags the md layer is built with, must fail; the same probe compiled with
@@ -23,7 +23,9 @@ INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 RULES = [
     ('src/util', ['include', 'src/util']),
     ('src/md', ['include', 'src/util', 'src/md']),
-    ('src/core', ['include', 'src/util', 'src/md', 'src/core']),
+    # GPU memory: beside md, above util; plugins reach it only through nixl_host_t.gpu.
+    ('src/gpu', ['include', 'src/util', 'src/gpu']),
+    ('src/core', ['include', 'src/util', 'src/md', 'src/gpu', 'src/core']),
     # The table of built-in plugins names each built-in plugin's public header.
     ('plugins/builtin.c', ['include', 'plugins/shm']),
     ('plugins/', ['include', 'src/util', '<own>']),
