@@ -139,7 +139,8 @@ nixl_status_t nixl_gpu_check_vram(const nixl_reg_desc_t *descs, size_t count)
 {
     nixl_gpu_err_t err;
     if (count && gpu_need_driver(&err) != NIXL_SUCCESS)
-        return nixl_err(NIXL_ERR_NOT_SUPPORTED, "register_mem: VRAM: %s", err.msg);
+        return nixl_err(NIXL_ERR_NOT_SUPPORTED, "register_mem: VRAM descriptor 0 and all: %s",
+                        err.msg);
     for (size_t i = 0; i < count; i++) {
         nixl_gpu_ptr_t p;
         nixl_status_t st = gpu_ptr_query(descs[i].addr, descs[i].len, &p, &err);

@@ -1,36 +1,21 @@
 /*
  * test_ucx_vram.c - GPU memory through the UCX backend, on a machine with an NVIDIA GPU.
  *
- * The CUDA driver (libcuda.so.1) is opened at run time, as the library itself would: no CUDA
- * header or library is needed to build this test. With a GPU and a UCX built with CUDA
+ * The CUDA driver (libcuda.so.1) is opened at run time (gpu_test.c), as the library itself
+ * would: no CUDA header or library is needed to build this test. With a GPU and a UCX built with CUDA
  * support, a VRAM region is registered and moved to and from DRAM through the agent's own
  * UCX endpoint (loopback), both directions verified byte for byte with the driver's copies.
  * With a UCX that lacks CUDA support, registering VRAM must fail with a message that says so.
  * Exit 77 (skip) without a driver, a GPU or the UCX plugin.
  */
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "nixl.h"
+#include "gpu_test.h"
 
-#define SKIP 77
 #define LEN (4u << 20)
-
-typedef int cu_result_t; /* CUresult: 0 is CUDA_SUCCESS */
-typedef unsigned long long cu_ptr_t;
-static struct {
-    cu_result_t (*init)(unsigned);
-    cu_result_t (*device_get)(int *, int);
-    cu_result_t (*primary_retain)(void **, int);
-    cu_result_t (*ctx_set)(void *);
-    cu_result_t (*mem_alloc)(cu_ptr_t *, size_t);
-    cu_result_t (*mem_free)(cu_ptr_t);
-    cu_result_t (*htod)(cu_ptr_t, const void *, size_t);
-    cu_result_t (*dtoh)(void *, cu_ptr_t, size_t);
-} cu;
 
 static int failures;
 #define CHECK(cond, ...)                                                                     \
@@ -50,37 +35,6 @@ static int failures;
               nixl_last_error());                                                            \
     } while (0)
 
-static int cuda_open(void)
-{
-    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        printf("SKIP: no CUDA driver (%s)\n", dlerror());
-        return SKIP;
-    }
-    void **fns[] = {(void **)&cu.init, (void **)&cu.device_get, (void **)&cu.primary_retain,
-                    (void **)&cu.ctx_set, (void **)&cu.mem_alloc, (void **)&cu.mem_free,
-                    (void **)&cu.htod, (void **)&cu.dtoh};
-    const char *names[] = {"cuInit", "cuDeviceGet", "cuDevicePrimaryCtxRetain",
-                           "cuCtxSetCurrent", "cuMemAlloc_v2", "cuMemFree_v2",
-                           "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (!(*fns[i] = dlsym(h, names[i]))) {
-            printf("FAIL: the CUDA driver has no %s\n", names[i]);
-            return 1;
-        }
-    int dev;
-    void *ctx;
-    if (cu.init(0) || cu.device_get(&dev, 0)) {
-        printf("SKIP: no usable GPU\n");
-        return SKIP;
-    }
-    if (cu.primary_retain(&ctx, dev) || cu.ctx_set(ctx)) {
-        printf("FAIL: cannot make the GPU's primary context current\n");
-        return 1;
-    }
-    return 0;
-}
-
 static void fill(uint8_t *p, size_t n, unsigned seed)
 {
     for (size_t i = 0; i < n; i++)
@@ -88,7 +42,7 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
 }
 
 /* One loopback transfer of the whole region; waits for completion. */
-static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, uint8_t *host, cu_ptr_t gpu)
+static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, uint8_t *host, uint64_t gpu)
 {
     nixl_desc_t l = {(uintptr_t)host, LEN, 0}, r = {(uintptr_t)gpu, LEN, 0};
     nixl_xfer_req_t *req;
@@ -105,11 +59,11 @@ static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, uint8_t *host, cu_
 
 int main(void)
 {
-    int rc = cuda_open();
+    int rc = gt_init();
     if (rc)
         return rc;
     nixl_agent_t *a = NULL;
-    cu_ptr_t gpu = 0;
+    uint64_t gpu = 0;
     uint8_t *host = malloc(LEN), *check = malloc(LEN);
     if (!host || !check || nixl_agent_create("gpu", NULL, &a) != NIXL_SUCCESS) {
         printf("FAIL: setup: %s\n", nixl_last_error());
@@ -120,12 +74,12 @@ int main(void)
     if (st == NIXL_ERR_NOT_FOUND) {
         printf("SKIP: no UCX plugin (%s)\n", nixl_last_error());
         nixl_agent_destroy(a);
-        return SKIP;
+        return GT_SKIP;
     }
     CHECK_ST(st);
-    CHECK(cu.mem_alloc(&gpu, LEN) == 0, "cuMemAlloc of %u bytes failed", LEN);
+    gpu = gt_alloc(LEN);
     fill(host, LEN, 1);
-    CHECK(cu.htod(gpu, host, LEN) == 0, "cuMemcpyHtoD failed");
+    gt_htod(gpu, host, LEN);
 
     nixl_reg_desc_t vr = {.addr = (uintptr_t)gpu, .len = LEN, .dev_id = 0};
     st = nixl_agent_register_mem(a, NIXL_VRAM_SEG, &vr, 1, NULL);
@@ -149,7 +103,7 @@ int main(void)
     fill(host, LEN, 2);
     CHECK_ST(move(a, NIXL_WRITE, host, gpu));
     memset(check, 0, LEN);
-    CHECK(cu.dtoh(check, gpu, LEN) == 0, "cuMemcpyDtoH failed");
+    gt_dtoh(check, gpu, LEN);
     CHECK(memcmp(host, check, LEN) == 0, "WRITE to VRAM: the GPU's bytes differ");
     CHECK_ST(nixl_agent_deregister_mem(a, NIXL_DRAM_SEG, &hr, 1, NULL));
     CHECK_ST(nixl_agent_deregister_mem(a, NIXL_VRAM_SEG, &vr, 1, NULL));
@@ -157,7 +111,7 @@ int main(void)
 out:
     nixl_agent_destroy(a);
     if (gpu)
-        cu.mem_free(gpu);
+        gt_free(gpu);
     free(host);
     free(check);
     return failures ? 1 : 0;

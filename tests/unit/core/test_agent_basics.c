@@ -63,7 +63,7 @@ static void test_avail_plugins_order(void **state)
     /* Loading SHMDYN moves it into the first (loaded) group, sorted after SHM. */
     nixl_mem_mask_t mems = 0;
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_plugin_params(a, "SHMDYN", &mems, NULL));
-    assert_int_equal(mems, NIXL_MEM_BIT(NIXL_DRAM_SEG));
+    assert_int_equal(mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_avail_plugins(a, &names, &n));
     assert_string_equal(names[0], "SHM");
     assert_string_equal(names[1], "SHMDYN");
@@ -111,7 +111,7 @@ static void test_plugin_params_shm(void **state)
     nixl_mem_mask_t mems = 0xffff;
     nixl_param_list_t *params = NULL;
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_plugin_params(a, "SHM", &mems, &params));
-    assert_int_equal(mems, NIXL_MEM_BIT(NIXL_DRAM_SEG));
+    assert_int_equal(mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
     assert_non_null(params);
     bool found = false;
     for (size_t i = 0; i < params->count; i++)
@@ -401,7 +401,7 @@ static void test_backend_params(void **state)
 
     /* the user's parameters, as given, no default duplicated */
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_backend_params(a, be, &mems, &l));
-    assert_int_equal(mems, NIXL_MEM_BIT(NIXL_DRAM_SEG));
+    assert_int_equal(mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
     size_t times;
     assert_string_equal(param_get(l, "async_threshold", &times), "4096");
     assert_int_equal(times, 1);
@@ -409,7 +409,7 @@ static void test_backend_params(void **state)
     assert_int_equal(times, 1);
     assert_string_equal(param_get(l, "notif_ring_size", &times), "262144"); /* a default */
     assert_int_equal(times, 1);
-    assert_int_equal(l->count, 3);
+    assert_int_equal(l->count, 4); /* + gpu_max_blocks, a default */
     nixl_free(l);
 
     /* without user parameters: the plugin defaults (docs/differences.md item 10) */

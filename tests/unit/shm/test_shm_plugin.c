@@ -383,12 +383,14 @@ static void test_table(void **state)
     assert_int_equal(info->struct_size, sizeof(nixl_plugin_info_t));
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
-    assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG));
-    assert_int_equal(info->num_default_params, 2);
+    assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
+    assert_int_equal(info->num_default_params, 3);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
     assert_string_equal(info->default_params[1].value, "262144");
+    assert_string_equal(info->default_params[2].key, "gpu_max_blocks");
+    assert_string_equal(info->default_params[2].value, "0");
 }
 
 static void test_params(void **state)
@@ -418,7 +420,8 @@ static void test_params(void **state)
     }
     assert_int_equal(eng_create(&h, "P", NULL, &eng), NIXL_SUCCESS);
 
-    /* registration: DRAM only, no allocation, empty public blob */
+    /* registration: VRAM refused by a host without GPU services (this test's host has none),
+     * DRAM with no allocation and an empty public blob */
     nixl_reg_desc_t d = {(uintptr_t)&h, sizeof(h), 0, NULL, 0};
     nixl_be_md_t *md = NULL;
     t_err[0] = '\0';

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build and run everything GPU on the accelerator machine (the `device` tool), in one call:
+#   scripts/device-deps.sh stage                    (here, once: UCX and cmocka headers)
+#   run: tests/gpu/run-on-device.sh [what...]       (there, carrying build-devdeps)
+# what: build (default set: build test nokernel bench), test, nokernel, bench, tools.
+# Results go to $OUT (when set) as well as stdout.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+steps=${*:-build test nokernel bench}
+rc=0
+if [ -d build-devdeps ]; then
+  export PKG_CONFIG_PATH=$(scripts/device-deps.sh setup | tail -1)
+fi
+nvidia-smi -L 2>&1 | tee "$out/device.txt"
+for step in $steps; do
+  echo "=== $step"
+  case $step in
+  build)
+    { meson setup build-gpu -Dbuildtype=release >/dev/null && ninja -C build-gpu; } \
+      >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; rc=1; }
+    ;;
+  test)
+    meson test -C build-gpu --no-rebuild --suite gpu --print-errorlogs 2>&1 | tee "$out/test-gpu.txt" | tail -25
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    cp build-gpu/meson-logs/testlog.txt "$out/testlog-gpu.txt" 2>/dev/null
+    ;;
+  unit)
+    meson test -C build-gpu --no-rebuild --suite unit --suite integration 2>&1 | tail -8 | tee "$out/test-unit.txt"
+    ;;
+  nokernel)
+    # The fallback without nvcc: the driver copies each descriptor.
+    { meson setup build-nokernel -Dgpu_kernel=disabled >/dev/null && ninja -C build-nokernel tests/gpu/test_shm_vram; } \
+      >"$out/build-nokernel.log" 2>&1 || { tail -20 "$out/build-nokernel.log"; rc=1; }
+    NIXL_LOG_LEVEL=INFO build-nokernel/tests/gpu/test_shm_vram 2>&1 | tail -8 | tee "$out/test-nokernel.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    ;;
+  bench)
+    build-gpu/tests/gpu/gpu_bench 20 2>&1 | tee "$out/gpu-bench.md"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    ;;
+  tools)
+    if [ -x tests/gpu/run-gpu-tools.sh ]; then
+      BUILD=build-gpu tests/gpu/run-gpu-tools.sh 2>&1 | tee "$out/gpu-tools.txt" | tail -30
+      [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    fi
+    ;;
+  esac
+done
+echo "run-on-device: exit $rc"
+exit $rc
