@@ -417,7 +417,7 @@ static nixl_status_t md_walk(nixl_serdes_reader_t *r, nixl_md_view_t *v, bool fi
 
 nixl_status_t nixl_md_decode(const void *blob, size_t len, nixl_md_view_t *out)
 {
-    nixl_serdes_reader_t r;
+    nixl_serdes_reader_t r = {0};
     nixl_md_view_t v = {0};
     nixl_status_t st = rd_open(&r, MD, blob, len);
     if (st == NIXL_SUCCESS)
@@ -490,7 +490,7 @@ nixl_status_t nixl_any_dlist_decode(const void *data, size_t len, nixl_mem_t *ou
                                     nixl_desc_t **out_descs, nixl_reg_desc_t **out_reg,
                                     size_t *out_count)
 {
-    nixl_serdes_reader_t r;
+    nixl_serdes_reader_t r = {0}; /* gcc 13 -O3 cannot see rd_open fill it */
     const uint8_t *p = NULL;
     size_t n = 0, at, count = 0;
     nixl_mem_t type;

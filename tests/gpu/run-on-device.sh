@@ -18,7 +18,7 @@ for step in $steps; do
   echo "=== $step"
   case $step in
   build)
-    { meson setup build-gpu -Dbuildtype=release >/dev/null && ninja -C build-gpu; } \
+    { meson setup build-gpu -Dbuildtype=release >/dev/null && ninja -k 0 -C build-gpu; } \
       >"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; rc=1; }
     ;;
   test)
