@@ -56,7 +56,7 @@ nixl_status_t shm_gpu_register(nixl_be_engine_t *eng, const nixl_reg_desc_t *des
     nixl_gpu_err_t err;
     nixl_status_t st = NIXL_SUCCESS;
     for (; i < count; i++) {
-        nixl_gpu_ptr_t p;
+        nixl_gpu_ptr_t p = {0};
         st = g->ptr_query(descs[i].addr, descs[i].len, &p, &err);
         if (st == NIXL_SUCCESS && p.kind != NIXL_GPU_MEM_DEVICE &&
             p.kind != NIXL_GPU_MEM_MANAGED) {
@@ -297,7 +297,7 @@ nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
             uint64_t a = s ? ra : la;
             if (!is_host || (host_checked && a >= pinned_lo && a + local[i].len <= pinned_hi))
                 continue;
-            nixl_gpu_ptr_t p;
+            nixl_gpu_ptr_t p = {0};
             nixl_gpu_err_t err;
             if (g->ptr_query((uintptr_t)a, local[i].len, &p, &err) != NIXL_SUCCESS ||
                 p.kind == NIXL_GPU_MEM_PAGEABLE) {

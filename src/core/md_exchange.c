@@ -287,8 +287,8 @@ nixl_status_t nixl_agent_invalidate_local_md(nixl_agent_t *agent, const nixl_opt
             nixl_err_prefix("invalidate_local_md");
         return est;
     }
-    nixl_sc_t *sc;
-    int port;
+    nixl_sc_t *sc = NULL;
+    int port = 0;
     nixl_status_t st = route(agent, opt, "invalidate_local_md", &sc, &port);
     if (st == NIXL_SUCCESS)
         st = nixl_sc_send(sc, opt->ip_addr, port, "INVL", agent->name, strlen(agent->name));

@@ -142,7 +142,7 @@ nixl_status_t nixl_gpu_check_vram(const nixl_reg_desc_t *descs, size_t count)
         return nixl_err(NIXL_ERR_NOT_SUPPORTED, "register_mem: VRAM descriptor 0 and all: %s",
                         err.msg);
     for (size_t i = 0; i < count; i++) {
-        nixl_gpu_ptr_t p;
+        nixl_gpu_ptr_t p = {0};
         nixl_status_t st = gpu_ptr_query(descs[i].addr, descs[i].len, &p, &err);
         if (st != NIXL_SUCCESS)
             return nixl_err(st, "register_mem: VRAM descriptor %zu (0x%llx, %zu bytes): %s", i,

@@ -65,7 +65,7 @@ nixl_status_t gpu_ptr_query(uintptr_t addr, size_t len, nixl_gpu_ptr_t *out,
 nixl_status_t gpu_ipc_export(uintptr_t addr, uint8_t handle[NIXL_GPU_IPC_LEN], uintptr_t *base,
                              nixl_gpu_err_t *err)
 {
-    nixl_gpu_ptr_t p;
+    nixl_gpu_ptr_t p = {0};
     nixl_status_t st = gpu_ptr_query(addr, 1, &p, err);
     if (st != NIXL_SUCCESS)
         return st;

@@ -164,7 +164,7 @@ int nb_rt_next(nb_rt_t *rt, uint32_t *type, void **data, size_t *len, int timeou
 
 int nb_rt_recv(nb_rt_t *rt, uint32_t want, void **data, size_t *len, int timeout_ms)
 {
-    uint32_t type;
+    uint32_t type = 0;
     if (nb_rt_next(rt, &type, data, len, timeout_ms))
         return NB_EXIT_FAIL;
     if (type == want)
