@@ -3,8 +3,8 @@
  * kernel launch per post on one of the device's streams, its end marked by an event.
  *
  * Rules (measured on an H100, docs/BENCHMARKS.md "GPU"):
- *  - a descriptor is cut into chunks of at most GPU_CHUNK bytes so a large one spreads over
- *    many thread blocks;
+ *  - a descriptor is cut into chunks of at most GPU_CHUNK bytes, each copied by one warp, so a
+ *    large one spreads over many warps and a list of small ones keeps every warp busy;
  *  - descriptors of GPU_CE_MIN bytes or more go to the copy engine (cuMemcpyAsync) instead,
  *    where one big copy is as fast as the kernel and leaves the SMs free;
  *  - without the kernel (built without nvcc, or it did not load) and when a host side is
@@ -17,7 +17,7 @@
 
 #include "gpu_priv.h"
 
-#define GPU_CHUNK ((uint64_t)256 << 10)
+#define GPU_CHUNK ((uint64_t)64 << 10)
 #define GPU_CE_MIN ((uint64_t)64 << 20)
 #define GPU_THREADS 1024u
 #define GPU_BLOCKS_PER_SM 2u
@@ -161,7 +161,8 @@ nixl_status_t gpu_batch_create(int device, const nixl_gpu_seg_t *segs, size_t co
     unsigned limit = max_blocks ? max_blocks : (unsigned)d->sm_count * GPU_BLOCKS_PER_SM;
     if (limit == 0)
         limit = 1;
-    b->grid = nchunks < limit ? (unsigned)nchunks : limit;
+    size_t blocks = (nchunks + GPU_THREADS / 32 - 1) / (GPU_THREADS / 32); /* a warp each */
+    b->grid = blocks < limit ? (unsigned)blocks : limit;
 
     cu_ctx_t prev;
     nixl_status_t st = gpu_ctx_push(d, &prev, err);

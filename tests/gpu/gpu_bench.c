@@ -127,7 +127,8 @@ static void one_copy(uint64_t dst, uint64_t src, size_t len, double *t)
 {
     for (int i = -3; i < reps; i++) {
         double t0 = gt_now();
-        gt_copy(dst, src, len);
+        gt_copy_async(dst, src, len); /* cuMemcpy returns before a GPU-to-GPU copy is done */
+        gt_copy_wait();
         if (i >= 0)
             t[i] = gt_now() - t0;
     }
@@ -263,9 +264,9 @@ int main(int argc, char **argv)
     gt_memset(v2, 2, BIG);
     memset(pinned, 3, BIG);
 
-    nixl_agent_t *a = agent("A", "0"), *a16 = agent("A16", "16");
-    nixl_agent_t *all[] = {a, a16};
-    for (int i = 0; i < 2; i++) {
+    nixl_agent_t *a = agent("A", "0"), *a16 = agent("A16", "16"), *a8 = agent("A8", "8");
+    nixl_agent_t *all[] = {a, a16, a8};
+    for (int i = 0; i < 3; i++) {
         reg(all[i], NIXL_VRAM_SEG, v1, BIG);
         reg(all[i], NIXL_VRAM_SEG, v2, BIG);
         reg(all[i], NIXL_DRAM_SEG, (uintptr_t)pinned, BIG);
@@ -274,8 +275,10 @@ int main(int argc, char **argv)
            "ratio |\n|---|---|---|---|\n");
     bench_list("4096 x 16 KiB VRAM -> VRAM loopback", a, NIXL_VRAM_SEG, v1, NIXL_VRAM_SEG, v2,
                "A", true);
-    bench_list("4096 x 16 KiB VRAM -> VRAM loopback, 16 blocks (8 SMs)", a16, NIXL_VRAM_SEG,
+    bench_list("4096 x 16 KiB VRAM -> VRAM loopback, gpu_max_blocks=16", a16, NIXL_VRAM_SEG,
                v1, NIXL_VRAM_SEG, v2, "A16", false);
+    bench_list("4096 x 16 KiB VRAM -> VRAM loopback, gpu_max_blocks=8 (8 SMs)", a8,
+               NIXL_VRAM_SEG, v1, NIXL_VRAM_SEG, v2, "A8", false);
     bench_list("4096 x 16 KiB VRAM -> pinned DRAM", a, NIXL_VRAM_SEG, v1, NIXL_DRAM_SEG,
                (uintptr_t)pinned, "A", true);
     bench_list("4096 x 16 KiB pinned DRAM -> VRAM", a, NIXL_DRAM_SEG, (uintptr_t)pinned,
@@ -287,6 +290,7 @@ int main(int argc, char **argv)
               NIXL_VRAM_SEG, v1);
     bench_post_time(a, v1, v2 + list);
     nixl_agent_destroy(a16);
+    nixl_agent_destroy(a8);
     bench_two_processes(a, v1);
     nixl_agent_destroy(a);
     gt_free(v1);

@@ -25,7 +25,6 @@ static struct {
     cu_result_t (*stream_create)(void **, unsigned);
     cu_result_t (*memcpy_async)(uint64_t, uint64_t, size_t, void *);
     cu_result_t (*stream_sync)(void *);
-    cu_result_t (*memcpy)(uint64_t, uint64_t, size_t);
 } cu;
 static void *stream;
 static void must(cu_result_t r, const char *what);
@@ -41,8 +40,7 @@ int gt_init(void)
                            "cuDevicePrimaryCtxRetain", "cuCtxSetCurrent", "cuMemAlloc_v2",
                            "cuMemFree_v2", "cuMemAllocHost_v2", "cuMemFreeHost",
                            "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuMemsetD8_v2",
-                           "cuStreamCreate", "cuMemcpyAsync", "cuStreamSynchronize",
-                           "cuMemcpy"};
+                           "cuStreamCreate", "cuMemcpyAsync", "cuStreamSynchronize"};
     void **fns = (void **)&cu;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!(fns[i] = dlsym(h, names[i]))) {
@@ -139,9 +137,4 @@ void gt_copy_async(uint64_t dst, uint64_t src, size_t len)
 void gt_copy_wait(void)
 {
     must(cu.stream_sync(stream), "cuStreamSynchronize");
-}
-
-void gt_copy(uint64_t dst, uint64_t src, size_t len)
-{
-    must(cu.memcpy(dst, src, len), "cuMemcpy");
 }

@@ -27,7 +27,6 @@ void gt_memset(uint64_t dst, uint8_t v, size_t len);
 /* Baselines: the driver's copies (any pair of GPU and host addresses), on one stream. */
 void gt_copy_async(uint64_t dst, uint64_t src, size_t len);
 void gt_copy_wait(void);
-void gt_copy(uint64_t dst, uint64_t src, size_t len); /* synchronous */
 
 /* Failures counted by GT_CHECK; a test exits 1 when any. */
 extern int gt_failures;
