@@ -3,8 +3,9 @@
  * kernel launch per post on one of the device's streams, its end marked by an event.
  *
  * Rules (measured on an H100, docs/BENCHMARKS.md "GPU"):
- *  - a descriptor is cut into chunks of at most GPU_CHUNK bytes, each copied by one warp, so a
- *    large one spreads over many warps and a list of small ones keeps every warp busy;
+ *  - a descriptor is cut into chunks, each copied by one warp, sized so that every warp of the
+ *    launch gets about two (4 to 64 KiB): 4096 x 16 KiB on a whole H100 becomes 4 KiB chunks
+ *    for its 8,448 warps, while on 8 blocks the descriptors stay whole;
  *  - descriptors of GPU_CE_MIN bytes or more go to the copy engine (cuMemcpyAsync) instead,
  *    where one big copy is as fast as the kernel and leaves the SMs free;
  *  - without the kernel (built without nvcc, or it did not load) and when a host side is
@@ -17,7 +18,8 @@
 
 #include "gpu_priv.h"
 
-#define GPU_CHUNK ((uint64_t)64 << 10)
+#define GPU_CHUNK_MAX ((uint64_t)64 << 10)
+#define GPU_CHUNK_MIN ((uint64_t)4 << 10)
 #define GPU_CE_MIN ((uint64_t)64 << 20)
 #define GPU_THREADS 1024u
 #define GPU_BLOCKS_PER_SM 2u
@@ -127,13 +129,24 @@ nixl_status_t gpu_batch_create(int device, const nixl_gpu_seg_t *segs, size_t co
     if (!d)
         return NIXL_ERR_BACKEND;
     bool kernel = d->copy_fn && !(flags & NIXL_GPU_BATCH_PAGEABLE);
-    size_t nchunks = 0, nce = 0;
+    unsigned limit = max_blocks ? max_blocks : (unsigned)d->sm_count * GPU_BLOCKS_PER_SM;
+    if (limit == 0)
+        limit = 1;
+    uint64_t kbytes = 0;
+    size_t nce = 0;
     for (size_t i = 0; i < count; i++) {
         if (!kernel || segs[i].len >= GPU_CE_MIN)
             nce++;
         else
-            nchunks += (segs[i].len + GPU_CHUNK - 1) / GPU_CHUNK;
+            kbytes += segs[i].len;
     }
+    uint64_t warps = (uint64_t)limit * (GPU_THREADS / 32);
+    uint64_t chunk = (kbytes / (2 * warps) + 511) & ~(uint64_t)511;
+    chunk = chunk < GPU_CHUNK_MIN ? GPU_CHUNK_MIN : chunk > GPU_CHUNK_MAX ? GPU_CHUNK_MAX : chunk;
+    size_t nchunks = 0;
+    for (size_t i = 0; i < count; i++)
+        if (kernel && segs[i].len < GPU_CE_MIN)
+            nchunks += (segs[i].len + chunk - 1) / chunk;
     nixl_gpu_batch_t *b = calloc(1, sizeof(*b));
     nixl_gpu_seg_t *host = nchunks ? malloc(nchunks * sizeof(*host)) : NULL;
     if (b && nce)
@@ -151,16 +164,13 @@ nixl_status_t gpu_batch_create(int device, const nixl_gpu_seg_t *segs, size_t co
             b->ce[b->nce++] = segs[i];
             continue;
         }
-        for (uint64_t off = 0; off < segs[i].len; off += GPU_CHUNK) {
-            uint64_t n = segs[i].len - off < GPU_CHUNK ? segs[i].len - off : GPU_CHUNK;
+        for (uint64_t off = 0; off < segs[i].len; off += chunk) {
+            uint64_t n = segs[i].len - off < chunk ? segs[i].len - off : chunk;
             host[c++] = (nixl_gpu_seg_t){segs[i].dst + off, segs[i].src + off, n};
         }
     }
     b->dev = d;
     b->nchunks = nchunks;
-    unsigned limit = max_blocks ? max_blocks : (unsigned)d->sm_count * GPU_BLOCKS_PER_SM;
-    if (limit == 0)
-        limit = 1;
     size_t blocks = (nchunks + GPU_THREADS / 32 - 1) / (GPU_THREADS / 32); /* a warp each */
     b->grid = blocks < limit ? (unsigned)blocks : limit;
 
