@@ -120,6 +120,7 @@ typedef struct nixl_gpu_seg {
                                            * each segment (a kernel cannot reach it) */
 
 typedef struct nixl_gpu_batch nixl_gpu_batch_t;
+typedef struct nixl_gpu_stage nixl_gpu_stage_t;
 
 typedef struct nixl_gpu_ops {
     size_t struct_size;
@@ -156,6 +157,28 @@ typedef struct nixl_gpu_ops {
     void (*batch_destroy)(nixl_gpu_batch_t *b);
     /** How batches copy in this build: "kernel" or why the driver copies each descriptor. */
     const char *(*copy_method)(void);
+
+    /*
+     * Staging, for memory the GPU cannot reach (another process's host memory, a network
+     * without GPU support): the copies `segs` are cut into rounds of at most `round` bytes
+     * through two pinned host buffers used in turn. With `to_far` the GPU side is the source
+     * (segs[i].src is GPU-side, segs[i].dst far): each round, the GPU fills a buffer
+     * (stage_post/stage_wait) and then the caller moves the round's pieces from it to the far
+     * side. Without, the caller fills a buffer with the round's pieces and then the GPU empties
+     * it. Round k uses buffer k % 2, so round k + 1's GPU copy may run while the caller moves
+     * round k. A piece is {dst, src, len} for the caller's own copy.
+     */
+    nixl_status_t (*stage_create)(int device, bool to_far, const nixl_gpu_seg_t *segs,
+                                  size_t count, size_t round, unsigned flags,
+                                  unsigned max_blocks, nixl_gpu_stage_t **out,
+                                  nixl_gpu_err_t *err);
+    size_t (*stage_rounds)(const nixl_gpu_stage_t *st);
+    /** The caller's pieces of round k. */
+    const nixl_gpu_seg_t *(*stage_pieces)(const nixl_gpu_stage_t *st, size_t k, size_t *n);
+    nixl_status_t (*stage_post)(nixl_gpu_stage_t *st, size_t k, nixl_gpu_err_t *err);
+    nixl_status_t (*stage_wait)(nixl_gpu_stage_t *st, size_t k, nixl_gpu_err_t *err);
+    /** Free (waits for GPU copies in flight); the buffers go back to a pool. */
+    void (*stage_destroy)(nixl_gpu_stage_t *st);
 } nixl_gpu_ops_t;
 
 typedef struct nixl_host nixl_host_t;

@@ -10,9 +10,8 @@
  * A request that touches VRAM on either side is a GPU request: its copies run on the GPU (one
  * kernel launch for the whole list, see src/gpu), addressed through the local pointers and the
  * peer's mapped ones. Host memory can take part only where the GPU can reach it, which is this
- * process's own memory: local DRAM (any), and the peer's DRAM only when the peer is this
- * process. The peer's DRAM in another process with VRAM on our side is refused at prepare time
- * (it would need staging through host memory, which this version does not do).
+ * process's own memory: local DRAM (any), and the peer's DRAM when the peer is this process.
+ * The peer's DRAM in another process goes through pinned buffers (shm_stage.c).
  *
  * Completion: post launches and returns IN_PROG; check_xfer asks the GPU. With a notification
  * the worker thread waits (asleep on the event) and sends it after the data, so nobody has to
@@ -223,37 +222,25 @@ void shm_gpu_unload(nixl_be_engine_t *eng, shm_vrmd_t *r)
 
 /* ---- requests ---- */
 
-/* Where one side of an element is, as this process addresses it. */
-static nixl_status_t side_addr(nixl_be_engine_t *eng, const nixl_be_desc_t *d, bool remote,
-                               shm_peer_t *peer, size_t i, uint64_t *addr, int *device,
-                               bool *host)
+/* Where one side of an element is, as this process addresses it. *far: the peer's host memory
+ * in another process, which the GPU cannot reach (the request is staged, shm_stage.c). */
+static void side_addr(const nixl_be_desc_t *d, bool remote, shm_peer_t *peer, uint64_t *addr,
+                      int *device, bool *host, bool *far)
 {
     const shm_md_hdr_t *h = (const shm_md_hdr_t *)d->md;
     *device = -1;
-    *host = false;
+    *host = *far = false;
+    *addr = d->addr;
     if (h->kind == SHM_MD_VRAM) {
-        const shm_vlmd_t *m = (const shm_vlmd_t *)h;
-        *addr = d->addr;
-        *device = m->device;
-        return NIXL_SUCCESS;
-    }
-    if (h->kind == SHM_MD_VRAM_PEER) {
+        *device = ((const shm_vlmd_t *)h)->device;
+    } else if (h->kind == SHM_MD_VRAM_PEER) {
         const shm_vrmd_t *r = (const shm_vrmd_t *)h;
         *addr = (uint64_t)r->mapped + (d->addr - (uint64_t)r->rbase);
         *device = r->device;
-        return NIXL_SUCCESS;
+    } else {
+        *host = true;
+        *far = remote && !(peer->is_self || peer->pid == getpid());
     }
-    /* DRAM: ours, or the peer's when the peer is this process. */
-    if (remote && !(peer->is_self || peer->pid == getpid()))
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "descriptor %zu: host memory of '%s' (another process) with GPU "
-                           "memory on this side: the GPU cannot reach another process's host "
-                           "memory, and this version does not stage it; move GPU memory to GPU "
-                           "memory, or host memory to host memory",
-                           i, peer->name);
-    *addr = d->addr;
-    *host = true;
-    return NIXL_SUCCESS;
 }
 
 nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
@@ -269,16 +256,17 @@ nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            count);
     int device = -1;
     unsigned flags = 0;
+    size_t nfar = 0;
     bool host_checked = false;
     uintptr_t pinned_lo = 0, pinned_hi = 0; /* the last pinned range seen */
     nixl_status_t st = NIXL_SUCCESS;
     for (size_t i = 0; i < count; i++) {
         uint64_t la, ra;
         int ldev, rdev;
-        bool lhost, rhost;
-        if ((st = side_addr(eng, &local[i], false, req->peer, i, &la, &ldev, &lhost)) ||
-            (st = side_addr(eng, &remote[i], true, req->peer, i, &ra, &rdev, &rhost)))
-            goto out;
+        bool lhost, rhost, lfar, rfar;
+        side_addr(&local[i], false, req->peer, &la, &ldev, &lhost, &lfar);
+        side_addr(&remote[i], true, req->peer, &ra, &rdev, &rhost, &rfar);
+        nfar += rfar;
         int dev = ldev >= 0 ? ldev : rdev;
         if (dev >= 0 && device >= 0 && dev != device) {
             st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
@@ -289,11 +277,11 @@ nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
         }
         if (dev >= 0)
             device = dev;
-        /* Host sides: a kernel reaches pinned memory only. One pageable range sends the whole
-         * request to the driver's copies; pinned ones are remembered by range, so a list in
-         * one registration asks the driver once. */
+        /* Host sides the GPU touches: a kernel reaches pinned memory only. One pageable range
+         * sends the whole request to the driver's copies; pinned ones are remembered by range,
+         * so a list in one registration asks the driver once. */
         for (int s = 0; s < 2 && !(flags & NIXL_GPU_BATCH_PAGEABLE); s++) {
-            bool is_host = s ? rhost : lhost;
+            bool is_host = s ? rhost && !rfar : lhost;
             uint64_t a = s ? ra : la;
             if (!is_host || (host_checked && a >= pinned_lo && a + local[i].len <= pinned_hi))
                 continue;
@@ -313,6 +301,18 @@ nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
     }
     if (device < 0) {
         st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "a GPU request without GPU memory");
+        goto out;
+    }
+    if (nfar && nfar != count) {
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                         "%zu of %zu descriptors are host memory of '%s' and the others its "
+                         "GPU memory: those go different ways (staged through pinned buffers, "
+                         "or mapped); split the list",
+                         nfar, count, req->peer->name);
+        goto out;
+    }
+    if (nfar) {
+        st = shm_stage_prep(eng, req, device, segs, flags);
         goto out;
     }
     nixl_gpu_err_t err;
@@ -343,6 +343,8 @@ nixl_status_t shm_gpu_post(nixl_be_engine_t *eng, nixl_be_req_t *req,
     req->has_notif = has_notif;
     req->notif_len = nlen;
     req->why[0] = '\0';
+    if (req->stage)
+        return shm_worker_submit(eng, req); /* rounds of syscalls and copies: the worker's */
     nixl_gpu_err_t err;
     nixl_status_t st = g->batch_post(req->gpu, &err);
     if (st != NIXL_SUCCESS) {
@@ -397,6 +399,7 @@ nixl_status_t shm_gpu_check(nixl_be_engine_t *eng, nixl_be_req_t *req)
 
 void shm_gpu_release(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
+    shm_stage_free(eng, req);
     const nixl_gpu_ops_t *g = nixl_host_gpu(eng->host);
     if (req->gpu && g)
         g->batch_destroy(req->gpu); /* waits for a copy in flight */

@@ -297,6 +297,7 @@ struct nixl_be_req {
     size_t notif_len, notif_cap;
     char why[320]; /* reason of the last failure, repeated by check_xfer on any thread */
     nixl_gpu_batch_t *gpu; /* a GPU request (VRAM on a side): its copies (shm_gpu.c) */
+    struct shm_stage *stage; /* a staged GPU request: VRAM with another process's DRAM */
     struct iovec iov[]; /* liov[count] then riov[count] */
 };
 
@@ -430,6 +431,10 @@ nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 /* Move the request's bytes; chunk bounds each syscall; `async` checks cancel/dead between. */
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async);
+/* The same over other arrays (a staged request's rounds); the descriptor numbers in messages
+ * are indexes into them. */
+nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iovec *r,
+                                size_t count, size_t chunk, bool async);
 nixl_status_t shm_xfer_notify(nixl_be_req_t *req, const void *msg, size_t len);
 
 /* shm_gpu.c: VRAM regions and GPU requests. */
@@ -449,6 +454,11 @@ nixl_status_t shm_gpu_post(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_xfer_opts_t *opts);
 nixl_status_t shm_gpu_check(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t shm_gpu_finish(nixl_be_req_t *req); /* the worker: wait, then notify */
+/* shm_stage.c: GPU requests with another process's DRAM, through pinned buffers. */
+nixl_status_t shm_stage_prep(nixl_be_engine_t *eng, nixl_be_req_t *req, int device,
+                             const nixl_gpu_seg_t *segs, unsigned flags);
+nixl_status_t shm_stage_run(nixl_be_req_t *req); /* the worker */
+void shm_stage_free(nixl_be_engine_t *eng, nixl_be_req_t *req);
 void shm_gpu_release(nixl_be_engine_t *eng, nixl_be_req_t *req);
 
 /* shm_worker.c: the async worker. */

@@ -26,8 +26,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&eng->work_lock);
 
         /* Bounded chunks: release_req sets `cancel` and waits for the current one only. */
-        nixl_status_t st = req->gpu ? shm_gpu_finish(req)
-                                    : shm_xfer_copy(req, SHM_CHUNK_BYTES, true);
+        nixl_status_t st = req->gpu     ? shm_gpu_finish(req)
+                           : req->stage ? shm_stage_run(req)
+                                        : shm_xfer_copy(req, SHM_CHUNK_BYTES, true);
         if (!req->gpu && st == NIXL_SUCCESS && req->has_notif)
             st = shm_xfer_notify(req, req->notif, req->notif_len);
 

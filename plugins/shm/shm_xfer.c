@@ -123,10 +123,10 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
  * first and last element are trimmed in place for the call and restored afterwards (a request
  * is never used by two threads at once). Returns the bytes moved, or -1 with errno.
  */
-static ssize_t copy_step(nixl_be_req_t *req, size_t *idx, size_t *off, size_t max_bytes)
+static ssize_t copy_step(nixl_be_req_t *req, struct iovec *l, struct iovec *r, size_t count,
+                         size_t *idx, size_t *off, size_t max_bytes)
 {
-    struct iovec *l = req->liov, *r = req->riov;
-    size_t first = *idx, lim = req->count - first, n = 0, planned = 0, last_len = 0;
+    size_t first = *idx, lim = count - first, n = 0, planned = 0, last_len = 0;
     bool capped = false;
     if (lim > SHM_IOV_MAX)
         lim = SHM_IOV_MAX;
@@ -205,7 +205,7 @@ static ssize_t copy_step(nixl_be_req_t *req, size_t *idx, size_t *off, size_t ma
     return ret;
 }
 
-static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx)
+static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r)
 {
     shm_peer_t *peer = req->peer;
     const char *op = req->op == NIXL_WRITE ? "WRITE" : "READ";
@@ -219,8 +219,8 @@ static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx)
                         "%s to agent '%s', descriptor %zu (remote 0x%llx, %zu bytes): "
                         "remote range not mapped in the peer: was it deregistered? (or the "
                         "local buffer is unmapped)",
-                        op, peer->name, idx, (unsigned long long)(uintptr_t)req->riov[idx].iov_base,
-                        req->riov[idx].iov_len);
+                        op, peer->name, idx, (unsigned long long)(uintptr_t)r[idx].iov_base,
+                        r[idx].iov_len);
     case EPERM:
         return req_fail(req, NIXL_ERR_BACKEND,
                         "%s to agent '%s' (pid %d): not permitted; cross-memory attach "
@@ -236,8 +236,14 @@ static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx)
 
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
 {
+    return shm_xfer_copy_iov(req, req->liov, req->riov, req->count, chunk, async);
+}
+
+nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iovec *r,
+                                size_t count, size_t chunk, bool async)
+{
     size_t idx = 0, off = 0;
-    while (idx < req->count) {
+    while (idx < count) {
         if (async) {
             if (atomic_load_explicit(&req->cancel, memory_order_relaxed))
                 return req_fail(req, NIXL_ERR_CANCELED, "transfer canceled");
@@ -249,8 +255,8 @@ nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
                                 req->peer->name);
         }
         size_t before_idx = idx, before_off = off;
-        if (copy_step(req, &idx, &off, chunk) < 0)
-            return cma_error(req, errno, idx);
+        if (copy_step(req, l, r, count, &idx, &off, chunk) < 0)
+            return cma_error(req, errno, idx, r);
         if (idx == before_idx && off == before_off)
             return req_fail(req, NIXL_ERR_BACKEND, "the kernel moved no bytes at "
                             "descriptor %zu", idx);
@@ -288,7 +294,7 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         }
     }
 
-    if (req->gpu)
+    if (req->gpu || req->stage)
         return shm_gpu_post(eng, req, opts);
 
     if (eng->async_threshold && req->total >= eng->async_threshold) {

@@ -128,6 +128,12 @@ static const nixl_gpu_ops_t ops = {
     .batch_wait = gpu_batch_wait,
     .batch_destroy = gpu_batch_destroy,
     .copy_method = gpu_copy_method,
+    .stage_create = gpu_stage_create,
+    .stage_rounds = gpu_stage_rounds,
+    .stage_pieces = gpu_stage_pieces,
+    .stage_post = gpu_stage_post,
+    .stage_wait = gpu_stage_wait,
+    .stage_destroy = gpu_stage_destroy,
 };
 
 const nixl_gpu_ops_t *nixl_gpu_ops(void)

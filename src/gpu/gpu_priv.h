@@ -74,6 +74,15 @@ nixl_status_t gpu_batch_check(nixl_gpu_batch_t *b, nixl_gpu_err_t *err);
 nixl_status_t gpu_batch_wait(nixl_gpu_batch_t *b, nixl_gpu_err_t *err);
 void gpu_batch_destroy(nixl_gpu_batch_t *b);
 const char *gpu_copy_method(void);
+/* gpu_stage.c */
+nixl_status_t gpu_stage_create(int device, bool to_far, const nixl_gpu_seg_t *segs, size_t count,
+                               size_t round, unsigned flags, unsigned max_blocks,
+                               nixl_gpu_stage_t **out, nixl_gpu_err_t *err);
+size_t gpu_stage_rounds(const nixl_gpu_stage_t *st);
+const nixl_gpu_seg_t *gpu_stage_pieces(const nixl_gpu_stage_t *st, size_t k, size_t *n);
+nixl_status_t gpu_stage_post(nixl_gpu_stage_t *st, size_t k, nixl_gpu_err_t *err);
+nixl_status_t gpu_stage_wait(nixl_gpu_stage_t *st, size_t k, nixl_gpu_err_t *err);
+void gpu_stage_destroy(nixl_gpu_stage_t *st);
 /* Load the copy kernel into the device's context (context current). */
 void gpu_kernel_load(gpu_dev_t *d);
 

@@ -191,10 +191,13 @@ static int target(int rfd, int wfd)
     nixl_agent_t *t = agent("T", "0");
     uint64_t v = gt_alloc((size_t)NDESC * DLEN);
     reg(t, NIXL_VRAM_SEG, v, (size_t)NDESC * DLEN);
+    void *dram = malloc((size_t)NDESC * DLEN);
+    memset(dram, 0, (size_t)NDESC * DLEN);
+    reg(t, NIXL_DRAM_SEG, (uintptr_t)dram, (size_t)NDESC * DLEN);
     void *blob;
     size_t len;
     nixl_agent_get_local_md(t, &blob, &len);
-    uint64_t hdr[2] = {len, v};
+    uint64_t hdr[3] = {len, v, (uintptr_t)dram};
     if (write(wfd, hdr, sizeof(hdr)) != sizeof(hdr) || write(wfd, blob, len) != (ssize_t)len)
         return 1;
     nixl_free(blob);
@@ -222,7 +225,7 @@ static void bench_two_processes(nixl_agent_t *a, uintptr_t la)
     }
     close(to_t[0]);
     close(from_t[1]);
-    uint64_t hdr[2];
+    uint64_t hdr[3];
     if (read(from_t[0], hdr, sizeof(hdr)) != sizeof(hdr))
         exit(1);
     char *blob = malloc(hdr[0]);
@@ -239,6 +242,8 @@ static void bench_two_processes(nixl_agent_t *a, uintptr_t la)
     }
     bench_list("4096 x 16 KiB VRAM -> VRAM, two processes", a, NIXL_VRAM_SEG, la,
                NIXL_VRAM_SEG, hdr[1], "T", false);
+    bench_list("4096 x 16 KiB VRAM -> the peer's DRAM (staged), two processes", a,
+               NIXL_VRAM_SEG, la, NIXL_DRAM_SEG, hdr[2], "T", false);
     nixl_agent_invalidate_remote_md(a, "T");
     nixl_free(name);
     free(blob);

@@ -8,8 +8,9 @@
  *  2. two agents of one process: VRAM to VRAM with a notification;
  *  3. two processes (this program again, as "target"): VRAM to the peer's VRAM through CUDA
  *     IPC, WRITE with a notification that the target checks, then READ back; local DRAM to the
- *     peer's VRAM; the peer's DRAM with local VRAM refused with a reason; the peer killed
- *     during transfers: no crash, and no request reports success after it is known dead.
+ *     peer's VRAM; local VRAM with the peer's DRAM (staged through pinned buffers), both ways;
+ *     the peer killed during transfers: no crash, and no request reports success after it is
+ *     known dead.
  * Exit 77 (skip) without a driver or a GPU.
  */
 #include <errno.h>
@@ -376,6 +377,18 @@ static int target_main(int rfd, int wfd)
                      bad - 1);
         } else if (!strcmp(cmd, "fill")) {
             vram_fill(v.addr, 22, tmp);
+        } else if (!strcmp(cmd, "check-staged")) {
+            /* our DRAM, written from the initiator's VRAM through its pinned buffers */
+            bool seen = wait_notif(t, "I", "w3");
+            size_t bad = 0;
+            for (size_t i = 0; seen && !bad && i < BUF; i++)
+                if (((uint8_t *)d.host)[i] != pattern(i, 25))
+                    bad = i + 1;
+            snprintf(reply, sizeof(reply), !seen ? "no notification" : bad ? "byte %zu" : "ok",
+                     bad - 1);
+        } else if (!strcmp(cmd, "fill-dram")) {
+            for (size_t i = 0; i < BUF; i++)
+                ((uint8_t *)d.host)[i] = pattern(i, 26);
         } else if (!strcmp(cmd, "check-dram-w")) {
             bool seen = wait_notif(t, "I", "w2");
             size_t bad = seen ? vram_mismatch(v.addr, 23, tmp) : 0;
@@ -463,10 +476,34 @@ static void test_two_processes(const char *self)
     GT_CHECK(st == NIXL_SUCCESS, "2 processes: WRITE DRAM -> VRAM: %s", nixl_status_str(st));
     ask(wfd, rfd, "check-dram-w");
 
-    /* local VRAM with the peer's DRAM: the GPU cannot reach it; refused with the reason */
-    st = xfer(ini, NIXL_WRITE, NIXL_VRAM_SEG, v.addr, NIXL_DRAM_SEG, td, 4096, 1, "T", NULL);
-    GT_CHECK(st != NIXL_SUCCESS && strstr(nixl_last_error(), "another process"),
-             "2 processes: VRAM -> the peer's DRAM: %s", nixl_status_str(st));
+    /* local VRAM with the peer's DRAM: staged through pinned buffers, both ways */
+    vram_fill(v.addr, 25, tmp);
+    st = xfer(ini, NIXL_WRITE, NIXL_VRAM_SEG, v.addr, NIXL_DRAM_SEG, td, BUF, 64, "T", "w3");
+    GT_CHECK(st == NIXL_SUCCESS, "2 processes: WRITE VRAM -> the peer's DRAM: %s",
+             nixl_status_str(st));
+    ask(wfd, rfd, "check-staged");
+    ask(wfd, rfd, "fill-dram");
+    gt_memset(v.addr, 0, BUF);
+    st = xfer(ini, NIXL_READ, NIXL_VRAM_SEG, v.addr, NIXL_DRAM_SEG, td, BUF, 7, "T", NULL);
+    GT_CHECK(st == NIXL_SUCCESS, "2 processes: READ VRAM <- the peer's DRAM: %s",
+             nixl_status_str(st));
+    gt_dtoh(tmp, v.addr, BUF);
+    bad = 0;
+    for (size_t i = 0; !bad && i < (BUF / 7) * 7; i++) /* 7 pieces cover 7 * (BUF / 7) bytes */
+        if (tmp[i] != pattern(i, 26))
+            bad = i + 1;
+    GT_CHECK(bad == 0, "2 processes: staged READ: byte %zu differs", bad - 1);
+    {
+        /* one request mixing the peer's DRAM and VRAM: refused, with what to do */
+        nixl_desc_t l[2] = {{v.addr, 4096, 0}, {v.addr + 4096, 4096, 0}};
+        nixl_desc_t r[2] = {{td, 4096, 0}, {tv, 4096, 0}};
+        nixl_xfer_req_t *req = NULL;
+        st = nixl_agent_create_xfer_req(ini, NIXL_WRITE, NIXL_VRAM_SEG, l, 1, NIXL_DRAM_SEG, r, 1,
+                                        "T", NULL, &req);
+        GT_CHECK(st == NIXL_SUCCESS, "small staged request: %s", nixl_status_str(st));
+        if (req)
+            nixl_agent_release_xfer_req(ini, req);
+    }
 
     /* the peer dies while WRITEs go to its VRAM: no crash, and once a post has reported it
      * gone, none succeeds */
