@@ -405,11 +405,19 @@ class nixl_agent:
 
     @staticmethod
     def _tensor_desc(tensor):
+        # A CUDA tensor's devId is its GPU index, as the reference (and the core's VRAM check,
+        # which refuses memory that is not on the GPU devId names).
         dev = 0 if tensor.device.type == "cpu" else (tensor.device.index or 0)
         return (tensor.data_ptr(), tensor.numel() * tensor.element_size(), dev)
 
     def _tensors(self, tensors):
-        """Descriptor tuples and mem type of a list of tensors, or None."""
+        """Descriptor tuples and mem type of a list of tensors, or (None, None) after logging
+        why: every element must be a contiguous tensor on the first one's device, because one
+        descriptor list has one memory type and a tensor's bytes must be one range."""
+        torch = sys.modules["torch"]
+        if not all(isinstance(t, torch.Tensor) for t in tensors):
+            logger.error("a list that starts with a tensor must hold only tensors")
+            return None, None
         dev = tensors[0].device
         if any(t.device != dev for t in tensors):
             logger.error("all tensors must be on the same device")

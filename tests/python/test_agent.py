@@ -103,13 +103,13 @@ def test_instantiate_all(tmp_path):
 def test_plugins_and_backends(make_agent):
     a = make_agent(backends=[])
     assert "SHM" in a.get_plugin_list()
-    assert a.get_plugin_mem_types("SHM") == ["DRAM_SEG"]
+    assert a.get_plugin_mem_types("SHM") == ["DRAM_SEG", "VRAM_SEG"]
     assert "notif_ring_size" in a.get_plugin_params("SHM")
     assert a.get_plugin_mem_types("NOPE") == [] and a.get_plugin_params("NOPE") == {}
     assert a.get_backend_mem_types("SHM") == [] and a.get_backend_params("SHM") == {}
     a.create_backend("SHM", {"async_threshold": "0"})
     assert isinstance(a.backends["SHM"], int)
-    assert a.get_backend_mem_types("SHM") == ["DRAM_SEG"]
+    assert a.get_backend_mem_types("SHM") == ["DRAM_SEG", "VRAM_SEG"]
     assert a.get_backend_params("SHM")["async_threshold"] == "0"
     with pytest.raises(nb.nixlInvalidParamError):
         a.create_backend("SHM")
@@ -353,9 +353,9 @@ def test_raw_binding(bufs):
     b = nb.nixlAgent("raw_b", nb.nixlAgentConfig())
     assert "SHM" in a.getAvailPlugins()
     params, mems = a.getPluginParams("SHM")
-    assert isinstance(params, dict) and mems == ["DRAM_SEG"]
+    assert isinstance(params, dict) and mems == ["DRAM_SEG", "VRAM_SEG"]
     ha, hb = a.createBackend("SHM", {}), b.createBackend("SHM", {})
-    assert a.getBackendParams(ha)[1] == ["DRAM_SEG"] and a.getBackendName(ha) == "SHM"
+    assert a.getBackendParams(ha)[1] == ["DRAM_SEG", "VRAM_SEG"] and a.getBackendName(ha) == "SHM"
     (buf,) = bufs(1)
     reg = nb.nixlRegDList(nb.DRAM_SEG, [(buf.ctypes.data, 4096, 0, b"")])
     assert a.registerMem(reg, [ha]) == nb.NIXL_SUCCESS

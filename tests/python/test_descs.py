@@ -166,6 +166,99 @@ def test_torch_inputs(make_agent):
     a.deregister_memory(reg)
 
 
+def test_torch_cuda_inputs(make_agent):
+    """CUDA tensors: VRAM, devId = the GPU index, registered and deregistered (a GPU needed)."""
+    if "torch" not in sys.modules:
+        pytest.importorskip("torch")
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for torch")
+    a = make_agent()
+    dev = torch.cuda.device_count() - 1
+    t = torch.arange(1000, dtype=torch.float16, device=f"cuda:{dev}")
+    x = a.get_xfer_descs(t)
+    assert x.getType() == nb.VRAM_SEG and x[0] == (t.data_ptr(), 2000, dev)
+    assert a._tensor_mem_type(t) == "VRAM"
+    ts = [t, torch.zeros(7, dtype=torch.int8, device=t.device)]
+    reg = a.register_memory(ts)
+    assert reg.getType() == nb.VRAM_SEG and reg[1] == (ts[1].data_ptr(), 7, dev, b"")
+    a.deregister_memory(reg)
+    assert a.get_xfer_descs([t, torch.zeros(4)]) is None           # cuda and cpu mixed
+    assert a.get_xfer_descs(torch.zeros(4, 4, device=t.device).t()) is None  # not contiguous
+
+
+class _Device:
+    def __init__(self, kind, index=None):
+        self.type, self.index = kind, index
+
+    def __eq__(self, other):
+        return (self.type, self.index) == (other.type, other.index)
+
+
+class _FakeTensor:
+    """What nixl._api reads of a torch tensor, so that the CUDA paths run without torch or a
+    GPU: the tensor's bytes are never touched by descriptor conversion."""
+
+    def __init__(self, ptr, numel, itemsize, kind="cuda", index=0, contiguous=True):
+        self.device = _Device(kind, index if kind == "cuda" else None)
+        self._ptr, self._numel, self._itemsize, self._contiguous = ptr, numel, itemsize, contiguous
+
+    def data_ptr(self):
+        return self._ptr
+
+    def numel(self):
+        return self._numel
+
+    def element_size(self):
+        return self._itemsize
+
+    def is_contiguous(self):
+        return self._contiguous
+
+
+@pytest.fixture
+def fake_torch(monkeypatch):
+    """A stand-in `torch` in sys.modules (nixl._api never imports torch, it looks there)."""
+    import types
+    mod = types.ModuleType("torch")
+    mod.Tensor = _FakeTensor
+    monkeypatch.setitem(sys.modules, "torch", mod)
+    return mod
+
+
+def test_cuda_tensor_descs_without_gpu(make_agent, fake_torch):
+    """The reference's rules for CUDA tensors (section 10.6), checked on stand-in tensors."""
+    a = make_agent()
+    t = _FakeTensor(0x7f0000001000, 1000, 2, index=1)
+    x = a.get_xfer_descs(t)
+    assert x.getType() == nb.VRAM_SEG and len(x) == 1 and x[0] == (0x7f0000001000, 2000, 1)
+    assert a._tensor_mem_type(t) == "VRAM"
+    u = _FakeTensor(0x7f0000100000, 7, 1, index=1)
+    r = a.get_reg_descs([t, u])
+    assert r.getType() == nb.VRAM_SEG and r[1] == (0x7f0000100000, 7, 1, b"")
+    assert a.get_xfer_descs([t, u], "DRAM").getType() == nb.VRAM_SEG   # the device decides
+    assert a.get_xfer_descs([t, _FakeTensor(0x1000, 4, 4, index=0)]) is None   # two GPUs
+    assert a.get_xfer_descs([t, _FakeTensor(0x1000, 4, 4, kind="cpu")]) is None
+    assert a.get_reg_descs(_FakeTensor(0x1000, 4, 4, contiguous=False)) is None
+    assert a.get_xfer_descs([t, (0x1000, 4, 0)]) is None             # a tensor then a tuple
+    c = a.get_xfer_descs(_FakeTensor(0x2000, 16, 4, kind="cpu"))
+    assert c.getType() == nb.DRAM_SEG and c[0] == (0x2000, 64, 0)
+
+
+def test_cuda_tensor_register_without_gpu(make_agent, fake_torch):
+    """Registering a CUDA tensor where there is no GPU fails and says why; nothing stays."""
+    import ctypes
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        pytest.skip("a CUDA driver is here: the no-GPU error is not reachable")
+    except OSError:
+        pass
+    a = make_agent()
+    with pytest.raises(Exception) as e:
+        a.register_memory(_FakeTensor(0x7f0000001000, 1024, 4))
+    assert type(e.value).__name__ == "nixlNotSupportedError" and "CUDA driver" in str(e.value)
+
+
 def test_torch_not_imported_by_package():
     import subprocess
     code = "import sys, nixl._api; print('torch' in sys.modules)"

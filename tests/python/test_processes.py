@@ -137,3 +137,8 @@ def test_remote_disconnect(make_agent, bufs, backend):
     finally:
         if t.poll() is None:
             t.kill()
+
+
+def test_example_cuda_tensors():
+    """Skips (77) without torch or a CUDA device; tests/gpu/run-gpu-tools.sh runs it on a GPU."""
+    assert "cuda_tensors: SUCCESS" in run_example("cuda_tensors.py")

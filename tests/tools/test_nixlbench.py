@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """nixlbench end to end: flag errors, the local runtime (a spawned target), the ASIO runtime
-with two processes, a target killed mid-run, and --json / --compare.
+with two processes, a target killed mid-run, --json / --compare, and VRAM segments (their
+errors without a GPU, SHM transfers with one).
 
     test_nixlbench.py CASE NIXLBENCH     CASE: flags | local | asio | killed | json | posix | etcd
+                                               | vram
 
 Exit 0 on success, 1 on failure, 77 (skip) when what the case needs is missing.
 """
@@ -290,6 +292,56 @@ def case_json():
             fail(f"--compare --json: {doc}")
 
 
+def gpu_count():
+    """GPUs the CUDA driver sees here, 0 without a driver (as nixlbench would find them)."""
+    import ctypes
+    try:
+        cu = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    n = ctypes.c_int(0)
+    if cu.cuInit(0) != 0 or cu.cuDeviceGetCount(ctypes.byref(n)) != 0:
+        return 0
+    return n.value
+
+
+def case_vram():
+    """VRAM segments. Without a GPU: every way of asking for VRAM fails with a reason naming what
+    is missing, and the storage mode says it ignores the seg types. With one: SHM moves each
+    pair with DRAM, READ and WRITE, consistency checked (tests/gpu/run-gpu-tools.sh runs the
+    same)."""
+    if gpu_count() == 0:
+        for flag in ("--initiator_seg_type=VRAM", "--target_seg_type=vram"):
+            expect(["--backend=SHM", flag] + CI, 1, flag.split("=")[0] + " VRAM needs")
+            expect(["--backend=SHM", flag] + CI, 1, "libcuda.so.1")
+        expect(["--backend=SHM", "--enable_vmm"] + CI, 1, "--enable_vmm")
+        with tempfile.TemporaryDirectory(dir="/tmp") as d:
+            rc, out, err = run(["--backend=POSIX", "--initiator_seg_type=VRAM", "--filepath", d,
+                                "--num_iter=5", "--warmup_iter=1"] + CI)
+        if rc != 0 or "seg types are ignored" not in out:
+            fail(f"POSIX with VRAM: rc {rc}\n{out}{err}")
+        # ASIO: the target cannot allocate and the initiator tells why.
+        port = free_port()
+        args = ["--runtime_type=ASIO", f"--asio_port={port}", "--backend=SHM",
+                "--target_seg_type=VRAM"] + CI
+        first = subprocess.Popen([NB] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        time.sleep(0.3)
+        run(args)
+        out, err = first.communicate(timeout=60)
+        if first.returncode != 1 or "the target failed: --target_seg_type VRAM" not in err:
+            fail(f"ASIO with a target without GPU: rc {first.returncode}\n{out}{err}")
+        return
+    for init, target in (("VRAM", "VRAM"), ("DRAM", "VRAM"), ("VRAM", "DRAM")):
+        for op in ("READ", "WRITE"):
+            args = ["--backend=SHM", "--initiator_seg_type", init, "--target_seg_type", target,
+                    "--op_type", op, "--check_consistency", "--num_iter=50", "--warmup_iter=5"]
+            rc, out, err = run(args + CI)
+            if rc != 0:
+                fail(f"SHM {init}->{target} {op}: rc {rc}\n{out}{err}")
+            check_table(out, f"SHM {init}->{target} {op}")
+
+
 def main():
     global NB
     if len(sys.argv) != 3:
@@ -297,7 +349,8 @@ def main():
         return 2
     NB = sys.argv[2]
     {"flags": case_flags, "local": case_local, "asio": case_asio, "killed": case_killed,
-     "json": case_json, "posix": case_posix, "etcd": case_etcd}[sys.argv[1]]()
+     "json": case_json, "posix": case_posix, "etcd": case_etcd,
+     "vram": case_vram}[sys.argv[1]]()
     print("ok")
     return 0
 

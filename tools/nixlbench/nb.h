@@ -128,7 +128,8 @@ bool nb_backend_is_storage(const char *name);
 
 enum nb_msg {
     NB_MSG_HELLO = 1, /* initiator -> target: nb_hello_t */
-    NB_MSG_MD,        /* both ways: u64 base address, u64 length, then the agent's metadata */
+    NB_MSG_MD,        /* both ways: u64 base address, u64 length, u64 memory type (nixl_mem_t),
+                         u64 device id, then the agent's metadata */
     NB_MSG_STEP,      /* initiator -> target: nb_step_t; the target answers READY */
     NB_MSG_READY,
     NB_MSG_DONE,      /* initiator -> target: nb_done_t; the target answers VERDICT */
@@ -144,12 +145,17 @@ typedef struct nb_rt {
     int gone_told; /* the peer's end was reported (threads may notice it together) */
 } nb_rt_t;
 
+/* Version 2: the initiator chooses the target's memory (target_vram), and the metadata
+ * message says each side's memory type and device. */
+#define NB_PROTOCOL 2
+
 typedef struct nb_hello {
     uint32_t version;
     char backend[32];
     uint64_t buffer_size;
     uint32_t num_threads;
     uint8_t check_consistency;
+    uint8_t target_vram; /* the initiator's --target_seg_type: the target's buffer is VRAM */
 } nb_hello_t;
 
 typedef struct nb_step {
@@ -197,12 +203,22 @@ void nb_rt_close(nb_rt_t *rt);
 
 /* ---- agent and buffers ---- */
 
+/* The GPU of a VRAM buffer. The reference puts buffer i of a process's num_*_dev devices on
+ * GPU i, and a process here has one device: GPU 0 of those it sees (CUDA_VISIBLE_DEVICES picks
+ * the physical one). */
+#define NB_GPU 0
+
 typedef struct nb_side {
     nixl_agent_t *agent;
-    uint8_t *buf;
-    size_t len, map_len;
+    uint8_t *buf;          /* host address (DRAM) or GPU address (VRAM) */
+    size_t len, map_len;   /* map_len: the DRAM mapping, 0 for VRAM */
+    size_t gpu_len;        /* the GPU allocation, 0 for DRAM */
+    nixl_mem_t mem;        /* NIXL_DRAM_SEG or NIXL_VRAM_SEG */
+    uint64_t dev;          /* the descriptors' dev_id: 0, or the GPU index */
     uintptr_t remote_base; /* the peer's buffer */
     uint64_t remote_len;
+    nixl_mem_t remote_mem;
+    uint64_t remote_dev;
     const char *backend;
 } nb_side_t;
 
@@ -210,7 +226,17 @@ typedef struct nb_side {
  * (said on stdout). */
 int nb_side_open(nb_side_t *s, const nb_cfg_t *cfg, const char *name, const char *backend,
                  int rank);
-int nb_side_alloc(nb_side_t *s, const nb_cfg_t *cfg, size_t len, uint8_t fill);
+/* The memory a --*_seg_type names. */
+nixl_mem_t nb_seg_mem(const char *seg_type);
+/* Allocate the side's buffer in `mem` (nb_buf.c), fill it with `fill` and register it. */
+int nb_side_alloc(nb_side_t *s, const nb_cfg_t *cfg, nixl_mem_t mem, size_t len, uint8_t fill);
+void nb_side_free_buf(nb_side_t *s);
+/* Fill [off, off + len) of the buffer, DRAM or VRAM; 0 or non-zero (printed). */
+int nb_side_fill(nb_side_t *s, size_t off, size_t len, uint8_t fill);
+/* The first offset in [off, off + len) of the buffer that is not `fill` in *bad (-1: none),
+ * its value in *seen; 0 or non-zero when the buffer cannot be read (printed). */
+int nb_side_find_other(const nb_side_t *s, size_t off, size_t len, uint8_t fill, long long *bad,
+                       uint8_t *seen);
 /* Send our metadata and buffer, then load the peer's. */
 int nb_side_send_md(nb_side_t *s, nb_rt_t *rt);
 int nb_side_recv_md(nb_side_t *s, nb_rt_t *rt);

@@ -1,17 +1,15 @@
 /*
  * nb_agent.c - one side of the benchmark: its agent (named "initiator" or "target" as in the
- * reference, so that notifications name their sender), its backend, its buffer and the
- * exchange of metadata with the peer over the runtime connection.
+ * reference, so that notifications name their sender), its backend, and the exchange of
+ * metadata with the peer over the runtime connection. Its buffer is in nb_buf.c.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "nb.h"
 
-#define HUGE_PAGE (2u << 20)
+#define MD_HEAD 32 /* the metadata message's head: base, length, memory type, device */
 
 /* UCX takes the reference's options: progress threads, one worker per thread plus one, and the
  * device list (a comma list gives each rank its own entry). */
@@ -87,46 +85,22 @@ int nb_side_open(nb_side_t *s, const nb_cfg_t *cfg, const char *name, const char
                    nixl_last_error());
 }
 
-int nb_side_alloc(nb_side_t *s, const nb_cfg_t *cfg, size_t len, uint8_t fill)
-{
-    int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-    s->map_len = len ? len : 1;
-    if (cfg->use_hugepages) {
-        flags |= MAP_HUGETLB;
-        s->map_len = (s->map_len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    }
-    void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, flags, -1, 0);
-    if (p == MAP_FAILED) {
-        s->map_len = 0;
-        return nb_fail("cannot allocate %zu bytes%s: %s", len,
-                       cfg->use_hugepages ? " of huge pages" : "", strerror(errno));
-    }
-    s->buf = p;
-    s->len = len;
-    memset(s->buf, fill, s->map_len);
-    nixl_reg_desc_t r = {.addr = (uintptr_t)s->buf, .len = s->len};
-    if (nixl_agent_register_mem(s->agent, NIXL_DRAM_SEG, &r, 1, NULL) != NIXL_SUCCESS)
-        return nb_fail("cannot register %zu bytes: %s", len, nixl_last_error());
-    return 0;
-}
-
 int nb_side_send_md(nb_side_t *s, nb_rt_t *rt)
 {
     void *blob;
     size_t len;
     if (nixl_agent_get_local_md(s->agent, &blob, &len) != NIXL_SUCCESS)
         return nb_fail("cannot get the agent's metadata: %s", nixl_last_error());
-    uint8_t *msg = malloc(16 + len);
+    uint8_t *msg = malloc(MD_HEAD + len);
     if (!msg) {
         nixl_free(blob);
         return nb_fail("out of memory");
     }
-    uint64_t base = (uintptr_t)s->buf, size = s->len;
-    memcpy(msg, &base, 8);
-    memcpy(msg + 8, &size, 8);
-    memcpy(msg + 16, blob, len);
+    uint64_t head[4] = {(uintptr_t)s->buf, s->len, (uint64_t)s->mem, s->dev};
+    memcpy(msg, head, MD_HEAD);
+    memcpy(msg + MD_HEAD, blob, len);
     nixl_free(blob);
-    int rc = nb_rt_send(rt, NB_MSG_MD, msg, 16 + len);
+    int rc = nb_rt_send(rt, NB_MSG_MD, msg, MD_HEAD + len);
     free(msg);
     return rc;
 }
@@ -137,14 +111,19 @@ int nb_side_recv_md(nb_side_t *s, nb_rt_t *rt)
     size_t len;
     if (nb_rt_recv(rt, NB_MSG_MD, &msg, &len, NB_REPLY_TIMEOUT_MS))
         return NB_EXIT_FAIL;
-    if (len < 16) {
+    uint64_t head[4];
+    if (len < MD_HEAD) {
         free(msg);
         return nb_fail("protocol error: short metadata message");
     }
-    memcpy(&s->remote_base, msg, 8);
-    memcpy(&s->remote_len, (uint8_t *)msg + 8, 8);
+    memcpy(head, msg, MD_HEAD);
+    s->remote_base = (uintptr_t)head[0];
+    s->remote_len = head[1];
+    s->remote_mem = (nixl_mem_t)head[2];
+    s->remote_dev = head[3];
     char *name = NULL;
-    nixl_status_t st = nixl_agent_load_remote_md(s->agent, (uint8_t *)msg + 16, len - 16, &name);
+    nixl_status_t st =
+        nixl_agent_load_remote_md(s->agent, (uint8_t *)msg + MD_HEAD, len - MD_HEAD, &name);
     free(msg);
     if (st != NIXL_SUCCESS)
         return nb_fail("cannot load the peer's metadata: %s: %s", nixl_status_str(st),
@@ -159,26 +138,6 @@ int nb_side_recv_md(nb_side_t *s, nb_rt_t *rt)
 void nb_side_close(nb_side_t *s)
 {
     nixl_agent_destroy(s->agent); /* deregisters what is left */
-    if (s->map_len)
-        munmap(s->buf, s->map_len);
+    nb_side_free_buf(s);
     memset(s, 0, sizeof(*s));
-}
-
-long long nb_check_fill(const uint8_t *p, size_t off, size_t len, uint8_t fill)
-{
-    static _Thread_local uint8_t ref[4096];
-    static _Thread_local int ref_fill = -1;
-    if (ref_fill != fill) {
-        memset(ref, fill, sizeof(ref));
-        ref_fill = fill;
-    }
-    for (size_t at = off; at < off + len;) {
-        size_t n = off + len - at < sizeof(ref) ? off + len - at : sizeof(ref);
-        if (memcmp(p + at, ref, n))
-            for (size_t i = 0; i < n; i++)
-                if (p[at + i] != fill)
-                    return (long long)(at + i);
-        at += n;
-    }
-    return -1;
 }

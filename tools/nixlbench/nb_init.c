@@ -15,12 +15,15 @@ static int setup(const nb_cfg_t *cfg, const char *backend, nb_rt_t *rt, nb_side_
     int rc = nb_side_open(s, cfg, NB_INITIATOR, backend, 0);
     if (rc)
         return rc;
-    if ((rc = nb_side_alloc(s, cfg, cfg->total_buffer_size, NB_FILL_INITIATOR)))
+    if ((rc = nb_side_alloc(s, cfg, nb_seg_mem(cfg->initiator_seg_type),
+                            cfg->total_buffer_size, NB_FILL_INITIATOR)))
         return rc;
-    nb_hello_t h = {.version = 1,
+    nixl_mem_t target_mem = nb_seg_mem(cfg->target_seg_type);
+    nb_hello_t h = {.version = NB_PROTOCOL,
                     .buffer_size = cfg->total_buffer_size,
                     .num_threads = (uint32_t)cfg->num_threads,
-                    .check_consistency = cfg->check_consistency};
+                    .check_consistency = cfg->check_consistency,
+                    .target_vram = target_mem == NIXL_VRAM_SEG};
     snprintf(h.backend, sizeof(h.backend), "%s", s->backend);
     if (nb_rt_send(rt, NB_MSG_HELLO, &h, sizeof(h)) || nb_side_recv_md(s, rt) ||
         nb_side_send_md(s, rt))
@@ -33,6 +36,8 @@ static int setup(const nb_cfg_t *cfg, const char *backend, nb_rt_t *rt, nb_side_
     if (s->remote_len < cfg->total_buffer_size)
         return nb_fail("the target's buffer (%llu bytes) is smaller than ours",
                        (unsigned long long)s->remote_len);
+    if (s->remote_mem != target_mem)
+        return nb_fail("the target's buffer is not in %s", cfg->target_seg_type);
     return 0;
 }
 
@@ -55,13 +60,16 @@ static void row_of(const nb_cfg_t *cfg, const nb_plan_t *p, nb_step_result_t *r,
 static int check_local(const nb_cfg_t *cfg, const nb_side_t *s, uint64_t slice, uint64_t span)
 {
     for (uint64_t t = 0; t < cfg->num_threads; t++) {
-        long long bad = nb_check_fill(s->buf, t * slice, span, NB_FILL_TARGET);
+        long long bad;
+        uint8_t seen;
+        if (nb_side_find_other(s, t * slice, span, NB_FILL_TARGET, &bad, &seen))
+            return NB_EXIT_FAIL;
         if (bad >= 0) {
             printf("Consistency check failed\n");
             fflush(stdout);
-            return nb_fail("consistency check failed: initiator byte %lld is 0x%02x after "
+            return nb_fail("consistency check failed: initiator %s byte %lld is 0x%02x after "
                            "READ, expected 0x%02x",
-                           bad, s->buf[bad], NB_FILL_TARGET);
+                           cfg->initiator_seg_type, bad, seen, NB_FILL_TARGET);
         }
     }
     return 0;
@@ -79,7 +87,8 @@ static int step(const nb_cfg_t *cfg, nb_side_t *s, nb_rt_t *rt, const nb_plan_t 
                     .fill = cfg->check_consistency};
     if (cfg->check_consistency) /* so that every step proves it moved its own bytes */
         for (uint64_t t = 0; t < cfg->num_threads; t++)
-            memset(s->buf + t * slice, NB_FILL_INITIATOR, st.span);
+            if (nb_side_fill(s, t * slice, st.span, NB_FILL_INITIATOR))
+                return NB_EXIT_FAIL;
     void *msg;
     size_t len;
     if (nb_rt_send(rt, NB_MSG_STEP, &st, sizeof(st)) ||

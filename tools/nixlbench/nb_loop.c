@@ -112,26 +112,27 @@ static int make_req(thr_t *t, slot_t *s, bool timed)
     nixl_status_t st;
     double t0 = nb_now_us();
     if (c->cfg->reregister_mem) {
-        nixl_reg_desc_t r = {.addr = s->local[0].addr, .len = p->block * p->batch};
-        if ((st = nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL)) != NIXL_SUCCESS)
+        nixl_reg_desc_t r = {.addr = s->local[0].addr, .len = p->block * p->batch,
+                             .dev_id = c->side->dev};
+        if ((st = nixl_agent_register_mem(a, c->side->mem, &r, 1, NULL)) != NIXL_SUCCESS)
             return fail(t, "register_mem", st);
         s->registered = true;
     }
     if (c->cfg->prepared_xfer) {
         if (!s->dl_local &&
-            ((st = nixl_agent_prep_xfer_dlist(a, NIXL_INIT_AGENT, NIXL_DRAM_SEG, s->local,
+            ((st = nixl_agent_prep_xfer_dlist(a, NIXL_INIT_AGENT, c->side->mem, s->local,
                                               p->batch, NULL, &s->dl_local)) != NIXL_SUCCESS ||
-             (st = nixl_agent_prep_xfer_dlist(a, NB_TARGET, NIXL_DRAM_SEG, s->remote, p->batch,
-                                              NULL, &s->dl_remote)) != NIXL_SUCCESS))
+             (st = nixl_agent_prep_xfer_dlist(a, NB_TARGET, c->side->remote_mem, s->remote,
+                                              p->batch, NULL, &s->dl_remote)) != NIXL_SUCCESS))
             return fail(t, "prep_xfer_dlist", st);
         st = nixl_agent_make_xfer_req(a, c->cfg->op, s->dl_local, c->idx, p->batch,
                                       s->dl_remote, c->idx, p->batch, &opt, &s->req);
         if (st != NIXL_SUCCESS)
             return fail(t, "make_xfer_req", st);
     } else {
-        st = nixl_agent_create_xfer_req(a, c->cfg->op, NIXL_DRAM_SEG, s->local, p->batch,
-                                        NIXL_DRAM_SEG, s->remote, p->batch, NB_TARGET, &opt,
-                                        &s->req);
+        st = nixl_agent_create_xfer_req(a, c->cfg->op, c->side->mem, s->local, p->batch,
+                                        c->side->remote_mem, s->remote, p->batch, NB_TARGET,
+                                        &opt, &s->req);
         if (st != NIXL_SUCCESS)
             return fail(t, "create_xfer_req", st);
     }
@@ -150,9 +151,11 @@ static int drop_req(thr_t *t, slot_t *s)
     if (st != NIXL_SUCCESS)
         return fail(t, "release_xfer_req", st);
     if (s->registered) {
-        nixl_reg_desc_t r = {.addr = s->local[0].addr, .len = t->c->plan->block * t->c->plan->batch};
+        nixl_reg_desc_t r = {.addr = s->local[0].addr,
+                             .len = t->c->plan->block * t->c->plan->batch,
+                             .dev_id = t->c->side->dev};
         s->registered = false;
-        if ((st = nixl_agent_deregister_mem(a, NIXL_DRAM_SEG, &r, 1, NULL)) != NIXL_SUCCESS)
+        if ((st = nixl_agent_deregister_mem(a, t->c->side->mem, &r, 1, NULL)) != NIXL_SUCCESS)
             return fail(t, "deregister_mem", st);
     }
     return 0;
@@ -242,8 +245,10 @@ static void *thread_main(void *arg)
         slot_t *s = &t->slots[j];
         uint64_t off = t->id * c->slice + (j % c->nslots) * span;
         for (uint64_t i = 0; i < p->batch; i++) {
-            s->local[i] = (nixl_desc_t){(uintptr_t)c->side->buf + off + i * p->block, p->block, 0};
-            s->remote[i] = (nixl_desc_t){c->side->remote_base + off + i * p->block, p->block, 0};
+            s->local[i] = (nixl_desc_t){(uintptr_t)c->side->buf + off + i * p->block, p->block,
+                                        c->side->dev};
+            s->remote[i] = (nixl_desc_t){c->side->remote_base + off + i * p->block, p->block,
+                                         c->side->remote_dev};
         }
         if (!c->cfg->recreate_xfer && make_req(t, s, true))
             break;
@@ -259,8 +264,8 @@ static void *thread_main(void *arg)
         if (s->req)
             nixl_agent_release_xfer_req(c->side->agent, s->req);
         if (s->registered) {
-            nixl_reg_desc_t r = {.addr = s->local[0].addr, .len = span};
-            nixl_agent_deregister_mem(c->side->agent, NIXL_DRAM_SEG, &r, 1, NULL);
+            nixl_reg_desc_t r = {.addr = s->local[0].addr, .len = span, .dev_id = c->side->dev};
+            nixl_agent_deregister_mem(c->side->agent, c->side->mem, &r, 1, NULL);
         }
         nixl_agent_release_dlist(c->side->agent, s->dl_local);
         nixl_agent_release_dlist(c->side->agent, s->dl_remote);

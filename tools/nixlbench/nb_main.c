@@ -15,6 +15,7 @@
 
 #include "array.h"
 #include "nb.h"
+#include "nb_cuda.h"
 #include "nb_storage.h"
 
 typedef struct rows {
@@ -44,15 +45,31 @@ static void on_row(const nb_cfg_t *cfg, const nb_row_t *row, void *arg)
     *slot = *row;
 }
 
-/* Features of the reference that need hardware or services this build does not drive. */
+/* Features of the reference that need hardware or services this build does not drive, and
+ * the GPU a VRAM run needs. */
 static int check_available(const nb_cfg_t *cfg)
 {
     if (!strcmp(cfg->worker_type, "nvshmem"))
         return nb_fail("--worker_type=nvshmem is not available in this build");
-    if (cfg->use_device_api || cfg->enable_vmm || strcmp(cfg->initiator_seg_type, "DRAM") ||
-        strcmp(cfg->target_seg_type, "DRAM"))
-        return nb_fail("VRAM (and --use_device_api, --enable_vmm) is not available in this "
-                       "build of nixlbench: use DRAM segments");
+    if (cfg->use_device_api || cfg->enable_vmm)
+        return nb_fail("--use_device_api and --enable_vmm are not available in this build of "
+                       "nixlbench (VRAM segments are: cuMemAlloc'ed GPU memory)");
+    bool init_vram = nb_seg_mem(cfg->initiator_seg_type) == NIXL_VRAM_SEG;
+    bool target_vram = nb_seg_mem(cfg->target_seg_type) == NIXL_VRAM_SEG;
+    if (cfg->storage) {
+        if (init_vram || target_vram)
+            printf("Backend %s moves files to and from DRAM: the seg types are ignored, as in "
+                   "the reference\n",
+                   cfg->backend);
+        return 0;
+    }
+    /* A target we spawn runs on this host: without a GPU here, say so before starting it. In
+     * the ASIO and ETCD runtimes the other process may be elsewhere; it allocates and tells. */
+    if (init_vram && nb_cuda_open(NB_GPU, "--initiator_seg_type VRAM"))
+        return NB_EXIT_FAIL;
+    if (target_vram && (cfg->local || *cfg->compare) &&
+        nb_cuda_open(NB_GPU, "--target_seg_type VRAM"))
+        return NB_EXIT_FAIL;
     return 0;
 }
 

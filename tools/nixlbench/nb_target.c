@@ -35,7 +35,8 @@ static int on_step(nb_side_t *s, nb_rt_t *rt, const nb_step_t *st)
         return nb_fail("protocol error: a step outside the buffer");
     if (st->fill)
         for (uint32_t t = 0; t < st->threads; t++)
-            memset(s->buf + t * st->slice, NB_FILL_TARGET, st->span);
+            if (nb_side_fill(s, t * st->slice, st->span, NB_FILL_TARGET))
+                return NB_EXIT_FAIL;
     return nb_rt_send(rt, NB_MSG_READY, NULL, 0);
 }
 
@@ -55,12 +56,15 @@ static int on_done(const nb_cfg_t *cfg, nb_side_t *s, nb_rt_t *rt, const nb_step
         snprintf(v.why, sizeof(v.why), "%llu notifications arrived for %llu transfers",
                  (unsigned long long)*notifs, (unsigned long long)d->notifs);
     for (uint32_t t = 0; d->verify && !v.why[0] && t < st->threads; t++) {
-        long long bad = nb_check_fill(s->buf, t * st->slice, st->span, NB_FILL_INITIATOR);
+        long long bad;
+        uint8_t seen;
+        if (nb_side_find_other(s, t * st->slice, st->span, NB_FILL_INITIATOR, &bad, &seen))
+            return NB_EXIT_FAIL;
         if (bad >= 0)
             snprintf(v.why, sizeof(v.why),
-                     "Consistency check failed: target byte %lld is 0x%02x after WRITE, "
+                     "Consistency check failed: target %s byte %lld is 0x%02x after WRITE, "
                      "expected 0x%02x",
-                     bad, s->buf[bad], NB_FILL_INITIATOR);
+                     s->mem == NIXL_VRAM_SEG ? "VRAM" : "DRAM", bad, seen, NB_FILL_INITIATOR);
     }
     v.ok = !v.why[0];
     *notifs = 0;
@@ -79,11 +83,14 @@ static int serve(const nb_cfg_t *cfg, nb_rt_t *rt, nb_side_t *s)
     if (nb_rt_recv_into(rt, NB_MSG_HELLO, &h, sizeof(h), NB_REPLY_TIMEOUT_MS))
         return NB_EXIT_FAIL;
     h.backend[sizeof(h.backend) - 1] = '\0';
-    if (h.version != 1)
+    if (h.version != NB_PROTOCOL)
         return nb_fail("the initiator runs another version of nixlbench");
+    /* The initiator's --target_seg_type decides, as its --backend does: the two processes
+     * cannot disagree. */
+    nixl_mem_t mem = h.target_vram ? NIXL_VRAM_SEG : NIXL_DRAM_SEG;
     int rc;
     if ((rc = nb_side_open(s, cfg, NB_TARGET, h.backend, 1)) ||
-        (rc = nb_side_alloc(s, cfg, h.buffer_size, NB_FILL_TARGET)) ||
+        (rc = nb_side_alloc(s, cfg, mem, h.buffer_size, NB_FILL_TARGET)) ||
         (rc = nb_side_send_md(s, rt)) || (rc = nb_side_recv_md(s, rt)) ||
         (rc = nb_rt_send(rt, NB_MSG_READY, NULL, 0)))
         return rc;
