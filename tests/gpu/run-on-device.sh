@@ -42,7 +42,7 @@ for step in $steps; do
     ;;
   tools)
     if [ -x tests/gpu/run-gpu-tools.sh ]; then
-      BUILD=build-gpu tests/gpu/run-gpu-tools.sh 2>&1 | tee "$out/gpu-tools.txt" | tail -30
+      tests/gpu/run-gpu-tools.sh build-gpu 2>&1 | tee "$out/gpu-tools.txt" | tail -30
       [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
     fi
     ;;
