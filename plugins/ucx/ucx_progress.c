@@ -1,5 +1,6 @@
 /*
- * ucx_progress.c - the progress thread, and which worker a thread uses.
+ * ucx_progress.c - the progress thread of the shared workers, and which worker a thread uses
+ * (the dedicated workers of num_threads have threads of their own: ucx_pool.c).
  *
  * Every engine has one progress thread, whatever enable_prog_thread says (a deliberate
  * difference from the reference): notifications arrive, and the notification of a transfer
@@ -28,7 +29,7 @@ unsigned ucx_thread_worker(const nixl_be_engine_t *eng)
     static _Thread_local unsigned slot;
     if (!slot)
         slot = atomic_fetch_add(&next, 1) + 1;
-    return slot % eng->nworkers;
+    return slot % eng->nshared;
 }
 
 void ucx_busy_inc(nixl_be_engine_t *eng)
@@ -67,15 +68,15 @@ void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker)
         ;
 }
 
+/* The shared workers only: each dedicated one has its own thread. */
 nixl_status_t ucx_progress(nixl_be_engine_t *eng)
 {
-    for (unsigned w = 0; w < eng->nworkers; w++)
+    for (unsigned w = 0; w < eng->nshared; w++)
         ucx_progress_worker(eng, w);
     return NIXL_SUCCESS;
 }
 
-/* Progress until idle, then arm: false when the worker cannot be armed (no events). */
-static bool progress_and_arm(ucp_worker_h worker)
+bool ucx_progress_and_arm(ucp_worker_h worker)
 {
     for (;;) {
         while (ucp_worker_progress(worker))
@@ -89,7 +90,7 @@ static bool progress_and_arm(ucp_worker_h worker)
 static void *progress_main(void *arg)
 {
     nixl_be_engine_t *eng = arg;
-    unsigned n = eng->nworkers;
+    unsigned n = eng->nshared;
     struct pollfd fds[UCX_WORKERS_MAX + 1];
     for (unsigned w = 0; w < n; w++)
         fds[w] = (struct pollfd){.fd = eng->efds[w], .events = POLLIN};
@@ -112,7 +113,7 @@ static void *progress_main(void *arg)
         }
         bool armed = true;
         for (unsigned w = 0; w < n; w++)
-            armed = progress_and_arm(eng->workers[w]) && armed;
+            armed = ucx_progress_and_arm(eng->workers[w]) && armed;
         if (!armed && !warned) {
             NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                         "a worker cannot be armed for events; the "
@@ -144,10 +145,10 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
                            "eventfd for the progress thread failed: "
                            "errno %d",
                            errno);
-    eng->efds = calloc(eng->nworkers, sizeof(int));
+    eng->efds = calloc(eng->nshared, sizeof(int));
     if (!eng->efds)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
-    for (unsigned w = 0; w < eng->nworkers; w++) {
+    for (unsigned w = 0; w < eng->nshared; w++) {
         ucs_status_t s = ucp_worker_get_efd(eng->workers[w], &eng->efds[w]);
         if (s != UCS_OK)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "the event fd of worker %u: %s", w,
