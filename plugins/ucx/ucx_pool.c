@@ -137,7 +137,7 @@ static void *pool_main(void *arg)
                             {.fd = t->wake_fd, .events = POLLIN}};
     while (!atomic_load(&eng->stop)) {
         issue_queued(t);
-        bool armed = ucx_progress_and_arm(worker);
+        bool armed = ucx_progress_and_arm(worker, NULL);
         int timeout = (atomic_load(&eng->busy) || !armed) ? UCX_BUSY_POLL_MS : -1;
         /* A chunk queued after issue_queued() wrote wake_fd: poll returns at once. */
         if (poll(fds, 2, timeout) > 0 && (fds[1].revents & POLLIN)) {

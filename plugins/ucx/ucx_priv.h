@@ -238,6 +238,7 @@ struct nixl_be_engine {
     /* Until when (CLOCK_MONOTONIC ns) a user thread is polling the workers itself: the
      * progress thread keeps out of their locks meanwhile (ucx_progress.c). */
     _Atomic uint64_t user_until_ns;
+    atomic_uint users_inside; /* user threads inside UCX on a shared worker: likewise */
     bool thread_started;
     int idle_timeout_ms; /* -1: sleep until an event */
     pthread_t thread;
@@ -359,8 +360,13 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
 void ucx_progress_stop(nixl_be_engine_t *eng);
 nixl_status_t ucx_progress(nixl_be_engine_t *eng);
 void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker);
-/* Progress until idle, then arm for events: false when the worker cannot be armed. */
-bool ucx_progress_and_arm(ucp_worker_h worker);
+/* A user thread enters / leaves UCX on a shared worker (the progress thread keeps out while
+ * one is inside, and for UCX_USER_POLL_NS after). */
+void ucx_user_enter(nixl_be_engine_t *eng);
+void ucx_user_leave(nixl_be_engine_t *eng);
+/* Progress until idle, then arm for events: false when the worker cannot be armed, or when
+ * `eng` is given and a user thread started polling or posting (the progress thread yields). */
+bool ucx_progress_and_arm(ucp_worker_h worker, nixl_be_engine_t *eng);
 /* Progress every worker until nothing is outstanding or `ms` passed (destroy only). */
 void ucx_drain(nixl_be_engine_t *eng, unsigned ms);
 /* Progress every worker until none did anything for quiet_ms (at most max_ms): lets UCX's own

@@ -363,9 +363,11 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     ucx_busy_inc(eng);
 
     size_t done = 0;
-    if (req->chunks[0].worker < eng->nshared)
+    if (req->chunks[0].worker < eng->nshared) {
+        ucx_user_enter(eng);
         done = ucx_chunk_issue(&req->chunks[0]); /* whole, on this thread's worker */
-    else
+        ucx_user_leave(eng);
+    } else
         ucx_pool_post(eng, req); /* the pool threads count what completed in their calls */
     /* Drop what completed inside the call and this thread's own count: whoever completes the
      * last operation decides, here or in a callback. */
