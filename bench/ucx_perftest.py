@@ -9,7 +9,9 @@ Like with like: nixlbench with --batch N has N operations in flight per iteratio
 for all of them and a flush), so ucx_perftest runs with -O N (at most N uncompleted
 operations); batch 1 is -O 1. Over shared memory (--tls sm,self) our engine needs
 ucx_error_handling_mode=none on UCX 1.13 (its shared-memory transports cannot watch a peer):
-it is passed through NIXLBENCH_UCX_PARAMS. Where the reference's nixlbench has a row for the
+it is passed through NIXLBENCH_UCX_PARAMS. Both programs run with the UCX settings our engine
+applies (RNDV_THRESH=inf, MAX_RMA_RAILS=2, TCP_TX_SEG_SIZE=64k; docs/backends.md) unless the
+environment sets them, so the transport is configured alike. Where the reference's nixlbench has a row for the
 same transport, batch and size (../shared/reference/REFERENCE-FIGURES.md, section 1: UCX 1.13
 over tcp), it is printed beside ours; it was measured on another day, so compare ratios.
 
@@ -100,6 +102,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     env = dict(os.environ, UCX_TLS=a.tls)
+    for key, value in (("UCX_RNDV_THRESH", "inf"), ("UCX_MAX_RMA_RAILS", "2"),
+                       ("UCX_TCP_TX_SEG_SIZE", "64k")):
+        env.setdefault(key, value)  # our engine's settings, for ucx_perftest too
     if "tcp" not in a.tls.split(","):
         env["NIXLBENCH_UCX_PARAMS"] = "ucx_error_handling_mode=none"
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -107,7 +112,7 @@ def main():
     load = os.getloadavg()[0]
     print(f"UCX_TLS={a.tls}, nixlbench batch {a.batch} beside ucx_perftest -O {a.batch}, "
           f"median of {a.repeat} alternating runs, decimal GB/s (range in brackets); "
-          f"load {load:.2f} at the start\n")
+          f"load {load:.2f} at the start; UCX_TCP_TX_SEG_SIZE={env['UCX_TCP_TX_SEG_SIZE']}\n")
     print("| block | op | ucx_perftest | nixlbench UCX | ratio | reference nixlbench |")
     print("|---|---|---|---|---|---|")
     for size in sizes:

@@ -207,28 +207,15 @@ static void kill_rounds(nixl_xfer_op_t op, bool split)
     close(memfd);
 }
 
-static void test_kill_mid_read(void **state)
-{
-    (void)state;
-    kill_rounds(NIXL_READ, false);
-}
+typedef struct kill_case {
+    nixl_xfer_op_t op;
+    bool split;
+} kill_case_t;
 
-static void test_kill_mid_write(void **state)
+static void test_kill_mid(void **state)
 {
-    (void)state;
-    kill_rounds(NIXL_WRITE, false);
-}
-
-static void test_kill_mid_split_read(void **state)
-{
-    (void)state;
-    kill_rounds(NIXL_READ, true);
-}
-
-static void test_kill_mid_split_write(void **state)
-{
-    (void)state;
-    kill_rounds(NIXL_WRITE, true);
+    const kill_case_t *c = *state;
+    kill_rounds(c->op, c->split);
 }
 
 int main(int argc, char **argv)
@@ -239,11 +226,13 @@ int main(int argc, char **argv)
         return 1;
     signal(SIGPIPE, SIG_IGN);
     unsetenv("NIXL_TELEMETRY_ENABLE");
+    static kill_case_t reads = {NIXL_READ, false}, writes = {NIXL_WRITE, false},
+                        split_reads = {NIXL_READ, true}, split_writes = {NIXL_WRITE, true};
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_mid_read),
-        cmocka_unit_test(test_kill_mid_write),
-        cmocka_unit_test(test_kill_mid_split_read),
-        cmocka_unit_test(test_kill_mid_split_write),
+        cmocka_unit_test_prestate(test_kill_mid, &reads),
+        cmocka_unit_test_prestate(test_kill_mid, &writes),
+        cmocka_unit_test_prestate(test_kill_mid, &split_reads),
+        cmocka_unit_test_prestate(test_kill_mid, &split_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
