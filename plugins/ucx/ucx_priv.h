@@ -6,8 +6,9 @@
  *    thread for them; with num_threads > 0, also num_threads dedicated workers, each driven by
  *    its own pool thread (ucx_pool.c), which carry the chunks of large requests.
  *  - conn: one peer agent (or the engine itself, for loopback): an endpoint per local worker
- *    (shared and dedicated) to the peer's worker 0. Reference counted: the name table, every remote md, every request
- *    and every call that uses its endpoints for a while hold a reference. The endpoints are
+ *    (shared and dedicated) to the peer's worker 0. Reference counted: the name table, every
+ *    remote md, every request and every call that uses its endpoints for a while hold a
+ *    reference. The endpoints are
  *    closed only when the last reference goes, so nobody ever touches a closed endpoint; the
  *    memory goes when the close requests have completed (their callbacks use it).
  *  - md: a local registration (lmd: memory handle + packed rkey) or a peer's region (rmd: one
@@ -21,20 +22,20 @@
  *    the dedicated workers (the rkeys of each element are those of its chunk's worker).
  *
  * Who completes what: a post issues one put/get per element and one endpoint flush per chunk
- * (a put's
- * completion is local; the flush makes it remote), and tracks every one of them to its own
- * completion: each carries the request as user data, its callback counts failures and drops
- * the request's `pending` count (no allocation: the counters live in the prepared request,
- * the operation state in UCX's own request). The callback that drops `pending` to zero (on
- * whichever thread progresses the worker, usually the progress thread) decides: SUCCESS only
- * when every operation completed with UCS_OK; then it sends the notification, whose own
- * callback finishes the request. UCX may complete a flush successfully after it discarded
- * operations of a failed endpoint, so the flush alone proves nothing. While state is IN_PROG
- * the callbacks own the request; the store of the final state is the last thing they do with
- * it, and release_req refuses (the core retries) while operations are outstanding.
+ * (a put's completion is local; the flush makes it remote), and tracks every one of them to
+ * its own completion: each carries its chunk (and so the request) as user data, and its
+ * callback counts failures and drops the request's `pending` count (no allocation: the
+ * counters live in the prepared request, the operation state in UCX's own request). The
+ * callback that drops `pending` to zero (on whichever thread progresses the worker: the
+ * poster, the progress thread, a pool thread) decides: SUCCESS only when every operation
+ * completed with UCS_OK; then it sends the notification, whose own callback finishes the
+ * request. UCX may complete a flush successfully after it discarded operations of a failed
+ * endpoint, so the flush alone proves nothing. While state is IN_PROG the callbacks own the
+ * request; the store of the final state is the last thing they do with it, and release_req
+ * refuses (the core retries) while operations are outstanding.
  *
  * Locks: conns_lock (the name table) and all_lock (every conn and request alive, for destroy)
- * are leaves, never held across a UCX call.
+ * are leaves, never held across a UCX call; so are a pool thread's queue lock and pool_lock.
  */
 #ifndef NIXL_UCX_PRIV_H
 #define NIXL_UCX_PRIV_H
