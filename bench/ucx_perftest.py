@@ -3,10 +3,20 @@
 
 Issue #12 asks our UCX backend to come within 10 % of ucx_perftest for the same transport and
 block size. This runs both, size after size, alternating, on this host (two processes each,
-loopback), and prints a markdown table: WRITE against ucp_put_bw and READ against ucp_get,
-batch 1.
+loopback), and prints a markdown table: WRITE against ucp_put_bw and READ against ucp_get.
 
-    bench/ucx_perftest.py [--build DIR] [--tls tcp] [--sizes 4096,65536,...] [--repeat N]
+Like with like: nixlbench with --batch N has N operations in flight per iteration (then waits
+for all of them and a flush), so ucx_perftest runs with -O N (at most N uncompleted
+operations); batch 1 is -O 1. Over shared memory (--tls sm,self) our engine needs
+ucx_error_handling_mode=none on UCX 1.13 (its shared-memory transports cannot watch a peer):
+it is passed through NIXLBENCH_UCX_PARAMS. Both programs run with the UCX settings our engine
+applies (RNDV_THRESH=inf, MAX_RMA_RAILS=2, TCP_TX_SEG_SIZE=64k; docs/backends.md) unless the
+environment sets them, so the transport is configured alike. Where the reference's nixlbench has a row for the
+same transport, batch and size (../shared/reference/REFERENCE-FIGURES.md, section 1: UCX 1.13
+over tcp), it is printed beside ours; it was measured on another day, so compare ratios.
+
+    bench/ucx_perftest.py [--build DIR] [--tls tcp] [--batch 1] [--sizes 4096,65536,...]
+                          [--ops WRITE,READ] [--repeat N]
 
 ucx_perftest comes with Debian's ucx-utils (scripts/install-deps.sh installs it). It reports
 MB/s in units of 2^20 bytes; the table converts it to decimal GB/s like nixlbench.
@@ -27,7 +37,21 @@ def free_port():
         return s.getsockname()[1]
 
 
-def perftest(test, size, iters, env):
+# The reference's nixlbench on this machine type, UCX 1.13, tcp (REFERENCE-FIGURES.md, section
+# 1): (op, batch) -> {block size: GB/s}.
+REFERENCE_TCP = {
+    ("WRITE", 1): {4096: 0.16, 16384: 0.36, 65536: 0.69, 262144: 0.95, 524288: 1.01,
+                   1048576: 1.07, 4194304: 1.03, 16777216: 0.99, 67108864: 1.11},
+    ("READ", 1): {4096: 0.14, 16384: 0.39, 65536: 0.87, 262144: 1.14, 524288: 1.32,
+                  1048576: 1.33, 4194304: 1.25, 16777216: 1.25, 67108864: 1.15},
+    ("WRITE", 128): {4096: 0.58, 16384: 0.71, 65536: 0.94, 262144: 1.03, 524288: 1.20,
+                     1048576: 1.09},
+    ("READ", 128): {4096: 0.58, 16384: 0.95, 65536: 1.28, 262144: 1.18, 524288: 1.11,
+                    1048576: 1.12},
+}
+
+
+def perftest(test, size, iters, depth, env):
     port = free_port()
     server = subprocess.Popen(["ucx_perftest", "-p", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -35,7 +59,8 @@ def perftest(test, size, iters, env):
         for _ in range(50):  # the server listens within a few ms
             time.sleep(0.05)
             r = subprocess.run(["ucx_perftest", "127.0.0.1", "-p", str(port), "-t", test,
-                                "-s", str(size), "-n", str(iters), "-w", str(max(iters // 10, 1))],
+                                "-s", str(size), "-n", str(iters), "-w", str(max(iters // 10, 1)),
+                                "-O", str(depth)],
                                env=env, capture_output=True, text=True, timeout=120)
             if "Final:" in r.stdout:
                 fields = r.stdout.split("Final:")[1].split()
@@ -46,47 +71,63 @@ def perftest(test, size, iters, env):
         server.wait()
 
 
-def nixlbench(build, op, size, iters, env):
+def nixlbench(build, op, size, batch, iters, env):
     cmd = [os.path.join(build, "tools", "nixlbench", "nixlbench"), "--backend", "UCX",
            "--op_type", op, "--start_block_size", str(size), "--max_block_size", str(size),
-           "--start_batch_size", "1", "--max_batch_size", "1", "--num_iter", str(iters),
-           "--warmup_iter", str(max(iters // 10, 1))]
+           "--start_batch_size", str(batch), "--max_batch_size", str(batch),
+           "--num_iter", str(iters), "--warmup_iter", str(max(iters // 10, 1)),
+           "--total_buffer_size", str(max(64 << 20, 2 * size * batch))]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     for line in r.stdout.splitlines():
         f = line.split()
-        if len(f) >= 3 and f[0] == str(size) and f[1] == "1":
+        if len(f) >= 3 and f[0] == str(size) and f[1] == str(batch):
             return float(f[2])
     raise RuntimeError(f"nixlbench {op} {size}: no result\n{r.stdout}{r.stderr}")
 
 
-def iters_for(size):
-    return max(20, min(2000, (256 << 20) // size))
+def iters_for(size, batch=1):
+    """Operations (ucx_perftest) and iterations (nixlbench: batch operations each) that move
+    about 256 MiB."""
+    ops = max(20, min(2000 * batch, (256 << 20) // size))
+    return ops, max(10, ops // batch)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--tls", default="tcp")
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--sizes", default="4096,65536,1048576,16777216,67108864")
+    ap.add_argument("--ops", default="WRITE,READ")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     env = dict(os.environ, UCX_TLS=a.tls)
+    for key, value in (("UCX_RNDV_THRESH", "inf"), ("UCX_MAX_RMA_RAILS", "2"),
+                       ("UCX_TCP_TX_SEG_SIZE", "64k")):
+        env.setdefault(key, value)  # our engine's settings, for ucx_perftest too
+    if "tcp" not in a.tls.split(","):
+        env["NIXLBENCH_UCX_PARAMS"] = "ucx_error_handling_mode=none"
     sizes = [int(s) for s in a.sizes.split(",")]
-    print(f"UCX_TLS={a.tls}, batch 1, median of {a.repeat} alternating runs, decimal GB/s "
-          f"(range in brackets)\n")
-    print("| block | op | ucx_perftest | nixlbench UCX | ratio |")
-    print("|---|---|---|---|---|")
+    tests = {"WRITE": "ucp_put_bw", "READ": "ucp_get"}
+    load = os.getloadavg()[0]
+    print(f"UCX_TLS={a.tls}, nixlbench batch {a.batch} beside ucx_perftest -O {a.batch}, "
+          f"median of {a.repeat} alternating runs, decimal GB/s (range in brackets); "
+          f"load {load:.2f} at the start; UCX_TCP_TX_SEG_SIZE={env['UCX_TCP_TX_SEG_SIZE']}\n")
+    print("| block | op | ucx_perftest | nixlbench UCX | ratio | reference nixlbench |")
+    print("|---|---|---|---|---|---|")
     for size in sizes:
-        for op, test in (("WRITE", "ucp_put_bw"), ("READ", "ucp_get")):
+        for op in a.ops.split(","):
+            ops, iters = iters_for(size, a.batch)
             ref, ours = [], []
             for _ in range(a.repeat):
-                ref.append(perftest(test, size, iters_for(size), env))
-                ours.append(nixlbench(a.build, op, size, iters_for(size), env))
+                ref.append(perftest(tests[op], size, ops, a.batch, env))
+                ours.append(nixlbench(a.build, op, size, a.batch, iters, env))
             r, o = statistics.median(ref), statistics.median(ours)
             label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+            theirs = REFERENCE_TCP.get((op, a.batch), {}).get(size) if a.tls == "tcp" else None
             print(f"| {label} | {op} | {r:.2f} [{min(ref):.2f}-{max(ref):.2f}] | "
-                  f"{o:.2f} [{min(ours):.2f}-{max(ours):.2f}] | {100 * o / r:.0f} % |",
-                  flush=True)
+                  f"{o:.2f} [{min(ours):.2f}-{max(ours):.2f}] | {100 * o / r:.0f} % | "
+                  f"{theirs if theirs is not None else ''} |", flush=True)
 
 
 if __name__ == "__main__":

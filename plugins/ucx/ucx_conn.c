@@ -66,6 +66,7 @@ static void conn_close_eps(ucx_conn_t *conn, bool force)
         conn->eps[w] = NULL;
         if (UCS_PTR_IS_PTR(r)) {
             ucx_kick(eng);
+            ucx_pool_wake(eng, w); /* a dedicated worker's thread may sleep without timeout */
         } else {
             ucx_busy_dec(eng);
             conn_drop_hold(conn); /* never the last: the caller holds the users' hold */

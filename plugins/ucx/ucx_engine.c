@@ -2,9 +2,10 @@
  * ucx_engine.c - the UCX plugin (libplugin_UCX.so): its table, engine creation and
  * destruction.
  *
- * An engine: one UCP context, num_workers workers (thread mode MULTI: callers and the progress
- * thread use them at once), worker 0's address as connection info, the notification handler
- * on worker 0, a connection to itself for loopback, and the progress thread.
+ * An engine: one UCP context, num_workers shared workers (thread mode MULTI: callers and the
+ * progress thread use them at once), num_threads dedicated workers with their threads, worker
+ * 0's address as connection info, the notification handler on worker 0, a connection to
+ * itself for loopback, and the progress thread.
  *
  * Parameters (unknown keys are ignored; bad values are refused with a reason):
  *   num_workers              1..64 (default 1)
@@ -17,11 +18,11 @@
  *   ucx_ep_close_force       close endpoints by force (the reference's option); with error
  *                            handling "peer" they always are, after a bounded flush (see
  *                            ucx_disconnect_flushed), so a close never waits on a peer
- *   num_threads, split_batch_size, ucx_num_device_channels
- *                            accepted and validated for compatibility, not used: the
- *                            reference splits big lists over num_threads dedicated workers;
- *                            here a post is already one pass over a prepared array, and
- *                            num_workers spreads calling threads.
+ *   num_threads              0..256 (default 0): dedicated workers, each with its own thread,
+ *                            over which requests of split_batch_size elements or more are
+ *                            spread (ucx_pool.c)
+ *   split_batch_size         1.. (default 1024)
+ *   ucx_num_device_channels  RC_GDA_NUM_CHANNELS on UCX >= 1.21 (ucx_config.c)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -157,7 +158,8 @@ static void ucx_destroy(nixl_be_engine_t *eng)
     if (!eng)
         return;
     ucx_liveness_stop(eng); /* no probe may leave once teardown starts */
-    ucx_progress_stop(eng); /* from here this thread is the only one progressing */
+    ucx_progress_stop(eng);
+    ucx_pool_stop(eng); /* from here this thread is the only one progressing */
     bool leak = false;
     if (eng->workers) {
         flush_all(eng);               /* after what is in flight, on every endpoint */
@@ -255,7 +257,9 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     }
     eng->host = host;
     eng->params = params;
-    eng->nworkers = params.num_workers;
+    eng->nshared = params.num_workers;
+    eng->nthreads = params.num_threads;
+    eng->nworkers = eng->nshared + eng->nthreads;
     eng->wake_fd = -1;
     pthread_mutex_init(&eng->conns_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
@@ -272,14 +276,16 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         st = ucx_conn_self(eng);
     if (st == NIXL_SUCCESS)
         st = ucx_progress_start(eng, init);
+    if (st == NIXL_SUCCESS)
+        st = ucx_pool_start(eng);
     if (st != NIXL_SUCCESS) {
         ucx_destroy(eng);
         return st;
     }
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
-                "engine of '%s' ready (UCX %s, %u worker(s), error "
-                "handling %s, loopback %s, address %zu bytes)",
-                eng->name, ucp_get_version_string(), eng->nworkers,
+                "engine of '%s' ready (UCX %s, %u shared worker(s), %u dedicated with their "
+                "threads, error handling %s, loopback %s, address %zu bytes)",
+                eng->name, ucp_get_version_string(), eng->nshared, eng->nthreads,
                 params.err_mode == UCP_ERR_HANDLING_MODE_PEER ? "peer" : "none",
                 eng->self_mode == UCP_ERR_HANDLING_MODE_PEER ? "over TCP" : "by self/shm",
                 eng->addr_len);

@@ -2,10 +2,13 @@
  * ucx_priv.h - the internals of the UCX backend, shared by its files (never installed).
  *
  * Objects and their lifetimes
- *  - engine: one UCP context, num_workers workers in thread mode MULTI, one progress thread.
+ *  - engine: one UCP context, num_workers shared workers in thread mode MULTI, one progress
+ *    thread for them; with num_threads > 0, also num_threads dedicated workers, each driven by
+ *    its own pool thread (ucx_pool.c), which carry the chunks of large requests.
  *  - conn: one peer agent (or the engine itself, for loopback): an endpoint per local worker
- *    to the peer's worker 0. Reference counted: the name table, every remote md, every request
- *    and every call that uses its endpoints for a while hold a reference. The endpoints are
+ *    (shared and dedicated) to the peer's worker 0. Reference counted: the name table, every
+ *    remote md, every request and every call that uses its endpoints for a while hold a
+ *    reference. The endpoints are
  *    closed only when the last reference goes, so nobody ever touches a closed endpoint; the
  *    memory goes when the close requests have completed (their callbacks use it).
  *  - md: a local registration (lmd: memory handle + packed rkey) or a peer's region (rmd: one
@@ -13,22 +16,26 @@
  *    so deregistering or unloading never leaves a request with a dangling memory handle or
  *    rkey.
  *  - req: one prepared transfer, its elements resolved once (address, length, memory handle,
- *    rkey), so a post touches nothing but its own array and the endpoint.
+ *    rkey), so a post touches nothing but its own array and the endpoint. Its elements are cut
+ *    into chunks, each bound to one worker when prepared: one chunk on a shared worker, or -
+ *    with num_threads > 0 and at least split_batch_size elements - up to num_threads chunks on
+ *    the dedicated workers (the rkeys of each element are those of its chunk's worker).
  *
- * Who completes what: a post issues one put/get per element and one endpoint flush (a put's
- * completion is local; the flush makes it remote), and tracks every one of them to its own
- * completion: each carries the request as user data, its callback counts failures and drops
- * the request's `pending` count (no allocation: the counters live in the prepared request,
- * the operation state in UCX's own request). The callback that drops `pending` to zero (on
- * whichever thread progresses the worker, usually the progress thread) decides: SUCCESS only
- * when every operation completed with UCS_OK; then it sends the notification, whose own
- * callback finishes the request. UCX may complete a flush successfully after it discarded
- * operations of a failed endpoint, so the flush alone proves nothing. While state is IN_PROG
- * the callbacks own the request; the store of the final state is the last thing they do with
- * it, and release_req refuses (the core retries) while operations are outstanding.
+ * Who completes what: a post issues one put/get per element and one endpoint flush per chunk
+ * (a put's completion is local; the flush makes it remote), and tracks every one of them to
+ * its own completion: each carries its chunk (and so the request) as user data, and its
+ * callback counts failures and drops the request's `pending` count (no allocation: the
+ * counters live in the prepared request, the operation state in UCX's own request). The
+ * callback that drops `pending` to zero (on whichever thread progresses the worker: the
+ * poster, the progress thread, a pool thread) decides: SUCCESS only when every operation
+ * completed with UCS_OK; then it sends the notification, whose own callback finishes the
+ * request. UCX may complete a flush successfully after it discarded operations of a failed
+ * endpoint, so the flush alone proves nothing. While state is IN_PROG the callbacks own the
+ * request; the store of the final state is the last thing they do with it, and release_req
+ * refuses (the core retries) while operations are outstanding.
  *
  * Locks: conns_lock (the name table) and all_lock (every conn and request alive, for destroy)
- * are leaves, never held across a UCX call.
+ * are leaves, never held across a UCX call; so are a pool thread's queue lock and pool_lock.
  */
 #ifndef NIXL_UCX_PRIV_H
 #define NIXL_UCX_PRIV_H
@@ -75,8 +82,8 @@
 
 typedef struct ucx_params {
     unsigned num_workers;
-    unsigned num_threads;      /* accepted, validated, not used (see ucx_engine.c) */
-    uint64_t split_batch_size; /* likewise */
+    unsigned num_threads;      /* dedicated workers and pool threads (ucx_pool.c); 0: none */
+    uint64_t split_batch_size; /* requests of at least this many elements are split */
     ucp_err_handling_mode_t err_mode;
     bool ep_close_force;
     const char *device_list;   /* borrowed from the init params; NULL: all devices */
@@ -153,6 +160,16 @@ enum { UCX_PROBE_UNKNOWN = 0, UCX_PROBE_ANSWERS, UCX_PROBE_SILENT };
 
 /* ---- requests ---- */
 
+/* A run of a request's elements posted on one worker, with one flush. A chunk on a dedicated
+ * worker is handed to that worker's pool thread, which posts it (next: its place in the
+ * thread's queue, owned by the queue while there). */
+typedef struct ucx_chunk {
+    nixl_be_req_t *req;
+    struct ucx_chunk *next;
+    size_t first, count;
+    unsigned worker;
+} ucx_chunk_t;
+
 typedef struct ucx_xd {
     void *laddr;
     uint64_t raddr;
@@ -164,22 +181,26 @@ typedef struct ucx_xd {
 struct nixl_be_req {
     nixl_be_engine_t *eng;
     ucx_conn_t *conn; /* holds a reference */
-    unsigned worker;
+    unsigned worker;     /* the shared worker (the request's only one unless it is split) */
     nixl_xfer_op_t op;
     size_t count;
     atomic_int state;    /* nixl_status_t of the last post */
-    atomic_size_t pending;  /* operations of the current post not completed (+1 while posting) */
+    atomic_size_t pending;  /* operations and flushes of the current post not completed (+1
+                             * while posting) */
     atomic_size_t nfailed;  /* of them, completed with an error (or never issued) */
     atomic_int first_err;   /* ucs_status_t of the first failure */
-    atomic_int flush_err;   /* ucs_status_t of the flush */
-    size_t nissued;         /* puts/gets the current post issued */
-    size_t sync_fail_at;    /* the descriptor refused synchronously (SIZE_MAX: none) */
+    atomic_int flush_err;   /* ucs_status_t of the first failed flush */
+    atomic_size_t nunissued;    /* elements never handed to UCX (after a refused one) */
+    atomic_size_t sync_fail_at; /* the first element refused synchronously (SIZE_MAX: none) */
+    atomic_size_t unposted;     /* chunks the pool threads have not posted yet */
     bool notif_pending;  /* the flush is done: send notif[] next */
     uint8_t *notif;      /* the encoded notification of the current post */
     size_t notif_len, notif_cap;
     nixl_list_node_t all; /* eng->all_reqs (all_lock) */
     size_t nrefs;
     struct nixl_be_md **refs; /* the regions held, one reference each */
+    size_t nchunks;
+    ucx_chunk_t *chunks;      /* 1 (shared worker) or up to num_threads (dedicated ones) */
     char why[384];       /* reason of the last failure, repeated by check_xfer */
     ucx_xd_t xd[];
 };
@@ -191,7 +212,9 @@ struct nixl_be_engine {
     char *name;
     size_t name_len;
     ucx_params_t params;
-    unsigned nworkers;
+    unsigned nworkers;  /* all of them: nshared shared ones first, then nthreads dedicated */
+    unsigned nshared;
+    unsigned nthreads;
     ucp_context_h ctx;
     ucp_worker_h *workers;
     bool cuda_ok; /* this UCX build knows GPU memory */
@@ -216,6 +239,7 @@ struct nixl_be_engine {
     /* Until when (CLOCK_MONOTONIC ns) a user thread is polling the workers itself: the
      * progress thread keeps out of their locks meanwhile (ucx_progress.c). */
     _Atomic uint64_t user_until_ns;
+    atomic_uint users_inside; /* user threads inside UCX on a shared worker: likewise */
     bool thread_started;
     int idle_timeout_ms; /* -1: sleep until an event */
     pthread_t thread;
@@ -233,6 +257,12 @@ struct nixl_be_engine {
     atomic_bool live_stop;
     atomic_uint_fast64_t next_serial;
     atomic_uint pongs_out; /* answers in flight (UCX_PONGS_MAX) */
+
+    /* the pool (ucx_pool.c): one thread per dedicated worker */
+    struct ucx_pool_thread *pool;
+    pthread_mutex_t pool_lock; /* with pool_posted: a poster waits for its chunks */
+    pthread_cond_t pool_posted;
+    atomic_uint pool_next;     /* the dedicated worker the next split request starts on */
 };
 
 /* ucx_config.c: version, parameters, the UCP context. */
@@ -296,6 +326,25 @@ nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64
 /* Free what the core never released; returns how many still had operations in UCX (kept). */
 size_t ucx_reqs_free_all(nixl_be_engine_t *eng);
 
+/* Post one chunk (its puts/gets and its flush); returns how many of its operations completed
+ * or failed inside the call (their callbacks never run), counted by the caller. */
+size_t ucx_chunk_issue(ucx_chunk_t *chunk);
+/* The last completion of a request's operations (`worker`: where the notification leaves). */
+void ucx_ops_done(nixl_be_req_t *req, unsigned worker, size_t n, size_t bad, ucs_status_t s);
+
+/* ucx_pool.c: dedicated workers and their threads. */
+nixl_status_t ucx_pool_start(nixl_be_engine_t *eng);
+void ucx_pool_stop(nixl_be_engine_t *eng);
+/* How many chunks a request of `count` elements to `conn` is split into; 0: it is not split
+ * (one chunk, on the shared worker of its thread) ... */
+size_t ucx_pool_nchunks(const nixl_be_engine_t *eng, const ucx_conn_t *conn, size_t count);
+/* ... and where each goes (req->chunks and req->nchunks set; `worker`: the shared one). */
+void ucx_pool_plan(nixl_be_engine_t *eng, nixl_be_req_t *req, unsigned worker, bool split);
+/* Hand every chunk of `req` to its thread; returns once all are posted. */
+void ucx_pool_post(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* A dedicated worker got work its thread may not see an event for (an endpoint close). */
+void ucx_pool_wake(nixl_be_engine_t *eng, unsigned worker);
+
 /* ucx_notif.c: the notification message. */
 nixl_status_t ucx_notif_init(nixl_be_engine_t *eng); /* the receive handler on worker 0 */
 /* The reference's container {name: our name, msg}: its size, then the bytes. */
@@ -312,6 +361,13 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
 void ucx_progress_stop(nixl_be_engine_t *eng);
 nixl_status_t ucx_progress(nixl_be_engine_t *eng);
 void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker);
+/* A user thread enters / leaves UCX on a shared worker (the progress thread keeps out while
+ * one is inside, and for UCX_USER_POLL_NS after). */
+void ucx_user_enter(nixl_be_engine_t *eng);
+void ucx_user_leave(nixl_be_engine_t *eng);
+/* Progress until idle, then arm for events: false when the worker cannot be armed, or when
+ * `eng` is given and a user thread started polling or posting (the progress thread yields). */
+bool ucx_progress_and_arm(ucp_worker_h worker, nixl_be_engine_t *eng);
 /* Progress every worker until nothing is outstanding or `ms` passed (destroy only). */
 void ucx_drain(nixl_be_engine_t *eng, unsigned ms);
 /* Progress every worker until none did anything for quiet_ms (at most max_ms): lets UCX's own

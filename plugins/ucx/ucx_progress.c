@@ -1,5 +1,6 @@
 /*
- * ucx_progress.c - the progress thread, and which worker a thread uses.
+ * ucx_progress.c - the progress thread of the shared workers, and which worker a thread uses
+ * (the dedicated workers of num_threads have threads of their own: ucx_pool.c).
  *
  * Every engine has one progress thread, whatever enable_prog_thread says (a deliberate
  * difference from the reference): notifications arrive, and the notification of a transfer
@@ -28,7 +29,7 @@ unsigned ucx_thread_worker(const nixl_be_engine_t *eng)
     static _Thread_local unsigned slot;
     if (!slot)
         slot = atomic_fetch_add(&next, 1) + 1;
-    return slot % eng->nworkers;
+    return slot % eng->nshared;
 }
 
 void ucx_busy_inc(nixl_be_engine_t *eng)
@@ -55,31 +56,57 @@ void ucx_kick(nixl_be_engine_t *eng)
 
 /*
  * A user thread that polls (check_xfer, get_notifs) progresses the worker itself: that is the
- * lowest latency. It also tells the progress thread to keep away for a while, because two
- * threads taking turns on a worker's lock cost more than either alone, and much more when the
- * threads outnumber the cores.
+ * lowest latency. The progress thread keeps out of the shared workers while a user thread is
+ * inside UCX on them (polling or posting) and for UCX_USER_POLL_NS after, when it normally
+ * comes back: two threads taking turns on a worker's lock cost more than either alone, and
+ * much more when the threads outnumber the cores. A post is the longest stay: over TCP (UCX
+ * 1.13 emulates RMA with active messages) ucp_put_nbx copies its bytes into the socket, so 128
+ * puts of 64 KiB keep the poster in UCX for about 10 ms. With the progress thread taking its
+ * turns meanwhile, nixlbench's WRITE of 128 x 64 KiB made about 1,000 futex calls per
+ * iteration on the worker locks (ucp_put_nbx, ucp_worker_progress of both threads).
  */
-void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker)
+void ucx_user_enter(nixl_be_engine_t *eng)
+{
+    atomic_fetch_add(&eng->users_inside, 1);
+}
+
+void ucx_user_leave(nixl_be_engine_t *eng)
 {
     atomic_store_explicit(&eng->user_until_ns, nixl_now_ns() + UCX_USER_POLL_NS,
                           memory_order_relaxed);
-    for (unsigned i = 0; i < 64 && ucp_worker_progress(eng->workers[worker]); i++)
-        ;
+    atomic_fetch_sub(&eng->users_inside, 1);
 }
 
+void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker)
+{
+    ucx_user_enter(eng);
+    for (unsigned i = 0; i < 64 && ucp_worker_progress(eng->workers[worker]); i++)
+        ;
+    ucx_user_leave(eng);
+}
+
+/* The shared workers only: each dedicated one has its own thread. */
 nixl_status_t ucx_progress(nixl_be_engine_t *eng)
 {
-    for (unsigned w = 0; w < eng->nworkers; w++)
+    for (unsigned w = 0; w < eng->nshared; w++)
         ucx_progress_worker(eng, w);
     return NIXL_SUCCESS;
 }
 
-/* Progress until idle, then arm: false when the worker cannot be armed (no events). */
-static bool progress_and_arm(ucp_worker_h worker)
+static bool user_active(nixl_be_engine_t *eng)
+{
+    return atomic_load(&eng->users_inside) ||
+           atomic_load_explicit(&eng->user_until_ns, memory_order_relaxed) > nixl_now_ns();
+}
+
+bool ucx_progress_and_arm(ucp_worker_h worker, nixl_be_engine_t *eng)
 {
     for (;;) {
-        while (ucp_worker_progress(worker))
-            ;
+        /* Under a steady stream the worker always has work: look up between calls. */
+        do {
+            if (eng && user_active(eng))
+                return false;
+        } while (ucp_worker_progress(worker));
         ucs_status_t s = ucp_worker_arm(worker);
         if (s != UCS_ERR_BUSY)
             return s == UCS_OK;
@@ -89,7 +116,7 @@ static bool progress_and_arm(ucp_worker_h worker)
 static void *progress_main(void *arg)
 {
     nixl_be_engine_t *eng = arg;
-    unsigned n = eng->nworkers;
+    unsigned n = eng->nshared;
     struct pollfd fds[UCX_WORKERS_MAX + 1];
     for (unsigned w = 0; w < n; w++)
         fds[w] = (struct pollfd){.fd = eng->efds[w], .events = POLLIN};
@@ -98,10 +125,11 @@ static void *progress_main(void *arg)
     while (!atomic_load(&eng->stop)) {
         uint64_t user = atomic_load_explicit(&eng->user_until_ns, memory_order_relaxed);
         uint64_t now = nixl_now_ns();
-        if (user > now) {
-            /* A user thread is polling: stay out of the workers, but not for long - it may
-             * stop at any moment. Only the wake-up fd is watched meanwhile. */
-            int ms = (int)((user - now) / 1000000u) + 1;
+        bool inside = atomic_load(&eng->users_inside) > 0;
+        if (user > now || inside) {
+            /* A user thread is polling or posting: stay out of the workers, but not for long
+             * - it may stop at any moment. Only the wake-up fd is watched meanwhile. */
+            int ms = user > now ? (int)((user - now) / 1000000u) + 1 : UCX_BUSY_POLL_MS;
             int r = poll(&fds[n], 1, ms);
             if (r > 0 && (fds[n].revents & POLLIN)) {
                 uint64_t v;
@@ -112,7 +140,7 @@ static void *progress_main(void *arg)
         }
         bool armed = true;
         for (unsigned w = 0; w < n; w++)
-            armed = progress_and_arm(eng->workers[w]) && armed;
+            armed = ucx_progress_and_arm(eng->workers[w], eng) && armed;
         if (!armed && !warned) {
             NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                         "a worker cannot be armed for events; the "
@@ -144,10 +172,10 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
                            "eventfd for the progress thread failed: "
                            "errno %d",
                            errno);
-    eng->efds = calloc(eng->nworkers, sizeof(int));
+    eng->efds = calloc(eng->nshared, sizeof(int));
     if (!eng->efds)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
-    for (unsigned w = 0; w < eng->nworkers; w++) {
+    for (unsigned w = 0; w < eng->nshared; w++) {
         ucs_status_t s = ucp_worker_get_efd(eng->workers[w], &eng->efds[w]);
         if (s != UCS_OK)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "the event fd of worker %u: %s", w,

@@ -6,7 +6,8 @@
  * when every operation completed with UCS_OK, and only then is the notification sent - so it
  * leaves after the data is in place, from whichever thread progresses the worker, even if the
  * initiator never looks at the request again. A failure names how many operations of how many
- * failed.
+ * failed. A request split over the dedicated workers (ucx_pool.c) is the same thing in several
+ * chunks, each with its own flush, all counted in the one request.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,17 +58,19 @@ static void notif_done(void *request, ucs_status_t status, void *arg)
     finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
 }
 
-/* Every operation of a post has completed: decide, notify, then finish. */
-static void data_done(nixl_be_req_t *req)
+/* Every operation of a post has completed: decide, notify (on `worker`, whose thread is
+ * here: every endpoint of the conn was flushed, so any of them may carry it), then finish. */
+static void data_done(nixl_be_req_t *req, unsigned worker)
 {
     size_t failed = atomic_load(&req->nfailed);
     ucs_status_t flush = (ucs_status_t)atomic_load(&req->flush_err);
     if (failed || flush != UCS_OK) {
         ucs_status_t first = failed ? (ucs_status_t)atomic_load(&req->first_err) : flush;
         char at[96] = "";
-        if (req->sync_fail_at != SIZE_MAX)
-            snprintf(at, sizeof(at), "; descriptor %zu was refused and the %zu after it not "
-                     "issued", req->sync_fail_at, req->count - req->nissued - 1);
+        size_t refused = atomic_load(&req->sync_fail_at);
+        if (refused != SIZE_MAX)
+            snprintf(at, sizeof(at), "; descriptor %zu was refused and %zu others not issued",
+                     refused, atomic_load(&req->nunissued));
         const char *gone = atomic_load(&req->conn->failed) ? " (the peer is gone)" : "";
         if (failed)
             req_why(req, "%s agent '%s': %zu of %zu operations failed (first: %s)%s%s%s%s",
@@ -83,7 +86,7 @@ static void data_done(nixl_be_req_t *req)
     }
     if (req->notif_pending) {
         req->notif_pending = false;
-        ucs_status_t s = ucx_notif_send(req->conn, req->worker, req->notif, req->notif_len,
+        ucs_status_t s = ucx_notif_send(req->conn, worker, req->notif, req->notif_len,
                                         notif_done, req);
         if (s == UCS_INPROGRESS)
             return;
@@ -97,9 +100,9 @@ static void data_done(nixl_be_req_t *req)
     finish(req, NIXL_SUCCESS);
 }
 
-/* `n` operations completed, `bad` of them with `status`. The one that completes the last
- * operation of the post goes on with data_done. */
-static void ops_done(nixl_be_req_t *req, size_t n, size_t bad, ucs_status_t status)
+/* `n` operations completed on `worker`, `bad` of them with `status`. The one that completes
+ * the last operation of the post goes on with data_done. */
+void ucx_ops_done(nixl_be_req_t *req, unsigned worker, size_t n, size_t bad, ucs_status_t status)
 {
     if (bad) {
         int ok = UCS_OK;
@@ -107,30 +110,40 @@ static void ops_done(nixl_be_req_t *req, size_t n, size_t bad, ucs_status_t stat
         atomic_fetch_add(&req->nfailed, bad);
     }
     if (atomic_fetch_sub_explicit(&req->pending, n, memory_order_acq_rel) == n)
-        data_done(req);
+        data_done(req, worker);
 }
 
 static void op_done(void *request, ucs_status_t status, void *arg)
 {
+    const ucx_chunk_t *chunk = arg;
     ucp_request_free(request);
-    ops_done(arg, 1, status != UCS_OK, status);
+    ucx_ops_done(chunk->req, chunk->worker, 1, status != UCS_OK, status);
+}
+
+static void flush_failed(nixl_be_req_t *req, ucs_status_t status)
+{
+    int ok = UCS_OK;
+    if (status != UCS_OK)
+        atomic_compare_exchange_strong(&req->flush_err, &ok, (int)status);
 }
 
 static void flush_done(void *request, ucs_status_t status, void *arg)
 {
-    nixl_be_req_t *req = arg;
+    const ucx_chunk_t *chunk = arg;
     ucp_request_free(request);
-    atomic_store(&req->flush_err, (int)status);
-    ops_done(req, 1, 0, UCS_OK);
+    flush_failed(chunk->req, status);
+    ucx_ops_done(chunk->req, chunk->worker, 1, 0, UCS_OK);
 }
 
-/* "worker_id=N" in the custom parameter picks the worker (the reference's option); loopback
- * always takes worker 0 (see ucx_conn.c). */
+/* "worker_id=N" in the custom parameter picks the shared worker (the reference's option; it
+ * also keeps the request whole on that worker); loopback always takes worker 0 (see
+ * ucx_conn.c). */
 static nixl_status_t pick_worker(nixl_be_engine_t *eng, const ucx_conn_t *conn,
-                                 const nixl_be_xfer_opts_t *opts, unsigned *out)
+                                 const nixl_be_xfer_opts_t *opts, unsigned *out, bool *chosen)
 {
     static const char key[] = "worker_id=";
     *out = ucx_conn_worker(eng, conn);
+    *chosen = false;
     if (!opts || !opts->custom_param || opts->custom_param_len < sizeof(key) - 1)
         return NIXL_SUCCESS;
     const char *p = memmem(opts->custom_param, opts->custom_param_len, key, sizeof(key) - 1);
@@ -141,13 +154,14 @@ static nixl_status_t pick_worker(nixl_be_engine_t *eng, const ucx_conn_t *conn,
     const char *d = p + sizeof(key) - 1;
     for (; d < end && *d >= '0' && *d <= '9' && v < UCX_WORKERS_MAX; d++)
         v = v * 10 + (uint64_t)(*d - '0');
-    if (d == p + sizeof(key) - 1 || v >= eng->nworkers)
+    if (d == p + sizeof(key) - 1 || v >= eng->nshared)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                            "custom parameter worker_id must be a "
                            "worker number below num_workers=%u",
-                           eng->nworkers);
+                           eng->nshared);
     if (!conn->is_self)
         *out = (unsigned)v;
+    *chosen = true;
     return NIXL_SUCCESS;
 }
 
@@ -200,19 +214,24 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                            "'%s', not to '%s'",
                            conn->name, remote_agent);
     unsigned worker;
+    bool chosen;
     size_t nrefs;
     nixl_status_t st = ucx_conn_usable(conn, "preparing a transfer with");
     if (st == NIXL_SUCCESS)
-        st = pick_worker(eng, conn, opts, &worker);
+        st = pick_worker(eng, conn, opts, &worker, &chosen);
     if (st == NIXL_SUCCESS)
         st = check_elems(eng, local, remote, count, conn, &nrefs);
     if (st != NIXL_SUCCESS)
         return st;
 
-    if (count > (SIZE_MAX - sizeof(nixl_be_req_t)) / (sizeof(ucx_xd_t) + 2 * sizeof(void *)))
+    if (count > (SIZE_MAX - sizeof(nixl_be_req_t) - UCX_THREADS_MAX * sizeof(ucx_chunk_t)) /
+                    (sizeof(ucx_xd_t) + 2 * sizeof(void *)))
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "%zu descriptors is too many", count);
+    size_t split = chosen ? 0 : ucx_pool_nchunks(eng, conn, count);
+    size_t nchunks = split ? split : 1;
     nixl_be_req_t *req = calloc(1, sizeof(*req) + count * sizeof(ucx_xd_t) +
-                                       nrefs * sizeof(nixl_be_md_t *));
+                                       nrefs * sizeof(nixl_be_md_t *) +
+                                       nchunks * sizeof(ucx_chunk_t));
     if (!req)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory preparing %zu descriptors",
                            count);
@@ -222,14 +241,20 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     req->op = op;
     req->count = count;
     req->refs = (nixl_be_md_t **)(req->xd + count);
+    req->chunks = (ucx_chunk_t *)(req->refs + nrefs);
+    req->nchunks = nchunks;
+    ucx_pool_plan(eng, req, worker, split > 0);
+    const ucx_chunk_t *chunk = req->chunks;
     for (size_t i = 0; i < count; i++) {
         nixl_be_md_t *l = local[i].md, *r = remote[i].md;
+        if (i == chunk->first + chunk->count)
+            chunk++;
         req->xd[i] = (ucx_xd_t){
             .laddr = (void *)local[i].addr,
             .raddr = remote[i].addr,
             .len = local[i].len,
             .memh = ((ucx_lmd_t *)l)->memh,
-            .rkey = ((ucx_rmd_t *)r)->rkeys[worker],
+            .rkey = ((ucx_rmd_t *)r)->rkeys[chunk->worker],
         };
         if (!i || l != local[i - 1].md)
             req->refs[req->nrefs++] = l;
@@ -247,37 +272,49 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     return NIXL_SUCCESS;
 }
 
-/* Issue the elements, each with its completion callback; returns how many completed (or
- * failed) inside the call - their callbacks never run. A synchronous failure stops there:
- * the elements not issued count as failed, and the post still waits for those issued, so the
- * request never ends while UCX uses its buffers. */
-static size_t issue(nixl_be_req_t *req, ucp_ep_h ep)
+/* Issue the chunk's elements, each with its completion callback, then its flush; returns how
+ * many completed (or failed) inside the call - their callbacks never run. A synchronous
+ * failure stops there: the elements not issued count as failed, and the post still waits for
+ * those issued, so the request never ends while UCX uses its buffers. */
+size_t ucx_chunk_issue(ucx_chunk_t *chunk)
 {
+    nixl_be_req_t *req = chunk->req;
+    ucp_ep_h ep = req->conn->eps[chunk->worker];
     ucp_request_param_t param = {
         .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH | UCP_OP_ATTR_FLAG_MULTI_SEND |
                         UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
         .cb.send = op_done,
-        .user_data = req,
+        .user_data = chunk,
     };
-    size_t now = 0;
-    for (size_t i = 0; i < req->count; i++) {
+    size_t now = 0, end = chunk->first + chunk->count;
+    for (size_t i = chunk->first; i < end; i++) {
         const ucx_xd_t *x = &req->xd[i];
         param.memh = x->memh;
         ucs_status_ptr_t r = req->op == NIXL_WRITE
                                  ? ucp_put_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param)
                                  : ucp_get_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param);
-        req->nissued = i + 1;
         if (UCS_PTR_IS_PTR(r))
             continue;
         now++;
         if (UCS_PTR_IS_ERR(r)) {
-            size_t bad = req->count - i;
-            req->sync_fail_at = i;
-            req->nissued = i;
-            req->notif_pending = false;
-            ops_done(req, 0, bad, UCS_PTR_STATUS(r)); /* never the last: we hold one */
-            return now + bad - 1;
+            size_t bad = end - i, none = SIZE_MAX;
+            atomic_compare_exchange_strong(&req->sync_fail_at, &none, i);
+            atomic_fetch_add(&req->nunissued, bad - 1);
+            /* never the last: the poster holds one */
+            ucx_ops_done(req, chunk->worker, 0, bad, UCS_PTR_STATUS(r));
+            now += bad - 1;
+            break;
         }
+    }
+    ucp_request_param_t fp = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+        .cb.send = flush_done,
+        .user_data = chunk,
+    };
+    ucs_status_ptr_t r = ucp_ep_flush_nbx(ep, &fp);
+    if (!UCS_PTR_IS_PTR(r)) {
+        flush_failed(req, UCS_PTR_STATUS(r));
+        now++;
     }
     return now;
 }
@@ -315,31 +352,26 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     }
     req->notif_pending = has_notif;
     req->why[0] = '\0';
-    req->nissued = 0;
-    req->sync_fail_at = SIZE_MAX;
+    atomic_store(&req->nunissued, 0);
+    atomic_store(&req->sync_fail_at, SIZE_MAX);
     atomic_store(&req->nfailed, 0);
     atomic_store(&req->first_err, UCS_OK);
     atomic_store(&req->flush_err, UCS_OK);
-    /* every element, the flush, and one for this thread until it has issued them all */
-    atomic_store(&req->pending, req->count + 2);
+    /* every element, every chunk's flush, and one for this thread until all are issued */
+    atomic_store(&req->pending, req->count + req->nchunks + 1);
     atomic_store(&req->state, NIXL_IN_PROG);
     ucx_busy_inc(eng);
 
-    ucp_ep_h ep = req->conn->eps[req->worker];
-    size_t done = issue(req, ep);
-    ucp_request_param_t fp = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
-        .cb.send = flush_done,
-        .user_data = req,
-    };
-    ucs_status_ptr_t r = ucp_ep_flush_nbx(ep, &fp);
-    if (!UCS_PTR_IS_PTR(r)) {
-        atomic_store(&req->flush_err, (int)UCS_PTR_STATUS(r));
-        done++;
-    }
+    size_t done = 0;
+    if (req->chunks[0].worker < eng->nshared) {
+        ucx_user_enter(eng);
+        done = ucx_chunk_issue(&req->chunks[0]); /* whole, on this thread's worker */
+        ucx_user_leave(eng);
+    } else
+        ucx_pool_post(eng, req); /* the pool threads count what completed in their calls */
     /* Drop what completed inside the call and this thread's own count: whoever completes the
      * last operation decides, here or in a callback. */
-    ops_done(req, done + 1, 0, UCS_OK);
+    ucx_ops_done(req, req->worker, done + 1, 0, UCS_OK);
     st = atomic_load_explicit(&req->state, memory_order_acquire);
     if (st == NIXL_IN_PROG)
         ucx_kick(eng); /* operations or the notification are on their way */

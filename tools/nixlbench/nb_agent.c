@@ -11,9 +11,32 @@
 
 #define MD_HEAD 32 /* the metadata message's head: base, length, memory type, device */
 
+#define NB_UCX_EXTRA_MAX 8
+
+/* NIXLBENCH_UCX_PARAMS="key=value,key=value" adds UCX backend parameters the reference's flags
+ * cannot set (ours: ucx_error_handling_mode=none is what UCX 1.13's shared-memory transports
+ * need, for bench/ucx_perftest.py). Entries without '=' are ignored. */
+static int ucx_extra_params(nixl_param_t *p, char *buf, size_t cap)
+{
+    const char *e = getenv("NIXLBENCH_UCX_PARAMS");
+    int n = 0;
+    if (!e || !*e)
+        return 0;
+    snprintf(buf, cap, "%s", e);
+    for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv && n < NB_UCX_EXTRA_MAX;
+         kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq || eq == kv)
+            continue;
+        *eq = '\0';
+        p[n++] = (nixl_param_t){kv, eq + 1};
+    }
+    return n;
+}
+
 /* UCX takes the reference's options: progress threads, one worker per thread plus one, and the
  * device list (a comma list gives each rank its own entry). */
-static int ucx_params(const nb_cfg_t *cfg, int rank, nixl_param_t *p, char bufs[3][256])
+static int ucx_params(const nb_cfg_t *cfg, int rank, nixl_param_t *p, char bufs[4][256])
 {
     int n = 0;
     snprintf(bufs[0], 256, "%llu", (unsigned long long)cfg->progress_threads);
@@ -34,14 +57,14 @@ static int ucx_params(const nb_cfg_t *cfg, int rank, nixl_param_t *p, char bufs[
         }
         p[n++] = (nixl_param_t){"device_list", bufs[2]};
     }
-    return n;
+    return n + ucx_extra_params(p + n, bufs[3], sizeof(bufs[3]));
 }
 
 static nixl_status_t try_backend(nb_side_t *s, const nb_cfg_t *cfg, const char *backend,
                                  int rank)
 {
-    nixl_param_t params[3];
-    char bufs[3][256];
+    nixl_param_t params[3 + NB_UCX_EXTRA_MAX];
+    char bufs[4][256];
     int n = strcmp(backend, "UCX") ? 0 : ucx_params(cfg, rank, params, bufs);
     nixl_backend_t *be;
     nixl_status_t st = nixl_agent_create_backend(s->agent, backend, params, (size_t)n, &be);

@@ -14,7 +14,9 @@
  *    the local buffer, zeroed before the post, holds the target's pattern);
  *  - otherwise it must be NIXL_ERR_REMOTE_DISCONNECT, within 10 s of the kill.
  * 100 READs and 100 WRITEs, so 200 kills (the issue's count; NIXL_TEST_KILL_ROUNDS overrides
- * it; under valgrind 3 each). Sizes are 4-64 MiB instead of the issue's 256 MiB so the test
+ * it; under valgrind 3 each). Then 25 READs and 25 WRITEs split over dedicated workers
+ * (num_threads=2, split_batch_size=64, 64 to 2,048 descriptors): a chunk whose thread saw no
+ * error must not make the request a success while another chunk's bytes are missing. Sizes are 4-64 MiB instead of the issue's 256 MiB so the test
  * takes about 40 s on a 2-core machine; the race is the same. Half the rounds carry no
  * notification: a failed notification must not be what reveals the loss. Against the backend
  * that tracked only the endpoint flush, the READ half fails (SUCCESS with bytes missing).
@@ -26,6 +28,8 @@
 #define MAXLEN ((size_t)64 << 20)
 #define MINLEN ((size_t)4 << 20)
 #define MAXDESC 8
+#define SPLIT_MIN 64 /* split_batch_size of the split rounds */
+#define SPLIT_MAXDESC 2048
 
 static char self_path[4096];
 
@@ -80,9 +84,10 @@ static void expect_moved(nixl_xfer_op_t op, const uint8_t *local, const uint8_t 
 }
 
 static void round_run(nixl_agent_t *a, uint8_t *local, uint8_t *shared, int memfd,
-                      nixl_xfer_op_t op, unsigned round, stats_t *s)
+                      nixl_xfer_op_t op, unsigned round, bool split, stats_t *s)
 {
-    size_t ndesc = 1 + rnd() % MAXDESC;
+    size_t ndesc = split ? SPLIT_MIN + rnd() % (SPLIT_MAXDESC - SPLIT_MIN + 1)
+                         : 1 + rnd() % MAXDESC;
     size_t len = MINLEN + rnd() % (MAXLEN - MINLEN + 1);
     len -= len % (ndesc * 64);
     size_t piece = len / ndesc;
@@ -105,7 +110,7 @@ static void round_run(nixl_agent_t *a, uint8_t *local, uint8_t *shared, int memf
     assert_true(p_send_md(c.out, a));
     assert_true(p_read(c.in, &ready, 1));
 
-    nixl_desc_t l[MAXDESC], r[MAXDESC];
+    nixl_desc_t *l = calloc(ndesc, sizeof(*l)), *r = calloc(ndesc, sizeof(*r));
     for (size_t i = 0; i < ndesc; i++) {
         l[i] = t_desc(local + i * piece, piece);
         r[i] = (nixl_desc_t){.addr = (uintptr_t)(raddr + (ndesc - 1 - i) * piece),
@@ -117,6 +122,8 @@ static void round_run(nixl_agent_t *a, uint8_t *local, uint8_t *shared, int memf
     nixl_opt_args_t o = t_notif_opt("kill");
     nixl_opt_args_t *opt = round % 2 ? NULL : &o;
     nixl_xfer_req_t *req = u_req(a, op, l, r, ndesc, name, opt);
+    free(l);
+    free(r);
 
     /* A first post, not interrupted: it connects, shows how long this transfer takes here,
      * and must move every byte. Then the bytes are reset for the post that is interrupted. */
@@ -167,9 +174,9 @@ static void round_run(nixl_agent_t *a, uint8_t *local, uint8_t *shared, int memf
     p_reap(&c);
 }
 
-static void kill_rounds(nixl_xfer_op_t op)
+static void kill_rounds(nixl_xfer_op_t op, bool split)
 {
-    unsigned rounds = p_under_valgrind() ? 3 : 100;
+    unsigned rounds = p_under_valgrind() ? 3 : split ? 25 : 100;
     const char *e = getenv("NIXL_TEST_KILL_ROUNDS");
     if (e && atoi(e) > 0)
         rounds = (unsigned)atoi(e);
@@ -178,19 +185,20 @@ static void kill_rounds(nixl_xfer_op_t op)
     assert_int_equal(ftruncate(memfd, (off_t)MAXLEN), 0);
     uint8_t *shared = mmap(NULL, MAXLEN, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     assert_true(shared != MAP_FAILED);
-    nixl_agent_t *a = u_agent("initiator", U_TCP);
+    static const nixl_param_t pool[] = {{"num_threads", "2"}, {"split_batch_size", "64"}};
+    nixl_agent_t *a = u_agent_p("initiator", U_TCP, pool, split ? 2 : 0, NULL);
     uint8_t *local = t_alloc_zero(MAXLEN);
     t_reg(a, local, MAXLEN);
 
     stats_t s = {.ns_per_byte = 1.0};
     uint64_t t0 = t_now_ns();
     for (unsigned i = 0; i < rounds; i++)
-        round_run(a, local, shared, memfd, op, i, &s);
-    print_message("%s: %u kills in %.1f s: of the interrupted requests %u SUCCESS verified "
+        round_run(a, local, shared, memfd, op, i, split, &s);
+    print_message("%s%s: %u kills in %.1f s: of the interrupted requests %u SUCCESS verified "
                   "byte for byte (%u finished before the kill), %u REMOTE_DISCONNECT (slowest "
                   "%.0f ms after the kill); %u uninterrupted SUCCESS verified; last %.2f "
                   "ns/byte\n",
-                  nixl_op_str(op), s.rounds, (double)(t_now_ns() - t0) / 1e9, s.success,
+                  nixl_op_str(op), split ? " (split)" : "", s.rounds, (double)(t_now_ns() - t0) / 1e9, s.success,
                   s.before_kill, s.errors, s.max_detect_ms, s.warm, s.ns_per_byte);
     assert_int_equal(s.rounds, rounds);
     nixl_agent_destroy(a);
@@ -199,16 +207,15 @@ static void kill_rounds(nixl_xfer_op_t op)
     close(memfd);
 }
 
-static void test_kill_mid_read(void **state)
-{
-    (void)state;
-    kill_rounds(NIXL_READ);
-}
+typedef struct kill_case {
+    nixl_xfer_op_t op;
+    bool split;
+} kill_case_t;
 
-static void test_kill_mid_write(void **state)
+static void test_kill_mid(void **state)
 {
-    (void)state;
-    kill_rounds(NIXL_WRITE);
+    const kill_case_t *c = *state;
+    kill_rounds(c->op, c->split);
 }
 
 int main(int argc, char **argv)
@@ -219,9 +226,13 @@ int main(int argc, char **argv)
         return 1;
     signal(SIGPIPE, SIG_IGN);
     unsetenv("NIXL_TELEMETRY_ENABLE");
+    static kill_case_t reads = {NIXL_READ, false}, writes = {NIXL_WRITE, false},
+                        split_reads = {NIXL_READ, true}, split_writes = {NIXL_WRITE, true};
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_mid_read),
-        cmocka_unit_test(test_kill_mid_write),
+        cmocka_unit_test_prestate(test_kill_mid, &reads),
+        cmocka_unit_test_prestate(test_kill_mid, &writes),
+        cmocka_unit_test_prestate(test_kill_mid, &split_reads),
+        cmocka_unit_test_prestate(test_kill_mid, &split_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
