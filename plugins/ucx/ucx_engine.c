@@ -157,6 +157,7 @@ static void ucx_destroy(nixl_be_engine_t *eng)
 {
     if (!eng)
         return;
+    ucx_stage_stop(eng);    /* every request was released: no round is running */
     ucx_liveness_stop(eng); /* no probe may leave once teardown starts */
     ucx_progress_stop(eng);
     ucx_pool_stop(eng); /* from here this thread is the only one progressing */
@@ -192,6 +193,8 @@ static void ucx_destroy(nixl_be_engine_t *eng)
         ucp_cleanup(eng->ctx);
     pthread_mutex_destroy(&eng->conns_lock);
     pthread_mutex_destroy(&eng->all_lock);
+    pthread_mutex_destroy(&eng->stage_lock);
+    pthread_cond_destroy(&eng->stage_cond);
     free(eng->addr);
     free(eng->workers);
     free(eng->name);
@@ -263,6 +266,9 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->wake_fd = -1;
     pthread_mutex_init(&eng->conns_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
+    pthread_mutex_init(&eng->stage_lock, NULL);
+    pthread_cond_init(&eng->stage_cond, NULL);
+    eng->stage_tail = &eng->stage_head;
     eng->name = strdup(init->local_agent);
     eng->name_len = strlen(init->local_agent);
     st = eng->name ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");

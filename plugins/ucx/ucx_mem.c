@@ -31,7 +31,8 @@ void ucx_md_unref(nixl_be_md_t *md)
         ucx_lmd_t *l = (ucx_lmd_t *)md;
         if (l->rkey_buf)
             ucp_rkey_buffer_release(l->rkey_buf);
-        ucp_mem_unmap(eng->ctx, l->memh);
+        if (l->memh)
+            ucp_mem_unmap(eng->ctx, l->memh);
     } else {
         ucx_rmd_t *r = (ucx_rmd_t *)md;
         for (unsigned w = 0; w < eng->nworkers; w++)
@@ -55,6 +56,7 @@ static nixl_status_t map_one(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     md_init(&l->hdr, UCX_MD_LOCAL, eng);
     l->type = type;
+    l->staged_gpu = -1;
     ucp_mem_map_params_t mp = {
         .field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH,
         .address = (void *)d->addr,
@@ -124,11 +126,31 @@ nixl_status_t ucx_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                            "only DRAM_SEG and VRAM_SEG can be "
                            "registered (got %d)",
                            (int)type);
-    if (type == NIXL_VRAM_SEG && !eng->cuda_ok)
+    const nixl_gpu_ops_t *gpu = nixl_host_gpu(eng->host);
+    if (type == NIXL_VRAM_SEG && !eng->cuda_ok && !(gpu && gpu->device_count() > 0))
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
                            "this UCX build (%s) has no CUDA "
-                           "support; VRAM cannot be registered with UCX",
+                           "support and there is no GPU to stage through; VRAM cannot be "
+                           "registered with UCX",
                            ucp_get_version_string());
+    if (type == NIXL_VRAM_SEG && !eng->cuda_ok) {
+        /* UCX cannot see GPU memory: keep the region for staging through pinned buffers
+         * (ucx_stage.c); peers learn from its blob that they cannot reach it. */
+        for (size_t i = 0; i < count; i++) {
+            ucx_lmd_t *l = calloc(1, sizeof(*l));
+            if (!l) {
+                ucx_deregister_mem(eng, &(nixl_be_mds_t){.base = out_mds,
+                                                         .stride = sizeof(*out_mds),
+                                                         .count = i});
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+            }
+            md_init(&l->hdr, UCX_MD_LOCAL, eng);
+            l->type = type;
+            l->staged_gpu = (int)descs[i].dev_id;
+            out_mds[i] = &l->hdr;
+        }
+        return NIXL_SUCCESS;
+    }
     for (size_t i = 0; i < count; i++) {
         ucx_lmd_t *l;
         nixl_status_t st = map_one(eng, type, &descs[i], i, &l);
@@ -160,8 +182,10 @@ nixl_status_t ucx_get_public_blobs(nixl_be_engine_t *eng, const nixl_be_mds_t *m
         if (!md || md->kind != UCX_MD_LOCAL)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "region %zu is not a local registration", i);
-        out[i] = (nixl_be_blob_t){.data = ((const ucx_lmd_t *)md)->rkey_buf,
-                                  .len = ((const ucx_lmd_t *)md)->rkey_len};
+        const ucx_lmd_t *l = (const ucx_lmd_t *)md;
+        out[i] = l->staged_gpu >= 0
+                     ? (nixl_be_blob_t){.data = UCX_STAGED_BLOB, .len = UCX_STAGED_BLOB_LEN}
+                     : (nixl_be_blob_t){.data = l->rkey_buf, .len = l->rkey_len};
     }
     return NIXL_SUCCESS;
 }
@@ -180,9 +204,10 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
     if (!blob || !len)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH, "region %zu of agent '%s' has no rkey", i,
                            conn->name);
+    bool staged = len == UCX_STAGED_BLOB_LEN && !memcmp(blob, UCX_STAGED_BLOB, len);
     /* UCX unpacks a key without its length and trusts what is inside it: check it all
      * before UCX sees it (ucx_validate.c), and hand UCX a copy followed by zeros. */
-    if (!conn->is_self) {
+    if (!conn->is_self && !staged) {
         if (atomic_load(&eng->rkey_fmt) == 2)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
                                "region %zu of agent '%s' cannot be checked: this UCX (%s) "
@@ -205,8 +230,9 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
     memcpy(padded, blob, len);
     md_init(&r->hdr, UCX_MD_REMOTE, eng);
     r->conn = conn;
+    r->unreachable = staged; /* GPU memory its owner's UCX cannot see: no rkey */
     ucx_conn_ref(conn, 1);
-    for (unsigned w = 0; w < eng->nworkers; w++) {
+    for (unsigned w = 0; w < eng->nworkers && !staged; w++) {
         if (!conn->eps[w])
             continue; /* loopback: worker 0 only */
         ucs_status_t s = ucp_ep_rkey_unpack(conn->eps[w], padded, &r->rkeys[w]);
@@ -264,6 +290,9 @@ nixl_status_t ucx_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
                                              "load_local_md: md %zu was not "
                                              "registered by this engine",
                                              i)
+                           : l->staged_gpu >= 0
+                               ? rmd_new(eng, eng->self, UCX_STAGED_BLOB, UCX_STAGED_BLOB_LEN, i,
+                                         &out_mds[i])
                                : rmd_new(eng, eng->self, l->rkey_buf, l->rkey_len, i, &out_mds[i]);
         if (st != NIXL_SUCCESS) {
             unload_array(eng, out_mds, i);

@@ -111,11 +111,18 @@ typedef struct ucx_lmd {
     ucp_mem_h memh;
     void *rkey_buf; /* from ucp_rkey_pack: the region blob peers get */
     size_t rkey_len;
+    int staged_gpu; /* >= 0: VRAM of this GPU that UCX cannot see (no CUDA support): not
+                     * mapped, moved through pinned buffers (ucx_stage.c); -1 otherwise */
 } ucx_lmd_t;
+
+/* The region blob of a staged VRAM region: peers learn that UCX cannot reach it. */
+#define UCX_STAGED_BLOB "NIXL-UCX-STAGED-VRAM"
+#define UCX_STAGED_BLOB_LEN 20u
 
 typedef struct ucx_rmd {
     struct nixl_be_md hdr; /* UCX_MD_REMOTE */
     ucx_conn_t *conn;      /* holds a reference */
+    bool unreachable;      /* the peer's staged VRAM: no rkeys; transfers to it are refused */
     ucp_rkey_h rkeys[];    /* one per worker, unpacked on that worker's endpoint (NULL
                             * where the conn has none) */
 } ucx_rmd_t;
@@ -200,7 +207,9 @@ struct nixl_be_req {
     size_t nrefs;
     struct nixl_be_md **refs; /* the regions held, one reference each */
     size_t nchunks;
-    ucx_chunk_t *chunks;      /* 1 (shared worker) or up to num_threads (dedicated ones) */
+    ucx_chunk_t *chunks;      /* 1 (shared worker) or up to num_threads (dedicated ones);
+                               * a staged request: one per round */
+    struct ucx_stage *stage;  /* staged VRAM (ucx_stage.c), else NULL */
     char why[384];       /* reason of the last failure, repeated by check_xfer */
     ucx_xd_t xd[];
 };
@@ -263,6 +272,13 @@ struct nixl_be_engine {
     pthread_mutex_t pool_lock; /* with pool_posted: a poster waits for its chunks */
     pthread_cond_t pool_posted;
     atomic_uint pool_next;     /* the dedicated worker the next split request starts on */
+
+    /* staging (ucx_stage.c): one thread, started at the first staged post */
+    pthread_mutex_t stage_lock;
+    pthread_cond_t stage_cond;     /* work queued, a round completed, a request finished */
+    struct nixl_be_req *stage_head, **stage_tail;
+    bool stage_started, stage_stop;
+    pthread_t stage_thread;
 };
 
 /* ucx_config.c: version, parameters, the UCP context. */
@@ -331,6 +347,23 @@ size_t ucx_reqs_free_all(nixl_be_engine_t *eng);
 size_t ucx_chunk_issue(ucx_chunk_t *chunk);
 /* The last completion of a request's operations (`worker`: where the notification leaves). */
 void ucx_ops_done(nixl_be_req_t *req, unsigned worker, size_t n, size_t bad, ucs_status_t s);
+
+/* The end of a post whose operations all completed: decide, notify, finish (ucx_xfer.c). */
+void ucx_xfer_complete(nixl_be_req_t *req, unsigned worker);
+
+void ucx_xfer_finish(nixl_be_req_t *req, nixl_status_t st);
+void ucx_req_free(nixl_be_engine_t *eng, nixl_be_req_t *req);
+
+/* ucx_stage.c: local VRAM through pinned buffers, for a UCX without CUDA support. */
+nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,
+                             const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                             size_t count, ucx_conn_t *conn, unsigned worker, size_t nrefs,
+                             nixl_be_req_t **out);
+nixl_status_t ucx_stage_post(nixl_be_engine_t *eng, nixl_be_req_t *req); /* IN_PROG */
+void ucx_stage_round_done(nixl_be_req_t *req); /* the last operation of a round completed */
+void ucx_stage_cancel(nixl_be_engine_t *eng, nixl_be_req_t *req);
+void ucx_stage_stop(nixl_be_engine_t *eng);
+void ucx_stage_free(nixl_be_engine_t *eng, struct ucx_stage *st);
 
 /* ucx_pool.c: dedicated workers and their threads. */
 nixl_status_t ucx_pool_start(nixl_be_engine_t *eng);

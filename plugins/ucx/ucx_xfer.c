@@ -41,7 +41,7 @@ static nixl_status_t req_status(const nixl_be_req_t *req, ucs_status_t s)
 }
 
 /* The last touch of a post: after the store, the request belongs to its owner again. */
-static void finish(nixl_be_req_t *req, nixl_status_t st)
+void ucx_xfer_finish(nixl_be_req_t *req, nixl_status_t st)
 {
     nixl_be_engine_t *eng = req->eng;
     atomic_store_explicit(&req->state, st, memory_order_release);
@@ -55,7 +55,7 @@ static void notif_done(void *request, ucs_status_t status, void *arg)
     if (status != UCS_OK)
         req_why(req, "the data of a %s agent '%s' arrived but its notification failed: %s",
                 op_name(req), req->conn->name, ucs_status_string(status));
-    finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
+    ucx_xfer_finish(req, status == UCS_OK ? NIXL_SUCCESS : req_status(req, status));
 }
 
 /* Every operation of a post has completed: decide, notify (on `worker`, whose thread is
@@ -81,7 +81,7 @@ static void data_done(nixl_be_req_t *req, unsigned worker)
             req_why(req, "%s agent '%s': its %zu operations completed locally but the flush "
                     "that confirms them failed (%s), so they may not have landed%s",
                     op_name(req), req->conn->name, req->count, ucs_status_string(flush), gone);
-        finish(req, req_status(req, first));
+        ucx_xfer_finish(req, req_status(req, first));
         return;
     }
     if (req->notif_pending) {
@@ -93,11 +93,11 @@ static void data_done(nixl_be_req_t *req, unsigned worker)
         if (s != UCS_OK) {
             req_why(req, "the data of a %s agent '%s' arrived but its notification could "
                     "not be sent: %s", op_name(req), req->conn->name, ucs_status_string(s));
-            finish(req, req_status(req, s));
+            ucx_xfer_finish(req, req_status(req, s));
             return;
         }
     }
-    finish(req, NIXL_SUCCESS);
+    ucx_xfer_finish(req, NIXL_SUCCESS);
 }
 
 /* `n` operations completed on `worker`, `bad` of them with `status`. The one that completes
@@ -109,8 +109,17 @@ void ucx_ops_done(nixl_be_req_t *req, unsigned worker, size_t n, size_t bad, ucs
         atomic_compare_exchange_strong(&req->first_err, &ok, (int)status);
         atomic_fetch_add(&req->nfailed, bad);
     }
-    if (atomic_fetch_sub_explicit(&req->pending, n, memory_order_acq_rel) == n)
-        data_done(req, worker);
+    if (atomic_fetch_sub_explicit(&req->pending, n, memory_order_acq_rel) == n) {
+        if (req->stage)
+            ucx_stage_round_done(req); /* the stage thread goes on with the next round */
+        else
+            data_done(req, worker);
+    }
+}
+
+void ucx_xfer_complete(nixl_be_req_t *req, unsigned worker)
+{
+    data_done(req, worker);
 }
 
 static void op_done(void *request, ucs_status_t status, void *arg)
@@ -168,9 +177,10 @@ static nixl_status_t pick_worker(nixl_be_engine_t *eng, const ucx_conn_t *conn,
 /* Check every element; count the runs of equal regions (each run holds one reference). */
 static nixl_status_t check_elems(nixl_be_engine_t *eng, const nixl_be_desc_t *local,
                                  const nixl_be_desc_t *remote, size_t count, ucx_conn_t *conn,
-                                 size_t *nrefs)
+                                 size_t *nrefs, bool *staged)
 {
     *nrefs = 0;
+    *staged = false;
     for (size_t i = 0; i < count; i++) {
         const nixl_be_md_t *l = local[i].md, *r = remote[i].md;
         if (!l || l->kind != UCX_MD_LOCAL || l->eng != eng)
@@ -183,6 +193,14 @@ static nixl_status_t check_elems(nixl_be_engine_t *eng, const nixl_be_desc_t *lo
                                "descriptor %zu: the remote memory "
                                "is not a region of agent '%s' loaded by this engine",
                                i, conn->name);
+        if (((const ucx_rmd_t *)r)->unreachable)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                               "descriptor %zu: the remote memory is GPU memory of agent '%s' "
+                               "that its UCX cannot reach (no CUDA support there): let '%s' "
+                               "move it from its side (its VRAM to or from our host memory "
+                               "is staged), or give it a UCX built with CUDA",
+                               i, conn->name, conn->name);
+        *staged |= ((const ucx_lmd_t *)l)->staged_gpu >= 0;
         if (local[i].len != remote[i].len)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "descriptor %zu: local length %zu "
@@ -214,15 +232,17 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                            "'%s', not to '%s'",
                            conn->name, remote_agent);
     unsigned worker;
-    bool chosen;
+    bool chosen, staged;
     size_t nrefs;
     nixl_status_t st = ucx_conn_usable(conn, "preparing a transfer with");
     if (st == NIXL_SUCCESS)
         st = pick_worker(eng, conn, opts, &worker, &chosen);
     if (st == NIXL_SUCCESS)
-        st = check_elems(eng, local, remote, count, conn, &nrefs);
+        st = check_elems(eng, local, remote, count, conn, &nrefs, &staged);
     if (st != NIXL_SUCCESS)
         return st;
+    if (staged)
+        return ucx_stage_prep(eng, op, local, remote, count, conn, worker, nrefs, out);
 
     if (count > (SIZE_MAX - sizeof(nixl_be_req_t) - UCX_THREADS_MAX * sizeof(ucx_chunk_t)) /
                     (sizeof(ucx_xd_t) + 2 * sizeof(void *)))
@@ -280,15 +300,18 @@ size_t ucx_chunk_issue(ucx_chunk_t *chunk)
 {
     nixl_be_req_t *req = chunk->req;
     ucp_ep_h ep = req->conn->eps[chunk->worker];
+    const uint32_t mask = UCP_OP_ATTR_FLAG_MULTI_SEND | UCP_OP_ATTR_FIELD_CALLBACK |
+                          UCP_OP_ATTR_FIELD_USER_DATA;
     ucp_request_param_t param = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_MEMH | UCP_OP_ATTR_FLAG_MULTI_SEND |
-                        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+        .op_attr_mask = mask,
         .cb.send = op_done,
         .user_data = chunk,
     };
     size_t now = 0, end = chunk->first + chunk->count;
     for (size_t i = chunk->first; i < end; i++) {
         const ucx_xd_t *x = &req->xd[i];
+        /* staging buffers are not mapped by us: UCX registers them as it needs */
+        param.op_attr_mask = x->memh ? mask | UCP_OP_ATTR_FIELD_MEMH : mask;
         param.memh = x->memh;
         ucs_status_ptr_t r = req->op == NIXL_WRITE
                                  ? ucp_put_nbx(ep, x->laddr, x->len, x->raddr, x->rkey, &param)
@@ -361,6 +384,8 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     atomic_store(&req->pending, req->count + req->nchunks + 1);
     atomic_store(&req->state, NIXL_IN_PROG);
     ucx_busy_inc(eng);
+    if (req->stage)
+        return ucx_stage_post(eng, req); /* rounds: the stage thread's */
 
     size_t done = 0;
     if (req->chunks[0].worker < eng->nshared) {
@@ -402,7 +427,7 @@ nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
     return st;
 }
 
-static void req_free(nixl_be_engine_t *eng, nixl_be_req_t *req)
+void ucx_req_free(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     pthread_mutex_lock(&eng->all_lock);
     nixl_list_remove(&eng->all_reqs, &req->all);
@@ -410,6 +435,7 @@ static void req_free(nixl_be_engine_t *eng, nixl_be_req_t *req)
     for (size_t k = 0; k < req->nrefs; k++)
         ucx_md_unref(req->refs[k]);
     ucx_conn_unref(req->conn, 1);
+    ucx_stage_free(eng, req->stage);
     free(req->notif);
     free(req);
 }
@@ -418,6 +444,8 @@ nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     /* UCX cannot cancel RMA: give a transfer in flight a moment to end, and refuse to free
      * what UCX may still write into or read from. */
+    if (req->stage)
+        ucx_stage_cancel(eng, req); /* stops at the end of the round in flight */
     uint64_t deadline = nixl_now_ms() + UCX_RELEASE_WAIT_MS;
     while (atomic_load_explicit(&req->state, memory_order_acquire) == NIXL_IN_PROG) {
         if (nixl_now_ms() >= deadline)
@@ -429,7 +457,7 @@ nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
         ucx_progress_worker(eng, req->worker);
         nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
     }
-    req_free(eng, req);
+    ucx_req_free(eng, req);
     return NIXL_SUCCESS;
 }
 
@@ -450,7 +478,7 @@ size_t ucx_reqs_free_all(nixl_be_engine_t *eng)
             kept++;
             continue;
         }
-        req_free(eng, req);
+        ucx_req_free(eng, req);
         n++;
     }
     if (n)

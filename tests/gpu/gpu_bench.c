@@ -294,6 +294,24 @@ int main(int argc, char **argv)
     bench_big("256 MiB pinned DRAM -> VRAM", a, NIXL_DRAM_SEG, (uintptr_t)pinned,
               NIXL_VRAM_SEG, v1);
     bench_post_time(a, v1, v2 + list);
+    {
+        /* UCX without CUDA support: VRAM staged through pinned buffers, loopback over UCX */
+        nixl_agent_t *u = NULL;
+        nixl_backend_t *be = NULL;
+        uint8_t *host = malloc(list);
+        if (nixl_agent_create("U", NULL, &u) == NIXL_SUCCESS && host &&
+            nixl_agent_create_backend(u, "UCX", NULL, 0, &be) == NIXL_SUCCESS) {
+            memset(host, 0, list);
+            reg(u, NIXL_VRAM_SEG, v1, BIG);
+            reg(u, NIXL_DRAM_SEG, (uintptr_t)host, list);
+            bench_list("4096 x 16 KiB VRAM -> DRAM, UCX loopback (staged if UCX lacks CUDA)", u,
+                       NIXL_VRAM_SEG, v1, NIXL_DRAM_SEG, (uintptr_t)host, "U", false);
+        } else {
+            printf("| UCX: not measured (%s) | | | |\n", nixl_last_error());
+        }
+        nixl_agent_destroy(u);
+        free(host);
+    }
     nixl_agent_destroy(a16);
     nixl_agent_destroy(a8);
     bench_two_processes(a, v1);

@@ -1,12 +1,14 @@
 /*
  * test_ucx_vram.c - GPU memory through the UCX backend, on a machine with an NVIDIA GPU.
  *
- * The CUDA driver (libcuda.so.1) is opened at run time (gpu_test.c), as the library itself
- * would: no CUDA header or library is needed to build this test. With a GPU and a UCX built with CUDA
- * support, a VRAM region is registered and moved to and from DRAM through the agent's own
- * UCX endpoint (loopback), both directions verified byte for byte with the driver's copies.
- * With a UCX that lacks CUDA support, registering VRAM must fail with a message that says so.
- * Exit 77 (skip) without a driver, a GPU or the UCX plugin.
+ * Loopback through the agent's own UCX endpoint, a list of odd-sized descriptors spanning
+ * several staging rounds, every byte of the destination checked (guard bytes included):
+ *   - local VRAM -> DRAM (WRITE) and DRAM -> local VRAM (READ): with a UCX without CUDA support
+ *     these go through pinned buffers (ucx_stage.c); with CUDA support, UCX moves them itself;
+ *   - DRAM -> VRAM as the remote side: works with CUDA support; without it UCX cannot reach
+ *     the region and the request is refused with a reason that says what to do.
+ * The driver is opened at run time (gpu_test.c). Exit 77 without a driver, a GPU or the UCX
+ * plugin.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,25 +17,8 @@
 
 #include "gpu_test.h"
 
-#define LEN (4u << 20)
-
-static int failures;
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                 \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fprintf(stderr, "\n");                                                           \
-            failures++;                                                                      \
-            goto out;                                                                        \
-        }                                                                                    \
-    } while (0)
-#define CHECK_ST(call)                                                                       \
-    do {                                                                                     \
-        nixl_status_t st_ = (call);                                                          \
-        CHECK(st_ == NIXL_SUCCESS, "%s: %s: %s", #call, nixl_status_str(st_),              \
-              nixl_last_error());                                                            \
-    } while (0)
+#define LEN (10u << 20) /* three 4 MiB staging rounds */
+#define NDESC 1000u
 
 static void fill(uint8_t *p, size_t n, unsigned seed)
 {
@@ -41,20 +26,67 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
         p[i] = (uint8_t)(i * 131 + seed + (i >> 12));
 }
 
-/* One loopback transfer of the whole region; waits for completion. */
-static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, uint8_t *host, uint64_t gpu)
+/* NDESC odd-sized pieces at odd offsets; the same offsets on both sides. */
+static void lists(nixl_desc_t *a, nixl_desc_t *b, uintptr_t abase, uintptr_t bbase, size_t *total)
 {
-    nixl_desc_t l = {(uintptr_t)host, LEN, 0}, r = {(uintptr_t)gpu, LEN, 0};
+    size_t off = 3, step = LEN / NDESC;
+    *total = 0;
+    for (size_t i = 0; i < NDESC; i++) {
+        size_t len = step - 8 - i % 13;
+        a[i] = (nixl_desc_t){abase + off, len, 0};
+        b[i] = (nixl_desc_t){bbase + off, len, 0};
+        off += step;
+        *total += len;
+    }
+}
+
+static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, nixl_mem_t lt, uintptr_t la,
+                          nixl_mem_t rt, uintptr_t ra)
+{
+    static nixl_desc_t l[NDESC], r[NDESC];
+    size_t total;
+    lists(l, r, la, ra, &total);
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.has_notif = true;
+    opt.notif = "staged";
+    opt.notif_len = 6;
     nixl_xfer_req_t *req;
-    nixl_status_t st = nixl_agent_create_xfer_req(a, op, NIXL_DRAM_SEG, &l, 1, NIXL_VRAM_SEG,
-                                                  &r, 1, nixl_agent_name(a), NULL, &req);
+    nixl_status_t st = nixl_agent_create_xfer_req(a, op, lt, l, NDESC, rt, r, NDESC,
+                                                  nixl_agent_name(a), &opt, &req);
     if (st != NIXL_SUCCESS)
         return st;
-    st = nixl_agent_post_xfer_req(a, req, NULL);
-    while (st == NIXL_IN_PROG)
-        st = nixl_agent_get_xfer_status(a, req);
+    for (int rep = 0; rep < 2 && st == NIXL_SUCCESS; rep++) /* a prepared request reposts */
+        st = gt_wait(a, req, nixl_agent_post_xfer_req(a, req, NULL));
     nixl_status_t rst = nixl_agent_release_xfer_req(a, req);
     return st != NIXL_SUCCESS ? st : rst;
+}
+
+/* What `dst` must hold after the pieces of `src` moved into it (the rest untouched). */
+static void expect(uint8_t *want, const uint8_t *dst_before, const uint8_t *src)
+{
+    static nixl_desc_t a[NDESC], b[NDESC];
+    size_t total;
+    memcpy(want, dst_before, LEN);
+    lists(a, b, 0, 0, &total);
+    for (size_t i = 0; i < NDESC; i++)
+        memcpy(want + a[i].addr, src + a[i].addr, a[i].len);
+}
+
+static bool got_notif(nixl_agent_t *a)
+{
+    double deadline = gt_now() + 10;
+    while (gt_now() < deadline) {
+        nixl_notif_list_t *l = NULL;
+        bool hit = false;
+        if (nixl_agent_get_notifs(a, NULL, &l) == NIXL_SUCCESS && l) {
+            hit = l->count > 0;
+            nixl_free(l);
+        }
+        if (hit)
+            return true;
+    }
+    return false;
 }
 
 int main(void)
@@ -63,9 +95,8 @@ int main(void)
     if (rc)
         return rc;
     nixl_agent_t *a = NULL;
-    uint64_t gpu = 0;
-    uint8_t *host = malloc(LEN), *check = malloc(LEN);
-    if (!host || !check || nixl_agent_create("gpu", NULL, &a) != NIXL_SUCCESS) {
+    uint8_t *host = malloc(LEN), *img = malloc(LEN), *want = malloc(LEN), *got = malloc(LEN);
+    if (!host || !img || !want || !got || nixl_agent_create("gpu", NULL, &a) != NIXL_SUCCESS) {
         printf("FAIL: setup: %s\n", nixl_last_error());
         return 1;
     }
@@ -76,43 +107,49 @@ int main(void)
         nixl_agent_destroy(a);
         return GT_SKIP;
     }
-    CHECK_ST(st);
-    gpu = gt_alloc(LEN);
-    fill(host, LEN, 1);
-    gt_htod(gpu, host, LEN);
-
+    GT_CHECK(st == NIXL_SUCCESS, "UCX backend: %s", nixl_status_str(st));
+    uint64_t gpu = gt_alloc(LEN);
     nixl_reg_desc_t vr = {.addr = (uintptr_t)gpu, .len = LEN, .dev_id = 0};
-    st = nixl_agent_register_mem(a, NIXL_VRAM_SEG, &vr, 1, NULL);
-    if (st != NIXL_SUCCESS) {
-        /* Allowed only as the documented refusal of a UCX without CUDA support. */
-        CHECK(strstr(nixl_last_error(), "CUDA"), "register VRAM: %s: %s", nixl_status_str(st),
-              nixl_last_error());
-        printf("ok: this UCX has no CUDA support and says so: %s\n", nixl_last_error());
-        goto out;
-    }
     nixl_reg_desc_t hr = {.addr = (uintptr_t)host, .len = LEN};
-    CHECK_ST(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &hr, 1, NULL));
+    st = nixl_agent_register_mem(a, NIXL_VRAM_SEG, &vr, 1, NULL);
+    GT_CHECK(st == NIXL_SUCCESS, "register VRAM with UCX: %s", nixl_status_str(st));
+    st = nixl_agent_register_mem(a, NIXL_DRAM_SEG, &hr, 1, NULL);
+    GT_CHECK(st == NIXL_SUCCESS, "register DRAM with UCX: %s", nixl_status_str(st));
 
-    /* READ: VRAM (pattern 1) -> DRAM */
-    memset(host, 0, LEN);
-    CHECK_ST(move(a, NIXL_READ, host, gpu));
-    fill(check, LEN, 1);
-    CHECK(memcmp(host, check, LEN) == 0, "READ from VRAM: DRAM differs from the GPU's bytes");
+    /* WRITE: local VRAM (pattern 1) -> DRAM (pattern 9 before) */
+    fill(img, LEN, 1);
+    gt_htod(gpu, img, LEN);
+    fill(host, LEN, 9);
+    expect(want, host, img);
+    st = move(a, NIXL_WRITE, NIXL_VRAM_SEG, (uintptr_t)gpu, NIXL_DRAM_SEG, (uintptr_t)host);
+    GT_CHECK(st == NIXL_SUCCESS, "WRITE VRAM -> DRAM: %s", nixl_status_str(st));
+    GT_CHECK(memcmp(host, want, LEN) == 0, "WRITE VRAM -> DRAM: the DRAM is not as expected");
+    GT_CHECK(got_notif(a), "WRITE VRAM -> DRAM: no notification");
 
-    /* WRITE: DRAM (pattern 2) -> VRAM, checked with the driver's own copy */
+    /* READ: local VRAM (pattern 3 before) <- DRAM (pattern 2) */
     fill(host, LEN, 2);
-    CHECK_ST(move(a, NIXL_WRITE, host, gpu));
-    memset(check, 0, LEN);
-    gt_dtoh(check, gpu, LEN);
-    CHECK(memcmp(host, check, LEN) == 0, "WRITE to VRAM: the GPU's bytes differ");
-    CHECK_ST(nixl_agent_deregister_mem(a, NIXL_DRAM_SEG, &hr, 1, NULL));
-    CHECK_ST(nixl_agent_deregister_mem(a, NIXL_VRAM_SEG, &vr, 1, NULL));
-    printf("ok: %u bytes VRAM -> DRAM and DRAM -> VRAM through UCX, verified\n", LEN);
-out:
+    fill(img, LEN, 3);
+    gt_htod(gpu, img, LEN);
+    expect(want, img, host);
+    st = move(a, NIXL_READ, NIXL_VRAM_SEG, (uintptr_t)gpu, NIXL_DRAM_SEG, (uintptr_t)host);
+    GT_CHECK(st == NIXL_SUCCESS, "READ VRAM <- DRAM: %s", nixl_status_str(st));
+    gt_dtoh(got, gpu, LEN);
+    GT_CHECK(memcmp(got, want, LEN) == 0, "READ VRAM <- DRAM: the GPU's bytes are not as expected");
+
+    /* VRAM as the remote side */
+    st = move(a, NIXL_WRITE, NIXL_DRAM_SEG, (uintptr_t)host, NIXL_VRAM_SEG, (uintptr_t)gpu);
+    if (st != NIXL_SUCCESS)
+        GT_CHECK(st == NIXL_ERR_NOT_SUPPORTED && strstr(nixl_last_error(), "cannot reach"),
+                 "DRAM -> remote VRAM: refused without the reason: %s", nixl_status_str(st));
+    else
+        printf("this UCX has CUDA support: VRAM is reachable as a remote side\n");
+
+    printf("%s: %d failure(s)\n", "test_ucx_vram", gt_failures);
     nixl_agent_destroy(a);
-    if (gpu)
-        gt_free(gpu);
+    gt_free(gpu);
     free(host);
-    free(check);
-    return failures ? 1 : 0;
+    free(img);
+    free(want);
+    free(got);
+    return gt_failures ? 1 : 0;
 }
