@@ -2,7 +2,8 @@
 # The GPU checks of nixlbench and of the Python package, on a machine with an NVIDIA GPU:
 #   - nixlbench, SHM between two processes: VRAM->VRAM, DRAM->VRAM, VRAM->DRAM, READ and WRITE,
 #     --check_consistency (and a few shapes: a long list, threads, prepared requests);
-#   - nixlbench, UCX with VRAM: must work, or fail saying that this UCX cannot register VRAM;
+#   - nixlbench, UCX with VRAM: VRAM->VRAM must work, or be refused saying that UCX cannot reach
+#     the peer's VRAM; VRAM->DRAM must work (staged when UCX lacks CUDA support);
 #   - tests/gpu/test_cuda_tensors.py: CUDA torch tensors between two processes;
 #   - examples/python/cuda_tensors.py.
 # It builds nothing: run it from the source tree after `make build` (or `ninja -C build`).
@@ -14,7 +15,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${1:-build}
 NB=$BUILD/tools/nixlbench/nixlbench
-if [ -x /usr/bin/python3 ]; then PYTHON=${PYTHON:-/usr/bin/python3}; else PYTHON=${PYTHON:-python3}; fi
+PYTHON=${PYTHON:-$(command -v python3)} # the interpreter meson built the package for
 if [ ! -x "$NB" ]; then
   echo "run-gpu-tools: $NB is missing: build first (make build)" >&2
   exit 1
@@ -84,15 +85,21 @@ if [ -e "$NIXL_PLUGIN_DIR/libplugin_UCX.so" ]; then
   if [ $rc -eq 0 ]; then
     echo "  PASS  UCX VRAM->VRAM WRITE (this UCX has CUDA support)"
     passed=$((passed + 1))
-  elif grep -q "cannot register .* of VRAM (GPU 0) with backend UCX: " "$log"; then
-    echo "  PASS  UCX refuses VRAM with a clear reason:"
-    grep "cannot register" "$log" | sed 's/^/      /'
+  elif grep -q "cannot register .* of VRAM (GPU 0) with backend UCX: \|UCX cannot reach" "$log"; then
+    # a UCX without CUDA: the peer's VRAM cannot be reached (ours is staged)
+    echo "  PASS  UCX refuses the peer's VRAM with a clear reason:"
+    grep "cannot register\|cannot reach" "$log" | sed 's/^/      /'
     passed=$((passed + 1))
   else
     echo "  FAIL  UCX VRAM (exit $rc), no clear reason:"
     sed 's/^/      /' "$log" | tail -40
     failed=$((failed + 1))
   fi
+  # local VRAM with the peer's DRAM: UCX moves it itself, or it is staged through pinned memory
+  for op in WRITE READ; do
+    check "UCX VRAM->DRAM $op" "$NB" --backend UCX --initiator_seg_type VRAM \
+      --target_seg_type DRAM --op_type "$op" --check_consistency "${SMALL[@]}"
+  done
 else
   echo "  SKIP  UCX: no libplugin_UCX.so in $NIXL_PLUGIN_DIR"
   skipped=$((skipped + 1))
