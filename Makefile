@@ -12,7 +12,7 @@ MESON_ARGS ?=
 PY_SITE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("platlib"))' 2>/dev/null)
 PY_SITE_ARGS = $(if $(findstring --prefix,$(MESON_ARGS))$(if $(PY_SITE),,none),,-Dpython.platlibdir=$(PY_SITE) -Dpython.purelibdir=$(PY_SITE))
 
-.PHONY: all deps build run test minimal asan tsan valgrind bench install clean
+.PHONY: all deps build run test minimal asan tsan valgrind fuzz bench install clean
 
 all: build
 
@@ -46,6 +46,10 @@ asan:
 
 tsan:
 	$(MAKE) test BUILD=build-tsan MESON_ARGS="-Db_sanitize=thread -Db_lundef=false"
+
+# Every parser of outside bytes under libFuzzer (clang), FUZZ_SECONDS each (default 60).
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 valgrind: build
 	@rm -f $(BUILD)/meson-logs/testlog-valgrind.json

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run every libFuzzer target for a while: scripts/fuzz.sh [SECONDS per target (default 60)]
+# Builds them with clang (ASan and UBSan on) in build-fuzz, then runs each from its seed corpus
+# (tests/fuzz/corpus/<name>); what it finds new goes to build-fuzz/fuzz-new/<name> (copy the
+# interesting ones into the corpus by hand). A crash or a failed check ends the run with its
+# input saved as build-fuzz/fuzz-crash-<name>-*, and a non-zero exit.
+# Last line: "fuzz: N targets, N executions, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+dir=build-fuzz
+if [ ! -f $dir/build.ninja ]; then
+  CC=clang meson setup $dir -Dpython_package=disabled >/dev/null || exit 1
+fi
+# target name -> corpus folder (tests/fuzz/meson.build)
+targets="md_decode:md sc_stream:sc elf_exports:elf toml:toml shm_conn:shm posix_spec:posix"
+extra=""
+if grep -q "^build tests/fuzz/fuzz_ucx_load:" $dir/build.ninja; then
+  targets="$targets ucx_load:ucx" # the LOAD path into a real UCX engine: needs the plugin
+  extra=$(grep -o "^build tests/plugins/[^:]*UCX[^:]*" $dir/build.ninja | sed 's/^build //')
+fi
+names="$(for t in $targets; do echo "tests/fuzz/fuzz_${t%%:*}"; done) $extra"
+ninja -C $dir $names >/dev/null || { echo "fuzz: build failed"; exit 1; }
+total=0 failed=0 n=0
+for t in $targets; do
+  name=${t%%:*} corpus=${t#*:}
+  mkdir -p $dir/fuzz-new/$name
+  log=$dir/fuzz-$name.log
+  # the UCX target loads the plugin from the build and needs its plugin directory; UCX's
+  # memory hooks and its never-freed allocations: see tests/meson.build and
+  # tests/sanitizers/lsan.supp
+  UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no \
+  LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0 \
+  NIXL_PLUGIN_DIR=$PWD/$dir/tests/plugins NIXL_CONFIG_FILE=$PWD/tests/data/empty.cfg \
+    $dir/tests/fuzz/fuzz_$name -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 \
+    -artifact_prefix=$dir/fuzz-crash-$name- $dir/fuzz-new/$name tests/fuzz/corpus/$corpus \
+    >"$log" 2>&1
+  rc=$?
+  execs=$(grep -o 'Done [0-9]* runs' "$log" | grep -o '[0-9]*' | tail -1)
+  [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
+  execs=${execs:-0}
+  n=$((n + 1))
+  total=$((total + execs))
+  if [ $rc -ne 0 ]; then
+    failed=$((failed + 1))
+    echo "fuzz: $name FAILED (exit $rc) after $execs executions:"
+    grep -v '^#\|^INFO' "$log" | tail -30
+  else
+    echo "fuzz: $name: $execs executions in ${secs}s, no failure"
+  fi
+done
+echo "fuzz: $n targets, $total executions, $failed failed"
+[ $failed -eq 0 ]
