@@ -52,19 +52,28 @@ static void flush_all(nixl_be_engine_t *eng)
         .cb.send = flush_done,
         .user_data = eng,
     };
+    /* The endpoints are collected under all_lock and flushed after it: all_lock is a leaf,
+     * never held across a UCX call (UCX takes its worker lock there, and our active-message
+     * handlers take all_lock under that lock). Destroy runs alone: the list cannot change. */
+    size_t n = 0, k = 0;
     pthread_mutex_lock(&eng->all_lock);
-    for (nixl_list_node_t *n = eng->all_conns; n; n = n->next) {
-        ucx_conn_t *c = nixl_list_entry(n, ucx_conn_t, all);
-        for (unsigned w = 0; w < eng->nworkers && !c->eps_closed; w++) {
-            if (!c->eps[w])
-                continue;
-            ucx_busy_inc(eng);
-            ucs_status_ptr_t r = ucp_ep_flush_nbx(c->eps[w], &p);
-            if (!UCS_PTR_IS_PTR(r))
-                ucx_busy_dec(eng);
-        }
+    for (nixl_list_node_t *c = eng->all_conns; c; c = c->next)
+        n += eng->nworkers;
+    ucp_ep_h *eps = n ? malloc(n * sizeof(*eps)) : NULL;
+    for (nixl_list_node_t *c = eng->all_conns; eps && c; c = c->next) {
+        ucx_conn_t *conn = nixl_list_entry(c, ucx_conn_t, all);
+        for (unsigned w = 0; w < eng->nworkers && !conn->eps_closed; w++)
+            if (conn->eps[w])
+                eps[k++] = conn->eps[w];
     }
     pthread_mutex_unlock(&eng->all_lock);
+    for (size_t i = 0; i < k; i++) {
+        ucx_busy_inc(eng);
+        ucs_status_ptr_t r = ucp_ep_flush_nbx(eps[i], &p);
+        if (!UCS_PTR_IS_PTR(r))
+            ucx_busy_dec(eng);
+    }
+    free(eps); /* without memory the endpoints are closed by force unflushed: bounded anyway */
 }
 
 /*
