@@ -225,6 +225,8 @@ typedef struct nixl_opt_args {
     const char *metadata_label;      /* key suffix for central metadata stores */
     const void *custom_param;        /* opaque blob forwarded to the backend at create */
     size_t custom_param_len;
+    uint64_t deadline_us;            /* post_xfer_req: a transfer still running this long
+                                        after the post is canceled (0: no deadline; ours) */
 } nixl_opt_args_t;
 
 /** Fill `opt` with the defaults (no hints, no notification, port 8888). */
@@ -604,9 +606,24 @@ NIXL_API nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_r
 
 /**
  * The state of a request: NIXL_SUCCESS, NIXL_IN_PROG, NIXL_ERR_NOT_POSTED for a request never
- * posted, or the error that ended it.
+ * posted, or the error that ended it. A post made with opt->deadline_us that is still running
+ * when the deadline passes is canceled here (as nixl_agent_cancel_xfer_req) and reports
+ * NIXL_ERR_CANCELED.
  */
 NIXL_API nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *req);
+
+/**
+ * Stop a posted transfer (ours; the reference has no cancel). Waits, at most about a second,
+ * until the backend has stopped it: a backend stops between chunks or rounds what it can
+ * (SHM's worker, staged GPU copies) and waits for what it cannot stop (a GPU copy in flight;
+ * UCX cannot cancel RMA operations, so a UCX transfer is waited for).
+ *
+ * @return NIXL_ERR_CANCELED when it was stopped (part of its bytes may have moved); its final
+ *         status when it ended first (NIXL_SUCCESS, or its error); NIXL_ERR_REPOST_ACTIVE when it
+ *         could not be stopped in time: it is still running, its buffers must stay valid, ask
+ *         again or release it later. Not posted: NIXL_ERR_NOT_POSTED.
+ */
+NIXL_API nixl_status_t nixl_agent_cancel_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req);
 
 /**
  * Release a request. An in-flight transfer is aborted first.

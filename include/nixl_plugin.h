@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 /* The ABI this header describes. ABI 3 appended estimate_cost to nixl_be_ops_t; ABI 4 appended
- * the GPU services (gpu) to nixl_host_t. */
+ * the GPU services (gpu) to nixl_host_t and cancel_xfer to nixl_be_ops_t. */
 #define NIXL_PLUGIN_ABI_VERSION 4u
 /* The oldest ABI this header can still describe: a plugin built against ABI 2 loads. */
 #define NIXL_PLUGIN_ABI_OLDEST 2u
@@ -399,6 +399,16 @@ typedef struct nixl_be_ops {
     nixl_status_t (*estimate_cost)(nixl_be_engine_t *eng, nixl_be_req_t *req,
                                    int64_t *duration_us, int64_t *err_margin_us,
                                    nixl_cost_t *method);
+
+    /* ---- appended in ABI 4 ---- */
+
+    /**
+     * Stop a posted transfer without blocking for long: NIXL_ERR_CANCELED once nothing of it
+     * runs any more (the request may be posted again), its final status if it ended first,
+     * NIXL_IN_PROG while it is still stopping (the core asks again, bounded). Default: what
+     * check_xfer says (the transfer is waited for).
+     */
+    nixl_status_t (*cancel_xfer)(nixl_be_engine_t *eng, nixl_be_req_t *req);
 } nixl_be_ops_t;
 
 /** What the plugin is, apart from what its engines do. */

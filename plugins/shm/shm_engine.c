@@ -317,6 +317,7 @@ static const nixl_be_ops_t shm_ops = {
     .post_xfer = shm_post_xfer,
     .check_xfer = shm_check_xfer,
     .release_req = shm_release_req,
+    .cancel_xfer = shm_cancel_xfer,
     .gen_notif = shm_gen_notif,
     .progress = shm_progress,
 };

@@ -429,6 +429,7 @@ nixl_status_t shm_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                             const nixl_be_xfer_opts_t *opts);
 nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t shm_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 /* Move the request's bytes; chunk bounds each syscall; `async` checks cancel/dead between. */
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async);
 /* The same over other arrays (a staged request's rounds); the descriptor numbers in messages

@@ -344,6 +344,19 @@ nixl_status_t shm_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
     return st;
 }
 
+nixl_status_t shm_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    if (req->gpu && !req->has_notif)
+        return shm_gpu_check(eng, req); /* a GPU copy in flight cannot be stopped: wait */
+    /* On the worker (large copies, staged GPU requests, GPU copies with a notification): it
+     * stops between chunks or rounds; one queued never starts. Posted inline: already over. */
+    shm_worker_abort(eng, req);
+    nixl_status_t st = atomic_load(&req->state);
+    if (st == NIXL_ERR_CANCELED)
+        snprintf(req->why, sizeof(req->why), "the transfer was canceled");
+    return st;
+}
+
 nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     shm_worker_abort(eng, req); /* waits for at most one chunk (or one GPU copy) */

@@ -343,6 +343,7 @@ static const nixl_be_ops_t ucx_ops = {
     .post_xfer = ucx_post_xfer,
     .check_xfer = ucx_check_xfer,
     .release_req = ucx_release_req,
+    .cancel_xfer = ucx_cancel_xfer,
     .gen_notif = ucx_gen_notif,
     .progress = ucx_progress,
     .estimate_cost = ucx_estimate_cost,

@@ -337,6 +337,7 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                             const nixl_be_xfer_opts_t *opts);
 nixl_status_t ucx_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t ucx_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t ucx_estimate_cost(nixl_be_engine_t *eng, nixl_be_req_t *req, int64_t *duration_us,
                                 int64_t *err_margin_us, nixl_cost_t *method);
 /* Free what the core never released; returns how many still had operations in UCX (kept). */

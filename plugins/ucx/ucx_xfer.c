@@ -440,6 +440,15 @@ void ucx_req_free(nixl_be_engine_t *eng, nixl_be_req_t *req)
     free(req);
 }
 
+nixl_status_t ucx_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    /* UCX cannot cancel RMA operations in flight: those are waited for. A staged request
+     * stops at the end of its round in flight (or never starts if it is still queued). */
+    if (req->stage && atomic_load(&req->state) == NIXL_IN_PROG)
+        ucx_stage_cancel(eng, req);
+    return ucx_check_xfer(eng, req);
+}
+
 nixl_status_t ucx_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     /* UCX cannot cancel RMA: give a transfer in flight a moment to end, and refuse to free

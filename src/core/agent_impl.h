@@ -156,6 +156,8 @@ struct nixl_xfer_req {
     size_t notif_len;
     size_t count;        /* descriptors given to the backend (after merging) */
     uint64_t total_bytes;
+    uint64_t deadline_ns; /* of the current post (CLOCK_MONOTONIC); 0: none */
+    _Atomic bool stopping; /* reported canceled at its deadline, the backend still stopping */
     /* telemetry */
     uint64_t start_ns;
     uint64_t post_ns;

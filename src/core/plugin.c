@@ -185,6 +185,8 @@ static nixl_status_t plugin_adopt(const nixl_plugin_t *p, const char *name, cons
         o->query_mem = default_query_mem;
     if (!o->estimate_cost)
         o->estimate_cost = default_estimate_cost;
+    if (!o->cancel_xfer)
+        o->cancel_xfer = o->check_xfer; /* nothing to stop with: wait for it */
     snprintf(rec->name, sizeof(rec->name), "%s", name);
     return NIXL_SUCCESS;
 }

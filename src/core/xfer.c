@@ -606,6 +606,24 @@ static bool req_mine(nixl_agent_t *a, const nixl_xfer_req_t *r)
     return a && r && r->agent == a;
 }
 
+/* How long nixl_agent_cancel_xfer_req (and a deadline) waits for a backend to stop a transfer. */
+#define CANCEL_WAIT_MS 1000
+
+/* Ask the engine to stop the request until it has, for at most `wait_ms`; tables read-locked.
+ * The request's final status, NIXL_ERR_CANCELED, or NIXL_IN_PROG if it still runs. */
+static nixl_status_t req_cancel(nixl_xfer_req_t *req, unsigned wait_ms)
+{
+    uint64_t until = nixl_now_ms() + wait_ms;
+    for (;;) {
+        nixl_err_arm();
+        nixl_status_t st = req->engine->ops->cancel_xfer(req->engine->eng, req->be_req);
+        nixl_err_settle(st);
+        if (st != NIXL_IN_PROG || nixl_now_ms() >= until)
+            return st;
+        nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
+    }
+}
+
 nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
                                        const nixl_opt_args_t *opt)
 {
@@ -616,6 +634,15 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     nixl_status_t st = req_stale(req);
     if (st != NIXL_SUCCESS)
         goto out;
+    if (atomic_load(&req->stopping)) {
+        /* canceled at its deadline while the backend still ran it: not before it stopped */
+        if (req_cancel(req, 0) == NIXL_IN_PROG) {
+            st = nixl_err(NIXL_ERR_REPOST_ACTIVE, "post_xfer_req: the previous post passed its "
+                          "deadline and the backend is still stopping it");
+            goto out;
+        }
+        atomic_store(&req->stopping, false);
+    }
     if (atomic_load(&req->status) == NIXL_IN_PROG) {
         nixl_err_arm();
         st = ops->check_xfer(req->engine->eng, req->be_req);
@@ -639,6 +666,9 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
     }
     nixl_be_xfer_opts_t o = req_be_opts(req, opt);
     uint64_t t0 = agent->telemetry ? nixl_now_ns() : 0;
+    req->deadline_ns = OPT_HAS(opt, deadline_us) && opt->deadline_us
+                           ? nixl_now_ns() + opt->deadline_us * 1000u
+                           : 0;
     nixl_err_arm();
     st = ops->post_xfer(req->engine->eng, req->be_req, &o);
     atomic_store(&req->status, st);
@@ -659,6 +689,30 @@ out:
     return st;
 }
 
+nixl_status_t nixl_agent_cancel_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req)
+{
+    if (!req_mine(agent, req))
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "cancel_xfer_req: NULL or foreign request");
+    nixl_status_t st = atomic_load(&req->status);
+    if (st != NIXL_IN_PROG)
+        return st; /* nothing runs: its final state stands */
+    agent_rdlock(agent);
+    st = req_cancel(req, CANCEL_WAIT_MS);
+    if (st != NIXL_IN_PROG)
+        atomic_store(&req->status, st);
+    agent_unlock(agent);
+    if (st == NIXL_IN_PROG)
+        return nixl_err(NIXL_ERR_REPOST_ACTIVE,
+                        "cancel_xfer_req: %s could not stop the transfer within %d ms (it cannot "
+                        "abort what is already in flight): it still runs, keep its buffers and "
+                        "ask again or release it later",
+                        req->engine->name, CANCEL_WAIT_MS);
+    if (st == NIXL_ERR_CANCELED)
+        nixl_err_set("cancel_xfer_req: the transfer was stopped; part of its bytes may have "
+                     "moved");
+    return st;
+}
+
 nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *req)
 {
     if (!req_mine(agent, req))
@@ -674,6 +728,18 @@ nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *r
         if (st < 0 && nixl_err_unset())
             nixl_err_set("%s reports the transfer failed", req->engine->name);
         nixl_err_settle(st);
+        if (st == NIXL_IN_PROG && req->deadline_ns && nixl_now_ns() >= req->deadline_ns) {
+            /* Past its deadline: stop it. What the backend cannot stop at once is reported as
+             * canceled all the same (the caller asked not to wait); the request stays
+             * unreleasable and unpostable until the backend is done with it. */
+            nixl_status_t c = req_cancel(req, 0);
+            st = c == NIXL_IN_PROG || c == NIXL_ERR_CANCELED ? NIXL_ERR_CANCELED : c;
+            atomic_store(&req->stopping, c == NIXL_IN_PROG);
+            if (st == NIXL_ERR_CANCELED)
+                nixl_err_set("get_xfer_status: the transfer ran past its deadline and was "
+                             "canceled%s", c == NIXL_IN_PROG ? " (the backend is still "
+                             "stopping it: a repost or release waits for that)" : "");
+        }
         if (st != NIXL_IN_PROG) {
             if (st == NIXL_SUCCESS && agent->telemetry)
                 req->done_ns = nixl_now_ns();
