@@ -355,21 +355,10 @@ static int peer_bound(void)
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    const char *what = argc > 1 ? argv[1] : "";
-    if (!strcmp(what, "idle-flood"))
-        return idle_flood();
-    if (!strcmp(what, "slowloris"))
-        return slowloris();
-    if (!strcmp(what, "send-flood"))
-        return send_flood();
-    if (!strcmp(what, "fd-exhaustion"))
-        return fd_exhaustion();
-    if (!strcmp(what, "stopped-loads"))
-        return stopped_loads();
-    if (!strcmp(what, "peer-bound"))
-        return peer_bound();
-    fprintf(stderr, "usage: %s idle-flood|slowloris|send-flood|fd-exhaustion|stopped-loads|"
-                    "peer-bound\n", argv[0]);
-    return 2;
+    static const sec_case_t cases[] = {
+        {"idle-flood", idle_flood},       {"slowloris", slowloris},
+        {"send-flood", send_flood},       {"fd-exhaustion", fd_exhaustion},
+        {"stopped-loads", stopped_loads}, {"peer-bound", peer_bound},
+    };
+    return sec_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

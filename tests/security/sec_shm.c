@@ -178,12 +178,6 @@ static int forged(void)
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    const char *what = argc > 1 ? argv[1] : "";
-    if (!strcmp(what, "other-uid"))
-        return other_uid();
-    if (!strcmp(what, "forged"))
-        return forged();
-    fprintf(stderr, "usage: %s other-uid|forged\n", argv[0]);
-    return 2;
+    static const sec_case_t cases[] = {{"other-uid", other_uid}, {"forged", forged}};
+    return sec_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

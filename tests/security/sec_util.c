@@ -17,6 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
+int sec_main(int argc, char **argv, const sec_case_t *cases, size_t n)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    for (size_t i = 0; argc > 1 && i < n; i++)
+        if (strcmp(argv[1], cases[i].name) == 0)
+            return cases[i].run();
+    fprintf(stderr, "usage: %s", argv[0]);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", i ? "|" : " ", cases[i].name);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
 pid_t sec_fork(void)
 {
     pid_t parent = getpid();

@@ -33,6 +33,14 @@
                   nixl_last_error());                                                         \
     } while (0)
 
+/* The attacks of one program, chosen by argv[1]. */
+typedef struct sec_case {
+    const char *name;
+    int (*run)(void);
+} sec_case_t;
+/* Run the case argv[1] names (2 and the usage when none does). */
+int sec_main(int argc, char **argv, const sec_case_t *cases, size_t n);
+
 /* fork(), with the child killed when the test process ends. */
 pid_t sec_fork(void);
 uint64_t sec_now_ms(void);
