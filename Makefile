@@ -12,7 +12,7 @@ MESON_ARGS ?=
 PY_SITE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("platlib"))' 2>/dev/null)
 PY_SITE_ARGS = $(if $(findstring --prefix,$(MESON_ARGS))$(if $(PY_SITE),,none),,-Dpython.platlibdir=$(PY_SITE) -Dpython.purelibdir=$(PY_SITE))
 
-.PHONY: all deps build run test minimal asan tsan valgrind fuzz bench install clean
+.PHONY: all deps build run test security minimal asan tsan valgrind fuzz bench install clean
 
 all: build
 
@@ -35,6 +35,10 @@ test: build
 	@rm -f $(BUILD)/meson-logs/testlog.json
 	-meson test -C $(BUILD) --print-errorlogs --num-processes 2 $(TEST_ARGS)
 	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog.json
+
+# The red-team suite alone (tests/security; `make test` runs it with everything else).
+security: build
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2 --suite security
 
 # Configure and build (no tests run) with every optional dependency off, as on a host without
 # UCX, liburing, libaio, libcurl/json-c or Python headers; checks that the result needs none.

@@ -202,6 +202,10 @@ typedef struct nixl_agent_config {
     uint64_t pthr_delay_us;        /* backend progress-thread wake-up period (default 0) */
     uint64_t lthr_delay_us;        /* metadata worker wake-up period (default 100000) */
     uint64_t etcd_watch_timeout_us; /* wait for a missing etcd key (default 5000000) */
+    const char *listen_addr;       /* the listener's address: an IP literal or host name
+                                      (default NULL: NIXL_SIDECHANNEL_BIND, else all
+                                      addresses as the reference); borrowed for
+                                      nixl_agent_create only */
 } nixl_agent_config_t;
 
 /** Fill `cfg` with the reference defaults. */

@@ -9,9 +9,13 @@ as a list of per-layer views (get_xfer_descs of a list of tensors: one descripto
 READs them back into a fresh tensor. Both sides check with torch.equal. Exit 0 and
 "cuda_tensors: SUCCESS", or 77 where torch or a CUDA device is missing.
 
+The block list travels as plain integers (pack_descs / unpack_descs): a notification is bytes
+from another process, so the receiver checks them and never hands them to pickle.
+
     python3 cuda_tensors.py [--backend SHM] [--gpu N]      (the target uses --target_gpu)
 """
 import argparse
+import struct
 import subprocess
 import sys
 import time
@@ -19,6 +23,18 @@ import time
 LAYERS, BLOCKS, BLOCK_ELEMS = 8, 32, 16 * 8 * 128    # block = 16 tokens x 8 heads x 128 dims
 SENT = [3, 4, 9, 30]                                 # the decode side's free blocks
 DEADLINE_S = 30
+DESC = struct.Struct("<QQQ")                         # addr, len, dev_id
+
+
+def pack_descs(descs):
+    return b"".join(DESC.pack(*d) for d in descs)
+
+
+def unpack_descs(data):
+    """Descriptors from a peer's bytes: whole records only, one per block and layer at most."""
+    if len(data) % DESC.size or len(data) // DESC.size > LAYERS * BLOCKS:
+        raise ValueError(f"{len(data)} bytes are not a list of block descriptors")
+    return [DESC.unpack_from(data, off) for off in range(0, len(data), DESC.size)]
 
 try:
     import torch
@@ -56,8 +72,7 @@ def decode(backend, gpu):
     agent.register_memory(cache)
     print(f"PORT {agent.get_listen_port()}", flush=True)
     wait("the prefill metadata", lambda: agent.check_remote_metadata("prefill"))
-    agent.send_notif("prefill", agent.get_serialized_descs(
-        agent.get_xfer_descs(blocks_of(cache, SENT))))
+    agent.send_notif("prefill", pack_descs(agent.get_xfer_descs(blocks_of(cache, SENT))))
     wait("the blocks", lambda: agent.check_remote_xfer_done("prefill", b"KV_WRITTEN"))
     want = prefill_data(dev)
     ok = all(torch.equal(cache[:, b], want[:, b]) for b in SENT)
@@ -93,7 +108,7 @@ def prefill(backend, gpu, target_gpu):
         notes = []
         wait("the free blocks", lambda: notes.extend(agent.get_new_notifs().get("decode", []))
              or notes)
-        remote = agent.deserialize_descs(notes[0])
+        remote = agent.get_xfer_descs(unpack_descs(notes[0]), "VRAM")
 
         transfer(agent, "WRITE", blocks_of(cache, SENT), remote, b"KV_WRITTEN")
         transfer(agent, "READ", blocks_of(back, SENT), remote, b"KV_READ")

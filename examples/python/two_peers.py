@@ -6,11 +6,16 @@ waits for both. The target sends its descriptors to the initiator in a notificat
 initiator WRITEs a pattern into the target and READs another one back, each with a notification
 that the target checks. Exit status 0 and "two_peers: SUCCESS" when every byte is right.
 
+A notification is bytes from another process: the descriptors travel as plain integers
+(pack_descs / unpack_descs), which the receiver checks and never executes. (deserialize_descs
+would also be safe, since it loads only descriptor-list classes, but nothing here needs pickle.)
+
     python3 two_peers.py [--backend SHM|UCX]
     python3 two_peers.py --role target [--backend B]          (prints "PORT <n>")
     python3 two_peers.py --role initiator --port N [--backend B]
 """
 import argparse
+import struct
 import subprocess
 import sys
 import time
@@ -21,6 +26,21 @@ from nixl._api import nixl_agent, nixl_agent_config
 
 SIZE = 1 << 20
 DEADLINE_S = 30
+
+
+DESC = struct.Struct("<QQQ")  # addr, len, dev_id
+MAX_DESCS = 1024
+
+
+def pack_descs(descs):
+    return b"".join(DESC.pack(*d) for d in descs)
+
+
+def unpack_descs(data):
+    """Descriptors from a peer's bytes: whole records only, and not too many."""
+    if len(data) % DESC.size or len(data) // DESC.size > MAX_DESCS:
+        raise ValueError(f"{len(data)} bytes are not a list of descriptors")
+    return [DESC.unpack_from(data, off) for off in range(0, len(data), DESC.size)]
 
 
 def fail(who, why):
@@ -46,8 +66,8 @@ def run_target(backend):
     print(f"PORT {agent.get_listen_port()}", flush=True)
 
     wait_for("target", "the initiator's metadata", lambda: agent.check_remote_metadata("initiator"))
-    descs = agent.get_xfer_descs([(dst.ctypes.data, SIZE, 0), (src.ctypes.data, SIZE, 0)], "DRAM")
-    agent.send_notif("initiator", b"DESCS:" + agent.get_serialized_descs(descs))
+    descs = [(dst.ctypes.data, SIZE, 0), (src.ctypes.data, SIZE, 0)]
+    agent.send_notif("initiator", b"DESCS:" + pack_descs(descs))
 
     wait_for("target", "WRITE notification",
              lambda: agent.check_remote_xfer_done("initiator", b"WRITE_DONE"))
@@ -79,7 +99,10 @@ def run_initiator(backend, port):
         return any(m.startswith(b"DESCS:") for m in msgs)
 
     wait_for("initiator", "the target's descriptors", got_descs)
-    remote = agent.deserialize_descs(next(m for m in msgs if m.startswith(b"DESCS:"))[6:])
+    try:
+        remote = unpack_descs(next(m for m in msgs if m.startswith(b"DESCS:"))[6:])
+    except ValueError as e:
+        fail("initiator", f"bad descriptor notification: {e}")
     if len(remote) != 2:
         fail("initiator", "bad descriptor notification")
     rdst_desc, rsrc_desc = remote[0], remote[1]

@@ -15,6 +15,9 @@ static const nixl_param_t shm_default_params[] = {
     {"async_threshold", "0"},
     {"notif_ring_size", "262144"},
     {"gpu_max_blocks", "0"},
+    {"trusted_uids", ""},       /* shm_trust.c */
+    {"notif_senders", "checked"},
+    {"ptracer", "any"},
 };
 
 static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *threshold,
@@ -96,7 +99,11 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     nixl_status_t st = shm_parse_params(init, &threshold, &ring_size, &gpu_blocks);
     if (st != NIXL_SUCCESS)
         return st;
-    st = shm_sys_check_cma(host);
+    shm_trust_t trust;
+    st = shm_trust_parse(init, &trust);
+    if (st != NIXL_SUCCESS)
+        return st;
+    st = shm_sys_check_cma(host, trust.ptracer_any);
     if (st != NIXL_SUCCESS)
         return st;
 
@@ -104,6 +111,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     if (!eng)
         goto err_oom;
     eng->host = host;
+    eng->trust = trust;
     eng->async_threshold = threshold;
     eng->gpu_max_blocks = gpu_blocks;
     eng->ring_size = (size_t)ring_size;

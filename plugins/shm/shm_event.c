@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "log_limit.h"
 #include "shm_priv.h"
 
 #define SHM_READ_BUDGET (16u << 20) /* bytes per connection per round, for fairness */
@@ -61,6 +62,9 @@
 #define SHM_PENDING_POLL_MS 1
 #define SHM_PENDING_SLOW_MS 50
 #define SHM_PENDING_PATIENCE_MS 100
+/* accept() out of descriptors: the listener is set aside this long, doubling to the max. */
+#define SHM_ACCEPT_BACKOFF_MIN_MS 50u
+#define SHM_ACCEPT_BACKOFF_MAX_MS 1000u
 /* Destroy: how long queued notifications may take to leave. */
 #define SHM_FLUSH_LINGER_MS 1000
 
@@ -120,6 +124,7 @@ static void conn_close(nixl_be_engine_t *eng, shm_conn_t *conn)
     shm_slot_free(eng, conn->slot);
     if (conn->ring)
         shm_ring_put(eng, conn->ring);
+    shm_trust_forget(conn);
     free(conn->big);
     free(conn->name);
     free(conn);
@@ -162,19 +167,58 @@ static int send_ctl(shm_conn_t *conn, uint32_t type, uint64_t a, uint64_t b, uin
     return n == (ssize_t)sizeof(f) ? 1 : n <= 0 ? 0 : -1;
 }
 
+/* Watch the listener again, or stop watching it (ev_lock held). */
+static void listen_watch(nixl_be_engine_t *eng, bool on)
+{
+    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.u64 = eng->listen_data};
+    epoll_ctl(eng->ep_fd, EPOLL_CTL_MOD, eng->listen_fd, &ev);
+}
+
+/*
+ * accept() out of descriptors or memory leaves the listener readable: watched, it would wake
+ * the thread at once, for ever. It is set aside for a backoff that doubles while the shortage
+ * lasts (connections wait in the backlog meanwhile), and the failure is logged rate-limited.
+ */
+static void accept_back_off(nixl_be_engine_t *eng, int e)
+{
+    uint32_t b = eng->accept_backoff_ms ? eng->accept_backoff_ms * 2 : SHM_ACCEPT_BACKOFF_MIN_MS;
+    eng->accept_backoff_ms = b > SHM_ACCEPT_BACKOFF_MAX_MS ? SHM_ACCEPT_BACKOFF_MAX_MS : b;
+    eng->accept_resume_ms = nixl_now_ms() + eng->accept_backoff_ms;
+    listen_watch(eng, false);
+    static nixl_log_limit_t lim = NIXL_LOG_LIMIT_INIT;
+    uint64_t rep;
+    if (nixl_log_limit_pass(&lim, strerror(e), nixl_now_ns(), &rep))
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "accept on @%s: %s; retrying in up to %u ms (%llu times before)",
+                    eng->info.sock_name, strerror(e), SHM_ACCEPT_BACKOFF_MAX_MS,
+                    (unsigned long long)rep);
+}
+
 static void accept_all(nixl_be_engine_t *eng)
 {
+    if (eng->accept_resume_ms)
+        return; /* backing off */
     for (;;) {
         int fd = accept4(eng->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN)
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+                accept_back_off(eng, e);
+            else if (e != EAGAIN)
                 NIXL_BE_LOG(eng->host, NIXL_LOG_ERROR, "accept on @%s: %s", eng->info.sock_name,
-                            strerror(errno));
+                            strerror(e));
             return;
         }
+        eng->accept_backoff_ms = 0;
         shm_conn_t *conn = malloc(sizeof(*conn));
+        if (conn && !shm_trust_accept(eng, fd, conn)) {
+            free(conn);
+            close(fd);
+            continue;
+        }
+        pid_t cred_pid = conn ? conn->cred_pid : 0;
         uint64_t data = 0;
         uint32_t slot = conn ? shm_slot_add(eng, SHM_SLOT_CONN, conn, &data) : SHM_SLOT_NONE;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = data};
@@ -188,6 +232,7 @@ static void accept_all(nixl_be_engine_t *eng)
             continue;
         }
         memset(conn, 0, offsetof(shm_conn_t, rbuf));
+        conn->cred_pid = cred_pid;
         conn->fd = fd;
         conn->slot = slot;
         conn->ev_data = data;
@@ -215,11 +260,13 @@ static void accept_all(nixl_be_engine_t *eng)
     }
 }
 
-static void deliver(nixl_be_engine_t *eng, const uint8_t *body, uint32_t name_len,
-                    uint64_t msg_len)
+/* A notification reaches the application only from the process of the peer it names. */
+static void deliver(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *body,
+                    uint32_t name_len, uint64_t msg_len)
 {
-    eng->host->notif(eng->host, (const char *)body, name_len, body + name_len,
-                     (size_t)msg_len);
+    if (shm_trust_sender(eng, conn, (const char *)body, name_len))
+        eng->host->notif(eng->host, (const char *)body, name_len, body + name_len,
+                         (size_t)msg_len);
 }
 
 /* A notification frame: in sequence with the ring (shm_ring.c, "Order and loss"). */
@@ -250,7 +297,7 @@ static bool frame_notif(nixl_be_engine_t *eng, shm_conn_t *conn, const uint8_t *
                     "connection");
         return false;
     }
-    deliver(eng, body, name_len, msg_len);
+    deliver(eng, conn, body, name_len, msg_len);
     conn->next_seq++;
     return true;
 }
@@ -691,6 +738,15 @@ static void *event_main(void *arg)
             timeout = slow ? SHM_PENDING_SLOW_MS : SHM_PENDING_POLL_MS;
         else
             timeout = eng->polling ? SHM_POLL_IDLE_MS : -1;
+        if (eng->accept_resume_ms) {
+            uint64_t now = nixl_now_ms();
+            if (now >= eng->accept_resume_ms) {
+                eng->accept_resume_ms = 0;
+                listen_watch(eng, true); /* level-triggered: reports what waits */
+            } else if (timeout < 0 || (uint64_t)timeout > eng->accept_resume_ms - now) {
+                timeout = (int)(eng->accept_resume_ms - now);
+            }
+        }
         pthread_mutex_unlock(&eng->ev_lock);
     }
 }
@@ -788,7 +844,7 @@ nixl_status_t shm_event_start(nixl_be_engine_t *eng)
     eng->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (eng->ep_fd < 0 || eng->ep_in < 0 || eng->wake_fd < 0)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "epoll/eventfd: %s", strerror(errno));
-    if (watch(eng, eng->listen_fd, SHM_SLOT_LISTEN, NULL) != NIXL_SUCCESS ||
+    if (watch(eng, eng->listen_fd, SHM_SLOT_LISTEN, &eng->listen_data) != NIXL_SUCCESS ||
         watch(eng, eng->wake_fd, SHM_SLOT_WAKE, NULL) != NIXL_SUCCESS ||
         watch(eng, eng->ep_in, SHM_SLOT_INBOUND, &eng->ep_in_data) != NIXL_SUCCESS)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "epoll_ctl: %s", strerror(errno));

@@ -167,9 +167,10 @@ static size_t dial_wait_offer(int fd, uint8_t *rx)
     return have;
 }
 
-/* Open a connection to the peer's socket and make sure the listener is the pid it claimed. */
-static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out, uint8_t *rx,
-                               size_t *rx_len)
+/* Open a connection to the peer's socket and make sure the listener is the pid it claimed;
+ * with `wait_offer`, wait (bounded) for its ring offer. */
+static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, bool wait_offer,
+                               int *out, uint8_t *rx, size_t *rx_len)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path + 1, peer->info.sock_name, peer->info.sock_len);
@@ -211,12 +212,19 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out
                            "peer restarted; reload its metadata",
                            peer->info.sock_name, peer->name, other, (int)peer->pid);
     }
-    *rx_len = SHM_RING_SUPPORTED ? dial_wait_offer(fd, rx) : 0;
+    *rx_len = SHM_RING_SUPPORTED && wait_offer ? dial_wait_offer(fd, rx) : 0;
     *out = fd;
     return NIXL_SUCCESS;
 }
 
-nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
+/*
+ * Connect if not connected. `wait_offer`: wait up to SHM_RING_WAIT_MS for the ring offer, so
+ * that a first notification sent right away can use the ring. Only the data path waits: a
+ * control call (load, make_connection) runs under the agent's control lock and, for a LOAD
+ * from the side channel, on its only thread, and a stopped process would hold both for the
+ * whole wait (issue 14); there the offer is taken by the event thread when it comes.
+ */
+static nixl_status_t peer_connect(nixl_be_engine_t *eng, shm_peer_t *peer, bool wait_offer)
 {
     if (atomic_load(&peer->dead) || atomic_load(&peer->forgotten))
         return peer_gone_error(eng, peer);
@@ -226,7 +234,7 @@ nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
     int fd;
     uint8_t rx[SHM_CTL_LEN];
     size_t rx_len = 0;
-    nixl_status_t st = peer_dial(eng, peer, &fd, rx, &rx_len);
+    nixl_status_t st = peer_dial(eng, peer, wait_offer, &fd, rx, &rx_len);
     if (st != NIXL_SUCCESS)
         return st;
 
@@ -267,6 +275,11 @@ nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
     pthread_mutex_unlock(&peer->lock);
     pthread_mutex_unlock(&eng->ev_lock);
     return NIXL_SUCCESS;
+}
+
+nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
+{
+    return peer_connect(eng, peer, true);
 }
 
 void shm_peer_close_conn(nixl_be_engine_t *eng, shm_peer_t *peer)
@@ -644,7 +657,7 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
 
     /* Connect now, so a peer that dies is noticed by its hang-up before the next post. A
      * failure is not the load's: it is reported when the peer is used. */
-    if (shm_peer_ensure_connected(eng, peer) != NIXL_SUCCESS)
+    if (peer_connect(eng, peer, false) != NIXL_SUCCESS)
         NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "agent '%s' loaded but not reachable yet", agent);
     shm_peer_unref(peer, 1);
     return NIXL_SUCCESS;
@@ -658,7 +671,7 @@ nixl_status_t shm_connect(nixl_be_engine_t *eng, const char *agent)
     if (!peer)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND, "no connection info loaded for '%s'",
                            agent);
-    nixl_status_t st = shm_peer_ensure_connected(eng, peer);
+    nixl_status_t st = peer_connect(eng, peer, false);
     shm_peer_unref(peer, 1);
     return st;
 }

@@ -246,6 +246,17 @@ typedef struct shm_slot {
 
 #define SHM_SLOT_NONE UINT32_MAX
 
+/* ---- trust (shm_trust.c) ---- */
+
+#define SHM_TRUSTED_UIDS_MAX 16u
+
+typedef struct shm_trust {
+    uid_t uids[SHM_TRUSTED_UIDS_MAX]; /* trusted_uids: besides our own */
+    unsigned num_uids;
+    bool ptracer_any; /* ptracer=any: PR_SET_PTRACER_ANY under Yama ptrace_scope=1 */
+    enum { SHM_SENDERS_CHECKED, SHM_SENDERS_LOADED, SHM_SENDERS_USER } senders;
+} shm_trust_t;
+
 /* ---- inbound connections ---- */
 
 #define SHM_RBUF (64u << 10) /* small frames are delivered straight from here */
@@ -276,6 +287,8 @@ typedef struct shm_conn {
     uint64_t pending_since_ms;
     char *name; /* from SHMH */
     size_t name_len;
+    pid_t cred_pid;          /* the connecting process (SO_PEERCRED) */
+    struct shm_peer *sender; /* the loaded peer it was checked to be (a reference), or NULL */
     uint8_t rbuf[SHM_RBUF];
 } shm_conn_t;
 
@@ -307,6 +320,7 @@ struct nixl_be_engine {
     const nixl_host_t *host;
     char *name;
     size_t name_len;
+    shm_trust_t trust;        /* who may connect and notify (shm_trust.c) */
     uint64_t async_threshold; /* 0: never */
     unsigned gpu_max_blocks;  /* thread blocks of a GPU copy; 0: the default */
     shm_md_hdr_t local_md;    /* the md of every local region */
@@ -318,6 +332,9 @@ struct nixl_be_engine {
     struct sockaddr_un addr;
     socklen_t addr_len;
     int listen_fd, wake_fd;
+    uint64_t listen_data;       /* its epoll data */
+    uint64_t accept_resume_ms;  /* accept() ran out of fds: not watched before (0: watched) */
+    uint32_t accept_backoff_ms; /* doubles while it lasts */
     int ep_fd; /* listen, wake-up, outgoing connections, and ep_in while nobody polls */
     int ep_in; /* inbound connections: what progress() polls */
     uint64_t ep_in_data;
@@ -354,8 +371,9 @@ struct nixl_be_engine {
     pthread_t worker;
 };
 
-/* shm_sys.c: facts about this host and process. */
-nixl_status_t shm_sys_check_cma(const nixl_host_t *host);
+/* shm_sys.c: facts about this host and process. ptracer_any: under Yama ptrace_scope=1, let
+ * any process of our user attach (PR_SET_PTRACER_ANY). */
+nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any);
 void shm_sys_identity(shm_conn_info_t *info);
 size_t shm_conn_encode(const shm_conn_info_t *info, uint8_t *out);
 nixl_status_t shm_conn_decode(const void *blob, size_t len, shm_conn_info_t *out,
@@ -393,6 +411,16 @@ nixl_status_t shm_connect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t shm_disconnect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t shm_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
                             size_t len);
+
+/* shm_trust.c: who may connect and notify. */
+nixl_status_t shm_trust_parse(const nixl_be_init_t *init, shm_trust_t *t);
+bool shm_trust_uid(const nixl_be_engine_t *eng, uid_t uid);
+/* An accepted socket: false (refused, logged) unless its uid is trusted; fills cred_pid. */
+bool shm_trust_accept(nixl_be_engine_t *eng, int fd, shm_conn_t *conn);
+/* Whether a notification signed `name` may be delivered from this connection (ev_lock). */
+bool shm_trust_sender(nixl_be_engine_t *eng, shm_conn_t *conn, const char *name,
+                      size_t name_len);
+void shm_trust_forget(shm_conn_t *conn); /* conn closes: drop its sender reference */
 
 /* shm_event.c: the listen socket, the event thread, inbound connections. */
 nixl_status_t shm_event_start(nixl_be_engine_t *eng);

@@ -276,7 +276,8 @@ bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool
             ring_copy_out(r, conn->tail + SHM_REC_HDR, eng->scratch, len);
             msg = eng->scratch;
         }
-        eng->host->notif(eng->host, conn->name, conn->name_len, msg, len);
+        if (shm_trust_sender(eng, conn, conn->name, conn->name_len))
+            eng->host->notif(eng->host, conn->name, conn->name_len, msg, len);
         ring_zero(r, conn->tail + 1, (size_t)rl - 1);
         __atomic_store_n(commit, (uint8_t)0, __ATOMIC_RELEASE);
         conn->tail += rl;

@@ -81,7 +81,7 @@ static bool has_cap_sys_ptrace(void)
     return (caps >> CAP_SYS_PTRACE_BIT) & 1u;
 }
 
-nixl_status_t shm_sys_check_cma(const nixl_host_t *host)
+nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any)
 {
     char buf[32];
 
@@ -89,8 +89,16 @@ nixl_status_t shm_sys_check_cma(const nixl_host_t *host)
      * ptrace, so a peer could not reach us (or we it) without the right setting. */
     if (read_small_file("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof(buf))) {
         int scope = atoi(buf);
-        if (scope == 1) {
-            /* Our peers are not our ancestors: allow any process of our user to attach. */
+        if (scope == 1 && !ptracer_any) {
+            /* ptracer=none: the process keeps Yama's protection; a peer reaches us only with
+             * CAP_SYS_PTRACE or as our ancestor (docs/security.md). */
+            NIXL_BE_LOG(host, NIXL_LOG_INFO,
+                        "kernel.yama.ptrace_scope=1 and ptracer=none: peers need "
+                        "CAP_SYS_PTRACE (or to be an ancestor) to copy to and from this "
+                        "process");
+        } else if (scope == 1) {
+            /* Our peers are not our ancestors: allow any process of our user to attach. This
+             * gives up Yama's protection for the whole process (ptracer=none keeps it). */
             if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0) {
                 return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
                                    "kernel.yama.ptrace_scope=1 and prctl(PR_SET_PTRACER) "

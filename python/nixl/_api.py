@@ -16,6 +16,7 @@ from nixl._bindings import (  # noqa: F401  (re-exported names the reference has
     nixlRemoteDList,
     nixlXferDList,
 )
+from nixl._pickle import loads_descs
 from nixl.logging import get_logger
 
 logger = get_logger(__name__)
@@ -490,4 +491,6 @@ class nixl_agent:
         return pickle.dumps(descs)
 
     def deserialize_descs(self, serialized_descs):
-        return pickle.loads(serialized_descs)
+        # Only descriptor-list classes are resolved: these bytes usually come from a peer
+        # (a notification), and plain pickle.loads would run whatever they name.
+        return loads_descs(serialized_descs)

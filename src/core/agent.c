@@ -564,6 +564,7 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     nixl_err_saved_t saved; /* the listener may try an address family that fails first */
     nixl_err_save(&saved);
     st = md_exchange_init(a);
+    a->cfg.listen_addr = NULL; /* borrowed for this call only */
     if (st != NIXL_SUCCESS) {
         pthread_mutex_destroy(&a->handles_lock);
         pthread_rwlock_destroy(&a->lock);

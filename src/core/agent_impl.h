@@ -127,6 +127,7 @@ struct nixl_agent {
     pthread_mutex_t sc_lock;
     struct nixl_sc *sc;
     nixl_fetch_rec_t *fetches;
+    size_t sc_max_peers; /* peers a side-channel LOAD may add up to (NIXL_SIDECHANNEL_MAX_PEERS) */
     /* The etcd client when NIXL_ETCD_ENDPOINTS is set (calls without ip_addr go there). */
     struct nixl_etcd *etcd;
 };
@@ -257,6 +258,10 @@ void md_exchange_fini(nixl_agent_t *a);
 /* The error of the last fetch of `name` if it failed (reason set), else NIXL_SUCCESS. Must
  * not be called with the agent lock held. */
 nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name);
+/* nixl_agent_load_remote_md that refuses (NOT_ALLOWED) to add a peer beyond `max_peers`
+ * loaded ones; a peer already loaded may be reloaded (metadata.c). */
+nixl_status_t agent_load_md_bounded(nixl_agent_t *agent, const void *blob, size_t len,
+                                    size_t max_peers, char **out_name);
 
 /* ---- transfers (xfer.c) ---- */
 /* Destroy: release every request (newest first), retrying those the engine refuses for a

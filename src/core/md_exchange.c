@@ -71,6 +71,14 @@ static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, ch
     return nixl_agent_load_remote_md(ctx, blob, len, name);
 }
 
+/* A LOAD from the side channel: anyone who can reach the listener can send one, so the peers
+ * it may add are bounded (NIXL_SIDECHANNEL_MAX_PEERS); a loaded peer may still be reloaded. */
+static nixl_status_t hook_sc_load_md(void *ctx, const uint8_t *blob, size_t len, char **name)
+{
+    nixl_agent_t *a = ctx;
+    return agent_load_md_bounded(a, blob, len, a->sc_max_peers, name);
+}
+
 static void hook_invalidate(void *ctx, const char *name)
 {
     nixl_status_t st = nixl_agent_invalidate_remote_md(ctx, name);
@@ -88,13 +96,18 @@ static void hook_fetch_done(void *ctx, const char *name, nixl_status_t st, const
 
 static nixl_status_t sc_start(nixl_agent_t *a, bool listen)
 {
-    nixl_sc_config_t cfg = {.listen = listen, .port = a->cfg.listen_port, .agent_name = a->name};
-    nixl_status_t st = nixl_sc_config_load(&cfg);
-    if (st != NIXL_SUCCESS)
-        return st;
-    nixl_sc_hooks_t hooks = {.ctx = a, .get_md = hook_get_md, .load_md = hook_load_md,
-                             .invalidate = hook_invalidate, .fetch_done = hook_fetch_done};
-    return nixl_sc_create(&cfg, &hooks, &a->sc);
+    nixl_sc_config_t cfg = {.listen = listen, .port = a->cfg.listen_port,
+                            .bind_addr = a->cfg.listen_addr, .agent_name = a->name};
+    char *bind_owned = NULL;
+    nixl_status_t st = nixl_sc_config_load(&cfg, &bind_owned);
+    if (st == NIXL_SUCCESS) {
+        a->sc_max_peers = cfg.max_peers;
+        nixl_sc_hooks_t hooks = {.ctx = a, .get_md = hook_get_md, .load_md = hook_sc_load_md,
+                                 .invalidate = hook_invalidate, .fetch_done = hook_fetch_done};
+        st = nixl_sc_create(&cfg, &hooks, &a->sc);
+    }
+    free(bind_owned);
+    return st;
 }
 
 nixl_status_t md_exchange_init(nixl_agent_t *a)

@@ -528,6 +528,12 @@ static void load_rollback(load_ctx_t *c)
 nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, size_t len,
                                         char **out_name)
 {
+    return agent_load_md_bounded(agent, blob, len, SIZE_MAX, out_name);
+}
+
+nixl_status_t agent_load_md_bounded(nixl_agent_t *agent, const void *blob, size_t len,
+                                    size_t max_peers, char **out_name)
+{
     if (!agent || (!blob && len))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "load_remote_md: agent and blob are required");
     nixl_md_view_t v;
@@ -586,6 +592,11 @@ nixl_status_t nixl_agent_load_remote_md(nixl_agent_t *agent, const void *blob, s
         peer_remove(agent, c.peer);
         agent_tables_release(agent);
         c.peer = NULL;
+    }
+    if (!c.peer && agent->peers.count >= max_peers) {
+        st = nixl_err(NIXL_ERR_NOT_ALLOWED, "load_remote_md: %zu peers are loaded already "
+                      "(NIXL_SIDECHANNEL_MAX_PEERS); '%s' is refused", agent->peers.count, name);
+        goto out_unlock;
     }
     if (!c.peer) {
         c.peer = peer_alloc(name);

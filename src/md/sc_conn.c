@@ -22,6 +22,8 @@
 #define SC_READ_CHUNK (64u * 1024u)
 /* Reads per wake-up per connection, so that one fast sender cannot starve the others. */
 #define SC_READS_PER_PASS 16
+/* How often the average rate of a message in progress is checked once it may be judged. */
+#define SC_RATE_CHECK_MS 250u
 
 static sc_conn_t *conn_alloc(nixl_sc_t *sc)
 {
@@ -144,6 +146,7 @@ void sc_conn_queue(sc_conn_t *c, uint8_t *frame, size_t len)
     *o = (sc_out_t){.data = frame, .len = len};
     if (!c->out_head)
         c->last_tx_ns = nixl_now_ns();
+    c->out_bytes += len;
     *c->out_tail = o;
     c->out_tail = &o->next;
 }
@@ -190,6 +193,17 @@ static void cmd_load(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
 
 static void cmd_send(nixl_sc_t *sc, sc_conn_t *c)
 {
+    /* A peer that asks and never reads would make us hold every answer: past the bound it is
+     * dropped. One answer is always allowed, however large the metadata. */
+    if (c->out_bytes >= sc->cfg.max_queued) {
+        NIXL_LOG_LIMITED(NIXL_LOG_WARN, "side channel (agent '%s'): a peer asks for metadata "
+                         "and does not read the answers (NIXL_SIDECHANNEL_MAX_QUEUED); "
+                         "disconnected", sc->agent_name);
+        sc_conn_fail(sc, c, NIXL_ERR_REMOTE_DISCONNECT,
+                     "%s has %zu bytes of answers unread (NIXL_SIDECHANNEL_MAX_QUEUED=%llu)",
+                     c->peer, c->out_bytes, (unsigned long long)sc->cfg.max_queued);
+        return;
+    }
     uint8_t *blob = NULL;
     size_t len = 0;
     nixl_status_t st = sc->hooks.get_md(sc->hooks.ctx, &blob, &len);
@@ -232,7 +246,7 @@ static bool conn_frame(nixl_sc_t *sc, sc_conn_t *c, const uint8_t *body, size_t 
     sc_cmd_t cmd;
     const char *why = NULL;
     int r;
-    while ((r = sc_body_next(&it, &cmd, &why)) > 0) {
+    while (!c->dead && (r = sc_body_next(&it, &cmd, &why)) > 0) {
         switch (cmd.verb) {
         case SC_VERB_LOAD:
             cmd_load(sc, c, &cmd);
@@ -248,6 +262,8 @@ static bool conn_frame(nixl_sc_t *sc, sc_conn_t *c, const uint8_t *body, size_t 
                       c->peer);
         }
     }
+    if (c->dead)
+        return false;
     if (r < 0) {
         sc_conn_fail(sc, c, NIXL_ERR_MISMATCH, "%s sent a %zu-byte message that is not a NIXL "
                      "side-channel message (%s); connection closed", c->peer, len, why);
@@ -279,6 +295,11 @@ static void conn_read(nixl_sc_t *sc, sc_conn_t *c)
             return;
         }
         c->last_rx_ns = nixl_now_ns();
+        if (!sc_reader_partial(&c->rd)) {
+            c->frame_start_ns = c->last_rx_ns;
+            c->frame_bytes = 0;
+        }
+        c->frame_bytes += (uint64_t)n;
         size_t pos = 0;
         while (pos < (size_t)n && !c->dead) {
             size_t used = 0;
@@ -289,6 +310,8 @@ static void conn_read(nixl_sc_t *sc, sc_conn_t *c)
                 uint8_t *body = sc_reader_take(&c->rd, &len);
                 conn_frame(sc, c, body, len);
                 free(body);
+                c->frame_start_ns = c->last_rx_ns;
+                c->frame_bytes = (size_t)n - pos;
             } else if (fr == SC_FEED_TOO_LARGE) {
                 sc_conn_fail(sc, c, NIXL_ERR_MISMATCH,
                              "%s announced a %llu-byte message, more than the limit of %llu "
@@ -318,6 +341,7 @@ static void conn_write(nixl_sc_t *sc, sc_conn_t *c)
         }
         c->last_tx_ns = nixl_now_ns();
         o->off += (size_t)n;
+        c->out_bytes -= (size_t)n;
         if (o->off < o->len)
             continue;
         c->out_head = o->next;
@@ -351,6 +375,35 @@ void sc_conn_events(nixl_sc_t *sc, sc_conn_t *c, short revents)
         conn_write(sc, c);
 }
 
+uint64_t sc_conn_last_active(const sc_conn_t *c)
+{
+    return c->last_rx_ns > c->last_tx_ns ? c->last_rx_ns : c->last_tx_ns;
+}
+
+/*
+ * The stall timer alone restarts on every byte, so a peer trickling a message keeps its slot
+ * for ever: once a message has been arriving for longer than the stall timeout, it must have
+ * averaged cfg.min_rate bytes/s since it began.
+ */
+static bool conn_rate_ok(nixl_sc_t *sc, sc_conn_t *c, uint64_t now)
+{
+    uint64_t elapsed = now - c->frame_start_ns;
+    if (!sc->cfg.min_rate || elapsed < sc_ms_to_ns(sc->cfg.stall_timeout_ms))
+        return true;
+    /* bytes * 1e9 / elapsed_ns, without overflow for any frame below 2^34 bytes */
+    double rate = (double)c->frame_bytes * 1e9 / (double)elapsed;
+    if (rate >= (double)sc->cfg.min_rate)
+        return true;
+    NIXL_LOG_LIMITED(NIXL_LOG_WARN, "side channel (agent '%s'): a peer sends a message slower "
+                     "than NIXL_SIDECHANNEL_MIN_RATE; disconnected", sc->agent_name);
+    sc_conn_fail(sc, c, NIXL_ERR_REMOTE_DISCONNECT,
+                 "%s sent %llu bytes in %llu ms, below %llu bytes/s "
+                 "(NIXL_SIDECHANNEL_MIN_RATE); disconnected", c->peer,
+                 (unsigned long long)c->frame_bytes, (unsigned long long)(elapsed / 1000000u),
+                 (unsigned long long)sc->cfg.min_rate);
+    return false;
+}
+
 uint64_t sc_conn_timeouts(nixl_sc_t *sc, sc_conn_t *c, uint64_t now)
 {
     if (c->dead)
@@ -373,6 +426,20 @@ uint64_t sc_conn_timeouts(nixl_sc_t *sc, sc_conn_t *c, uint64_t now)
             return UINT64_MAX;
         }
         next = c->last_rx_ns + stall;
+        if (!conn_rate_ok(sc, c, now))
+            return UINT64_MAX;
+        if (now + sc_ms_to_ns(SC_RATE_CHECK_MS) < next)
+            next = now + sc_ms_to_ns(SC_RATE_CHECK_MS);
+    } else if (!c->outbound && !c->out_head) {
+        uint64_t idle = sc_ms_to_ns(sc->cfg.idle_timeout_ms), act = sc_conn_last_active(c);
+        if (now - act >= idle) {
+            NIXL_DEBUG("side channel: %s idle for %u ms; closed", c->peer,
+                       sc->cfg.idle_timeout_ms);
+            sc_conn_fail(sc, c, NIXL_ERR_REMOTE_DISCONNECT, "%s was idle for %u ms", c->peer,
+                         sc->cfg.idle_timeout_ms);
+            return UINT64_MAX;
+        }
+        next = act + idle;
     }
     if (c->out_head) {
         if (now - c->last_tx_ns >= stall) {
@@ -442,6 +509,7 @@ void sc_conn_fail(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t status, const char 
         free(o);
     }
     c->out_tail = &c->out_head;
+    c->out_bytes = 0;
     if (undelivered)
         NIXL_ERROR("side channel (agent '%s'): %zu message(s) to %s not delivered: %s",
                    sc->agent_name, undelivered, c->peer, reason);

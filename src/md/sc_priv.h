@@ -45,7 +45,10 @@ typedef struct sc_conn {
     uint64_t last_rx_ns;
     uint64_t last_tx_ns; /* last write progress, or when the queue became non-empty */
     sc_reader_t rd;
+    uint64_t frame_start_ns; /* when the message being read began arriving */
+    uint64_t frame_bytes;    /* its bytes so far (for the minimum rate) */
     sc_out_t *out_head, **out_tail;
+    size_t out_bytes; /* queued, not yet written (bounded by cfg.max_queued for replies) */
     sc_fetch_t *fetch_head, **fetch_tail;
     uint64_t fetch_since_ns; /* when the oldest pending fetch was queued */
     nixl_status_t fail_status; /* why the connection died (for fetches queued afterwards) */
@@ -77,6 +80,11 @@ struct nixl_sc {
 
     sc_conn_t *conns;
     unsigned num_inbound;
+    char *bind_addr; /* cfg.bind_addr points here */
+    /* accept() ran out of descriptors or memory: the listener is not watched before
+     * accept_resume_ns; the backoff doubles while it lasts (0: accepting normally). */
+    uint64_t accept_resume_ns;
+    uint32_t accept_backoff_ms;
 };
 
 uint64_t sc_ms_to_ns(uint32_t ms);
@@ -100,6 +108,8 @@ void sc_conn_fail(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t status, const char 
 /* Report every pending fetch of the connection as failed (the connection stays). */
 void sc_conn_fail_fetches(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t status,
                           const char *reason);
+/* The last time the connection moved a byte either way (or was opened). */
+uint64_t sc_conn_last_active(const sc_conn_t *c);
 /* Free a dead connection. */
 void sc_conn_free(sc_conn_t *c);
 

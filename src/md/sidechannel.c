@@ -23,10 +23,25 @@
 #define SC_DEFAULT_STALL_MS 5000u
 #define SC_DEFAULT_REPLY_MS 10000u
 #define SC_DEFAULT_MAX_CONNS 1024u
+/* An honest peer sends a message in one go and keeps its connection for the next one; a
+ * minute of nothing frees the slot (the peer reconnects when it has something to say). */
+#define SC_DEFAULT_IDLE_MS 60000u
+/* A message still arriving after the stall timeout must have averaged this much: far below
+ * any network an agent runs on, far above a slowloris trickle. */
+#define SC_DEFAULT_MIN_RATE 4096u
+/* Replies (our metadata) queued for one peer that does not read them; a few full metadata
+ * blobs of a large agent. */
+#define SC_DEFAULT_MAX_QUEUED (64ull << 20)
+#define SC_DEFAULT_MAX_PEERS 4096u
 #define SC_BACKLOG 128
 /* After destroy is called, queued messages get this long beyond a connect timeout to leave. */
 #define SC_DRAIN_EXTRA_MS 1000u
 #define SC_ACCEPTS_PER_PASS 64
+/* accept() out of descriptors or memory: stop accepting for this long, doubling to the max
+ * while it lasts, so that the thread sleeps instead of spinning on a listener that stays
+ * readable. */
+#define SC_ACCEPT_BACKOFF_MIN_MS 50u
+#define SC_ACCEPT_BACKOFF_MAX_MS 1000u
 
 uint64_t sc_ms_to_ns(uint32_t ms)
 {
@@ -47,70 +62,188 @@ static nixl_status_t option_u64(const char *name, uint64_t min, uint64_t max, ui
     return NIXL_SUCCESS;
 }
 
-nixl_status_t nixl_sc_config_load(nixl_sc_config_t *cfg)
+nixl_status_t nixl_sc_config_load(nixl_sc_config_t *cfg, char **bind_owned)
 {
     uint64_t frame = SC_DEFAULT_MAX_FRAME, conn = SC_DEFAULT_CONNECT_MS,
              stall = SC_DEFAULT_STALL_MS, reply = SC_DEFAULT_REPLY_MS,
-             conns = SC_DEFAULT_MAX_CONNS;
+             conns = SC_DEFAULT_MAX_CONNS, idle = SC_DEFAULT_IDLE_MS,
+             rate = SC_DEFAULT_MIN_RATE, queued = SC_DEFAULT_MAX_QUEUED,
+             peers = SC_DEFAULT_MAX_PEERS;
     nixl_status_t st;
+    *bind_owned = NULL;
     if ((st = option_u64("NIXL_SIDECHANNEL_MAX_FRAME", 64, UINT64_MAX / 2, &frame)) ||
         (st = option_u64("NIXL_SIDECHANNEL_CONNECT_TIMEOUT_MS", 1, 3600000, &conn)) ||
         (st = option_u64("NIXL_SIDECHANNEL_STALL_TIMEOUT_MS", 1, 3600000, &stall)) ||
         (st = option_u64("NIXL_SIDECHANNEL_REPLY_TIMEOUT_MS", 1, 3600000, &reply)) ||
-        (st = option_u64("NIXL_SIDECHANNEL_MAX_CONNS", 1, 65536, &conns)))
+        (st = option_u64("NIXL_SIDECHANNEL_MAX_CONNS", 1, 65536, &conns)) ||
+        (st = option_u64("NIXL_SIDECHANNEL_IDLE_TIMEOUT_MS", 1, 86400000, &idle)) ||
+        (st = option_u64("NIXL_SIDECHANNEL_MIN_RATE", 0, UINT64_MAX / 2, &rate)) ||
+        (st = option_u64("NIXL_SIDECHANNEL_MAX_QUEUED", 4096, UINT64_MAX / 2, &queued)) ||
+        (st = option_u64("NIXL_SIDECHANNEL_MAX_PEERS", 1, UINT32_MAX, &peers)))
         return st;
+    if (!cfg->bind_addr || !*cfg->bind_addr) {
+        if ((st = nixl_config_string("NIXL_SIDECHANNEL_BIND", bind_owned)) != NIXL_SUCCESS)
+            return st;
+        cfg->bind_addr = *bind_owned;
+    }
     cfg->max_frame = frame;
     cfg->connect_timeout_ms = (uint32_t)conn;
     cfg->stall_timeout_ms = (uint32_t)stall;
     cfg->reply_timeout_ms = (uint32_t)reply;
     cfg->max_conns = (uint32_t)conns;
+    cfg->idle_timeout_ms = (uint32_t)idle;
+    cfg->min_rate = rate;
+    cfg->max_queued = queued;
+    cfg->max_peers = (uint32_t)peers;
     return NIXL_SUCCESS;
 }
 
-/* Bind the listener: IPv6 dual stack where the host has IPv6, else IPv4 only. */
-static nixl_status_t listen_open(nixl_sc_t *sc, int port)
+/* A bound, listening, non-blocking socket for one address; -1 with errno. */
+static int listen_socket(int family, const struct sockaddr *addr, socklen_t len)
 {
-    int one = 1, zero = 0, fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int one = 1, zero = 0, fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (family == AF_INET6) /* "::" (or all addresses) serves IPv4 too */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
-                                  .sin6_addr = in6addr_any};
-        if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) != 0) {
-            int e = errno;
-            close(fd);
-            fd = -1;
-            if (e != EADDRNOTAVAIL && e != EAFNOSUPPORT)
-                return nixl_err(NIXL_ERR_BACKEND, "cannot listen on port %d: %s", port,
-                                strerror(e));
-        }
-    }
-    if (fd < 0) {
-        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return nixl_err(NIXL_ERR_BACKEND, "cannot create a socket: %s", strerror(errno));
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                                 .sin_addr.s_addr = htonl(INADDR_ANY)};
-        if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) != 0) {
-            int e = errno;
-            close(fd);
-            return nixl_err(NIXL_ERR_BACKEND, "cannot listen on port %d: %s", port, strerror(e));
-        }
-    }
-    if (listen(fd, SC_BACKLOG) != 0) {
+    if (bind(fd, addr, len) != 0 || listen(fd, SC_BACKLOG) != 0) {
         int e = errno;
         close(fd);
-        return nixl_err(NIXL_ERR_BACKEND, "cannot listen on port %d: %s", port, strerror(e));
+        errno = e;
+        return -1;
     }
+    return fd;
+}
+
+/* All addresses: IPv6 dual stack where the host has IPv6, else IPv4 only (the reference). */
+static int listen_any(int port, int *err)
+{
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+                              .sin6_addr = in6addr_any};
+    int fd = listen_socket(AF_INET6, (struct sockaddr *)&a6, sizeof(a6));
+    if (fd >= 0 || (errno != EADDRNOTAVAIL && errno != EAFNOSUPPORT)) {
+        *err = errno;
+        return fd;
+    }
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    fd = listen_socket(AF_INET, (struct sockaddr *)&a4, sizeof(a4));
+    *err = errno;
+    return fd;
+}
+
+/* One given address (NIXL_SIDECHANNEL_BIND): an IP literal, bracketed or not, or a host name
+ * whose first address that binds is used. */
+static int listen_addr(const char *bind_addr, int port, int *err, const char **why)
+{
+    char host[256];
+    size_t n = strlen(bind_addr);
+    if (bind_addr[0] == '[' && n > 2 && bind_addr[n - 1] == ']') {
+        bind_addr++;
+        n -= 2;
+    }
+    if (n >= sizeof(host)) {
+        *why = "the address is too long";
+        return -1;
+    }
+    memcpy(host, bind_addr, n);
+    host[n] = '\0';
+    char service[8];
+    snprintf(service, sizeof(service), "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        *why = gai_strerror(rc);
+        return -1;
+    }
+    int fd = -1;
+    *err = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = listen_socket(ai->ai_family, ai->ai_addr, ai->ai_addrlen);
+        if (fd < 0)
+            *err = errno;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        *why = strerror(*err);
+    return fd;
+}
+
+static nixl_status_t listen_open(nixl_sc_t *sc, int port)
+{
+    const char *bind_addr = sc->cfg.bind_addr;
+    int err = 0, fd;
+    const char *why = NULL;
+    if (bind_addr && *bind_addr) {
+        fd = listen_addr(bind_addr, port, &err, &why);
+    } else {
+        fd = listen_any(port, &err);
+        why = strerror(err);
+    }
+    if (fd < 0)
+        return nixl_err(NIXL_ERR_BACKEND, "cannot listen on %s port %d: %s",
+                        bind_addr && *bind_addr ? bind_addr : "all addresses,", port, why);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     sc->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                               : ((struct sockaddr_in *)&ss)->sin_port);
     sc->listen_fd = fd;
-    NIXL_INFO("agent '%s': side channel listening on port %d", sc->agent_name, sc->port);
+    NIXL_INFO("agent '%s': side channel listening on %s port %d", sc->agent_name,
+              bind_addr && *bind_addr ? bind_addr : "all addresses,", sc->port);
     return NIXL_SUCCESS;
+}
+
+/* Out of descriptors or memory: the listener stays readable, so stop watching it for a while
+ * (it is retried after the backoff; connections wait in the backlog meanwhile). */
+static bool accept_exhausted(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+static void accept_back_off(nixl_sc_t *sc, int e)
+{
+    sc->accept_backoff_ms = sc->accept_backoff_ms
+                                ? (sc->accept_backoff_ms * 2 > SC_ACCEPT_BACKOFF_MAX_MS
+                                       ? SC_ACCEPT_BACKOFF_MAX_MS
+                                       : sc->accept_backoff_ms * 2)
+                                : SC_ACCEPT_BACKOFF_MIN_MS;
+    sc->accept_resume_ns = nixl_now_ns() + sc_ms_to_ns(sc->accept_backoff_ms);
+    NIXL_LOG_LIMITED(NIXL_LOG_WARN,
+                     "side channel (agent '%s'): cannot accept connections: %s; retrying in "
+                     "up to %u ms", sc->agent_name, strerror(e), SC_ACCEPT_BACKOFF_MAX_MS);
+}
+
+/*
+ * At the connection cap, the least recently active inbound connection makes room, preferring
+ * one with nothing in progress: a newcomer is never locked out by connections that merely
+ * stay open. Returns whether a slot was freed.
+ */
+static bool evict_one(nixl_sc_t *sc)
+{
+    sc_conn_t *victim = NULL;
+    bool victim_idle = false;
+    for (sc_conn_t *c = sc->conns; c; c = c->next) {
+        if (c->dead || c->outbound)
+            continue;
+        bool idle = !sc_reader_partial(&c->rd) && !c->out_head;
+        uint64_t act = sc_conn_last_active(c);
+        if (!victim || (idle && !victim_idle) ||
+            (idle == victim_idle && act < sc_conn_last_active(victim))) {
+            victim = c;
+            victim_idle = idle;
+        }
+    }
+    if (!victim)
+        return false;
+    NIXL_LOG_LIMITED(NIXL_LOG_INFO, "side channel (agent '%s'): %u connections open "
+                     "(NIXL_SIDECHANNEL_MAX_CONNS); closing the least active one to serve a "
+                     "new peer", sc->agent_name, sc->num_inbound);
+    sc_conn_fail(sc, victim, NIXL_ERR_REMOTE_DISCONNECT,
+                 "%s was closed to make room for a new connection", victim->peer);
+    return true;
 }
 
 static void listen_accept(nixl_sc_t *sc)
@@ -118,16 +251,17 @@ static void listen_accept(nixl_sc_t *sc)
     for (int i = 0; i < SC_ACCEPTS_PER_PASS; i++) {
         int fd = accept4(sc->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                NIXL_WARN("side channel: accept failed: %s", strerror(errno));
+            if (accept_exhausted(e))
+                accept_back_off(sc, e);
+            else if (e != EAGAIN && e != EWOULDBLOCK)
+                NIXL_LOG_LIMITED(NIXL_LOG_WARN, "side channel: accept failed: %s", strerror(e));
             return;
         }
-        if (sc->num_inbound >= sc->cfg.max_conns) {
-            NIXL_WARN("side channel (agent '%s'): %u connections already open "
-                      "(NIXL_SIDECHANNEL_MAX_CONNS); refusing a new one",
-                      sc->agent_name, sc->num_inbound);
+        sc->accept_backoff_ms = 0;
+        if (sc->num_inbound >= sc->cfg.max_conns && !evict_one(sc)) {
             close(fd);
             continue;
         }
@@ -276,8 +410,11 @@ static void *sc_worker(void *arg)
         }
         size_t k = 0;
         pfds[k++] = (struct pollfd){.fd = sc->wake_fd, .events = POLLIN};
-        if (sc->listen_fd >= 0)
+        bool accepting = sc->listen_fd >= 0 && now >= sc->accept_resume_ns;
+        if (accepting)
             pfds[k++] = (struct pollfd){.fd = sc->listen_fd, .events = POLLIN};
+        else if (sc->listen_fd >= 0 && sc->accept_resume_ns < next)
+            next = sc->accept_resume_ns;
         size_t first_conn = k;
         for (sc_conn_t *c = sc->conns; c; c = c->next) {
             short ev = c->connecting ? POLLOUT : (short)(POLLIN | (c->out_head ? POLLOUT : 0));
@@ -299,7 +436,7 @@ static void *sc_worker(void *arg)
             if (read(sc->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 NIXL_DEBUG("side channel: wake-up read failed: %s", strerror(errno));
         }
-        if (first_conn == 2 && (pfds[1].revents & POLLIN))
+        if (accepting && (pfds[1].revents & POLLIN))
             listen_accept(sc);
         for (size_t i = first_conn; i < k; i++)
             sc_conn_events(sc, pconn[i], pfds[i].revents);
@@ -325,8 +462,10 @@ nixl_status_t nixl_sc_create(const nixl_sc_config_t *cfg, const nixl_sc_hooks_t 
     sc->ops_tail = &sc->ops_head;
     sc->agent_name = strdup(cfg->agent_name ? cfg->agent_name : "");
     sc->cfg.agent_name = sc->agent_name;
+    sc->bind_addr = cfg->bind_addr && *cfg->bind_addr ? strdup(cfg->bind_addr) : NULL;
+    sc->cfg.bind_addr = sc->bind_addr;
     nixl_status_t st;
-    if (!sc->agent_name) {
+    if (!sc->agent_name || (cfg->bind_addr && *cfg->bind_addr && !sc->bind_addr)) {
         st = nixl_err_oom("side channel");
         goto free_sc;
     }
@@ -352,6 +491,7 @@ close_listen:
 close_wake:
     close(sc->wake_fd);
 free_sc:
+    free(sc->bind_addr);
     free(sc->agent_name);
     free(sc);
     return st;
@@ -473,6 +613,7 @@ void nixl_sc_destroy(nixl_sc_t *sc)
         close(sc->listen_fd);
     close(sc->wake_fd);
     pthread_mutex_destroy(&sc->lock);
+    free(sc->bind_addr);
     free(sc->agent_name);
     free(sc);
 }

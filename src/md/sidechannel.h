@@ -34,19 +34,34 @@ typedef struct nixl_sc_hooks {
     void (*fetch_done)(void *ctx, const char *name, nixl_status_t status, const char *reason);
 } nixl_sc_hooks_t;
 
+/*
+ * What the listener defends itself with (docs/security.md): every inbound connection costs a
+ * slot, a file descriptor and memory, so each is bounded in time (idle timeout, minimum rate
+ * of a message in progress), in memory (bytes queued for a peer that does not read), and in
+ * number (max_conns, where the least recently active connection makes room for a newcomer).
+ */
 typedef struct nixl_sc_config {
     bool listen;                 /* accept connections */
     int port;                    /* listen port; 0 = any free port */
+    const char *bind_addr;       /* listen address; NULL or "" = all (the reference) */
     uint64_t max_frame;          /* larger frames are refused unread */
     uint32_t connect_timeout_ms; /* outbound connect */
     uint32_t stall_timeout_ms;   /* a peer silent mid-frame (or not draining ours) is dropped */
     uint32_t reply_timeout_ms;   /* a fetch without a reply fails */
     uint32_t max_conns;          /* inbound connections served at once */
+    uint32_t idle_timeout_ms;    /* an inbound connection with nothing to do this long closes */
+    uint64_t min_rate;           /* bytes/s a message must average after stall_timeout_ms */
+    uint64_t max_queued;         /* bytes of replies queued for one peer before it is dropped */
+    uint32_t max_peers;          /* peers the side channel may add (hooks->load_md enforces) */
     const char *agent_name;      /* for log lines */
 } nixl_sc_config_t;
 
-/* Defaults, overridden by NIXL_SIDECHANNEL_* options (docs/metadata.md). */
-nixl_status_t nixl_sc_config_load(nixl_sc_config_t *cfg);
+/*
+ * Defaults, overridden by NIXL_SIDECHANNEL_* options (docs/metadata.md). cfg->bind_addr, when
+ * set by the caller, is kept; otherwise NIXL_SIDECHANNEL_BIND is read into *bind_owned
+ * (malloc'ed, freed by the caller after nixl_sc_create, which copies it).
+ */
+nixl_status_t nixl_sc_config_load(nixl_sc_config_t *cfg, char **bind_owned);
 
 /*
  * Start the worker (and bind the listener when cfg->listen). Binding happens here, on the

@@ -7,6 +7,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
+
 static nixl_log_level_t threshold = NIXL_LOG_WARN;
 static pthread_once_t threshold_once = PTHREAD_ONCE_INIT;
 
@@ -64,4 +66,21 @@ void nixl_log_vwrite(nixl_log_level_t level, const char *fmt, va_list ap)
         vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     /* one fputs per line so that lines of different threads do not interleave */
     fprintf(stderr, "%s\n", line);
+}
+
+void nixl_log_limited(nixl_log_limit_t *limit, nixl_log_level_t level, const char *fmt, ...)
+{
+    char line[1800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    uint64_t repeats;
+    if (!nixl_log_limit_pass(limit, line, nixl_now_ns(), &repeats))
+        return;
+    if (repeats)
+        nixl_log_write(level, "%s (the previous line was repeated %llu more times)", line,
+                       (unsigned long long)repeats);
+    else
+        nixl_log_write(level, "%s", line);
 }

@@ -1,13 +1,14 @@
 /*
  * test_agent_locks.c - a slow engine call of a control call does not hold up the data path.
  *
- * The slow call is real: loading the metadata of an SHM peer makes the SHM engine dial it and
- * wait (up to 100 ms) for the ring offer the peer sends when it accepts. The peer here is a
- * child process that made an agent, handed over its metadata and then stopped itself
- * (SIGSTOP): its socket still completes connections, but nobody answers, so every load of its
- * metadata spends about 100 ms inside the engine. Meanwhile another thread posts transfers
- * between two agents of this process. Those that begin and end well inside a load must exist:
- * with the engine call under the agent's write lock there would be none.
+ * The peer here is a child process that made an agent, handed over its metadata and then
+ * stopped itself (SIGSTOP): its socket still completes connections, but nobody answers. SHM
+ * used to wait (up to 100 ms) for the ring offer inside the load; it no longer waits in a
+ * control call at all (issue 14: a stopped process held the control lock, and the side
+ * channel's only thread, for the whole wait), so the first check is that a load of the stopped
+ * peer is quick. Where an engine still spends long in a load, another thread posts transfers
+ * between two agents of this process meanwhile: those that begin and end well inside a load
+ * must exist; with the engine call under the agent's write lock there would be none.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -117,14 +118,14 @@ static void test_load_does_not_stop_transfers(void **state)
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &ld, 1,
                                                        NIXL_DRAM_SEG, &rd, 1, "locks-b", NULL,
                                                        &r));
-    /* One load alone: it does wait inside the engine, else the test proves nothing (SHM
-     * waits for a ring offer only where it has rings, x86-64). */
+    /* One load alone: SHM does not wait for the stopped peer (tests/security checks the same
+     * through the side channel); an engine that does is raced with posts below. */
     uint64_t t0 = t_now_ns();
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_load_remote_md(a, l.blob, l.len, NULL));
     uint64_t alone = t_now_ns() - t0;
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_invalidate_remote_md(a, "stopped"));
     if (alone < 4 * MARGIN_NS) {
-        print_message("a load takes %llu ms here: nothing slow to race with\n",
+        print_message("a load of a stopped peer takes %llu ms: nothing waits on it\n",
                       (unsigned long long)(alone / 1000000));
         nixl_agent_destroy(a);
         nixl_agent_destroy(b);
@@ -133,7 +134,7 @@ static void test_load_does_not_stop_transfers(void **state)
         free((void *)l.blob);
         kill(child, SIGKILL);
         waitpid(child, NULL, 0);
-        skip();
+        return;
     }
 
     /* Loads on one thread, posts to B on this one, with short pauses so that a writer waiting

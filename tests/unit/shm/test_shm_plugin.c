@@ -384,13 +384,19 @@ static void test_table(void **state)
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
     assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
-    assert_int_equal(info->num_default_params, 3);
+    assert_int_equal(info->num_default_params, 6);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
     assert_string_equal(info->default_params[1].value, "262144");
     assert_string_equal(info->default_params[2].key, "gpu_max_blocks");
     assert_string_equal(info->default_params[2].value, "0");
+    assert_string_equal(info->default_params[3].key, "trusted_uids");
+    assert_string_equal(info->default_params[3].value, "");
+    assert_string_equal(info->default_params[4].key, "notif_senders");
+    assert_string_equal(info->default_params[4].value, "checked");
+    assert_string_equal(info->default_params[5].key, "ptracer");
+    assert_string_equal(info->default_params[5].value, "any");
 }
 
 static void test_params(void **state)
@@ -2086,8 +2092,8 @@ static void test_ring_protocol_target(void **state)
     thost_fini(&hb);
 }
 
-/* The initiator's side against hand-made targets: an older one (no offer: socket only after
- * a bounded wait), a late offer, records as the wire format says, doorbells as told. */
+/* The initiator's side against hand-made targets: an older one (no offer: socket only), a
+ * late offer, records as the wire format says, doorbells as told. */
 static void test_ring_protocol_initiator(void **state)
 {
     (void)state;
@@ -2113,11 +2119,12 @@ static void test_ring_protocol_initiator(void **state)
                      0);
     assert_int_equal(listen(lfd, 4), 0);
 
-    /* no offer: the dial waits for one, boundedly, then goes on without */
+    /* no offer: a load (a control call) does not wait for one (a silent or stopped target
+     * would hold the agent's control lock meanwhile); the connection goes on without */
     double t0 = now_s();
     assert_int_equal(ops->load_remote_conn(a, "OLD", blob, blob_len), NIXL_SUCCESS);
     double waited = now_s() - t0;
-    assert_true(waited >= 0.09 && waited < 5);
+    assert_true(waited < 0.05);
     int fd = accept(lfd, NULL, NULL);
     assert_true(fd >= 0);
     assert_int_equal(ops->gen_notif(a, "OLD", "one", 3), NIXL_SUCCESS);
