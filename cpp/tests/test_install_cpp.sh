@@ -27,6 +27,9 @@ for ex in two_agents mt_loop dead_peer query_mem; do
   echo "+ $cxx -std=c++20 -Wall -Werror $ex.cpp \$(pkg-config --cflags --libs nixl-cpp)"
   "$cxx" -std=c++20 -Wall -Werror "$examples/$ex.cpp" -o "$root/$ex" $(pkg-config --cflags --libs nixl-cpp)
 done
+# A link line written for the reference (nixlbench's) links too.
+"$cxx" -std=c++20 -Wall -Werror "$examples/query_mem.cpp" -o "$root/ref_link" $(pkg-config --cflags nixl-cpp) \
+  -L"$lib" -lnixl -lnixl_build -lserdes -lnixl_common
 # C users are unaffected: nixl.pc, <nixl.h> is the C API.
 printf '#include <nixl.h>\nint main(void) { return nixl_status_str(NIXL_SUCCESS)[0] == 0; }\n' > "$root/c_user.c"
 cc -std=c11 -Wall -Werror $(pkg-config --cflags nixl) "$root/c_user.c" -o "$root/c_user" $(pkg-config --libs nixl)
