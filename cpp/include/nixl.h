@@ -85,6 +85,21 @@ inline void mems_from(nixl_capi::nixl_mem_mask_t mask, nixl_mem_list_t &out)
             out.push_back(static_cast<nixl_mem_t>(m));
 }
 
+/* What nixl_agent_get_plugin_params / _get_backend_params (`call`) give, as the reference's
+ * containers (both overwritten). */
+template<class Call> nixl_status_t mems_and_params(nixl_mem_list_t &mems, nixl_b_params_t &params, Call call)
+{
+    nixl_capi::nixl_mem_mask_t mask = 0;
+    nixl_capi::nixl_param_list_t *p = nullptr;
+    nixl_capi::nixl_status_t s = call(&mask, &p);
+    if (s != nixl_capi::NIXL_SUCCESS)
+        return st(s);
+    c_ptr<nixl_capi::nixl_param_list_t> hold(p);
+    mems_from(mask, mems);
+    params_from(p, params);
+    return NIXL_SUCCESS;
+}
+
 inline nixl_capi::nixl_agent_t *create_agent(const std::string &name, const nixlAgentConfig &cfg)
 {
     if (name.empty())
@@ -141,16 +156,9 @@ public:
     nixl_status_t getPluginParams(const nixl_backend_t &type, nixl_mem_list_t &mems,
                                   nixl_b_params_t &params) const
     {
-        nixl_capi::nixl_mem_mask_t mask = 0;
-        nixl_capi::nixl_param_list_t *p = nullptr;
-        nixl_capi::nixl_status_t s =
-            nixl_capi::nixl_agent_get_plugin_params(agent_, type.c_str(), &mask, &p);
-        if (s != nixl_capi::NIXL_SUCCESS)
-            return nixl_cpp::st(s);
-        nixl_cpp::c_ptr<nixl_capi::nixl_param_list_t> hold(p);
-        nixl_cpp::mems_from(mask, mems);
-        nixl_cpp::params_from(p, params);
-        return NIXL_SUCCESS;
+        return nixl_cpp::mems_and_params(mems, params, [&](auto *mask, auto **p) {
+            return nixl_capi::nixl_agent_get_plugin_params(agent_, type.c_str(), mask, p);
+        });
     }
 
     nixl_status_t getBackendParams(const nixlBackendH *backend, nixl_mem_list_t &mems,
@@ -158,16 +166,9 @@ public:
     {
         if (!backend)
             return NIXL_ERR_INVALID_PARAM;
-        nixl_capi::nixl_mem_mask_t mask = 0;
-        nixl_capi::nixl_param_list_t *p = nullptr;
-        nixl_capi::nixl_status_t s = nixl_capi::nixl_agent_get_backend_params(
-            agent_, nixl_cpp::backend_of(backend), &mask, &p);
-        if (s != nixl_capi::NIXL_SUCCESS)
-            return nixl_cpp::st(s);
-        nixl_cpp::c_ptr<nixl_capi::nixl_param_list_t> hold(p);
-        nixl_cpp::mems_from(mask, mems);
-        nixl_cpp::params_from(p, params);
-        return NIXL_SUCCESS;
+        return nixl_cpp::mems_and_params(mems, params, [&](auto *mask, auto **p) {
+            return nixl_capi::nixl_agent_get_backend_params(agent_, nixl_cpp::backend_of(backend), mask, p);
+        });
     }
 
     nixl_status_t createBackend(const nixl_backend_t &type, const nixl_b_params_t &params,

@@ -323,30 +323,27 @@ private:
             if (!sd->skip(""))
                 return;
         const std::string bytes = sd->sliceFrom(start);
+        constexpr bool blobs = std::is_same<T, nixlBlobDesc>::value;
+        using c_desc = std::conditional_t<blobs, nixl_capi::nixl_reg_desc_t, nixl_capi::nixl_desc_t>;
         nixl_capi::nixl_mem_t ctype;
+        c_desc *c = nullptr;
         size_t count = 0;
-        if constexpr (std::is_same<T, nixlBlobDesc>::value) {
-            nixl_capi::nixl_reg_desc_t *c = nullptr;
-            if (nixl_capi::nixl_reg_dlist_deserialize(bytes.data(), bytes.size(), &ctype, &c, &count) !=
-                nixl_capi::NIXL_SUCCESS) {
-                nixl_cpp::log_error("nixlDescList: " + nixl_cpp::last_error());
-                return;
-            }
-            nixl_cpp::c_ptr<nixl_capi::nixl_reg_desc_t> hold(c);
-            descs.reserve(count);
-            for (size_t i = 0; i < count; i++)
+        nixl_capi::nixl_status_t s;
+        if constexpr (blobs)
+            s = nixl_capi::nixl_reg_dlist_deserialize(bytes.data(), bytes.size(), &ctype, &c, &count);
+        else
+            s = nixl_capi::nixl_xfer_dlist_deserialize(bytes.data(), bytes.size(), &ctype, &c, &count);
+        if (s != nixl_capi::NIXL_SUCCESS) {
+            nixl_cpp::log_error("nixlDescList: " + nixl_cpp::last_error());
+            return;
+        }
+        nixl_cpp::c_ptr<c_desc> hold(c);
+        descs.reserve(count);
+        for (size_t i = 0; i < count; i++) {
+            if constexpr (blobs)
                 descs.emplace_back(c[i].addr, c[i].len, c[i].dev_id,
                                    nixl_blob_t(static_cast<const char *>(c[i].meta), c[i].meta_len));
-        } else {
-            nixl_capi::nixl_desc_t *c = nullptr;
-            if (nixl_capi::nixl_xfer_dlist_deserialize(bytes.data(), bytes.size(), &ctype, &c, &count) !=
-                nixl_capi::NIXL_SUCCESS) {
-                nixl_cpp::log_error("nixlDescList: " + nixl_cpp::last_error());
-                return;
-            }
-            nixl_cpp::c_ptr<nixl_capi::nixl_desc_t> hold(c);
-            descs.reserve(count);
-            for (size_t i = 0; i < count; i++)
+            else
                 descs.emplace_back(c[i].addr, c[i].len, c[i].dev_id);
         }
         type = static_cast<nixl_mem_t>(ctype);

@@ -320,38 +320,35 @@ static std::string pickle_container(const std::string &name)
 
 static const uintptr_t REG_A = 0x7fcffe800000, REG_B = 0x7fcffe700000;
 
+/* `l` serializes to the reference's bytes, and those bytes read back to `l`. */
+template<class List> void expect_golden(const List &l, const char *pickle)
+{
+    const std::string golden = pickle_container(pickle);
+    ASSERT_FALSE(golden.empty());
+    nixlSerDes s;
+    ASSERT_EQ(l.serialize(&s), NIXL_SUCCESS);
+    EXPECT_EQ(s.exportStr(), golden);
+    nixlSerDes d;
+    ASSERT_EQ(d.importStr(golden), NIXL_SUCCESS);
+    List back(&d);
+    EXPECT_TRUE(back == l);
+}
+
 TEST(SerDes, XferListGoldenBytes)
 {
-    const std::string golden = pickle_container("xfer_dlist_3.pickle");
-    ASSERT_FALSE(golden.empty());
     nixl_xfer_dlist_t l(DRAM_SEG);
     l.addDesc(nixlBasicDesc(REG_A, 4096, 0));
     l.addDesc(nixlBasicDesc(REG_A + 4096, 100, 0));
     l.addDesc(nixlBasicDesc(REG_A + 65536, 8192, 0));
-    nixlSerDes s;
-    ASSERT_EQ(l.serialize(&s), NIXL_SUCCESS);
-    EXPECT_EQ(s.exportStr(), golden);
-
-    nixlSerDes d;
-    ASSERT_EQ(d.importStr(golden), NIXL_SUCCESS);
-    nixl_xfer_dlist_t back(&d);
-    EXPECT_TRUE(back == l);
+    expect_golden(l, "xfer_dlist_3.pickle");
 }
 
 TEST(SerDes, RegListGoldenBytes)
 {
-    const std::string golden = pickle_container("reg_dlist_2.pickle");
-    ASSERT_FALSE(golden.empty());
     nixl_reg_dlist_t l(DRAM_SEG);
     l.addDesc(nixlBlobDesc(REG_B, 4096, 0, "x"));
     l.addDesc(nixlBlobDesc(REG_B + 8192, 4096, 0, "meta-two"));
-    nixlSerDes s;
-    ASSERT_EQ(l.serialize(&s), NIXL_SUCCESS);
-    EXPECT_EQ(s.exportStr(), golden);
-    nixlSerDes d;
-    ASSERT_EQ(d.importStr(golden), NIXL_SUCCESS);
-    nixl_reg_dlist_t back(&d);
-    EXPECT_TRUE(back == l);
+    expect_golden(l, "reg_dlist_2.pickle");
 }
 
 TEST(SerDes, RoundTripsInOneContainer)

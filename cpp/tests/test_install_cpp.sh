@@ -4,18 +4,9 @@
 # a C program in the same install still finds the C header through nixl.pc. Then run them.
 set -euo pipefail
 build=$1
-examples=$2
-opt() {
-  meson introspect "$build" --buildoptions |
-    python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]==sys.argv[1]][0])' "$1"
-}
-[ "$(opt b_sanitize)" = "none" ] || { echo "sanitizer build: skipped"; exit 77; }
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-meson install -C "$build" --no-rebuild --destdir "$root" --quiet >/dev/null
-prefix=$(opt prefix)
-lib="$root$prefix/$(opt libdir)"
-inc="$root$prefix/$(opt includedir)"
+src=$2
+examples=$src/cpp/examples
+. "$src/tests/install/installed.sh"
 for f in "$inc/nixl-cpp/nixl.h" "$inc/nixl-cpp/utils/serdes/serdes.h" "$inc/nixl_c.h" "$inc/nixl.h" \
          "$lib/pkgconfig/nixl-cpp.pc"; do
   [ -e "$f" ] || { echo "missing after install: $f"; exit 1; }
