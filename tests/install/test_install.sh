@@ -5,18 +5,7 @@
 set -euo pipefail
 build=$1
 src=$2
-opt() {
-  meson introspect "$build" --buildoptions |
-    python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]==sys.argv[1]][0])' "$1"
-}
-# A sanitized libnixl needs a sanitized program: this check is for ordinary builds.
-[ "$(opt b_sanitize)" = "none" ] || { echo "sanitizer build: skipped"; exit 77; }
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-meson install -C "$build" --no-rebuild --destdir "$root" --quiet >/dev/null
-prefix=$(opt prefix)
-libdir=$(opt libdir)
-lib="$root$prefix/$libdir"
+. "$src/tests/install/installed.sh"
 for f in "$lib/libnixl.so" "$root$prefix/include/nixl.h" "$root$prefix/include/nixl_plugin.h" \
          "$root$prefix/include/nixl_version.h" "$lib/pkgconfig/nixl.pc"; do
   [ -e "$f" ] || { echo "missing after install: $f"; exit 1; }

@@ -4,7 +4,8 @@
 1. Every quoted #include of the library, its plugins, tools, Python extension, benchmarks and
    examples must name a header of the including file's own layer or of a layer it may use
    (docs/architecture.md): util <- md, gpu <- core <- plugins (through include/nixl_plugin.h) <-
-   tools, python.
+   tools, python. The C++ API (cpp/) sees include/ and its own cpp/include only; its headers
+   keep the reference's names and paths (utils/serdes/serdes.h), so it is checked on its own.
 2. The build itself refuses an upward include: a probe that includes a core header, compiled
    with the include flags the md layer is built with, must fail; the same probe compiled with
    core's flags must succeed (so the check cannot pass by breaking the compiler call).
@@ -97,6 +98,35 @@ def check_includes(root):
     return count, problems
 
 
+CPP_INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]([^>"]+)[>"]', re.M)
+
+
+def check_cpp_layer(root):
+    """cpp/: every include that names a project header resolves to cpp/include or include/."""
+    project = set()
+    for top in ['src', 'plugins', 'tools', 'python/src', 'bench', 'examples']:
+        for d, _, files in os.walk(os.path.join(root, top)):
+            project.update(f for f in files if f.endswith('.h'))
+    problems, count = [], 0
+    base = os.path.join(root, 'cpp')
+    for d, _, files in os.walk(base):
+        for f in sorted(files):
+            if not f.endswith(('.h', '.cpp')):
+                continue
+            rel = os.path.relpath(os.path.join(d, f), root)
+            with open(os.path.join(root, rel), encoding='utf-8') as fh:
+                text = fh.read()
+            for name in CPP_INCLUDE.findall(text):
+                if any(os.path.isfile(os.path.join(root, where, name))
+                       for where in ('cpp/include', 'include')):
+                    count += 1
+                elif os.path.basename(name) in project:
+                    count += 1
+                    problems.append(f'{rel}: #include "{name}": the C++ layer sees include/ and '
+                                    'cpp/include only')
+    return count, problems
+
+
 def compiles(cc, flags, source):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'probe.c')
@@ -122,6 +152,9 @@ def main():
     failed = False
 
     count, problems = check_includes(root)
+    cpp_count, cpp_problems = check_cpp_layer(root)
+    count += cpp_count
+    problems += cpp_problems
     for p in problems:
         print('layer violation:', p)
     failed |= bool(problems)
