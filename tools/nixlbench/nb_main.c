@@ -57,10 +57,13 @@ static int check_available(const nb_cfg_t *cfg)
     bool init_vram = nb_seg_mem(cfg->initiator_seg_type) == NIXL_VRAM_SEG;
     bool target_vram = nb_seg_mem(cfg->target_seg_type) == NIXL_VRAM_SEG;
     if (cfg->storage) {
-        if (init_vram || target_vram)
-            printf("Backend %s moves files to and from DRAM: the seg types are ignored, as in "
-                   "the reference\n",
-                   cfg->backend);
+        bool gds = !strcmp(cfg->backend, "GDS") || !strcmp(cfg->backend, "GDS_MT");
+        if (gds && init_vram)
+            return nb_cuda_open(NB_GPU, "--initiator_seg_type VRAM") ? NB_EXIT_FAIL : 0;
+        if ((init_vram && !gds) || target_vram)
+            printf("Backend %s moves files to and from %s: --%s_seg_type VRAM is ignored\n",
+                   cfg->backend, gds ? "the initiator's buffer" : "DRAM",
+                   target_vram ? "target" : "initiator");
         return 0;
     }
     /* A target we spawn runs on this host: without a GPU here, say so before starting it. In
