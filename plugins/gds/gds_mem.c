@@ -79,9 +79,13 @@ static nixl_status_t reg_file(nixl_be_engine_t *eng, size_t i, const nixl_reg_de
             eng->nfiles--;
             free(f);
             char s[96];
+            /* cuFile says why only in its own log; one cause met on VMs and containers: no
+             * udev data for the disk, so cuFile cannot read the volume's attributes. */
             return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
-                               "descriptor %zu: cuFileHandleRegister of fd %d failed: %s", i, fd,
-                               gds_cu_strerror(e, s, sizeof(s)));
+                               "descriptor %zu: cuFileHandleRegister of fd %d failed: %s (cuFile "
+                               "gives the reason in its log, cufile.log in the working directory "
+                               "or logging.dir of cufile.json)",
+                               i, fd, gds_cu_strerror(e, s, sizeof(s)));
         }
         f->fd = fd;
         f->direct = (fl & O_DIRECT) != 0;

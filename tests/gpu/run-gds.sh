@@ -46,9 +46,17 @@ fi
 rm -f "$probe"
 
 say "== tests: NIXL_GDS_TEST_DIR=$DIR $BUILD/tests/gpu/test_gds"
+rm -f cufile.log
 NIXL_GDS_TEST_DIR=$DIR NIXL_LOG_LEVEL=INFO timeout 150 "$BUILD/tests/gpu/test_gds" 2>&1 | tail -40
 t=${PIPESTATUS[0]}
 [ "$t" -eq 0 ] || { say "test_gds: exit $t"; rc=1; }
+# cuFile writes its reasons to ./cufile.log. Seen on the accelerator VMs: no udev data for the
+# disk, so cuFileHandleRegister fails (5027) on every file; say how to get past it.
+if grep -q "udev property not found" cufile.log 2>/dev/null; then
+  say "cufile.log: cuFile finds no udev data for the disk, so it cannot register files there."
+  say "  On a VM without udev: mkdir -p /run/udev/data; printf 'E:ID_FS_USAGE=filesystem\\nE:ID_FS_TYPE=ext4\\n' > /run/udev/data/b<major>:<minor>"
+  say "  (the disk's numbers: stat -c '%Hd:%Ld' $DIR), then run this again."
+fi
 
 say "== figures"
 FILE=nixl-gds-bench.dat

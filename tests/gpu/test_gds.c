@@ -146,6 +146,7 @@ static void roundtrip(nixl_agent_t *a, const char *plugin, bool vram, int oflags
                       size_t len, size_t stride, size_t mem_off, size_t file_off)
 {
     size_t total = mem_off + (n - 1) * stride + len, fspan = file_off + (n - 1) * stride + len;
+    double t0 = gt_now();
     area_t m = area_new(vram, total);
     uint8_t *want = malloc(total), *got = malloc(total > fspan ? total : fspan);
     char path[512];
@@ -189,6 +190,7 @@ static void roundtrip(nixl_agent_t *a, const char *plugin, bool vram, int oflags
     reg(a, area_mem(&m), m.addr, m.len, 0, false);
     close(fd);
     unlink(path);
+    printf("    %zu x %zu%s: %.2f s\n", n, len, oflags ? " O_DIRECT" : "", gt_now() - t0);
 out:
     area_free(&m);
     free(want);
@@ -325,6 +327,7 @@ static void not_both(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows even if a timeout kills us */
     int rc = gt_init();
     if (rc)
         return rc;
