@@ -60,10 +60,14 @@ static int check_available(const nb_cfg_t *cfg)
         bool gds = !strcmp(cfg->backend, "GDS") || !strcmp(cfg->backend, "GDS_MT");
         if (gds && init_vram)
             return nb_cuda_open(NB_GPU, "--initiator_seg_type VRAM") ? NB_EXIT_FAIL : 0;
-        if ((init_vram && !gds) || target_vram)
-            printf("Backend %s moves files to and from %s: --%s_seg_type VRAM is ignored\n",
-                   cfg->backend, gds ? "the initiator's buffer" : "DRAM",
-                   target_vram ? "target" : "initiator");
+        if (!gds && (init_vram || target_vram))
+            printf("Backend %s moves files to and from DRAM: the seg types are ignored, as in "
+                   "the reference\n",
+                   cfg->backend);
+        else if (target_vram)
+            printf("Backend %s moves files to and from the initiator's buffer: "
+                   "--target_seg_type is ignored\n",
+                   cfg->backend);
         return 0;
     }
     /* A target we spawn runs on this host: without a GPU here, say so before starting it. In
