@@ -19,53 +19,18 @@
 #include <string.h>
 
 #include "posix_priv.h"
-#include "parse.h"
-
-static const char *param(const nixl_be_init_t *init, const char *key)
-{
-    for (size_t i = 0; i < init->num_params; i++)
-        if (init->params[i].key && !strcmp(init->params[i].key, key))
-            return init->params[i].value;
-    return NULL;
-}
-
-static bool get_bool(const nixl_be_init_t *init, const char *key, bool *out)
-{
-    const char *v = param(init, key);
-    *out = false;
-    if (!v || !*v)
-        return true;
-    if (nixl_parse_bool(v, out))
-        return true;
-    (void)NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM, "parameter %s='%s' is not a boolean", key,
-                      v);
-    return false;
-}
-
-static bool get_u64(const nixl_be_init_t *init, const char *key, uint64_t def, uint64_t min,
-                    uint64_t max, uint64_t *out)
-{
-    const char *v = param(init, key);
-    *out = def;
-    if (!v || !*v)
-        return true;
-    if (nixl_parse_u64(v, out) && *out >= min && *out <= max)
-        return true;
-    (void)NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
-                      "parameter %s='%s' must be a number from %llu to %llu", key, v,
-                      (unsigned long long)min, (unsigned long long)max);
-    return false;
-}
+#include "be_param.h"
 
 nixl_status_t px_params_parse(const nixl_be_init_t *init, px_params_t *out)
 {
     px_params_t p = {0};
     uint64_t threads = 0;
-    if (!get_bool(init, "use_uring", &p.want_uring) || !get_bool(init, "use_aio", &p.want_aio) ||
-        !get_bool(init, "use_posix_aio", &p.want_pool) ||
-        !get_u64(init, "ios_pool_size", 65536, 1, (uint64_t)1 << 32, &p.ios_pool_size) ||
-        !get_u64(init, "kernel_queue_size", 256, 1, 32768, &p.kernel_queue_size) ||
-        !get_u64(init, "num_threads", 16, 1, PX_MAX_THREADS, &threads))
+    if (!nixl_be_param_bool(init, "use_uring", &p.want_uring) ||
+        !nixl_be_param_bool(init, "use_aio", &p.want_aio) ||
+        !nixl_be_param_bool(init, "use_posix_aio", &p.want_pool) ||
+        !nixl_be_param_u64(init, "ios_pool_size", 65536, 1, (uint64_t)1 << 32, &p.ios_pool_size) ||
+        !nixl_be_param_u64(init, "kernel_queue_size", 256, 1, 32768, &p.kernel_queue_size) ||
+        !nixl_be_param_u64(init, "num_threads", 16, 1, PX_MAX_THREADS, &threads))
         return NIXL_ERR_INVALID_PARAM;
     if ((int)p.want_uring + (int)p.want_aio + (int)p.want_pool > 1) {
         return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "file_query.h"
 #include "posix_priv.h"
 
 #define PX_PATH_MAX 4096
@@ -160,22 +161,6 @@ void px_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
         md_free(eng, nixl_be_md_at(mds, i));
 }
 
-static bool add_param(nixl_param_list_t *l, const char *key, unsigned long long v)
-{
-    char num[32];
-    snprintf(num, sizeof(num), "%llu", v);
-    nixl_param_t *p = &l->items[l->count];
-    p->key = strdup(key);
-    p->value = strdup(num);
-    if (!p->key || !p->value) {
-        free((void *)p->key);
-        free((void *)p->value);
-        return false;
-    }
-    l->count++;
-    return true;
-}
-
 /* Per descriptor: the path is the metaInfo (or the path of a spec); a missing or empty path
  * has no value. Sizes of block devices come from the device, not st_size. */
 nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_reg_desc_t *descs,
@@ -198,26 +183,8 @@ nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_re
             memcpy(buf, descs[i].meta, descs[i].meta_len);
             buf[descs[i].meta_len] = '\0';
         }
-        struct stat st;
-        if (stat(path, &st) != 0)
-            continue;
-        unsigned long long size = (unsigned long long)st.st_size;
-        if (S_ISBLK(st.st_mode)) {
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            uint64_t bytes = 0;
-            if (fd >= 0 && ioctl(fd, BLKGETSIZE64, &bytes) == 0)
-                size = bytes;
-            if (fd >= 0)
-                close(fd);
-        }
-        out[i].params.items = calloc(3, sizeof(nixl_param_t));
-        if (!out[i].params.items || !add_param(&out[i].params, "size", size) ||
-            !add_param(&out[i].params, "mode", st.st_mode) ||
-            !add_param(&out[i].params, "mtime", (unsigned long long)st.st_mtime)) {
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN,
-                               "out of memory"); /* the core frees what was filled */
-        }
-        out[i].has_value = true;
+        if (!nixl_file_query(path, &out[i])) /* the core frees what was filled */
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
     return NIXL_SUCCESS;
 }

@@ -57,9 +57,16 @@ static int check_available(const nb_cfg_t *cfg)
     bool init_vram = nb_seg_mem(cfg->initiator_seg_type) == NIXL_VRAM_SEG;
     bool target_vram = nb_seg_mem(cfg->target_seg_type) == NIXL_VRAM_SEG;
     if (cfg->storage) {
-        if (init_vram || target_vram)
+        bool gds = !strcmp(cfg->backend, "GDS") || !strcmp(cfg->backend, "GDS_MT");
+        if (gds && init_vram)
+            return nb_cuda_open(NB_GPU, "--initiator_seg_type VRAM") ? NB_EXIT_FAIL : 0;
+        if (!gds && (init_vram || target_vram))
             printf("Backend %s moves files to and from DRAM: the seg types are ignored, as in "
                    "the reference\n",
+                   cfg->backend);
+        else if (target_vram)
+            printf("Backend %s moves files to and from the initiator's buffer: "
+                   "--target_seg_type is ignored\n",
                    cfg->backend);
         return 0;
     }

@@ -1,7 +1,9 @@
 /*
- * nb_storage.c - the single-process storage mode of nixlbench (--backend POSIX): one agent
- * moves its DRAM buffer to and from files with loopback transfers (WRITE = memory -> files,
- * READ = files -> memory), timed like the network mode and printed in the same table.
+ * nb_storage.c - the single-process storage mode of nixlbench (--backend POSIX, GDS, GDS_MT):
+ * one agent moves its buffer to and from files with loopback transfers (WRITE = memory ->
+ * files, READ = files -> memory), timed like the network mode and printed in the same table.
+ * The buffer is DRAM, or VRAM with GDS/GDS_MT and --initiator_seg_type VRAM (cuFile moves GPU
+ * memory itself; POSIX reaches files through DRAM only).
  *
  * Layout of a step (block b, batch n, F files): descriptor i is buffer bytes [i*b, (i+1)*b)
  * and file i % F at slot i / F (offset slot * b; --randomize_location_mode shuffles the slots,
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "nb_cuda.h"
 #include "nb_storage.h"
 
 typedef struct sfile {
@@ -33,33 +36,61 @@ typedef struct sfile {
 typedef struct srun {
     const nb_cfg_t *cfg;
     nixl_agent_t *agent;
-    uint8_t *buf;
+    uint8_t *buf; /* host address (DRAM) or GPU address (VRAM) */
     size_t len;
+    nixl_mem_t mem;
     sfile_t *files;
     size_t nf;
     unsigned seed;
 } srun_t;
 
-static int open_backend(srun_t *r)
+static bool is_gds(const nb_cfg_t *cfg)
 {
-    const nb_cfg_t *cfg = r->cfg;
-    if (strcmp(cfg->backend, "POSIX"))
-        return nb_fail("backend %s: the storage mode of this nixlbench drives POSIX only",
-                       cfg->backend);
-    if (cfg->num_threads != 1)
-        return nb_fail("storage mode: --num_threads must be 1 (one process, one thread)");
-    char pool[32], queue[32];
-    snprintf(pool, sizeof(pool), "%llu", (unsigned long long)cfg->posix_ios_pool_size);
-    snprintf(queue, sizeof(queue), "%llu", (unsigned long long)cfg->posix_kernel_queue_size);
+    return !strcmp(cfg->backend, "GDS") || !strcmp(cfg->backend, "GDS_MT");
+}
+
+/* The backend's parameters from the reference's flags: n of them in p (strings in num). */
+static size_t backend_params(const nb_cfg_t *cfg, nixl_param_t *p, char num[3][32])
+{
+    if (!strcmp(cfg->backend, "GDS")) {
+        snprintf(num[0], 32, "%llu", (unsigned long long)cfg->gds_batch_pool_size);
+        snprintf(num[1], 32, "%llu", (unsigned long long)cfg->gds_batch_limit);
+        p[0] = (nixl_param_t){"batch_pool_size", num[0]};
+        p[1] = (nixl_param_t){"batch_limit", num[1]};
+        return 2;
+    }
+    if (!strcmp(cfg->backend, "GDS_MT")) {
+        snprintf(num[0], 32, "%llu", (unsigned long long)cfg->gds_mt_num_threads);
+        p[0] = (nixl_param_t){"thread_count", num[0]};
+        return 1;
+    }
+    snprintf(num[0], 32, "%llu", (unsigned long long)cfg->posix_ios_pool_size);
+    snprintf(num[1], 32, "%llu", (unsigned long long)cfg->posix_kernel_queue_size);
     const char *engine = !strcmp(cfg->posix_api_type, "URING")      ? "use_uring"
                          : !strcmp(cfg->posix_api_type, "POSIXAIO") ? "use_posix_aio"
                                                                     : "use_aio";
-    nixl_param_t p[] = {{engine, "true"}, {"ios_pool_size", pool}, {"kernel_queue_size", queue}};
+    p[0] = (nixl_param_t){engine, "true"};
+    p[1] = (nixl_param_t){"ios_pool_size", num[0]};
+    p[2] = (nixl_param_t){"kernel_queue_size", num[1]};
+    return 3;
+}
+
+static int open_backend(srun_t *r)
+{
+    const nb_cfg_t *cfg = r->cfg;
+    if (strcmp(cfg->backend, "POSIX") && !is_gds(cfg))
+        return nb_fail("backend %s: the storage mode of this nixlbench drives POSIX, GDS and "
+                       "GDS_MT only", cfg->backend);
+    if (cfg->num_threads != 1)
+        return nb_fail("storage mode: --num_threads must be 1 (one process, one thread)");
+    nixl_param_t p[3];
+    char num[3][32];
+    size_t np = backend_params(cfg, p, num);
     nixl_backend_t *be;
     if (nixl_agent_create(NB_INITIATOR, NULL, &r->agent) != NIXL_SUCCESS)
         return nb_fail("cannot create an agent: %s", nixl_last_error());
-    if (nixl_agent_create_backend(r->agent, "POSIX", p, 3, &be) != NIXL_SUCCESS)
-        return nb_fail("backend POSIX is not available in this build: %s", nixl_last_error());
+    if (nixl_agent_create_backend(r->agent, cfg->backend, p, np, &be) != NIXL_SUCCESS)
+        return nb_fail("backend %s cannot start here: %s", cfg->backend, nixl_last_error());
     return 0;
 }
 
@@ -81,7 +112,11 @@ static int open_files(srun_t *r)
             snprintf(path, sizeof(path), "%s/%.*s", dir, (int)n, names);
             names += n + (names[n] == ',');
         } else {
-            snprintf(path, sizeof(path), "%s/nixlbench_posix_test_file_initiator_%zu", dir, i);
+            char lower[16] = "";
+            for (size_t k = 0; cfg->backend[k] && k + 1 < sizeof(lower); k++)
+                lower[k] = (char)(cfg->backend[k] | 0x20); /* names are ASCII letters and _ */
+            snprintf(path, sizeof(path), "%s/nixlbench_%s_test_file_initiator_%zu", dir, lower,
+                     i);
             f->made = access(path, F_OK) != 0;
         }
         if (!(f->path = strdup(path)))
@@ -100,18 +135,38 @@ static int open_files(srun_t *r)
     return 0;
 }
 
+/* Fill [off, off + len) of the buffer, DRAM or VRAM. */
+static int fill(srun_t *r, size_t off, size_t len, uint8_t byte)
+{
+    if (r->mem == NIXL_VRAM_SEG)
+        return nb_cuda_fill((uintptr_t)r->buf + off, len, byte);
+    memset(r->buf + off, byte, len);
+    return 0;
+}
+
 static int alloc_buffer(srun_t *r)
 {
     r->len = r->cfg->total_buffer_size;
-    r->buf = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (r->buf == MAP_FAILED) {
-        r->buf = NULL;
-        return nb_fail("cannot allocate %zu bytes: %m", r->len);
+    r->mem = is_gds(r->cfg) ? nb_seg_mem(r->cfg->initiator_seg_type) : NIXL_DRAM_SEG;
+    if (r->mem == NIXL_VRAM_SEG) {
+        uintptr_t p;
+        if (nb_cuda_open(NB_GPU, "--initiator_seg_type VRAM") || nb_cuda_alloc(r->len, &p))
+            return NB_EXIT_FAIL;
+        r->buf = (uint8_t *)p;
+    } else {
+        r->buf = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (r->buf == MAP_FAILED) {
+            r->buf = NULL;
+            return nb_fail("cannot allocate %zu bytes: %m", r->len);
+        }
     }
-    memset(r->buf, NB_FILL_INITIATOR, r->len);
-    nixl_reg_desc_t d = {.addr = (uintptr_t)r->buf, .len = r->len, .dev_id = 0};
-    if (nixl_agent_register_mem(r->agent, NIXL_DRAM_SEG, &d, 1, NULL) != NIXL_SUCCESS)
-        return nb_fail("registering the buffer failed: %s", nixl_last_error());
+    if (fill(r, 0, r->len, NB_FILL_INITIATOR))
+        return NB_EXIT_FAIL;
+    nixl_reg_desc_t d = {.addr = (uintptr_t)r->buf, .len = r->len,
+                         .dev_id = r->mem == NIXL_VRAM_SEG ? NB_GPU : 0};
+    if (nixl_agent_register_mem(r->agent, r->mem, &d, 1, NULL) != NIXL_SUCCESS)
+        return nb_fail("registering the %s buffer failed: %s",
+                       r->mem == NIXL_VRAM_SEG ? "VRAM" : "DRAM", nixl_last_error());
     return 0;
 }
 
@@ -129,7 +184,9 @@ static void close_all(srun_t *r)
         free(r->files[i].path);
     }
     free(r->files);
-    if (r->buf)
+    if (r->buf && r->mem == NIXL_VRAM_SEG)
+        nb_cuda_free((uintptr_t)r->buf);
+    else if (r->buf)
         munmap(r->buf, r->len);
 }
 
@@ -150,7 +207,8 @@ static void layout(srun_t *r, uint64_t b, uint64_t n, nixl_desc_t *l, nixl_desc_
         uint64_t off = (slot ? slot[i] : i / r->nf) * b;
         if (!strcmp(mode, "bytealigned"))
             off = (uint64_t)rand_r(&r->seed) % ((nper - 1) * b + 1);
-        l[i] = (nixl_desc_t){(uintptr_t)(r->buf + i * b), b, 0};
+        l[i] = (nixl_desc_t){(uintptr_t)(r->buf + i * b), b,
+                             r->mem == NIXL_VRAM_SEG ? NB_GPU : 0};
         rd[i] = (nixl_desc_t){(uintptr_t)off, b, (uint64_t)r->files[i % r->nf].fd};
     }
     free(slot);
@@ -168,8 +226,7 @@ static int prepare(srun_t *r, uint64_t span, uint64_t used)
                 return nb_fail("preparing %s failed: %m", r->files[f].path);
             at += n;
         }
-    memset(r->buf, NB_FILL_INITIATOR, used);
-    return 0;
+    return fill(r, 0, used, NB_FILL_INITIATOR);
 }
 
 static int verify(srun_t *r, const nixl_desc_t *rd, uint64_t n, uint64_t b)
@@ -178,7 +235,20 @@ static int verify(srun_t *r, const nixl_desc_t *rd, uint64_t n, uint64_t b)
     int rc = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
         const uint8_t *p = r->buf + i * b;
-        uint8_t want = NB_FILL_TARGET;
+        uint8_t want = NB_FILL_TARGET, seen = 0;
+        long long bad = -1;
+        if (!tmp && r->mem == NIXL_VRAM_SEG) { /* READ into VRAM: look at it from the host */
+            rc = nb_cuda_find_other((uintptr_t)r->buf, i * b, b, want, &bad, &seen);
+            if (!rc && bad >= 0)
+                rc = nb_fail("consistency check failed: descriptor %llu byte %lld is 0x%02x "
+                             "after READ, expected 0x%02x",
+                             (unsigned long long)i, bad - (long long)(i * b), seen, want);
+            if (rc) {
+                printf("Consistency check failed\n");
+                fflush(stdout);
+            }
+            continue;
+        }
         if (tmp) {
             const sfile_t *f = &r->files[i % r->nf];
             if (pread(f->plain_fd, tmp, b, (off_t)rd[i].addr) != (ssize_t)b)
@@ -186,7 +256,7 @@ static int verify(srun_t *r, const nixl_desc_t *rd, uint64_t n, uint64_t b)
             p = tmp;
             want = NB_FILL_INITIATOR;
         }
-        long long bad = rc ? -1 : nb_check_fill(p, 0, b, want);
+        bad = rc ? -1 : nb_check_fill(p, 0, b, want);
         if (bad >= 0) {
             printf("Consistency check failed\n");
             fflush(stdout);
@@ -228,7 +298,7 @@ static int make_req(srun_t *r, const nixl_desc_t *l, const nixl_desc_t *rd, uint
     nixl_opt_args_init(&opt);
     opt.skip_desc_merge = true;
     double t0 = nb_now_us();
-    if (nixl_agent_create_xfer_req(r->agent, r->cfg->op, NIXL_DRAM_SEG, l, n, NIXL_FILE_SEG,
+    if (nixl_agent_create_xfer_req(r->agent, r->cfg->op, r->mem, l, n, NIXL_FILE_SEG,
                                    rd, n, NB_INITIATOR, &opt, req) != NIXL_SUCCESS)
         return nb_fail("create_xfer_req failed: %s", nixl_last_error());
     *prep_us = nb_now_us() - t0;
@@ -384,7 +454,7 @@ int nb_storage_run(const nb_cfg_t *cfg)
     if (!rc)
         rc = open_files(&r);
     if (!rc) {
-        nb_print_config(cfg, "POSIX");
+        nb_print_config(cfg, cfg->backend);
         nb_print_header();
     }
     for (uint64_t b = cfg->start_block_size; !rc && b && b <= cfg->max_block_size; b *= 2)
@@ -401,7 +471,7 @@ int nb_storage_run(const nb_cfg_t *cfg)
                 nb_print_row(&rows[nrows++]);
         }
     if (!rc && *cfg->json) {
-        const char *name = "POSIX";
+        const char *name = cfg->backend;
         rc = nb_json_write(cfg, cfg->json, &name, &rows, 1, nrows, NULL);
     }
     free(rows);

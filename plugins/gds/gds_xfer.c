@@ -1,0 +1,175 @@
+/*
+ * gds_xfer.c - prepared transfers between DRAM/VRAM and files, shared by GDS and GDS_MT; the
+ * engine's runner (gds_batch.c or gdsmt_pool.c) runs the I/Os of a post.
+ *
+ * Everything that can be checked before cuFile sees an I/O is checked in prep: the pair of
+ * memory types, equal lengths, offsets that fit off_t, and the O_DIRECT alignment (4 KiB of
+ * buffer address, length and file offset) of a file opened with O_DIRECT, with a message
+ * naming the descriptor. Descriptors longer than max_request_size become several I/Os.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gds_priv.h"
+
+static bool is_mem(const nixl_be_md_t *md)
+{
+    return md && (md->type == NIXL_DRAM_SEG || md->type == NIXL_VRAM_SEG);
+}
+
+static bool is_file(const nixl_be_md_t *md)
+{
+    return md && md->type == NIXL_FILE_SEG;
+}
+
+/* Check pair i; its memory and file sides in *mem and *file. */
+static nixl_status_t check_pair(nixl_be_engine_t *eng, size_t i, const nixl_be_desc_t *local,
+                                const nixl_be_desc_t *remote, const nixl_be_desc_t **mem,
+                                const nixl_be_desc_t **file)
+{
+    *mem = local;
+    *file = remote;
+    if (is_file(local->md) && !is_file(remote->md)) { /* storage given as the local side */
+        *mem = remote;
+        *file = local;
+    }
+    const nixl_be_desc_t *m = *mem, *f = *file;
+    if (!is_mem(m->md) || !is_file(f->md)) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: transfers go between DRAM or VRAM and FILE", i);
+    }
+    if (m->len != f->len || f->addr > (uint64_t)INT64_MAX - f->len) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: lengths differ (%zu and %zu) or offset %llu + %zu "
+                           "overflows",
+                           i, m->len, f->len, (unsigned long long)f->addr, f->len);
+    }
+    if (f->md->file->direct && ((m->addr | m->len | f->addr) % GDS_DIRECT_ALIGN)) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: file descriptor %d is open with O_DIRECT, which "
+                           "needs the buffer address, the length and the file offset aligned "
+                           "to %u bytes (address 0x%llx, length %zu, offset %llu)",
+                           i, f->md->file->fd, GDS_DIRECT_ALIGN, (unsigned long long)m->addr,
+                           m->len, (unsigned long long)f->addr);
+    }
+    return NIXL_SUCCESS;
+}
+
+static size_t pieces(const nixl_be_engine_t *eng, size_t len)
+{
+    uint64_t max = eng->params.max_request_size;
+    return (size_t)((len + max - 1) / max);
+}
+
+nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_be_desc_t *local,
+                            const nixl_be_desc_t *remote, size_t count, const char *agent,
+                            const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out)
+{
+    (void)agent; /* the core only hands a local-only engine its own name */
+    if (opts && opts->has_notif) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "storage transfers carry no notification");
+    }
+    size_t nios = 0;
+    for (size_t i = 0; i < count; i++) {
+        const nixl_be_desc_t *mem, *file;
+        nixl_status_t st = check_pair(eng, i, &local[i], &remote[i], &mem, &file);
+        if (st != NIXL_SUCCESS)
+            return st;
+        nios += pieces(eng, mem->len);
+    }
+    gds_req_t *req = calloc(1, sizeof(*req));
+    gds_io_t *ios = calloc(nios ? nios : 1, sizeof(*ios));
+    if (!req || !ios) {
+        free(req);
+        free(ios);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < count; i++) {
+        const nixl_be_desc_t *mem, *file;
+        (void)check_pair(eng, i, &local[i], &remote[i], &mem, &file); /* passed above */
+        for (size_t at = 0; at < mem->len; at += eng->params.max_request_size, k++) {
+            size_t left = mem->len - at;
+            ios[k] = (gds_io_t){
+                .fh = file->md->file->handle,
+                .buf_base = (void *)mem->md->base,
+                .buf_off = mem->addr - mem->md->base + at,
+                .file_off = file->addr + at,
+                .size = left < eng->params.max_request_size ? left
+                                                            : eng->params.max_request_size,
+                .desc = i,
+            };
+        }
+    }
+    /* READ pulls from the target (the file), WRITE pushes to it. */
+    req->write = op == NIXL_WRITE;
+    req->eng = eng;
+    req->ios = ios;
+    req->nios = nios;
+    req->ndescs = count;
+    atomic_store(&req->state, NIXL_ERR_NOT_POSTED);
+    nixl_status_t st = eng->run_ops->req_init(eng, req);
+    if (st != NIXL_SUCCESS) {
+        free(ios);
+        free(req);
+        return st;
+    }
+    atomic_fetch_add(&eng->live_reqs, 1);
+    *out = req;
+    return NIXL_SUCCESS;
+}
+
+void gds_io_fail_msg(gds_req_t *req, const gds_io_t *io, const char *what)
+{
+    snprintf(req->errmsg, sizeof(req->errmsg), "descriptor %zu: %s of %zu bytes at file offset "
+             "%llu failed: %s", io->desc, req->write ? "write" : "read", io->size,
+             (unsigned long long)io->file_off, what);
+}
+
+nixl_status_t gds_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                            const nixl_be_xfer_opts_t *opts)
+{
+    if (opts && opts->has_notif) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "storage transfers carry no notification");
+    }
+    if (atomic_load(&req->state) == NIXL_IN_PROG) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE, "the request is still in flight");
+    }
+    if (req->nios == 0) {
+        atomic_store(&req->state, NIXL_SUCCESS);
+        return NIXL_SUCCESS;
+    }
+    req->errmsg[0] = '\0';
+    nixl_status_t st = eng->run_ops->post(eng, req);
+    if (st < 0 && st != NIXL_ERR_NOT_POSTED)
+        (void)NIXL_BE_ERR(eng->host, st, "%s", req->errmsg);
+    return st;
+}
+
+nixl_status_t gds_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    int st = atomic_load_explicit(&req->state, memory_order_acquire);
+    if (st == NIXL_IN_PROG)
+        st = eng->run_ops->check(eng, req);
+    if (st < 0 && st != NIXL_ERR_NOT_POSTED)
+        (void)NIXL_BE_ERR(eng->host, (nixl_status_t)st, "%s",
+                          req->errmsg); /* written before the state was published */
+    return (nixl_status_t)st;
+}
+
+nixl_status_t gds_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    if (atomic_load(&req->state) == NIXL_IN_PROG && !eng->run_ops->abort(eng, req)) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE,
+                           "I/Os of the request are still in flight after %d ms",
+                           GDS_RELEASE_WAIT_MS);
+    }
+    eng->run_ops->req_fini(eng, req);
+    atomic_fetch_sub(&eng->live_reqs, 1);
+    free(req->ios);
+    free(req);
+    return NIXL_SUCCESS;
+}

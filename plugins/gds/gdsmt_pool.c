@@ -1,0 +1,262 @@
+/*
+ * gdsmt_pool.c - the GDS_MT backend (libplugin_GDS_MT.so): thread_count workers take the I/Os
+ * of posted requests from one queue and run each with a blocking cuFileRead/cuFileWrite.
+ *
+ * A short result is continued from where it stopped (as with pread); no progress at all is an
+ * error (a read past the end of the file, a full disk), as is any negative result, with the
+ * descriptor, the offset and cuFile's or the system's reason. The last I/O of a request
+ * publishes its state; check_xfer only reads it. Workers sleep on a condition variable.
+ *
+ * Locks: pool->lock guards the queue, every request's counters and the stop flag.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gds_priv.h"
+
+typedef struct gm_req {
+    size_t next;      /* first I/O not taken by a worker */
+    size_t remaining; /* I/Os of this post not finished */
+    bool queued, failed;
+    gds_req_t *qnext;
+} gm_req_t;
+
+typedef struct gm_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t work; /* the queue got I/Os, or stop */
+    pthread_cond_t done; /* a request finished (abort waits on it) */
+    gds_req_t *qhead, *qtail;
+    bool stop;
+    pthread_t *threads;
+    size_t nthreads;
+    nixl_be_engine_t *eng;
+} gm_pool_t;
+
+static gm_req_t *gm(gds_req_t *req)
+{
+    return req->run;
+}
+
+/* Run one I/O to its end; false with the reason in `what`. */
+static bool run_io(const gds_cufile_t *cf, bool write, const gds_io_t *io, char *what,
+                   size_t len)
+{
+    size_t done = 0;
+    while (done < io->size) {
+        errno = 0;
+        ssize_t n = write ? cf->write(io->fh, io->buf_base, io->size - done,
+                                      (off_t)(io->file_off + done), (off_t)(io->buf_off + done))
+                          : cf->read(io->fh, io->buf_base, io->size - done,
+                                     (off_t)(io->file_off + done), (off_t)(io->buf_off + done));
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        char s[96];
+        if (n == 0)
+            snprintf(what, len, "short %s: %zu of %zu bytes, then nothing (%s)",
+                     write ? "write" : "read", done, io->size,
+                     write ? "no space left?" : "past the end of the file?");
+        else
+            snprintf(what, len, "%s: %s", write ? "cuFileWrite" : "cuFileRead",
+                     gds_io_strerror(n, errno ? errno : EIO, s, sizeof(s)));
+        return false;
+    }
+    return true;
+}
+
+/* With the lock held: the next I/O of the queue, unlinking a request whose last I/O it is. */
+static gds_req_t *take(gm_pool_t *p, size_t *idx)
+{
+    gds_req_t *req = p->qhead;
+    if (!req)
+        return NULL;
+    gm_req_t *r = gm(req);
+    *idx = r->next++;
+    if (r->next == req->nios) {
+        p->qhead = r->qnext;
+        if (!p->qhead)
+            p->qtail = NULL;
+        r->queued = false;
+    }
+    return req;
+}
+
+static void *worker(void *arg)
+{
+    gm_pool_t *p = arg;
+    const gds_cufile_t *cf = p->eng->cf;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        size_t i;
+        gds_req_t *req;
+        while (!p->stop && !(req = take(p, &i)))
+            pthread_cond_wait(&p->work, &p->lock);
+        if (p->stop)
+            break;
+        pthread_mutex_unlock(&p->lock);
+        char what[200];
+        bool ok = run_io(cf, req->write, &req->ios[i], what, sizeof(what));
+        pthread_mutex_lock(&p->lock);
+        gm_req_t *r = gm(req);
+        if (!ok && !r->failed) {
+            gds_io_fail_msg(req, &req->ios[i], what);
+            r->failed = true;
+        }
+        if (--r->remaining == 0) {
+            atomic_store_explicit(&req->state, r->failed ? NIXL_ERR_BACKEND : NIXL_SUCCESS,
+                                  memory_order_release);
+            pthread_cond_broadcast(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static void gm_stop(nixl_be_engine_t *eng)
+{
+    gm_pool_t *p = eng->runner;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->lock);
+    free(p->threads);
+    free(p);
+    eng->runner = NULL;
+}
+
+static nixl_status_t gm_start(nixl_be_engine_t *eng, char *why, size_t whylen)
+{
+    gm_pool_t *p = calloc(1, sizeof(*p));
+    size_t n = (size_t)eng->params.thread_count;
+    if (p)
+        p->threads = calloc(n, sizeof(pthread_t));
+    if (!p || !p->threads) {
+        free(p);
+        snprintf(why, whylen, "out of memory");
+        return NIXL_ERR_UNKNOWN;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->eng = eng;
+    eng->runner = p;
+    for (; p->nthreads < n; p->nthreads++) {
+        int rc = pthread_create(&p->threads[p->nthreads], NULL, worker, p);
+        if (rc) {
+            snprintf(why, whylen, "cannot start worker %zu of thread_count %zu: %s",
+                     p->nthreads + 1, n, strerror(rc));
+            gm_stop(eng);
+            return NIXL_ERR_BACKEND;
+        }
+    }
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t gm_req_init(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    req->run = calloc(1, sizeof(gm_req_t));
+    if (!req->run)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    return NIXL_SUCCESS;
+}
+
+static void gm_req_fini(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    (void)eng;
+    free(req->run);
+    req->run = NULL;
+}
+
+static nixl_status_t gm_post(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    gm_pool_t *p = eng->runner;
+    gm_req_t *r = gm(req);
+    pthread_mutex_lock(&p->lock);
+    r->next = 0;
+    r->remaining = req->nios;
+    r->failed = false;
+    r->queued = true;
+    r->qnext = NULL;
+    atomic_store(&req->state, NIXL_IN_PROG);
+    if (p->qtail)
+        gm(p->qtail)->qnext = req;
+    else
+        p->qhead = req;
+    p->qtail = req;
+    /* Wake as many workers as there are I/Os, not more. */
+    if (req->nios >= p->nthreads)
+        pthread_cond_broadcast(&p->work);
+    else
+        for (size_t i = 0; i < req->nios; i++)
+            pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    return NIXL_IN_PROG;
+}
+
+static nixl_status_t gm_check(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    (void)eng;
+    return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
+}
+
+/* Take back the I/Os no worker has yet; wait (bounded) for those that run. */
+static bool gm_abort(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    gm_pool_t *p = eng->runner;
+    gm_req_t *r = gm(req);
+    pthread_mutex_lock(&p->lock);
+    if (r->queued) {
+        gds_req_t **pp = &p->qhead, *prev = NULL;
+        while (*pp && *pp != req)
+            prev = *pp, pp = &gm(*pp)->qnext;
+        if (*pp) {
+            *pp = r->qnext;
+            if (p->qtail == req)
+                p->qtail = prev;
+        }
+        r->queued = false;
+        r->remaining -= req->nios - r->next;
+        r->next = req->nios;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += GDS_RELEASE_WAIT_MS / 1000;
+    while (r->remaining > 0 && pthread_cond_timedwait(&p->done, &p->lock, &dl) != ETIMEDOUT) {
+    }
+    bool idle = r->remaining == 0;
+    pthread_mutex_unlock(&p->lock);
+    return idle;
+}
+
+static const gds_runner_ops_t gm_runner = {
+    .what = "a pool of threads calling cuFileRead/cuFileWrite",
+    .start = gm_start,
+    .stop = gm_stop,
+    .req_init = gm_req_init,
+    .req_fini = gm_req_fini,
+    .post = gm_post,
+    .check = gm_check,
+    .abort = gm_abort,
+};
+
+static nixl_status_t gm_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
+{
+    return gds_create(init, GDS_KIND_MT, &gm_runner, out);
+}
+
+static const nixl_plugin_info_t gm_info =
+    GDS_PLUGIN_INFO("GDS_MT", gdsmt_default_params, GDSMT_NUM_DEFAULTS);
+static const nixl_be_ops_t gm_ops = GDS_PLUGIN_OPS(gm_create);
+
+/* The one symbol the plugin exports (it is built with hidden visibility). */
+NIXL_PLUGIN_EXPORT_ENTRY(&gm_info, &gm_ops)
