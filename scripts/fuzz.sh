@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run every libFuzzer target for a while: scripts/fuzz.sh [SECONDS per target (default 60)]
+# (FUZZ_UCX=1 adds the UCX LOAD target: see tests/fuzz/ucx-crashes/README.md)
 # Builds them with clang (ASan and UBSan on) in build-fuzz, then runs each from its seed corpus
 # (tests/fuzz/corpus/<name>); what it finds new goes to build-fuzz/fuzz-new/<name> (copy the
 # interesting ones into the corpus by hand). A crash or a failed check ends the run with its
@@ -15,7 +16,9 @@ fi
 # target name -> corpus folder (tests/fuzz/meson.build)
 targets="md_decode:md sc_stream:sc elf_exports:elf toml:toml shm_conn:shm posix_spec:posix"
 extra=""
-if grep -q "^build tests/fuzz/fuzz_ucx_load:" $dir/build.ninja; then
+# The UCX target finds crashes inside UCX's own transport code that no check of ours can rule
+# out (tests/fuzz/ucx-crashes/README.md): run it on request only.
+if [ "${FUZZ_UCX:-0}" = 1 ] && grep -q "^build tests/fuzz/fuzz_ucx_load:" $dir/build.ninja; then
   targets="$targets ucx_load:ucx" # the LOAD path into a real UCX engine: needs the plugin
   extra=$(grep -o "^build tests/plugins/[^:]*UCX[^:]*" $dir/build.ninja | sed 's/^build //')
 fi

@@ -245,7 +245,7 @@ static bool conn_frame(nixl_sc_t *sc, sc_conn_t *c, const uint8_t *body, size_t 
     sc_body_iter_init(&it, body, len);
     sc_cmd_t cmd;
     const char *why = NULL;
-    int r;
+    int r = 0; /* no command read: the loop may not run (a dead connection) */
     while (!c->dead && (r = sc_body_next(&it, &cmd, &why)) > 0) {
         switch (cmd.verb) {
         case SC_VERB_LOAD:
