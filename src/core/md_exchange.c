@@ -14,6 +14,7 @@
 
 #include "agent_impl.h"
 #include "auth.h"
+#include "codec.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -84,17 +85,19 @@ static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, ch
     nixl_status_t st = nixl_auth_open(a->auth, NIXL_AUTH_ETCD, blob, len, false, &m);
     if (st == NIXL_SUCCESS && strcmp(m.verb, "LOAD") != 0)
         st = nixl_err(NIXL_ERR_NOT_ALLOWED, "the proof is for \"%s\", not metadata", m.verb);
+    /* the name is checked before loading: a blob signed for another name must not replace
+     * (even for a moment) a peer loaded under the name it claims */
+    nixl_md_view_t v;
+    if (st == NIXL_SUCCESS && (st = nixl_md_decode(m.payload, m.len, &v)) == NIXL_SUCCESS) {
+        bool same = v.name_len == strlen(m.sender) && memcmp(v.name, m.sender, v.name_len) == 0;
+        if (!same)
+            st = nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata of '%.*s' in etcd was signed by "
+                          "'%s'", (int)(v.name_len > 64 ? 64 : v.name_len), v.name, m.sender);
+        nixl_md_view_free(&v);
+    }
     char *loaded = NULL;
     if (st == NIXL_SUCCESS)
         st = nixl_agent_load_remote_md(ctx, m.payload, m.len, &loaded);
-    if (st == NIXL_SUCCESS && strcmp(loaded, m.sender) != 0) {
-        /* signed by one holder of the secret for another's name: undo, refuse */
-        nixl_agent_invalidate_remote_md(a, loaded);
-        st = nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata of '%s' in etcd was signed by '%s'",
-                      loaded, m.sender);
-        free(loaded);
-        loaded = NULL;
-    }
     if (st != NIXL_SUCCESS) {
         nixl_auth_count_refused(a->auth);
         NIXL_LOG_LIMITED(NIXL_LOG_WARN, "agent '%s': metadata from etcd refused: %s", a->name,
