@@ -206,6 +206,11 @@ typedef struct nixl_agent_config {
                                       (default NULL: NIXL_SIDECHANNEL_BIND, else all
                                       addresses as the reference); borrowed for
                                       nixl_agent_create only */
+    const char *auth_secret;       /* shared secret of authenticated metadata, at least 16
+                                      bytes (default NULL: NIXL_AUTH_SECRET); borrowed for
+                                      nixl_agent_create only. docs/security.md */
+    const char *auth_secret_file;  /* a file (mode 0600 or stricter) holding the secret
+                                      (default NULL: NIXL_AUTH_SECRET_FILE); borrowed */
 } nixl_agent_config_t;
 
 /** Fill `cfg` with the reference defaults. */
@@ -741,6 +746,15 @@ NIXL_API nixl_status_t nixl_xfer_dlist_deserialize(const void *blob, size_t len,
 NIXL_API nixl_status_t nixl_reg_dlist_deserialize(const void *blob, size_t len,
                                                   nixl_mem_t *out_type,
                                                   nixl_reg_desc_t **out_descs, size_t *out_count);
+
+/**
+ * Messages this agent refused for want of a valid proof (authenticated metadata,
+ * docs/security.md): unauthenticated LOAD/SEND/INVL, failed proofs, replays, renames, INVLs
+ * of another agent, etcd blobs that do not verify. 0 when no secret is set.
+ *
+ * @return NIXL_SUCCESS; NIXL_ERR_INVALID_PARAM for NULL arguments.
+ */
+NIXL_API nixl_status_t nixl_agent_get_auth_refused(const nixl_agent_t *agent, uint64_t *count);
 
 #ifdef __cplusplus
 }

@@ -40,7 +40,7 @@ class nixl_agent_config:
 
     def __init__(self, enable_prog_thread=True, enable_listen_thread=False,
                  listen_port=DEFAULT_COMM_PORT, capture_telemetry=False, num_threads=0,
-                 backends=["UCX"], sync_mode=None):
+                 backends=["UCX"], sync_mode=None, auth_secret=None):
         if sync_mode is not None and not isinstance(sync_mode, nixl_thread_sync_t):
             raise TypeError("sync_mode must be a nixl_thread_sync_t "
                             f"(got {type(sync_mode).__name__})")
@@ -51,6 +51,8 @@ class nixl_agent_config:
         self.num_threads = num_threads
         self.backends = list(backends)
         self.sync_mode = sync_mode
+        # Authenticated metadata (docs/security.md); None: NIXL_AUTH_SECRET[_FILE] if set.
+        self.auth_secret = auth_secret
 
 
 def _released_error(handle):
@@ -135,6 +137,8 @@ class nixl_agent:
                                        bool(nixl_conf.enable_listen), int(nixl_conf.port),
                                        int(sync.value), 1, 0, 100000,
                                        bool(nixl_conf.capture_telemetry))
+        if getattr(nixl_conf, "auth_secret", None) is not None:
+            cfg.authSecret = str(nixl_conf.auth_secret)
         self.name = agent_name
         self.notifs = {}
         self.backends = {}

@@ -12,6 +12,7 @@ typedef struct {
     char use_prog, use_listen, telemetry;
     int port, sync_mode;
     unsigned long long pthr_delay, lthr_delay, etcd_timeout_us;
+    PyObject *auth_secret; /* str or None (authSecret: our addition, docs/security.md) */
 } config_obj;
 
 static PyTypeObject *config_type;
@@ -134,7 +135,16 @@ static int set_sync(PyObject *self, PyObject *v, void *unused)
     return 0;
 }
 
+static void cfg_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    Py_CLEAR(((config_obj *)self)->auth_secret);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
 static PyMemberDef cfg_members[] = {
+    { "authSecret", T_OBJECT, offsetof(config_obj, auth_secret), 0, NULL },
     { "useProgThread", T_BOOL, offsetof(config_obj, use_prog), 0, NULL },
     { "useListenThread", T_BOOL, offsetof(config_obj, use_listen), 0, NULL },
     { "captureTelemetry", T_BOOL, offsetof(config_obj, telemetry), 0, NULL },
@@ -153,6 +163,7 @@ static PyGetSetDef cfg_getset[] = {
 static PyType_Slot cfg_slots[] = {
     { Py_tp_new, cfg_new },
     { Py_tp_init, cfg_init },
+    { Py_tp_dealloc, cfg_dealloc },
     { Py_tp_members, cfg_members },
     { Py_tp_getset, cfg_getset },
     { 0, NULL },
@@ -176,6 +187,12 @@ int bind_config_get(PyObject *o, nixl_agent_config_t *cfg)
     cfg->pthr_delay_us = c->pthr_delay;
     cfg->lthr_delay_us = c->lthr_delay;
     cfg->etcd_watch_timeout_us = c->etcd_timeout_us;
+    if (c->auth_secret && c->auth_secret != Py_None) {
+        /* borrowed from the config object, which the caller holds through agent creation */
+        cfg->auth_secret = PyUnicode_AsUTF8(c->auth_secret);
+        if (!cfg->auth_secret)
+            return -1;
+    }
     return 0;
 }
 

@@ -565,6 +565,7 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     nixl_err_save(&saved);
     st = md_exchange_init(a);
     a->cfg.listen_addr = NULL; /* borrowed for this call only */
+    a->cfg.auth_secret = a->cfg.auth_secret_file = NULL;
     if (st != NIXL_SUCCESS) {
         pthread_mutex_destroy(&a->handles_lock);
         pthread_rwlock_destroy(&a->lock);

@@ -128,6 +128,8 @@ struct nixl_agent {
     struct nixl_sc *sc;
     nixl_fetch_rec_t *fetches;
     size_t sc_max_peers; /* peers a side-channel LOAD may add up to (NIXL_SIDECHANNEL_MAX_PEERS) */
+    /* The shared secret's authenticator (NULL: the reference's unauthenticated protocol). */
+    struct nixl_auth *auth;
     /* The etcd client when NIXL_ETCD_ENDPOINTS is set (calls without ip_addr go there). */
     struct nixl_etcd *etcd;
 };

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "agent_impl.h"
+#include "auth.h"
+#include "codec.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
@@ -66,9 +68,44 @@ static nixl_status_t hook_get_md(void *ctx, uint8_t **blob, size_t *len)
     return st;
 }
 
+/* A blob fetched from etcd. With a secret it must be an envelope whose proof verifies and
+ * whose sender is the agent the metadata names; whoever can write to etcd without the secret
+ * then cannot plant metadata. Without one, an envelope is refused with the reason rather than
+ * as an unreadable blob. */
 static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, char **name)
 {
-    return nixl_agent_load_remote_md(ctx, blob, len, name);
+    nixl_agent_t *a = ctx;
+    if (!a->auth) {
+        if (nixl_auth_is_envelope(blob, len))
+            return nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata in etcd is authenticated and "
+                            "this agent has no secret: set the same NIXL_AUTH_SECRET");
+        return nixl_agent_load_remote_md(ctx, blob, len, name);
+    }
+    nixl_auth_msg_t m;
+    nixl_status_t st = nixl_auth_open(a->auth, NIXL_AUTH_ETCD, blob, len, false, &m);
+    if (st == NIXL_SUCCESS && strcmp(m.verb, "LOAD") != 0)
+        st = nixl_err(NIXL_ERR_NOT_ALLOWED, "the proof is for \"%s\", not metadata", m.verb);
+    /* the name is checked before loading: a blob signed for another name must not replace
+     * (even for a moment) a peer loaded under the name it claims */
+    nixl_md_view_t v;
+    if (st == NIXL_SUCCESS && (st = nixl_md_decode(m.payload, m.len, &v)) == NIXL_SUCCESS) {
+        bool same = v.name_len == strlen(m.sender) && memcmp(v.name, m.sender, v.name_len) == 0;
+        if (!same)
+            st = nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata of '%.*s' in etcd was signed by "
+                          "'%s'", (int)(v.name_len > 64 ? 64 : v.name_len), v.name, m.sender);
+        nixl_md_view_free(&v);
+    }
+    char *loaded = NULL;
+    if (st == NIXL_SUCCESS)
+        st = nixl_agent_load_remote_md(ctx, m.payload, m.len, &loaded);
+    if (st != NIXL_SUCCESS) {
+        nixl_auth_count_refused(a->auth);
+        NIXL_LOG_LIMITED(NIXL_LOG_WARN, "agent '%s': metadata from etcd refused: %s", a->name,
+                         nixl_err_text());
+        return st;
+    }
+    *name = loaded;
+    return NIXL_SUCCESS;
 }
 
 /* A LOAD from the side channel: anyone who can reach the listener can send one, so the peers
@@ -97,7 +134,8 @@ static void hook_fetch_done(void *ctx, const char *name, nixl_status_t st, const
 static nixl_status_t sc_start(nixl_agent_t *a, bool listen)
 {
     nixl_sc_config_t cfg = {.listen = listen, .port = a->cfg.listen_port,
-                            .bind_addr = a->cfg.listen_addr, .agent_name = a->name};
+                            .bind_addr = a->cfg.listen_addr, .agent_name = a->name,
+                            .auth = a->auth};
     char *bind_owned = NULL;
     nixl_status_t st = nixl_sc_config_load(&cfg, &bind_owned);
     if (st == NIXL_SUCCESS) {
@@ -113,8 +151,17 @@ static nixl_status_t sc_start(nixl_agent_t *a, bool listen)
 nixl_status_t md_exchange_init(nixl_agent_t *a)
 {
     pthread_mutex_init(&a->sc_lock, NULL);
+    nixl_status_t st = nixl_auth_from_config(a->cfg.auth_secret, a->cfg.auth_secret_file,
+                                             &a->auth);
+    if (st != NIXL_SUCCESS) {
+        nixl_err_prefix("agent '%s'", a->name);
+        pthread_mutex_destroy(&a->sc_lock);
+        return st;
+    }
+    if (a->auth)
+        NIXL_INFO("agent '%s': metadata is authenticated (shared secret)", a->name);
     char *eps = NULL;
-    nixl_status_t st = nixl_config_string("NIXL_ETCD_ENDPOINTS", &eps);
+    st = nixl_config_string("NIXL_ETCD_ENDPOINTS", &eps);
     bool etcd = st == NIXL_SUCCESS && eps && *eps; /* empty: not configured (the reference) */
     free(eps);
     if (st != NIXL_SUCCESS) /* a file key that is not a string */
@@ -131,6 +178,8 @@ nixl_status_t md_exchange_init(nixl_agent_t *a)
     if (st != NIXL_SUCCESS) {
         nixl_etcd_destroy(a->etcd);
         a->etcd = NULL;
+        nixl_auth_destroy(a->auth);
+        a->auth = NULL;
         pthread_mutex_destroy(&a->sc_lock);
     }
     return st;
@@ -143,6 +192,8 @@ void md_exchange_fini(nixl_agent_t *a)
     a->etcd = NULL;
     nixl_sc_destroy(a->sc);
     a->sc = NULL;
+    nixl_auth_destroy(a->auth); /* after the workers that used it */
+    a->auth = NULL;
     while (a->fetches) {
         nixl_fetch_rec_t *r = a->fetches;
         a->fetches = r->next;
@@ -182,7 +233,17 @@ static const char *opt_label(const nixl_opt_args_t *opt)
 static nixl_status_t etcd_send(nixl_agent_t *a, const char *what, const char *label, void *blob,
                                size_t len)
 {
-    nixl_status_t st = nixl_etcd_publish(a->etcd, label, blob, len);
+    nixl_status_t st;
+    if (a->auth) {
+        size_t env_len;
+        uint8_t *env = nixl_auth_seal(a->auth, NIXL_AUTH_ETCD, "LOAD", a->name, blob, len,
+                                      &env_len);
+        st = env ? nixl_etcd_publish(a->etcd, label, env, env_len)
+                 : nixl_err(NIXL_ERR_BACKEND, "sealing the metadata failed");
+        free(env);
+    } else {
+        st = nixl_etcd_publish(a->etcd, label, blob, len);
+    }
     nixl_free(blob);
     if (st != NIXL_SUCCESS)
         nixl_err_prefix("%s", what);
@@ -337,5 +398,13 @@ nixl_status_t nixl_agent_get_listen_port(nixl_agent_t *agent, int *port)
         return nixl_err(NIXL_ERR_NOT_FOUND,
                         "get_listen_port: the agent was created without use_listen_thread");
     *port = p;
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t nixl_agent_get_auth_refused(const nixl_agent_t *agent, uint64_t *count)
+{
+    if (!agent || !count)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "get_auth_refused: agent or count is NULL");
+    *count = agent->auth ? nixl_auth_refused(agent->auth) : 0;
     return NIXL_SUCCESS;
 }

@@ -2,11 +2,14 @@
  * etcd_http.c - etcd's v3 JSON gateway over libcurl (etcd_priv.h).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "array.h"
+#include "config.h"
 #include "error.h"
 #include "log.h"
 #include "etcd_priv.h"
@@ -115,6 +118,42 @@ char *etcd_prefix_end(const char *prefix)
 
 /* ---- endpoints and unary calls ---- */
 
+/* One TLS file option: absent is fine (libcurl's default); present must be readable now, so
+ * that a typo is an error of agent creation rather than a handshake failure later. */
+static nixl_status_t tls_file(const char *option, char **out)
+{
+    nixl_status_t st = nixl_config_string(option, out);
+    if (st != NIXL_SUCCESS || !*out)
+        return st;
+    if (!**out) {
+        free(*out);
+        *out = NULL;
+    } else if (access(*out, R_OK) != 0) {
+        st = nixl_err(NIXL_ERR_INVALID_PARAM, "%s='%s' cannot be read: %s", option, *out,
+                      strerror(errno));
+    }
+    return st;
+}
+
+static nixl_status_t tls_options(etcd_http_t *h)
+{
+    nixl_status_t st;
+    if ((st = tls_file("NIXL_ETCD_CA_FILE", &h->ca_file)) != NIXL_SUCCESS ||
+        (st = tls_file("NIXL_ETCD_CERT_FILE", &h->cert_file)) != NIXL_SUCCESS ||
+        (st = tls_file("NIXL_ETCD_KEY_FILE", &h->key_file)) != NIXL_SUCCESS)
+        return st;
+    if (h->key_file && !h->cert_file)
+        return nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_ETCD_KEY_FILE is set without "
+                        "NIXL_ETCD_CERT_FILE");
+    bool https = false;
+    for (size_t i = 0; i < h->num_endpoints; i++)
+        https |= strncmp(h->endpoints[i], "https://", 8) == 0;
+    if ((h->ca_file || h->cert_file) && !https)
+        NIXL_WARN("etcd: TLS files are set (NIXL_ETCD_CA_FILE/CERT_FILE) but no endpoint is "
+                  "https://: they are not used");
+    return NIXL_SUCCESS;
+}
+
 nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints)
 {
     memset(h, 0, sizeof(*h));
@@ -147,6 +186,11 @@ nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints)
     if (!h->num_endpoints)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_ETCD_ENDPOINTS='%s' names no endpoint",
                         endpoints);
+    nixl_status_t st = tls_options(h);
+    if (st != NIXL_SUCCESS) {
+        etcd_http_fini(h);
+        return st;
+    }
     h->easy = curl_easy_init();
     h->multi = curl_multi_init();
     if (!h->easy || !h->multi) {
@@ -161,6 +205,9 @@ void etcd_http_fini(etcd_http_t *h)
     for (size_t i = 0; i < h->num_endpoints; i++)
         free(h->endpoints[i]);
     free(h->endpoints);
+    free(h->ca_file);
+    free(h->cert_file);
+    free(h->key_file);
     if (h->easy)
         curl_easy_cleanup(h->easy);
     if (h->multi)
@@ -185,6 +232,12 @@ static void easy_common(etcd_http_t *h, CURL *c, const char *path, const char *b
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    if (h->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
+    if (h->cert_file)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, h->cert_file);
+    if (h->key_file)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, h->key_file);
     errbuf[0] = 0;
 }
 

@@ -25,6 +25,9 @@ typedef struct etcd_http {
     CURL *easy;       /* unary calls */
     CURLM *multi;     /* watch streams */
     uint32_t connect_ms, call_ms;
+    /* TLS for https:// endpoints (NIXL_ETCD_CA_FILE, _CERT_FILE, _KEY_FILE); NULL: libcurl's
+     * defaults (the system's CA store, no client certificate) */
+    char *ca_file, *cert_file, *key_file;
 } etcd_http_t;
 
 /* A watch stream: the bytes received so far, cut into JSON messages by etcd_stream_next(). */
@@ -38,7 +41,8 @@ typedef struct etcd_stream {
     char errbuf[CURL_ERROR_SIZE];
 } etcd_stream_t;
 
-/* Parse the comma list. INVALID_PARAM for an empty list or entry. */
+/* Parse the comma list and read the TLS options (each file must be readable). INVALID_PARAM
+ * for an empty list or entry, or a TLS file that cannot be read. */
 nixl_status_t etcd_http_init(etcd_http_t *h, const char *endpoints);
 void etcd_http_fini(etcd_http_t *h);
 

@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "codec.h"
 #include "error.h"
 #include "log.h"
 #include "sc_priv.h"
@@ -151,8 +153,8 @@ void sc_conn_queue(sc_conn_t *c, uint8_t *frame, size_t len)
     c->out_tail = &o->next;
 }
 
-static void fetch_pop(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t st, const char *loaded,
-                      const char *reason)
+void sc_conn_fetch_pop(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t st, const char *loaded,
+                       const char *reason)
 {
     sc_fetch_t *f = c->fetch_head;
     c->fetch_head = f->next;
@@ -175,13 +177,37 @@ static void fetch_pop(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t st, const char 
     free(f);
 }
 
-static void cmd_load(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
+/* The name a metadata blob claims, when it is `sender`'s: a LOAD proven by `sender` may carry
+ * only its own metadata, or it could replace another loaded peer. */
+static nixl_status_t blob_named(const uint8_t *blob, size_t len, const char *sender)
+{
+    nixl_md_view_t v;
+    nixl_status_t st = nixl_md_decode(blob, len, &v);
+    if (st != NIXL_SUCCESS)
+        return st;
+    bool same = v.name_len == strlen(sender) && memcmp(v.name, sender, v.name_len) == 0;
+    int n = (int)(v.name_len > 64 ? 64 : v.name_len);
+    char claimed[65];
+    memcpy(claimed, v.name, (size_t)n);
+    claimed[n] = '\0';
+    nixl_md_view_free(&v);
+    if (!same)
+        return nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata of '%s' was sent under the proof of "
+                        "'%s' (an agent may send only its own)", claimed, sender);
+    return NIXL_SUCCESS;
+}
+
+void sc_cmd_load(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd, const char *sender)
 {
     char *name = NULL;
-    nixl_status_t st = sc->hooks.load_md(sc->hooks.ctx, cmd->payload, cmd->len, &name);
+    nixl_status_t st = sender ? blob_named(cmd->payload, cmd->len, sender) : NIXL_SUCCESS;
+    if (st != NIXL_SUCCESS)
+        nixl_auth_count_refused(sc->cfg.auth);
+    else
+        st = sc->hooks.load_md(sc->hooks.ctx, cmd->payload, cmd->len, &name);
     const char *reason = st == NIXL_SUCCESS ? "" : nixl_err_text();
     if (c->outbound && c->fetch_head) {
-        fetch_pop(sc, c, st, name, reason);
+        sc_conn_fetch_pop(sc, c, st, name, reason);
     } else if (st != NIXL_SUCCESS) {
         NIXL_WARN("side channel: metadata received from %s was not loaded: %s", c->peer,
                   reason);
@@ -191,7 +217,7 @@ static void cmd_load(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
     free(name);
 }
 
-static void cmd_send(nixl_sc_t *sc, sc_conn_t *c)
+void sc_cmd_send(nixl_sc_t *sc, sc_conn_t *c)
 {
     /* A peer that asks and never reads would make us hold every answer: past the bound it is
      * dropped. One answer is always allowed, however large the metadata. */
@@ -213,7 +239,7 @@ static void cmd_send(nixl_sc_t *sc, sc_conn_t *c)
         return;
     }
     size_t flen;
-    uint8_t *frame = sc_frame_build("LOAD", blob, len, &flen);
+    uint8_t *frame = sc_frame_make(sc, "LOAD", blob, len, &flen);
     free(blob);
     if (!frame) {
         NIXL_ERROR("side channel: out of memory answering %s", c->peer);
@@ -222,7 +248,7 @@ static void cmd_send(nixl_sc_t *sc, sc_conn_t *c)
     sc_conn_queue(c, frame, flen);
 }
 
-static void cmd_invl(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
+void sc_cmd_invl(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd, const char *sender)
 {
     if (cmd->len == 0 || cmd->len > 255 || memchr(cmd->payload, 0, cmd->len)) {
         NIXL_WARN("side channel: ignoring an invalidation from %s with a malformed agent name "
@@ -232,6 +258,13 @@ static void cmd_invl(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
     char name[256];
     memcpy(name, cmd->payload, cmd->len);
     name[cmd->len] = '\0';
+    if (sender && strcmp(sender, name) != 0) {
+        nixl_auth_count_refused(sc->cfg.auth);
+        NIXL_LOG_LIMITED(NIXL_LOG_WARN, "side channel (agent '%s'): '%s' (at %s) asked to "
+                         "forget '%s'; refused: an agent may invalidate only itself",
+                         sc->agent_name, sender, c->peer, name);
+        return;
+    }
     NIXL_DEBUG("side channel: %s invalidates '%s'", c->peer, name);
     sc->hooks.invalidate(sc->hooks.ctx, name);
 }
@@ -249,13 +282,22 @@ static bool conn_frame(nixl_sc_t *sc, sc_conn_t *c, const uint8_t *body, size_t 
     while (!c->dead && (r = sc_body_next(&it, &cmd, &why)) > 0) {
         switch (cmd.verb) {
         case SC_VERB_LOAD:
-            cmd_load(sc, c, &cmd);
-            break;
         case SC_VERB_SEND:
-            cmd_send(sc, c);
-            break;
         case SC_VERB_INVL:
-            cmd_invl(sc, c, &cmd);
+            if (sc->cfg.auth)
+                sc_auth_refuse_plain(sc, c, &cmd);
+            else if (cmd.verb == SC_VERB_LOAD)
+                sc_cmd_load(sc, c, &cmd, NULL);
+            else if (cmd.verb == SC_VERB_SEND)
+                sc_cmd_send(sc, c);
+            else
+                sc_cmd_invl(sc, c, &cmd, NULL);
+            break;
+        case SC_VERB_AUTH:
+            sc_auth_cmd(sc, c, &cmd);
+            break;
+        case SC_VERB_DENY:
+            sc_deny_cmd(sc, c, &cmd);
             break;
         default:
             NIXL_WARN("side channel: unknown command \"%.4s\" from %s, skipped", cmd.verb_text,

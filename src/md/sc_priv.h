@@ -112,5 +112,24 @@ void sc_conn_fail_fetches(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t status,
 uint64_t sc_conn_last_active(const sc_conn_t *c);
 /* Free a dead connection. */
 void sc_conn_free(sc_conn_t *c);
+/* The oldest pending fetch ended (`loaded`: the name that was loaded, checked against it). */
+void sc_conn_fetch_pop(nixl_sc_t *sc, sc_conn_t *c, nixl_status_t st, const char *loaded,
+                       const char *reason);
+/* Commands. `sender` is the name a proof vouched for (NULL without authentication): a LOAD
+ * must carry that agent's metadata and an INVL may name only it. */
+void sc_cmd_load(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd, const char *sender);
+void sc_cmd_send(nixl_sc_t *sc, sc_conn_t *c);
+void sc_cmd_invl(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd, const char *sender);
+
+/* ---- sc_auth.c ---- */
+/* A whole frame for `verb`: plain, or in an envelope when a secret is set. NULL: no memory. */
+uint8_t *sc_frame_make(nixl_sc_t *sc, const char *verb, const void *payload, size_t len,
+                       size_t *out_len);
+/* A LOAD, SEND or INVL without a proof reached an agent that requires one. */
+void sc_auth_refuse_plain(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd);
+/* An AUTH command: verified, then run as the command it wraps. */
+void sc_auth_cmd(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd);
+/* A DENY: the peer refused what we sent. */
+void sc_deny_cmd(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd);
 
 #endif

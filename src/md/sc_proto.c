@@ -58,6 +58,10 @@ static sc_verb_t verb_of(const uint8_t *v)
         return SC_VERB_SEND;
     if (memcmp(v, "INVL", SC_VERB_LEN) == 0)
         return SC_VERB_INVL;
+    if (memcmp(v, "AUTH", SC_VERB_LEN) == 0)
+        return SC_VERB_AUTH;
+    if (memcmp(v, "DENY", SC_VERB_LEN) == 0)
+        return SC_VERB_DENY;
     return SC_VERB_UNKNOWN;
 }
 
@@ -79,8 +83,10 @@ int sc_body_next(sc_body_iter_t *it, sc_cmd_t *cmd, const char **why)
     size_t start = it->pos + SC_MAGIC_LEN + SC_VERB_LEN;
     cmd->verb = verb_of(v);
     cmd->verb_text = (const char *)v;
-    /* A metadata blob may contain any bytes: it runs to the end of the frame. */
-    size_t end = cmd->verb == SC_VERB_LOAD ? it->len : next_magic(it->p, it->len, start);
+    /* A metadata blob (bare or in an envelope) may contain any bytes: it runs to the end of
+     * the frame. */
+    bool to_end = cmd->verb == SC_VERB_LOAD || cmd->verb == SC_VERB_AUTH;
+    size_t end = to_end ? it->len : next_magic(it->p, it->len, start);
     cmd->payload = it->p + start;
     cmd->len = end - start;
     it->pos = end;

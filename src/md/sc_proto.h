@@ -7,6 +7,9 @@
  *   LOAD <metadata blob>   load the sender's metadata
  *   SEND                   reply on this connection with LOAD + the full local metadata
  *   INVL <agent name>      forget the named agent
+ * and, only between agents of ours (a reference agent logs unknown verbs and goes on):
+ *   AUTH <envelope>        one of the above, with its proof (auth.h; a secret is set)
+ *   DENY <reason>          the receiver refused a command: it needs a proof, or has no secret
  *
  * The reference splits a body on every occurrence of the text "NIXLCOMM:", so a blob that
  * happens to contain it is cut in two. We read a LOAD payload to the end of its frame (every
@@ -31,6 +34,8 @@ typedef enum sc_verb {
     SC_VERB_LOAD,
     SC_VERB_SEND,
     SC_VERB_INVL,
+    SC_VERB_AUTH, /* an authenticated command (auth.h); binary, runs to the end of the frame */
+    SC_VERB_DENY, /* a refusal and its reason, from an agent that could not accept ours */
     SC_VERB_UNKNOWN, /* well-formed but not ours: skipped with a warning */
 } sc_verb_t;
 

@@ -572,7 +572,7 @@ nixl_status_t nixl_sc_send(nixl_sc_t *sc, const char *host, int port, const char
                            const void *payload, size_t len)
 {
     size_t flen;
-    uint8_t *frame = sc_frame_build(verb, payload, len, &flen);
+    uint8_t *frame = sc_frame_make(sc, verb, payload, len, &flen);
     if (!frame)
         return nixl_err_oom("building a %zu-byte side-channel message", len);
     if (flen - SC_HDR_LEN > sc->cfg.max_frame) {
@@ -588,7 +588,7 @@ nixl_status_t nixl_sc_send(nixl_sc_t *sc, const char *host, int port, const char
 nixl_status_t nixl_sc_fetch(nixl_sc_t *sc, const char *host, int port, const char *name)
 {
     size_t flen;
-    uint8_t *frame = sc_frame_build("SEND", NULL, 0, &flen);
+    uint8_t *frame = sc_frame_make(sc, "SEND", NULL, 0, &flen);
     if (!frame)
         return nixl_err_oom("side-channel fetch of '%s'", name);
     return sc_enqueue(sc, host, port, frame, flen, name);

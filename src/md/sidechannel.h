@@ -53,7 +53,8 @@ typedef struct nixl_sc_config {
     uint64_t min_rate;           /* bytes/s a message must average after stall_timeout_ms */
     uint64_t max_queued;         /* bytes of replies queued for one peer before it is dropped */
     uint32_t max_peers;          /* peers the side channel may add (hooks->load_md enforces) */
-    const char *agent_name;      /* for log lines */
+    const char *agent_name;      /* for log lines, and the sender of authenticated commands */
+    struct nixl_auth *auth;      /* borrowed; non-NULL: every command must carry a proof */
 } nixl_sc_config_t;
 
 /*

@@ -94,6 +94,31 @@ static void test_endpoints(void **state)
     free(end);
 }
 
+/* TLS options: files are checked when the client starts, and reach every handle. */
+static void test_tls_options(void **state)
+{
+    (void)state;
+    etcd_http_t h;
+    setenv("NIXL_ETCD_CA_FILE", "/nonexistent/ca.pem", 1);
+    assert_int_equal(etcd_http_init(&h, "https://127.0.0.1:2379"), NIXL_ERR_INVALID_PARAM);
+    assert_non_null(strstr(nixl_last_error(), "NIXL_ETCD_CA_FILE"));
+    setenv("NIXL_ETCD_CA_FILE", "/etc/hostname", 1); /* any readable file */
+    setenv("NIXL_ETCD_KEY_FILE", "/etc/hostname", 1);
+    assert_int_equal(etcd_http_init(&h, "https://127.0.0.1:2379"), NIXL_ERR_INVALID_PARAM);
+    setenv("NIXL_ETCD_CERT_FILE", "/etc/hostname", 1);
+    assert_int_equal(etcd_http_init(&h, "https://127.0.0.1:2379"), NIXL_SUCCESS);
+    assert_string_equal(h.ca_file, "/etc/hostname");
+    assert_string_equal(h.cert_file, "/etc/hostname");
+    assert_string_equal(h.key_file, "/etc/hostname");
+    etcd_http_fini(&h);
+    unsetenv("NIXL_ETCD_CA_FILE");
+    unsetenv("NIXL_ETCD_CERT_FILE");
+    unsetenv("NIXL_ETCD_KEY_FILE");
+    assert_int_equal(etcd_http_init(&h, "https://127.0.0.1:2379"), NIXL_SUCCESS);
+    assert_null(h.ca_file);
+    etcd_http_fini(&h);
+}
+
 /* etcd nowhere: calls still return at once; the fetch fails after the watch timeout. */
 static void test_unreachable(void **state)
 {
@@ -137,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_b64),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_tls_options),
         cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
