@@ -90,8 +90,8 @@ static void *worker(void *arg)
     const gds_cufile_t *cf = p->eng->cf;
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        size_t i;
-        gds_req_t *req;
+        size_t i = 0;
+        gds_req_t *req = NULL; /* (gcc with sanitizers cannot see the loop sets it) */
         while (!p->stop && !(req = take(p, &i)))
             pthread_cond_wait(&p->work, &p->lock);
         if (p->stop)
