@@ -15,6 +15,9 @@ if [ ! -f $dir/build.ninja ]; then
 fi
 # target name -> corpus folder (tests/fuzz/meson.build)
 targets="md_decode:md sc_stream:sc elf_exports:elf toml:toml shm_conn:shm posix_spec:posix"
+if grep -q "^build tests/fuzz/fuzz_auth:" $dir/build.ninja; then
+  targets="$targets auth:auth" # with libcrypto only
+fi
 extra=""
 # The UCX target finds crashes inside UCX's own transport code that no check of ours can rule
 # out (tests/fuzz/ucx-crashes/README.md): run it on request only.
