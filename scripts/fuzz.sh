@@ -18,6 +18,9 @@ targets="md_decode:md sc_stream:sc elf_exports:elf toml:toml shm_conn:shm posix_
 if grep -q "^build tests/fuzz/fuzz_auth:" $dir/build.ninja; then
   targets="$targets auth:auth" # with libcrypto only
 fi
+if grep -q "^build tests/fuzz/fuzz_etcd:" $dir/build.ninja; then
+  targets="$targets etcd:etcd" # with libcurl and json-c only
+fi
 extra=""
 # The UCX target finds crashes inside UCX's own transport code that no check of ours can rule
 # out (tests/fuzz/ucx-crashes/README.md): run it on request only.
