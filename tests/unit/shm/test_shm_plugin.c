@@ -761,6 +761,26 @@ static void *consumer_main(void *p)
  * when its notification is seen. `polls`: the receiver calls progress(); otherwise only its
  * event thread reads (doorbells).
  */
+/* Connect to the peer and wait until its ring offer has arrived (loading and connecting do
+ * not wait for it), so that what a case means to exercise through the ring does not depend on
+ * how quickly a loaded machine delivers the offer. */
+static void wait_ring(nixl_be_engine_t *a, const char *name)
+{
+    assert_int_equal(ops->connect(a, name), NIXL_SUCCESS);
+    shm_peer_t *p = shm_peer_find(a, name);
+    assert_non_null(p);
+    bool on = false;
+    for (int i = 0; i < 10000 && !on; i++) {
+        pthread_mutex_lock(&p->lock);
+        on = p->ring.on;
+        pthread_mutex_unlock(&p->lock);
+        if (!on)
+            usleep(1000);
+    }
+    shm_peer_unref(p, 1);
+    assert_true(on);
+}
+
 static void ring_order_case(const char *ring_size, bool polls, unsigned count)
 {
     thost_t ha, hb;
@@ -770,6 +790,8 @@ static void ring_order_case(const char *ring_size, bool polls, unsigned count)
     assert_int_equal(eng_create(&ha, "A", NULL, &a), NIXL_SUCCESS);
     assert_int_equal(eng_create_ring(&hb, "B", ring_size, &b), NIXL_SUCCESS);
     load_peer(a, "B", b);
+    if (strcmp(ring_size, "0") != 0)
+        wait_ring(a, "B");
 
     size_t nw = count / 10 + 1;
     uint8_t *lbuf = malloc(nw * 4096), *rbuf = calloc(nw, 4096);
