@@ -85,13 +85,3 @@ void gds_destroy(nixl_be_engine_t *eng)
     free(eng->files);
     free(eng);
 }
-
-/* The loopback target is the registration itself; nothing to unload (the core's default). */
-nixl_status_t gds_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
-                                nixl_be_md_t **out)
-{
-    (void)eng;
-    for (size_t i = 0; i < mds->count; i++)
-        out[i] = nixl_be_md_at(mds, i);
-    return NIXL_SUCCESS;
-}

@@ -159,6 +159,14 @@ static void md_free(nixl_be_engine_t *eng, nixl_be_md_t *md)
     free(md);
 }
 
+/* One region (nixl_be_register_each does the rest: all or nothing). */
+static nixl_status_t reg_one(nixl_be_engine_t *eng, nixl_mem_t type, size_t i,
+                             const nixl_reg_desc_t *d, nixl_be_md_t *md)
+{
+    md->type = type;
+    return type == NIXL_FILE_SEG ? reg_file(eng, i, d, md) : reg_buf(eng, type, i, d, md);
+}
+
 nixl_status_t gds_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                const nixl_reg_desc_t *descs, size_t count, nixl_be_md_t **out)
 {
@@ -167,28 +175,8 @@ nixl_status_t gds_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                            "cannot register memory type %d (DRAM, VRAM and FILE only)",
                            (int)type);
     }
-    size_t i = 0;
-    nixl_status_t st = NIXL_SUCCESS;
-    for (; i < count; i++) {
-        nixl_be_md_t *md = calloc(1, sizeof(*md));
-        if (!md) {
-            st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
-            break;
-        }
-        md->type = type;
-        st = type == NIXL_FILE_SEG ? reg_file(eng, i, &descs[i], md)
-                                   : reg_buf(eng, type, i, &descs[i], md);
-        if (st != NIXL_SUCCESS) {
-            free(md);
-            break;
-        }
-        out[i] = md;
-    }
-    if (st == NIXL_SUCCESS)
-        return NIXL_SUCCESS;
-    while (i-- > 0)
-        md_free(eng, out[i]);
-    return st;
+    return nixl_be_register_each(eng, eng->host, type, descs, count, sizeof(nixl_be_md_t),
+                                 reg_one, md_free, out);
 }
 
 void gds_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)

@@ -31,6 +31,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "be_storage.h"
 #include "nixl_plugin.h"
 
 #define GDS_ERR_MAX 320
@@ -206,12 +207,10 @@ nixl_status_t gds_params_parse(const nixl_be_init_t *init, gds_kind_t kind, gds_
 extern const nixl_param_t gds_default_params[GDS_NUM_DEFAULTS];
 extern const nixl_param_t gdsmt_default_params[GDSMT_NUM_DEFAULTS];
 
-/* gds_engine.c: create and destroy for both kinds, the loopback md. */
+/* gds_engine.c: create and destroy for both kinds. */
 nixl_status_t gds_create(const nixl_be_init_t *init, gds_kind_t kind,
                          const gds_runner_ops_t *run_ops, nixl_be_engine_t **out);
 void gds_destroy(nixl_be_engine_t *eng);
-nixl_status_t gds_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
-                                nixl_be_md_t **out);
 
 /* The description and operations of a plugin of kind `create_fn` (the two differ only there). */
 #define GDS_PLUGIN_INFO(plugin_name, params, nparams)                                         \
@@ -222,12 +221,13 @@ nixl_status_t gds_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
                 NIXL_MEM_BIT(NIXL_FILE_SEG),                                                  \
         .default_params = (params), .num_default_params = (nparams),                         \
     }
-/* Storage needs no connections: connect, disconnect and unload_md are the core's defaults. */
+/* Storage needs no connections: connect, disconnect and unload_md are the core's defaults; the
+ * loopback target is the registration itself (be_storage.h). */
 #define GDS_PLUGIN_OPS(create_fn)                                                             \
     {                                                                                         \
         .struct_size = sizeof(nixl_be_ops_t), .create = (create_fn), .destroy = gds_destroy,  \
         .register_mem = gds_register_mem, .deregister_mem = gds_deregister_mem,               \
-        .load_local_md = gds_load_local_md, .prep_xfer = gds_prep_xfer,                       \
+        .load_local_md = nixl_be_load_self, .prep_xfer = gds_prep_xfer,                       \
         .post_xfer = gds_post_xfer, .check_xfer = gds_check_xfer,                             \
         .release_req = gds_release_req, .query_mem = gds_query_mem,                           \
     }

@@ -13,14 +13,11 @@
 
 #include "gds_priv.h"
 
-static bool is_mem(const nixl_be_md_t *md)
+static nixl_be_side_t side(const nixl_be_md_t *md)
 {
-    return md && (md->type == NIXL_DRAM_SEG || md->type == NIXL_VRAM_SEG);
-}
-
-static bool is_file(const nixl_be_md_t *md)
-{
-    return md && md->type == NIXL_FILE_SEG;
+    if (md && (md->type == NIXL_DRAM_SEG || md->type == NIXL_VRAM_SEG))
+        return NIXL_BE_SIDE_MEM;
+    return md && md->type == NIXL_FILE_SEG ? NIXL_BE_SIDE_STORAGE : NIXL_BE_SIDE_OTHER;
 }
 
 /* Check pair i; its memory and file sides in *mem and *file. */
@@ -28,32 +25,13 @@ static nixl_status_t check_pair(nixl_be_engine_t *eng, size_t i, const nixl_be_d
                                 const nixl_be_desc_t *remote, const nixl_be_desc_t **mem,
                                 const nixl_be_desc_t **file)
 {
-    *mem = local;
-    *file = remote;
-    if (is_file(local->md) && !is_file(remote->md)) { /* storage given as the local side */
-        *mem = remote;
-        *file = local;
-    }
-    const nixl_be_desc_t *m = *mem, *f = *file;
-    if (!is_mem(m->md) || !is_file(f->md)) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                           "descriptor %zu: transfers go between DRAM or VRAM and FILE", i);
-    }
-    if (m->len != f->len || f->addr > (uint64_t)INT64_MAX - f->len) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                           "descriptor %zu: lengths differ (%zu and %zu) or offset %llu + %zu "
-                           "overflows",
-                           i, m->len, f->len, (unsigned long long)f->addr, f->len);
-    }
-    if (f->md->file->direct && ((m->addr | m->len | f->addr) % GDS_DIRECT_ALIGN)) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                           "descriptor %zu: file descriptor %d is open with O_DIRECT, which "
-                           "needs the buffer address, the length and the file offset aligned "
-                           "to %u bytes (address 0x%llx, length %zu, offset %llu)",
-                           i, f->md->file->fd, GDS_DIRECT_ALIGN, (unsigned long long)m->addr,
-                           m->len, (unsigned long long)f->addr);
-    }
-    return NIXL_SUCCESS;
+    nixl_status_t st = nixl_be_storage_pair(eng->host, i, local, side(local->md), remote,
+                                            side(remote->md), "DRAM or VRAM and FILE", mem, file);
+    if (st != NIXL_SUCCESS)
+        return st;
+    const gds_file_t *f = (*file)->md->file;
+    return nixl_be_storage_direct(eng->host, i, *mem, *file, f->fd,
+                                  f->direct ? GDS_DIRECT_ALIGN : 0);
 }
 
 static size_t pieces(const nixl_be_engine_t *eng, size_t len)
@@ -67,14 +45,13 @@ nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
                             const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out)
 {
     (void)agent; /* the core only hands a local-only engine its own name */
-    if (opts && opts->has_notif) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "storage transfers carry no notification");
-    }
+    nixl_status_t st = nixl_be_storage_no_notif(eng->host, opts);
+    if (st != NIXL_SUCCESS)
+        return st;
     size_t nios = 0;
     for (size_t i = 0; i < count; i++) {
         const nixl_be_desc_t *mem, *file;
-        nixl_status_t st = check_pair(eng, i, &local[i], &remote[i], &mem, &file);
+        st = check_pair(eng, i, &local[i], &remote[i], &mem, &file);
         if (st != NIXL_SUCCESS)
             return st;
         nios += pieces(eng, mem->len);
@@ -110,7 +87,7 @@ nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
     req->nios = nios;
     req->ndescs = count;
     atomic_store(&req->state, NIXL_ERR_NOT_POSTED);
-    nixl_status_t st = eng->run_ops->req_init(eng, req);
+    st = eng->run_ops->req_init(eng, req);
     if (st != NIXL_SUCCESS) {
         free(ios);
         free(req);
@@ -131,22 +108,11 @@ void gds_io_fail_msg(gds_req_t *req, const gds_io_t *io, const char *what)
 nixl_status_t gds_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                             const nixl_be_xfer_opts_t *opts)
 {
-    if (opts && opts->has_notif) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "storage transfers carry no notification");
-    }
-    if (atomic_load(&req->state) == NIXL_IN_PROG) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE, "the request is still in flight");
-    }
-    if (req->nios == 0) {
-        atomic_store(&req->state, NIXL_SUCCESS);
-        return NIXL_SUCCESS;
-    }
+    nixl_status_t st = nixl_be_storage_post_begin(eng->host, opts, &req->state, req->nios);
+    if (st != NIXL_IN_PROG)
+        return st;
     req->errmsg[0] = '\0';
-    nixl_status_t st = eng->run_ops->post(eng, req);
-    if (st < 0 && st != NIXL_ERR_NOT_POSTED)
-        (void)NIXL_BE_ERR(eng->host, st, "%s", req->errmsg);
-    return st;
+    return nixl_be_storage_status(eng->host, eng->run_ops->post(eng, req), req->errmsg);
 }
 
 nixl_status_t gds_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
@@ -154,10 +120,8 @@ nixl_status_t gds_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
     int st = atomic_load_explicit(&req->state, memory_order_acquire);
     if (st == NIXL_IN_PROG)
         st = eng->run_ops->check(eng, req);
-    if (st < 0 && st != NIXL_ERR_NOT_POSTED)
-        (void)NIXL_BE_ERR(eng->host, (nixl_status_t)st, "%s",
-                          req->errmsg); /* written before the state was published */
-    return (nixl_status_t)st;
+    /* errmsg was written before the state was published */
+    return nixl_be_storage_status(eng->host, (nixl_status_t)st, req->errmsg);
 }
 
 nixl_status_t gds_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be_storage.h"
 #include "posix_priv.h"
 
 #ifdef NIXL_POSIX_HAVE_VALGRIND_H
@@ -138,17 +139,6 @@ static nixl_status_t px_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
     return NIXL_SUCCESS;
 }
 
-/* The loopback target is the registration itself, so there is nothing to unload either (the
- * core's default unload_md). */
-static nixl_status_t px_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
-                                      nixl_be_md_t **out)
-{
-    (void)eng;
-    for (size_t i = 0; i < mds->count; i++)
-        out[i] = nixl_be_md_at(mds, i);
-    return NIXL_SUCCESS;
-}
-
 static const nixl_plugin_info_t px_info = {
     .struct_size = sizeof(nixl_plugin_info_t),
     .name = PX_NAME,
@@ -167,7 +157,7 @@ static const nixl_be_ops_t px_ops = {
     .destroy = px_destroy,
     .register_mem = px_register_mem,
     .deregister_mem = px_deregister_mem,
-    .load_local_md = px_load_local_md,
+    .load_local_md = nixl_be_load_self, /* the loopback target is the registration */
     .prep_xfer = px_prep_xfer,
     .post_xfer = px_post_xfer,
     .check_xfer = px_check_xfer,

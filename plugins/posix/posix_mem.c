@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "be_storage.h"
 #include "file_query.h"
 #include "posix_priv.h"
 
@@ -118,6 +119,16 @@ static nixl_status_t md_file(nixl_be_engine_t *eng, size_t i, const nixl_reg_des
     return NIXL_SUCCESS;
 }
 
+/* One region (nixl_be_register_each does the rest: all or nothing). */
+static nixl_status_t reg_one(nixl_be_engine_t *eng, nixl_mem_t type, size_t i,
+                             const nixl_reg_desc_t *d, nixl_be_md_t *md)
+{
+    md->type = type;
+    md->fd = -1;
+    md->align = 1;
+    return type == NIXL_DRAM_SEG ? NIXL_SUCCESS : md_file(eng, i, d, md);
+}
+
 nixl_status_t px_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                               const nixl_reg_desc_t *descs, size_t count, nixl_be_md_t **out)
 {
@@ -129,30 +140,8 @@ nixl_status_t px_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                            "only)",
                            (int)type);
     }
-    size_t i = 0;
-    nixl_status_t st = NIXL_SUCCESS;
-    for (; i < count; i++) {
-        nixl_be_md_t *md = calloc(1, sizeof(*md));
-        if (!md) {
-            st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
-            break;
-        }
-        md->type = type;
-        md->fd = -1;
-        md->align = 1;
-        if (type != NIXL_DRAM_SEG)
-            st = md_file(eng, i, &descs[i], md);
-        if (st != NIXL_SUCCESS) {
-            free(md);
-            break;
-        }
-        out[i] = md;
-    }
-    if (st == NIXL_SUCCESS)
-        return NIXL_SUCCESS;
-    while (i-- > 0)
-        md_free(eng, out[i]);
-    return st;
+    return nixl_be_register_each(eng, eng->host, type, descs, count, sizeof(nixl_be_md_t),
+                                 reg_one, md_free, out);
 }
 
 void px_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)

@@ -13,11 +13,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "be_storage.h"
 #include "posix_priv.h"
 
-static bool is_storage(const nixl_be_md_t *md)
+static nixl_be_side_t side(const nixl_be_md_t *md)
 {
-    return md && (md->type == NIXL_FILE_SEG || md->type == NIXL_BLK_SEG);
+    if (md && (md->type == NIXL_FILE_SEG || md->type == NIXL_BLK_SEG))
+        return NIXL_BE_SIDE_STORAGE;
+    return md && md->type == NIXL_DRAM_SEG ? NIXL_BE_SIDE_MEM : NIXL_BE_SIDE_OTHER;
 }
 
 nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_be_desc_t *local,
@@ -25,10 +28,9 @@ nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_
                            const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out)
 {
     (void)agent; /* the core only hands a local-only engine its own name */
-    if (opts && opts->has_notif) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "storage transfers carry no notification");
-    }
+    nixl_status_t st = nixl_be_storage_no_notif(eng->host, opts);
+    if (st != NIXL_SUCCESS)
+        return st;
     if (count > eng->params.ios_pool_size) {
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                            "%zu descriptors in one request, more than ios_pool_size "
@@ -42,34 +44,16 @@ nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_
         free(ops);
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     }
-    nixl_status_t st = NIXL_SUCCESS;
     for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
-        const nixl_be_desc_t *mem = &local[i], *file = &remote[i];
-        if (is_storage(mem->md) && !is_storage(file->md)) {
-            mem = &remote[i]; /* storage given as the local side: still memory <-> file */
-            file = &local[i];
-        }
-        if (!mem->md || mem->md->type != NIXL_DRAM_SEG || !is_storage(file->md)) {
-            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                             "descriptor %zu: transfers go between DRAM and "
-                             "FILE/BLOCK",
-                             i);
-        } else if (mem->len != file->len || file->addr > (uint64_t)INT64_MAX - file->len) {
-            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                             "descriptor %zu: lengths differ or offset %llu + %zu "
-                             "overflows",
-                             i, (unsigned long long)file->addr, file->len);
-        } else if (file->md->direct && ((mem->addr | mem->len | file->addr) % file->md->align)) {
-            st = NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                             "descriptor %zu: the file is open with O_DIRECT, which "
-                             "needs the buffer address, the length and the file offset "
-                             "aligned to %u bytes (address 0x%llx, length %zu, offset "
-                             "%llu)",
-                             i, file->md->align, (unsigned long long)mem->addr, mem->len,
-                             (unsigned long long)file->addr);
-        }
-        ops[i] = (px_op_t){.req = req, .fd = file->md->fd, .buf = (char *)mem->addr,
-                           .len = mem->len, .off = file->addr};
+        const nixl_be_desc_t *mem, *file;
+        st = nixl_be_storage_pair(eng->host, i, &local[i], side(local[i].md), &remote[i],
+                                  side(remote[i].md), "DRAM and FILE/BLOCK", &mem, &file);
+        if (st == NIXL_SUCCESS)
+            st = nixl_be_storage_direct(eng->host, i, mem, file, file->md->fd,
+                                        file->md->direct ? file->md->align : 0);
+        if (st == NIXL_SUCCESS)
+            ops[i] = (px_op_t){.req = req, .fd = file->md->fd, .buf = (char *)mem->addr,
+                               .len = mem->len, .off = file->addr};
     }
     if (st != NIXL_SUCCESS) {
         free(ops);
@@ -213,17 +197,9 @@ void px_fill(nixl_be_engine_t *eng)
 nixl_status_t px_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_xfer_opts_t *opts)
 {
-    if (opts && opts->has_notif) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "storage transfers carry no notification");
-    }
-    if (atomic_load(&req->state) == NIXL_IN_PROG) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE, "the request is still in flight");
-    }
-    if (req->nops == 0) {
-        atomic_store(&req->state, NIXL_SUCCESS);
-        return NIXL_SUCCESS;
-    }
+    nixl_status_t st = nixl_be_storage_post_begin(eng->host, opts, &req->state, req->nops);
+    if (st != NIXL_IN_PROG)
+        return st;
     for (size_t i = 0; i < req->nops; i++)
         req->ops[i].done = 0;
     pthread_mutex_lock(&eng->lock);
@@ -250,10 +226,8 @@ nixl_status_t px_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
 nixl_status_t px_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     int st = atomic_load_explicit(&req->state, memory_order_acquire);
-    if (st < 0 && st != NIXL_ERR_NOT_POSTED)
-        (void)NIXL_BE_ERR(eng->host, (nixl_status_t)st, "%s",
-                          req->errmsg); /* written before the state was published */
-    return (nixl_status_t)st;
+    /* errmsg was written before the state was published */
+    return nixl_be_storage_status(eng->host, (nixl_status_t)st, req->errmsg);
 }
 
 /* With the lock held: take the request's ops that the I/O engine does not hold yet back. */
