@@ -194,6 +194,15 @@ ucx_conn_t *ucx_conn_find(nixl_be_engine_t *eng, const char *name)
     return c;
 }
 
+ucx_conn_t *ucx_conn_get(nixl_be_engine_t *eng, const char *name)
+{
+    ucx_conn_t *c = ucx_conn_find(eng, name);
+    if (!c)
+        (void)NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
+                          "no connection info of agent '%s' is loaded", name);
+    return c;
+}
+
 nixl_status_t ucx_conn_usable(ucx_conn_t *conn, const char *what)
 {
     if (atomic_load(&conn->failed))
@@ -532,12 +541,9 @@ nixl_status_t ucx_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
 
 nixl_status_t ucx_connect(nixl_be_engine_t *eng, const char *agent)
 {
-    ucx_conn_t *conn = ucx_conn_find(eng, agent);
+    ucx_conn_t *conn = ucx_conn_get(eng, agent);
     if (!conn)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
-                           "no connection info of agent '%s' is "
-                           "loaded",
-                           agent);
+        return NIXL_ERR_NOT_FOUND;
     nixl_status_t st = ucx_conn_usable(conn, "connecting to");
     ucx_conn_unref(conn, 1);
     return st;

@@ -261,12 +261,9 @@ nixl_status_t ucx_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_
                            "only DRAM_SEG and VRAM_SEG regions "
                            "(got %d)",
                            (int)type);
-    ucx_conn_t *conn = ucx_conn_find(eng, agent);
+    ucx_conn_t *conn = ucx_conn_get(eng, agent);
     if (!conn)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
-                           "no connection info of agent '%s' is "
-                           "loaded",
-                           agent);
+        return NIXL_ERR_NOT_FOUND;
     nixl_status_t st = NIXL_SUCCESS;
     for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
         st = rmd_new(eng, conn, blobs ? blobs[i].data : NULL, blobs ? blobs[i].len : 0, i,

@@ -162,12 +162,9 @@ nixl_status_t ucx_gen_notif(nixl_be_engine_t *eng, const char *agent, const void
                            "a %zu-byte notification exceeds the "
                            "limit of %zu bytes",
                            len, UCX_NOTIF_MAX);
-    ucx_conn_t *conn = ucx_conn_find(eng, agent);
+    ucx_conn_t *conn = ucx_conn_get(eng, agent);
     if (!conn)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,
-                           "no connection info of agent '%s' is "
-                           "loaded",
-                           agent);
+        return NIXL_ERR_NOT_FOUND;
     nixl_status_t st = ucx_conn_usable(conn, "notifying");
     size_t size = ucx_notif_size(eng, len);
     gen_notif_t *g = st == NIXL_SUCCESS ? malloc(sizeof(*g) + size) : NULL;

@@ -290,6 +290,9 @@ nixl_status_t ucx_status(ucs_status_t s);
 /* ucx_conn.c: peers and their endpoints. */
 nixl_status_t ucx_conn_self(nixl_be_engine_t *eng);
 ucx_conn_t *ucx_conn_find(nixl_be_engine_t *eng, const char *name); /* +1 ref, or NULL */
+/* The same, giving NOT_FOUND's reason ("no connection info of agent '...' is loaded") when
+ * there is none; the caller returns NIXL_ERR_NOT_FOUND. */
+ucx_conn_t *ucx_conn_get(nixl_be_engine_t *eng, const char *name);
 void ucx_conn_ref(ucx_conn_t *conn, size_t n);
 void ucx_conn_unref(ucx_conn_t *conn, size_t n);
 /* Why a conn cannot carry traffic: REMOTE_DISCONNECT (failed) or NOT_FOUND (forgotten),
@@ -354,6 +357,16 @@ void ucx_xfer_complete(nixl_be_req_t *req, unsigned worker);
 
 void ucx_xfer_finish(nixl_be_req_t *req, nixl_status_t st);
 void ucx_req_free(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* A request of nxd elements (count), room for nrefs region references and nchunks chunks (at
+ * least one), all in one block; its elements and chunks are the caller's to fill. NULL when
+ * out of memory (the caller gives the reason). */
+nixl_be_req_t *ucx_req_alloc(nixl_be_engine_t *eng, ucx_conn_t *conn, unsigned worker,
+                             nixl_xfer_op_t op, size_t nxd, size_t nrefs, size_t nchunks);
+/* The end of every prep (plain and staged): take one reference on each run of equal regions
+ * of the descriptors (nrefs of ucx_req_alloc counted them the same way) and on the
+ * connection, NOT_POSTED, into the engine's list of requests; *out = req. Cannot fail. */
+void ucx_req_finish_prep(nixl_be_req_t *req, const nixl_be_desc_t *local,
+                         const nixl_be_desc_t *remote, size_t count, nixl_be_req_t **out);
 
 /* ucx_stage.c: local VRAM through pinned buffers, for a UCX without CUDA support. */
 nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,

@@ -85,24 +85,13 @@ nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,
         g->stage_pieces(st->gs, k, &n);
         npieces += n;
     }
-    size_t nchunks = st->nrounds ? st->nrounds : 1;
-    nixl_be_req_t *req = calloc(1, sizeof(*req) + npieces * sizeof(ucx_xd_t) +
-                                       nrefs * sizeof(nixl_be_md_t *) +
-                                       nchunks * sizeof(ucx_chunk_t));
+    nixl_be_req_t *req = ucx_req_alloc(eng, conn, worker, op, npieces, nrefs, st->nrounds);
     if (!req) {
         ucx_stage_free(eng, st);
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory staging %zu descriptors",
                            count);
     }
-    req->eng = eng;
-    req->conn = conn;
-    req->worker = worker;
-    req->op = op;
-    req->count = npieces;
     req->stage = st;
-    req->refs = (nixl_be_md_t **)(req->xd + npieces);
-    req->chunks = (ucx_chunk_t *)(req->refs + nrefs);
-    req->nchunks = st->nrounds;
     /* The pieces come in element order, an element cut where a round ends: walk both to give
      * each piece its element's remote key. */
     size_t elem = 0, at = 0;
@@ -122,20 +111,7 @@ nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,
             left -= p[i].len;
         }
     }
-    for (size_t i = 0; i < count; i++) {
-        if (!i || local[i].md != local[i - 1].md)
-            req->refs[req->nrefs++] = local[i].md;
-        if (!i || remote[i].md != remote[i - 1].md)
-            req->refs[req->nrefs++] = remote[i].md;
-    }
-    for (size_t k = 0; k < req->nrefs; k++)
-        ucx_md_ref(req->refs[k]);
-    ucx_conn_ref(conn, 1);
-    atomic_init(&req->state, NIXL_ERR_NOT_POSTED);
-    pthread_mutex_lock(&eng->all_lock);
-    nixl_list_push(&eng->all_reqs, &req->all);
-    pthread_mutex_unlock(&eng->all_lock);
-    *out = req;
+    ucx_req_finish_prep(req, local, remote, count, out);
     return NIXL_SUCCESS;
 }
 

@@ -248,48 +248,71 @@ nixl_status_t ucx_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                     (sizeof(ucx_xd_t) + 2 * sizeof(void *)))
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "%zu descriptors is too many", count);
     size_t split = chosen ? 0 : ucx_pool_nchunks(eng, conn, count);
-    size_t nchunks = split ? split : 1;
-    nixl_be_req_t *req = calloc(1, sizeof(*req) + count * sizeof(ucx_xd_t) +
-                                       nrefs * sizeof(nixl_be_md_t *) +
-                                       nchunks * sizeof(ucx_chunk_t));
+    nixl_be_req_t *req = ucx_req_alloc(eng, conn, worker, op, count, nrefs, split ? split : 1);
     if (!req)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory preparing %zu descriptors",
                            count);
-    req->eng = eng;
-    req->conn = conn;
-    req->worker = worker;
-    req->op = op;
-    req->count = count;
-    req->refs = (nixl_be_md_t **)(req->xd + count);
-    req->chunks = (ucx_chunk_t *)(req->refs + nrefs);
-    req->nchunks = nchunks;
     ucx_pool_plan(eng, req, worker, split > 0);
     const ucx_chunk_t *chunk = req->chunks;
     for (size_t i = 0; i < count; i++) {
-        nixl_be_md_t *l = local[i].md, *r = remote[i].md;
         if (i == chunk->first + chunk->count)
             chunk++;
         req->xd[i] = (ucx_xd_t){
             .laddr = (void *)local[i].addr,
             .raddr = remote[i].addr,
             .len = local[i].len,
-            .memh = ((ucx_lmd_t *)l)->memh,
-            .rkey = ((ucx_rmd_t *)r)->rkeys[chunk->worker],
+            .memh = ((ucx_lmd_t *)local[i].md)->memh,
+            .rkey = ((ucx_rmd_t *)remote[i].md)->rkeys[chunk->worker],
         };
-        if (!i || l != local[i - 1].md)
-            req->refs[req->nrefs++] = l;
-        if (!i || r != remote[i - 1].md)
-            req->refs[req->nrefs++] = r;
+    }
+    ucx_req_finish_prep(req, local, remote, count, out);
+    return NIXL_SUCCESS;
+}
+
+nixl_be_req_t *ucx_req_alloc(nixl_be_engine_t *eng, ucx_conn_t *conn, unsigned worker,
+                             nixl_xfer_op_t op, size_t nxd, size_t nrefs, size_t nchunks)
+{
+    size_t room = nchunks ? nchunks : 1, size = sizeof(nixl_be_req_t);
+    const size_t parts[3][2] = {{nxd, sizeof(ucx_xd_t)},
+                                {nrefs, sizeof(nixl_be_md_t *)},
+                                {room, sizeof(ucx_chunk_t)}};
+    for (size_t k = 0; k < 3; k++) {
+        if (parts[k][0] > (SIZE_MAX - size) / parts[k][1])
+            return NULL;
+        size += parts[k][0] * parts[k][1];
+    }
+    nixl_be_req_t *req = calloc(1, size);
+    if (!req)
+        return NULL;
+    req->eng = eng;
+    req->conn = conn;
+    req->worker = worker;
+    req->op = op;
+    req->count = nxd;
+    req->refs = (nixl_be_md_t **)(req->xd + nxd);
+    req->chunks = (ucx_chunk_t *)(req->refs + nrefs);
+    req->nchunks = nchunks;
+    return req;
+}
+
+void ucx_req_finish_prep(nixl_be_req_t *req, const nixl_be_desc_t *local,
+                         const nixl_be_desc_t *remote, size_t count, nixl_be_req_t **out)
+{
+    nixl_be_engine_t *eng = req->eng;
+    for (size_t i = 0; i < count; i++) {
+        if (!i || local[i].md != local[i - 1].md)
+            req->refs[req->nrefs++] = local[i].md;
+        if (!i || remote[i].md != remote[i - 1].md)
+            req->refs[req->nrefs++] = remote[i].md;
     }
     for (size_t k = 0; k < req->nrefs; k++)
         ucx_md_ref(req->refs[k]);
-    ucx_conn_ref(conn, 1);
+    ucx_conn_ref(req->conn, 1);
     atomic_init(&req->state, NIXL_ERR_NOT_POSTED);
     pthread_mutex_lock(&eng->all_lock);
     nixl_list_push(&eng->all_reqs, &req->all);
     pthread_mutex_unlock(&eng->all_lock);
     *out = req;
-    return NIXL_SUCCESS;
 }
 
 /* Issue the chunk's elements, each with its completion callback, then its flush; returns how
