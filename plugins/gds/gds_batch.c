@@ -36,7 +36,6 @@ typedef struct gb_req {
     size_t *left;               /* per batch: entries not final yet */
     bool *done;                 /* per I/O: final in this post */
     size_t submitted;           /* batches submitted in this post */
-    bool failed;
 } gb_req_t;
 
 static gb_pool_t *pool_of(nixl_be_engine_t *eng)
@@ -163,15 +162,6 @@ static void gb_req_fini(nixl_be_engine_t *eng, gds_req_t *req)
     req->run = NULL;
 }
 
-/* The first failure of a post is the one reported. */
-static void fail(gds_req_t *req, const gds_io_t *io, const char *what)
-{
-    gb_req_t *r = req->run;
-    if (!r->failed)
-        gds_io_fail_msg(req, io, what);
-    r->failed = true;
-}
-
 static const char *status_name(int s)
 {
     switch (s) {
@@ -183,7 +173,7 @@ static const char *status_name(int s)
     }
 }
 
-/* One completion: account it, and check it moved every byte. False if not final. */
+/* One completion: check it moved every byte and end its I/O. False if not final. */
 static bool account(gds_req_t *req, const gds_cu_io_event_t *ev)
 {
     gb_req_t *r = req->run;
@@ -195,8 +185,10 @@ static bool account(gds_req_t *req, const gds_cu_io_event_t *ev)
     const gds_io_t *io = &req->ios[i];
     ssize_t ret = (ssize_t)ev->ret;
     char what[160], s[96];
-    if (ev->status == GDS_CU_COMPLETE && ret >= 0 && (size_t)ret == io->size)
+    if (ev->status == GDS_CU_COMPLETE && ret >= 0 && (size_t)ret == io->size) {
+        gds_ios_end(req, io, 1, NULL);
         return true;
+    }
     if (ev->status == GDS_CU_COMPLETE && ret >= 0)
         snprintf(what, sizeof(what), "short %s: %zd of %zu bytes (%s)",
                  req->write ? "write" : "read", ret, io->size,
@@ -206,7 +198,7 @@ static bool account(gds_req_t *req, const gds_cu_io_event_t *ev)
                  gds_io_strerror(ret, EIO, s, sizeof(s)));
     else
         snprintf(what, sizeof(what), "cuFile batch entry %s", status_name(ev->status));
-    fail(req, io, what);
+    gds_ios_end(req, io, 1, what);
     return true;
 }
 
@@ -218,12 +210,13 @@ static void poll_batch(nixl_be_engine_t *eng, gds_req_t *req, size_t b, long tim
     struct timespec ts = {.tv_sec = 0, .tv_nsec = timeout_ns};
     gds_cu_err_t e = eng->cf->batch_status(r->handles[b], 0, &nr, r->events, &ts);
     if (e.err != GDS_CU_SUCCESS) {
-        /* The batch's state is unknown: cancel what may still run and drop the handle. */
+        /* The batch's state is unknown: cancel what may still run and drop the handle; its
+         * entries not final yet end as failed. */
         char s[96], what[160];
         snprintf(what, sizeof(what), "cuFileBatchIOGetStatus failed: %s",
                  gds_cu_strerror(e, s, sizeof(s)));
         size_t first = b * (size_t)eng->params.batch_limit;
-        fail(req, &req->ios[first], what);
+        gds_ios_end(req, &req->ios[first], r->left[b], what);
         eng->cf->batch_cancel(r->handles[b]);
         eng->cf->batch_destroy(r->handles[b]);
         r->handles[b] = NULL;
@@ -239,28 +232,20 @@ static void poll_batch(nixl_be_engine_t *eng, gds_req_t *req, size_t b, long tim
     }
 }
 
-/* Poll every batch still out; publish the final state when none is. */
+/* Poll every batch still out; the last I/O's end publishes the final state. */
 static nixl_status_t progress(nixl_be_engine_t *eng, gds_req_t *req, long timeout_ns)
 {
     gb_req_t *r = req->run;
-    bool out = false;
-    for (size_t b = 0; b < r->submitted; b++) {
+    for (size_t b = 0; b < r->submitted; b++)
         if (r->left[b])
             poll_batch(eng, req, b, timeout_ns);
-        out = out || r->left[b];
-    }
-    if (out)
-        return NIXL_IN_PROG;
-    nixl_status_t st = r->failed ? NIXL_ERR_BACKEND : NIXL_SUCCESS;
-    atomic_store_explicit(&req->state, st, memory_order_release);
-    return st;
+    return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
 }
 
 static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
     size_t limit = (size_t)eng->params.batch_limit;
-    r->failed = false;
     r->submitted = 0;
     memset(r->done, 0, req->nios * sizeof(*r->done));
     for (size_t b = 0; b < r->nbatches; b++) {
@@ -270,25 +255,23 @@ static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
         if (e.err != GDS_CU_SUCCESS) {
             snprintf(what, sizeof(what), "cuFileBatchIOSetUp for batch %zu of %zu failed: %s",
                      b + 1, r->nbatches, gds_cu_strerror(e, s, sizeof(s)));
-            fail(req, &req->ios[first], what);
+            gds_ios_end(req, &req->ios[first], req->nios - first, what); /* none of them runs */
             break;
         }
         e = eng->cf->batch_submit(r->handles[b], (unsigned)n, &r->params[first], 0);
         if (e.err != GDS_CU_SUCCESS) {
             snprintf(what, sizeof(what), "cuFileBatchIOSubmit of %zu I/Os (batch %zu of %zu) "
                      "failed: %s", n, b + 1, r->nbatches, gds_cu_strerror(e, s, sizeof(s)));
-            fail(req, &req->ios[first], what);
-            handle_give(eng, r->handles[b]); /* nothing of it runs */
+            gds_ios_end(req, &req->ios[first], req->nios - first, what); /* none of them runs */
+            handle_give(eng, r->handles[b]);
             r->handles[b] = NULL;
             break;
         }
         r->left[b] = n;
         r->submitted = b + 1;
     }
-    if (r->submitted == 0) {
-        atomic_store(&req->state, NIXL_ERR_BACKEND);
-        return NIXL_ERR_BACKEND;
-    }
+    if (r->submitted == 0)
+        return NIXL_ERR_BACKEND; /* every I/O ended above: the state is published */
     /* What was submitted runs to its end; a failure above is reported when it has. */
     atomic_store(&req->state, NIXL_IN_PROG);
     return NIXL_IN_PROG;
@@ -316,24 +299,5 @@ static bool gb_abort(nixl_be_engine_t *eng, gds_req_t *req)
     return false;
 }
 
-static const gds_runner_ops_t gb_runner = {
-    .what = "cuFile batch I/O",
-    .start = gb_start,
-    .stop = gb_stop,
-    .req_init = gb_req_init,
-    .req_fini = gb_req_fini,
-    .post = gb_post,
-    .check = gb_check,
-    .abort = gb_abort,
-};
-
-static nixl_status_t gb_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
-{
-    return gds_create(init, GDS_KIND_BATCH, &gb_runner, out);
-}
-
-static const nixl_plugin_info_t gb_info = GDS_PLUGIN_INFO("GDS", gds_default_params, GDS_NUM_DEFAULTS);
-static const nixl_be_ops_t gb_ops = GDS_PLUGIN_OPS(gb_create);
-
-/* The one symbol the plugin exports (it is built with hidden visibility). */
-NIXL_PLUGIN_EXPORT_ENTRY(&gb_info, &gb_ops)
+GDS_PLUGIN_DEFINE(gb, GDS_KIND_BATCH, "cuFile batch I/O", "GDS", gds_default_params,
+                  GDS_NUM_DEFAULTS)

@@ -170,11 +170,18 @@ typedef struct nixl_be_req {
     size_t nios, ndescs;
     gds_io_t *ios;
     _Atomic int state; /* nixl_status_t: NOT_POSTED, IN_PROG, SUCCESS or an error */
+    /* The post's completion (gds_ios_end): set up by gds_post_xfer while no I/O of the
+     * request runs, then touched by one thread at a time (GDS: the caller of check or abort;
+     * GDS_MT: under the pool's lock). */
+    size_t left;              /* I/Os of the post not ended */
+    bool failed;              /* one of them failed: errmsg says how */
     char errmsg[GDS_ERR_MAX]; /* written before an error state is published */
     void *run;                /* the runner's per-request state */
 } gds_req_t;
 
-/* How a kind runs prepared requests (gds_batch.c, gdsmt_pool.c). */
+/* How a kind runs prepared requests (gds_batch.c, gdsmt_pool.c). gds_post_xfer sets the
+ * post's completion up (req->left = nios, nothing failed) before `post`; the runner reports
+ * every I/O's end with gds_ios_end, which publishes the request's state after the last. */
 typedef struct gds_runner_ops {
     const char *what; /* for the creation log */
     nixl_status_t (*start)(struct nixl_be_engine *eng, char *why, size_t whylen);
@@ -247,8 +254,30 @@ nixl_status_t gds_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                             const nixl_be_xfer_opts_t *opts);
 nixl_status_t gds_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t gds_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
-/* Describe the failure of I/O `io` of `req` into req->errmsg (the first failure wins: the
- * caller decides). `what` says how it failed. */
-void gds_io_fail_msg(gds_req_t *req, const gds_io_t *io, const char *what);
+/* `n` I/Os of the current post ended, one completion loop for both kinds: `what` NULL when
+ * they moved every byte, else how they failed, `io` the first of them (the first failure of a
+ * post is the one reported, with its descriptor and file offset). After the post's last I/O
+ * the request's state is published (SUCCESS, or BACKEND with errmsg) and true returned. Calls
+ * for one request are serialised by the runner. */
+bool gds_ios_end(gds_req_t *req, const gds_io_t *io, size_t n, const char *what);
+
+/* The plugin of a kind from its runner's functions <prefix>_start, _stop, _req_init,
+ * _req_fini, _post, _check and _abort: the runner table, create, the description, the
+ * operations and the exported entry point (the two kinds differ only in their runner). */
+#define GDS_PLUGIN_DEFINE(prefix, kind, what_text, plugin_name, params, nparams)              \
+    static const gds_runner_ops_t prefix##_runner = {                                         \
+        .what = (what_text), .start = prefix##_start, .stop = prefix##_stop,                  \
+        .req_init = prefix##_req_init, .req_fini = prefix##_req_fini, .post = prefix##_post,  \
+        .check = prefix##_check, .abort = prefix##_abort,                                     \
+    };                                                                                        \
+    static nixl_status_t prefix##_create(const nixl_be_init_t *init, nixl_be_engine_t **out)  \
+    {                                                                                         \
+        return gds_create(init, (kind), &prefix##_runner, out);                               \
+    }                                                                                         \
+    static const nixl_plugin_info_t prefix##_info =                                           \
+        GDS_PLUGIN_INFO(plugin_name, params, nparams);                                        \
+    static const nixl_be_ops_t prefix##_ops = GDS_PLUGIN_OPS(prefix##_create);                \
+    /* The one symbol the plugin exports (it is built with hidden visibility). */             \
+    NIXL_PLUGIN_EXPORT_ENTRY(&prefix##_info, &prefix##_ops)
 
 #endif

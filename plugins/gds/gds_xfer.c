@@ -6,6 +6,7 @@
  * memory types, equal lengths, offsets that fit off_t, and the O_DIRECT alignment (4 KiB of
  * buffer address, length and file offset) of a file opened with O_DIRECT, with a message
  * naming the descriptor. Descriptors longer than max_request_size become several I/Os.
+ * The end of every I/O, whichever runner ran it, is accounted here (gds_ios_end).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,11 +99,20 @@ nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
     return NIXL_SUCCESS;
 }
 
-void gds_io_fail_msg(gds_req_t *req, const gds_io_t *io, const char *what)
+bool gds_ios_end(gds_req_t *req, const gds_io_t *io, size_t n, const char *what)
 {
-    snprintf(req->errmsg, sizeof(req->errmsg), "descriptor %zu: %s of %zu bytes at file offset "
-             "%llu failed: %s", io->desc, req->write ? "write" : "read", io->size,
-             (unsigned long long)io->file_off, what);
+    if (what && !req->failed) {
+        snprintf(req->errmsg, sizeof(req->errmsg), "descriptor %zu: %s of %zu bytes at file "
+                 "offset %llu failed: %s", io->desc, req->write ? "write" : "read", io->size,
+                 (unsigned long long)io->file_off, what);
+        req->failed = true;
+    }
+    req->left -= n < req->left ? n : req->left;
+    if (req->left)
+        return false;
+    atomic_store_explicit(&req->state, req->failed ? NIXL_ERR_BACKEND : NIXL_SUCCESS,
+                          memory_order_release);
+    return true;
 }
 
 nixl_status_t gds_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
@@ -112,6 +122,8 @@ nixl_status_t gds_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     if (st != NIXL_IN_PROG)
         return st;
     req->errmsg[0] = '\0';
+    req->failed = false;
+    req->left = req->nios;
     return nixl_be_storage_status(eng->host, eng->run_ops->post(eng, req), req->errmsg);
 }
 

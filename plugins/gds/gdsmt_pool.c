@@ -17,9 +17,8 @@
 #include "gds_priv.h"
 
 typedef struct gm_req {
-    size_t next;      /* first I/O not taken by a worker */
-    size_t remaining; /* I/Os of this post not finished */
-    bool queued, failed;
+    size_t next; /* first I/O not taken by a worker */
+    bool queued;
     gds_req_t *qnext;
 } gm_req_t;
 
@@ -100,16 +99,8 @@ static void *worker(void *arg)
         char what[200];
         bool ok = run_io(cf, req->write, &req->ios[i], what, sizeof(what));
         pthread_mutex_lock(&p->lock);
-        gm_req_t *r = gm(req);
-        if (!ok && !r->failed) {
-            gds_io_fail_msg(req, &req->ios[i], what);
-            r->failed = true;
-        }
-        if (--r->remaining == 0) {
-            atomic_store_explicit(&req->state, r->failed ? NIXL_ERR_BACKEND : NIXL_SUCCESS,
-                                  memory_order_release);
+        if (gds_ios_end(req, &req->ios[i], 1, ok ? NULL : what))
             pthread_cond_broadcast(&p->done);
-        }
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -183,8 +174,6 @@ static nixl_status_t gm_post(nixl_be_engine_t *eng, gds_req_t *req)
     gm_req_t *r = gm(req);
     pthread_mutex_lock(&p->lock);
     r->next = 0;
-    r->remaining = req->nios;
-    r->failed = false;
     r->queued = true;
     r->qnext = NULL;
     atomic_store(&req->state, NIXL_IN_PROG);
@@ -225,38 +214,18 @@ static bool gm_abort(nixl_be_engine_t *eng, gds_req_t *req)
                 p->qtail = prev;
         }
         r->queued = false;
-        r->remaining -= req->nios - r->next;
+        req->left -= req->nios - r->next; /* taken back: they never run */
         r->next = req->nios;
     }
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += GDS_RELEASE_WAIT_MS / 1000;
-    while (r->remaining > 0 && pthread_cond_timedwait(&p->done, &p->lock, &dl) != ETIMEDOUT) {
+    while (req->left > 0 && pthread_cond_timedwait(&p->done, &p->lock, &dl) != ETIMEDOUT) {
     }
-    bool idle = r->remaining == 0;
+    bool idle = req->left == 0;
     pthread_mutex_unlock(&p->lock);
     return idle;
 }
 
-static const gds_runner_ops_t gm_runner = {
-    .what = "a pool of threads calling cuFileRead/cuFileWrite",
-    .start = gm_start,
-    .stop = gm_stop,
-    .req_init = gm_req_init,
-    .req_fini = gm_req_fini,
-    .post = gm_post,
-    .check = gm_check,
-    .abort = gm_abort,
-};
-
-static nixl_status_t gm_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
-{
-    return gds_create(init, GDS_KIND_MT, &gm_runner, out);
-}
-
-static const nixl_plugin_info_t gm_info =
-    GDS_PLUGIN_INFO("GDS_MT", gdsmt_default_params, GDSMT_NUM_DEFAULTS);
-static const nixl_be_ops_t gm_ops = GDS_PLUGIN_OPS(gm_create);
-
-/* The one symbol the plugin exports (it is built with hidden visibility). */
-NIXL_PLUGIN_EXPORT_ENTRY(&gm_info, &gm_ops)
+GDS_PLUGIN_DEFINE(gm, GDS_KIND_MT, "a pool of threads calling cuFileRead/cuFileWrite", "GDS_MT",
+                  gdsmt_default_params, GDSMT_NUM_DEFAULTS)
