@@ -1,8 +1,11 @@
 /*
  * gds_batch.c - the GDS backend (libplugin_GDS.so): a post submits the request's I/Os as cuFile
- * batches of at most batch_limit entries, all at once; check_xfer polls their completions
+ * batches of at most batch_limit entries; check_xfer polls their completions
  * (cuFileBatchIOGetStatus without waiting). Batch handles come from a pool of batch_pool_size
  * set up at creation; a post that needs more sets up extra ones, destroyed after.
+ *
+ * At most a window of entries is out at once (see `inflight`); the rest of a request's batches
+ * are submitted from check_xfer as earlier ones complete.
  *
  * Every completion is checked: an entry that is not COMPLETE, or COMPLETE with fewer bytes than
  * asked (a read past the end of the file, a full disk), fails the request with the descriptor,
@@ -26,6 +29,7 @@ typedef struct gb_pool {
     void **free;
     size_t nfree, cap;
     unsigned limit;
+    size_t inflight_limit;
 } gb_pool_t;
 
 typedef struct gb_req {
@@ -35,8 +39,19 @@ typedef struct gb_req {
     void **handles;             /* per batch, while submitted */
     size_t *left;               /* per batch: entries not final yet */
     bool *done;                 /* per I/O: final in this post */
-    size_t submitted;           /* batches submitted in this post */
+    size_t submitted;           /* batches submitted (or given up) in this post, in order */
+    size_t active;              /* batches with entries not final yet */
 } gb_req_t;
+
+/*
+ * cuFile batch entries submitted and not final yet, in this process. In compatibility mode
+ * cuFile stops completing VRAM batch entries once a few hundred are outstanding (seen on the
+ * H100 machine: 256 of 1001 bytes complete, 512 never do), so a post submits its batches as
+ * earlier ones complete, keeping at most batch_inflight_limit entries out (the engine's
+ * parameter; several engines each hold to their own); a request with none out
+ * may always submit one batch, so every request progresses whatever the others do.
+ */
+static _Atomic size_t inflight;
 
 static gb_pool_t *pool_of(nixl_be_engine_t *eng)
 {
@@ -81,6 +96,7 @@ static nixl_status_t gb_start(nixl_be_engine_t *eng, char *why, size_t whylen)
     pthread_mutex_init(&p->lock, NULL);
     p->cap = n;
     p->limit = (unsigned)eng->params.batch_limit;
+    p->inflight_limit = (size_t)eng->params.inflight_limit;
     eng->runner = p;
     for (size_t i = 0; i < n; i++) {
         void *h = NULL;
@@ -150,6 +166,14 @@ static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
             .opcode = req->write ? GDS_CU_OP_WRITE : GDS_CU_OP_READ,
             .cookie = (void *)(uintptr_t)i,
         };
+        /* Host memory goes as its own address, offset 0: cuFile's compatibility mode (CUDA 13)
+         * reads into DRAM at buf_base, ignoring buf_offset, for files opened with O_DIRECT
+         * (seen on the H100 machine: descriptor 1 of a READ stayed untouched and the entry
+         * said COMPLETE with every byte). GPU memory keeps the registered base and offset. */
+        if (io->host) {
+            r->params[i].u.batch.buf_base = (uint8_t *)io->buf_base + io->buf_off;
+            r->params[i].u.batch.buf_offset = 0;
+        }
     }
     req->run = r;
     return NIXL_SUCCESS;
@@ -202,6 +226,36 @@ static bool account(gds_req_t *req, const gds_cu_io_event_t *ev)
     return true;
 }
 
+/* The number of I/Os in batch b. */
+static size_t batch_ios(const nixl_be_engine_t *eng, const gds_req_t *req, size_t b)
+{
+    size_t limit = (size_t)eng->params.batch_limit, first = b * limit;
+    return req->nios - first < limit ? req->nios - first : limit;
+}
+
+/* Batch b has no entry running any more: its handle (unless lost) and its window share go. */
+static void batch_final(nixl_be_engine_t *eng, gds_req_t *req, size_t b, bool give)
+{
+    gb_req_t *r = req->run;
+    if (give)
+        handle_give(eng, r->handles[b]);
+    r->handles[b] = NULL;
+    r->left[b] = 0;
+    r->active--;
+    atomic_fetch_sub(&inflight, batch_ios(eng, req, b));
+}
+
+/* The batches not submitted yet never will be: their I/Os end as failed (`what`). */
+static void end_rest(nixl_be_engine_t *eng, gds_req_t *req, const char *what)
+{
+    gb_req_t *r = req->run;
+    if (r->submitted == r->nbatches)
+        return;
+    size_t first = r->submitted * (size_t)eng->params.batch_limit;
+    r->submitted = r->nbatches;
+    gds_ios_end(req, &req->ios[first], req->nios - first, what);
+}
+
 /* Poll batch b (timeout: how long cuFile may wait for one completion). */
 static void poll_batch(nixl_be_engine_t *eng, gds_req_t *req, size_t b, long timeout_ns)
 {
@@ -219,16 +273,56 @@ static void poll_batch(nixl_be_engine_t *eng, gds_req_t *req, size_t b, long tim
         gds_ios_end(req, &req->ios[first], r->left[b], what);
         eng->cf->batch_cancel(r->handles[b]);
         eng->cf->batch_destroy(r->handles[b]);
-        r->handles[b] = NULL;
-        r->left[b] = 0;
+        batch_final(eng, req, b, false);
         return;
     }
     for (unsigned k = 0; k < nr && k < eng->params.batch_limit; k++)
         if (account(req, &r->events[k]))
             r->left[b]--;
-    if (r->left[b] == 0) {
-        handle_give(eng, r->handles[b]);
-        r->handles[b] = NULL;
+    if (r->left[b] == 0)
+        batch_final(eng, req, b, true);
+}
+
+/* Submit the post's next batches while the window has room; after a failure, none. */
+static void submit_more(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    gb_req_t *r = req->run;
+    size_t cap = pool_of(eng)->inflight_limit;
+    while (r->submitted < r->nbatches) {
+        if (req->failed) {
+            end_rest(eng, req, "not run: an earlier I/O of the request failed");
+            return;
+        }
+        size_t b = r->submitted, first = b * (size_t)eng->params.batch_limit;
+        size_t n = batch_ios(eng, req, b);
+        size_t before = atomic_fetch_add(&inflight, n);
+        if (r->active && before + n > cap) {
+            atomic_fetch_sub(&inflight, n); /* when one of ours completes */
+            return;
+        }
+        char s[96], what[200];
+        gds_cu_err_t e = handle_take(eng, &r->handles[b]);
+        if (e.err != GDS_CU_SUCCESS) {
+            snprintf(what, sizeof(what), "cuFileBatchIOSetUp for batch %zu of %zu failed: %s",
+                     b + 1, r->nbatches, gds_cu_strerror(e, s, sizeof(s)));
+        } else {
+            e = eng->cf->batch_submit(r->handles[b], (unsigned)n, &r->params[first], 0);
+            if (e.err != GDS_CU_SUCCESS) {
+                snprintf(what, sizeof(what), "cuFileBatchIOSubmit of %zu I/Os (batch %zu of "
+                         "%zu) failed: %s", n, b + 1, r->nbatches,
+                         gds_cu_strerror(e, s, sizeof(s)));
+                handle_give(eng, r->handles[b]); /* nothing of it runs */
+            }
+        }
+        if (e.err != GDS_CU_SUCCESS) {
+            r->handles[b] = NULL;
+            atomic_fetch_sub(&inflight, n);
+            end_rest(eng, req, what); /* none of them runs */
+            return;
+        }
+        r->left[b] = n;
+        r->active++;
+        r->submitted = b + 1;
     }
 }
 
@@ -239,42 +333,20 @@ static nixl_status_t progress(nixl_be_engine_t *eng, gds_req_t *req, long timeou
     for (size_t b = 0; b < r->submitted; b++)
         if (r->left[b])
             poll_batch(eng, req, b, timeout_ns);
+    submit_more(eng, req);
     return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
 }
 
 static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
-    size_t limit = (size_t)eng->params.batch_limit;
     r->submitted = 0;
+    r->active = 0;
     memset(r->done, 0, req->nios * sizeof(*r->done));
-    for (size_t b = 0; b < r->nbatches; b++) {
-        size_t first = b * limit, n = req->nios - first < limit ? req->nios - first : limit;
-        char s[96], what[200];
-        gds_cu_err_t e = handle_take(eng, &r->handles[b]);
-        if (e.err != GDS_CU_SUCCESS) {
-            snprintf(what, sizeof(what), "cuFileBatchIOSetUp for batch %zu of %zu failed: %s",
-                     b + 1, r->nbatches, gds_cu_strerror(e, s, sizeof(s)));
-            gds_ios_end(req, &req->ios[first], req->nios - first, what); /* none of them runs */
-            break;
-        }
-        e = eng->cf->batch_submit(r->handles[b], (unsigned)n, &r->params[first], 0);
-        if (e.err != GDS_CU_SUCCESS) {
-            snprintf(what, sizeof(what), "cuFileBatchIOSubmit of %zu I/Os (batch %zu of %zu) "
-                     "failed: %s", n, b + 1, r->nbatches, gds_cu_strerror(e, s, sizeof(s)));
-            gds_ios_end(req, &req->ios[first], req->nios - first, what); /* none of them runs */
-            handle_give(eng, r->handles[b]);
-            r->handles[b] = NULL;
-            break;
-        }
-        r->left[b] = n;
-        r->submitted = b + 1;
-    }
-    if (r->submitted == 0)
-        return NIXL_ERR_BACKEND; /* every I/O ended above: the state is published */
-    /* What was submitted runs to its end; a failure above is reported when it has. */
     atomic_store(&req->state, NIXL_IN_PROG);
-    return NIXL_IN_PROG;
+    submit_more(eng, req);
+    /* Every I/O may have ended already (nothing could be submitted): the state says so. */
+    return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
 }
 
 static nixl_status_t gb_check(nixl_be_engine_t *eng, gds_req_t *req)
@@ -285,6 +357,7 @@ static nixl_status_t gb_check(nixl_be_engine_t *eng, gds_req_t *req)
 static bool gb_abort(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
+    end_rest(eng, req, "cancelled before it was submitted");
     for (size_t b = 0; b < r->submitted; b++)
         if (r->left[b])
             eng->cf->batch_cancel(r->handles[b]);

@@ -134,6 +134,7 @@ typedef enum gds_kind { GDS_KIND_BATCH = 0, GDS_KIND_MT } gds_kind_t;
 typedef struct gds_params {
     uint64_t batch_pool_size;  /* GDS: batch handles kept ready */
     uint64_t batch_limit;      /* GDS: I/Os per cuFile batch */
+    uint64_t inflight_limit;   /* GDS: batch entries out at once, in the process */
     uint64_t max_request_size; /* GDS: descriptors are cut into I/Os of at most this */
     uint64_t thread_count;     /* GDS_MT: workers */
 } gds_params_t;
@@ -160,6 +161,7 @@ typedef struct gds_io {
     uint64_t file_off;
     size_t size;
     size_t desc; /* the descriptor it comes from (for messages) */
+    bool host;   /* the buffer is DRAM */
 } gds_io_t;
 
 typedef struct gds_runner gds_runner_t;
@@ -209,7 +211,7 @@ struct nixl_be_engine {
 
 /* gds_config.c */
 nixl_status_t gds_params_parse(const nixl_be_init_t *init, gds_kind_t kind, gds_params_t *out);
-#define GDS_NUM_DEFAULTS 3
+#define GDS_NUM_DEFAULTS 4
 #define GDSMT_NUM_DEFAULTS 1
 extern const nixl_param_t gds_default_params[GDS_NUM_DEFAULTS];
 extern const nixl_param_t gdsmt_default_params[GDSMT_NUM_DEFAULTS];

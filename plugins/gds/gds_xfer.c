@@ -78,6 +78,7 @@ nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
                 .size = left < eng->params.max_request_size ? left
                                                             : eng->params.max_request_size,
                 .desc = i,
+                .host = mem->md->type == NIXL_DRAM_SEG,
             };
         }
     }

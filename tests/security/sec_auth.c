@@ -333,6 +333,7 @@ static int secret_file(void)
 }
 
 /* ---- etcd ---- */
+#ifdef SEC_WITH_ETCD
 #include <stdarg.h>
 
 #include "it_etcd_srv.h"
@@ -454,6 +455,14 @@ static int etcd(void)
     it_etcd_destroy(&srv);
     return 0;
 }
+
+#else
+static int etcd(void)
+{
+    printf("skip: built without the etcd client (libcurl, json-c)\n");
+    return 77;
+}
+#endif
 
 int main(int argc, char **argv)
 {
