@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run every libFuzzer target for a while: scripts/fuzz.sh [SECONDS per target (default 60)]
+# (FUZZ_ONLY="name ..." runs just those targets)
 # (FUZZ_UCX=1 adds the UCX LOAD target: see tests/fuzz/ucx-crashes/README.md)
 # Builds them with clang (ASan and UBSan on) in build-fuzz, then runs each from its seed corpus
 # (tests/fuzz/corpus/<name>); what it finds new goes to build-fuzz/fuzz-new/<name> (copy the
@@ -21,12 +22,23 @@ fi
 if grep -q "^build tests/fuzz/fuzz_etcd:" $dir/build.ninja; then
   targets="$targets etcd:etcd" # with libcurl and json-c only
 fi
+if grep -q "^build tests/fuzz/fuzz_ucx_notif:" $dir/build.ninja; then
+  targets="$targets ucx_notif:ucx_notif" # the UCX notification parser: where UCX is
+fi
 extra=""
 # The UCX target finds crashes inside UCX's own transport code that no check of ours can rule
 # out (tests/fuzz/ucx-crashes/README.md): run it on request only.
 if [ "${FUZZ_UCX:-0}" = 1 ] && grep -q "^build tests/fuzz/fuzz_ucx_load:" $dir/build.ninja; then
   targets="$targets ucx_load:ucx" # the LOAD path into a real UCX engine: needs the plugin
   extra=$(grep -o "^build tests/plugins/[^:]*UCX[^:]*" $dir/build.ninja | sed 's/^build //')
+fi
+# FUZZ_ONLY="name ...": just these targets (e.g. FUZZ_ONLY="ucx_notif python_descs")
+if [ -n "${FUZZ_ONLY:-}" ]; then
+  keep=""
+  for t in $targets; do
+    case " $FUZZ_ONLY " in *" ${t%%:*} "*) keep="$keep $t" ;; esac
+  done
+  targets=$keep
 fi
 names="$(for t in $targets; do echo "tests/fuzz/fuzz_${t%%:*}"; done) $extra"
 ninja -C $dir $names >/dev/null || { echo "fuzz: build failed"; exit 1; }
