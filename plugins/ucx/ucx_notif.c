@@ -5,100 +5,53 @@
  * handler lives there; it runs on whichever thread progresses worker 0 (normally the progress
  * thread) and hands the notification to the core at once.
  *
- * The container: "nixlSerDes|", then per record the tag bytes, an 8-byte host-endian length,
- * the payload and one '|'. A peer's bytes are checked before use: a malformed message is
- * logged and dropped, never trusted.
+ * The bytes are written and parsed by ucx_notif_wire.c (the fuzzed parser): a malformed
+ * message is logged and dropped, never trusted.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ucx_priv.h"
 
-#define SERDES_MAGIC "nixlSerDes|"
-#define SERDES_MAGIC_LEN 11u
-#define TAG_NAME "name"
-#define TAG_MSG "msg"
-
-static size_t record_size(size_t tag_len, size_t len)
-{
-    return tag_len + sizeof(uint64_t) + len + 1;
-}
+/* At most one line a second about dropped notifications. */
+#define NOTIF_DROP_LOG_NS 1000000000ull
 
 size_t ucx_notif_size(const nixl_be_engine_t *eng, size_t len)
 {
-    return SERDES_MAGIC_LEN + record_size(strlen(TAG_NAME), eng->name_len) +
-           record_size(strlen(TAG_MSG), len);
-}
-
-static uint8_t *put_record(uint8_t *p, const char *tag, const void *data, size_t len)
-{
-    size_t tag_len = strlen(tag);
-    uint64_t l = len;
-    memcpy(p, tag, tag_len);
-    p += tag_len;
-    memcpy(p, &l, sizeof(l));
-    p += sizeof(l);
-    if (len)
-        memcpy(p, data, len);
-    p += len;
-    *p++ = '|';
-    return p;
+    return ucx_notif_wire_size(eng->name_len, len);
 }
 
 void ucx_notif_write(const nixl_be_engine_t *eng, const void *msg, size_t len, uint8_t *out)
 {
-    memcpy(out, SERDES_MAGIC, SERDES_MAGIC_LEN);
-    uint8_t *p = put_record(out + SERDES_MAGIC_LEN, TAG_NAME, eng->name, eng->name_len);
-    put_record(p, TAG_MSG, msg, len);
-}
-
-/* The record `tag` at p (before `end`); NULL and *why when it is not there. */
-static const uint8_t *get_record(const uint8_t *p, const uint8_t *end, const char *tag,
-                                 const uint8_t **data, size_t *len, const char **why)
-{
-    size_t tag_len = strlen(tag);
-    uint64_t l;
-    if ((size_t)(end - p) < tag_len + sizeof(l) + 1 || memcmp(p, tag, tag_len)) {
-        *why = "a record missing (the sender name, then the message)";
-        return NULL;
-    }
-    p += tag_len;
-    memcpy(&l, p, sizeof(l));
-    p += sizeof(l);
-    if (l >= (uint64_t)(end - p) || p[l] != '|') {
-        *why = "a length past the end of the message";
-        return NULL;
-    }
-    *data = p;
-    *len = (size_t)l;
-    return p + l + 1;
+    ucx_notif_wire_write(eng->name, eng->name_len, msg, len, out);
 }
 
 static ucs_status_t notif_recv(void *arg, const void *header, size_t header_len, void *data,
                                size_t length, const ucp_am_recv_param_t *param)
 {
     nixl_be_engine_t *eng = arg;
-    const uint8_t *p = data, *end = p + length, *name = NULL, *msg = NULL;
-    size_t name_len = 0, msg_len = 0;
+    ucx_notif_view_t v;
     const char *why = NULL;
     (void)header, (void)header_len; /* the reference sends none; ignore one */
     if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)
         why = "it came by rendezvous, not eager";
-    else if (length < SERDES_MAGIC_LEN || memcmp(p, SERDES_MAGIC, SERDES_MAGIC_LEN))
-        why = "not a serdes container";
-    else if ((p = get_record(p + SERDES_MAGIC_LEN, end, TAG_NAME, &name, &name_len, &why)) &&
-             get_record(p, end, TAG_MSG, &msg, &msg_len, &why)) {
-        if (!name_len || name_len > UCX_NAME_MAX || memchr(name, '\0', name_len))
-            why = "a sender name that is empty, too long or has a NUL byte";
-    }
+    else
+        ucx_notif_parse(data, length, &v, &why);
     if (why) {
-        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
-                    "agent '%s' dropped a malformed notification (%zu "
-                    "bytes): %s",
-                    eng->name, length, why);
+        /* a peer can send these without end: one line a second, with the count */
+        uint64_t now = nixl_now_ns();
+        eng->notif_dropped++;
+        if (!eng->notif_drop_log_ns || now - eng->notif_drop_log_ns >= NOTIF_DROP_LOG_NS) {
+            NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                        "agent '%s' dropped a malformed notification (%zu bytes): %s "
+                        "(%llu dropped since the last such line)",
+                        eng->name, length, why, (unsigned long long)eng->notif_dropped);
+            eng->notif_dropped = 0;
+            eng->notif_drop_log_ns = now;
+        }
         return UCS_OK;
     }
-    eng->host->notif(eng->host, (const char *)name, name_len, msg, msg_len);
+    eng->host->notif(eng->host, v.name, v.name_len, v.msg, v.msg_len);
     return UCS_OK;
 }
 

@@ -52,6 +52,7 @@
 #include "clock.h"
 #include "hashmap.h"
 #include "list.h"
+#include "ucx_notif_wire.h"
 #include "ucx_validate.h"
 
 #if UCP_API_VERSION < UCP_VERSION(1, 13)
@@ -60,10 +61,6 @@
 
 /* The reference's notification active message: id 0 (NOTIF_STR), payload in the data part. */
 #define UCX_AM_NOTIF 0u
-/* Largest notification we send or accept: far above any real use, small enough that a hostile
- * peer cannot make us allocate gigabytes. */
-#define UCX_NOTIF_MAX ((size_t)64 << 20)
-#define UCX_NAME_MAX 4096u
 #define UCX_WORKERS_MAX 64u
 #define UCX_THREADS_MAX 256u
 /* release_req waits this long for a transfer in flight: UCX cannot cancel RMA operations. */
@@ -220,6 +217,9 @@ struct nixl_be_engine {
     const nixl_host_t *host;
     char *name;
     size_t name_len;
+    /* malformed notifications dropped and not yet logged, and when the last line about them
+     * was written (the handler runs under worker 0's lock, one at a time) */
+    uint64_t notif_dropped, notif_drop_log_ns;
     ucx_params_t params;
     unsigned nworkers;  /* all of them: nshared shared ones first, then nthreads dedicated */
     unsigned nshared;

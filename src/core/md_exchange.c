@@ -57,6 +57,47 @@ static void fetch_set(nixl_agent_t *a, const char *name, nixl_status_t st, const
     r->status = st;
 }
 
+/* The newest proof timestamp loaded from one etcd key (with a secret): an older authentic
+ * blob put back under the key later is a rollback. */
+struct nixl_etcd_seen {
+    struct nixl_etcd_seen *next;
+    uint64_t ts_ms;
+    char key[];
+};
+
+/* Refuse a blob of `key` stamped before the newest one loaded from it (under sc_lock). A blob
+ * with the same stamp is the same blob, loaded again (a reload after another label changed). */
+static nixl_status_t etcd_seen_check(nixl_agent_t *a, const char *key, uint64_t ts_ms)
+{
+    for (nixl_etcd_seen_t *s = a->etcd_seen; s; s = s->next)
+        if (strcmp(s->key, key) == 0 && ts_ms < s->ts_ms)
+            return nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata at %s is authentic but older "
+                            "(sealed %llu ms before) than what this agent loaded from it: a "
+                            "rollback", key, (unsigned long long)(s->ts_ms - ts_ms));
+    return NIXL_SUCCESS;
+}
+
+/* Remember that `key` was loaded with a blob stamped ts_ms (under sc_lock). */
+static void etcd_seen_note(nixl_agent_t *a, const char *key, uint64_t ts_ms)
+{
+    nixl_etcd_seen_t *s = a->etcd_seen;
+    while (s && strcmp(s->key, key))
+        s = s->next;
+    if (!s) {
+        size_t n = strlen(key);
+        s = calloc(1, sizeof(*s) + n + 1);
+        if (!s) {
+            NIXL_ERROR("out of memory: a rollback of %s will not be detected", key);
+            return;
+        }
+        memcpy(s->key, key, n + 1);
+        s->next = a->etcd_seen;
+        a->etcd_seen = s;
+    }
+    if (ts_ms > s->ts_ms)
+        s->ts_ms = ts_ms;
+}
+
 /* ---- hooks run on the side channel's thread ---- */
 
 static nixl_status_t hook_get_md(void *ctx, uint8_t **blob, size_t *len)
@@ -68,11 +109,13 @@ static nixl_status_t hook_get_md(void *ctx, uint8_t **blob, size_t *len)
     return st;
 }
 
-/* A blob fetched from etcd. With a secret it must be an envelope whose proof verifies and
- * whose sender is the agent the metadata names; whoever can write to etcd without the secret
- * then cannot plant metadata. Without one, an envelope is refused with the reason rather than
- * as an unreadable blob. */
-static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, char **name)
+/* A blob fetched from etcd. With a secret it must be an envelope whose proof verifies for the
+ * key it was read from and whose sender is the agent the metadata names, stamped no earlier
+ * than what was loaded from that key before; whoever can write to etcd without the secret
+ * then cannot plant metadata, move a blob to another key or put an old one back. Without a
+ * secret, an envelope is refused with the reason rather than as an unreadable blob. */
+static nixl_status_t hook_load_md(void *ctx, const char *key, const uint8_t *blob, size_t len,
+                                  char **name)
 {
     nixl_agent_t *a = ctx;
     if (!a->auth) {
@@ -82,7 +125,7 @@ static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, ch
         return nixl_agent_load_remote_md(ctx, blob, len, name);
     }
     nixl_auth_msg_t m;
-    nixl_status_t st = nixl_auth_open(a->auth, NIXL_AUTH_ETCD, blob, len, false, &m);
+    nixl_status_t st = nixl_auth_open(a->auth, NIXL_AUTH_ETCD, key, blob, len, false, &m);
     if (st == NIXL_SUCCESS && strcmp(m.verb, "LOAD") != 0)
         st = nixl_err(NIXL_ERR_NOT_ALLOWED, "the proof is for \"%s\", not metadata", m.verb);
     /* the name is checked before loading: a blob signed for another name must not replace
@@ -95,9 +138,21 @@ static nixl_status_t hook_load_md(void *ctx, const uint8_t *blob, size_t len, ch
                           "'%s'", (int)(v.name_len > 64 ? 64 : v.name_len), v.name, m.sender);
         nixl_md_view_free(&v);
     }
+    /* the check and the note bracket the load under sc_lock (the etcd worker is the only
+     * loader of etcd blobs, so no other blob of the key can come between them) */
+    if (st == NIXL_SUCCESS) {
+        pthread_mutex_lock(&a->sc_lock);
+        st = etcd_seen_check(a, key, m.ts_ms);
+        pthread_mutex_unlock(&a->sc_lock);
+    }
     char *loaded = NULL;
     if (st == NIXL_SUCCESS)
         st = nixl_agent_load_remote_md(ctx, m.payload, m.len, &loaded);
+    if (st == NIXL_SUCCESS) {
+        pthread_mutex_lock(&a->sc_lock);
+        etcd_seen_note(a, key, m.ts_ms);
+        pthread_mutex_unlock(&a->sc_lock);
+    }
     if (st != NIXL_SUCCESS) {
         nixl_auth_count_refused(a->auth);
         NIXL_LOG_LIMITED(NIXL_LOG_WARN, "agent '%s': metadata from etcd refused: %s", a->name,
@@ -194,6 +249,11 @@ void md_exchange_fini(nixl_agent_t *a)
     a->sc = NULL;
     nixl_auth_destroy(a->auth); /* after the workers that used it */
     a->auth = NULL;
+    while (a->etcd_seen) {
+        nixl_etcd_seen_t *s = a->etcd_seen;
+        a->etcd_seen = s->next;
+        free(s);
+    }
     while (a->fetches) {
         nixl_fetch_rec_t *r = a->fetches;
         a->fetches = r->next;
@@ -235,12 +295,16 @@ static nixl_status_t etcd_send(nixl_agent_t *a, const char *what, const char *la
 {
     nixl_status_t st;
     if (a->auth) {
+        /* bound to the key it goes under, so that it cannot be copied to another */
         size_t env_len;
-        uint8_t *env = nixl_auth_seal(a->auth, NIXL_AUTH_ETCD, "LOAD", a->name, blob, len,
-                                      &env_len);
+        char *key = nixl_etcd_key(a->etcd, a->name, label);
+        uint8_t *env = key ? nixl_auth_seal(a->auth, NIXL_AUTH_ETCD, "LOAD", a->name, key,
+                                            blob, len, &env_len)
+                           : NULL;
         st = env ? nixl_etcd_publish(a->etcd, label, env, env_len)
                  : nixl_err(NIXL_ERR_BACKEND, "sealing the metadata failed");
         free(env);
+        free(key);
     } else {
         st = nixl_etcd_publish(a->etcd, label, blob, len);
     }

@@ -46,7 +46,7 @@ struct nixl_auth {
 
 static const char *const context_label[] = {
     [NIXL_AUTH_SIDECHANNEL] = "nixl-sc-v1",
-    [NIXL_AUTH_ETCD] = "nixl-etcd-v1",
+    [NIXL_AUTH_ETCD] = "nixl-etcd-v2", /* v2: the key is bound (v1 blobs do not verify) */
 };
 
 nixl_status_t nixl_auth_create(const void *secret, size_t len, uint32_t max_skew_s,
@@ -86,9 +86,9 @@ void nixl_auth_destroy(nixl_auth_t *a)
     free(a);
 }
 
-/* HMAC-SHA256(key, label || data) into out. */
-static bool mac_of(nixl_auth_t *a, nixl_auth_context_t ctx, const uint8_t *data, size_t len,
-                   uint8_t out[MAC_LEN])
+/* HMAC-SHA256(key, label || [bind NUL] || data) into out. */
+static bool mac_of(nixl_auth_t *a, nixl_auth_context_t ctx, const char *bind,
+                   const uint8_t *data, size_t len, uint8_t out[MAC_LEN])
 {
     EVP_MAC_CTX *c = EVP_MAC_CTX_new(a->mac);
     if (!c)
@@ -101,6 +101,7 @@ static bool mac_of(nixl_auth_t *a, nixl_auth_context_t ctx, const uint8_t *data,
     size_t out_len = 0;
     bool ok = EVP_MAC_init(c, a->key, a->key_len, params) == 1 &&
               EVP_MAC_update(c, (const uint8_t *)label, strlen(label) + 1) == 1 &&
+              (!bind || EVP_MAC_update(c, (const uint8_t *)bind, strlen(bind) + 1) == 1) &&
               EVP_MAC_update(c, data, len) == 1 &&
               EVP_MAC_final(c, out, &out_len, MAC_LEN) == 1 && out_len == MAC_LEN;
     EVP_MAC_CTX_free(c);
@@ -129,7 +130,8 @@ static uint64_t get_be64(const uint8_t *p)
 }
 
 uint8_t *nixl_auth_seal(nixl_auth_t *a, nixl_auth_context_t ctx, const char *verb,
-                        const char *sender, const void *payload, size_t len, size_t *out_len)
+                        const char *sender, const char *bind, const void *payload, size_t len,
+                        size_t *out_len)
 {
     size_t name_len = strlen(sender);
     if (name_len > 255 || strlen(verb) != 4 ||
@@ -161,7 +163,7 @@ uint8_t *nixl_auth_seal(nixl_auth_t *a, nixl_auth_context_t ctx, const char *ver
     if (len)
         memcpy(p, payload, len);
     p += len;
-    if (!mac_of(a, ctx, signed_start, (size_t)(p - signed_start), p)) {
+    if (!mac_of(a, ctx, bind, signed_start, (size_t)(p - signed_start), p)) {
         free(env);
         return NULL;
     }
@@ -196,8 +198,8 @@ static bool nonce_fresh(nixl_auth_t *a, const uint8_t *nonce, uint64_t ts_ms, ui
     return true;
 }
 
-nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const uint8_t *env,
-                             size_t len, bool fresh, nixl_auth_msg_t *msg)
+nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const char *bind,
+                             const uint8_t *env, size_t len, bool fresh, nixl_auth_msg_t *msg)
 {
     if (!nixl_auth_is_envelope(env, len))
         return nixl_err(NIXL_ERR_NOT_ALLOWED, "not an authenticated message");
@@ -218,11 +220,12 @@ nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const uint
         return nixl_err(NIXL_ERR_NOT_ALLOWED, "authenticated message: its payload length "
                         "does not match its size");
     uint8_t want[MAC_LEN];
-    if (!mac_of(a, ctx, p, left - MAC_LEN, want))
+    if (!mac_of(a, ctx, bind, p, left - MAC_LEN, want))
         return nixl_err(NIXL_ERR_BACKEND, "HMAC computation failed");
     if (CRYPTO_memcmp(want, p + left - MAC_LEN, MAC_LEN) != 0)
         return nixl_err(NIXL_ERR_NOT_ALLOWED, "the message's proof does not verify (a "
-                        "different secret, or altered bytes)");
+                        "different secret, altered bytes%s)",
+                        bind ? ", or sealed for another key" : "");
     if (name_len == 0 || memchr(p + 6, 0, name_len))
         return nixl_err(NIXL_ERR_NOT_ALLOWED, "authenticated message without a sender name");
     if (fresh) {

@@ -8,9 +8,12 @@
  *   "NIXLCOMM:AUTH" version(1) verb(4) name_len(1) name ts_ms(8, big-endian) nonce(16)
  *                   payload_len(8, big-endian) payload mac(32)
  *
- * mac = HMAC-SHA256(secret, context || every envelope byte from `version` to the payload's
- * end), where the context ("nixl-sc-v1" or "nixl-etcd-v1") keeps a blob stored in etcd from
- * being replayed as a side-channel command. The verb sits inside the MAC, so a proof made for
+ * mac = HMAC-SHA256(secret, context NUL [bind NUL] every envelope byte from `version` to the
+ * payload's end), where the context ("nixl-sc-v1" or "nixl-etcd-v2") keeps a blob stored in
+ * etcd from being replayed as a side-channel command, and `bind` (etcd: the key the blob is
+ * stored under, <namespace>/<agent>/<label>; none on the side channel) keeps an authentic blob
+ * from being copied under another key. The bound string travels outside the envelope: the
+ * reader supplies the one it read from. The verb sits inside the MAC, so a proof made for
  * a LOAD cannot be turned into an INVL. A reference agent sees an unknown verb "AUTH" and, as
  * it does with any unknown verb, logs it and goes on; in etcd it sees a value that is not a
  * metadata blob. The envelope never contains "NIXLCOMM:" except by chance inside the payload,
@@ -64,18 +67,22 @@ nixl_status_t nixl_auth_create(const void *secret, size_t len, uint32_t max_skew
                                nixl_auth_t **out);
 void nixl_auth_destroy(nixl_auth_t *a);
 
-/* The envelope, "NIXLCOMM:AUTH" included, malloc'ed; NULL when memory is short. */
+/* The envelope, "NIXLCOMM:AUTH" included, malloc'ed; NULL when memory is short. `bind`: a
+ * string the proof also covers (NULL: none), which nixl_auth_open() must be given again. */
 uint8_t *nixl_auth_seal(nixl_auth_t *a, nixl_auth_context_t ctx, const char *verb,
-                        const char *sender, const void *payload, size_t len, size_t *out_len);
+                        const char *sender, const char *bind, const void *payload, size_t len,
+                        size_t *out_len);
 
 /*
  * Check an envelope ("NIXLCOMM:AUTH" included). With `fresh`, its timestamp must lie within
  * the skew window and its nonce must not have been seen (the side channel: a captured
  * message cannot be sent again); without it (etcd, where one blob is read many times) only
- * the MAC is checked. NIXL_ERR_NOT_ALLOWED with nixl_last_error() saying why.
+ * the MAC is checked (the caller compares msg->ts_ms with what it loaded before, to refuse a
+ * rollback). `bind` must be the string the envelope was sealed with (NULL for none).
+ * NIXL_ERR_NOT_ALLOWED with nixl_last_error() saying why.
  */
-nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const uint8_t *env,
-                             size_t len, bool fresh, nixl_auth_msg_t *msg);
+nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const char *bind,
+                             const uint8_t *env, size_t len, bool fresh, nixl_auth_msg_t *msg);
 
 /* Whether bytes start with an envelope (so a peer without the secret can say why it fails). */
 bool nixl_auth_is_envelope(const void *data, size_t len);

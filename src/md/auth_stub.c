@@ -22,16 +22,18 @@ void nixl_auth_destroy(nixl_auth_t *a)
 }
 
 uint8_t *nixl_auth_seal(nixl_auth_t *a, nixl_auth_context_t ctx, const char *verb,
-                        const char *sender, const void *payload, size_t len, size_t *out_len)
+                        const char *sender, const char *bind, const void *payload, size_t len,
+                        size_t *out_len)
 {
-    (void)a, (void)ctx, (void)verb, (void)sender, (void)payload, (void)len, (void)out_len;
+    (void)a, (void)ctx, (void)verb, (void)sender, (void)bind, (void)payload, (void)len;
+    (void)out_len;
     return NULL;
 }
 
-nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const uint8_t *env,
-                             size_t len, bool fresh, nixl_auth_msg_t *msg)
+nixl_status_t nixl_auth_open(nixl_auth_t *a, nixl_auth_context_t ctx, const char *bind,
+                             const uint8_t *env, size_t len, bool fresh, nixl_auth_msg_t *msg)
 {
-    (void)a, (void)ctx, (void)env, (void)len, (void)fresh, (void)msg;
+    (void)a, (void)ctx, (void)bind, (void)env, (void)len, (void)fresh, (void)msg;
     return nixl_err(NIXL_ERR_NOT_SUPPORTED, "no libcrypto in this build");
 }
 

@@ -31,6 +31,11 @@ char *etcd_key(const nixl_etcd_t *e, const char *name, const char *label)
     return k;
 }
 
+char *nixl_etcd_key(const nixl_etcd_t *e, const char *name, const char *label)
+{
+    return etcd_key(e, name, label);
+}
+
 void etcd_kv_free_all(etcd_kv_t *kv)
 {
     while (kv) {

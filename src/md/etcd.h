@@ -24,8 +24,10 @@ typedef struct nixl_etcd nixl_etcd_t;
 /* Called on the worker thread, never with the client's lock held. */
 typedef struct nixl_etcd_hooks {
     void *ctx;
-    /* Load a peer's metadata; on success *name (malloc'ed) is the peer's name. */
-    nixl_status_t (*load_md)(void *ctx, const uint8_t *blob, size_t len, char **name);
+    /* Load a peer's metadata read from `key` (<ns>/<name>/<label>); on success *name
+     * (malloc'ed) is the peer's name. */
+    nixl_status_t (*load_md)(void *ctx, const char *key, const uint8_t *blob, size_t len,
+                             char **name);
     /* Forget a peer (its anchor key was deleted, or it changed and is reloaded). */
     void (*invalidate)(void *ctx, const char *name);
     /* A fetch of `name` ended: NIXL_SUCCESS, or an error and its reason. */
@@ -41,6 +43,10 @@ typedef struct nixl_etcd_hooks {
  */
 nixl_status_t nixl_etcd_create(const char *agent_name, uint64_t watch_timeout_us,
                                const nixl_etcd_hooks_t *hooks, nixl_etcd_t **out);
+
+/* The key <ns>/<name>/<label> (malloc'ed; NULL when memory is short), e.g. what a blob that
+ * will be published under it is bound to. */
+char *nixl_etcd_key(const nixl_etcd_t *e, const char *name, const char *label);
 
 /* Queue a put of `blob` (copied) under <ns>/<agent>/<label>. */
 nixl_status_t nixl_etcd_publish(nixl_etcd_t *e, const char *label, const void *blob, size_t len);

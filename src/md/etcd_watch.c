@@ -129,12 +129,14 @@ oom:
     NIXL_ERROR("etcd: out of memory; changes of '%s' will not be followed", name);
 }
 
-/* Load a peer's blob; *why says why not. */
-static nixl_status_t load(nixl_etcd_t *e, const char *name, const uint8_t *val, size_t len,
-                          char *why)
+/* Load a peer's blob of `label`; *why says why not. */
+static nixl_status_t load(nixl_etcd_t *e, const char *name, const char *label,
+                          const uint8_t *val, size_t len, char *why)
 {
-    char *got = NULL;
-    nixl_status_t st = e->hooks.load_md(e->hooks.ctx, val, len, &got);
+    char *got = NULL, *key = etcd_key(e, name, label);
+    nixl_status_t st = key ? e->hooks.load_md(e->hooks.ctx, key, val, len, &got)
+                           : nixl_err_oom("an etcd key");
+    free(key);
     if (st != NIXL_SUCCESS)
         snprintf(why, ETCD_WHY, "loading the metadata of '%s' from etcd failed: %s", name,
                  nixl_err_text());
@@ -162,7 +164,7 @@ static void peer_reload(nixl_etcd_t *e, etcd_peer_t *p, etcd_kv_t *changed, cons
     e->hooks.invalidate(e->hooks.ctx, p->name);
     nixl_status_t st = NIXL_SUCCESS;
     for (etcd_kv_t *kv = p->loaded; kv && st == NIXL_SUCCESS; kv = kv->next)
-        st = load(e, p->name, kv->val, kv->len, why);
+        st = load(e, p->name, kv->label, kv->val, kv->len, why);
     if (st != NIXL_SUCCESS)
         NIXL_ERROR("etcd: %s", why);
     e->hooks.fetch_done(e->hooks.ctx, p->name, st, why);
@@ -284,7 +286,7 @@ static void fetch_found(nixl_etcd_t *e, etcd_fetch_t *f, const uint8_t *val, siz
                         int64_t next_rev)
 {
     char why[ETCD_WHY] = "";
-    nixl_status_t st = load(e, f->name, val, len, why);
+    nixl_status_t st = load(e, f->name, f->label, val, len, why);
     if (st == NIXL_SUCCESS)
         peer_track(e, f->name, f->label, val, len, next_rev);
     else

@@ -21,7 +21,7 @@ uint8_t *sc_frame_make(nixl_sc_t *sc, const char *verb, const void *payload, siz
         return sc_frame_build(verb, payload, len, out_len);
     size_t env_len;
     uint8_t *env = nixl_auth_seal(sc->cfg.auth, NIXL_AUTH_SIDECHANNEL, verb, sc->agent_name,
-                                  payload, len, &env_len);
+                                  NULL, payload, len, &env_len);
     if (!env)
         return NULL;
     /* sc_frame_build writes "NIXLCOMM:AUTH" itself: the envelope goes in without it */
@@ -83,7 +83,7 @@ void sc_auth_cmd(nixl_sc_t *sc, sc_conn_t *c, const sc_cmd_t *cmd)
     /* the command started at "NIXLCOMM:AUTH", just before its payload */
     const uint8_t *env = cmd->payload - NIXL_AUTH_PREFIX_LEN;
     nixl_auth_msg_t m;
-    nixl_status_t st = nixl_auth_open(sc->cfg.auth, NIXL_AUTH_SIDECHANNEL, env,
+    nixl_status_t st = nixl_auth_open(sc->cfg.auth, NIXL_AUTH_SIDECHANNEL, NULL, env,
                                       cmd->len + NIXL_AUTH_PREFIX_LEN, true, &m);
     if (st != NIXL_SUCCESS) {
         nixl_auth_count_refused(sc->cfg.auth);

@@ -6,7 +6,7 @@
  * verifies, and whatever does verify points inside the input. Then the input is sealed as a
  * payload under a sender name cut from it: the envelope opens to the same bytes, a second open
  * of the same bytes is a replay and is refused, and flipping one byte of it (chosen by the
- * input) makes it fail.
+ * input) makes it fail. Sealed for an etcd key, it opens under that key only.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(nixl_auth_create("fuzzing-secret-0123456789", 25, 300, &auth) == NIXL_SUCCESS);
     nixl_auth_msg_t m;
     for (int fresh = 0; fresh < 2; fresh++) {
-        if (nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, data, size, fresh, &m) == NIXL_SUCCESS)
+        if (nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, NULL, data, size, fresh, &m) ==
+            NIXL_SUCCESS)
             CHECK(m.payload >= data && m.payload + m.len <= data + size);
     }
 
@@ -47,18 +48,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!nlen)
         snprintf(sender, sizeof(sender), "x");
     size_t elen = 0;
-    uint8_t *env = nixl_auth_seal(auth, NIXL_AUTH_SIDECHANNEL, "LOAD", sender, data, size, &elen);
+    uint8_t *env =
+        nixl_auth_seal(auth, NIXL_AUTH_SIDECHANNEL, "LOAD", sender, NULL, data, size, &elen);
     CHECK(env && nixl_auth_is_envelope(env, elen));
-    CHECK(nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, env, elen, true, &m) == NIXL_SUCCESS);
+    CHECK(nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, NULL, env, elen, true, &m) ==
+          NIXL_SUCCESS);
     CHECK(m.len == size && (size == 0 || memcmp(m.payload, data, size) == 0));
     CHECK(strcmp(m.sender, sender) == 0 && strcmp(m.verb, "LOAD") == 0);
-    CHECK(nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, env, elen, true, &m) != NIXL_SUCCESS);
-    CHECK(nixl_auth_open(auth, NIXL_AUTH_ETCD, env, elen, false, &m) != NIXL_SUCCESS);
+    CHECK(nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, NULL, env, elen, true, &m) !=
+          NIXL_SUCCESS);
+    CHECK(nixl_auth_open(auth, NIXL_AUTH_ETCD, NULL, env, elen, false, &m) != NIXL_SUCCESS);
     size_t at = (size ? data[0] * 131u + size : 0) % elen;
     if (at >= NIXL_AUTH_PREFIX_LEN) { /* a changed byte anywhere after the prefix */
         env[at] ^= 0x01;
-        CHECK(nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, env, elen, false, &m) != NIXL_SUCCESS);
+        CHECK(nixl_auth_open(auth, NIXL_AUTH_SIDECHANNEL, NULL, env, elen, false, &m) !=
+              NIXL_SUCCESS);
     }
+    free(env);
+
+    /* an etcd blob opens under the key it was sealed for, and under no other (nor none) */
+    char bind[64], other[64];
+    snprintf(bind, sizeof(bind), "/nixl/agents//%s/metadata", sender);
+    snprintf(other, sizeof(other), "/nixl/agents//%s/metadatb", sender);
+    env = nixl_auth_seal(auth, NIXL_AUTH_ETCD, "LOAD", sender, bind, data, size, &elen);
+    CHECK(env != NULL);
+    CHECK(nixl_auth_open(auth, NIXL_AUTH_ETCD, bind, env, elen, false, &m) == NIXL_SUCCESS);
+    CHECK(nixl_auth_open(auth, NIXL_AUTH_ETCD, other, env, elen, false, &m) != NIXL_SUCCESS);
+    CHECK(nixl_auth_open(auth, NIXL_AUTH_ETCD, NULL, env, elen, false, &m) != NIXL_SUCCESS);
     free(env);
     return 0;
 }

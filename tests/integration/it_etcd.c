@@ -126,21 +126,6 @@ static int spawn(it_peer_t *p, const char *name, unsigned n, uintptr_t *addrs)
     return 0;
 }
 
-static nixl_agent_t *local_agent(const char *name, uint64_t watch_timeout_us)
-{
-    nixl_agent_config_t cfg;
-    nixl_agent_config_init(&cfg);
-    cfg.etcd_watch_timeout_us = watch_timeout_us;
-    nixl_agent_t *a = NULL;
-    nixl_backend_t *be;
-    IT_CHECK_ST(nixl_agent_create(name, &cfg, &a), NIXL_SUCCESS);
-    IT_CHECK_ST(nixl_agent_create_backend(a, "SHM", NULL, 0, &be), NIXL_SUCCESS);
-    return a;
-fail:
-    nixl_agent_destroy(a);
-    return NULL;
-}
-
 /* Poll the fetch status of `name` until it leaves IN_PROG. */
 static nixl_status_t wait_fetch(nixl_agent_t *a, const char *name, int timeout_ms)
 {
@@ -227,7 +212,7 @@ static int published_and_fetched(it_peer_t *p, const char *name, unsigned n, uin
 {
     IT_CHECK(spawn(p, name, n, a) == 0, "spawn %s", name);
     IT_CHECK(it_cmd(&p->ch, "send") == 0, "send");
-    *b = local_agent("EB", timeout_us);
+    *b = it_etcd_agent("EB", timeout_us);
     IT_CHECK(*b, "agent");
     IT_CHECK(fetch(*b, name, NULL) == 0, "fetch %s", name);
     return 0;
@@ -276,7 +261,7 @@ static int partial_labels(const void *arg)
     IT_CHECK(it_expect(&p.ch, "invalid", IT_TIMEOUT_MS) == 0, "a partial send needs a label");
     IT_CHECK(it_cmd(&p.ch, "partial part 0 2") == 0, "partial");
     IT_CHECK(wait_key("/it-partial//EP/part", 1) == 0, "label key");
-    b = local_agent("EB", 1000000);
+    b = it_etcd_agent("EB", 1000000);
     IT_CHECK(b, "agent");
     IT_CHECK(fetch(b, "EP", "part") == 0, "fetch by label");
     IT_CHECK_ST(check(b, "EP", a[0]), NIXL_SUCCESS);
@@ -298,7 +283,7 @@ static int later(const void *arg)
     uintptr_t a[1];
     nixl_agent_t *b = NULL;
     set_env("/it-later/", NULL);
-    b = local_agent("EB", 8000000);
+    b = it_etcd_agent("EB", 8000000);
     IT_CHECK(b, "agent");
     IT_CHECK_ST(nixl_agent_fetch_remote_md(b, "EL", NULL), NIXL_SUCCESS);
     it_sleep_ms(1000);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "it_etcd_srv.h"
+#include "it_util.h"
 #include "peer.h"
 
 bool it_etcd_available(void)
@@ -63,10 +64,23 @@ static int post(const it_etcd_t *s, const char *path, const char *body, char *ou
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    char ca[160], cert[160], key[160];
+    if (s->tls_dir[0]) {
+        snprintf(ca, sizeof(ca), "%s/ca.pem", s->tls_dir);
+        snprintf(cert, sizeof(cert), "%s/client.pem", s->tls_dir);
+        snprintf(key, sizeof(key), "%s/client.key", s->tls_dir);
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+        curl_easy_setopt(c, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    }
     long code = 0;
+    char err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
+    if (getenv("IT_ETCD_DEBUG") && (rc != CURLE_OK || code != 200))
+        fprintf(stderr, "etcd %s: %s, HTTP %ld: %s\n", url, err, code, out);
     return rc == CURLE_OK && code == 200 ? 0 : -1;
 }
 
@@ -111,7 +125,8 @@ static bool healthy(const it_etcd_t *s, uint64_t end)
 static int launch(it_etcd_t *s)
 {
     char client[64], peer[64], cluster[96], log[160];
-    snprintf(client, sizeof(client), "http://%s:%d", s->host, s->client_port);
+    snprintf(client, sizeof(client), "%s://%s:%d", s->tls_dir[0] ? "https" : "http", s->host,
+             s->client_port);
     snprintf(peer, sizeof(peer), "http://%s:%d", s->host, s->peer_port);
     snprintf(cluster, sizeof(cluster), "it=%s", peer);
     snprintf(log, sizeof(log), "%s/etcd.log", s->dir);
@@ -130,6 +145,17 @@ static int launch(it_etcd_t *s)
         }
         char data[160];
         snprintf(data, sizeof(data), "%s/data", s->dir);
+        if (s->tls_dir[0]) {
+            char cert[160], key[160], ca[160];
+            snprintf(cert, sizeof(cert), "%s/server.pem", s->tls_dir);
+            snprintf(key, sizeof(key), "%s/server.key", s->tls_dir);
+            snprintf(ca, sizeof(ca), "%s/ca.pem", s->tls_dir);
+            execlp("etcd", "etcd", "--name", "it", "--data-dir", data, "--listen-client-urls",
+                   client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                   "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+                   "--cert-file", cert, "--key-file", key, "--client-cert-auth",
+                   "--trusted-ca-file", ca, (char *)NULL);
+        }
         execlp("etcd", "etcd", "--name", "it", "--data-dir", data, "--listen-client-urls", client,
                "--advertise-client-urls", client, "--listen-peer-urls", peer,
                "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
@@ -152,12 +178,14 @@ static int launch(it_etcd_t *s)
 
 int it_etcd_start(it_etcd_t *s)
 {
-    char host[32], netns[32];
+    char host[32], netns[32], tls_dir[128];
     snprintf(host, sizeof(host), "%s", s->host[0] ? s->host : "127.0.0.1");
     snprintf(netns, sizeof(netns), "%s", s->netns);
+    snprintf(tls_dir, sizeof(tls_dir), "%s", s->tls_dir);
     memset(s, 0, sizeof(*s));
     memcpy(s->host, host, sizeof(host));
     memcpy(s->netns, netns, sizeof(netns));
+    memcpy(s->tls_dir, tls_dir, sizeof(tls_dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(s->dir, sizeof(s->dir), "/tmp/nixl-it-etcd-XXXXXX");
     if (!mkdtemp(s->dir))
@@ -227,4 +255,19 @@ int it_etcd_has_key(const it_etcd_t *s, const char *key)
     if (post(s, "/v3/kv/range", body, out) != 0)
         return -1;
     return strstr(out, "\"count\"") != NULL;
+}
+
+nixl_agent_t *it_etcd_agent(const char *name, uint64_t watch_timeout_us)
+{
+    nixl_agent_config_t cfg;
+    nixl_agent_config_init(&cfg);
+    cfg.etcd_watch_timeout_us = watch_timeout_us;
+    nixl_agent_t *a = NULL;
+    nixl_backend_t *be;
+    IT_CHECK_ST(nixl_agent_create(name, &cfg, &a), NIXL_SUCCESS);
+    IT_CHECK_ST(nixl_agent_create_backend(a, "SHM", NULL, 0, &be), NIXL_SUCCESS);
+    return a;
+fail:
+    nixl_agent_destroy(a);
+    return NULL;
 }

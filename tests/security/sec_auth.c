@@ -8,7 +8,9 @@
  *   sec_auth replay        a LOAD captured on the wire and sent again is refused
  *   sec_auth secret-file   NIXL_AUTH_SECRET_FILE readable by others, a short secret: refused
  *   sec_auth etcd          through etcd: exchange, a tampered blob, a blob signed for
- *                          another name, an agent without the secret
+ *                          another name, an agent without the secret, an authentic blob
+ *                          copied under another label or agent, an older authentic blob put
+ *                          back (a rollback)
  *
  * The "insider" cases seal envelopes with the library's own auth.h, as a process holding the
  * secret (or another one) could.
@@ -184,7 +186,7 @@ static void send_sealed(int port, nixl_auth_t *key, const char *verb, const char
                         const void *payload, size_t len)
 {
     size_t env_len;
-    uint8_t *env = nixl_auth_seal(key, NIXL_AUTH_SIDECHANNEL, verb, sender, payload, len,
+    uint8_t *env = nixl_auth_seal(key, NIXL_AUTH_SIDECHANNEL, verb, sender, NULL, payload, len,
                                   &env_len);
     SEC_CHECK(env, "seal failed");
     send_body(port, env, env_len);
@@ -423,7 +425,9 @@ static int etcd(void)
     SEC_ST(nixl_agent_get_local_md(alice, &blob, &len));
     nixl_auth_t *key = NULL;
     SEC_ST(nixl_auth_create(SECRET, strlen(SECRET), 300, &key));
-    uint8_t *env = nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "alice", blob, len, &env_len);
+    const char *alice_key = "/nixl/agents//alice/metadata";
+    uint8_t *env =
+        nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "alice", alice_key, blob, len, &env_len);
     env[env_len - 40] ^= 0x20;
     etcd_put(&srv, "/nixl/agents//alice/metadata", env, env_len);
     free(env);
@@ -435,7 +439,7 @@ static int etcd(void)
     nixl_agent_check_remote_md(carol, "alice", NIXL_DRAM_SEG, NULL, 0);
     printf("tampered: %s\n", nixl_last_error());
 
-    env = nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "mallory", blob, len, &env_len);
+    env = nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "mallory", alice_key, blob, len, &env_len);
     etcd_put(&srv, "/nixl/agents//alice/metadata", env, env_len);
     free(env);
     nixl_agent_t *dave = agent("dave", SECRET, NULL);
@@ -445,8 +449,65 @@ static int etcd(void)
     SEC_CHECK(!loaded(dave, "alice"), "alice loaded from mallory's blob");
     nixl_agent_check_remote_md(dave, "alice", NIXL_DRAM_SEG, NULL, 0);
     printf("renamed: %s\n", nixl_last_error());
+
+    /* alice's authentic blob, copied under another label of hers and under another agent */
+    env = nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "alice", alice_key, blob, len, &env_len);
+    etcd_put(&srv, "/nixl/agents//alice/other", env, env_len);
+    etcd_put(&srv, "/nixl/agents//alias/metadata", env, env_len);
+    free(env);
+    nixl_agent_t *erin = agent("erin", SECRET, NULL);
+    nixl_opt_args_t other;
+    nixl_opt_args_init(&other);
+    other.metadata_label = "other";
+    SEC_ST(nixl_agent_fetch_remote_md(erin, "alice", &other));
+    st = fetch_end(erin, "alice");
+    SEC_CHECK(st == NIXL_ERR_NOT_ALLOWED, "blob copied under another label: %s",
+              nixl_status_str(st));
+    SEC_CHECK(!loaded(erin, "alice"), "alice loaded from a blob under another label");
+    printf("copied to another label: %s\n", nixl_last_error());
+    st = etcd_fetch(erin, "alias");
+    SEC_CHECK(st == NIXL_ERR_NOT_ALLOWED, "blob copied under another agent: %s",
+              nixl_status_str(st));
+    printf("copied to another agent: %s\n", nixl_last_error());
+
+    /* a rollback: frank loads alice's newer blob; the older one put back is refused, and the
+     * fetch status says why */
+    uint8_t *old_env =
+        nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "alice", alice_key, blob, len, &env_len);
+    sec_sleep_ms(20);
+    size_t new_len;
+    uint8_t *new_env =
+        nixl_auth_seal(key, NIXL_AUTH_ETCD, "LOAD", "alice", alice_key, blob, len, &new_len);
+    etcd_put(&srv, alice_key, new_env, new_len);
+    nixl_agent_t *frank = agent("frank", SECRET, NULL);
+    st = etcd_fetch(frank, "alice");
+    SEC_CHECK(st == NIXL_SUCCESS, "fetch of the newer blob: %s (%s)", nixl_status_str(st),
+              nixl_last_error());
+    etcd_put(&srv, alice_key, old_env, env_len); /* frank's watch sees it */
+    uint64_t end = sec_now_ms() + WAIT_MS;
+    while ((st = nixl_agent_get_fetch_status(frank, "alice")) == NIXL_SUCCESS &&
+           sec_now_ms() < end)
+        sec_sleep_ms(5);
+    SEC_CHECK(st == NIXL_ERR_NOT_ALLOWED, "rollback through the watch: %s",
+              nixl_status_str(st));
+    SEC_CHECK(strstr(nixl_last_error(), "rollback") != NULL, "no reason: %s",
+              nixl_last_error());
+    printf("rolled back (watch): %s\n", nixl_last_error());
+    /* and fetched again: still refused (the newest stamp is remembered past the unload) */
+    st = etcd_fetch(frank, "alice");
+    SEC_CHECK(st == NIXL_ERR_NOT_ALLOWED, "rollback on a new fetch: %s", nixl_status_str(st));
+    printf("rolled back (fetch): %s\n", nixl_last_error());
+    /* the newer blob again is accepted */
+    etcd_put(&srv, alice_key, new_env, new_len);
+    st = etcd_fetch(frank, "alice");
+    SEC_CHECK(st == NIXL_SUCCESS, "the newer blob again: %s (%s)", nixl_status_str(st),
+              nixl_last_error());
+    free(old_env);
+    free(new_env);
     nixl_auth_destroy(key);
     free(blob);
+    nixl_agent_destroy(frank);
+    nixl_agent_destroy(erin);
     nixl_agent_destroy(dave);
     nixl_agent_destroy(carol);
     nixl_agent_destroy(plain);
