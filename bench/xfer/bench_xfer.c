@@ -257,6 +257,7 @@ static double memcpy_gbps(int s)
 
 int main(int argc, char **argv)
 {
+    setenv("NIXL_AUTO_SHM", "0", 0); /* each row names its backend: no SHM beside UCX */
     if (argc == 4 && strcmp(argv[1], "--target") == 0)
         return target_main(argv[2], *argv[3] ? argv[3] : NULL);
     for (int i = 1; i < argc; i++) {

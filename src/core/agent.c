@@ -204,6 +204,23 @@ nixl_status_t engines_from_opt(nixl_agent_t *a, const nixl_opt_args_t *opt, uint
     return NIXL_SUCCESS;
 }
 
+/* Network backends beside which the core creates SHM for same-host peers. */
+static bool spawns_auto_shm(const char *plugin)
+{
+    return !strcmp(plugin, "UCX") || !strcmp(plugin, "LIBFABRIC");
+}
+
+uint32_t engines_with_implicit(nixl_agent_t *a, uint32_t mask)
+{
+    bool network = false;
+    for (unsigned e = 0; e < a->num_engines; e++)
+        network = network || ((mask & (1u << e)) && spawns_auto_shm(a->engines[e]->name));
+    for (unsigned e = 0; network && e < a->num_engines; e++)
+        if (a->engines[e]->implicit)
+            mask |= 1u << e;
+    return mask;
+}
+
 size_t engines_ordered(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t mask,
                        unsigned *out)
 {
@@ -286,6 +303,42 @@ static nixl_param_t *params_merge(const nixl_plugin_info_t *ops, const nixl_para
     return out;
 }
 
+/*
+ * Same-host peers at memory speed without asking: inference engines create their agents with
+ * UCX only, and UCX between two processes of one host goes through loopback TCP where it has
+ * no shared-memory transport for the job. So beside UCX the core creates SHM (unless the agent
+ * has it, or NIXL_AUTO_SHM is off). Its metadata section is skipped by peers without SHM (the
+ * reference's agents among them), its connection info is refused by peers on another host, and
+ * the preference order puts it before UCX where both reach a peer (docs/backends.md).
+ */
+static void auto_shm(nixl_agent_t *agent)
+{
+    bool on = true;
+    nixl_err_saved_t saved;
+    nixl_err_save(&saved);
+    if (nixl_config_bool("NIXL_AUTO_SHM", &on) != NIXL_SUCCESS) {
+        NIXL_WARN("agent '%s': %s; SHM is not created beside UCX", agent->name, nixl_last_error());
+        on = false;
+    }
+    nixl_backend_t *shm = NULL;
+    if (on) {
+        agent_rdlock(agent);
+        on = !engine_by_name(agent, "SHM", 3) && agent->num_engines < NIXL_MAX_ENGINES;
+        agent_unlock(agent);
+    }
+    if (on && nixl_agent_create_backend(agent, "SHM", NULL, 0, &shm) == NIXL_SUCCESS) {
+        agent_wrlock(agent);
+        shm->implicit = true;
+        agent_wrunlock(agent);
+        NIXL_INFO("agent '%s': SHM created beside UCX for peers on this host (NIXL_AUTO_SHM=0 "
+                  "turns this off)", agent->name);
+    } else if (on) {
+        NIXL_INFO("agent '%s': SHM could not be created beside UCX (%s); same-host peers use "
+                  "UCX", agent->name, nixl_last_error());
+    }
+    nixl_err_restore(&saved);
+}
+
 nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
                                         const nixl_param_t *params, size_t num_params,
                                         nixl_backend_t **out)
@@ -302,7 +355,21 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     nixl_err_save(&saved);
     agent_wrlock(agent);
     nixl_status_t st;
-    nixl_backend_t *b = NULL;
+    nixl_backend_t *b = engine_by_name(agent, plugin, strlen(plugin));
+    if (b && b->implicit) {
+        /* created beside UCX with its defaults; the user's own create takes it over */
+        b->implicit = false;
+        if (num_params)
+            NIXL_WARN("agent '%s': the %s backend already runs (created beside UCX for same-host "
+                      "peers, with its defaults): the %zu parameter(s) given are not applied; set "
+                      "NIXL_AUTO_SHM=0, or create %s before UCX, to choose them",
+                      agent->name, plugin, num_params, plugin);
+        agent_wrunlock(agent);
+        nixl_err_restore(&saved);
+        *out = b;
+        return NIXL_SUCCESS;
+    }
+    b = NULL;
     if (engine_by_name(agent, plugin, strlen(plugin))) {
         st = nixl_err(NIXL_ERR_INVALID_PARAM, "agent '%s' already has a %s backend", agent->name,
                       plugin);
@@ -392,6 +459,9 @@ nixl_status_t nixl_agent_create_backend(nixl_agent_t *agent, const char *plugin,
     nixl_err_restore(&saved);
     NIXL_INFO("agent '%s': created backend %s", agent->name, plugin);
     *out = b;
+    if (spawns_auto_shm(plugin))
+        auto_shm(agent);
+    nixl_err_restore(&saved);
     return NIXL_SUCCESS;
 
 err_destroy:

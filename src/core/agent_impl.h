@@ -59,6 +59,10 @@ struct nixl_backend {
     size_t num_params;
     const void *conn_info; /* owned by the engine */
     size_t conn_len;
+    /* Created by the core beside a network backend for same-host peers (NIXL_AUTO_SHM), not by
+     * the user: a registration hinted to that backend includes it, and its refusals are not
+     * the call's failure. A later explicit create of the same plugin adopts it. */
+    bool implicit;
     /* Notifications pushed by the plugin, waiting for get_notifs. */
     pthread_mutex_t notif_lock;
     nixl_notif_entry_t *notif_head, **notif_tail;
@@ -236,6 +240,8 @@ bool agent_name_valid(const char *name);
  * handle of another agent. */
 nixl_status_t engines_from_opt(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t *mask,
                                bool *hinted);
+/* mask plus the implicit engines that go with the engines in it (registration hints). */
+uint32_t engines_with_implicit(nixl_agent_t *a, uint32_t mask);
 /* Engine indices of `mask` in preference order, or in hint order when hinted. */
 size_t engines_ordered(nixl_agent_t *a, const nixl_opt_args_t *opt, uint32_t mask,
                        unsigned *out);

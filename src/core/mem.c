@@ -144,10 +144,13 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
     st = engines_from_opt(agent, opt, &mask, &hinted);
     if (st != NIXL_SUCCESS)
         goto out;
-    if (!hinted)
-        for (unsigned e = 0; e < agent->num_engines; e++)
-            if (!(agent->engines[e]->info->mems & NIXL_MEM_BIT(type)))
-                mask &= ~(1u << e);
+    if (hinted)
+        mask = engines_with_implicit(agent, mask); /* SHM beside a hinted UCX registers too */
+    for (unsigned e = 0; e < agent->num_engines; e++) {
+        const nixl_backend_t *b = agent->engines[e];
+        if ((!hinted || b->implicit) && !(b->info->mems & NIXL_MEM_BIT(type)))
+            mask &= ~(1u << e);
+    }
     if (!mask) {
         st = nixl_err(NIXL_ERR_NOT_FOUND, "register_mem: no backend of agent '%s' supports %s",
                       agent->name, nixl_mem_str(type));
@@ -303,10 +306,11 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
     st = engines_from_opt(agent, opt, &mask, &hinted);
     if (st != NIXL_SUCCESS)
         goto out;
-    if (!hinted)
-        for (unsigned e = 0; e < agent->num_engines; e++)
-            if (!agent->local[e][type].count)
-                mask &= ~(1u << e);
+    if (hinted)
+        mask = engines_with_implicit(agent, mask);
+    for (unsigned e = 0; e < agent->num_engines; e++)
+        if ((!hinted || agent->engines[e]->implicit) && !agent->local[e][type].count)
+            mask &= ~(1u << e);
     if (!mask) {
         st = nixl_err(NIXL_ERR_NOT_FOUND, "deregister_mem: agent '%s' has no %s registrations",
                       agent->name, nixl_mem_str(type));
@@ -318,7 +322,13 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
     for (unsigned e = 0; e < agent->num_engines && count; e++) {
         if (!(mask & (1u << e)))
             continue;
-        nixl_status_t est = deregister_one(agent, agent->engines[e], type, descs, count);
+        nixl_backend_t *b = agent->engines[e];
+        nixl_status_t est = deregister_one(agent, b, type, descs, count);
+        if (est != NIXL_SUCCESS && b->implicit && est == NIXL_ERR_NOT_FOUND) {
+            /* SHM beside UCX may have refused these regions when they were registered */
+            NIXL_DEBUG("deregister_mem: %s: %s", b->name, nixl_last_error());
+            continue;
+        }
         if (est != NIXL_SUCCESS)
             last = est;
     }

@@ -178,6 +178,8 @@ static int run_compare(nb_cfg_t *cfg, int argc, char **argv)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* --backend names what is measured: no SHM beside UCX (the user may still ask for it) */
+    setenv("NIXL_AUTO_SHM", "0", 0);
     nb_cfg_t cfg;
     int rc = nb_config_load(&cfg, argc, argv);
     if (rc == 0 && cfg.help)
