@@ -548,7 +548,10 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->handles_lock, NULL);
     nixl_err_saved_t saved; /* the listener may try an address family that fails first */
-    st = nixl_telem_create(name, &tel, &a->telem);
+    char *plugin_dir = telemetry ? nixl_plugin_dir() : NULL;
+    st = telemetry && !plugin_dir ? nixl_err_oom("the plugin directory")
+                                  : nixl_telem_create(name, &tel, plugin_dir, &a->telem);
+    free(plugin_dir);
     if (st != NIXL_SUCCESS)
         goto destroy_locks;
     nixl_err_save(&saved);

@@ -5,6 +5,7 @@
 #include "telem.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -127,8 +128,10 @@ nixl_status_t nixl_telem_settings_read(bool capture, const char *agent,
 
 typedef struct telem_full {
     nixl_telem_t pub; /* first: nixl_telem_t * is a telem_full_t * */
-    const nixl_telem_exporter_ops_t *ops;
+    const nixl_telemetry_exporter_ops_t *ops;
     void *exp;
+    nixl_telemetry_host_t host;
+    char exporter_name[64];
     uint64_t interval_ms;
     nixl_telemetry_event_t *batch; /* capacity + 1 (the drop count) */
     pthread_t thread;
@@ -178,23 +181,16 @@ static void *exporter_main(void *arg)
     return NULL;
 }
 
-static const nixl_telem_exporter_ops_t *exporter_find(const char *name)
-{
-    if (strcasecmp(name, nixl_telem_buffer_exporter.name) == 0)
-        return &nixl_telem_buffer_exporter;
-    return NULL;
-}
-
 nixl_status_t nixl_telem_create(const char *agent, const nixl_telem_settings_t *s,
-                                nixl_telem_t **out)
+                                const char *plugin_dir, nixl_telem_t **out)
 {
     *out = NULL;
     if (!s->enabled || !s->exporter[0])
         return NIXL_SUCCESS; /* off, or collect-only (NOP) */
-    const nixl_telem_exporter_ops_t *ops = exporter_find(s->exporter);
-    if (!ops)
-        return nixl_err(NIXL_ERR_NOT_FOUND, "NIXL_TELEMETRY_EXPORTER=%s: no such telemetry "
-                        "exporter (available: BUFFER, NOP)", s->exporter);
+    const nixl_telemetry_exporter_ops_t *ops;
+    nixl_status_t st = nixl_telem_exporter_find(s->exporter, plugin_dir, &ops);
+    if (st != NIXL_SUCCESS)
+        return st;
     telem_full_t *f = calloc(1, sizeof(*f));
     if (!f)
         return nixl_err_oom("telemetry of agent '%s'", agent);
@@ -207,7 +203,15 @@ nixl_status_t nixl_telem_create(const char *agent, const nixl_telem_settings_t *
         free(f);
         return nixl_err_oom("telemetry queue of %llu events", (unsigned long long)s->buffer_size);
     }
-    nixl_status_t st = ops->create(agent, s->buffer_size, &f->exp);
+    snprintf(f->exporter_name, sizeof(f->exporter_name), "%s", ops->name);
+    nixl_telem_host_init(&f->host, f->exporter_name);
+    nixl_telemetry_exporter_init_t init = {.struct_size = sizeof(init), .agent_name = agent,
+                                           .capacity = s->buffer_size, .host = &f->host};
+    nixl_err_arm();
+    st = ops->create(&init, &f->exp);
+    if (st < 0 && nixl_err_unset())
+        nixl_err_set("telemetry exporter %s failed for agent '%s'", ops->name, agent);
+    nixl_err_settle(st);
     if (st != NIXL_SUCCESS)
         goto free_queue;
     pthread_condattr_t ca;

@@ -17,25 +17,20 @@
 
 #include "nixl.h"
 #include "nixl_telemetry.h"
+#include "nixl_telemetry_plugin.h"
 #include "telem_queue.h"
 
-/*
- * An exporter: what the flush thread hands the events to. Built-in ones (BUFFER) and, later,
- * plugins fill the same table; every operation is called from the agent's exporter thread
- * only, so an exporter needs no lock of its own.
- */
-typedef struct nixl_telem_exporter_ops {
-    size_t struct_size;
-    const char *name;
-    /* `agent` names the agent (unique per process); `capacity` is NIXL_TELEMETRY_BUFFER_SIZE.
-     * A failure leaves its reason (nixl_err). */
-    nixl_status_t (*create)(const char *agent, uint64_t capacity, void **out);
-    /* The events of one flush, in recording order. */
-    void (*export_events)(void *exp, const nixl_telemetry_event_t *ev, size_t n);
-    void (*destroy)(void *exp);
-} nixl_telem_exporter_ops_t;
+/* Exporters fill the table of include/nixl_telemetry_plugin.h: the built-in BUFFER, and
+ * plugins found by nixl_telem_exporter_find (telem_plugin.c). */
+extern const nixl_telemetry_exporter_ops_t nixl_telem_buffer_exporter;
 
-extern const nixl_telem_exporter_ops_t nixl_telem_buffer_exporter;
+/* The exporter `name`: BUFFER, or libtelemetry_exporter_<name>.so in `plugin_dir`, loaded
+ * once per process. NOT_FOUND (no such file) / NOT_SUPPORTED (not one of our exporters), with
+ * the reason. */
+nixl_status_t nixl_telem_exporter_find(const char *name, const char *plugin_dir,
+                                       const nixl_telemetry_exporter_ops_t **out);
+/* The services the library offers an exporter; `exporter_name` must outlive it. */
+void nixl_telem_host_init(nixl_telemetry_host_t *host, const char *exporter_name);
 
 /* The settings of section 8.1, read from the environment or the configuration file. */
 typedef struct nixl_telem_settings {
@@ -58,9 +53,10 @@ uint32_t nixl_telem_metrics_mask(const char *list, const char *agent);
 typedef struct nixl_telem nixl_telem_t;
 
 /* Start the exporter and its thread, when the settings name one (NULL in *out otherwise:
- * collect-only, nothing recorded). Failure: the exporter's status and reason. */
+ * collect-only, nothing recorded); plugins are looked for in `plugin_dir`. Failure: the
+ * exporter's status and reason. */
 nixl_status_t nixl_telem_create(const char *agent, const nixl_telem_settings_t *s,
-                                nixl_telem_t **out);
+                                const char *plugin_dir, nixl_telem_t **out);
 /* Stop the thread after a last flush, and close the exporter. NULL is fine. */
 void nixl_telem_destroy(nixl_telem_t *t);
 

@@ -56,8 +56,10 @@ static void ring_export(void *exp, const nixl_telemetry_event_t *ev, size_t n)
     }
 }
 
-static nixl_status_t ring_create(const char *agent, uint64_t capacity, void **out)
+static nixl_status_t ring_create(const nixl_telemetry_exporter_init_t *init, void **out)
 {
+    const char *agent = init->agent_name;
+    uint64_t capacity = init->capacity;
     if (capacity < 2 || (capacity & (capacity - 1)))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "NIXL_TELEMETRY_BUFFER_SIZE=%llu: the BUFFER "
                         "exporter needs a power of two (2, 4, ... 4096 ...)",
@@ -140,9 +142,12 @@ static void ring_destroy(void *exp)
     free(r);
 }
 
-const nixl_telem_exporter_ops_t nixl_telem_buffer_exporter = {
-    .struct_size = sizeof(nixl_telem_exporter_ops_t),
+const nixl_telemetry_exporter_ops_t nixl_telem_buffer_exporter = {
+    .struct_size = sizeof(nixl_telemetry_exporter_ops_t),
+    .abi_version = NIXL_TELEMETRY_EXPORTER_ABI_VERSION,
+    .min_abi = 1,
     .name = "BUFFER",
+    .version = "built in",
     .create = ring_create,
     .export_events = ring_export,
     .destroy = ring_destroy,

@@ -5,6 +5,8 @@
  * flushes its events). Telemetry comes from the NIXL_TELEMETRY_* variables.
  *
  *   telem_writer NAME N1 PAUSE_MS N2 DELAY_US
+ *
+ * TELEM_WRITER_ERRORS=k first makes k requests to an unknown agent (NIXL_ERR_NOT_FOUND).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +70,16 @@ int main(int argc, char **argv)
     check(nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &d, 1,
                                      name, NULL, &r),
           "create_xfer_req");
+    /* TELEM_WRITER_ERRORS=k: k requests to an agent nobody loaded (NIXL_ERR_NOT_FOUND) */
+    const char *errs = getenv("TELEM_WRITER_ERRORS");
+    for (long i = 0, k = errs ? atol(errs) : 0; i < k; i++) {
+        nixl_xfer_req_t *bad = NULL;
+        if (nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &d,
+                                       1, "nobody", NULL, &bad) != NIXL_ERR_NOT_FOUND) {
+            fprintf(stderr, "telem_writer: a request to an unknown agent did not fail\n");
+            return 1;
+        }
+    }
     writes(a, r, n1, delay_us);
     if (pause_ms) {
         printf("paused\n"); /* the test reads the ring now */

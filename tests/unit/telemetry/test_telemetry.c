@@ -363,7 +363,10 @@ static void test_agent_bad_settings(void **state)
     assert_null(a);
     setenv("NIXL_TELEMETRY_BUFFER_SIZE", "1024", 1);
     setenv("NIXL_TELEMETRY_EXPORTER", "no_such_exporter", 1);
-    EXPECT_ERR(NIXL_ERR_NOT_FOUND, "no_such_exporter", nixl_agent_create("telem-c", NULL, &a));
+    EXPECT_ERR(NIXL_ERR_NOT_FOUND, "libtelemetry_exporter_no_such_exporter.so",
+               nixl_agent_create("telem-c", NULL, &a));
+    setenv("NIXL_TELEMETRY_EXPORTER", "../evil", 1);
+    EXPECT_ERR(NIXL_ERR_NOT_FOUND, "not a valid exporter name", nixl_agent_create("telem-c", NULL, &a));
     setenv("NIXL_TELEMETRY_EXPORTER", "BUFFER", 1);
     setenv("NIXL_TELEMETRY_DIR", "/nonexistent-dir/x", 1);
     EXPECT_ERR(NIXL_ERR_NOT_FOUND, "/nonexistent-dir/x", nixl_agent_create("telem-c", NULL, &a));
