@@ -84,7 +84,9 @@ typedef struct nixl_telemetry_exporter_ops {
      */
     nixl_status_t (*create)(const nixl_telemetry_exporter_init_t *init, void **out);
     /** The events recorded since the last call, oldest first (an all-or-nothing batch of a
-     * completion stays together). Must not block for long: it delays the next flush. */
+     * completion stays together). Called every NIXL_TELEMETRY_RUN_INTERVAL ms, with count 0
+     * when nothing was recorded: a tick for housekeeping. Must not block for long: it delays
+     * the next flush. */
     void (*export_events)(void *exporter, const nixl_telemetry_event_t *events, size_t count);
     /** After a last export_events with what was still staged. */
     void (*destroy)(void *exporter);

@@ -21,11 +21,9 @@
 #include <unistd.h>
 
 #include "nixl_telemetry_plugin.h"
-#include "parse.h"
+#include "prom_config.h"
 #include "prom_http.h"
 #include "prom_metrics.h"
-
-#define DEFAULT_PORT 9090
 
 typedef struct prom_agent {
     struct prom_agent *next;
@@ -70,81 +68,53 @@ static void render(nixl_buf_t *out, void *ctx)
     free(b);
 }
 
-/* An option through the host; false (reason given) when it cannot be read. */
-static bool option(const nixl_telemetry_host_t *host, const char *name, char **out)
-{
-    nixl_status_t st = host->config_string(host, name, out);
-    if (st != NIXL_SUCCESS)
-        host->fail(host, st, "%s cannot be read", name);
-    return st == NIXL_SUCCESS;
-}
-
 static nixl_status_t prom_create(const nixl_telemetry_exporter_init_t *init, void **out)
 {
     const nixl_telemetry_host_t *host = init->host;
-    char *port_s = NULL, *local_s = NULL, *buckets_s = NULL;
-    nixl_status_t st = NIXL_ERR_INVALID_PARAM;
-    uint64_t port = DEFAULT_PORT;
-    bool local = false;
-    prom_agent_t *a = NULL;
-    if (!option(host, "NIXL_TELEMETRY_PROMETHEUS_PORT", &port_s) ||
-        !option(host, "NIXL_TELEMETRY_PROMETHEUS_LOCAL", &local_s) ||
-        !option(host, "NIXL_TELEMETRY_HISTOGRAM_BUCKETS_US", &buckets_s)) {
-        st = NIXL_ERR_MISMATCH;
-        goto out;
-    }
-    if (port_s && (!nixl_parse_u64(port_s, &port) || port == 0 || port > 65535)) {
-        host->fail(host, st, "NIXL_TELEMETRY_PROMETHEUS_PORT=%s is not a TCP port", port_s);
-        goto out;
-    }
-    if (local_s && !nixl_parse_bool(local_s, &local)) {
-        host->fail(host, st, "NIXL_TELEMETRY_PROMETHEUS_LOCAL=%s is not a boolean", local_s);
-        goto out;
-    }
+    prom_config_t cfg;
+    nixl_status_t st = prom_config_read(host, PROM_MAX_BOUNDS, &cfg);
+    if (st != NIXL_SUCCESS)
+        return st;
     size_t len = strlen(init->agent_name);
-    a = calloc(1, sizeof(*a) + len + 1);
+    prom_agent_t *a = calloc(1, sizeof(*a) + len + 1);
     if (!a) {
-        st = NIXL_ERR_UNKNOWN;
-        host->fail(host, st, "out of memory");
-        goto out;
+        host->fail(host, NIXL_ERR_UNKNOWN, "out of memory");
+        return NIXL_ERR_UNKNOWN;
     }
     memcpy(a->name, init->agent_name, len + 1);
     a->host = host;
-    char why[256];
-    if (!prom_bounds_parse(buckets_s, PROM_MAX_BOUNDS, &a->bounds, why, sizeof(why))) {
-        host->fail(host, st, "NIXL_TELEMETRY_HISTOGRAM_BUCKETS_US=%s: %s", buckets_s, why);
-        goto out;
-    }
-    char hostname[256] = "";
-    gethostname(hostname, sizeof(hostname) - 1);
+    a->bounds = cfg.bounds;
+    char hostname[256];
+    prom_hostname(hostname, sizeof(hostname));
     prom_labels_make(&a->labels, hostname, a->name, NULL, NULL, 0);
 
-    const char *addr = local ? "127.0.0.1" : "0.0.0.0";
     pthread_mutex_lock(&life_lock);
     pthread_mutex_lock(&data_lock);
     for (prom_agent_t *o = agents; o; o = o->next)
         if (strcmp(o->name, a->name) == 0) {
             pthread_mutex_unlock(&data_lock);
             pthread_mutex_unlock(&life_lock);
-            host->fail(host, st, "agent '%s' is already exported by this process: agent names "
-                       "must be unique per process", a->name);
-            goto out;
+            host->fail(host, NIXL_ERR_INVALID_PARAM, "agent '%s' is already exported by this "
+                       "process: agent names must be unique per process", a->name);
+            free(a);
+            return NIXL_ERR_INVALID_PARAM;
         }
     pthread_mutex_unlock(&data_lock);
     if (!server) {
-        int e = prom_http_start(addr, (uint16_t)port, render, NULL, &server, why, sizeof(why));
+        char why[256];
+        int e = prom_http_start(cfg.addr, cfg.port, render, NULL, &server, why, sizeof(why));
         if (e == 0) {
-            snprintf(server_addr, sizeof(server_addr), "%s", addr);
-            server_port = (uint16_t)port;
-            host->log(host, NIXL_LOG_INFO, "serving http://%s:%u/metrics", addr,
-                      (unsigned)port);
+            snprintf(server_addr, sizeof(server_addr), "%s", cfg.addr);
+            server_port = cfg.port;
+            host->log(host, NIXL_LOG_INFO, "serving http://%s:%u/metrics", cfg.addr,
+                      (unsigned)cfg.port);
         } else {
             host->log(host, NIXL_LOG_WARN, "%s: agent '%s' runs without Prometheus telemetry",
                       why, a->name);
         }
-    } else if (server_port != port || strcmp(server_addr, addr) != 0) {
+    } else if (server_port != cfg.port || strcmp(server_addr, cfg.addr) != 0) {
         host->log(host, NIXL_LOG_WARN, "agent '%s' asks for %s:%u; this process already serves "
-                  "%s:%u, which exports it", a->name, addr, (unsigned)port, server_addr,
+                  "%s:%u, which exports it", a->name, cfg.addr, (unsigned)cfg.port, server_addr,
                   (unsigned)server_port);
     }
     if (server) {
@@ -157,14 +127,7 @@ static nixl_status_t prom_create(const nixl_telemetry_exporter_init_t *init, voi
     }
     pthread_mutex_unlock(&life_lock);
     *out = a;
-    a = NULL;
-    st = NIXL_SUCCESS;
-out:
-    free(a);
-    free(port_s);
-    free(local_s);
-    free(buckets_s);
-    return st;
+    return NIXL_SUCCESS;
 }
 
 static void prom_export(void *exp, const nixl_telemetry_event_t *ev, size_t n)

@@ -3,6 +3,7 @@
 
     test_prometheus.py CASE WRITER
 
+mp: two processes behind one prometheus_mp endpoint (below).
 single: Prometheus (Debian's package) is started on a free loopback port with a generated
 configuration that scrapes the writer's endpoint every second; the writer (tests/tools/
 telem_writer, a real agent) moves known bytes; the values read back through Prometheus's HTTP
@@ -179,6 +180,66 @@ def case_single(writer):
             w.wait()
             prom.stop()
     print("ok: single")
+
+
+def case_mp(writer):
+    """Two processes behind one endpoint (prometheus_mp): both agents' series, each with its
+    pid; a stopped process's store reaped after the TTL and written again when it resumes; the
+    serving process killed, the other one taking over."""
+    if not shutil.which("prometheus"):
+        print("SKIP: prometheus is not installed (Debian package prometheus)")
+        sys.exit(77)
+    with tempfile.TemporaryDirectory(prefix="nixl-prom-mp-") as tmp:
+        port = free_port()
+        mdir = os.path.join(tmp, "mp")
+        os.mkdir(mdir)
+        env = dict(os.environ, NIXL_TELEMETRY_ENABLE="y", NIXL_TELEMETRY_EXPORTER="prometheus_mp",
+                   NIXL_TELEMETRY_PROMETHEUS_PORT=str(port), NIXL_TELEMETRY_PROMETHEUS_LOCAL="y",
+                   NIXL_TELEMETRY_MULTIPROC_DIR=mdir, NIXL_TELEMETRY_MP_STALE_TTL="2",
+                   NIXL_TELEMETRY_RUN_INTERVAL="50")
+        env.pop("NIXL_TELEMETRY_DIR", None)
+        prom = Prometheus(tmp, port)
+        procs = {}
+        try:
+            for name, n, rank in (("mp-a", 11, "0"), ("mp-b", 23, "1")):
+                p = subprocess.Popen([writer, name, str(n), "120000", "0", "0"],
+                                     env=dict(env, LOCAL_RANK=rank), stdout=subprocess.PIPE,
+                                     text=True)
+                check(p.stdout.readline() == "paused\n", f"writer {name} did not start")
+                procs[name] = p
+            a, b = procs["mp-a"], procs["mp-b"]
+            prom.wait_for('agent_tx_bytes_total{agent_name="mp-a"}', 11 * BLOCK)
+            prom.wait_for('agent_tx_bytes_total{agent_name="mp-b"}', 23 * BLOCK)
+            check(prom.query(f'agent_tx_requests_num_total{{agent_name="mp-b",pid="{b.pid}",'
+                             'local_rank="1",agent_instance="0"}') == 23, "mp-b labels")
+            check(prom.query(f'agent_xfer_time_us_count{{pid="{a.pid}",local_rank="0"}}') == 11,
+                  "mp-a histogram")
+            check(prom.query('count(agent_tx_bytes_total{job="nixl"})') == 2, "two agents")
+            check(os.path.exists(os.path.join(mdir, f"nixl-owner.127.0.0.1:{port}.lock")),
+                  "the owner lock file")
+            # b stops ticking: its store is reaped after the TTL, and comes back on resume
+            b.send_signal(signal.SIGSTOP)
+            prom.wait_for('count(agent_tx_bytes_total{job="nixl"})', 1, timeout=20)
+            check(not any(f.startswith(f"nixl-store.{b.pid}.") for f in os.listdir(mdir)),
+                  "the stopped process's store is still there")
+            b.send_signal(signal.SIGCONT)
+            prom.wait_for('agent_tx_bytes_total{agent_name="mp-b"}', 23 * BLOCK, timeout=20)
+            # a (the serving process: it came first) dies; b takes the endpoint over
+            a.kill()
+            a.wait()
+            prom.wait_for('count(agent_tx_bytes_total{job="nixl"})', 1, timeout=30)
+            prom.wait_for('agent_tx_bytes_total{agent_name="mp-b"}', 23 * BLOCK)
+            prom.wait_for('up{job="nixl"}', 1)
+            check(prom.query('count(agent_tx_bytes_total{agent_name="mp-a"})') is None,
+                  "the dead process's series stayed")
+            promtool_check(http_get(f"http://127.0.0.1:{port}/metrics"))
+        finally:
+            for p in procs.values():
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait()
+            prom.stop()
+    print("ok: mp")
 
 
 def main():

@@ -2,7 +2,7 @@
  * test_prometheus_rules.c - the `prometheus` exporter's rules inside one process (reference
  * 8.4): one endpoint shared by the agents of the process, a duplicate agent name refused, a
  * port in use only warned about (the agent runs), a bad bucket list refused with the reason;
- * the endpoint goes with the last agent. Through the public API and plain HTTP on loopback.
+ * the endpoint goes with the last agent; prometheus_mp's settings and labels. Through the public API and plain HTTP on loopback.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -147,12 +147,59 @@ static void test_bad_settings(void **state)
     setenv("NIXL_TELEMETRY_PROMETHEUS_LOCAL", "y", 1);
 }
 
+/* prometheus_mp's own settings; an exporter this implementation lacks. */
+static void test_mp_settings(void **state)
+{
+    (void)state;
+    nixl_agent_t *a = NULL;
+    setenv("NIXL_TELEMETRY_EXPORTER", "prometheus_mp", 1);
+    unsetenv("NIXL_TELEMETRY_MULTIPROC_DIR");
+    assert_int_equal(nixl_agent_create("mp-bad", NULL, &a), NIXL_ERR_INVALID_PARAM);
+    assert_non_null(strstr(nixl_last_error(), "NIXL_TELEMETRY_MULTIPROC_DIR is required"));
+    setenv("NIXL_TELEMETRY_MULTIPROC_DIR", "/nonexistent-nixl-dir", 1);
+    assert_int_equal(nixl_agent_create("mp-bad", NULL, &a), NIXL_ERR_NOT_FOUND);
+    char dir[] = "/tmp/nixl-mp-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("NIXL_TELEMETRY_MULTIPROC_DIR", dir, 1);
+    /* 33 bounds: one more than the multi-process store holds */
+    char many[512] = "";
+    for (int i = 1; i <= 33; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d", i > 1 ? "," : "", i);
+    setenv("NIXL_TELEMETRY_HISTOGRAM_BUCKETS_US", many, 1);
+    assert_int_equal(nixl_agent_create("mp-bad", NULL, &a), NIXL_ERR_INVALID_PARAM);
+    assert_non_null(strstr(nixl_last_error(), "more than 32"));
+    unsetenv("NIXL_TELEMETRY_HISTOGRAM_BUCKETS_US");
+    setenv("NIXL_TELEMETRY_MP_STALE_TTL", "0", 1);
+    assert_int_equal(nixl_agent_create("mp-bad", NULL, &a), NIXL_ERR_INVALID_PARAM);
+    unsetenv("NIXL_TELEMETRY_MP_STALE_TTL");
+    nixl_agent_t *b = NULL, *dup = NULL;
+    assert_int_equal(nixl_agent_create("mp-a", NULL, &a), NIXL_SUCCESS);
+    assert_int_equal(nixl_agent_create("mp-b", NULL, &b), NIXL_SUCCESS);
+    assert_int_equal(nixl_agent_create("mp-a", NULL, &dup), NIXL_ERR_INVALID_PARAM);
+    char *body = scrape(port);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "agent_name=\"mp-a\",pid=\""));
+    assert_non_null(strstr(body, "agent_instance=\"1\""));
+    free(body);
+    nixl_agent_destroy(a);
+    nixl_agent_destroy(b);
+    assert_null(scrape(port));
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+
+    setenv("NIXL_TELEMETRY_EXPORTER", "doca", 1);
+    assert_int_equal(nixl_agent_create("doca", NULL, &a), NIXL_ERR_NOT_SUPPORTED);
+    assert_non_null(strstr(nixl_last_error(), "doca"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_shared_endpoint, setup),
         cmocka_unit_test_setup(test_port_in_use, setup),
         cmocka_unit_test_setup(test_bad_settings, setup),
+        cmocka_unit_test_setup(test_mp_settings, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
