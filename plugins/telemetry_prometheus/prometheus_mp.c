@@ -242,7 +242,7 @@ static void elect(const nixl_telemetry_host_t *host)
     snprintf(path, sizeof(path), "%s/nixl-owner.%s:%u.lock", dir, endpoint.addr,
              (unsigned)endpoint.port);
     if (owner_fd < 0) {
-        owner_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        owner_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (owner_fd < 0) {
             if (!bind_warned)
                 host->log(host, NIXL_LOG_WARN, "cannot open %s: %s", path, strerror(errno));
