@@ -311,6 +311,12 @@ int main(int argc, char **argv)
                 continue;
             }
         }
+        if (ring_stale(&ring, path)) {
+            /* a new writer re-created or resized the file: map it again before reading (a
+             * mapping past a shrunken file's end would fault) */
+            ring_close(&ring);
+            continue;
+        }
         nixl_telemetry_event_t ev;
         bool any = false;
         while (!stop && ring_take(&ring, &ev)) {
@@ -321,11 +327,8 @@ int main(int argc, char **argv)
                 return 0;
             }
         }
-        if (!any) {
-            if (ring_stale(&ring, path))
-                ring_close(&ring); /* a new writer: map its file */
+        if (!any)
             nanosleep(&nap, NULL);
-        }
     }
     ring_close(&ring);
     return 0;
