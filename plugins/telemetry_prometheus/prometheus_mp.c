@@ -57,6 +57,8 @@ typedef struct mp_store {
     prom_values_t values;
 } mp_store_t;
 
+_Static_assert(sizeof(mp_store_t) % sizeof(uint64_t) == 0, "stores are copied by words");
+
 typedef struct mp_agent {
     struct mp_agent *next;
     const nixl_telemetry_host_t *host;
@@ -157,8 +159,12 @@ static bool store_snapshot(const mp_store_t *s, mp_store_t *out)
             sched_yield();
             continue;
         }
-        memcpy(out, (const void *)s, sizeof(*out));
-        atomic_thread_fence(memory_order_acquire);
+        /* word by word with acquire loads, so that the check of seq below cannot be done
+         * before the copy (the same as an acquire fence, which ThreadSanitizer refuses) */
+        const uint64_t *from = (const uint64_t *)(const void *)s;
+        uint64_t *to = (uint64_t *)(void *)out;
+        for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+            to[i] = __atomic_load_n(&from[i], __ATOMIC_ACQUIRE);
         if (atomic_load((_Atomic uint64_t *)&s->seq) == before) {
             out->agent[sizeof(out->agent) - 1] = '\0';
             out->hostname[sizeof(out->hostname) - 1] = '\0';
