@@ -6,7 +6,8 @@ set -euo pipefail
 need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 python3-dev libucx-dev iproute2
       python3-pytest python3-numpy python3-torch etcd-server libcurl4-openssl-dev libjson-c-dev libssl-dev
       openssl
-      liburing-dev libaio-dev fio ucx-utils clang libclang-rt-14-dev g++ libgtest-dev)
+      liburing-dev libaio-dev fio ucx-utils clang libclang-rt-14-dev g++ libgtest-dev
+      libmicrohttpd-dev prometheus)
 [ -n "${NIXL_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NIXL_DEPS_EXTRA" && need+=("${extra[@]}")
 
 missing=()

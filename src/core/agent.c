@@ -565,21 +565,6 @@ nixl_status_t nixl_agent_get_avail_plugins(nixl_agent_t *agent, char ***out_name
 /* Agent                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-static nixl_status_t telemetry_enabled(const nixl_agent_config_t *cfg, const char *name,
-                                       bool *out)
-{
-    /* The variable, when set, wins over the configuration. */
-    bool on = cfg->capture_telemetry;
-    nixl_status_t st = nixl_config_bool("NIXL_TELEMETRY_ENABLE", &on);
-    if (st != NIXL_SUCCESS)
-        return st;
-    if (!on && cfg->capture_telemetry)
-        NIXL_WARN("agent '%s': NIXL_TELEMETRY_ENABLE is false, ignoring telemetry requested "
-                  "through agent config", name);
-    *out = on;
-    return NIXL_SUCCESS;
-}
-
 nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg,
                                 nixl_agent_t **out)
 {
@@ -608,10 +593,11 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     nixl_status_t st = nixl_config_load();
     if (st != NIXL_SUCCESS)
         return st;
-    bool telemetry;
-    st = telemetry_enabled(&c, name, &telemetry);
+    nixl_telem_settings_t tel;
+    st = nixl_telem_settings_read(c.capture_telemetry, name, &tel);
     if (st != NIXL_SUCCESS)
         return st;
+    bool telemetry = tel.enabled;
 
     nixl_agent_t *a = calloc(1, sizeof(*a));
     if (!a)
@@ -632,24 +618,34 @@ nixl_status_t nixl_agent_create(const char *name, const nixl_agent_config_t *cfg
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->handles_lock, NULL);
     nixl_err_saved_t saved; /* the listener may try an address family that fails first */
+    char *plugin_dir = telemetry ? nixl_plugin_dir() : NULL;
+    st = telemetry && !plugin_dir ? nixl_err_oom("the plugin directory")
+                                  : nixl_telem_create(name, &tel, plugin_dir, &a->telem);
+    free(plugin_dir);
+    if (st != NIXL_SUCCESS)
+        goto destroy_locks;
     nixl_err_save(&saved);
     st = md_exchange_init(a);
     a->cfg.listen_addr = NULL; /* borrowed for this call only */
     a->cfg.auth_secret = a->cfg.auth_secret_file = NULL;
-    if (st != NIXL_SUCCESS) {
-        pthread_mutex_destroy(&a->handles_lock);
-        pthread_rwlock_destroy(&a->lock);
-        pthread_mutex_destroy(&a->ctl_lock);
-        peer_unref(a->self);
-        free(a->name);
-        free(a);
-        return st;
-    }
+    if (st != NIXL_SUCCESS)
+        goto stop_telemetry;
     nixl_err_restore(&saved);
     NIXL_INFO("agent '%s' created (sync mode %d, telemetry %s)", name, (int)c.sync_mode,
               telemetry ? "on" : "off");
     *out = a;
     return NIXL_SUCCESS;
+
+stop_telemetry:
+    nixl_telem_destroy(a->telem);
+destroy_locks:
+    pthread_mutex_destroy(&a->handles_lock);
+    pthread_rwlock_destroy(&a->lock);
+    pthread_mutex_destroy(&a->ctl_lock);
+    peer_unref(a->self);
+    free(a->name);
+    free(a);
+    return st;
 }
 
 const char *nixl_agent_name(const nixl_agent_t *agent)
@@ -711,6 +707,7 @@ void nixl_agent_destroy(nixl_agent_t *agent)
         free(b);
     }
     agent_wrunlock(agent);
+    nixl_telem_destroy(agent->telem); /* flushes what is staged */
     NIXL_INFO("agent '%s' destroyed", agent->name);
     atomic_store(&agent->self->valid, false);
     peer_unref(agent->self);

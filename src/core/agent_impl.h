@@ -34,6 +34,7 @@
 #include "clock.h"
 #include "hashmap.h"
 #include "list.h"
+#include "telem.h"
 
 #define NIXL_MAX_ENGINES 16
 #define NIXL_MAX_NAME 255
@@ -105,7 +106,8 @@ struct nixl_sc;
 struct nixl_agent {
     char *name;
     nixl_agent_config_t cfg;
-    bool telemetry;
+    bool telemetry;      /* per-request telemetry (get_xfer_telemetry) */
+    nixl_telem_t *telem; /* the event stream to an exporter; NULL: none (NOP, or off) */
     pthread_mutex_t ctl_lock; /* see "Locking" above */
     pthread_rwlock_t lock;
     bool strict;
@@ -273,6 +275,15 @@ nixl_status_t md_fetch_failure(nixl_agent_t *a, const char *name);
  * loaded ones; a peer already loaded may be reloaded (metadata.c). */
 nixl_status_t agent_load_md_bounded(nixl_agent_t *agent, const void *blob, size_t len,
                                     size_t max_peers, char **out_name);
+
+/* ---- telemetry events (src/telemetry) ---- */
+/* An error event for a failed public call (status < 0); nothing for other statuses. */
+static inline nixl_status_t agent_telem_status(nixl_agent_t *a, nixl_status_t st)
+{
+    if (st < 0 && a && a->telem)
+        nixl_telem_record(a->telem, NIXL_TELEM_ERROR_EVENT(st), 1);
+    return st;
+}
 
 /* ---- transfers (xfer.c) ---- */
 /* Destroy: release every request (newest first), retrying those the engine refuses for a

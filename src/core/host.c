@@ -38,14 +38,10 @@ __attribute__((format(printf, 3, 4))) static void host_log(const nixl_host_t *ho
                                                           nixl_log_level_t level,
                                                           const char *fmt, ...)
 {
-    if (!nixl_log_enabled(level))
-        return;
-    char text[HOST_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    nixl_log_vwrite_from(level, backend_of(host)->name, fmt, ap);
     va_end(ap);
-    nixl_log_write(level, "%s: %s", backend_of(host)->name, text);
 }
 
 __attribute__((format(printf, 3, 4))) static void host_fail(const nixl_host_t *host,

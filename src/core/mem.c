@@ -26,6 +26,15 @@ static nixl_status_t check_descs(nixl_mem_t type, const nixl_reg_desc_t *descs, 
 
 /* Register the list with one engine: all of it or nothing. Called with the tables released
  * (pinning large regions can take long): the regions are published at the end, under them. */
+/* The bytes a registration list covers (telemetry). */
+static uint64_t descs_bytes(const nixl_reg_desc_t *descs, size_t count)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < count; i++)
+        sum += descs[i].len;
+    return sum;
+}
+
 static nixl_status_t register_one(nixl_agent_t *a, nixl_backend_t *b, nixl_mem_t type,
                                   const nixl_reg_desc_t *descs, size_t count)
 {
@@ -194,6 +203,8 @@ nixl_status_t nixl_agent_register_mem(nixl_agent_t *agent, nixl_mem_t type,
                       "descriptor(s); %s", count, first_reason);
     else
         nixl_err_restore(&saved);
+    if (done)
+        nixl_telem_record(agent->telem, NIXL_TELEM_MEMORY_REGISTERED, descs_bytes(descs, count));
 out:
     agent_wrunlock(agent);
     return st;
@@ -333,8 +344,12 @@ nixl_status_t nixl_agent_deregister_mem(nixl_agent_t *agent, nixl_mem_t type,
             last = est;
     }
     st = last;
-    if (st == NIXL_SUCCESS)
+    if (st == NIXL_SUCCESS) {
         nixl_err_restore(&saved);
+        if (count)
+            nixl_telem_record(agent->telem, NIXL_TELEM_MEMORY_DEREGISTERED,
+                              descs_bytes(descs, count));
+    }
 out:
     agent_wrunlock(agent);
     return st;

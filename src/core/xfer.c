@@ -206,9 +206,9 @@ static nixl_status_t check_op(nixl_xfer_op_t op)
 /* Prepared lists                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 
-nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_name,
-                                         nixl_mem_t type, const nixl_desc_t *descs, size_t count,
-                                         const nixl_opt_args_t *opt, nixl_dlist_t **out)
+static nixl_status_t prep_xfer_dlist(nixl_agent_t *agent, const char *agent_name,
+                                     nixl_mem_t type, const nixl_desc_t *descs, size_t count,
+                                     const nixl_opt_args_t *opt, nixl_dlist_t **out)
 {
     if (!agent || !agent_name || !out || (count && !descs) || (unsigned)type >= NIXL_MEM_COUNT)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "prep_xfer_dlist: agent, agent_name, out and a "
@@ -371,11 +371,11 @@ static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_
     return NIXL_SUCCESS;
 }
 
-nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
-                                       const nixl_dlist_t *local, const int *local_idx,
-                                       size_t local_count, const nixl_dlist_t *remote,
-                                       const int *remote_idx, size_t remote_count,
-                                       const nixl_opt_args_t *opt, nixl_xfer_req_t **out)
+static nixl_status_t make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                   const nixl_dlist_t *local, const int *local_idx,
+                                   size_t local_count, const nixl_dlist_t *remote,
+                                   const int *remote_idx, size_t remote_count,
+                                   const nixl_opt_args_t *opt, nixl_xfer_req_t **out)
 {
     if (!agent || !local || !remote || !out)
         return nixl_err(NIXL_ERR_INVALID_PARAM, "make_xfer_req: agent, both lists and out are "
@@ -487,12 +487,12 @@ out:
     return st;
 }
 
-nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
-                                         nixl_mem_t local_type, const nixl_desc_t *local,
-                                         size_t local_count, nixl_mem_t remote_type,
-                                         const nixl_desc_t *remote, size_t remote_count,
-                                         const char *remote_agent, const nixl_opt_args_t *opt,
-                                         nixl_xfer_req_t **out)
+static nixl_status_t create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                     nixl_mem_t local_type, const nixl_desc_t *local,
+                                     size_t local_count, nixl_mem_t remote_type,
+                                     const nixl_desc_t *remote, size_t remote_count,
+                                     const char *remote_agent, const nixl_opt_args_t *opt,
+                                     nixl_xfer_req_t **out)
 {
     if (!agent || !remote_agent || !out || (local_count && !local) || (remote_count && !remote) ||
         (unsigned)local_type >= NIXL_MEM_COUNT || (unsigned)remote_type >= NIXL_MEM_COUNT)
@@ -624,8 +624,25 @@ static nixl_status_t req_cancel(nixl_xfer_req_t *req, unsigned wait_ms)
     }
 }
 
-nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
-                                       const nixl_opt_args_t *opt)
+/* A request left IN_PROG for `st` (SUCCESS or an error): only the caller that makes the
+ * change reports it, so a completion is counted once however many threads poll. `now_ns` is
+ * the completion time when the caller has just read the clock, else 0. */
+static bool req_settle(nixl_xfer_req_t *req, nixl_status_t st, uint64_t now_ns)
+{
+    int expected = NIXL_IN_PROG;
+    if (!atomic_compare_exchange_strong(&req->status, &expected, st))
+        return false;
+    nixl_agent_t *a = req->agent;
+    if (st == NIXL_SUCCESS && a->telemetry) {
+        req->done_ns = now_ns ? now_ns : nixl_now_ns();
+        nixl_telem_record_completion(a->telem, req->op == NIXL_WRITE, req->post_ns / 1000,
+                                     (req->done_ns - req->start_ns) / 1000, req->total_bytes);
+    }
+    return true;
+}
+
+static nixl_status_t post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
+                                   const nixl_opt_args_t *opt)
 {
     if (!req_mine(agent, req))
         return nixl_err(NIXL_ERR_INVALID_PARAM, "post_xfer_req: NULL or foreign request");
@@ -653,9 +670,7 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
                                                   "in progress");
             goto out;
         }
-        atomic_store(&req->status, st);
-        if (st == NIXL_SUCCESS)
-            req->done_ns = nixl_now_ns();
+        req_settle(req, st, 0);
         if (st == NIXL_ERR_REMOTE_DISCONNECT)
             goto out;
     }
@@ -671,14 +686,16 @@ nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req
                            : 0;
     nixl_err_arm();
     st = ops->post_xfer(req->engine->eng, req->be_req, &o);
-    atomic_store(&req->status, st);
+    uint64_t t1 = 0;
     if (agent->telemetry) {
-        uint64_t t1 = nixl_now_ns();
+        t1 = nixl_now_ns();
         req->start_ns = t0;
         req->post_ns = t1 - t0;
-        if (st == NIXL_SUCCESS)
-            req->done_ns = t1;
     }
+    /* the status goes through IN_PROG so that a completion is reported by req_settle alone */
+    atomic_store(&req->status, NIXL_IN_PROG);
+    if (st != NIXL_IN_PROG)
+        req_settle(req, st, t1);
     if (st < 0 && nixl_err_unset())
         nixl_err_set("%s failed to post the transfer", req->engine->name);
     nixl_err_settle(st);
@@ -740,11 +757,10 @@ nixl_status_t nixl_agent_get_xfer_status(nixl_agent_t *agent, nixl_xfer_req_t *r
                              "canceled%s", c == NIXL_IN_PROG ? " (the backend is still "
                              "stopping it: a repost or release waits for that)" : "");
         }
-        if (st != NIXL_IN_PROG) {
-            if (st == NIXL_SUCCESS && agent->telemetry)
-                req->done_ns = nixl_now_ns();
-            atomic_store(&req->status, st);
-        }
+        if (st != NIXL_IN_PROG && req_settle(req, st, 0))
+            agent_telem_status(agent, st); /* an error counts once, where it is seen first */
+    } else {
+        agent_telem_status(agent, st); /* stale */
     }
     agent_unlock(agent);
     if (st == NIXL_ERR_REMOTE_DISCONNECT)
@@ -763,7 +779,8 @@ nixl_status_t nixl_agent_release_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *
         nixl_err_arm();
         nixl_status_t now = req->engine->ops->check_xfer(req->engine->eng, req->be_req);
         nixl_err_undo(); /* how the transfer ended is not the release's failure */
-        atomic_store(&req->status, now);
+        if (now != NIXL_IN_PROG)
+            req_settle(req, now, 0);
     }
     nixl_status_t st = req_release_once(req);
     agent_unlock(agent);
@@ -836,4 +853,45 @@ nixl_status_t nixl_agent_get_xfer_telemetry(nixl_agent_t *agent, const nixl_xfer
     out->total_bytes = req->total_bytes;
     out->desc_count = req->count;
     return NIXL_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The public entry points that count their failures (reference 8.2: agent_err_* events)      */
+/* ------------------------------------------------------------------------------------------ */
+
+nixl_status_t nixl_agent_prep_xfer_dlist(nixl_agent_t *agent, const char *agent_name,
+                                         nixl_mem_t type, const nixl_desc_t *descs, size_t count,
+                                         const nixl_opt_args_t *opt, nixl_dlist_t **out)
+{
+    return agent_telem_status(agent, prep_xfer_dlist(agent, agent_name, type, descs, count, opt,
+                                                     out));
+}
+
+nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                       const nixl_dlist_t *local, const int *local_idx,
+                                       size_t local_count, const nixl_dlist_t *remote,
+                                       const int *remote_idx, size_t remote_count,
+                                       const nixl_opt_args_t *opt, nixl_xfer_req_t **out)
+{
+    return agent_telem_status(agent, make_xfer_req(agent, op, local, local_idx, local_count,
+                                                   remote, remote_idx, remote_count, opt, out));
+}
+
+nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
+                                         nixl_mem_t local_type, const nixl_desc_t *local,
+                                         size_t local_count, nixl_mem_t remote_type,
+                                         const nixl_desc_t *remote, size_t remote_count,
+                                         const char *remote_agent, const nixl_opt_args_t *opt,
+                                         nixl_xfer_req_t **out)
+{
+    return agent_telem_status(agent, create_xfer_req(agent, op, local_type, local, local_count,
+                                                     remote_type, remote, remote_count,
+                                                     remote_agent, opt, out));
+}
+
+nixl_status_t nixl_agent_post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
+                                       const nixl_opt_args_t *opt)
+{
+    return agent_telem_status(req_mine(agent, req) ? agent : NULL,
+                              post_xfer_req(agent, req, opt));
 }

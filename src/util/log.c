@@ -68,6 +68,15 @@ void nixl_log_vwrite(nixl_log_level_t level, const char *fmt, va_list ap)
     fprintf(stderr, "%s\n", line);
 }
 
+void nixl_log_vwrite_from(nixl_log_level_t level, const char *who, const char *fmt, va_list ap)
+{
+    if (!nixl_log_enabled(level))
+        return;
+    char text[1024];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    nixl_log_write(level, "%s: %s", who, text);
+}
+
 void nixl_log_limited(nixl_log_limit_t *limit, nixl_log_level_t level, const char *fmt, ...)
 {
     char line[1800];

@@ -16,6 +16,10 @@ void nixl_log_write(nixl_log_level_t level, const char *fmt, ...)
 
 void nixl_log_vwrite(nixl_log_level_t level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+/* A line "<who>: <message>", for what a plugin logs through its host (backends, exporters):
+ * the message is formatted apart first, so that it cannot be read as a format. */
+void nixl_log_vwrite_from(nixl_log_level_t level, const char *who, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define NIXL_LOG(level, ...)                                                                  \
     do {                                                                                      \

@@ -3,7 +3,7 @@
 
 1. Every quoted #include of the library, its plugins, tools, Python extension, benchmarks and
    examples must name a header of the including file's own layer or of a layer it may use
-   (docs/architecture.md): util <- md, gpu <- core <- plugins (through include/nixl_plugin.h) <-
+   (docs/architecture.md): util <- md, gpu, telemetry <- core <- plugins (through include/nixl_plugin.h) <-
    tools, python. The C++ API (cpp/) sees include/ and its own cpp/include only; its headers
    keep the reference's names and paths (utils/serdes/serdes.h), so it is checked on its own.
 2. The build itself refuses an upward include: a probe that includes a core header, compiled
@@ -26,7 +26,9 @@ RULES = [
     ('src/md', ['include', 'src/util', 'src/md']),
     # GPU memory: beside md, above util; plugins reach it only through nixl_host_t.gpu.
     ('src/gpu', ['include', 'src/util', 'src/gpu']),
-    ('src/core', ['include', 'src/util', 'src/md', 'src/gpu', 'src/core']),
+    # Telemetry (events, staging queue, exporters): beside md and gpu, above util.
+    ('src/telemetry', ['include', 'src/util', 'src/telemetry']),
+    ('src/core', ['include', 'src/util', 'src/md', 'src/gpu', 'src/telemetry', 'src/core']),
     # The table of built-in plugins names each built-in plugin's public header.
     ('plugins/builtin.c', ['include', 'plugins/shm']),
     ('plugins/', ['include', 'src/util', '<own>']),
