@@ -384,7 +384,7 @@ static void test_table(void **state)
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
     assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
-    assert_int_equal(info->num_default_params, 6);
+    assert_int_equal(info->num_default_params, 9);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
@@ -397,6 +397,12 @@ static void test_table(void **state)
     assert_string_equal(info->default_params[4].value, "checked");
     assert_string_equal(info->default_params[5].key, "ptracer");
     assert_string_equal(info->default_params[5].value, "any");
+    assert_string_equal(info->default_params[6].key, "transport");
+    assert_string_equal(info->default_params[6].value, "auto");
+    assert_string_equal(info->default_params[7].key, "stage_ring_size");
+    assert_string_equal(info->default_params[7].value, "4194304");
+    assert_string_equal(info->default_params[8].key, "stage_rings");
+    assert_string_equal(info->default_params[8].value, "64");
 }
 
 static void test_params(void **state)
@@ -545,8 +551,11 @@ static void test_conn_info(void **state)
     uint8_t copy[256];
     assert_true(len <= sizeof(copy));
 
-    /* malformed: every truncation, bad magic, bad length field, bad name length */
+    /* malformed: every truncation (but the one that drops the flags word: an older version's
+     * blob, loaded below), bad magic, bad length field, bad name length */
     for (size_t cut = 0; cut < len; cut++) {
+        if (cut == len - 4)
+            continue;
         t_err[0] = '\0';
         assert_int_equal(ops->load_remote_conn(a, "B", blob, cut), NIXL_ERR_MISMATCH);
         assert_non_null(strstr(t_err, "malformed"));
@@ -568,16 +577,41 @@ static void test_conn_info(void **state)
     t_err[0] = '\0';
     assert_int_equal(ops->load_remote_conn(a, "B", copy, len), NIXL_ERR_NOT_SUPPORTED);
     assert_non_null(strstr(t_err, "another host"));
+    /* Another pid namespace: reached through a staging ring (transport=auto), refused with
+     * transport=cma. */
     memcpy(copy, blob, len);
     copy[32] ^= 0x5a; /* pid-namespace inode */
-    assert_int_equal(ops->load_remote_conn(a, "B", copy, len), NIXL_ERR_NOT_SUPPORTED);
-    assert_non_null(strstr(t_err, "pid namespace"));
+    t_capture_start();
+    assert_int_equal(ops->load_remote_conn(a, "Bns", copy, len), NIXL_SUCCESS);
+    assert_int_equal(t_capture_count("another pid namespace"), 1);
+    t_capture_stop();
+    assert_int_equal(ops->disconnect(a, "Bns"), NIXL_SUCCESS);
+    {
+        thost_t hc;
+        thost_init(&hc);
+        nixl_param_t cp[1] = {{"transport", "cma"}};
+        nixl_be_init_t ci = {.struct_size = sizeof(ci), .local_agent = "C", .type = "SHM",
+                             .params = cp, .num_params = 1, .host = &hc.host};
+        nixl_be_engine_t *c;
+        assert_int_equal(ops->create(&ci, &c), NIXL_SUCCESS);
+        t_err[0] = '\0';
+        assert_int_equal(ops->load_remote_conn(c, "B", copy, len), NIXL_ERR_NOT_SUPPORTED);
+        assert_non_null(strstr(t_err, "pid namespace"));
+        ops->destroy(c);
+        thost_fini(&hc);
+    }
+    /* an older version's blob (no flags word) loads */
+    memcpy(copy, blob, len - 4);
+    copy[6] = (uint8_t)(len - 4);
+    copy[7] = (uint8_t)((len - 4) >> 8);
+    assert_int_equal(ops->load_remote_conn(a, "Bold", copy, len - 4), NIXL_SUCCESS);
+    assert_int_equal(ops->disconnect(a, "Bold"), NIXL_SUCCESS);
 
     /* loading twice: same info is fine, other info is not */
     assert_int_equal(ops->load_remote_conn(a, "B", blob, len), NIXL_SUCCESS);
     assert_int_equal(ops->load_remote_conn(a, "B", blob, len), NIXL_SUCCESS);
     memcpy(copy, blob, len);
-    copy[len - 1] ^= 1; /* another socket name */
+    copy[len - 5] ^= 1; /* another socket name (the flags word follows it) */
     assert_int_equal(ops->load_remote_conn(a, "B", copy, len), NIXL_ERR_NOT_ALLOWED);
     assert_int_equal(ops->load_remote_conn(a, "A", blob, len), NIXL_ERR_INVALID_PARAM);
 
@@ -2131,8 +2165,8 @@ static void test_ring_protocol_initiator(void **state)
     assert_int_equal(ops->get_conn_info(x, &xblob, &blob_len), NIXL_SUCCESS);
     uint8_t blob[256];
     memcpy(blob, xblob, blob_len);
-    blob[blob_len - 1] = 'z'; /* not a hex digit: no engine's name */
     uint16_t nlen = (uint16_t)(blob[60] | blob[61] << 8);
+    blob[62 + nlen - 1] = 'z'; /* not a hex digit: no engine's name */
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path + 1, blob + 62, nlen);
     int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
