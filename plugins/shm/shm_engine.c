@@ -110,6 +110,14 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
             o->xrings = v;
         }
     }
+    /* NIXL_SHM_TRANSPORT stands in for transport=auto (given or defaulted): tools that pass no
+     * backend parameters (nixlbench, bench/xfer) can be told to force a path. */
+    const char *env = getenv("NIXL_SHM_TRANSPORT");
+    if (env && *env && o->transport == SHM_TRANSPORT_AUTO) {
+        nixl_status_t st = parse_transport(init, env, &o->transport);
+        if (st != NIXL_SUCCESS)
+            return st;
+    }
     if (!SHM_RING_SUPPORTED)
         *ring_size = 0;
     return NIXL_SUCCESS;

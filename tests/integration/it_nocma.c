@@ -10,6 +10,9 @@
  *                     synchronous and asynchronous posts. Both processes must map the ring.
  *  seccomp-initiator  the filtered process is the initiator (a peer role): its own
  *                     process_vm_* calls fail, so it stages towards an unfiltered target.
+ *                     "-late": the filter comes after its engine was created, so the engine
+ *                     believes in cross-memory attach and its first transfer's EPERM is the
+ *                     probe that switches the peer to staging (and redoes that transfer).
  *  pidns/..          (it-nocma-pidns; root, else exit 77) the target runs in a new pid
  *                     namespace (unshare(CLONE_NEWPID)) sharing our network and IPC ones: its
  *                     pid means nothing here, so the staging ring is the only way.
@@ -126,12 +129,18 @@ static uint64_t row_seed(size_t row, int op, size_t i)
  * writes every row with the notification "sc" and reads it back into a second buffer. */
 static int sc_initiator_role(it_chan_t *ch, const char *arg)
 {
-    (void)arg;
-    if (deny_cma() != 0)
+    /* "late": the filter comes after the engine was created, which therefore believes in
+     * cross-memory attach: the first transfer's EPERM is the probe that switches to staging. */
+    bool late = strcmp(arg, "late") == 0;
+    if (!late && deny_cma() != 0)
         return 1;
     size_t big = rows[NROWS - 1].size;
     uint8_t *a = it_alloc(big), *b = it_alloc(big);
     nixl_agent_t *agent = a && b ? it_agent("scinit", 0) : NULL;
+    if (late && agent && deny_cma() != 0) {
+        nixl_agent_destroy(agent);
+        return 1;
+    }
     nixl_desc_t *l = calloc(1024, sizeof(*l)), *rm = calloc(1024, sizeof(*rm));
     nixl_xfer_req_t *req = NULL;
     char *cmd = NULL;
@@ -292,13 +301,13 @@ fail:
 
 static int run_sc_initiator(const void *arg)
 {
-    (void)arg;
+    const char *how = arg;
     it_peer_t t = {.ch = {-1, -1}}, sc = {.ch = {-1, -1}};
     uint64_t taddr;
     void *md = NULL;
     size_t len;
     IT_CHECK(it_target_start(&t, "target", TBUF, NULL, &taddr) == 0, "target");
-    IT_CHECK(it_peer_spawn(&sc, "sc-initiator", "-") == 0, "filtered initiator");
+    IT_CHECK(it_peer_spawn(&sc, "sc-initiator", how) == 0, "filtered initiator");
     IT_CHECK(it_send(&t.ch, "md", 2) == 0 && it_recv(&t.ch, &md, &len, IT_TIMEOUT_MS, false) == 0,
              "target metadata");
     IT_CHECK(it_send(&sc.ch, md, len) == 0, "forward metadata");
@@ -372,7 +381,8 @@ static const nixl_xfer_op_t k_write = NIXL_WRITE, k_read = NIXL_READ;
 static const it_scenario_t scenarios[] = {
     {"seccomp-target/sync", run_matrix, &(const scen_t){"target-seccomp", false, true}},
     {"seccomp-target/async", run_matrix, &(const scen_t){"target-seccomp", true, true}},
-    {"seccomp-initiator", run_sc_initiator, NULL},
+    {"seccomp-initiator", run_sc_initiator, "early"},
+    {"seccomp-initiator-late", run_sc_initiator, "late"},
     {"kill/WRITE", run_kill, &k_write},
     {"kill/READ", run_kill, &k_read},
     {"cma-control", run_matrix, &(const scen_t){"target", false, false}},

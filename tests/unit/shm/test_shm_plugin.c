@@ -1102,6 +1102,24 @@ static void test_ring_threads(void **state)
     ring_threads_case(false);
 }
 
+/* Register lbuf with a, load rbuf as B's region, and prepare a WRITE and a READ of n
+ * descriptors of len bytes (remote order permuted by 7) between them. */
+static void pair_prep(nixl_be_engine_t *a, uint8_t *lbuf, uint8_t *rbuf, size_t n, size_t len,
+                      nixl_be_md_t **lmd, nixl_be_md_t **rmd, nixl_be_req_t **w,
+                      nixl_be_req_t **r)
+{
+    nixl_reg_desc_t rd = {(uintptr_t)lbuf, n * len, 0, NULL, 0};
+    assert_int_equal(ops->register_mem(a, NIXL_DRAM_SEG, &rd, 1, lmd), NIXL_SUCCESS);
+    nixl_desc_t d = {(uintptr_t)rbuf, n * len, 0};
+    nixl_be_blob_t empty = {NULL, 0};
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &empty, 1, rmd),
+                     NIXL_SUCCESS);
+    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, n, len, 7, *lmd, *rmd, "B", w),
+                     NIXL_SUCCESS);
+    assert_int_equal(prep(a, NIXL_READ, lbuf, (uintptr_t)rbuf, n, len, 7, *lmd, *rmd, "B", r),
+                     NIXL_SUCCESS);
+}
+
 /* WRITE/READ between two engines of this process; async or not; disconnect handling. */
 static void xfer_between_engines(bool async)
 {
@@ -1116,19 +1134,9 @@ static void xfer_between_engines(bool async)
     enum { N = 64 };
     size_t len = 1u << 20;
     uint8_t *lbuf = malloc(N * len), *rbuf = calloc(N, len);
-    nixl_reg_desc_t rd = {(uintptr_t)lbuf, N * len, 0, NULL, 0};
     nixl_be_md_t *lmd, *rmd;
-    assert_int_equal(ops->register_mem(a, NIXL_DRAM_SEG, &rd, 1, &lmd), NIXL_SUCCESS);
-    nixl_desc_t d = {(uintptr_t)rbuf, N * len, 0};
-    nixl_be_blob_t empty = {NULL, 0};
-    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &empty, 1, &rmd),
-                     NIXL_SUCCESS);
-
     nixl_be_req_t *w, *r;
-    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, N, len, 7, lmd, rmd, "B", &w),
-                     NIXL_SUCCESS);
-    assert_int_equal(prep(a, NIXL_READ, lbuf, (uintptr_t)rbuf, N, len, 7, lmd, rmd, "B", &r),
-                     NIXL_SUCCESS);
+    pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
     fill_permuted(lbuf, N, len, 7, 21);
     nixl_status_t st = post(a, w, "w");
     if (async) {
@@ -2395,6 +2403,111 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* An engine with parameters (key, value pairs). */
+static nixl_status_t eng_create_kv(thost_t *h, const char *name, const nixl_param_t *kv, size_t n,
+                                   nixl_be_engine_t **out)
+{
+    nixl_be_init_t init = {.struct_size = sizeof(init), .local_agent = name, .type = "SHM",
+                           .params = kv, .num_params = n, .host = &h->host};
+    nixl_status_t st = ops->create(&init, out);
+    if (st == NIXL_SUCCESS)
+        assert_int_equal(ops->connect(*out, name), NIXL_SUCCESS);
+    return st;
+}
+
+/* Staging rings between two engines of this process (transport=staged on the initiator): bytes
+ * both ways with notifications, a target range deregistered after the initiator loaded it (an
+ * error, never a fault in the target), a target that serves no rings, and the parameters. */
+static void test_staged(void **state)
+{
+    (void)state;
+    thost_t ha, hb, hc;
+    thost_init(&ha);
+    thost_init(&hb);
+    thost_init(&hc);
+    nixl_be_engine_t *a, *b, *c, *bad;
+    const nixl_param_t bads[][1] = {{{"transport", "ptrace"}},     {{"transport", ""}},
+                                    {{"stage_ring_size", "3000"}}, {{"stage_ring_size", "4096"}},
+                                    {{"stage_ring_size", "0x20000000"}},
+                                    {{"stage_rings", "4097"}},     {{"stage_rings", "x"}}};
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        t_err[0] = '\0';
+        assert_int_equal(eng_create_kv(&ha, "P", bads[i], 1, &bad), NIXL_ERR_INVALID_PARAM);
+        assert_non_null(strstr(t_err, bads[i][0].key));
+    }
+    const nixl_param_t pa[] = {{"transport", "staged"}, {"stage_ring_size", "65536"}};
+    t_capture_start();
+    assert_int_equal(eng_create_kv(&ha, "A", pa, 2, &a), NIXL_SUCCESS);
+    assert_int_equal(eng_create(&hb, "B", NULL, &b), NIXL_SUCCESS);
+    load_peer(a, "B", b);
+    assert_int_equal(t_capture_count("staging ring, not cross-memory attach: transport=staged"),
+                     1);
+    t_capture_stop();
+
+    enum { N = 1024 };
+    size_t len = 4099; /* pieces straddle the 8 KiB slots */
+    uint8_t *lbuf = malloc(N * len), *rbuf = calloc(N, len);
+    nixl_reg_desc_t rdesc = {(uintptr_t)rbuf, N * len, 0, NULL, 0};
+    nixl_be_md_t *lmd, *rmd, *bmd;
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    nixl_be_req_t *w, *r;
+    pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
+    nixl_desc_t d = {(uintptr_t)rbuf, N * len, 0};
+    nixl_be_blob_t empty = {NULL, 0};
+    fill_permuted(lbuf, N, len, 7, 31);
+    assert_int_equal(post(a, w, "w"), NIXL_SUCCESS);
+    tnotif_t *n = wait_notif(&hb, b, 10);
+    assert_non_null(n);
+    free(n);
+    assert_true(check(rbuf, N * len, 31, 0));
+    fill(rbuf, N * len, 32, 0);
+    memset(lbuf, 0, N * len);
+    assert_int_equal(post(a, r, NULL), NIXL_SUCCESS);
+    assert_true(check_permuted(lbuf, N, len, 7, 32));
+
+    /* B forgets the region; A's metadata still has it */
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    t_err[0] = '\0';
+    assert_int_equal(post(a, w, NULL), NIXL_ERR_BACKEND);
+    assert_non_null(strstr(t_err, "not inside memory registered"));
+    assert_int_equal(ops->check_xfer(a, w), NIXL_ERR_BACKEND);
+    /* registered again: a new ring, and it works */
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    fill_permuted(lbuf, N, len, 7, 33);
+    assert_int_equal(post(a, w, NULL), NIXL_SUCCESS);
+    assert_true(check(rbuf, N * len, 33, 0));
+
+    /* a target that serves no rings says so */
+    const nixl_param_t pc[] = {{"stage_rings", "0"}};
+    assert_int_equal(eng_create_kv(&hc, "C", pc, 1, &c), NIXL_SUCCESS);
+    load_peer(a, "C", c);
+    nixl_be_md_t *cmd_;
+    assert_int_equal(ops->load_remote_md(a, "C", NIXL_DRAM_SEG, &d, &empty, 1, &cmd_),
+                     NIXL_SUCCESS);
+    nixl_be_req_t *wc;
+    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, 1, len, 1, lmd, cmd_, "C", &wc),
+                     NIXL_SUCCESS);
+    t_err[0] = '\0';
+    assert_int_equal(post(a, wc, NULL), NIXL_ERR_BACKEND);
+    assert_non_null(strstr(t_err, "stage_rings"));
+
+    assert_int_equal(ops->release_req(a, wc), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&cmd_, 1));
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    ops->destroy(a);
+    ops->destroy(b);
+    ops->destroy(c);
+    free(lbuf);
+    free(rbuf);
+    thost_fini(&ha);
+    thost_fini(&hb);
+    thost_fini(&hc);
+}
+
 static void test_bench(void **state)
 {
     (void)state;
@@ -2482,6 +2595,7 @@ int main(void)
         cmocka_unit_test(test_ring_target_killed),
         cmocka_unit_test(test_ring_protocol_target),
         cmocka_unit_test(test_ring_protocol_initiator),
+        cmocka_unit_test(test_staged),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
