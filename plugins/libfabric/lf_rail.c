@@ -55,12 +55,23 @@ static int rail_getinfo(nixl_be_engine_t *eng, const char *prov, const char *dom
         struct fi_info *h = rail_hints(eng, prov, domain, d);
         if (!h)
             return -FI_ENOMEM;
-        ret = fi_getinfo(LF_FI_VERSION, NULL, NULL, 0, h, out);
+        struct fi_info *list = NULL;
+        ret = fi_getinfo(LF_FI_VERSION, NULL, NULL, 0, h, &list);
         fi_freeinfo(h);
-        if (ret == 0) {
-            *delivery = d;
-            return 0;
+        if (ret)
+            continue;
+        /* Layered providers (ofi_rxm) ignore the domain of the hints: pick it ourselves. */
+        struct fi_info *pick = list;
+        while (pick && domain && *domain && strcmp(pick->domain_attr->name, domain) != 0)
+            pick = pick->next;
+        *out = pick ? fi_dupinfo(pick) : NULL;
+        fi_freeinfo(list);
+        if (!*out) {
+            ret = pick ? -FI_ENOMEM : -FI_ENODATA;
+            continue;
         }
+        *delivery = d;
+        return 0;
     }
     return ret;
 }
