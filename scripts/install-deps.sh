@@ -3,7 +3,7 @@
 # Idempotent: a second run installs nothing and does not touch apt.
 set -euo pipefail
 
-need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 python3-dev libucx-dev iproute2
+need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 python3-dev libucx-dev libfabric-dev libfabric-bin iproute2
       python3-pytest python3-numpy python3-torch etcd-server libcurl4-openssl-dev libjson-c-dev libssl-dev
       openssl
       liburing-dev libaio-dev fio ucx-utils clang libclang-rt-14-dev g++ libgtest-dev

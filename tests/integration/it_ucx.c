@@ -2,15 +2,16 @@
  * it_ucx.c - the UCX backend between real processes, metadata only through the side channel:
  * every target listens on a free port and tells the initiator the port through the harness
  * pipe; the initiator fetches the target's metadata (nixl_agent_fetch_remote_md) and sends
- * its own (nixl_agent_send_local_md). The engine is IT_BACKEND (default "UCX"; "SHM" runs
- * every scenario as well); the program skips (77) when that plugin is missing. UCX_TLS is set
+ * its own (nixl_agent_send_local_md). The engine is IT_BACKEND (default "UCX"; "SHM" and
+ * "LIBFABRIC" run every scenario as well: LIBFABRIC's "tcp" over its tcp;ofi_rxm provider, its
+ * "shm" over the shm provider); the program skips (77) when that plugin is missing. UCX_TLS is set
  * per scenario before any engine is created (peers inherit it), and so is IT_UCX_ERR_MODE
  * (see it_agent_be); UCX error handling stays at its default ("peer") except in "shm".
  *
  *  tcp, shm       UCX_TLS=tcp / sm,self (the shared-memory transports of UCX 1.13 cannot
  *                 detect a dead peer, so UCX refuses them in error mode "peer": "shm" runs
  *                 with ucx_error_handling_mode=none). WRITE and READ with notifications,
- *                 shapes 4 KiB x 64, 1 MiB x 4, 16 MiB x 1, local descriptor i to remote slot
+ *                 shapes 4 KiB x 64, 1 MiB x 4, 16 MiB x 1, 512 B x 16,384, local descriptor i to remote slot
  *                 count-1-i (no merging), each request posted twice with a new notification
  *                 and new bytes.
  *                 The target checks WRITE bytes the moment it sees the notification; READ
@@ -55,6 +56,8 @@ static void set_env(const void *arg)
 {
     const ucx_env_t *e = arg;
     setenv("UCX_TLS", e->tls, 1);
+    /* LIBFABRIC runs the same scenarios over its tcp and shm providers. */
+    setenv("NIXL_LIBFABRIC_PROVIDER", strcmp(e->tls, "tcp") ? "shm" : "tcp;ofi_rxm", 1);
     if (e->err_mode)
         setenv("IT_UCX_ERR_MODE", e->err_mode, 1);
     else
@@ -85,7 +88,7 @@ static int start_target(it_peer_t *p, const char *name, size_t size, nixl_agent_
 
 static const struct shape {
     size_t count, size;
-} shapes[] = {{64, 4096}, {4, MIB}, {1, 16 * MIB}};
+} shapes[] = {{64, 4096}, {4, MIB}, {1, 16 * MIB}, {16384, 512}};
 
 #define AREA (16 * MIB)
 
