@@ -283,16 +283,34 @@ static const struct {
      "active messages, ucp_get_req_handler)"},
 };
 
+/* Whether a UCX log line ("[host:pid:thread] file:line ...", the pid padded with spaces to
+ * its width) comes from process `pid`. */
+static bool ucx_line_of(const char *line, pid_t pid)
+{
+    char num[16];
+    int n = snprintf(num, sizeof(num), "%d", (int)pid);
+    const char *end = strchr(line, ']');
+    for (const char *p = strchr(line, ':'); p && (!end || p < end); p = strchr(p + 1, ':')) {
+        if (strncmp(p + 1, num, (size_t)n) != 0)
+            continue;
+        const char *q = p + 1 + n;
+        while (*q == ' ')
+            q++;
+        if (*q == ':')
+            return true;
+    }
+    return false;
+}
+
 static bool known_ucx_abort(driver_t *d, pid_t pid, int i, uint64_t gen)
 {
     if (d->strict_ucx)
         return false;
     FILE *f = fopen(d->log, "r");
-    char line[2048], tag[32];
-    snprintf(tag, sizeof(tag), ":%d:", (int)pid);
+    char line[2048];
     bool found = false;
     while (f && !found && fgets(line, sizeof(line), f)) {
-        if (!strstr(line, tag) || (!strstr(line, "Assertion") && !strstr(line, "Fatal")))
+        if ((!strstr(line, "Assertion") && !strstr(line, "Fatal")) || !ucx_line_of(line, pid))
             continue;
         for (size_t k = 0; k < sizeof(ucx_known) / sizeof(ucx_known[0]) && !found; k++)
             if (strstr(line, ucx_known[k].where) && strstr(line, ucx_known[k].what)) {
@@ -563,7 +581,10 @@ static int driver_main(driver_t *d)
         }
     }
 
-    /* the end: every agent quits cleanly */
+    /* the end: every agent quits cleanly. Errors from here on are those of agents that still
+     * transfer to peers already gone: counted apart. */
+    uint64_t run[C_COUNT];
+    snapshot(d, run);
     for (int i = 0; i < d->n; i++)
         if (d->p[i].pid && !d->p[i].quitting) {
             send_cmd(d, i, "quit");
@@ -596,6 +617,10 @@ static int driver_main(driver_t *d)
     for (int k = 1; k <= 12; k++)
         if (t[C_ST0 + k])
             fprintf(stdout, " %s=%" PRIu64, nixl_status_str((nixl_status_t)-k), t[C_ST0 + k]);
+    fprintf(stdout, "; %" PRIu64 " of them before the final quit:", run[C_ERRS]);
+    for (int k = 1; k <= 12; k++)
+        if (run[C_ST0 + k])
+            fprintf(stdout, " %s=%" PRIu64, nixl_status_str((nixl_status_t)-k), run[C_ST0 + k]);
     fprintf(stdout,
             "\n  churn: %" PRIu64 " SIGKILLs, %" PRIu64 " clean exits, %" PRIu64
             " restarts, %" PRIu64 " aborts inside UCX (known UCX faults); misbehaving client: "
@@ -615,14 +640,14 @@ static int driver_main(driver_t *d)
     fprintf(stdout,
             "soak: result=%s seconds=%" PRIu64 " agents=%d transfers=%" PRIu64
             " ucx_transfers=%" PRIu64 " bytes=%" PRIu64 " errors=%" PRIu64 " corrupt_bytes=%" PRIu64
-            " restarts=%" PRIu64 " kills=%" PRIu64 " clean_exits=%" PRIu64 " notifs_sent=%" PRIu64
-            " notifs_recv=%" PRIu64 " attacks=%" PRIu64 " peak_rss_kb=%" PRIu64
-            " max_growth_kb=%" PRIu64 " max_xfer_ms=%" PRIu64 " max_release_ms=%" PRIu64
-            " ucx_aborts=%" PRIu64 " failures=%u\n",
+            " run_errors=%" PRIu64 " restarts=%" PRIu64 " kills=%" PRIu64 " clean_exits=%" PRIu64
+            " notifs_sent=%" PRIu64 " notifs_recv=%" PRIu64 " attacks=%" PRIu64
+            " peak_rss_kb=%" PRIu64 " max_growth_kb=%" PRIu64 " max_xfer_ms=%" PRIu64
+            " max_release_ms=%" PRIu64 " ucx_aborts=%" PRIu64 " failures=%u\n",
             d->failures ? "FAIL" : "pass", secs, d->n, t[C_OK], t[C_UCX], t[C_BYTES], t[C_ERRS],
-            t[C_CORRUPT], d->restarts, d->kills, d->quits, t[C_NOTIF_SENT], t[C_NOTIF_RECV],
-            d->attacks, t[C_HWM_KB], d->max_growth_seen, t[C_MAX_XFER_MS], t[C_MAX_REL_MS],
-            d->ucx_aborts, d->failures);
+            t[C_CORRUPT], run[C_ERRS], d->restarts, d->kills, d->quits, t[C_NOTIF_SENT],
+            t[C_NOTIF_RECV], d->attacks, t[C_HWM_KB], d->max_growth_seen, t[C_MAX_XFER_MS],
+            t[C_MAX_REL_MS], d->ucx_aborts, d->failures);
     return d->failures ? 1 : 0;
 }
 
