@@ -460,9 +460,9 @@ static void print_totals(driver_t *d, uint64_t *t, const char *prefix, uint64_t 
     fprintf(stdout,
             "%s%" PRIu64 " s: transfers %" PRIu64 " (%" PRIu64 " UCX), %.1f GiB, "
             "errors %" PRIu64 ", corrupt bytes %" PRIu64 ", restarts %" PRIu64 ", fetch "
-            "failures %" PRIu64 ", peak RSS %" PRIu64 " MiB\n",
+            "failures %" PRIu64 ", live peers reloaded %" PRIu64 ", peak RSS %" PRIu64 " MiB\n",
             prefix, secs, t[C_OK], t[C_UCX], (double)t[C_BYTES] / (double)(1ull << 30), t[C_ERRS],
-            t[C_CORRUPT], d->restarts, t[C_FETCH_FAIL], t[C_HWM_KB] / 1024);
+            t[C_CORRUPT], d->restarts, t[C_FETCH_FAIL], t[C_RELOADS], t[C_HWM_KB] / 1024);
 }
 
 static void snapshot(driver_t *d, uint64_t *t)
@@ -640,14 +640,15 @@ static int driver_main(driver_t *d)
     fprintf(stdout,
             "soak: result=%s seconds=%" PRIu64 " agents=%d transfers=%" PRIu64
             " ucx_transfers=%" PRIu64 " bytes=%" PRIu64 " errors=%" PRIu64 " corrupt_bytes=%" PRIu64
-            " run_errors=%" PRIu64 " restarts=%" PRIu64 " kills=%" PRIu64 " clean_exits=%" PRIu64
-            " notifs_sent=%" PRIu64 " notifs_recv=%" PRIu64 " attacks=%" PRIu64
-            " peak_rss_kb=%" PRIu64 " max_growth_kb=%" PRIu64 " max_xfer_ms=%" PRIu64
-            " max_release_ms=%" PRIu64 " ucx_aborts=%" PRIu64 " failures=%u\n",
+            " run_errors=%" PRIu64 " reloads=%" PRIu64 " restarts=%" PRIu64 " kills=%" PRIu64
+            " clean_exits=%" PRIu64 " notifs_sent=%" PRIu64 " notifs_recv=%" PRIu64
+            " attacks=%" PRIu64 " peak_rss_kb=%" PRIu64 " max_growth_kb=%" PRIu64
+            " max_xfer_ms=%" PRIu64 " max_release_ms=%" PRIu64 " ucx_aborts=%" PRIu64
+            " failures=%u\n",
             d->failures ? "FAIL" : "pass", secs, d->n, t[C_OK], t[C_UCX], t[C_BYTES], t[C_ERRS],
-            t[C_CORRUPT], run[C_ERRS], d->restarts, d->kills, d->quits, t[C_NOTIF_SENT],
-            t[C_NOTIF_RECV], d->attacks, t[C_HWM_KB], d->max_growth_seen, t[C_MAX_XFER_MS],
-            t[C_MAX_REL_MS], d->ucx_aborts, d->failures);
+            t[C_CORRUPT], run[C_ERRS], t[C_RELOADS], d->restarts, d->kills, d->quits,
+            t[C_NOTIF_SENT], t[C_NOTIF_RECV], d->attacks, t[C_HWM_KB], d->max_growth_seen,
+            t[C_MAX_XFER_MS], t[C_MAX_REL_MS], d->ucx_aborts, d->failures);
     return d->failures ? 1 : 0;
 }
 

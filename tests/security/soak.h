@@ -43,6 +43,7 @@ enum {
     C_NOTIF_RECV,  /* notifications received and checked */
     C_NOTIF_STALE, /* from an older generation after a newer one (not an error) */
     C_FETCH_FAIL,  /* metadata fetches that failed (peer dead or restarting) */
+    C_RELOADS,     /* peers reloaded after REMOTE_DISCONNECT from create_xfer_req/gen_notif */
     C_UCX,         /* transfers that went through UCX */
     C_MAX_XFER_MS, /* longest post-to-end time (max, not summed) */
     C_MAX_REL_MS,  /* longest release (max): UCX waits for what it cannot cancel */

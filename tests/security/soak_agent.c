@@ -158,6 +158,30 @@ static void peer_fetch(agent_t *g, int i)
     p->since_ms = sec_now_ms();
 }
 
+/*
+ * After a call failed on a loaded peer: NOT_FOUND means its metadata was invalidated after a
+ * failure, REMOTE_DISCONNECT from create_xfer_req or gen_notif that a connection to it failed
+ * while the metadata stays loaded. Either way, load it again from where it was (it may be gone
+ * for good: the fetch then fails and the driver tells us of its successor).
+ */
+static void peer_reload(agent_t *g, int i, nixl_status_t st)
+{
+    peer_t *p = &g->peers[i];
+    if (p->state != P_LOADED || (st != NIXL_ERR_NOT_FOUND && st != NIXL_ERR_REMOTE_DISCONNECT))
+        return;
+    if (st == NIXL_ERR_REMOTE_DISCONNECT) {
+        char name[32];
+        peer_name(name, sizeof(name), i);
+        nixl_status_t r = nixl_agent_invalidate_remote_md(g->a, name);
+        if (r != NIXL_SUCCESS && r != NIXL_ERR_NOT_FOUND)
+            agent_fail(g, "invalidate_remote_md(%s): %s (%s)", name, nixl_status_str(r),
+                       nixl_last_error());
+        g->c[C_RELOADS]++;
+    }
+    p->tries = 0;
+    peer_fetch(g, i);
+}
+
 /* "peer <i> <gen> <port> <base>": a (new) process under that name. */
 static void on_peer(agent_t *g, int i, uint64_t gen, int port, uint64_t base)
 {
@@ -335,12 +359,13 @@ static nixl_status_t transfer(agent_t *g, nixl_xfer_op_t op, const nixl_desc_t *
         fprintf(stderr, "soak-%d: SLOW create to %s over %s: %" PRIu64 " ms -> %s\n", g->idx, name,
                 e ? "UCX" : "SHM", sec_now_ms() - tc, nixl_status_str(st));
     if (st != NIXL_SUCCESS) {
+        fprintf(stderr,
+                "[%" PRIu64 "] soak-%d gen %" PRIu64 ": create_xfer_req to %s gen %" PRIu64
+                " over %s: %s (%s)\n",
+                sec_now_ms(), g->idx, g->gen, name, g->peers[peer].gen, e ? "UCX" : "SHM",
+                nixl_status_str(st), nixl_last_error());
         count_err(g, st, "create_xfer_req", peer);
-        if (st == NIXL_ERR_NOT_FOUND && g->peers[peer].state == P_LOADED) {
-            /* forgotten after a failure: fetch again (the peer may be gone for good) */
-            g->peers[peer].tries = 0;
-            peer_fetch(g, peer);
-        }
+        peer_reload(g, peer, st);
         return st;
     }
     opt.deadline_us = DEADLINE_US;
@@ -459,8 +484,14 @@ static void one_round(agent_t *g)
                     sec_now_ms() - tg);
         if (st == NIXL_SUCCESS)
             g->c[C_NOTIF_SENT]++;
-        else
+        else {
+            fprintf(stderr,
+                    "[%" PRIu64 "] soak-%d gen %" PRIu64 ": gen_notif to %s over %s: %s (%s)\n",
+                    sec_now_ms(), g->idx, g->gen, name, e ? "UCX" : "SHM", nixl_status_str(st),
+                    nixl_last_error());
             count_err(g, st, "gen_notif", peer);
+            peer_reload(g, peer, st);
+        }
         return;
     }
 
