@@ -460,7 +460,7 @@ static void print_totals(driver_t *d, uint64_t *t, const char *prefix, uint64_t 
     fprintf(stdout,
             "%s%" PRIu64 " s: transfers %" PRIu64 " (%" PRIu64 " UCX), %.1f GiB, "
             "errors %" PRIu64 ", corrupt bytes %" PRIu64 ", restarts %" PRIu64 ", fetch "
-            "failures %" PRIu64 ", live peers reloaded %" PRIu64 ", peak RSS %" PRIu64 " MiB\n",
+            "failures %" PRIu64 ", reloads %" PRIu64 ", peak RSS %" PRIu64 " MiB\n",
             prefix, secs, t[C_OK], t[C_UCX], (double)t[C_BYTES] / (double)(1ull << 30), t[C_ERRS],
             t[C_CORRUPT], d->restarts, t[C_FETCH_FAIL], t[C_RELOADS], t[C_HWM_KB] / 1024);
 }
