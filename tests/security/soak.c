@@ -246,12 +246,21 @@ static void on_line(driver_t *d, int i, const char *line)
     } else if (strncmp(line, "stall ", 6) == 0) {
         int t = atoi(line + 6);
         if (t >= 0 && t < d->n && d->p[t].pid) {
-            char cmd[600];
-            snprintf(cmd, sizeof(cmd),
-                     "echo '=== soak-%d (pid %d) waits for soak-%d (pid %d)'"
-                     " >>%s; timeout 20 gdb -p %d -batch -ex 'thread apply all bt' >>%s 2>&1",
-                     i, (int)p->pid, t, (int)d->p[t].pid, d->log, (int)d->p[t].pid, d->log);
-            (void)!system(cmd);
+            /* debugging aid: the awaited peer's threads, into the log (no shell) */
+            dprintf(d->log_fd, "=== soak-%d (pid %d) waits for soak-%d (pid %d)\n", i, (int)p->pid,
+                    t, (int)d->p[t].pid);
+            char target[16];
+            snprintf(target, sizeof(target), "%d", (int)d->p[t].pid);
+            pid_t g = fork();
+            if (g == 0) {
+                dup2(d->log_fd, 1);
+                dup2(d->log_fd, 2);
+                execlp("timeout", "timeout", "20", "gdb", "-p", target, "-batch", "-ex",
+                       "thread apply all bt", (char *)NULL);
+                _exit(127);
+            }
+            while (g > 0 && waitpid(g, NULL, 0) < 0 && errno == EINTR)
+                ;
         }
     } else if (strncmp(line, "fail ", 5) == 0) {
         drv_fail(d, "%s", line + 5);
