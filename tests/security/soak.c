@@ -10,15 +10,15 @@
  * The driver (this file: the program without --agent) starts N agents (default 16) by fork +
  * exec of itself. Agent i is called "soak-<i>"; it has an SHM engine and, where the UCX plugin
  * loads, a UCX engine (UCX_TLS=tcp unless set: loopback TCP), and a side-channel listener on
- * a free port of 127.0.0.1. It tells the driver its port and the address of its region through a
- * pipe; the driver tells every agent where each peer is ("peer <i> <gen> <port> <base>"), and
+ * a free port of 127.0.0.1. It tells the driver its port and the address of its region
+ * through a pipe; the driver tells every agent where each peer is ("peer <i> <gen> <port> <base>"), and
  * each agent fetches (nixl_agent_fetch_remote_md) the metadata of the peers it is told about,
  * invalidating a previous generation first.
  *
  * An agent (soak_agent.c; soak.h has what both sides share) has one region: an exposed area
  * (4 MiB holding a pattern of (seed, agent, generation)), one 4 MiB inbound slot per peer,
- * and two local buffers. In a loop it picks a loaded peer,
- * an engine (SHM or UCX), a size (4 KiB..4 MiB) and a descriptor count (1..64), and either
+ * and two local buffers. In a loop it picks a loaded peer, an engine (SHM or UCX), a size
+ * (4 KiB..4 MiB) and a descriptor count (1..64), and either
  *  - WRITEs a fresh pattern of (seed, agent, generation, iteration) into its slot at the peer,
  *    then READs the slot back into the other local buffer and checks every byte; or
  *  - READs random ranges of the peer's exposed area and checks every byte;
@@ -34,7 +34,8 @@
  * invalidates its metadata at its peers, destroys its agent and must exit 0 within QUIT_MS
  * of reading the command), then starts it again under the same name with the next
  * generation. Peers learn about a death only through their transfers (an error, never
- * SUCCESS with wrong bytes) and about the new process from the driver. A misbehaving client
+ * SUCCESS with wrong bytes) and about the new process from the driver; a peer that a call
+ * found disconnected (NOT_FOUND, REMOTE_DISCONNECT) is loaded again from where it was. A misbehaving client
  * in the driver sends garbage side-channel frames and trickles bytes slowly (slowloris) to
  * random agents.
  *
