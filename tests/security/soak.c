@@ -11,9 +11,9 @@
  * exec of itself. Agent i is called "soak-<i>"; it has an SHM engine and, where the UCX plugin
  * loads, a UCX engine (UCX_TLS=tcp unless set: loopback TCP), and a side-channel listener on
  * a free port of 127.0.0.1. It tells the driver its port and the address of its region
- * through a pipe; the driver tells every agent where each peer is ("peer <i> <gen> <port> <base>"), and
- * each agent fetches (nixl_agent_fetch_remote_md) the metadata of the peers it is told about,
- * invalidating a previous generation first.
+ * through a pipe; the driver tells every agent where each peer is ("peer <i> <gen> <port>
+ * <base>"), and each agent fetches (nixl_agent_fetch_remote_md) the metadata of the peers it is
+ * told about, invalidating a previous generation first.
  *
  * An agent (soak_agent.c; soak.h has what both sides share) has one region: an exposed area
  * (4 MiB holding a pattern of (seed, agent, generation)), one 4 MiB inbound slot per peer,
@@ -35,9 +35,9 @@
  * of reading the command), then starts it again under the same name with the next
  * generation. Peers learn about a death only through their transfers (an error, never
  * SUCCESS with wrong bytes) and about the new process from the driver; a peer that a call
- * found disconnected (NOT_FOUND, REMOTE_DISCONNECT) is loaded again from where it was. A misbehaving client
- * in the driver sends garbage side-channel frames and trickles bytes slowly (slowloris) to
- * random agents.
+ * found disconnected (NOT_FOUND, REMOTE_DISCONNECT) is loaded again from where it was. A
+ * misbehaving client in the driver sends garbage side-channel frames and trickles bytes slowly
+ * (slowloris) to random agents.
  *
  * The driver fails (exit 1) on corrupted bytes, a hang (an agent's own bound, or no report
  * from an agent for REPORT_MS), an agent that died or exited without being told to, an
