@@ -107,8 +107,9 @@ static bool add_hdr(struct curl_slist **l, const char *h)
 
 bool obj_easy_common(const obj_params_t *p, CURL *h, struct curl_slist **hdrs, char *cerr)
 {
-    bool ok = add_hdr(hdrs, "x-amz-content-sha256: UNSIGNED-PAYLOAD") &&
-              add_hdr(hdrs, "Expect:"); /* no 100-continue round trip before a body */
+    /* No "Expect:" to drop curl's 100-continue: libcurl would sign the empty header it then
+     * does not send, and a verifying server refuses the signature. */
+    bool ok = add_hdr(hdrs, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
     if (ok && p->session_token) {
         size_t n = strlen(p->session_token) + 32;
         char *t = malloc(n);
@@ -225,12 +226,16 @@ obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *j
             dlen = part + 1 < job->nparts ? p->part_size : job->len - part * p->part_size;
             break;
         case OBJ_MPU_INIT:
+            /* curl would say form data; S3 keeps this as the object's type. */
+            ok = add_hdr(&x->hdrs, "Content-Type: binary/octet-stream");
             curl_easy_setopt(x->h, CURLOPT_POST, 1L);
             curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, "");
             curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE, 0L);
             break;
         case OBJ_MPU_DONE:
-            ok = (x->data = complete_xml(job, &x->dlen)) != NULL;
+            /* Not form data either: a server may parse (and consume) a form body. */
+            ok = (x->data = complete_xml(job, &x->dlen)) != NULL &&
+                 add_hdr(&x->hdrs, "Content-Type: application/xml");
             if (ok) {
                 curl_easy_setopt(x->h, CURLOPT_POST, 1L);
                 curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, x->data);

@@ -77,22 +77,26 @@ static inline void s3_server_stop(s3_server_t *s)
     }
 }
 
-/* Start it; 0, or -1 with the reason printed. Waits (at most 30 s) until it accepts. */
-static inline int s3_server_start(s3_server_t *s)
+/* Start `argv` (NULL-terminated; "%PORT%" and "%DIR%" are replaced) with `env` ("K=V" or
+ * NULL) set, logging to <dir>.log; 0, or -1 with the reason printed. Waits (at most 30 s)
+ * until it accepts connections. */
+static inline int s3_spawn(s3_server_t *s, const char *const *argv, const char *env)
 {
-    const char *bin = s3_server_bin();
     memset(s, 0, sizeof(*s));
-    if (!bin)
-        return -1;
     snprintf(s->dir, sizeof(s->dir), "/tmp/nixl-s3-XXXXXX");
     if (!mkdtemp(s->dir) || (s->port = s3_free_port()) < 0) {
         perror("s3 server dir/port");
         return -1;
     }
     snprintf(s->endpoint, sizeof(s->endpoint), "http://127.0.0.1:%d", s->port);
-    char port[16], log[96];
+    char port[16], log[96], *args[24];
+    size_t n = 0;
     snprintf(port, sizeof(port), "%d", s->port);
     snprintf(log, sizeof(log), "%s.log", s->dir);
+    for (; argv[n] && n + 1 < sizeof(args) / sizeof(args[0]); n++)
+        args[n] = !strcmp(argv[n], "%PORT%") ? port
+                  : !strcmp(argv[n], "%DIR%") ? s->dir : (char *)argv[n];
+    args[n] = NULL;
     s->pid = fork();
     if (s->pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -100,8 +104,9 @@ static inline int s3_server_start(s3_server_t *s)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execl(bin, bin, "-d", s->dir, "-a", "127.0.0.1", "-p", port, "--configure-bucket",
-              "bkt", (char *)NULL);
+        if (env)
+            putenv((char *)env);
+        execvp(args[0], args);
         _exit(127);
     }
     for (int i = 0; i < 600; i++) {
@@ -109,14 +114,26 @@ static inline int s3_server_start(s3_server_t *s)
             return 0;
         if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
             s->pid = 0;
-            fprintf(stderr, "s3rver exited at start (see %s)\n", log);
+            fprintf(stderr, "%s exited at start (see %s)\n", args[0], log);
             return -1;
         }
         usleep(50000);
     }
-    fprintf(stderr, "s3rver did not listen on port %d within 30 s (see %s)\n", s->port, log);
+    fprintf(stderr, "%s did not listen on port %d within 30 s (see %s)\n", args[0], s->port,
+            log);
     s3_server_stop(s);
     return -1;
+}
+
+/* Start s3rver with the bucket "bkt"; 0, or -1 with the reason printed. */
+static inline int s3_server_start(s3_server_t *s)
+{
+    const char *bin = s3_server_bin();
+    if (!bin)
+        return -1;
+    const char *const argv[] = {bin, "-d", "%DIR%", "-a", "127.0.0.1", "-p", "%PORT%",
+                                "--configure-bucket", "bkt", NULL};
+    return s3_spawn(s, argv, NULL);
 }
 
 static inline void s3_server_destroy(s3_server_t *s)
