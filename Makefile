@@ -12,7 +12,7 @@ MESON_ARGS ?=
 PY_SITE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("platlib"))' 2>/dev/null)
 PY_SITE_ARGS = $(if $(findstring --prefix,$(MESON_ARGS))$(if $(PY_SITE),,none),,-Dpython.platlibdir=$(PY_SITE) -Dpython.purelibdir=$(PY_SITE))
 
-.PHONY: all deps build run test security minimal asan tsan valgrind fuzz bench install clean
+.PHONY: all deps build run test security soak minimal asan tsan valgrind fuzz bench install clean
 
 all: build
 
@@ -39,6 +39,15 @@ test: build
 # The red-team suite alone (tests/security; `make test` runs it with everything else).
 security: build
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2 --suite security
+
+# The soak (tests/security/soak.c): 16 agent processes transferring to each other with SHM and
+# UCX while processes are killed and restarted and a misbehaving client pokes at them, for
+# SOAK_SECONDS (default 600). The last line is the machine-readable summary; SOAK_ARGS adds
+# flags (--agents, --seed, --churn-ms, --log, --strict-ucx). docs/RELIABILITY.md.
+SOAK_SECONDS ?= 600
+soak: build
+	NIXL_PLUGIN_DIR=$(CURDIR)/$(BUILD)/tests/plugins NIXL_CONFIG_FILE=$(CURDIR)/tests/data/empty.cfg \
+	  $(BUILD)/tests/security/soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 # Configure and build (no tests run) with every optional dependency off, as on a host without
 # UCX, liburing, libaio, libcurl/json-c or Python headers; checks that the result needs none.

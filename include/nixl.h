@@ -571,7 +571,9 @@ NIXL_API nixl_status_t nixl_agent_release_dlist(nixl_agent_t *agent, nixl_dlist_
  *
  * @return NIXL_ERR_INVALID_PARAM (wrong handle kinds, unequal counts, index out of range, length
  *         mismatch, no common engine); NIXL_ERR_NOT_FOUND (peer invalidated since prep);
- *         NIXL_ERR_BACKEND (notification on an engine without notifications).
+ *         NIXL_ERR_BACKEND (notification on an engine without notifications);
+ *         NIXL_ERR_REMOTE_DISCONNECT (the engine's connection to the peer failed: the peer's
+ *         metadata is invalidated, as by a failed post).
  * Ownership: release with nixl_agent_release_xfer_req().
  */
 NIXL_API nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
@@ -589,7 +591,9 @@ NIXL_API nixl_status_t nixl_agent_make_xfer_req(nixl_agent_t *agent, nixl_xfer_o
  *
  * @return NIXL_ERR_INVALID_PARAM (unequal counts or lengths); NIXL_ERR_NOT_FOUND (unknown peer,
  *         no common engine, memory not registered); NIXL_ERR_BACKEND (notification on an engine
- *         without notifications, backend preparation failed).
+ *         without notifications, backend preparation failed); NIXL_ERR_REMOTE_DISCONNECT (the
+ *         engine's connection to the peer failed: the peer's metadata is invalidated, as by a
+ *         failed post; load it again to retry).
  * Ownership: release with nixl_agent_release_xfer_req().
  */
 NIXL_API nixl_status_t nixl_agent_create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,25 +148,28 @@ static void store_close(mp_agent_t *a, bool remove)
     a->store = NULL;
 }
 
-/* A consistent copy of a store's header and values; false when it is not a store of ours or
- * it kept changing. */
-static bool store_snapshot(const mp_store_t *s, mp_store_t *out)
+/*
+ * A consistent copy of the store open at `fd`: false when it is not a store of ours or it kept
+ * changing. Read with pread, not through a mapping: a store is a file of the directory that
+ * any process allowed to write there can truncate, and reading a truncated mapping is SIGBUS.
+ * The sequence counter lies before the values, so a copy whose counter was even and is the
+ * same when read again after the copy saw no write (a seqlock read through the page cache).
+ */
+static bool store_snapshot(int fd, mp_store_t *out)
 {
-    if (memcmp(s->magic, MP_MAGIC, sizeof(MP_MAGIC)) != 0 || s->version != MP_VERSION)
-        return false;
     for (int tries = 0; tries < 100; tries++) {
-        uint64_t before = atomic_load((_Atomic uint64_t *)&s->seq);
+        if (pread(fd, out, sizeof(*out), 0) != (ssize_t)sizeof(*out))
+            return false;
+        if (memcmp(out->magic, MP_MAGIC, sizeof(MP_MAGIC)) != 0 || out->version != MP_VERSION)
+            return false;
+        uint64_t before = atomic_load(&out->seq), after = 0;
         if (before & 1) {
             sched_yield();
             continue;
         }
-        /* word by word with acquire loads, so that the check of seq below cannot be done
-         * before the copy (the same as an acquire fence, which ThreadSanitizer refuses) */
-        const uint64_t *from = (const uint64_t *)(const void *)s;
-        uint64_t *to = (uint64_t *)(void *)out;
-        for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
-            to[i] = __atomic_load_n(&from[i], __ATOMIC_ACQUIRE);
-        if (atomic_load((_Atomic uint64_t *)&s->seq) == before) {
+        if (pread(fd, &after, sizeof(after), offsetof(mp_store_t, seq)) != (ssize_t)sizeof(after))
+            return false;
+        if (after == before) {
             out->agent[sizeof(out->agent) - 1] = '\0';
             out->hostname[sizeof(out->hostname) - 1] = '\0';
             out->local_rank[sizeof(out->local_rank) - 1] = '\0';
@@ -200,14 +204,9 @@ static void render(nixl_buf_t *out, void *ctx)
         if (fd < 0)
             continue;
         struct stat st;
-        void *m = MAP_FAILED;
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == sizeof(mp_store_t))
-            m = mmap(NULL, sizeof(mp_store_t), PROT_READ, MAP_SHARED, fd, 0);
+        bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                  st.st_size == sizeof(mp_store_t) && store_snapshot(fd, &snaps[n]);
         close(fd);
-        if (m == MAP_FAILED)
-            continue;
-        bool ok = store_snapshot(m, &snaps[n]);
-        munmap(m, sizeof(mp_store_t));
         if (!ok)
             continue;
         uint64_t beat = atomic_load(&snaps[n].heartbeat_ms);

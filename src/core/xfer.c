@@ -371,6 +371,21 @@ static nixl_status_t req_finish(nixl_agent_t *a, nixl_xfer_req_t *r, const nixl_
     return NIXL_SUCCESS;
 }
 
+/*
+ * A request that could not be made because its engine found the peer's connection failed
+ * (NIXL_ERR_REMOTE_DISCONNECT): the peer is lost, as when a post or a status check finds it
+ * so (its metadata is invalidated; the caller reloads it). Called on the way out with the
+ * agent read-locked; returns the peer (referenced) for peer_lost() once the lock is released,
+ * or NULL.
+ */
+static nixl_peer_t *req_failed_peer(const nixl_xfer_req_t *r, nixl_status_t st)
+{
+    if (st != NIXL_ERR_REMOTE_DISCONNECT || !r || !r->peer)
+        return NULL;
+    peer_ref(r->peer);
+    return r->peer;
+}
+
 static nixl_status_t make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
                                    const nixl_dlist_t *local, const int *local_idx,
                                    size_t local_count, const nixl_dlist_t *remote,
@@ -476,8 +491,13 @@ static nixl_status_t make_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
         *out = r;
         r = NULL;
     }
-out:
+out:;
+    nixl_peer_t *lost = req_failed_peer(r, st);
     agent_unlock(agent);
+    if (lost) {
+        peer_lost(agent, lost, r->generation);
+        peer_unref(lost);
+    }
     if (ld)
         nixl_scratch_trim();
     if (r) {
@@ -581,8 +601,13 @@ static nixl_status_t create_xfer_req(nixl_agent_t *agent, nixl_xfer_op_t op,
                          nixl_mem_str(local_type), remote_agent);
         nixl_err_prefix("create_xfer_req");
     }
-out:
+out:;
+    nixl_peer_t *lost = req_failed_peer(r, st);
     agent_unlock(agent);
+    if (lost) {
+        peer_lost(agent, lost, r->generation);
+        peer_unref(lost);
+    }
     if (ld)
         nixl_scratch_trim();
     if (r) {

@@ -46,7 +46,10 @@ static int agent_role(it_chan_t *ch, const char *arg)
     int rc = 1;
     if (sscanf(arg, "%63s %u", name, &n) != 2 || n >= MAX_BUFS)
         return 2;
-    agent = it_agent(name, 0);
+    /* SHM, or the backend IT_BACKEND names (it-etcd-libfabric) */
+    agent = getenv("IT_BACKEND") && *getenv("IT_BACKEND")
+                ? it_agent_be(name, getenv("IT_BACKEND"), false, NULL)
+                : it_agent(name, 0);
     if (!agent)
         return 1;
     char ready[512] = "ready";

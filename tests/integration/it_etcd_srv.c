@@ -265,7 +265,10 @@ nixl_agent_t *it_etcd_agent(const char *name, uint64_t watch_timeout_us)
     nixl_agent_t *a = NULL;
     nixl_backend_t *be;
     IT_CHECK_ST(nixl_agent_create(name, &cfg, &a), NIXL_SUCCESS);
-    IT_CHECK_ST(nixl_agent_create_backend(a, "SHM", NULL, 0, &be), NIXL_SUCCESS);
+    /* SHM unless the test names another (IT_BACKEND: it-etcd-libfabric) */
+    const char *backend = getenv("IT_BACKEND") && *getenv("IT_BACKEND") ? getenv("IT_BACKEND")
+                                                                         : "SHM";
+    IT_CHECK_ST(nixl_agent_create_backend(a, backend, NULL, 0, &be), NIXL_SUCCESS);
     return a;
 fail:
     nixl_agent_destroy(a);

@@ -18,7 +18,8 @@
  * gone), at exit(), and, when the program dies otherwise (watchdog _exit, a signal, SIGKILL), by
  * a janitor process in its own session that waits for the program's death on a pipe.
  * Skips (77) when not root, when `ip netns add` fails, when the UCX plugin is missing, or when
- * IT_BACKEND names another backend (SHM cannot reach a peer in another network namespace).
+ * IT_BACKEND names another backend than UCX or LIBFABRIC (SHM cannot reach a peer in another
+ * network namespace; LIBFABRIC uses the tcp provider on the veth link there).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -248,6 +249,7 @@ static int join_netns(const char *ns, const char *dev)
              strerror(errno));
     IT_CHECK(mount(ns, "/sys", "sysfs", flags, NULL) == 0, "mount sysfs: %s", strerror(errno));
     setenv("UCX_NET_DEVICES", dev, 1);
+    setenv("NIXL_LIBFABRIC_DEVICES", dev, 1); /* the tcp provider's domain is the interface */
     return 0;
 fail:
     return -1;
@@ -403,9 +405,9 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--it-peer") == 0)
         return it_main(argc, argv, roles, sizeof(roles) / sizeof(roles[0]), scenarios,
                        sizeof(scenarios) / sizeof(scenarios[0]));
-    if (strcmp(it_backend(), "UCX") != 0) {
+    if (strcmp(it_backend(), "UCX") != 0 && strcmp(it_backend(), "LIBFABRIC") != 0) {
         /* SHM refuses a peer in another network namespace ("no common backend"). */
-        fprintf(stderr, "SKIP: IT_BACKEND=%s: only UCX crosses network namespaces\n",
+        fprintf(stderr, "SKIP: IT_BACKEND=%s: only UCX and LIBFABRIC cross network namespaces\n",
                 it_backend());
         return 77;
     }

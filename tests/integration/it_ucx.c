@@ -2,15 +2,16 @@
  * it_ucx.c - the UCX backend between real processes, metadata only through the side channel:
  * every target listens on a free port and tells the initiator the port through the harness
  * pipe; the initiator fetches the target's metadata (nixl_agent_fetch_remote_md) and sends
- * its own (nixl_agent_send_local_md). The engine is IT_BACKEND (default "UCX"; "SHM" runs
- * every scenario as well); the program skips (77) when that plugin is missing. UCX_TLS is set
+ * its own (nixl_agent_send_local_md). The engine is IT_BACKEND (default "UCX"; "SHM" and
+ * "LIBFABRIC" run every scenario as well: LIBFABRIC's "tcp" over its tcp;ofi_rxm provider, its
+ * "shm" over the shm provider); the program skips (77) when that plugin is missing. UCX_TLS is set
  * per scenario before any engine is created (peers inherit it), and so is IT_UCX_ERR_MODE
  * (see it_agent_be); UCX error handling stays at its default ("peer") except in "shm".
  *
  *  tcp, shm       UCX_TLS=tcp / sm,self (the shared-memory transports of UCX 1.13 cannot
  *                 detect a dead peer, so UCX refuses them in error mode "peer": "shm" runs
  *                 with ucx_error_handling_mode=none). WRITE and READ with notifications,
- *                 shapes 4 KiB x 64, 1 MiB x 4, 16 MiB x 1, local descriptor i to remote slot
+ *                 shapes 4 KiB x 64, 1 MiB x 4, 16 MiB x 1, 512 B x 16,384, local descriptor i to remote slot
  *                 count-1-i (no merging), each request posted twice with a new notification
  *                 and new bytes.
  *                 The target checks WRITE bytes the moment it sees the notification; READ
@@ -32,6 +33,10 @@
  *                 (check_remote_md, the old request, gen_notif: NOT_FOUND). A new T1 with the
  *                 same name is fetched again and WRITE/READ with it are verified; T2 received
  *                 exactly one notification per WRITE of the T2 thread.
+ *  create-after-kill  a target is SIGKILLed after a verified WRITE and READ; with nothing
+ *                 posted, create_xfer_req for it must fail with NIXL_ERR_REMOTE_DISCONNECT
+ *                 within 5 s, and that failure forgets the target (check_remote_md and the
+ *                 next create_xfer_req: NOT_FOUND), as a failed post does.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -55,6 +60,8 @@ static void set_env(const void *arg)
 {
     const ucx_env_t *e = arg;
     setenv("UCX_TLS", e->tls, 1);
+    /* LIBFABRIC runs the same scenarios over its tcp and shm providers. */
+    setenv("NIXL_LIBFABRIC_PROVIDER", strcmp(e->tls, "tcp") ? "shm" : "tcp;ofi_rxm", 1);
     if (e->err_mode)
         setenv("IT_UCX_ERR_MODE", e->err_mode, 1);
     else
@@ -85,7 +92,7 @@ static int start_target(it_peer_t *p, const char *name, size_t size, nixl_agent_
 
 static const struct shape {
     size_t count, size;
-} shapes[] = {{64, 4096}, {4, MIB}, {1, 16 * MIB}};
+} shapes[] = {{64, 4096}, {4, MIB}, {1, 16 * MIB}, {16384, 512}};
 
 #define AREA (16 * MIB)
 
@@ -567,6 +574,58 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* create-after-kill                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+#define CK_SIZE ((size_t)1 << 20)
+
+/* One request to T, created and released; its status. */
+static nixl_status_t ck_create(nixl_agent_t *agent, uint8_t *local, uint64_t base)
+{
+    nixl_xfer_req_t *req = NULL;
+    nixl_status_t st = it_req_slots(agent, NIXL_WRITE, local, base, 4, 4096, 4096, "T", NULL, &req);
+    if (st == NIXL_SUCCESS)
+        nixl_agent_release_xfer_req(agent, req);
+    return st;
+}
+
+static int sc_create_after_kill(const void *arg)
+{
+    set_env(arg);
+    it_peer_t t = {.pid = 0, .ch = {-1, -1}};
+    nixl_agent_t *agent = NULL;
+    uint8_t *local = it_alloc(CK_SIZE);
+    int port, rc = -1;
+    uint64_t base;
+    nixl_status_t st = NIXL_SUCCESS;
+    IT_CHECK(local, "memory");
+    agent = it_agent_be("initiator", it_backend(), false, NULL);
+    IT_CHECK(agent && it_register(agent, local, CK_SIZE) == 0, "initiator agent");
+    IT_CHECK(start_target(&t, "T", CK_SIZE, agent, local, CK_SIZE, &port, &base) == 0, "T");
+    IT_CHECK(it_sc_write_read(agent, &t.ch, "T", local, base, 4, 4096, 4096, "ck", 1) == 0,
+             "WRITE and READ before the kill");
+    it_peer_kill(&t);
+    /* Nothing is posted: the engine learns of the failed connection on its own, and the next
+     * request made for T is refused with REMOTE_DISCONNECT... */
+    uint64_t end = it_now_ms() + DETECT_LIMIT_MS;
+    while ((st = ck_create(agent, local, base)) == NIXL_SUCCESS && it_now_ms() < end)
+        it_sleep_ms(20);
+    IT_CHECK(st == NIXL_ERR_REMOTE_DISCONNECT,
+             "create_xfer_req %u ms after the kill: %s (%s), expected "
+             "NIXL_ERR_REMOTE_DISCONNECT",
+             DETECT_LIMIT_MS, nixl_status_str(st), nixl_last_error());
+    /* ...which, as a post or a status check would, forgets T: the caller reloads it. */
+    IT_CHECK_ST(nixl_agent_check_remote_md(agent, "T", NIXL_DRAM_SEG, NULL, 0), NIXL_ERR_NOT_FOUND);
+    IT_CHECK_ST(ck_create(agent, local, base), NIXL_ERR_NOT_FOUND);
+    rc = 0;
+fail:
+    it_peer_cleanup(&t);
+    nixl_agent_destroy(agent);
+    free(local);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static const it_role_t roles[] = {{"sctarget", it_sc_target_role}};
 
@@ -578,6 +637,7 @@ static const it_scenario_t scenarios[] = {
     {"regions-10k", sc_regions, &tcp},
     {"notif-threads", sc_notif_threads, &tcp},
     {"peer-killed", sc_peer_killed, &tcp},
+    {"create-after-kill", sc_create_after_kill, &tcp},
 };
 
 int main(int argc, char **argv)

@@ -233,6 +233,24 @@ def case_mp(writer):
             check(prom.query('count(agent_tx_bytes_total{agent_name="mp-a"})') is None,
                   "the dead process's series stayed")
             promtool_check(http_get(f"http://127.0.0.1:{port}/metrics"))
+            # hostile store files (anyone who may write the directory can make them): a short
+            # one, garbage of the right size, and a copy of b's store whose agent name is
+            # quotes, backslashes and newlines without a NUL; the scrape goes on, and stays
+            # valid exposition with the name escaped
+            real = next(f for f in os.listdir(mdir) if f.startswith(f"nixl-store.{b.pid}."))
+            with open(os.path.join(mdir, real), "rb") as f:
+                store = bytearray(f.read())
+            with open(os.path.join(mdir, "nixl-store.short"), "wb") as f:
+                f.write(store[:100])
+            with open(os.path.join(mdir, "nixl-store.garbage"), "wb") as f:
+                f.write(os.urandom(len(store)))
+            forged = bytearray(store)
+            forged[40:40 + 256] = (b'x"\n\\' * 64)[:256]
+            with open(os.path.join(mdir, "nixl-store.forged"), "wb") as f:
+                f.write(forged)
+            text = http_get(f"http://127.0.0.1:{port}/metrics")
+            check('agent_name="x\\"\\n\\\\x' in text, "the forged store's name, escaped")
+            promtool_check(text)
         finally:
             for p in procs.values():
                 p.send_signal(signal.SIGCONT)

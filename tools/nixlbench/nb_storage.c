@@ -1,5 +1,6 @@
 /*
- * nb_storage.c - the single-process storage mode of nixlbench (--backend POSIX, GDS, GDS_MT):
+ * nb_storage.c - the single-process storage mode of nixlbench (--backend POSIX, GDS, GDS_MT,
+ * OBJ; objects: see obj_register and layout):
  * one agent moves its buffer to and from files with loopback transfers (WRITE = memory ->
  * files, READ = files -> memory), timed like the network mode and printed in the same table.
  * The buffer is DRAM, or VRAM with GDS/GDS_MT and --initiator_seg_type VRAM (cuFile moves GPU
@@ -42,6 +43,8 @@ typedef struct srun {
     sfile_t *files;
     size_t nf;
     unsigned seed;
+    bool obj;          /* --backend OBJ: descriptor i is object nixlbench_obj_<i> (devId i) */
+    uint64_t nobjs;    /* objects registered so far */
 } srun_t;
 
 static bool is_gds(const nb_cfg_t *cfg)
@@ -49,9 +52,36 @@ static bool is_gds(const nb_cfg_t *cfg)
     return !strcmp(cfg->backend, "GDS") || !strcmp(cfg->backend, "GDS_MT");
 }
 
+/* OBJ's parameters from the --obj_* flags; empty strings are left out, so that the plugin's
+ * AWS_* environment fallbacks apply. */
+static size_t obj_params(const nb_cfg_t *cfg, nixl_param_t *p)
+{
+    const struct {
+        const char *key, *value;
+    } all[] = {
+        {"bucket", cfg->obj_bucket_name},
+        {"endpoint_override", cfg->obj_endpoint_override},
+        {"access_key", cfg->obj_access_key},
+        {"secret_key", cfg->obj_secret_key},
+        {"session_token", cfg->obj_session_token},
+        {"scheme", cfg->obj_scheme},
+        {"region", cfg->obj_region},
+        {"use_virtual_addressing", cfg->obj_use_virtual_addressing ? "true" : "false"},
+        {"req_checksum", cfg->obj_req_checksum},
+        {"ca_bundle", cfg->obj_ca_bundle},
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (all[i].value && *all[i].value)
+            p[n++] = (nixl_param_t){all[i].key, all[i].value};
+    return n;
+}
+
 /* The backend's parameters from the reference's flags: n of them in p (strings in num). */
 static size_t backend_params(const nb_cfg_t *cfg, nixl_param_t *p, char num[3][32])
 {
+    if (!strcmp(cfg->backend, "OBJ"))
+        return obj_params(cfg, p);
     if (!strcmp(cfg->backend, "GDS")) {
         snprintf(num[0], 32, "%llu", (unsigned long long)cfg->gds_batch_pool_size);
         snprintf(num[1], 32, "%llu", (unsigned long long)cfg->gds_batch_limit);
@@ -78,12 +108,13 @@ static size_t backend_params(const nb_cfg_t *cfg, nixl_param_t *p, char num[3][3
 static int open_backend(srun_t *r)
 {
     const nb_cfg_t *cfg = r->cfg;
-    if (strcmp(cfg->backend, "POSIX") && !is_gds(cfg))
-        return nb_fail("backend %s: the storage mode of this nixlbench drives POSIX, GDS and "
-                       "GDS_MT only", cfg->backend);
+    r->obj = !strcmp(cfg->backend, "OBJ");
+    if (strcmp(cfg->backend, "POSIX") && !is_gds(cfg) && !r->obj)
+        return nb_fail("backend %s: the storage mode of this nixlbench drives POSIX, GDS, "
+                       "GDS_MT and OBJ only", cfg->backend);
     if (cfg->num_threads != 1)
         return nb_fail("storage mode: --num_threads must be 1 (one process, one thread)");
-    nixl_param_t p[3];
+    nixl_param_t p[12];
     char num[3][32];
     size_t np = backend_params(cfg, p, num);
     nixl_backend_t *be;
@@ -97,6 +128,10 @@ static int open_backend(srun_t *r)
 static int open_files(srun_t *r)
 {
     const nb_cfg_t *cfg = r->cfg;
+    if (r->obj) {
+        r->nf = 1; /* objects are registered as the steps need them (obj_register) */
+        return 0;
+    }
     r->nf = cfg->num_files ? cfg->num_files : 1;
     r->files = calloc(r->nf, sizeof(*r->files));
     if (!r->files)
@@ -190,9 +225,66 @@ static void close_all(srun_t *r)
         munmap(r->buf, r->len);
 }
 
+/* Objects [r->nobjs, count) registered: key nixlbench_obj_<i>, devId i, whole object. */
+static int obj_register(srun_t *r, uint64_t count)
+{
+    if (count <= r->nobjs)
+        return 0;
+    uint64_t n = count - r->nobjs;
+    nixl_reg_desc_t *d = calloc(n, sizeof(*d));
+    char(*keys)[32] = calloc(n, sizeof(*keys));
+    int rc = d && keys ? 0 : nb_fail("out of memory");
+    for (uint64_t k = 0; !rc && k < n; k++) {
+        uint64_t i = r->nobjs + k;
+        int len = snprintf(keys[k], sizeof(keys[k]), "nixlbench_obj_%llu", (unsigned long long)i);
+        d[k] = (nixl_reg_desc_t){.addr = 0, .len = 0, .dev_id = i, .meta = keys[k],
+                                 .meta_len = (size_t)len};
+    }
+    if (!rc && nixl_agent_register_mem(r->agent, NIXL_OBJ_SEG, d, n, NULL) != NIXL_SUCCESS)
+        rc = nb_fail("registering %llu objects failed: %s", (unsigned long long)n,
+                     nixl_last_error());
+    if (!rc)
+        r->nobjs = count;
+    free(d);
+    free(keys);
+    return rc;
+}
+
+static nixl_status_t wait_req(srun_t *r, nixl_xfer_req_t *req, double last_us);
+
+/* One untimed transfer of n descriptors between the buffer and the objects. */
+static int obj_move(srun_t *r, nixl_xfer_op_t op, const nixl_desc_t *l, const nixl_desc_t *rd,
+                    uint64_t n)
+{
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.skip_desc_merge = true;
+    nixl_xfer_req_t *req = NULL;
+    nixl_status_t st = nixl_agent_create_xfer_req(r->agent, op, r->mem, l, n, NIXL_OBJ_SEG, rd,
+                                                  n, NB_INITIATOR, &opt, &req);
+    if (st == NIXL_SUCCESS) {
+        st = nixl_agent_post_xfer_req(r->agent, req, NULL);
+        if (st == NIXL_IN_PROG)
+            st = wait_req(r, req, 0);
+        nixl_agent_release_xfer_req(r->agent, req);
+    }
+    if (st != NIXL_SUCCESS)
+        return nb_fail("%s of %llu objects (untimed) failed: %s: %s",
+                       op == NIXL_WRITE ? "writing" : "reading", (unsigned long long)n,
+                       nixl_status_str(st), nixl_last_error());
+    return 0;
+}
+
 /* File offsets of the step's descriptors (the remote side of the requests). */
 static void layout(srun_t *r, uint64_t b, uint64_t n, nixl_desc_t *l, nixl_desc_t *rd)
 {
+    if (r->obj) { /* one object per descriptor, written whole, read from offset 0 */
+        for (uint64_t i = 0; i < n; i++) {
+            l[i] = (nixl_desc_t){(uintptr_t)(r->buf + i * b), b, 0};
+            rd[i] = (nixl_desc_t){0, b, i};
+        }
+        return;
+    }
     uint64_t nper = (n + r->nf - 1) / r->nf, *slot = malloc(n * sizeof(*slot));
     const char *mode = r->cfg->randomize_location_mode;
     for (uint64_t i = 0; i < n; i++)
@@ -229,13 +321,35 @@ static int prepare(srun_t *r, uint64_t span, uint64_t used)
     return fill(r, 0, used, NB_FILL_INITIATOR);
 }
 
-static int verify(srun_t *r, const nixl_desc_t *rd, uint64_t n, uint64_t b)
+/* Objects: written with the target pattern through the backend (untimed); buffer: the
+ * initiator's. */
+static int obj_prepare(srun_t *r, const nixl_desc_t *l, const nixl_desc_t *rd, uint64_t n,
+                       uint64_t b)
 {
-    uint8_t *tmp = r->cfg->op == NIXL_WRITE ? malloc(b) : NULL;
+    int rc = obj_register(r, n);
+    if (!rc)
+        rc = fill(r, 0, n * b, NB_FILL_TARGET);
+    if (!rc)
+        rc = obj_move(r, NIXL_WRITE, l, rd, n);
+    return rc ? rc : fill(r, 0, n * b, NB_FILL_INITIATOR);
+}
+
+static int verify(srun_t *r, const nixl_desc_t *l, const nixl_desc_t *rd, uint64_t n,
+                  uint64_t b)
+{
+    bool obj_write = r->obj && r->cfg->op == NIXL_WRITE;
+    if (obj_write) { /* read the objects back over the buffer, which is no longer needed */
+        int rc = fill(r, 0, n * b, 0);
+        if (!rc)
+            rc = obj_move(r, NIXL_READ, l, rd, n);
+        if (rc)
+            return rc;
+    }
+    uint8_t *tmp = r->cfg->op == NIXL_WRITE && !r->obj ? malloc(b) : NULL;
     int rc = 0;
     for (uint64_t i = 0; i < n && !rc; i++) {
         const uint8_t *p = r->buf + i * b;
-        uint8_t want = NB_FILL_TARGET, seen = 0;
+        uint8_t want = obj_write ? NB_FILL_INITIATOR : NB_FILL_TARGET, seen = 0;
         long long bad = -1;
         if (!tmp && r->mem == NIXL_VRAM_SEG) { /* READ into VRAM: look at it from the host */
             rc = nb_cuda_find_other((uintptr_t)r->buf, i * b, b, want, &bad, &seen);
@@ -298,8 +412,9 @@ static int make_req(srun_t *r, const nixl_desc_t *l, const nixl_desc_t *rd, uint
     nixl_opt_args_init(&opt);
     opt.skip_desc_merge = true;
     double t0 = nb_now_us();
-    if (nixl_agent_create_xfer_req(r->agent, r->cfg->op, r->mem, l, n, NIXL_FILE_SEG,
-                                   rd, n, NB_INITIATOR, &opt, req) != NIXL_SUCCESS)
+    if (nixl_agent_create_xfer_req(r->agent, r->cfg->op, r->mem, l, n,
+                                   r->obj ? NIXL_OBJ_SEG : NIXL_FILE_SEG, rd, n, NB_INITIATOR,
+                                   &opt, req) != NIXL_SUCCESS)
         return nb_fail("create_xfer_req failed: %s", nixl_last_error());
     *prep_us = nb_now_us() - t0;
     return 0;
@@ -399,7 +514,8 @@ static int step(srun_t *r, const nb_plan_t *p, nb_row_t *row)
         x.prep = s, x.post = s + total + 1, x.tx = s + 2 * (total + 1);
         x.t_post = s + 3 * (total + 1);
         layout(r, b, K * n, x.l, x.rd);
-        rc = prepare(r, ((K * n + r->nf - 1) / r->nf) * b, K * n * b);
+        rc = r->obj ? obj_prepare(r, x.l, x.rd, K * n, b)
+                    : prepare(r, ((K * n + r->nf - 1) / r->nf) * b, K * n * b);
     }
     double t_start = 0;
     for (uint64_t it = 0; !rc && it < total; it++) {
@@ -419,7 +535,7 @@ static int step(srun_t *r, const nb_plan_t *p, nb_row_t *row)
         if (x.req[k])
             nixl_agent_release_xfer_req(r->agent, x.req[k]);
     if (!rc && r->cfg->check_consistency)
-        rc = verify(r, x.rd, K * n, b);
+        rc = verify(r, x.l, x.rd, K * n, b);
     if (!rc) {
         memset(row, 0, sizeof(*row));
         row->block = b;

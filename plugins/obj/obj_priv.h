@@ -1,0 +1,181 @@
+/*
+ * obj_priv.h - the internals of the OBJ (S3) backend, shared by its files (never installed).
+ *
+ * Objects
+ *  - engine: the parameters, one curl multi handle (its connection pool is reused by every
+ *    transfer) and the worker thread that alone drives it.
+ *  - md: one registration. DRAM: nothing but the type. OBJ: the object's URL (key from the
+ *    metaInfo, else the decimal devId), built once.
+ *  - req: one prepared transfer: one job per descriptor (a ranged GET, a PUT, or a multipart
+ *    upload), resolved once, so a post only resets counters and queues the request.
+ *  - xfer: one HTTP exchange in flight (an easy handle); worker thread only.
+ *
+ * How a post completes: post appends the request to the engine's queue and wakes the worker
+ * (curl_multi_wakeup). The worker, asleep in curl_multi_poll otherwise, starts exchanges while
+ * fewer than max_inflight are running, runs curl, and for each finished exchange records the
+ * result; a request's last job publishes its final state. check_xfer only reads the state.
+ * release_req of a request in flight marks it cancelled and wakes the worker, which removes its
+ * exchanges from the multi handle (nothing of it runs after that) and signals back.
+ *
+ * Locks: eng->lock guards the queue, the cancel marks, every request's counters and the
+ * `active` counts. Curl is only ever called by the worker (and by query_mem on its own handle).
+ */
+#ifndef NIXL_OBJ_PRIV_H
+#define NIXL_OBJ_PRIV_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "nixl_plugin.h"
+
+#define OBJ_NAME "OBJ"
+#define OBJ_ERR_MAX 512
+#define OBJ_RELEASE_WAIT_MS 5000
+#define OBJ_BODY_MAX (64u << 10) /* most of an error or XML response we keep */
+#define OBJ_MIN_PART (5ull << 20) /* S3's smallest part (but the last) */
+#define OBJ_MAX_PARTS 10000u
+
+typedef struct obj_params {
+    char *bucket;
+    char *base;          /* scheme://host[:port] of the service, no trailing '/' */
+    bool virtual_host;   /* bucket.host/key instead of host/bucket/key */
+    char *access_key, *secret_key, *session_token;
+    char *region;
+    char *ca_bundle;
+    char *sigv4;         /* "aws:amz:<region>:s3" */
+    bool checksum;       /* req_checksum=required: Content-MD5 on every upload */
+    uint64_t mpu_threshold; /* objects of at least this size go as multipart uploads */
+    uint64_t part_size;
+    uint64_t max_inflight;  /* HTTP exchanges in flight per engine */
+    uint64_t max_descs;     /* descriptors in one prepared request */
+    uint64_t stall_s;       /* an exchange moving no byte for this long fails */
+    uint64_t connect_s;
+} obj_params_t;
+
+struct nixl_be_md {
+    nixl_mem_t type;
+    char *url;  /* OBJ: the object's URL */
+    char *key;  /* OBJ: the key, for messages */
+};
+
+enum obj_kind {
+    OBJ_GET = 0, OBJ_PUT, OBJ_MPU_INIT, OBJ_MPU_PART, OBJ_MPU_DONE, OBJ_MPU_ABORT, OBJ_HEAD
+};
+
+typedef struct obj_job {
+    struct nixl_be_req *req;
+    const struct nixl_be_md *md;
+    char *buf;
+    size_t len;
+    uint64_t off;
+    bool mpu;
+    /* multipart state of this post (worker thread only) */
+    char *upload_id;
+    size_t nparts, next_part, parts_left;
+    bool failed;
+    char (*etags)[80];
+} obj_job_t;
+
+typedef struct nixl_be_req {
+    struct nixl_be_engine *eng;
+    bool write;
+    size_t njobs;
+    obj_job_t *jobs;
+    /* under eng->lock */
+    size_t next;       /* first job not started */
+    size_t remaining;  /* jobs of this post not finished */
+    size_t active;     /* exchanges of this request in flight */
+    bool queued, cancel;
+    nixl_status_t err;
+    char errmsg[OBJ_ERR_MAX];
+    struct nixl_be_req *qnext;
+    struct nixl_be_req *cnext; /* in the engine's cancel list */
+    _Atomic int state;
+} obj_req_t;
+
+/* One HTTP exchange (worker thread only, but for cancel marks read under the lock). */
+typedef struct obj_xfer {
+    CURL *h;
+    enum obj_kind kind;
+    obj_job_t *job;     /* NULL for an abort of a cancelled upload */
+    size_t part;        /* OBJ_MPU_PART: 0-based */
+    char *data;         /* request body (PUT/part: user memory; MPU_DONE: our XML) */
+    size_t dlen, dpos;
+    char *dst;          /* GET: where the body goes */
+    size_t dcap, got;
+    char *body;         /* response body kept for errors and XML */
+    size_t blen;
+    char etag[80];
+    char *url;          /* owned: with its query */
+    struct curl_slist *hdrs;
+    char cerr[CURL_ERROR_SIZE];
+    nixl_list_node_t node; /* in eng->xfers */
+} obj_xfer_t;
+
+struct nixl_be_engine {
+    const nixl_host_t *host;
+    obj_params_t p;
+    CURLM *multi;
+    pthread_t worker;
+    bool worker_started;
+    pthread_mutex_t lock;
+    pthread_cond_t done_cv;   /* a request finished, or a cancel was carried out */
+    obj_req_t *qhead, *qtail; /* requests with jobs not started */
+    obj_job_t **mpu_ready;    /* uploads whose parts may go (worker only) */
+    size_t nmpu, cap_mpu;
+    nixl_list_node_t *xfers;  /* exchanges in flight (obj_xfer_t.node; worker only) */
+    size_t inflight;          /* under lock */
+    obj_req_t *cancels;       /* requests to stop, under lock */
+    size_t live_reqs;
+    bool stop;
+};
+
+/* obj_config.c */
+nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out);
+void obj_params_free(obj_params_t *p);
+/* The object URL of `key` (percent-encoded); NULL when out of memory. */
+char *obj_url(const obj_params_t *p, const char *key, size_t klen);
+
+/* obj_http.c: building and judging exchanges */
+obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *job, size_t part,
+                         const char *url, const char *query, char *why, size_t whylen);
+void obj_xfer_free(obj_xfer_t *x);
+/* After the exchange ended with `code`: true if it succeeded, else the reason in why. */
+bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen);
+/* Set the common options (signing, TLS, timeouts, headers) of an easy handle. */
+bool obj_easy_common(const obj_params_t *p, CURL *h, struct curl_slist **hdrs, char *cerr);
+/* The text of <tag> in xml (entities decoded) into out; false when absent. */
+bool obj_xml_text(const char *xml, size_t len, const char *tag, char *out, size_t outlen);
+/* The reason of a failed exchange from its status and body: "HTTP 404 NoSuchKey: ...". */
+void obj_http_reason(long status, const char *body, size_t blen, char *out, size_t outlen);
+
+/* obj_mem.c */
+nixl_status_t obj_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
+                               const nixl_reg_desc_t *descs, size_t count, nixl_be_md_t **out);
+void obj_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
+nixl_status_t obj_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_reg_desc_t *descs,
+                            size_t count, nixl_query_resp_t *out);
+/* The key of a registration descriptor: metaInfo, else the decimal devId (into num). */
+const char *obj_desc_key(const nixl_reg_desc_t *d, char num[24], size_t *klen);
+
+/* obj_xfer.c */
+nixl_status_t obj_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_be_desc_t *local,
+                            const nixl_be_desc_t *remote, size_t count, const char *agent,
+                            const nixl_be_xfer_opts_t *opts, nixl_be_req_t **out);
+nixl_status_t obj_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                            const nixl_be_xfer_opts_t *opts);
+nixl_status_t obj_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t obj_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t obj_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
+
+/* obj_worker.c */
+int obj_worker_start(nixl_be_engine_t *eng);
+void obj_worker_stop(nixl_be_engine_t *eng);
+void obj_worker_wake(nixl_be_engine_t *eng);
+
+#endif
