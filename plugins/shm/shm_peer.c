@@ -689,8 +689,12 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory loading '%s'", agent);
     }
     peer->info = info;
+    /* The notification thread matches senders against all_peers (shm_trust.c) under
+     * all_lock, and the peer is on that list already. */
+    pthread_mutex_lock(&eng->all_lock);
     peer->pid = (pid_t)info.pid;
     peer->other_pidns = other_pidns;
+    pthread_mutex_unlock(&eng->all_lock);
     if (staged_why) /* before anyone else sees it: no ring is ever enabled */
         shm_peer_go_staged(eng, peer, staged_why);
     memcpy(peer->blob, blob, len);

@@ -591,6 +591,12 @@ static nixl_status_t ck_create(nixl_agent_t *agent, uint8_t *local, uint64_t bas
 
 static int sc_create_after_kill(const void *arg)
 {
+    /* UCX notices the dead peer by itself (the reset connection) before any transfer is
+     * tried; other backends find out when one is. */
+    if (strcmp(it_backend(), "UCX") != 0) {
+        printf("note: create-after-kill is a UCX case; %s is not checked\n", it_backend());
+        return 0;
+    }
     set_env(arg);
     it_peer_t t = {.pid = 0, .ch = {-1, -1}};
     nixl_agent_t *agent = NULL;
