@@ -30,6 +30,8 @@ static const obj_proto_t s3_proto = {
     .part_etag = true,
     .mpu_abort = true,
     .max_parts = OBJ_MAX_PARTS,
+    .kind_name = {"GET", "PUT", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
+                  "AbortMultipartUpload", "HEAD"},
     .parse = obj_params_parse,
     .free = obj_params_free,
     .url = obj_url,
@@ -63,19 +65,6 @@ static const nixl_plugin_info_t obj_info = {
     .num_default_params = sizeof(obj_default_params) / sizeof(obj_default_params[0]),
 };
 
-static const nixl_be_ops_t obj_ops = {
-    .struct_size = sizeof(nixl_be_ops_t),
-    .create = obj_create,
-    .destroy = obj_engine_destroy,
-    .register_mem = obj_register_mem,
-    .deregister_mem = obj_deregister_mem,
-    .load_local_md = nixl_be_load_self, /* the loopback target is the registration */
-    .prep_xfer = obj_prep_xfer,
-    .post_xfer = obj_post_xfer,
-    .check_xfer = obj_check_xfer,
-    .release_req = obj_release_req,
-    .query_mem = obj_query_mem,
-    .cancel_xfer = obj_cancel_xfer,
-};
+static const nixl_be_ops_t obj_ops = OBJ_PLUGIN_OPS(obj_create);
 
 NIXL_PLUGIN_EXPORT_ENTRY(&obj_info, &obj_ops)

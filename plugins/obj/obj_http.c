@@ -13,9 +13,6 @@
 
 #include "obj_priv.h"
 
-static const char *const kind_name[] = {"GET", "PUT", "CreateMultipartUpload", "UploadPart",
-                                        "CompleteMultipartUpload", "AbortMultipartUpload",
-                                        "HEAD"};
 
 /* Keep up to OBJ_BODY_MAX bytes of a response body (errors, XML). */
 static void keep_body(obj_xfer_t *x, const char *p, size_t n)
@@ -142,6 +139,7 @@ obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *j
     if (ok) {
         CURL *h = x->h;
         x->kind = kind;
+        x->name = eng->proto->kind_name[kind];
         x->job = job;
         x->part = part;
         snprintf(x->url, ulen, "%s%s%s", url, hasq ? "?" : "", hasq ? query : "");
@@ -170,7 +168,7 @@ obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *j
         curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs); /* the list may have moved */
         return x;
     }
-    snprintf(why, whylen, "out of memory preparing %s", url);
+    snprintf(why, whylen, "out of memory preparing %s %s", eng->proto->kind_name[kind], url);
     obj_xfer_free(x);
     return NULL;
 }
@@ -243,7 +241,7 @@ void obj_http_reason(long status, const char *body, size_t blen, char *out, size
 
 bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen)
 {
-    const char *what = kind_name[x->kind];
+    const char *what = x->name;
     long status = 0;
     if (code == CURLE_WRITE_ERROR && x->kind == OBJ_GET) {
         snprintf(why, whylen, "%s %s: the server sent more than the %zu bytes asked for",

@@ -56,6 +56,7 @@ typedef struct obj_proto {
     bool mpu_abort; /* an unfinished upload is dropped by a request (S3); else the server
                        expires what was staged (Azure's uncommitted blocks) */
     size_t max_parts;
+    const char *kind_name[7]; /* the exchanges' names in messages, by enum obj_kind */
     /* Fill eng->p (its common fields at least) and eng->pd from the parameters. */
     nixl_status_t (*parse)(const nixl_be_init_t *init, struct nixl_be_engine *eng);
     void (*free)(struct nixl_be_engine *eng);
@@ -133,6 +134,7 @@ typedef struct nixl_be_req {
 typedef struct obj_xfer {
     CURL *h;
     enum obj_kind kind;
+    const char *name;   /* of the kind, for messages */
     obj_job_t *job;     /* NULL for an abort of a cancelled upload */
     size_t part;        /* OBJ_MPU_PART: 0-based */
     char *data;         /* request body (PUT/part: user memory; MPU_DONE: our XML) */
@@ -218,6 +220,18 @@ nixl_status_t obj_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
 nixl_status_t obj_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t obj_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t obj_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
+
+/* The plugin table of an object-store backend whose create is create_fn (be_storage.h's
+ * nixl_be_load_self must be in scope): everything but creation is the shared engine's. */
+#define OBJ_PLUGIN_OPS(create_fn)                                                             \
+    {                                                                                         \
+        .struct_size = sizeof(nixl_be_ops_t), .create = (create_fn),                          \
+        .destroy = obj_engine_destroy, .register_mem = obj_register_mem,                      \
+        .deregister_mem = obj_deregister_mem, .load_local_md = nixl_be_load_self,             \
+        .prep_xfer = obj_prep_xfer, .post_xfer = obj_post_xfer, .check_xfer = obj_check_xfer, \
+        .release_req = obj_release_req, .query_mem = obj_query_mem,                           \
+        .cancel_xfer = obj_cancel_xfer,                                                       \
+    }
 
 /* obj_worker.c */
 int obj_worker_start(nixl_be_engine_t *eng);
