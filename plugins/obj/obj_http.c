@@ -128,6 +128,20 @@ void obj_part_span(const nixl_be_engine_t *eng, const obj_xfer_t *x, char **data
     }
 }
 
+/* The URL as messages show it: the object's without the query when that holds a SAS token
+ * (a credential), else the whole of it (full). */
+static char *shown_url(const char *url, const char *query, const char *full)
+{
+    if (query && strstr(query, "sig=")) {
+        size_t n = strlen(url) + 16;
+        char *s = malloc(n);
+        if (s)
+            snprintf(s, n, "%s?<SAS>", url);
+        return s;
+    }
+    return strdup(full);
+}
+
 obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *job, size_t part,
                          const char *url, const char *query, char *why, size_t whylen)
 {
@@ -137,12 +151,15 @@ obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *j
     size_t ulen = strlen(url) + (hasq ? strlen(query) + 2 : 1);
     bool ok = x && (x->url = malloc(ulen)) && (x->h = curl_easy_init());
     if (ok) {
-        CURL *h = x->h;
         x->kind = kind;
         x->name = eng->proto->kind_name[kind];
         x->job = job;
         x->part = part;
         snprintf(x->url, ulen, "%s%s%s", url, hasq ? "?" : "", hasq ? query : "");
+        ok = (x->shown = shown_url(url, hasq ? query : NULL, x->url)) != NULL;
+    }
+    if (ok) {
+        CURL *h = x->h;
         curl_easy_setopt(h, CURLOPT_URL, x->url);
         curl_easy_setopt(h, CURLOPT_PRIVATE, x);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -184,6 +201,7 @@ void obj_xfer_free(obj_xfer_t *x)
         free(x->data); /* the protocol's completion body */
     free(x->body);
     free(x->url);
+    free(x->shown);
     free(x);
 }
 
@@ -216,8 +234,13 @@ bool obj_xml_text(const char *xml, size_t len, const char *tag, char *out, size_
                 break;
             }
         }
-        if (k == sizeof(ents) / sizeof(ents[0]))
-            out[n++] = isprint((unsigned char)*b) ? *b : '?', b++;
+        if (k == sizeof(ents) / sizeof(ents[0])) {
+            /* Azure's messages are lines: one line of text, whitespace as spaces */
+            char c = isspace((unsigned char)*b) ? ' ' : isprint((unsigned char)*b) ? *b : '?';
+            b++;
+            if (c != ' ' || (n && out[n - 1] != ' '))
+                out[n++] = c;
+        }
     }
     out[n] = '\0';
     return true;
@@ -245,11 +268,11 @@ bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen)
     long status = 0;
     if (code == CURLE_WRITE_ERROR && x->kind == OBJ_GET) {
         snprintf(why, whylen, "%s %s: the server sent more than the %zu bytes asked for",
-                 what, x->url, x->dcap);
+                 what, x->shown, x->dcap);
         return false;
     }
     if (code != CURLE_OK) {
-        snprintf(why, whylen, "%s %s: %s%s%s", what, x->url, curl_easy_strerror(code),
+        snprintf(why, whylen, "%s %s: %s%s%s", what, x->shown, curl_easy_strerror(code),
                  x->cerr[0] ? ": " : "", x->cerr);
         return false;
     }
@@ -276,14 +299,14 @@ bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen)
         char r[OBJ_ERR_MAX];
         obj_http_reason(status, x->body, x->blen, r, sizeof(r));
         if (x->errcode[0] && !strstr(r, x->errcode))
-            snprintf(why, whylen, "%s %s: %s (%s)", what, x->url, r, x->errcode);
+            snprintf(why, whylen, "%s %s: %s (%s)", what, x->shown, r, x->errcode);
         else
-            snprintf(why, whylen, "%s %s: %s", what, x->url, r);
+            snprintf(why, whylen, "%s %s: %s", what, x->shown, r);
         return false;
     }
     if (x->kind == OBJ_GET && x->got != x->dcap) {
         snprintf(why, whylen, "GET %s: the object ends before the range: %zu of %zu bytes at "
-                 "offset %" PRIu64, x->url, x->got, x->dcap, x->job->off);
+                 "offset %" PRIu64, x->shown, x->got, x->dcap, x->job->off);
         return false;
     }
     return true;

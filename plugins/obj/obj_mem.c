@@ -148,7 +148,7 @@ static void q_done(q_state_t *q, obj_xfer_t *x, CURLcode code)
             snprintf(r + n, sizeof(r) - n, " (%s)", x->errcode);
         }
         q->st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "descriptor %zu: HEAD %s: %s", x->part,
-                            x->url, r);
+                            x->shown, r);
     }
 }
 

@@ -146,6 +146,7 @@ typedef struct obj_xfer {
     char etag[80];
     char errcode[64];   /* x-ms-error-code of the answer (Azure: HEAD has no body) */
     char *url;          /* owned: with its query */
+    char *shown;        /* owned: the URL for messages, a SAS signature left out */
     struct curl_slist *hdrs;
     char cerr[CURL_ERROR_SIZE];
     nixl_list_node_t node; /* in eng->xfers */

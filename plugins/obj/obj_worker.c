@@ -193,7 +193,7 @@ static void finish(nixl_be_engine_t *eng, obj_xfer_t *x, CURLcode code)
         char id[400];
         if (ok && !obj_xml_text(x->body, x->blen, "UploadId", id, sizeof(id))) {
             snprintf(why, sizeof(why), "CreateMultipartUpload %s: no UploadId in the answer",
-                     x->url);
+                     x->shown);
             ok = false;
         }
         if (ok && !(job->upload_id = strdup(id))) {
@@ -211,7 +211,7 @@ static void finish(nixl_be_engine_t *eng, obj_xfer_t *x, CURLcode code)
     }
     case OBJ_MPU_PART:
         if (ok && eng->proto->part_etag && !x->etag[0]) {
-            snprintf(why, sizeof(why), "UploadPart %s: no ETag in the answer", x->url);
+            snprintf(why, sizeof(why), "UploadPart %s: no ETag in the answer", x->shown);
             ok = false;
         }
         if (ok)

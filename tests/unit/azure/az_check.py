@@ -7,6 +7,8 @@ signed with our own SharedKey (no Azure SDK), with Azurite's well-known developm
   az_check.py URL CONTAINER get BLOB FILE        Get Blob into FILE
   az_check.py URL CONTAINER getmany PREFIX N FILE  blobs PREFIX0..PREFIX<N-1>, concatenated
   az_check.py URL CONTAINER blocks BLOB          print the number of committed blocks
+  az_check.py URL CONTAINER sas PERMS            print an account SAS token (blob service,
+                                                 all resource types) with permissions PERMS
 
 URL is the account's (http://127.0.0.1:PORT/devstoreaccount1). Exit 0 on success, 1 with the
 reason on stderr.
@@ -88,6 +90,13 @@ def main(argv):
                         query={"comp": "blocklist", "blocklisttype": "committed"})
         need(st, b, (200,), "block list of " + argv[4])
         print(len(re.findall(rb"<Block>", b)))
+    elif cmd == "sas":
+        fields = {"sv": "2021-08-06", "ss": "b", "srt": "sco", "sp": argv[4],
+                  "se": "2099-01-01T00:00:00Z"}
+        sts = "\n".join([ACCOUNT, fields["sp"], fields["ss"], fields["srt"], "", fields["se"], "",
+                         "", fields["sv"], "", ""])
+        fields["sig"] = base64.b64encode(hmac.new(KEY, sts.encode(), hashlib.sha256).digest())
+        print(urllib.parse.urlencode(fields))
     else:
         sys.exit("unknown command " + cmd)
 

@@ -190,6 +190,66 @@ static void test_conn_string_env(void **state)
     free(buf);
 }
 
+/* An account SAS (from az_check.py) made with permissions perms, into sas. */
+static void make_sas(const char *perms, char *sas, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "python3 '%s' '%s' ctr sas %s", getenv("NIXL_AZ_CHECK"),
+             account_url, perms);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(sas, (int)len, f));
+    assert_int_equal(pclose(f), 0);
+    sas[strcspn(sas, "\n")] = '\0';
+}
+
+/* SAS tokens instead of the key: as sas_token, on account_url, in a connection string; a
+ * read-only one refuses writes (403 with the reason). */
+static void test_sas(void **state)
+{
+    (void)state;
+    char rw[512], ro[512], url[768], cs[1024];
+    make_sas("rwlac", rw, sizeof(rw));
+    make_sas("rl", ro, sizeof(ro));
+    snprintf(url, sizeof(url), "%s?%s", account_url, rw);
+    snprintf(cs, sizeof(cs), "BlobEndpoint=%s;SharedAccessSignature=%s", account_url, rw);
+    const nixl_param_t ways[3][2] = {{{"sas_token", rw}, {"account_key", ""}},
+                                     {{"account_url", url}, {"account_key", ""}},
+                                     {{"connection_string", cs}, {"account_url", ""}}};
+    for (unsigned w = 0; w < 3; w++) {
+        nixl_agent_t *a = agent_with(ways[w], 2, NULL, NIXL_SUCCESS, NULL);
+        char *key = "sas/blob";
+        reg_objs(a, &key, 1, 1, false);
+        char *buf = t_alloc(65536);
+        t_reg(a, buf, 65536);
+        roundtrip(a, buf, 1, 65536, 1, 50 + w);
+        t_dereg(a, buf, 65536);
+        nixl_agent_destroy(a);
+        free(buf);
+        ot_expect_object(key, 65536, 51 + w);
+    }
+    /* Read-only: reads go, writes are refused with the server's reason. */
+    nixl_param_t p[] = {{"sas_token", ro}, {"account_key", ""}};
+    nixl_agent_t *a = agent_with(p, 2, NULL, NIXL_SUCCESS, NULL);
+    char *key = "sas/blob";
+    reg_objs(a, &key, 1, 1, false);
+    char *buf = t_alloc(65536);
+    t_reg(a, buf, 65536);
+    nixl_xfer_req_t *r = req_of(a, NIXL_READ, buf, 1, 65536, 1);
+    EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, r, NULL));
+    EXPECT_PATTERN(buf, 65536, 53);
+    nixl_xfer_req_t *wr = req_of(a, NIXL_WRITE, buf, 1, 65536, 1);
+    EXPECT_ERR(NIXL_ERR_BACKEND, "403", t_post_wait(a, wr, NULL));
+    fprintf(stderr, "write with a read-only SAS: %s\n", nixl_last_error());
+    assert_null(strstr(nixl_last_error(), "sig=")); /* the token is a credential */
+    assert_non_null(strstr(nixl_last_error(), "AuthorizationPermissionMismatch"));
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, r));
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, wr));
+    t_dereg(a, buf, 65536);
+    nixl_agent_destroy(a);
+    free(buf);
+}
+
 /* The server dies while 128 MiB (staged blocks) are on the way: an error, bounded. */
 static void test_server_killed(void **state)
 {
@@ -228,7 +288,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_staged_blocks),     cmocka_unit_test(ot_test_thousand),
         cmocka_unit_test(test_query),             cmocka_unit_test(test_errors),
         cmocka_unit_test(test_conn_string_env),   cmocka_unit_test(ot_test_release_in_flight),
-        cmocka_unit_test(test_server_killed),
+        cmocka_unit_test(test_sas),               cmocka_unit_test(test_server_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
