@@ -76,7 +76,7 @@ static bool add_kv(struct curl_slist **l, const char *name, const char *v)
 static bool shared_key(const az_params_t *az, obj_xfer_t *x, const char *verb, size_t clen,
                        const char *ctype, const char *xms)
 {
-    char sts[4096], num[24] = "", mac_b64[64], h[600];
+    char sts[8192], num[24] = "", mac_b64[64], h[600];
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
     const char *path = strstr(x->url, "://");

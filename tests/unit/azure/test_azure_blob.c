@@ -187,6 +187,17 @@ static void test_conn_string_env(void **state)
     EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, r));
     t_dereg(a, buf, 65536);
     nixl_agent_destroy(a);
+
+    /* The development account's well-known key, at our server's endpoint. */
+    snprintf(cs, sizeof(cs), "UseDevelopmentStorage=true;BlobEndpoint=%s", account_url);
+    nixl_param_t dev[] = {{"connection_string", cs}, {"account_url", ""}, {"account_key", ""}};
+    a = agent_with(dev, 3, NULL, NIXL_SUCCESS, NULL);
+    reg_objs(a, &key, 1, 1, false);
+    t_reg(a, buf, 65536);
+    roundtrip(a, buf, 1, 65536, 1, 31);
+    t_dereg(a, buf, 65536);
+    nixl_agent_destroy(a);
+    ot_expect_object(key, 65536, 32);
     free(buf);
 }
 
