@@ -1,5 +1,7 @@
 /*
- * obj_priv.h - the internals of the OBJ (S3) backend, shared by its files (never installed).
+ * obj_priv.h - the internals of the object-store engine (never installed): the OBJ (S3)
+ * backend, and AZURE_BLOB (plugins/azure_blob), which builds the files of this directory that
+ * are not S3's (obj_core, obj_http, obj_mem, obj_worker, obj_xfer) with its own protocol.
  *
  * Objects
  *  - engine: the parameters, one curl multi handle (its connection pool is reused by every

@@ -224,11 +224,14 @@ static void test_sas(void **state)
     make_sas("rl", ro, sizeof(ro));
     snprintf(url, sizeof(url), "%s?%s", account_url, rw);
     snprintf(cs, sizeof(cs), "BlobEndpoint=%s;SharedAccessSignature=%s", account_url, rw);
-    const nixl_param_t ways[3][2] = {{{"sas_token", rw}, {"account_key", ""}},
-                                     {{"account_url", url}, {"account_key", ""}},
-                                     {{"connection_string", cs}, {"account_url", ""}}};
+    /* the first in 4 staged blocks (Put Block, Put Block List), the others by Put Blob */
+    const nixl_param_t ways[3][4] = {
+        {{"sas_token", rw}, {"account_key", ""}, {"max_single_put_size", "16384"},
+         {"block_size", "16384"}},
+        {{"account_url", url}, {"account_key", ""}},
+        {{"connection_string", cs}, {"account_url", ""}}};
     for (unsigned w = 0; w < 3; w++) {
-        nixl_agent_t *a = agent_with(ways[w], 2, NULL, NIXL_SUCCESS, NULL);
+        nixl_agent_t *a = agent_with(ways[w], w ? 2 : 4, NULL, NIXL_SUCCESS, NULL);
         char *key = "sas/blob";
         reg_objs(a, &key, 1, 1, false);
         char *buf = t_alloc(65536);
@@ -238,6 +241,8 @@ static void test_sas(void **state)
         nixl_agent_destroy(a);
         free(buf);
         ot_expect_object(key, 65536, 51 + w);
+        if (w == 0)
+            assert_int_equal(pycheck("blocks sas/blob | grep -qx 4"), 0);
     }
     /* Read-only: reads go, writes are refused with the server's reason. */
     nixl_param_t p[] = {{"sas_token", ro}, {"account_key", ""}};
