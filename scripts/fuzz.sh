@@ -24,6 +24,8 @@ sys.exit(not any(o["name"] == "python_package" and o["value"] == "disabled"
 fi
 # target name -> corpus folder (tests/fuzz/meson.build)
 targets="md_decode:md sc_stream:sc elf_exports:elf toml:toml shm_conn:shm posix_spec:posix"
+# the LIBFABRIC peer formats (pure code: built wherever, libfabric or not)
+targets="$targets lf_wire:libfabric"
 if grep -q "^build tests/fuzz/fuzz_auth:" $dir/build.ninja; then
   targets="$targets auth:auth" # with libcrypto only
 fi

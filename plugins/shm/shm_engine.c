@@ -1,9 +1,10 @@
 /*
  * shm_engine.c - the SHM plugin table: engine create/destroy, parameters, registration and
- * metadata. A local region needs nothing but its address, so registration allocates nothing;
- * a remote region's md is its peer object, so loading 10,000 regions is one lookup and one
- * atomic add.
+ * metadata. A local region's md records its range (shm_region.c: the staging server copies
+ * only inside registered memory); a remote region's md is its peer object, so loading 10,000
+ * regions is one lookup and one atomic add.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,14 +19,41 @@ static const nixl_param_t shm_default_params[] = {
     {"trusted_uids", ""},       /* shm_trust.c */
     {"notif_senders", "checked"},
     {"ptracer", "any"},
+    {"transport", "auto"},
+    {"stage_ring_size", "4194304"},
+    {"stage_rings", "64"},
 };
 
-static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *threshold,
-                                      uint64_t *ring_size, unsigned *gpu_blocks)
+typedef struct shm_params {
+    uint64_t threshold, ring_size, xring_size, xrings;
+    unsigned gpu_blocks;
+    int transport;
+} shm_params_t;
+
+
+static nixl_status_t parse_transport(const nixl_be_init_t *init, const char *v, int *out)
 {
-    *threshold = 0;
-    *gpu_blocks = 0;
-    *ring_size = SHM_RING_DEFAULT;
+    if (v && strcmp(v, "auto") == 0)
+        *out = SHM_TRANSPORT_AUTO;
+    else if (v && strcmp(v, "cma") == 0)
+        *out = SHM_TRANSPORT_CMA;
+    else if (v && strcmp(v, "staged") == 0)
+        *out = SHM_TRANSPORT_STAGED;
+    else
+        return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                           "transport='%s' must be auto (cross-memory attach where allowed, "
+                           "else staging rings), cma (cross-memory attach only) or staged "
+                           "(staging rings only)",
+                           v ? v : "(null)");
+    return NIXL_SUCCESS;
+}
+
+static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *o)
+{
+    uint64_t *threshold = &o->threshold, *ring_size = &o->ring_size;
+    unsigned *gpu_blocks = &o->gpu_blocks;
+    *o = (shm_params_t){.ring_size = SHM_RING_DEFAULT, .xring_size = SHM_XRING_DEFAULT,
+                        .xrings = SHM_XRINGS_DEFAULT, .transport = SHM_TRANSPORT_AUTO};
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         /* Unknown keys are ignored: agents pass one parameter map to every backend. */
@@ -58,7 +86,37 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, uint64_t *thre
                                    "number of thread blocks of a GPU copy, at most 65535",
                                    p->value ? p->value : "(null)");
             *gpu_blocks = (unsigned)v;
+        } else if (strcmp(p->key, "transport") == 0) {
+            nixl_status_t st = parse_transport(init, p->value, &o->transport);
+            if (st != NIXL_SUCCESS)
+                return st;
+        } else if (strcmp(p->key, "stage_ring_size") == 0) {
+            uint64_t v;
+            if (!nixl_parse_u64(p->value, &v) || v < SHM_XRING_MIN || v > SHM_XRING_MAX ||
+                (v & (v - 1)))
+                return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                                   "stage_ring_size='%s' must be a power of two from %zu to "
+                                   "%zu bytes",
+                                   p->value ? p->value : "(null)", SHM_XRING_MIN, SHM_XRING_MAX);
+            o->xring_size = v;
+        } else if (strcmp(p->key, "stage_rings") == 0) {
+            uint64_t v;
+            if (!nixl_parse_u64(p->value, &v) || v > SHM_XRINGS_MAX)
+                return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                                   "stage_rings='%s' must be the number of staging rings "
+                                   "served at once, 0 (none: peers without cross-memory "
+                                   "attach cannot reach this engine) to %u",
+                                   p->value ? p->value : "(null)", SHM_XRINGS_MAX);
+            o->xrings = v;
         }
+    }
+    /* NIXL_SHM_TRANSPORT stands in for transport=auto (given or defaulted): tools that pass no
+     * backend parameters (nixlbench, bench/xfer) can be told to force a path. */
+    const char *env = getenv("NIXL_SHM_TRANSPORT");
+    if (env && *env && o->transport == SHM_TRANSPORT_AUTO) {
+        nixl_status_t st = parse_transport(init, env, &o->transport);
+        if (st != NIXL_SUCCESS)
+            return st;
     }
     if (!SHM_RING_SUPPORTED)
         *ring_size = 0;
@@ -71,7 +129,11 @@ static void shm_destroy(nixl_be_engine_t *eng)
         return;
     shm_worker_stop(eng);
     shm_event_stop(eng);
+    shm_xsrv_stop_all(eng);
     shm_peers_destroy(eng);
+    shm_region_free_all(eng);
+    pthread_rwlock_destroy(&eng->regs_lock);
+    pthread_mutex_destroy(&eng->xsrv_lock);
     pthread_mutex_destroy(&eng->peers_lock);
     pthread_mutex_destroy(&eng->all_lock);
     pthread_mutex_destroy(&eng->ev_lock);
@@ -94,18 +156,32 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
                            SHM_NAME_MAX);
     }
 
-    uint64_t threshold, ring_size;
-    unsigned gpu_blocks;
-    nixl_status_t st = shm_parse_params(init, &threshold, &ring_size, &gpu_blocks);
+    shm_params_t prm;
+    nixl_status_t st = shm_parse_params(init, &prm);
     if (st != NIXL_SUCCESS)
         return st;
+    uint64_t threshold = prm.threshold;
     shm_trust_t trust;
     st = shm_trust_parse(init, &trust);
     if (st != NIXL_SUCCESS)
         return st;
-    st = shm_sys_check_cma(host, trust.ptracer_any);
-    if (st != NIXL_SUCCESS)
-        return st;
+    /* Cross-memory attach refused (seccomp, Yama): transport=cma fails here as it always did;
+     * auto goes on with staging rings and tells peers to use them with us too. */
+    char cma_why[320] = "";
+    if (prm.transport == SHM_TRANSPORT_STAGED) {
+        snprintf(cma_why, sizeof(cma_why), "transport=staged");
+    } else if (shm_sys_check_cma(host, trust.ptracer_any, cma_why, sizeof(cma_why)) !=
+               NIXL_SUCCESS) {
+        if (prm.transport == SHM_TRANSPORT_CMA)
+            return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
+                               "cross-memory attach is unavailable and transport=cma: %s; "
+                               "use transport=auto (staging rings) or the UCX backend",
+                               cma_why);
+        NIXL_BE_LOG(host, NIXL_LOG_INFO,
+                    "cross-memory attach is unavailable (%s): SHM moves data through "
+                    "shared-memory staging rings",
+                    cma_why);
+    }
 
     nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
     if (!eng)
@@ -113,9 +189,16 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->host = host;
     eng->trust = trust;
     eng->async_threshold = threshold;
-    eng->gpu_max_blocks = gpu_blocks;
-    eng->ring_size = (size_t)ring_size;
-    eng->local_md.kind = SHM_MD_LOCAL;
+    eng->gpu_max_blocks = prm.gpu_blocks;
+    /* A target reached only through staging offers no notification ring (peers would write
+     * it with process_vm_writev). */
+    eng->ring_size = cma_why[0] ? 0 : (size_t)prm.ring_size;
+    eng->transport = prm.transport;
+    memcpy(eng->cma_why, cma_why, sizeof(cma_why));
+    eng->xring_size = (size_t)prm.xring_size;
+    eng->xrings_max = (unsigned)prm.xrings;
+    pthread_rwlock_init(&eng->regs_lock, NULL);
+    pthread_mutex_init(&eng->xsrv_lock, NULL);
     eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;
     eng->wq_tail = &eng->wq_head;
     pthread_mutex_init(&eng->peers_lock, NULL);
@@ -138,6 +221,8 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         goto err_engine;
 
     shm_sys_identity(&eng->info);
+    if (cma_why[0])
+        eng->info.flags |= SHM_INFO_STAGED;
     st = shm_event_start(eng); /* names and binds the socket: fills info.sock_name */
     if (st != NIXL_SUCCESS) {
         shm_destroy(eng);
@@ -151,8 +236,9 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
         NIXL_BE_LOG(host, NIXL_LOG_INFO, "GPU copies: %s", gpu->copy_method());
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                 "engine of '%s' listening on @%s (async_threshold=%llu, "
-                "notif_ring_size=%zu)",
-                eng->name, eng->info.sock_name, (unsigned long long)threshold, eng->ring_size);
+                "notif_ring_size=%zu, transport=%s)",
+                eng->name, eng->info.sock_name, (unsigned long long)threshold, eng->ring_size,
+                cma_why[0] ? "staged" : "cma");
     *out = eng;
     return NIXL_SUCCESS;
 
@@ -173,18 +259,17 @@ static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                            "only DRAM_SEG and VRAM_SEG can be registered (got %d); use a "
                            "storage backend for other memory",
                            (int)type);
-    for (size_t i = 0; i < count; i++)
-        out_mds[i] = (nixl_be_md_t *)&eng->local_md;
-    return NIXL_SUCCESS;
+    return shm_region_add(eng, descs, count, out_mds);
 }
 
 static void shm_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
 {
-    (void)eng; /* DRAM registration allocated nothing; VRAM has its own md */
     for (size_t i = 0; i < mds->count; i++) {
         shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
         if (h && h->kind == SHM_MD_VRAM)
             shm_gpu_deregister((shm_vlmd_t *)h);
+        else if (h && h->kind == SHM_MD_LOCAL)
+            shm_region_remove(eng, (shm_lmd_t *)h);
     }
 }
 
@@ -258,7 +343,8 @@ static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_
     size_t count = mds->count;
     for (size_t i = 0; i < count; i++) {
         const shm_md_hdr_t *h = (const shm_md_hdr_t *)nixl_be_md_at(mds, i);
-        if (h != &eng->local_md && (!h || h->kind != SHM_MD_VRAM))
+        bool dram = h && h->kind == SHM_MD_LOCAL && ((const shm_lmd_t *)h)->eng == eng;
+        if (!dram && (!h || h->kind != SHM_MD_VRAM))
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "load_local_md: md %zu was not registered by this engine", i);
     }

@@ -108,6 +108,13 @@ void shm_slot_free(nixl_be_engine_t *eng, uint32_t idx)
 
 /* ---- inbound connections (ev_lock held) ---- */
 
+static void conn_drop_fds(shm_conn_t *conn)
+{
+    for (unsigned i = 0; i < conn->nxfd; i++)
+        close(conn->xfd[i]);
+    conn->nxfd = 0;
+}
+
 /* The initiator closed its end (we read end-of-file): nothing writes into its ring any more
  * (shm_ring.c, "Lifetime"), so the ring is reused; and everything else goes. */
 static void conn_close(nixl_be_engine_t *eng, shm_conn_t *conn)
@@ -125,6 +132,7 @@ static void conn_close(nixl_be_engine_t *eng, shm_conn_t *conn)
     if (conn->ring)
         shm_ring_put(eng, conn->ring);
     shm_trust_forget(conn);
+    conn_drop_fds(conn);
     free(conn->big);
     free(conn->name);
     free(conn);
@@ -155,11 +163,7 @@ static void conn_fail(nixl_be_engine_t *eng, shm_conn_t *conn)
 static int send_ctl(shm_conn_t *conn, uint32_t type, uint64_t a, uint64_t b, uint64_t c)
 {
     uint8_t f[SHM_CTL_LEN];
-    shm_put_u32(f, SHM_CTL_MAGIC);
-    shm_put_u32(f + 4, type);
-    shm_put_u64(f + 8, a);
-    shm_put_u64(f + 16, b);
-    shm_put_u64(f + 24, c);
+    shm_put_frame32(f, SHM_CTL_MAGIC, type, a, b, c);
     ssize_t n;
     do {
         n = send(conn->fd, f, sizeof(f), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -375,6 +379,17 @@ static bool parse_frames(nixl_be_engine_t *eng, shm_conn_t *conn)
             pos += SHM_FRAME_HDR;
             continue;
         }
+        if (magic == SHM_FRAME_XRING) {
+            /* A staging ring (shm_xchan.c): its memfd and socket came with these bytes. */
+            if (x != 0 || conn->nxfd != 2) {
+                ok = malformed(eng, magic, x, y);
+                break;
+            }
+            shm_xsrv_start(eng, conn->xfd[0], conn->xfd[1], y);
+            conn->nxfd = 0;
+            pos += SHM_FRAME_HDR;
+            continue;
+        }
         if (magic == SHM_FRAME_HELO) {
             if (x == 0 || x > SHM_NAME_MAX) {
                 ok = malformed(eng, magic, x, y);
@@ -444,6 +459,38 @@ static int zombie_read(shm_conn_t *conn)
     }
 }
 
+/* recv() that keeps descriptors passed with the data (a staging ring's: SHMX), at most two;
+ * the kernel closes any beyond the buffer. They belong to the next SHMX frame; any held from
+ * before are dropped. */
+static ssize_t conn_recv(shm_conn_t *conn, void *dst, size_t want)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } c;
+    struct iovec iov = {dst, want};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
+                        .msg_controllen = sizeof(c.buf)};
+    ssize_t n = recvmsg(conn->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        conn_drop_fds(conn);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (conn->nxfd < 2)
+                conn->xfd[conn->nxfd++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
+}
+
 /* Read what is there, then drain the ring: CONN_OK, CONN_EOF (the initiator closed: read
  * everything), CONN_BAD (malformed). */
 static int conn_read(nixl_be_engine_t *eng, shm_conn_t *conn)
@@ -461,7 +508,7 @@ static int conn_read(nixl_be_engine_t *eng, shm_conn_t *conn)
             dst = conn->rbuf + conn->rlen;
             want = SHM_RBUF - conn->rlen;
         }
-        ssize_t n = recv(conn->fd, dst, want, MSG_DONTWAIT);
+        ssize_t n = conn_recv(conn, dst, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)

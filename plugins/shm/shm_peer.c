@@ -39,6 +39,8 @@ shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
     peer->slot = SHM_SLOT_NONE;
     peer->q_tail = &peer->q_head;
     pthread_mutex_init(&peer->lock, NULL);
+    pthread_mutex_init(&peer->x.lock, NULL);
+    peer->x.fd = -1;
     if (is_self) {
         peer->pid = getpid();
         atomic_init(&peer->connected, true);
@@ -74,6 +76,8 @@ static void peer_free(shm_peer_t *peer)
     if (peer->fd >= 0)
         close(peer->fd);
     sendq_free(peer);
+    shm_xchan_close(peer);
+    pthread_mutex_destroy(&peer->x.lock);
     pthread_mutex_destroy(&peer->lock);
     free(peer->name);
     free(peer);
@@ -201,8 +205,11 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, bool wai
 
     struct ucred cred = {0};
     socklen_t clen = sizeof(cred);
+    /* A peer in another pid namespace has a pid that means nothing here (the kernel gives us
+     * its pid in ours, or 0): only the socket name, which carries 64 random bits, identifies
+     * it. Nothing is ever copied to it by pid (it is staged). */
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 ||
-        cred.pid != peer->pid) {
+        (!peer->other_pidns && cred.pid != peer->pid)) {
         /* Copying into the wrong process would be silent corruption: never use this peer. */
         int other = clen == sizeof(cred) ? (int)cred.pid : -1;
         close(fd);
@@ -275,6 +282,29 @@ static nixl_status_t peer_connect(nixl_be_engine_t *eng, shm_peer_t *peer, bool 
     pthread_mutex_unlock(&peer->lock);
     pthread_mutex_unlock(&eng->ev_lock);
     return NIXL_SUCCESS;
+}
+
+nixl_status_t shm_peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out)
+{
+    uint8_t rx[SHM_CTL_LEN];
+    size_t rx_len;
+    return peer_dial(eng, peer, false, out, rx, &rx_len);
+}
+
+void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why)
+{
+    pthread_mutex_lock(&peer->lock);
+    bool was = atomic_exchange(&peer->staged, true);
+    if (!was) {
+        peer->staged_why = why;
+        peer->ring.on = false; /* written with process_vm_writev: notifications by socket */
+    }
+    pthread_mutex_unlock(&peer->lock);
+    if (!was)
+        NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
+                    "transfers with agent '%s' go through a %zu-byte shared-memory staging "
+                    "ring, not cross-memory attach: %s",
+                    peer->name, eng->xring_size, why);
 }
 
 nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
@@ -552,7 +582,8 @@ static bool ctl_frame(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *f)
     uint64_t a = shm_get_u64(f + 8), b = shm_get_u64(f + 16), c = shm_get_u64(f + 24);
     switch (type) {
     case SHM_CTL_RING:
-        shm_txring_enable(eng, peer, a, b, c);
+        if (!atomic_load(&peer->staged)) /* the ring is written by cross-memory attach */
+            shm_txring_enable(eng, peer, a, b, c);
         return true;
     case SHM_CTL_POLL:
         if (peer->ring.on && peer->ring.doorbell)
@@ -614,17 +645,31 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
                            "connection info of '%s' (%zu bytes) is malformed: %s", agent, len, why);
     if (memcmp(info.boot_id, eng->info.boot_id, sizeof(info.boot_id)) != 0)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "peer '%s' is on another host / pid namespace (another boot id)", agent);
-    if (info.pidns_dev != eng->info.pidns_dev || info.pidns_ino != eng->info.pidns_ino)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "peer '%s' is on another host / pid namespace (pid namespace "
-                           "differs)",
-                           agent);
+                           "peer '%s' is on another host (another boot id)", agent);
     if (info.netns_dev != eng->info.netns_dev || info.netns_ino != eng->info.netns_ino)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
                            "peer '%s' is in another network namespace: its abstract socket "
                            "cannot be reached",
                            agent);
+    /* How the data will move: cross-memory attach needs the peer's pid in our namespace and
+     * both sides allowed to use it; otherwise a staging ring (shm_xchan.c). */
+    bool other_pidns = info.pidns_dev != eng->info.pidns_dev ||
+                       info.pidns_ino != eng->info.pidns_ino;
+    const char *staged_why = NULL;
+    if (other_pidns)
+        staged_why = "it is in another pid namespace";
+    else if (info.flags & SHM_INFO_STAGED)
+        staged_why = "it cannot be reached by cross-memory attach (it says so: seccomp, Yama "
+                     "or transport=staged on its side)";
+    else if (eng->cma_why[0])
+        staged_why = eng->transport == SHM_TRANSPORT_STAGED
+                         ? "transport=staged"
+                         : "cross-memory attach is unavailable in this process";
+    if (staged_why && eng->transport == SHM_TRANSPORT_CMA)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "peer '%s' cannot be reached by cross-memory attach (%s) and "
+                           "transport=cma; use transport=auto",
+                           agent, staged_why);
 
     pthread_mutex_lock(&eng->peers_lock);
     shm_peer_t *old = nixl_hmap_get(&eng->peers, agent, strlen(agent));
@@ -645,6 +690,9 @@ nixl_status_t shm_load_remote_conn(nixl_be_engine_t *eng, const char *agent, con
     }
     peer->info = info;
     peer->pid = (pid_t)info.pid;
+    peer->other_pidns = other_pidns;
+    if (staged_why) /* before anyone else sees it: no ring is ever enabled */
+        shm_peer_go_staged(eng, peer, staged_why);
     memcpy(peer->blob, blob, len);
     peer->blob_len = len;
     if (!nixl_hmap_put(&eng->peers, peer->name, peer->name_len, peer)) {

@@ -62,9 +62,14 @@
 #define SHM_CONN_MAGIC_LEN 6u
 #define SHM_SOCK_NAME_MAX 100u /* sun_path is 108 bytes, minus the leading NUL */
 
+/* Conn info flags. STAGED: reach this engine through staging rings, never cross-memory attach
+ * (its own process_vm_* calls are refused, or transport=staged). */
+#define SHM_INFO_STAGED 1u
+
 /* Where an engine lives and how to reach it: what get_conn_info encodes. */
 typedef struct shm_conn_info {
     uint8_t boot_id[16];
+    uint32_t flags;
     uint64_t pidns_dev, pidns_ino;
     uint64_t netns_dev, netns_ino; /* abstract sockets are per network namespace */
     uint32_t pid;
@@ -72,13 +77,13 @@ typedef struct shm_conn_info {
     char sock_name[SHM_SOCK_NAME_MAX + 1];
 } shm_conn_info_t;
 
-#define SHM_CONN_BLOB_MAX (64u + SHM_SOCK_NAME_MAX)
+#define SHM_CONN_BLOB_MAX (72u + SHM_SOCK_NAME_MAX)
 
 /* ---- metadata ---- */
 
 /* First word of every object we hand out as a nixl_be_md_t, so prep can tell them apart. */
 enum {
-    SHM_MD_LOCAL = 0x4c4d4853u,     /* every local DRAM region: eng->local_md */
+    SHM_MD_LOCAL = 0x4c4d4853u,     /* one local DRAM region (shm_lmd_t, shm_region.c) */
     SHM_MD_PEER = 0x504d4853u,      /* every DRAM region of a peer: the peer itself */
     SHM_MD_VRAM = 0x564d4853u,      /* one local VRAM region (shm_vlmd_t, shm_gpu.c) */
     SHM_MD_VRAM_PEER = 0x574d4853u, /* one VRAM region of a peer (shm_vrmd_t) */
@@ -87,6 +92,14 @@ enum {
 typedef struct shm_md_hdr {
     uint32_t kind;
 } shm_md_hdr_t;
+
+/* One registered DRAM region: the staging server (shm_xchan.c) copies only inside these. */
+typedef struct shm_lmd {
+    shm_md_hdr_t md; /* SHM_MD_LOCAL */
+    nixl_be_engine_t *eng;
+    uintptr_t addr;
+    size_t len;
+} shm_lmd_t;
 
 typedef struct shm_vlmd shm_vlmd_t;
 struct shm_peer;
@@ -188,6 +201,53 @@ typedef struct shm_ringmem {
     size_t size;
 } shm_ringmem_t;
 
+/* ---- staging rings: peers without cross-memory attach (shm_xchan.c) ---- */
+
+enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED };
+#define SHM_XRING_DEFAULT ((size_t)4 << 20)
+#define SHM_XRING_MIN ((size_t)64 << 10)
+#define SHM_XRING_MAX ((size_t)256 << 20)
+#define SHM_XSLOTS 8u            /* a ring is cut into this many slots, one job each */
+#define SHM_XRINGS_DEFAULT 64u   /* staging rings (server threads) one engine serves at once */
+#define SHM_XRINGS_MAX 4096u
+#define SHM_XWAIT_MS 100         /* the initiator looks for cancel/death this often */
+#define SHM_XSTALL_MS 30000      /* no answer for this long: the peer is stuck, fail */
+#define SHM_XOPEN_MS 5000        /* how long the target may take to accept a ring */
+/* Frames on the staging socket (SOCK_SEQPACKET, one frame per message, little endian):
+ *  SHMJ (initiator): u32 magic, u32 op, u64 ring offset, u64 bytes, u32 niov, u32 0, then niov
+ *       x {u64 address, u64 length} in the target: WRITE copies ring -> memory, READ the reverse.
+ *  SHMK (target): u32 magic, u32 errno (0: done), u64 ring offset, u64 bytes, u64 bad index.
+ *  SHMY (target, once): u32 magic, u32 errno (0: ready), u64 ring size, u64 0, u64 0.
+ * SHMX goes on an ordinary connection (16-byte header: u32 magic, u32 0, u64 ring size) with
+ * the ring's memfd and the target's end of the staging socket (SCM_RIGHTS). */
+#define SHM_FRAME_XRING 0x584d4853u /* "SHMX" */
+#define SHM_XJOB_MAGIC 0x4a4d4853u  /* "SHMJ" */
+#define SHM_XDONE_MAGIC 0x4b4d4853u /* "SHMK" */
+#define SHM_XREADY_MAGIC 0x594d4853u /* "SHMY" */
+#define SHM_XJOB_HDR 32u
+#define SHM_XREPLY 32u
+enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
+
+/* The initiator's ring to one peer (its own lock: a transfer holds it from start to end). */
+typedef struct shm_xchan {
+    pthread_mutex_t lock;
+    int fd;        /* our end of the staging socket; -1: none */
+    uint8_t *base; /* the ring (our mapping of the memfd) */
+    size_t size, slot;
+    uint8_t *msg;  /* one job frame */
+} shm_xchan_t;
+
+/* One ring this engine serves as a target: a thread copying between it and our regions. */
+typedef struct shm_xsrv {
+    struct shm_xsrv *next;
+    nixl_be_engine_t *eng;
+    int fd;
+    uint8_t *base;
+    size_t size;
+    pthread_t thread;
+    atomic_bool done; /* the thread has finished: join it */
+} shm_xsrv_t;
+
 typedef struct shm_sendq {
     struct shm_sendq *next;
     size_t len, off;
@@ -209,6 +269,13 @@ typedef struct shm_peer {
     atomic_bool dead;      /* the peer went away: REMOTE_DISCONNECT */
     atomic_bool forgotten; /* disconnect() was called: NOT_FOUND */
     atomic_bool connected; /* fast check before taking the lock */
+    /* Data goes through a staging ring (shm_xchan.c) instead of cross-memory attach; why
+     * says so in the one INFO line. cma_ok: a process_vm_* call to it succeeded. */
+    atomic_bool staged;
+    atomic_bool cma_ok;
+    bool other_pidns; /* its pid means nothing here: never checked, never copied to */
+    const char *staged_why;
+    shm_xchan_t x;
 
     pthread_mutex_t lock;
     int fd;             /* outgoing connection, -1 when none */
@@ -288,6 +355,8 @@ typedef struct shm_conn {
     char *name; /* from SHMH */
     size_t name_len;
     pid_t cred_pid;          /* the connecting process (SO_PEERCRED) */
+    int xfd[2];              /* descriptors received with the next SHMX frame */
+    unsigned nxfd;
     struct shm_peer *sender; /* the loaded peer it was checked to be (a reference), or NULL */
     uint8_t rbuf[SHM_RBUF];
 } shm_conn_t;
@@ -323,8 +392,21 @@ struct nixl_be_engine {
     shm_trust_t trust;        /* who may connect and notify (shm_trust.c) */
     uint64_t async_threshold; /* 0: never */
     unsigned gpu_max_blocks;  /* thread blocks of a GPU copy; 0: the default */
-    shm_md_hdr_t local_md;    /* the md of every local region */
     shm_peer_t *self;
+    /* How data reaches peers (transport=); cma_why: why our own cross-memory attach is off
+     * (empty: it works). */
+    int transport;
+    char cma_why[320];
+    size_t xring_size;  /* of the staging rings we create as an initiator */
+    unsigned xrings_max; /* staging rings we serve at once as a target */
+    /* Registered DRAM regions, sorted by address; pmax[i]: the largest end among 0..i. */
+    pthread_rwlock_t regs_lock;
+    shm_lmd_t **regs;
+    uintptr_t *regs_pmax;
+    size_t nregs, regs_cap;
+    pthread_mutex_t xsrv_lock;
+    shm_xsrv_t *xsrvs;
+    unsigned nxsrv;
 
     shm_conn_info_t info;
     uint8_t conn_blob[SHM_CONN_BLOB_MAX];
@@ -372,14 +454,19 @@ struct nixl_be_engine {
 };
 
 /* shm_sys.c: facts about this host and process. ptracer_any: under Yama ptrace_scope=1, let
- * any process of our user attach (PR_SET_PTRACER_ANY). */
-nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any);
+ * any process of our user attach (PR_SET_PTRACER_ANY). NIXL_ERR_BACKEND with `why` filled when
+ * cross-memory attach cannot work (the caller logs or reports it). */
+nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any, char *why,
+                                size_t cap);
 void shm_sys_identity(shm_conn_info_t *info);
 size_t shm_conn_encode(const shm_conn_info_t *info, uint8_t *out);
 nixl_status_t shm_conn_decode(const void *blob, size_t len, shm_conn_info_t *out,
                               const char **why);
 void shm_put_u32(uint8_t *p, uint32_t v);
 void shm_put_u64(uint8_t *p, uint64_t v);
+/* A 32-byte frame: u32 magic, u32 x, u64 a, u64 b, u64 c (control and staging frames). */
+void shm_put_frame32(uint8_t *f, uint32_t magic, uint32_t x, uint64_t a, uint64_t b,
+                     uint64_t c);
 uint32_t shm_get_u32(const uint8_t *p);
 uint64_t shm_get_u64(const uint8_t *p);
 
@@ -411,6 +498,28 @@ nixl_status_t shm_connect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t shm_disconnect(nixl_be_engine_t *eng, const char *agent);
 nixl_status_t shm_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
                             size_t len);
+
+/* shm_peer.c: a fresh connection to the peer's socket, checked to be its process. */
+nixl_status_t shm_peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out);
+/* Switch the peer to staging (logs `why` once at INFO; `why` must be a static string). */
+void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why);
+
+/* shm_region.c: registered DRAM regions. */
+nixl_status_t shm_region_add(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count,
+                             nixl_be_md_t **out_mds);
+void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m);
+/* Whether [addr, addr + len) lies inside one registered region (regs_lock held). */
+bool shm_region_covers(const nixl_be_engine_t *eng, uintptr_t addr, size_t len);
+void shm_region_free_all(nixl_be_engine_t *eng);
+
+/* shm_xchan.c: staging rings. Initiator: move the request's bytes through its ring to the
+ * peer (the same contract as shm_xfer_copy_iov). Target: serve a ring offered with SHMX (takes
+ * the two descriptors, closed on failure); stop them all at destroy. */
+nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const struct iovec *r,
+                             size_t count, bool async);
+void shm_xchan_close(shm_peer_t *peer); /* x.lock held or the peer unused */
+bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size);
+void shm_xsrv_stop_all(nixl_be_engine_t *eng);
 
 /* shm_trust.c: who may connect and notify. */
 nixl_status_t shm_trust_parse(const nixl_be_init_t *init, shm_trust_t *t);
@@ -448,7 +557,10 @@ int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, cons
                      size_t len, const struct iovec *ldata, const struct iovec *rdata,
                      size_t ndata, size_t data_bytes, bool *data_ok);
 
-/* shm_xfer.c: requests and the copy loop. */
+/* shm_xfer.c: requests and the copy loop. shm_req_fail: keep the reason in req->why (check_xfer
+ * repeats it on any thread) and return st. */
+nixl_status_t shm_req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                             const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
                             size_t count, const char *remote_agent,

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,16 @@ uint64_t shm_get_u64(const uint8_t *p)
     return v;
 }
 
+void shm_put_frame32(uint8_t *f, uint32_t magic, uint32_t x, uint64_t a, uint64_t b,
+                     uint64_t c)
+{
+    shm_put_u32(f, magic);
+    shm_put_u32(f + 4, x);
+    shm_put_u64(f + 8, a);
+    shm_put_u64(f + 16, b);
+    shm_put_u64(f + 24, c);
+}
+
 static void put_u16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
@@ -81,7 +92,20 @@ static bool has_cap_sys_ptrace(void)
     return (caps >> CAP_SYS_PTRACE_BIT) & 1u;
 }
 
-nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any)
+/* Fill `why` and return NIXL_ERR_BACKEND: the caller decides whether that is fatal. */
+static nixl_status_t cma_off(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static nixl_status_t cma_off(char *why, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+    return NIXL_ERR_BACKEND;
+}
+
+nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any, char *why,
+                                size_t cap)
 {
     char buf[32];
 
@@ -99,25 +123,21 @@ nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any)
         } else if (scope == 1) {
             /* Our peers are not our ancestors: allow any process of our user to attach. This
              * gives up Yama's protection for the whole process (ptracer=none keeps it). */
-            if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0) {
-                return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
-                                   "kernel.yama.ptrace_scope=1 and prctl(PR_SET_PTRACER) "
-                                   "failed (%s): peers could not attach to this process; set "
-                                   "ptrace_scope to 0 or use the UCX backend",
-                                   strerror(errno));
-            }
+            if (prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0)
+                return cma_off(why, cap,
+                               "kernel.yama.ptrace_scope=1 and prctl(PR_SET_PTRACER) failed "
+                               "(%s): peers could not attach to this process",
+                               strerror(errno));
         } else if (scope == 2) {
-            if (!has_cap_sys_ptrace()) {
-                return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
-                                   "kernel.yama.ptrace_scope=2: cross-memory attach needs "
-                                   "CAP_SYS_PTRACE, which this process lacks; set it to 0 or 1, "
-                                   "or grant CAP_SYS_PTRACE, or use the UCX backend");
-            }
+            if (!has_cap_sys_ptrace())
+                return cma_off(why, cap,
+                               "kernel.yama.ptrace_scope=2: cross-memory attach needs "
+                               "CAP_SYS_PTRACE, which this process lacks");
         } else if (scope >= 3) {
-            return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
-                               "kernel.yama.ptrace_scope=%d forbids cross-memory attach "
-                               "until reboot; set it to 0 or 1 (at boot), or use the UCX backend",
-                               scope);
+            return cma_off(why, cap,
+                           "kernel.yama.ptrace_scope=%d forbids cross-memory attach until "
+                           "reboot",
+                           scope);
         }
     }
 
@@ -125,16 +145,12 @@ nixl_status_t shm_sys_check_cma(const nixl_host_t *host, bool ptracer_any)
     char src[8] = "nixlshm", dst[8] = {0};
     struct iovec l = {dst, sizeof(dst)}, r = {src, sizeof(src)};
     ssize_t n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
-    if (n != (ssize_t)sizeof(dst) || memcmp(src, dst, sizeof(dst)) != 0) {
-        int e = n < 0 ? errno : EIO;
-        return NIXL_BE_ERR(host, NIXL_ERR_BACKEND,
-                           "process_vm_readv on this process failed (%s): cross-memory "
-                           "attach is unavailable; in a container it is usually filtered by "
-                           "seccomp: run with CAP_SYS_PTRACE (docker --cap-add SYS_PTRACE) or a "
-                           "seccomp profile that allows process_vm_readv/writev, or use the UCX "
-                           "backend",
-                           strerror(e));
-    }
+    if (n != (ssize_t)sizeof(dst) || memcmp(src, dst, sizeof(dst)) != 0)
+        return cma_off(why, cap,
+                       "process_vm_readv on this process failed (%s): in a container it is "
+                       "usually filtered by seccomp (run with CAP_SYS_PTRACE, docker "
+                       "--cap-add SYS_PTRACE, or a profile that allows process_vm_readv/writev)",
+                       strerror(n < 0 ? errno : EIO));
     return NIXL_SUCCESS;
 }
 
@@ -187,7 +203,8 @@ void shm_sys_identity(shm_conn_info_t *info)
 /*
  * Blob layout (little endian): magic "NXSHM1" | u16 total length | boot id[16] |
  * u64 pid-ns dev | u64 pid-ns ino | u64 net-ns dev | u64 net-ns ino | u32 pid |
- * u16 socket-name length | socket name (abstract, without the leading NUL).
+ * u16 socket-name length | socket name (abstract, without the leading NUL) | u32 flags
+ * (SHM_INFO_*; absent in blobs of older versions, which means 0).
  */
 #define OFF_LEN 6
 #define OFF_BOOT 8
@@ -199,7 +216,7 @@ void shm_sys_identity(shm_conn_info_t *info)
 
 size_t shm_conn_encode(const shm_conn_info_t *info, uint8_t *out)
 {
-    size_t len = OFF_SOCK + info->sock_len;
+    size_t len = OFF_SOCK + info->sock_len + 4;
     memcpy(out, SHM_CONN_MAGIC, SHM_CONN_MAGIC_LEN);
     put_u16(out + OFF_LEN, (uint16_t)len);
     memcpy(out + OFF_BOOT, info->boot_id, 16);
@@ -210,6 +227,7 @@ size_t shm_conn_encode(const shm_conn_info_t *info, uint8_t *out)
     shm_put_u32(out + OFF_PID, info->pid);
     put_u16(out + OFF_SOCKLEN, info->sock_len);
     memcpy(out + OFF_SOCK, info->sock_name, info->sock_len);
+    shm_put_u32(out + OFF_SOCK + info->sock_len, info->flags);
     return len;
 }
 
@@ -231,7 +249,8 @@ nixl_status_t shm_conn_decode(const void *blob, size_t len, shm_conn_info_t *out
         return NIXL_ERR_MISMATCH;
     }
     uint16_t sock_len = get_u16(p + OFF_SOCKLEN);
-    if (sock_len == 0 || sock_len > SHM_SOCK_NAME_MAX || OFF_SOCK + (size_t)sock_len != len) {
+    size_t end = OFF_SOCK + (size_t)sock_len;
+    if (sock_len == 0 || sock_len > SHM_SOCK_NAME_MAX || (end != len && end + 4 != len)) {
         *why = "bad socket-name length";
         return NIXL_ERR_MISMATCH;
     }
@@ -249,5 +268,6 @@ nixl_status_t shm_conn_decode(const void *blob, size_t len, shm_conn_info_t *out
     out->sock_len = sock_len;
     memcpy(out->sock_name, p + OFF_SOCK, sock_len);
     out->sock_name[sock_len] = '\0';
+    out->flags = end + 4 == len ? shm_get_u32(p + end) : 0;
     return NIXL_SUCCESS;
 }

@@ -145,7 +145,10 @@ static shm_peer_t *loaded_peer_of(nixl_be_engine_t *eng, const char *name, size_
             atomic_load(&p->forgotten))
             continue;
         *name_loaded = true;
-        if (p->pid == pid) {
+        /* A peer in another pid namespace cannot be matched by pid (its metadata gives its pid
+         * there; the kernel gives us its pid here): its name is taken on trust from a process
+         * of a trusted uid (docs/security.md). */
+        if (p->pid == pid || p->other_pidns) {
             shm_peer_ref(p, 1);
             found = p;
         }

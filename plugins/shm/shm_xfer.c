@@ -11,12 +11,9 @@
 
 #include "shm_priv.h"
 
-static nixl_status_t req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Remember why the request failed: the failure may happen on the worker thread, whose
  * thread-local error the user never sees, so check_xfer repeats it. */
-static nixl_status_t req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
+nixl_status_t shm_req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -24,6 +21,8 @@ static nixl_status_t req_fail(nixl_be_req_t *req, nixl_status_t st, const char *
     va_end(ap);
     return st;
 }
+
+#define req_fail shm_req_fail
 
 /* The peer a remote md belongs to; NULL if it is no remote md of ours. */
 static shm_peer_t *md_peer(const nixl_be_md_t *md)
@@ -70,7 +69,8 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     bool gpu = false;
     for (size_t i = 0; i < count; i++) {
         const shm_md_hdr_t *lh = (const shm_md_hdr_t *)local[i].md;
-        bool local_ok = lh == &eng->local_md || (lh && lh->kind == SHM_MD_VRAM);
+        bool local_ok = lh && ((lh->kind == SHM_MD_LOCAL && ((const shm_lmd_t *)lh)->eng == eng) ||
+                               lh->kind == SHM_MD_VRAM);
         if (!local_ok || md_peer(remote[i].md) != peer)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "descriptor %zu: %s memory not registered with this engine%s", i,
@@ -242,6 +242,9 @@ nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
 nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iovec *r,
                                 size_t count, size_t chunk, bool async)
 {
+    shm_peer_t *peer = req->peer;
+    if (!peer->is_self && atomic_load_explicit(&peer->staged, memory_order_acquire))
+        return shm_xchan_copy(req, l, r, count, async);
     size_t idx = 0, off = 0;
     while (idx < count) {
         if (async) {
@@ -255,8 +258,23 @@ nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iove
                                 req->peer->name);
         }
         size_t before_idx = idx, before_off = off;
-        if (copy_step(req, l, r, count, &idx, &off, chunk) < 0)
-            return cma_error(req, errno, idx, r);
+        if (copy_step(req, l, r, count, &idx, &off, chunk) < 0) {
+            int e = errno;
+            /* The first call to this peer is the probe: refused outright (seccomp, ptrace
+             * rules, Yama) means staging, once, for good; the copy restarts from its start. */
+            if ((e == EPERM || e == ENOSYS) && !peer->is_self &&
+                req->eng->transport == SHM_TRANSPORT_AUTO && !atomic_load(&peer->cma_ok)) {
+                shm_peer_go_staged(req->eng, peer,
+                                   e == EPERM ? "process_vm_readv/writev to it failed with "
+                                                "EPERM (ptrace rules, Yama or seccomp)"
+                                              : "process_vm_readv/writev failed with ENOSYS "
+                                                "(filtered by seccomp)");
+                return shm_xchan_copy(req, l, r, count, async);
+            }
+            return cma_error(req, e, idx, r);
+        }
+        if (!peer->is_self && !atomic_load_explicit(&peer->cma_ok, memory_order_relaxed))
+            atomic_store(&peer->cma_ok, true);
         if (idx == before_idx && off == before_off)
             return req_fail(req, NIXL_ERR_BACKEND, "the kernel moved no bytes at "
                             "descriptor %zu", idx);

@@ -366,6 +366,8 @@ int it_target_role(it_chan_t *ch, const char *arg)
             reply_notifs(ch, agent, &notifs, cmd);
         } else if (strcmp(cmd, "md") == 0) {
             it_send_md(ch, agent);
+        } else if (strcmp(cmd, "staged") == 0) {
+            it_sendf(ch, it_maps_staging_ring() ? "ok" : "no staging ring is mapped");
         } else {
             it_sendf(ch, "bad command '%s'", cmd);
         }
@@ -377,12 +379,30 @@ int it_target_role(it_chan_t *ch, const char *arg)
     return rc;
 }
 
+bool it_maps_staging_ring(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, "memfd:nixl-shm-stage") != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 int it_target_start(it_peer_t *p, const char *name, size_t size, nixl_agent_t *agent,
                     uint64_t *addr)
 {
+    return it_target_start_role(p, "target", name, size, agent, addr);
+}
+
+int it_target_start_role(it_peer_t *p, const char *role, const char *name, size_t size,
+                         nixl_agent_t *agent, uint64_t *addr)
+{
     char arg[300];
     snprintf(arg, sizeof(arg), "%s %zu", name, size);
-    if (it_peer_spawn(p, "target", arg) != 0)
+    if (it_peer_spawn(p, role, arg) != 0)
         return -1;
     void *m = NULL;
     size_t len;

@@ -97,6 +97,7 @@ size_t it_verify(const void *p, size_t len, uint64_t seed);
  *                                ("-" = empty), then 300 ms more; exactly n may have arrived
  *                                since the last notifs command, all equal    -> ok | error
  *   md                           its full metadata again (one message)
+ *   staged                       whether it maps an SHM staging ring -> ok | error
  *   quit                         destroy the agent and exit 0
  */
 int it_target_role(it_chan_t *ch, const char *arg);
@@ -105,6 +106,13 @@ int it_target_role(it_chan_t *ch, const char *arg);
  * received and dropped) and receive its buffer address. 0 or -1 (peer cleaned up). */
 int it_target_start(it_peer_t *p, const char *name, size_t size, nixl_agent_t *agent,
                     uint64_t *addr);
+
+/* The same with the target role `role` (one that ends in it_target_role). */
+int it_target_start_role(it_peer_t *p, const char *role, const char *name, size_t size,
+                         nixl_agent_t *agent, uint64_t *addr);
+/* Whether this process maps an SHM staging ring (the memfd "nixl-shm-stage"): proof that a
+ * transfer went through one. The generic target answers "staged" with it. */
+bool it_maps_staging_ring(void);
 
 /* ---- any backend, metadata over the side channel (it_ucx, it_netns) ---- */
 

@@ -384,7 +384,7 @@ static void test_table(void **state)
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
     assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
-    assert_int_equal(info->num_default_params, 6);
+    assert_int_equal(info->num_default_params, 9);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
@@ -397,6 +397,12 @@ static void test_table(void **state)
     assert_string_equal(info->default_params[4].value, "checked");
     assert_string_equal(info->default_params[5].key, "ptracer");
     assert_string_equal(info->default_params[5].value, "any");
+    assert_string_equal(info->default_params[6].key, "transport");
+    assert_string_equal(info->default_params[6].value, "auto");
+    assert_string_equal(info->default_params[7].key, "stage_ring_size");
+    assert_string_equal(info->default_params[7].value, "4194304");
+    assert_string_equal(info->default_params[8].key, "stage_rings");
+    assert_string_equal(info->default_params[8].value, "64");
 }
 
 static void test_params(void **state)
@@ -545,8 +551,11 @@ static void test_conn_info(void **state)
     uint8_t copy[256];
     assert_true(len <= sizeof(copy));
 
-    /* malformed: every truncation, bad magic, bad length field, bad name length */
+    /* malformed: every truncation (but the one that drops the flags word: an older version's
+     * blob, loaded below), bad magic, bad length field, bad name length */
     for (size_t cut = 0; cut < len; cut++) {
+        if (cut == len - 4)
+            continue;
         t_err[0] = '\0';
         assert_int_equal(ops->load_remote_conn(a, "B", blob, cut), NIXL_ERR_MISMATCH);
         assert_non_null(strstr(t_err, "malformed"));
@@ -568,16 +577,41 @@ static void test_conn_info(void **state)
     t_err[0] = '\0';
     assert_int_equal(ops->load_remote_conn(a, "B", copy, len), NIXL_ERR_NOT_SUPPORTED);
     assert_non_null(strstr(t_err, "another host"));
+    /* Another pid namespace: reached through a staging ring (transport=auto), refused with
+     * transport=cma. */
     memcpy(copy, blob, len);
     copy[32] ^= 0x5a; /* pid-namespace inode */
-    assert_int_equal(ops->load_remote_conn(a, "B", copy, len), NIXL_ERR_NOT_SUPPORTED);
-    assert_non_null(strstr(t_err, "pid namespace"));
+    t_capture_start();
+    assert_int_equal(ops->load_remote_conn(a, "Bns", copy, len), NIXL_SUCCESS);
+    assert_int_equal(t_capture_count("another pid namespace"), 1);
+    t_capture_stop();
+    assert_int_equal(ops->disconnect(a, "Bns"), NIXL_SUCCESS);
+    {
+        thost_t hc;
+        thost_init(&hc);
+        nixl_param_t cp[1] = {{"transport", "cma"}};
+        nixl_be_init_t ci = {.struct_size = sizeof(ci), .local_agent = "C", .type = "SHM",
+                             .params = cp, .num_params = 1, .host = &hc.host};
+        nixl_be_engine_t *c;
+        assert_int_equal(ops->create(&ci, &c), NIXL_SUCCESS);
+        t_err[0] = '\0';
+        assert_int_equal(ops->load_remote_conn(c, "B", copy, len), NIXL_ERR_NOT_SUPPORTED);
+        assert_non_null(strstr(t_err, "pid namespace"));
+        ops->destroy(c);
+        thost_fini(&hc);
+    }
+    /* an older version's blob (no flags word) loads */
+    memcpy(copy, blob, len - 4);
+    copy[6] = (uint8_t)(len - 4);
+    copy[7] = (uint8_t)((len - 4) >> 8);
+    assert_int_equal(ops->load_remote_conn(a, "Bold", copy, len - 4), NIXL_SUCCESS);
+    assert_int_equal(ops->disconnect(a, "Bold"), NIXL_SUCCESS);
 
     /* loading twice: same info is fine, other info is not */
     assert_int_equal(ops->load_remote_conn(a, "B", blob, len), NIXL_SUCCESS);
     assert_int_equal(ops->load_remote_conn(a, "B", blob, len), NIXL_SUCCESS);
     memcpy(copy, blob, len);
-    copy[len - 1] ^= 1; /* another socket name */
+    copy[len - 5] ^= 1; /* another socket name (the flags word follows it) */
     assert_int_equal(ops->load_remote_conn(a, "B", copy, len), NIXL_ERR_NOT_ALLOWED);
     assert_int_equal(ops->load_remote_conn(a, "A", blob, len), NIXL_ERR_INVALID_PARAM);
 
@@ -1068,6 +1102,24 @@ static void test_ring_threads(void **state)
     ring_threads_case(false);
 }
 
+/* Register lbuf with a, load rbuf as B's region, and prepare a WRITE and a READ of n
+ * descriptors of len bytes (remote order permuted by 7) between them. */
+static void pair_prep(nixl_be_engine_t *a, uint8_t *lbuf, uint8_t *rbuf, size_t n, size_t len,
+                      nixl_be_md_t **lmd, nixl_be_md_t **rmd, nixl_be_req_t **w,
+                      nixl_be_req_t **r)
+{
+    nixl_reg_desc_t rd = {(uintptr_t)lbuf, n * len, 0, NULL, 0};
+    assert_int_equal(ops->register_mem(a, NIXL_DRAM_SEG, &rd, 1, lmd), NIXL_SUCCESS);
+    nixl_desc_t d = {(uintptr_t)rbuf, n * len, 0};
+    nixl_be_blob_t empty = {NULL, 0};
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &empty, 1, rmd),
+                     NIXL_SUCCESS);
+    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, n, len, 7, *lmd, *rmd, "B", w),
+                     NIXL_SUCCESS);
+    assert_int_equal(prep(a, NIXL_READ, lbuf, (uintptr_t)rbuf, n, len, 7, *lmd, *rmd, "B", r),
+                     NIXL_SUCCESS);
+}
+
 /* WRITE/READ between two engines of this process; async or not; disconnect handling. */
 static void xfer_between_engines(bool async)
 {
@@ -1082,19 +1134,9 @@ static void xfer_between_engines(bool async)
     enum { N = 64 };
     size_t len = 1u << 20;
     uint8_t *lbuf = malloc(N * len), *rbuf = calloc(N, len);
-    nixl_reg_desc_t rd = {(uintptr_t)lbuf, N * len, 0, NULL, 0};
     nixl_be_md_t *lmd, *rmd;
-    assert_int_equal(ops->register_mem(a, NIXL_DRAM_SEG, &rd, 1, &lmd), NIXL_SUCCESS);
-    nixl_desc_t d = {(uintptr_t)rbuf, N * len, 0};
-    nixl_be_blob_t empty = {NULL, 0};
-    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &empty, 1, &rmd),
-                     NIXL_SUCCESS);
-
     nixl_be_req_t *w, *r;
-    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, N, len, 7, lmd, rmd, "B", &w),
-                     NIXL_SUCCESS);
-    assert_int_equal(prep(a, NIXL_READ, lbuf, (uintptr_t)rbuf, N, len, 7, lmd, rmd, "B", &r),
-                     NIXL_SUCCESS);
+    pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
     fill_permuted(lbuf, N, len, 7, 21);
     nixl_status_t st = post(a, w, "w");
     if (async) {
@@ -2131,8 +2173,8 @@ static void test_ring_protocol_initiator(void **state)
     assert_int_equal(ops->get_conn_info(x, &xblob, &blob_len), NIXL_SUCCESS);
     uint8_t blob[256];
     memcpy(blob, xblob, blob_len);
-    blob[blob_len - 1] = 'z'; /* not a hex digit: no engine's name */
     uint16_t nlen = (uint16_t)(blob[60] | blob[61] << 8);
+    blob[62 + nlen - 1] = 'z'; /* not a hex digit: no engine's name */
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path + 1, blob + 62, nlen);
     int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -2361,6 +2403,111 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* An engine with parameters (key, value pairs). */
+static nixl_status_t eng_create_kv(thost_t *h, const char *name, const nixl_param_t *kv, size_t n,
+                                   nixl_be_engine_t **out)
+{
+    nixl_be_init_t init = {.struct_size = sizeof(init), .local_agent = name, .type = "SHM",
+                           .params = kv, .num_params = n, .host = &h->host};
+    nixl_status_t st = ops->create(&init, out);
+    if (st == NIXL_SUCCESS)
+        assert_int_equal(ops->connect(*out, name), NIXL_SUCCESS);
+    return st;
+}
+
+/* Staging rings between two engines of this process (transport=staged on the initiator): bytes
+ * both ways with notifications, a target range deregistered after the initiator loaded it (an
+ * error, never a fault in the target), a target that serves no rings, and the parameters. */
+static void test_staged(void **state)
+{
+    (void)state;
+    thost_t ha, hb, hc;
+    thost_init(&ha);
+    thost_init(&hb);
+    thost_init(&hc);
+    nixl_be_engine_t *a, *b, *c, *bad;
+    const nixl_param_t bads[][1] = {{{"transport", "ptrace"}},     {{"transport", ""}},
+                                    {{"stage_ring_size", "3000"}}, {{"stage_ring_size", "4096"}},
+                                    {{"stage_ring_size", "0x20000000"}},
+                                    {{"stage_rings", "4097"}},     {{"stage_rings", "x"}}};
+    for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+        t_err[0] = '\0';
+        assert_int_equal(eng_create_kv(&ha, "P", bads[i], 1, &bad), NIXL_ERR_INVALID_PARAM);
+        assert_non_null(strstr(t_err, bads[i][0].key));
+    }
+    const nixl_param_t pa[] = {{"transport", "staged"}, {"stage_ring_size", "65536"}};
+    t_capture_start();
+    assert_int_equal(eng_create_kv(&ha, "A", pa, 2, &a), NIXL_SUCCESS);
+    assert_int_equal(eng_create(&hb, "B", NULL, &b), NIXL_SUCCESS);
+    load_peer(a, "B", b);
+    assert_int_equal(t_capture_count("staging ring, not cross-memory attach: transport=staged"),
+                     1);
+    t_capture_stop();
+
+    enum { N = 1024 };
+    size_t len = 4099; /* pieces straddle the 8 KiB slots */
+    uint8_t *lbuf = malloc(N * len), *rbuf = calloc(N, len);
+    nixl_reg_desc_t rdesc = {(uintptr_t)rbuf, N * len, 0, NULL, 0};
+    nixl_be_md_t *lmd, *rmd, *bmd;
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    nixl_be_req_t *w, *r;
+    pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
+    nixl_desc_t d = {(uintptr_t)rbuf, N * len, 0};
+    nixl_be_blob_t empty = {NULL, 0};
+    fill_permuted(lbuf, N, len, 7, 31);
+    assert_int_equal(post(a, w, "w"), NIXL_SUCCESS);
+    tnotif_t *n = wait_notif(&hb, b, 10);
+    assert_non_null(n);
+    free(n);
+    assert_true(check(rbuf, N * len, 31, 0));
+    fill(rbuf, N * len, 32, 0);
+    memset(lbuf, 0, N * len);
+    assert_int_equal(post(a, r, NULL), NIXL_SUCCESS);
+    assert_true(check_permuted(lbuf, N, len, 7, 32));
+
+    /* B forgets the region; A's metadata still has it */
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    t_err[0] = '\0';
+    assert_int_equal(post(a, w, NULL), NIXL_ERR_BACKEND);
+    assert_non_null(strstr(t_err, "not inside memory registered"));
+    assert_int_equal(ops->check_xfer(a, w), NIXL_ERR_BACKEND);
+    /* registered again: a new ring, and it works */
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    fill_permuted(lbuf, N, len, 7, 33);
+    assert_int_equal(post(a, w, NULL), NIXL_SUCCESS);
+    assert_true(check(rbuf, N * len, 33, 0));
+
+    /* a target that serves no rings says so */
+    const nixl_param_t pc[] = {{"stage_rings", "0"}};
+    assert_int_equal(eng_create_kv(&hc, "C", pc, 1, &c), NIXL_SUCCESS);
+    load_peer(a, "C", c);
+    nixl_be_md_t *cmd_;
+    assert_int_equal(ops->load_remote_md(a, "C", NIXL_DRAM_SEG, &d, &empty, 1, &cmd_),
+                     NIXL_SUCCESS);
+    nixl_be_req_t *wc;
+    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, 1, len, 1, lmd, cmd_, "C", &wc),
+                     NIXL_SUCCESS);
+    t_err[0] = '\0';
+    assert_int_equal(post(a, wc, NULL), NIXL_ERR_BACKEND);
+    assert_non_null(strstr(t_err, "stage_rings"));
+
+    assert_int_equal(ops->release_req(a, wc), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&cmd_, 1));
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    ops->destroy(a);
+    ops->destroy(b);
+    ops->destroy(c);
+    free(lbuf);
+    free(rbuf);
+    thost_fini(&ha);
+    thost_fini(&hb);
+    thost_fini(&hc);
+}
+
 static void test_bench(void **state)
 {
     (void)state;
@@ -2448,6 +2595,7 @@ int main(void)
         cmocka_unit_test(test_ring_target_killed),
         cmocka_unit_test(test_ring_protocol_target),
         cmocka_unit_test(test_ring_protocol_initiator),
+        cmocka_unit_test(test_staged),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,616 @@
+/*
+ * shm_xchan.c - staging rings: data between processes that may not use cross-memory attach
+ * (process_vm_* refused by seccomp, Yama or ptrace rules, or a peer in another pid namespace).
+ *
+ * The initiator creates the ring: a sealed memfd (its size can no longer change, so the
+ * target's mapping can never fault) of stage_ring_size bytes cut into SHM_XSLOTS slots, and a
+ * SOCK_SEQPACKET socket pair. It opens a fresh connection to the target's socket and sends an
+ * SHMX frame with the memfd and one end of the pair (SCM_RIGHTS); the target's event thread
+ * checks them (a sealed memfd of the announced size, a seqpacket socket, fewer than
+ * stage_rings rings served) and starts a server thread for the ring, which answers SHMY.
+ *
+ * A transfer is a pipeline of jobs, one per slot, each a run of the descriptor list of at most
+ * one slot's bytes and SHM_IOV_MAX pieces:
+ *   WRITE: the initiator copies a run into slot k and sends its job (the target addresses);
+ *          the server copies slot k into its memory and answers; meanwhile the initiator
+ *          fills slots k + 1, k + 2, ...
+ *   READ:  the initiator sends jobs for up to SHM_XSLOTS slots; the server fills slot k from its
+ *          memory and answers; the initiator copies slot k out while slot k + 1 is filled.
+ * Both sides' threads copy at once, so a large transfer runs at about one memcpy's speed. The
+ * request succeeds only when every job was answered with success: every byte landed.
+ *
+ * Trust: the server copies only inside regions this engine registered (shm_region.c), under
+ * the regions' read lock, so a peer with stale metadata gets an error, not a crash, and a
+ * deregistration waits for the copy in progress. A malformed job ends the ring. Bounds: one ring
+ * per (initiator engine, peer) (its x.lock serialises transfers to that peer), stage_rings
+ * rings served per engine, SHM_XRING_MAX bytes per ring, one job frame buffer per ring.
+ *
+ * Failures: the peer dying closes its end (EOF: REMOTE_DISCONNECT); the initiator waits in
+ * SHM_XWAIT_MS steps, looking for a cancel (async posts) and the peer's death between them, and
+ * gives up after SHM_XSTALL_MS without an answer. After any failure the ring is dropped (its
+ * server sees EOF and ends); the next transfer opens a new one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log_limit.h"
+#include "shm_priv.h"
+
+#define XJOB_MAX (SHM_XJOB_HDR + 16u * SHM_IOV_MAX)
+
+#define xfail shm_req_fail
+
+/* ---- the initiator ---- */
+
+void shm_xchan_close(shm_peer_t *peer)
+{
+    shm_xchan_t *x = &peer->x;
+    if (x->fd >= 0)
+        close(x->fd);
+    if (x->base)
+        munmap(x->base, x->size);
+    free(x->msg);
+    x->fd = -1;
+    x->base = NULL;
+    x->msg = NULL;
+    x->size = x->slot = 0;
+}
+
+/*
+ * Wait until fd is ready for `events`, in SHM_XWAIT_MS steps; between them a cancel (async), the
+ * peer's death or its disconnection ends the wait, and so does `stall_ms` without readiness.
+ */
+static nixl_status_t xwait(nixl_be_req_t *req, int fd, short events, bool async, int stall_ms,
+                           const char *what)
+{
+    shm_peer_t *peer = req->peer;
+    uint64_t t0 = nixl_now_ms();
+    for (;;) {
+        if (async && atomic_load_explicit(&req->cancel, memory_order_relaxed))
+            return xfail(req, NIXL_ERR_CANCELED, "transfer canceled");
+        if (atomic_load(&peer->forgotten))
+            return xfail(req, NIXL_ERR_NOT_FOUND, "agent '%s' was disconnected", peer->name);
+        struct pollfd p = {fd, events, 0};
+        int n = poll(&p, 1, SHM_XWAIT_MS);
+        if (n > 0)
+            return NIXL_SUCCESS; /* readable includes EOF and errors: the read says which */
+        if (n < 0 && errno != EINTR)
+            return xfail(req, NIXL_ERR_BACKEND, "poll on the staging ring to '%s': %s",
+                         peer->name, strerror(errno));
+        if (atomic_load(&peer->dead))
+            return xfail(req, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' is gone", peer->name);
+        if (nixl_now_ms() - t0 >= (uint64_t)stall_ms)
+            return xfail(req, NIXL_ERR_BACKEND,
+                         "agent '%s' did not %s for %d ms through its staging ring (stopped or "
+                         "overloaded?)",
+                         peer->name, what, stall_ms);
+    }
+}
+
+static nixl_status_t xgone(nixl_be_req_t *req, ssize_t n, const char *when)
+{
+    shm_peer_t *peer = req->peer;
+    if (n == 0 || errno == ECONNRESET || errno == EPIPE) {
+        atomic_store(&peer->dead, true);
+        return xfail(req, NIXL_ERR_REMOTE_DISCONNECT,
+                     "agent '%s' closed its staging ring %s: the process or its engine is gone",
+                     peer->name, when);
+    }
+    return xfail(req, NIXL_ERR_BACKEND, "staging ring to '%s', %s: %s", peer->name, when,
+                 strerror(errno));
+}
+
+static nixl_status_t xopen(nixl_be_req_t *req)
+{
+    nixl_be_engine_t *eng = req->eng;
+    shm_peer_t *peer = req->peer;
+    shm_xchan_t *x = &peer->x;
+    size_t size = eng->xring_size;
+    int mfd = -1, sv[2] = {-1, -1}, dfd = -1;
+    nixl_status_t st;
+
+    x->msg = malloc(XJOB_MAX);
+    if (!x->msg) {
+        st = xfail(req, NIXL_ERR_UNKNOWN, "out of memory opening a staging ring");
+        goto fail;
+    }
+    mfd = memfd_create("nixl-shm-stage", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mfd < 0 || ftruncate(mfd, (off_t)size) != 0 ||
+        fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        st = xfail(req, NIXL_ERR_BACKEND, "creating a %zu-byte staging ring (memfd): %s", size,
+                   strerror(errno));
+        goto fail;
+    }
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (base == MAP_FAILED) {
+        st = xfail(req, NIXL_ERR_BACKEND, "mapping a %zu-byte staging ring: %s", size,
+                   strerror(errno));
+        goto fail;
+    }
+    x->base = base;
+    x->size = size;
+    x->slot = size / SHM_XSLOTS;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        st = xfail(req, NIXL_ERR_BACKEND, "socketpair for a staging ring: %s", strerror(errno));
+        goto fail;
+    }
+    st = shm_peer_dial(eng, peer, &dfd);
+    if (st != NIXL_SUCCESS) {
+        st = xfail(req, st, "cannot connect to agent '%s' to open a staging ring (%s)",
+                   peer->name, nixl_status_str(st));
+        goto fail;
+    }
+    uint8_t f[SHM_FRAME_HDR];
+    shm_put_u32(f, SHM_FRAME_XRING);
+    shm_put_u32(f + 4, 0);
+    shm_put_u64(f + 8, size);
+    int fds[2] = {mfd, sv[1]};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(fds))];
+    } c;
+    memset(&c, 0, sizeof(c));
+    struct iovec iov = {f, sizeof(f)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
+                        .msg_controllen = sizeof(c.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(fds));
+    memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+    ssize_t n;
+    do {
+        n = sendmsg(dfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(f)) {
+        st = xgone(req, n < 0 ? -1 : 1, "while it was offered");
+        goto fail;
+    }
+    close(sv[1]);
+    sv[1] = -1;
+    close(mfd);
+    mfd = -1;
+    x->fd = sv[0];
+    sv[0] = -1;
+
+    /* Its answer: ready, or why not (it closes its end after saying so). */
+    uint8_t a[SHM_XREPLY];
+    st = xwait(req, x->fd, POLLIN, false, SHM_XOPEN_MS, "accept a staging ring");
+    if (st != NIXL_SUCCESS)
+        goto fail;
+    n = recv(x->fd, a, sizeof(a), 0);
+    if (n <= 0) {
+        st = xgone(req, n, "while it was offered");
+        goto fail;
+    }
+    if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_XREADY_MAGIC ||
+        shm_get_u64(a + 8) != size) {
+        st = xfail(req, NIXL_ERR_BACKEND, "agent '%s' answered a staging ring with a malformed "
+                   "frame", peer->name);
+        goto fail;
+    }
+    uint32_t e = shm_get_u32(a + 4);
+    if (e) {
+        st = xfail(req, NIXL_ERR_BACKEND,
+                   "agent '%s' refused a %zu-byte staging ring: %s (see its stage_rings "
+                   "parameter and its log)",
+                   peer->name, size, e == EMFILE ? "it serves stage_rings rings already"
+                                                 : strerror((int)e));
+        goto fail;
+    }
+    /* The target offered this connection a notification ring before it read SHMX: read it
+     * (and anything else) away, or closing with unread bytes would reset the connection and
+     * the target would log an error for a normal close. */
+    uint8_t junk[256];
+    while (recv(dfd, junk, sizeof(junk), MSG_DONTWAIT) > 0) {
+    }
+    close(dfd);
+    return NIXL_SUCCESS;
+
+fail:
+    if (dfd >= 0)
+        close(dfd);
+    if (mfd >= 0)
+        close(mfd);
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    shm_xchan_close(peer);
+    return st;
+}
+
+typedef struct xcur {
+    size_t idx, off;
+} xcur_t;
+
+/* The descriptor of piece `k` of the job that started at `at` (for error messages). */
+static size_t piece_desc(const struct iovec *l, size_t count, xcur_t at, size_t slot,
+                         uint64_t k)
+{
+    size_t len = 0;
+    uint64_t i = 0;
+    while (at.idx < count && len < slot) {
+        size_t avail = l[at.idx].iov_len - at.off;
+        if (avail != 0) {
+            if (i++ == k)
+                return at.idx;
+            size_t take = avail < slot - len ? avail : slot - len;
+            len += take;
+            at.off += take;
+        }
+        if (at.off == l[at.idx].iov_len) {
+            at.idx++;
+            at.off = 0;
+        }
+    }
+    return at.idx;
+}
+
+nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const struct iovec *r,
+                             size_t count, bool async)
+{
+    shm_peer_t *peer = req->peer;
+    shm_xchan_t *x = &peer->x;
+    bool write = req->op == NIXL_WRITE;
+    nixl_status_t st = NIXL_SUCCESS;
+
+    pthread_mutex_lock(&x->lock);
+    if (x->fd < 0) {
+        st = xopen(req);
+        if (st != NIXL_SUCCESS) {
+            pthread_mutex_unlock(&x->lock);
+            return st;
+        }
+    }
+    struct {
+        xcur_t at;
+        size_t len;
+    } pend[SHM_XSLOTS];
+    xcur_t c = {0, 0};
+    uint64_t sent = 0, done = 0;
+    while (c.idx < count || done < sent) {
+        if (c.idx < count && sent - done < SHM_XSLOTS) {
+            size_t k = (size_t)(sent % SHM_XSLOTS), len = 0, niov = 0;
+            uint8_t *s = x->base + k * x->slot, *m = x->msg + SHM_XJOB_HDR;
+            xcur_t at = c;
+            while (c.idx < count && len < x->slot && niov < SHM_IOV_MAX) {
+                size_t avail = l[c.idx].iov_len - c.off;
+                if (avail == 0) {
+                    c.idx++;
+                    c.off = 0;
+                    continue;
+                }
+                size_t take = avail < x->slot - len ? avail : x->slot - len;
+                shm_put_u64(m, (uint64_t)(uintptr_t)r[c.idx].iov_base + c.off);
+                shm_put_u64(m + 8, take);
+                m += 16;
+                if (write)
+                    memcpy(s + len, (const uint8_t *)l[c.idx].iov_base + c.off, take);
+                len += take;
+                niov++;
+                c.off += take;
+                if (c.off == l[c.idx].iov_len) {
+                    c.idx++;
+                    c.off = 0;
+                }
+            }
+            if (niov == 0)
+                continue; /* only empty descriptors were left */
+            shm_put_u32(x->msg, SHM_XJOB_MAGIC);
+            shm_put_u32(x->msg + 4, write ? SHM_XOP_WRITE : SHM_XOP_READ);
+            shm_put_u64(x->msg + 8, (uint64_t)k * x->slot);
+            shm_put_u64(x->msg + 16, len);
+            shm_put_u32(x->msg + 24, (uint32_t)niov);
+            shm_put_u32(x->msg + 28, 0);
+            size_t flen = SHM_XJOB_HDR + 16 * niov;
+            ssize_t n;
+            for (;;) {
+                n = send(x->fd, x->msg, flen, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+                    break;
+                st = xwait(req, x->fd, POLLOUT, async, SHM_XSTALL_MS, "take a job");
+                if (st != NIXL_SUCCESS)
+                    goto fail;
+            }
+            if (n != (ssize_t)flen) {
+                st = xgone(req, n < 0 ? -1 : 1, "during a transfer");
+                goto fail;
+            }
+            pend[k].at = at;
+            pend[k].len = len;
+            sent++;
+            continue;
+        }
+        /* Every slot is busy, or everything is sent: the oldest job's answer. */
+        st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
+        if (st != NIXL_SUCCESS)
+            goto fail;
+        uint8_t a[SHM_XREPLY];
+        ssize_t n;
+        do {
+            n = recv(x->fd, a, sizeof(a), MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN)
+            continue;
+        if (n <= 0) {
+            st = xgone(req, n, "during a transfer");
+            goto fail;
+        }
+        size_t k = (size_t)(done % SHM_XSLOTS);
+        if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_XDONE_MAGIC ||
+            shm_get_u64(a + 8) != (uint64_t)k * x->slot || shm_get_u64(a + 16) != pend[k].len) {
+            st = xfail(req, NIXL_ERR_BACKEND,
+                       "agent '%s' answered a staging job with a malformed frame", peer->name);
+            goto fail;
+        }
+        uint32_t e = shm_get_u32(a + 4);
+        if (e) {
+            size_t d = piece_desc(l, count, pend[k].at, x->slot, shm_get_u64(a + 24));
+            if (e == EFAULT)
+                st = xfail(req, NIXL_ERR_BACKEND,
+                           "%s to agent '%s', descriptor %zu (remote 0x%llx): the range is "
+                           "not inside memory registered with it (was it deregistered?)",
+                           write ? "WRITE" : "READ", peer->name, d,
+                           (unsigned long long)(uintptr_t)r[d < count ? d : 0].iov_base);
+            else
+                st = xfail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s",
+                           write ? "WRITE" : "READ", peer->name, d, strerror((int)e));
+            goto fail;
+        }
+        if (!write) {
+            const uint8_t *s = x->base + k * x->slot;
+            xcur_t at = pend[k].at;
+            for (size_t left = pend[k].len; left;) {
+                size_t avail = l[at.idx].iov_len - at.off;
+                size_t take = avail < left ? avail : left;
+                memcpy((uint8_t *)l[at.idx].iov_base + at.off, s, take);
+                s += take;
+                left -= take;
+                at.off += take;
+                if (at.off == l[at.idx].iov_len) {
+                    at.idx++;
+                    at.off = 0;
+                }
+            }
+        }
+        done++;
+    }
+    pthread_mutex_unlock(&x->lock);
+    return NIXL_SUCCESS;
+
+fail:
+    /* Jobs may still be in flight: the ring is in an unknown state; a new one next time. */
+    shm_xchan_close(peer);
+    pthread_mutex_unlock(&x->lock);
+    return st;
+}
+
+/* ---- the target ---- */
+
+static bool send_all(int fd, const uint8_t *p, size_t len)
+{
+    ssize_t n;
+    do {
+        n = send(fd, p, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)len;
+}
+
+static void xsrv_reply(int fd, uint32_t magic, uint32_t err, uint64_t a, uint64_t b, uint64_t c,
+                       bool *ok)
+{
+    uint8_t f[SHM_XREPLY];
+    shm_put_frame32(f, magic, err, a, b, c);
+    *ok = send_all(fd, f, sizeof(f));
+}
+
+static void bad_job(nixl_be_engine_t *eng, const char *why)
+{
+    static nixl_log_limit_t lim = NIXL_LOG_LIMIT_INIT;
+    uint64_t rep;
+    if (nixl_log_limit_pass(&lim, why, nixl_now_ns(), &rep))
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
+                    "malformed staging job (%s); closing that staging ring (%llu before)", why,
+                    (unsigned long long)rep);
+}
+
+/* One job: check, copy, answer. False: end the ring (malformed, or the peer is gone). */
+static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
+{
+    nixl_be_engine_t *eng = sv->eng;
+    if (n < SHM_XJOB_HDR || shm_get_u32(m) != SHM_XJOB_MAGIC) {
+        bad_job(eng, "bad header");
+        return false;
+    }
+    uint32_t op = shm_get_u32(m + 4), niov = shm_get_u32(m + 24);
+    uint64_t off = shm_get_u64(m + 8), len = shm_get_u64(m + 16);
+    if ((op != SHM_XOP_WRITE && op != SHM_XOP_READ) || niov == 0 || niov > SHM_IOV_MAX ||
+        n != SHM_XJOB_HDR + 16u * (size_t)niov || off > sv->size || len > sv->size - off) {
+        bad_job(eng, "bad operation, piece count or ring range");
+        return false;
+    }
+    const uint8_t *p = m + SHM_XJOB_HDR;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < niov; i++) {
+        uint64_t l = shm_get_u64(p + 16 * i + 8);
+        if (l > len - sum) {
+            bad_job(eng, "pieces longer than the job");
+            return false;
+        }
+        sum += l;
+    }
+    if (sum != len) {
+        bad_job(eng, "pieces shorter than the job");
+        return false;
+    }
+    uint32_t err = 0;
+    uint64_t bad = 0;
+    uint8_t *s = sv->base + off;
+    pthread_rwlock_rdlock(&eng->regs_lock);
+    for (uint32_t i = 0; i < niov && !err; i++)
+        if (!shm_region_covers(eng, (uintptr_t)shm_get_u64(p + 16 * i),
+                               (size_t)shm_get_u64(p + 16 * i + 8))) {
+            err = EFAULT;
+            bad = i;
+        }
+    for (uint32_t i = 0; i < niov && !err; i++) {
+        uint8_t *a = (uint8_t *)(uintptr_t)shm_get_u64(p + 16 * i);
+        size_t l = (size_t)shm_get_u64(p + 16 * i + 8);
+        if (op == SHM_XOP_WRITE)
+            memcpy(a, s, l);
+        else
+            memcpy(s, a, l);
+        s += l;
+    }
+    pthread_rwlock_unlock(&eng->regs_lock);
+    bool ok;
+    xsrv_reply(sv->fd, SHM_XDONE_MAGIC, err, off, len, bad, &ok);
+    return ok;
+}
+
+static void *xsrv_main(void *arg)
+{
+    shm_xsrv_t *sv = arg;
+    uint8_t *m = malloc(XJOB_MAX);
+    bool ok;
+    xsrv_reply(sv->fd, SHM_XREADY_MAGIC, m ? 0 : ENOMEM, sv->size, 0, 0, &ok);
+    while (ok && m) {
+        ssize_t n = recv(sv->fd, m, XJOB_MAX, MSG_TRUNC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* the initiator closed the ring, or we are stopping */
+        if ((size_t)n > XJOB_MAX) {
+            bad_job(sv->eng, "frame too long");
+            break;
+        }
+        ok = xsrv_job(sv, m, (size_t)n);
+    }
+    free(m);
+    atomic_store(&sv->done, true);
+    return NULL;
+}
+
+static void xsrv_free(shm_xsrv_t *sv)
+{
+    pthread_join(sv->thread, NULL);
+    munmap(sv->base, sv->size);
+    close(sv->fd);
+    free(sv);
+}
+
+/* Join the servers whose ring ended (xsrv_lock held). */
+static void xsrv_reap(nixl_be_engine_t *eng)
+{
+    for (shm_xsrv_t **pp = &eng->xsrvs; *pp;) {
+        shm_xsrv_t *sv = *pp;
+        if (!atomic_load(&sv->done)) {
+            pp = &sv->next;
+            continue;
+        }
+        *pp = sv->next;
+        eng->nxsrv--;
+        xsrv_free(sv);
+    }
+}
+
+/* Refuse a ring: say why on its socket (the initiator reports it), then close both. */
+static bool xsrv_refuse(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size, int err,
+                        const char *why)
+{
+    static nixl_log_limit_t lim = NIXL_LOG_LIMIT_INIT;
+    uint64_t rep;
+    if (nixl_log_limit_pass(&lim, why, nixl_now_ns(), &rep))
+        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "refused a %llu-byte staging ring: %s (%llu before)",
+                    (unsigned long long)size, why, (unsigned long long)rep);
+    bool ok;
+    if (sock >= 0) {
+        xsrv_reply(sock, SHM_XREADY_MAGIC, (uint32_t)err, size, 0, 0, &ok);
+        close(sock);
+    }
+    if (memfd >= 0)
+        close(memfd);
+    return false;
+}
+
+bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
+{
+    int type = 0;
+    socklen_t tl = sizeof(type);
+    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_SEQPACKET) {
+        close(sock); /* not a socket we can answer on */
+        return xsrv_refuse(eng, memfd, -1, size, EINVAL, "its socket is not a seqpacket socket");
+    }
+    struct stat st;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (size < SHM_XRING_MIN || size > SHM_XRING_MAX || (size & (size - 1)))
+        return xsrv_refuse(eng, memfd, sock, size, EINVAL, "size out of range");
+    if (fstat(memfd, &st) != 0 || (uint64_t)st.st_size != size || seals < 0 ||
+        !(seals & F_SEAL_SHRINK))
+        return xsrv_refuse(eng, memfd, sock, size, EINVAL,
+                           "not a memfd of that size sealed against shrinking");
+    pthread_mutex_lock(&eng->xsrv_lock);
+    xsrv_reap(eng);
+    if (eng->nxsrv >= eng->xrings_max) {
+        pthread_mutex_unlock(&eng->xsrv_lock);
+        return xsrv_refuse(eng, memfd, sock, size, EMFILE,
+                           "stage_rings rings are served already");
+    }
+    shm_xsrv_t *sv = calloc(1, sizeof(*sv));
+    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (!sv || base == MAP_FAILED) {
+        int e = !sv ? ENOMEM : errno;
+        pthread_mutex_unlock(&eng->xsrv_lock);
+        if (base != MAP_FAILED)
+            munmap(base, size);
+        free(sv);
+        return xsrv_refuse(eng, memfd, sock, size, e, strerror(e));
+    }
+    close(memfd);
+    sv->eng = eng;
+    sv->fd = sock;
+    sv->base = base;
+    sv->size = size;
+    atomic_init(&sv->done, false);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)256 << 10);
+    int rc = pthread_create(&sv->thread, &attr, xsrv_main, sv);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_mutex_unlock(&eng->xsrv_lock);
+        munmap(base, size);
+        free(sv);
+        return xsrv_refuse(eng, -1, sock, size, rc, strerror(rc));
+    }
+    sv->next = eng->xsrvs;
+    eng->xsrvs = sv;
+    eng->nxsrv++;
+    pthread_mutex_unlock(&eng->xsrv_lock);
+    return true;
+}
+
+void shm_xsrv_stop_all(nixl_be_engine_t *eng)
+{
+    pthread_mutex_lock(&eng->xsrv_lock);
+    shm_xsrv_t *all = eng->xsrvs;
+    eng->xsrvs = NULL;
+    eng->nxsrv = 0;
+    for (shm_xsrv_t *sv = all; sv; sv = sv->next)
+        shutdown(sv->fd, SHUT_RDWR); /* its recv returns 0 */
+    pthread_mutex_unlock(&eng->xsrv_lock);
+    while (all) {
+        shm_xsrv_t *n = all->next;
+        xsrv_free(all);
+        all = n;
+    }
+}
