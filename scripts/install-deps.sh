@@ -14,8 +14,9 @@ command -v npm >/dev/null || need+=(npm)
 [ -n "${NIXL_DEPS_EXTRA:-}" ] && read -r -a extra <<<"$NIXL_DEPS_EXTRA" && need+=("${extra[@]}")
 
 # npm tools of the tests, pinned, installed into build-npm/ of the tree (never globally):
-# s3rver, the S3 server the OBJ tests start on loopback.
-npm_tools=(s3rver@3.7.1)
+# s3rver, the S3 server the OBJ tests start on loopback; azurite, the Azure Blob server the
+# AZURE_BLOB tests start on loopback.
+npm_tools=(s3rver@3.7.1 azurite@3.35.0)
 root=$(cd "$(dirname "$0")/.." && pwd)
 npm_deps() {
   local missing_npm=()
@@ -27,7 +28,7 @@ npm_deps() {
   mkdir -p "$root/build-npm"
   # A failure leaves the tests that need these tools skipping (77) with the reason.
   npm install --prefix "$root/build-npm" --no-audit --no-fund --loglevel=error \
-      "${missing_npm[@]}" || echo "install-deps: npm install failed; the OBJ tests will skip" >&2
+      "${missing_npm[@]}" || echo "install-deps: npm install failed; the OBJ and AZURE_BLOB tests will skip" >&2
 }
 
 missing=()

@@ -28,30 +28,7 @@
 #include <strings.h>
 
 #include "be_param.h"
-#include "obj_priv.h"
-
-/* The parameter, else the first environment variable set, else NULL (empty counts as unset). */
-static const char *param_env(const nixl_be_init_t *init, const char *key, const char *const *envs)
-{
-    const char *v = nixl_be_param(init, key);
-    if (v && *v)
-        return v;
-    for (; envs && *envs; envs++) {
-        v = getenv(*envs);
-        if (v && *v)
-            return v;
-    }
-    return NULL;
-}
-
-static bool dup_to(char **dst, const char *v)
-{
-    *dst = NULL;
-    if (!v)
-        return true;
-    *dst = strdup(v);
-    return *dst != NULL;
-}
+#include "s3_priv.h"
 
 /* supported|required (case-insensitive); unset is supported. */
 static bool parse_checksum(const nixl_be_init_t *init, const char *key, bool *required)
@@ -69,8 +46,9 @@ static bool parse_checksum(const nixl_be_init_t *init, const char *key, bool *re
     return false;
 }
 
-void obj_params_free(obj_params_t *p)
+void obj_params_free(nixl_be_engine_t *eng)
 {
+    obj_params_t *p = &eng->p;
     free(p->bucket);
     free(p->base);
     free(p->access_key);
@@ -120,8 +98,9 @@ static nixl_status_t make_base(const nixl_be_init_t *init, obj_params_t *p, cons
     return NIXL_SUCCESS;
 }
 
-nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out)
+nixl_status_t obj_params_parse(const nixl_be_init_t *init, nixl_be_engine_t *eng)
 {
+    obj_params_t *out = &eng->p;
     static const char *const env_bucket[] = {"AWS_DEFAULT_BUCKET", NULL};
     static const char *const env_endpoint[] = {"AWS_ENDPOINT_OVERRIDE", "AWS_ENDPOINT_URL_S3",
                                                "AWS_ENDPOINT_URL", NULL};
@@ -134,8 +113,8 @@ nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out)
     nixl_status_t st = NIXL_ERR_INVALID_PARAM;
     bool resp_required, accelerated;
     uint64_t crt_min = 0;
-    const char *bucket = param_env(init, "bucket", env_bucket);
-    const char *region = param_env(init, "region", env_region);
+    const char *bucket = obj_param_env(init, "bucket", env_bucket);
+    const char *region = obj_param_env(init, "region", env_region);
     const char *scheme = nixl_be_param(init, "scheme");
     if (!scheme || !*scheme)
         scheme = "https";
@@ -154,14 +133,8 @@ nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out)
         !parse_checksum(init, "resp_checksum", &resp_required) ||
         !nixl_be_param_bool(init, "accelerated", &accelerated) ||
         !nixl_be_param_u64(init, "crtMinLimit", 0, 0, UINT64_MAX, &crt_min) ||
-        !nixl_be_param_u64(init, "multipart_threshold", 32ull << 20, OBJ_MIN_PART,
-                           5ull << 40, &p.mpu_threshold) ||
-        !nixl_be_param_u64(init, "multipart_part_size", 8ull << 20, OBJ_MIN_PART, 5ull << 30,
-                           &p.part_size) ||
-        !nixl_be_param_u64(init, "max_inflight", 64, 1, 4096, &p.max_inflight) ||
-        !nixl_be_param_u64(init, "max_descs", 65536, 1, (uint64_t)1 << 32, &p.max_descs) ||
-        !nixl_be_param_u64(init, "stall_timeout_s", 30, 1, 86400, &p.stall_s) ||
-        !nixl_be_param_u64(init, "connect_timeout_s", 10, 1, 3600, &p.connect_s))
+        !obj_params_common(init, &p, "multipart_threshold", "multipart_part_size",
+                           OBJ_MIN_PART, 5ull << 30))
         return NIXL_ERR_INVALID_PARAM;
     if (accelerated)
         return NIXL_BE_ERR(init->host, NIXL_ERR_NOT_SUPPORTED,
@@ -175,17 +148,17 @@ nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out)
 #endif
     if (crt_min) /* the reference's large-object path: multipart above this size */
         p.mpu_threshold = crt_min > OBJ_MIN_PART ? crt_min : OBJ_MIN_PART;
-    const char *ak = param_env(init, "access_key", env_ak);
-    const char *sk = param_env(init, "secret_key", env_sk);
+    const char *ak = obj_param_env(init, "access_key", env_ak);
+    const char *sk = obj_param_env(init, "secret_key", env_sk);
     if (!ak != !sk)
         return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
                            "access_key and secret_key go together: %s is set, %s is not "
                            "(parameters or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
                            ak ? "access_key" : "secret_key", ak ? "secret_key" : "access_key");
-    if (!dup_to(&p.bucket, bucket) || !dup_to(&p.region, region ? region : "us-east-1") ||
-        !dup_to(&p.access_key, ak) || !dup_to(&p.secret_key, sk) ||
-        !dup_to(&p.session_token, param_env(init, "session_token", env_tok)) ||
-        !dup_to(&p.ca_bundle, param_env(init, "ca_bundle", env_ca))) {
+    if (!obj_dup(&p.bucket, bucket) || !obj_dup(&p.region, region ? region : "us-east-1") ||
+        !obj_dup(&p.access_key, ak) || !obj_dup(&p.secret_key, sk) ||
+        !obj_dup(&p.session_token, obj_param_env(init, "session_token", env_tok)) ||
+        !obj_dup(&p.ca_bundle, obj_param_env(init, "ca_bundle", env_ca))) {
         st = NIXL_BE_ERR(init->host, NIXL_ERR_UNKNOWN, "out of memory");
         goto fail;
     }
@@ -194,7 +167,7 @@ nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out)
                          p.region);
         goto fail;
     }
-    st = make_base(init, &p, param_env(init, "endpoint_override", env_endpoint), scheme);
+    st = make_base(init, &p, obj_param_env(init, "endpoint_override", env_endpoint), scheme);
     if (st != NIXL_SUCCESS)
         goto fail;
     if (p.access_key) {
@@ -209,33 +182,22 @@ nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out)
     *out = p;
     return NIXL_SUCCESS;
 fail:
-    obj_params_free(&p);
+    eng->p = p;
+    obj_params_free(eng);
     return st;
 }
 
-char *obj_url(const obj_params_t *p, const char *key, size_t klen)
+char *obj_url(const nixl_be_engine_t *eng, const char *key, size_t klen)
 {
-    static const char hex[] = "0123456789ABCDEF";
+    const obj_params_t *p = &eng->p;
     size_t n = strlen(p->base) + strlen(p->bucket) + 3 * klen + 4;
-    char *u = malloc(n), *w;
+    char *u = malloc(n);
     if (!u)
         return NULL;
-    if (p->virtual_host)
-        w = u + snprintf(u, n, "%s/", p->base);
-    else
-        w = u + snprintf(u, n, "%s/%s/", p->base, p->bucket);
     /* S3 keys are signed as their RFC 3986 encoding with '/' kept. */
-    for (size_t i = 0; i < klen; i++) {
-        unsigned char c = (unsigned char)key[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-            *w++ = (char)c;
-        } else {
-            *w++ = '%';
-            *w++ = hex[c >> 4];
-            *w++ = hex[c & 15];
-        }
-    }
-    *w = '\0';
+    if (p->virtual_host)
+        obj_pct(key, klen, true, u + snprintf(u, n, "%s/", p->base));
+    else
+        obj_pct(key, klen, true, u + snprintf(u, n, "%s/%s/", p->base, p->bucket));
     return u;
 }

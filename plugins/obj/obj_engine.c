@@ -12,6 +12,7 @@
 
 #include "be_storage.h"
 #include "obj_priv.h"
+#include "s3_priv.h"
 
 /* Advertised as the reference does; empty values fall back to the AWS_* environment. */
 static const nixl_param_t obj_default_params[] = {
@@ -22,58 +23,28 @@ static const nixl_param_t obj_default_params[] = {
     {"accelerated", "false"},
 };
 
-static void obj_destroy(nixl_be_engine_t *eng)
-{
-    if (!eng)
-        return;
-    if (eng->multi) {
-        obj_worker_stop(eng);
-        curl_multi_cleanup(eng->multi);
-    }
-    if (eng->live_reqs)
-        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "engine destroyed with %zu request(s) alive",
-                    eng->live_reqs);
-    free(eng->mpu_ready);
-    obj_params_free(&eng->p);
-    pthread_cond_destroy(&eng->done_cv);
-    pthread_mutex_destroy(&eng->lock);
-    free(eng);
-    curl_global_cleanup();
-}
+/* The S3 protocol: obj_config.c (parameters, URLs) and s3_req.c (queries, requests). */
+static const obj_proto_t s3_proto = {
+    .name = OBJ_NAME,
+    .mpu_init = true,
+    .part_etag = true,
+    .mpu_abort = true,
+    .max_parts = OBJ_MAX_PARTS,
+    .kind_name = {"GET", "PUT", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
+                  "AbortMultipartUpload", "HEAD"},
+    .parse = obj_params_parse,
+    .free = obj_params_free,
+    .url = obj_url,
+    .query = s3_query,
+    .build = s3_build,
+};
 
 static nixl_status_t obj_create(const nixl_be_init_t *init, nixl_be_engine_t **out)
 {
-    if (!init || !init->host || !out)
-        return NIXL_ERR_INVALID_PARAM;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return NIXL_BE_ERR(init->host, NIXL_ERR_BACKEND, "curl_global_init failed");
-    nixl_be_engine_t *eng = calloc(1, sizeof(*eng));
-    if (!eng) {
-        curl_global_cleanup();
-        return NIXL_BE_ERR(init->host, NIXL_ERR_UNKNOWN, "out of memory");
-    }
-    eng->host = init->host;
-    pthread_mutex_init(&eng->lock, NULL);
-    pthread_cond_init(&eng->done_cv, NULL);
-    nixl_status_t st = obj_params_parse(init, &eng->p);
-    if (st != NIXL_SUCCESS) {
-        obj_destroy(eng);
+    nixl_status_t st = obj_engine_create(init, &s3_proto, out);
+    if (st != NIXL_SUCCESS)
         return st;
-    }
-    eng->multi = curl_multi_init();
-    if (!eng->multi) {
-        obj_destroy(eng);
-        return NIXL_BE_ERR(init->host, NIXL_ERR_BACKEND, "curl_multi_init failed");
-    }
-    /* Connections stay open between exchanges, as many as may run at once. */
-    curl_multi_setopt(eng->multi, CURLMOPT_MAXCONNECTS, (long)eng->p.max_inflight);
-    curl_multi_setopt(eng->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)eng->p.max_inflight);
-    int rc = obj_worker_start(eng);
-    if (rc != 0) {
-        obj_destroy(eng);
-        return NIXL_BE_ERR(init->host, NIXL_ERR_BACKEND, "cannot start the worker thread: %s",
-                           strerror(rc));
-    }
+    nixl_be_engine_t *eng = *out;
     NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
                 "engine of '%s': bucket '%s' at %s (%s, %s), up to %llu exchanges in flight, "
                 "multipart from %llu bytes",
@@ -81,7 +52,6 @@ static nixl_status_t obj_create(const nixl_be_init_t *init, nixl_be_engine_t **o
                 eng->p.virtual_host ? "virtual-host addressing" : "path addressing",
                 eng->p.sigv4 ? "SigV4" : "unsigned", (unsigned long long)eng->p.max_inflight,
                 (unsigned long long)eng->p.mpu_threshold);
-    *out = eng;
     return NIXL_SUCCESS;
 }
 
@@ -95,19 +65,6 @@ static const nixl_plugin_info_t obj_info = {
     .num_default_params = sizeof(obj_default_params) / sizeof(obj_default_params[0]),
 };
 
-static const nixl_be_ops_t obj_ops = {
-    .struct_size = sizeof(nixl_be_ops_t),
-    .create = obj_create,
-    .destroy = obj_destroy,
-    .register_mem = obj_register_mem,
-    .deregister_mem = obj_deregister_mem,
-    .load_local_md = nixl_be_load_self, /* the loopback target is the registration */
-    .prep_xfer = obj_prep_xfer,
-    .post_xfer = obj_post_xfer,
-    .check_xfer = obj_check_xfer,
-    .release_req = obj_release_req,
-    .query_mem = obj_query_mem,
-    .cancel_xfer = obj_cancel_xfer,
-};
+static const nixl_be_ops_t obj_ops = OBJ_PLUGIN_OPS(obj_create);
 
 NIXL_PLUGIN_EXPORT_ENTRY(&obj_info, &obj_ops)

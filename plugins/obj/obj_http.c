@@ -1,11 +1,8 @@
 /*
- * obj_http.c - one S3 exchange on a curl easy handle: what it sends (signed by libcurl's
- * SigV4), where the bytes go, and whether it succeeded, with the S3 error code and message of
- * the response body in the reason.
- *
- * Every request carries x-amz-content-sha256: UNSIGNED-PAYLOAD (libcurl signs it and uses it as
- * the payload hash, so a body streamed from memory need not be hashed first); with
- * req_checksum=required uploads also carry Content-MD5, which the server checks.
+ * obj_http.c - one object-store exchange on a curl easy handle: the options every protocol
+ * shares, where the bytes go, and whether it succeeded, with the error code and message of the
+ * response body (S3 and Azure both answer <Error><Code/><Message/></Error>) in the reason. What
+ * the request says and how it is signed is the protocol's build (s3_req.c, azure_req.c).
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -14,15 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
-#ifdef NIXL_OBJ_HAVE_MD5
-#include <openssl/evp.h>
-#endif
-
 #include "obj_priv.h"
 
-static const char *const kind_name[] = {"GET", "PUT", "CreateMultipartUpload", "UploadPart",
-                                        "CompleteMultipartUpload", "AbortMultipartUpload",
-                                        "HEAD"};
 
 /* Keep up to OBJ_BODY_MAX bytes of a response body (errors, XML). */
 static void keep_body(obj_xfer_t *x, const char *p, size_t n)
@@ -79,25 +69,33 @@ static int on_seek(void *arg, curl_off_t off, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+/* If the header line p[0, len) is "name: value", its trimmed value into out (when it fits). */
+static void hdr_value(const char *p, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name), i = nl, e = len;
+    if (len <= nl || strncasecmp(p, name, nl))
+        return;
+    while (i < e && isspace((unsigned char)p[i]))
+        i++;
+    while (e > i && isspace((unsigned char)p[e - 1]))
+        e--;
+    if (e - i < outlen) {
+        memcpy(out, p + i, e - i);
+        out[e - i] = '\0';
+    }
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 {
     obj_xfer_t *x = arg;
     size_t len = sz * n;
-    if (len > 5 && !strncasecmp(p, "ETag:", 5)) {
-        size_t i = 5, e = len;
-        while (i < e && isspace((unsigned char)p[i]))
-            i++;
-        while (e > i && isspace((unsigned char)p[e - 1]))
-            e--;
-        if (e - i < sizeof(x->etag)) {
-            memcpy(x->etag, p + i, e - i);
-            x->etag[e - i] = '\0';
-        }
-    }
+    hdr_value(p, len, "ETag:", x->etag, sizeof(x->etag));
+    /* Azure's error code: the only one a HEAD answer (no body) has */
+    hdr_value(p, len, "x-ms-error-code:", x->errcode, sizeof(x->errcode));
     return len;
 }
 
-static bool add_hdr(struct curl_slist **l, const char *h)
+bool obj_add_hdr(struct curl_slist **l, const char *h)
 {
     struct curl_slist *n = curl_slist_append(*l, h);
     if (n)
@@ -105,73 +103,7 @@ static bool add_hdr(struct curl_slist **l, const char *h)
     return n != NULL;
 }
 
-bool obj_easy_common(const obj_params_t *p, CURL *h, struct curl_slist **hdrs, char *cerr)
-{
-    /* No "Expect:" to drop curl's 100-continue: libcurl would sign the empty header it then
-     * does not send, and a verifying server refuses the signature. */
-    bool ok = add_hdr(hdrs, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-    if (ok && p->session_token) {
-        size_t n = strlen(p->session_token) + 32;
-        char *t = malloc(n);
-        ok = t != NULL;
-        if (t) {
-            snprintf(t, n, "x-amz-security-token: %s", p->session_token);
-            ok = add_hdr(hdrs, t);
-            free(t);
-        }
-    }
-    if (!ok)
-        return false;
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)p->connect_s);
-    /* A server that stops sending (or taking) bytes ends the exchange, never hangs it. */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)p->stall_s);
-    if (p->sigv4) {
-        curl_easy_setopt(h, CURLOPT_AWS_SIGV4, p->sigv4);
-        curl_easy_setopt(h, CURLOPT_USERNAME, p->access_key);
-        curl_easy_setopt(h, CURLOPT_PASSWORD, p->secret_key);
-    }
-    if (p->ca_bundle)
-        curl_easy_setopt(h, CURLOPT_CAINFO, p->ca_bundle);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
-    return true;
-}
-
-#ifdef NIXL_OBJ_HAVE_MD5
-static bool add_md5(struct curl_slist **hdrs, const void *data, size_t len)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    char b64[64], h[96];
-    if (!EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL))
-        return false;
-    EVP_EncodeBlock((unsigned char *)b64, md, (int)mdlen);
-    snprintf(h, sizeof(h), "Content-MD5: %s", b64);
-    return add_hdr(hdrs, h);
-}
-#endif
-
-/* <CompleteMultipartUpload> with every part's number and ETag. */
-static char *complete_xml(const obj_job_t *job, size_t *len)
-{
-    size_t cap = 64 + job->nparts * (64 + sizeof(job->etags[0]));
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    size_t n = (size_t)snprintf(s, cap, "<CompleteMultipartUpload>");
-    for (size_t i = 0; i < job->nparts; i++)
-        n += (size_t)snprintf(s + n, cap - n,
-                              "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
-                              job->etags[i]);
-    n += (size_t)snprintf(s + n, cap - n, "</CompleteMultipartUpload>");
-    *len = n;
-    return s;
-}
-
-static void set_body(obj_xfer_t *x, char *data, size_t len)
+void obj_set_body(obj_xfer_t *x, char *data, size_t len)
 {
     x->data = data;
     x->dlen = len;
@@ -183,85 +115,77 @@ static void set_body(obj_xfer_t *x, char *data, size_t len)
     curl_easy_setopt(x->h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
 }
 
+void obj_part_span(const nixl_be_engine_t *eng, const obj_xfer_t *x, char **data, size_t *len)
+{
+    const obj_job_t *job = x->job;
+    size_t ps = (size_t)eng->p.part_size;
+    if (x->kind == OBJ_PUT) {
+        *data = job->buf;
+        *len = job->len;
+    } else {
+        *data = job->buf + x->part * ps;
+        *len = x->part + 1 < job->nparts ? ps : job->len - x->part * ps;
+    }
+}
+
+/* The URL as messages show it: the object's without the query when that holds a SAS token
+ * (a credential), else the whole of it (full). */
+static char *shown_url(const char *url, const char *query, const char *full)
+{
+    if (query && strstr(query, "sig=")) {
+        size_t n = strlen(url) + 16;
+        char *s = malloc(n);
+        if (s)
+            snprintf(s, n, "%s?<SAS>", url);
+        return s;
+    }
+    return strdup(full);
+}
+
 obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *job, size_t part,
                          const char *url, const char *query, char *why, size_t whylen)
 {
     const obj_params_t *p = &eng->p;
     obj_xfer_t *x = calloc(1, sizeof(*x));
-    size_t ulen = strlen(url) + (query ? strlen(query) + 2 : 1);
-    char range[96];
+    bool hasq = query && *query;
+    size_t ulen = strlen(url) + (hasq ? strlen(query) + 2 : 1);
     bool ok = x && (x->url = malloc(ulen)) && (x->h = curl_easy_init());
     if (ok) {
         x->kind = kind;
+        x->name = eng->proto->kind_name[kind];
         x->job = job;
         x->part = part;
-        snprintf(x->url, ulen, "%s%s%s", url, query ? "?" : "", query ? query : "");
-        ok = obj_easy_common(p, x->h, &x->hdrs, x->cerr);
+        snprintf(x->url, ulen, "%s%s%s", url, hasq ? "?" : "", hasq ? query : "");
+        ok = (x->shown = shown_url(url, hasq ? query : NULL, x->url)) != NULL;
     }
     if (ok) {
-        curl_easy_setopt(x->h, CURLOPT_URL, x->url);
-        curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
-        curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
-        curl_easy_setopt(x->h, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(x->h, CURLOPT_HEADERDATA, x);
-    }
-    char *data = NULL;
-    size_t dlen = 0;
-    if (ok) {
-        switch (kind) {
-        case OBJ_GET:
+        CURL *h = x->h;
+        curl_easy_setopt(h, CURLOPT_URL, x->url);
+        curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->cerr);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)p->connect_s);
+        /* A server that stops sending (or taking) bytes ends the exchange, never hangs it. */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)p->stall_s);
+        if (p->ca_bundle)
+            curl_easy_setopt(h, CURLOPT_CAINFO, p->ca_bundle);
+        if (kind == OBJ_GET) {
             x->dst = job->buf;
             x->dcap = job->len;
-            snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64, job->off,
-                     job->off + job->len - 1);
-            ok = add_hdr(&x->hdrs, range);
-            break;
-        case OBJ_PUT:
-            data = job->buf;
-            dlen = job->len;
-            break;
-        case OBJ_MPU_PART:
-            data = job->buf + part * p->part_size;
-            dlen = part + 1 < job->nparts ? p->part_size : job->len - part * p->part_size;
-            break;
-        case OBJ_MPU_INIT:
-            /* curl would say form data; S3 keeps this as the object's type. */
-            ok = add_hdr(&x->hdrs, "Content-Type: binary/octet-stream");
-            curl_easy_setopt(x->h, CURLOPT_POST, 1L);
-            curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, "");
-            curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE, 0L);
-            break;
-        case OBJ_MPU_DONE:
-            /* Not form data either: a server may parse (and consume) a form body. */
-            ok = (x->data = complete_xml(job, &x->dlen)) != NULL &&
-                 add_hdr(&x->hdrs, "Content-Type: application/xml");
-            if (ok) {
-                curl_easy_setopt(x->h, CURLOPT_POST, 1L);
-                curl_easy_setopt(x->h, CURLOPT_POSTFIELDS, x->data);
-                curl_easy_setopt(x->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->dlen);
-            }
-            break;
-        case OBJ_MPU_ABORT:
-            curl_easy_setopt(x->h, CURLOPT_CUSTOMREQUEST, "DELETE");
-            break;
-        case OBJ_HEAD:
-            curl_easy_setopt(x->h, CURLOPT_NOBODY, 1L);
-            break;
         }
-    }
-    if (ok && (kind == OBJ_PUT || kind == OBJ_MPU_PART)) {
-        set_body(x, data, dlen);
-#ifdef NIXL_OBJ_HAVE_MD5
-        if (p->checksum)
-            ok = add_md5(&x->hdrs, data, dlen);
-#endif
+        ok = eng->proto->build(eng, x);
     }
     if (ok) {
         curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, x->hdrs); /* the list may have moved */
         return x;
     }
-    snprintf(why, whylen, "out of memory preparing %s %s", kind_name[kind], url);
+    snprintf(why, whylen, "out of memory preparing %s %s", eng->proto->kind_name[kind], url);
     obj_xfer_free(x);
     return NULL;
 }
@@ -274,9 +198,10 @@ void obj_xfer_free(obj_xfer_t *x)
         curl_easy_cleanup(x->h);
     curl_slist_free_all(x->hdrs);
     if (x->kind == OBJ_MPU_DONE)
-        free(x->data);
+        free(x->data); /* the protocol's completion body */
     free(x->body);
     free(x->url);
+    free(x->shown);
     free(x);
 }
 
@@ -309,8 +234,13 @@ bool obj_xml_text(const char *xml, size_t len, const char *tag, char *out, size_
                 break;
             }
         }
-        if (k == sizeof(ents) / sizeof(ents[0]))
-            out[n++] = isprint((unsigned char)*b) ? *b : '?', b++;
+        if (k == sizeof(ents) / sizeof(ents[0])) {
+            /* Azure's messages are lines: one line of text, whitespace as spaces */
+            char c = isspace((unsigned char)*b) ? ' ' : isprint((unsigned char)*b) ? *b : '?';
+            b++;
+            if (c != ' ' || (n && out[n - 1] != ' '))
+                out[n++] = c;
+        }
     }
     out[n] = '\0';
     return true;
@@ -334,15 +264,15 @@ void obj_http_reason(long status, const char *body, size_t blen, char *out, size
 
 bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen)
 {
-    const char *what = kind_name[x->kind];
+    const char *what = x->name;
     long status = 0;
     if (code == CURLE_WRITE_ERROR && x->kind == OBJ_GET) {
         snprintf(why, whylen, "%s %s: the server sent more than the %zu bytes asked for",
-                 what, x->url, x->dcap);
+                 what, x->shown, x->dcap);
         return false;
     }
     if (code != CURLE_OK) {
-        snprintf(why, whylen, "%s %s: %s%s%s", what, x->url, curl_easy_strerror(code),
+        snprintf(why, whylen, "%s %s: %s%s%s", what, x->shown, curl_easy_strerror(code),
                  x->cerr[0] ? ": " : "", x->cerr);
         return false;
     }
@@ -356,8 +286,11 @@ bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen)
     case OBJ_MPU_ABORT:
         good = status == 204 || status == 200;
         break;
-    default:
+    case OBJ_HEAD:
         good = status == 200;
+        break;
+    default: /* Azure answers 201 Created to its uploads */
+        good = status == 200 || status == 201;
     }
     /* CompleteMultipartUpload may answer 200 with an error in the body. */
     if (good && x->kind == OBJ_MPU_DONE && x->body && strstr(x->body, "<Error>"))
@@ -365,12 +298,15 @@ bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen)
     if (!good) {
         char r[OBJ_ERR_MAX];
         obj_http_reason(status, x->body, x->blen, r, sizeof(r));
-        snprintf(why, whylen, "%s %s: %s", what, x->url, r);
+        if (x->errcode[0] && !strstr(r, x->errcode))
+            snprintf(why, whylen, "%s %s: %s (%s)", what, x->shown, r, x->errcode);
+        else
+            snprintf(why, whylen, "%s %s: %s", what, x->shown, r);
         return false;
     }
     if (x->kind == OBJ_GET && x->got != x->dcap) {
         snprintf(why, whylen, "GET %s: the object ends before the range: %zu of %zu bytes at "
-                 "offset %" PRIu64, x->url, x->got, x->dcap, x->job->off);
+                 "offset %" PRIu64, x->shown, x->got, x->dcap, x->job->off);
         return false;
     }
     return true;

@@ -1,7 +1,7 @@
 /*
  * obj_mem.c - registration of DRAM and OBJ regions, and query_mem (HEAD of each object).
  *
- * An OBJ region names one object: its key is the metaInfo when there is one, else the decimal
+ * An OBJ region names one object (an S3 object or an Azure blob): its key is the metaInfo when there is one, else the decimal
  * devId (the reference's rule). Nothing is asked of the server at registration: an object to
  * be written need not exist yet. The URL is built once here, so a post formats nothing.
  */
@@ -50,7 +50,7 @@ static nixl_status_t reg_one(nixl_be_engine_t *eng, nixl_mem_t type, size_t i,
                            "contains a NUL byte",
                            i, klen, OBJ_KEY_MAX);
     md->key = strndup(key, klen);
-    md->url = obj_url(&eng->p, key, klen);
+    md->url = eng->proto->url(eng, key, klen);
     if (!md->key || !md->url) {
         free(md->key);
         free(md->url);
@@ -107,8 +107,10 @@ static bool q_start(q_state_t *q, char *why, size_t whylen)
     char num[24];
     size_t klen;
     const char *key = obj_desc_key(&q->descs[i], num, &klen);
-    char *url = obj_url(&q->eng->p, key, klen);
-    obj_xfer_t *x = url ? obj_xfer_new(q->eng, OBJ_HEAD, NULL, i, url, NULL, why, whylen) : NULL;
+    char *url = q->eng->proto->url(q->eng, key, klen), qs[OBJ_QUERY_MAX];
+    if (url)
+        q->eng->proto->query(q->eng, OBJ_HEAD, NULL, 0, qs, sizeof(qs));
+    obj_xfer_t *x = url ? obj_xfer_new(q->eng, OBJ_HEAD, NULL, i, url, qs, why, whylen) : NULL;
     free(url);
     if (!x) {
         snprintf(why, whylen, "out of memory");
@@ -141,8 +143,12 @@ static void q_done(q_state_t *q, obj_xfer_t *x, CURLcode code)
                      x->cerr);
         else
             obj_http_reason(status, x->body, x->blen, r, sizeof(r));
+        if (code == CURLE_OK && x->errcode[0]) { /* a HEAD's answer has no body */
+            size_t n = strlen(r);
+            snprintf(r + n, sizeof(r) - n, " (%s)", x->errcode);
+        }
         q->st = NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "descriptor %zu: HEAD %s: %s", x->part,
-                            x->url, r);
+                            x->shown, r);
     }
 }
 

@@ -1,5 +1,7 @@
 /*
- * obj_priv.h - the internals of the OBJ (S3) backend, shared by its files (never installed).
+ * obj_priv.h - the internals of the object-store engine (never installed): the OBJ (S3)
+ * backend, and AZURE_BLOB (plugins/azure_blob), which builds the files of this directory that
+ * are not S3's (obj_core, obj_http, obj_mem, obj_worker, obj_xfer) with its own protocol.
  *
  * Objects
  *  - engine: the parameters, one curl multi handle (its connection pool is reused by every
@@ -39,8 +41,39 @@
 #define OBJ_BODY_MAX (64u << 10) /* most of an error or XML response we keep */
 #define OBJ_MIN_PART (5ull << 20) /* S3's smallest part (but the last) */
 #define OBJ_MAX_PARTS 10000u
+#define OBJ_QUERY_MAX 2048 /* an exchange's query string, SAS token included */
+
+/*
+ * The engine above (queue, worker, cancels, registrations, query_mem) is shared by the object
+ * stores; a protocol says what differs: parameters, object URLs, and each exchange's query,
+ * method, headers and authentication. OBJ (S3) in this directory, AZURE_BLOB in
+ * plugins/azure_blob, built from these same files.
+ */
+struct obj_xfer;
+struct nixl_be_engine;
+typedef struct obj_proto {
+    const char *name;
+    bool mpu_init;  /* a staged upload starts with a request whose answer names it (S3) */
+    bool part_etag; /* each part's answer has the ETag that the completion lists (S3) */
+    bool mpu_abort; /* an unfinished upload is dropped by a request (S3); else the server
+                       expires what was staged (Azure's uncommitted blocks) */
+    size_t max_parts;
+    const char *kind_name[7]; /* the exchanges' names in messages, by enum obj_kind */
+    /* Fill eng->p (its common fields at least) and eng->pd from the parameters. */
+    nixl_status_t (*parse)(const nixl_be_init_t *init, struct nixl_be_engine *eng);
+    void (*free)(struct nixl_be_engine *eng);
+    /* The URL of the object `key` (percent-encoded); NULL when out of memory. */
+    char *(*url)(const struct nixl_be_engine *eng, const char *key, size_t klen);
+    /* The query of an exchange ("" for none) into q. */
+    void (*query)(const struct nixl_be_engine *eng, int kind, const char *upload_id, size_t part,
+                  char *q, size_t qlen);
+    /* Method, headers, body and authentication of x, whose URL, callbacks and job are set;
+     * false when out of memory. */
+    bool (*build)(struct nixl_be_engine *eng, struct obj_xfer *x);
+} obj_proto_t;
 
 typedef struct obj_params {
+    /* S3 only */
     char *bucket;
     char *base;          /* scheme://host[:port] of the service, no trailing '/' */
     bool virtual_host;   /* bucket.host/key instead of host/bucket/key */
@@ -49,6 +82,7 @@ typedef struct obj_params {
     char *ca_bundle;
     char *sigv4;         /* "aws:amz:<region>:s3" */
     bool checksum;       /* req_checksum=required: Content-MD5 on every upload */
+    /* common to the protocols */
     uint64_t mpu_threshold; /* objects of at least this size go as multipart uploads */
     uint64_t part_size;
     uint64_t max_inflight;  /* HTTP exchanges in flight per engine */
@@ -102,6 +136,7 @@ typedef struct nixl_be_req {
 typedef struct obj_xfer {
     CURL *h;
     enum obj_kind kind;
+    const char *name;   /* of the kind, for messages */
     obj_job_t *job;     /* NULL for an abort of a cancelled upload */
     size_t part;        /* OBJ_MPU_PART: 0-based */
     char *data;         /* request body (PUT/part: user memory; MPU_DONE: our XML) */
@@ -111,7 +146,9 @@ typedef struct obj_xfer {
     char *body;         /* response body kept for errors and XML */
     size_t blen;
     char etag[80];
+    char errcode[64];   /* x-ms-error-code of the answer (Azure: HEAD has no body) */
     char *url;          /* owned: with its query */
+    char *shown;        /* owned: the URL for messages, a SAS signature left out */
     struct curl_slist *hdrs;
     char cerr[CURL_ERROR_SIZE];
     nixl_list_node_t node; /* in eng->xfers */
@@ -119,7 +156,9 @@ typedef struct obj_xfer {
 
 struct nixl_be_engine {
     const nixl_host_t *host;
+    const obj_proto_t *proto;
     obj_params_t p;
+    void *pd; /* the protocol's own parameters */
     CURLM *multi;
     pthread_t worker;
     bool worker_started;
@@ -135,11 +174,19 @@ struct nixl_be_engine {
     bool stop;
 };
 
-/* obj_config.c */
-nixl_status_t obj_params_parse(const nixl_be_init_t *init, obj_params_t *out);
-void obj_params_free(obj_params_t *p);
-/* The object URL of `key` (percent-encoded); NULL when out of memory. */
-char *obj_url(const obj_params_t *p, const char *key, size_t klen);
+/* obj_core.c: engine creation and destruction, parameters common to the protocols */
+nixl_status_t obj_engine_create(const nixl_be_init_t *init, const obj_proto_t *proto,
+                                nixl_be_engine_t **out);
+void obj_engine_destroy(nixl_be_engine_t *eng);
+/* The parameter, else the first environment variable set, else NULL (empty is unset). */
+const char *obj_param_env(const nixl_be_init_t *init, const char *key, const char *const *envs);
+/* strdup of v into *dst (NULL stays NULL); false when out of memory. */
+bool obj_dup(char **dst, const char *v);
+/* The limits of obj_params_t; the staged-upload threshold and part size under these names. */
+bool obj_params_common(const nixl_be_init_t *init, obj_params_t *p, const char *thr_key,
+                       const char *part_key, uint64_t part_min, uint64_t part_max);
+/* Percent-encode s[0, n) into out (RFC 3986 unreserved kept, and '/' if keep_slash). */
+void obj_pct(const char *s, size_t n, bool keep_slash, char *out);
 
 /* obj_http.c: building and judging exchanges */
 obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *job, size_t part,
@@ -147,8 +194,12 @@ obj_xfer_t *obj_xfer_new(nixl_be_engine_t *eng, enum obj_kind kind, obj_job_t *j
 void obj_xfer_free(obj_xfer_t *x);
 /* After the exchange ended with `code`: true if it succeeded, else the reason in why. */
 bool obj_xfer_ok(obj_xfer_t *x, CURLcode code, char *why, size_t whylen);
-/* Set the common options (signing, TLS, timeouts, headers) of an easy handle. */
-bool obj_easy_common(const obj_params_t *p, CURL *h, struct curl_slist **hdrs, char *cerr);
+/* Append header h; false when out of memory. */
+bool obj_add_hdr(struct curl_slist **l, const char *h);
+/* x sends data[0, len) as its body (PUT). */
+void obj_set_body(obj_xfer_t *x, char *data, size_t len);
+/* The bytes a PUT or part of x's job sends. */
+void obj_part_span(const nixl_be_engine_t *eng, const obj_xfer_t *x, char **data, size_t *len);
 /* The text of <tag> in xml (entities decoded) into out; false when absent. */
 bool obj_xml_text(const char *xml, size_t len, const char *tag, char *out, size_t outlen);
 /* The reason of a failed exchange from its status and body: "HTTP 404 NoSuchKey: ...". */
@@ -172,6 +223,18 @@ nixl_status_t obj_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
 nixl_status_t obj_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t obj_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t obj_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
+
+/* The plugin table of an object-store backend whose create is create_fn (be_storage.h's
+ * nixl_be_load_self must be in scope): everything but creation is the shared engine's. */
+#define OBJ_PLUGIN_OPS(create_fn)                                                             \
+    {                                                                                         \
+        .struct_size = sizeof(nixl_be_ops_t), .create = (create_fn),                          \
+        .destroy = obj_engine_destroy, .register_mem = obj_register_mem,                      \
+        .deregister_mem = obj_deregister_mem, .load_local_md = nixl_be_load_self,             \
+        .prep_xfer = obj_prep_xfer, .post_xfer = obj_post_xfer, .check_xfer = obj_check_xfer, \
+        .release_req = obj_release_req, .query_mem = obj_query_mem,                           \
+        .cancel_xfer = obj_cancel_xfer,                                                       \
+    }
 
 /* obj_worker.c */
 int obj_worker_start(nixl_be_engine_t *eng);

@@ -15,25 +15,6 @@
 #include "array.h"
 #include "obj_priv.h"
 
-/* Percent-encode a query value (upload ids may hold '/', '+', '='). */
-static void pct(const char *s, char *out, size_t outlen)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (; *s && n + 4 < outlen; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        }
-    }
-    out[n] = '\0';
-}
-
 static void link_xfer(nixl_be_engine_t *eng, obj_xfer_t *x)
 {
     nixl_list_push(&eng->xfers, &x->node);
@@ -89,11 +70,10 @@ static void job_done(nixl_be_engine_t *eng, obj_job_t *job)
  * no request (its URL is its own copy). */
 static void abort_upload(nixl_be_engine_t *eng, obj_job_t *job)
 {
-    char q[512], id[400], why[OBJ_ERR_MAX];
-    if (!job->upload_id)
+    char q[OBJ_QUERY_MAX], why[OBJ_ERR_MAX];
+    if (!job->upload_id || !eng->proto->mpu_abort)
         return;
-    pct(job->upload_id, id, sizeof(id));
-    snprintf(q, sizeof(q), "uploadId=%s", id);
+    eng->proto->query(eng, OBJ_MPU_ABORT, job->upload_id, 0, q, sizeof(q));
     if (!start(eng, OBJ_MPU_ABORT, NULL, 0, job->md->url, q, why, sizeof(why)))
         NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "upload of %s not aborted: %s", job->md->key, why);
     free(job->upload_id);
@@ -111,6 +91,18 @@ static void mpu_unready(nixl_be_engine_t *eng, obj_job_t *job)
         }
 }
 
+/* The upload's parts may go; false when out of memory. */
+static bool mpu_ready(nixl_be_engine_t *eng, obj_job_t *job)
+{
+    obj_job_t **slot = nixl_array_push(eng->mpu_ready, eng->nmpu, eng->cap_mpu);
+    if (!slot)
+        return false;
+    *slot = job;
+    job->next_part = 0;
+    job->parts_left = job->nparts;
+    return true;
+}
+
 /* A part ended (ok or not): when none is left, complete the upload or abort it. */
 static void part_end(nixl_be_engine_t *eng, obj_job_t *job, bool ok, const char *why)
 {
@@ -125,10 +117,9 @@ static void part_end(nixl_be_engine_t *eng, obj_job_t *job, bool ok, const char 
     }
     if (--job->parts_left)
         return;
-    char q[512], id[400], w[OBJ_ERR_MAX];
+    char q[OBJ_QUERY_MAX], w[OBJ_ERR_MAX];
     if (!job->failed) {
-        pct(job->upload_id, id, sizeof(id));
-        snprintf(q, sizeof(q), "uploadId=%s", id);
+        eng->proto->query(eng, OBJ_MPU_DONE, job->upload_id, 0, q, sizeof(q));
         if (start(eng, OBJ_MPU_DONE, job, 0, job->md->url, q, w, sizeof(w)))
             return;
         job_fail(job, NIXL_ERR_UNKNOWN, w);
@@ -140,15 +131,14 @@ static void part_end(nixl_be_engine_t *eng, obj_job_t *job, bool ok, const char 
 /* With the lock held: start exchanges up to max_inflight. */
 static void fill(nixl_be_engine_t *eng)
 {
-    char why[OBJ_ERR_MAX], q[512], id[400];
+    char why[OBJ_ERR_MAX], q[OBJ_QUERY_MAX];
     while (eng->inflight < eng->p.max_inflight) {
         if (eng->nmpu) {
             obj_job_t *job = eng->mpu_ready[0];
             size_t k = job->next_part++;
             if (job->next_part == job->nparts)
                 mpu_unready(eng, job);
-            pct(job->upload_id, id, sizeof(id));
-            snprintf(q, sizeof(q), "partNumber=%zu&uploadId=%s", k + 1, id);
+            eng->proto->query(eng, OBJ_MPU_PART, job->upload_id, k, q, sizeof(q));
             if (!start(eng, OBJ_MPU_PART, job, k, job->md->url, q, why, sizeof(why)))
                 part_end(eng, job, false, why);
             continue;
@@ -164,8 +154,15 @@ static void fill(nixl_be_engine_t *eng)
             req->queued = false;
         }
         enum obj_kind kind = !req->write ? OBJ_GET : job->mpu ? OBJ_MPU_INIT : OBJ_PUT;
-        if (!start(eng, kind, job, 0, job->md->url, kind == OBJ_MPU_INIT ? "uploads=" : NULL, why,
-                   sizeof(why))) {
+        if (kind == OBJ_MPU_INIT && !eng->proto->mpu_init) { /* its parts may go at once */
+            if (!mpu_ready(eng, job)) {
+                job_fail(job, NIXL_ERR_UNKNOWN, "out of memory");
+                job_done(eng, job);
+            }
+            continue;
+        }
+        eng->proto->query(eng, kind, NULL, 0, q, sizeof(q));
+        if (!start(eng, kind, job, 0, job->md->url, q, why, sizeof(why))) {
             job_fail(job, NIXL_ERR_UNKNOWN, why);
             job_done(eng, job);
         }
@@ -196,20 +193,15 @@ static void finish(nixl_be_engine_t *eng, obj_xfer_t *x, CURLcode code)
         char id[400];
         if (ok && !obj_xml_text(x->body, x->blen, "UploadId", id, sizeof(id))) {
             snprintf(why, sizeof(why), "CreateMultipartUpload %s: no UploadId in the answer",
-                     x->url);
+                     x->shown);
             ok = false;
         }
         if (ok && !(job->upload_id = strdup(id))) {
             snprintf(why, sizeof(why), "out of memory");
             ok = false;
         }
-        obj_job_t **slot = ok ? nixl_array_push(eng->mpu_ready, eng->nmpu, eng->cap_mpu) : NULL;
-        if (slot) {
-            *slot = job;
-            job->next_part = 0;
-            job->parts_left = job->nparts;
+        if (ok && mpu_ready(eng, job))
             break;
-        }
         if (ok)
             snprintf(why, sizeof(why), "out of memory");
         job_fail(job, ok ? NIXL_ERR_UNKNOWN : NIXL_ERR_BACKEND, why);
@@ -218,8 +210,8 @@ static void finish(nixl_be_engine_t *eng, obj_xfer_t *x, CURLcode code)
         break;
     }
     case OBJ_MPU_PART:
-        if (ok && !x->etag[0]) {
-            snprintf(why, sizeof(why), "UploadPart %s: no ETag in the answer", x->url);
+        if (ok && eng->proto->part_etag && !x->etag[0]) {
+            snprintf(why, sizeof(why), "UploadPart %s: no ETag in the answer", x->shown);
             ok = false;
         }
         if (ok)

@@ -41,11 +41,12 @@ static nixl_status_t prep_job(nixl_be_engine_t *eng, bool write, size_t i,
     job->mpu = write && mem->len >= eng->p.mpu_threshold;
     if (job->mpu) {
         job->nparts = (mem->len + eng->p.part_size - 1) / eng->p.part_size;
-        if (job->nparts > OBJ_MAX_PARTS)
+        if (job->nparts > eng->proto->max_parts)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                               "descriptor %zu: %zu bytes need %zu parts of "
-                               "multipart_part_size %" PRIu64 ", more than S3's %u",
-                               i, mem->len, job->nparts, eng->p.part_size, OBJ_MAX_PARTS);
+                               "descriptor %zu: %zu bytes need %zu parts of %" PRIu64
+                               " bytes, more than the %zu that %s allows",
+                               i, mem->len, job->nparts, eng->p.part_size,
+                               eng->proto->max_parts, eng->proto->name);
         job->etags = calloc(job->nparts, sizeof(job->etags[0]));
         if (!job->etags)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");

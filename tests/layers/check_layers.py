@@ -31,6 +31,8 @@ RULES = [
     ('src/core', ['include', 'src/util', 'src/md', 'src/gpu', 'src/telemetry', 'src/core']),
     # The table of built-in plugins names each built-in plugin's public header.
     ('plugins/builtin.c', ['include', 'plugins/shm']),
+    # AZURE_BLOB is the object-store engine of plugins/obj with another protocol.
+    ('plugins/azure_blob/', ['include', 'src/util', 'plugins/obj', '<own>']),
     ('plugins/', ['include', 'src/util', '<own>']),
     # nixlbench links the TOML reader (util) and the etcd HTTP layer (md) statically.
     ('tools/nixlbench', ['include', 'src/util', 'src/md', '<own>']),

@@ -77,6 +77,12 @@ static inline void s3_server_stop(s3_server_t *s)
     }
 }
 
+/* s3_server_stop for a callback taking the server as void *. */
+static inline void s3_server_kill(void *s)
+{
+    s3_server_stop(s);
+}
+
 /* Start `argv` (NULL-terminated; "%PORT%" and "%DIR%" are replaced) with `env` ("K=V" or
  * NULL) set, logging to <dir>.log; 0, or -1 with the reason printed. Waits (at most 30 s)
  * until it accepts connections. */
