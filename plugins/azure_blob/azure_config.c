@@ -104,6 +104,8 @@ static nixl_status_t cs_parse(const nixl_be_init_t *init, const char *cs, cs_fie
  * first path segment (an emulator's http://host:port/<account>). */
 static char *name_from_url(const char *url)
 {
+    if (!url)
+        return NULL;
     const char *h = strstr(url, "://");
     h = h ? h + 3 : url;
     size_t hl = strcspn(h, "/?");
