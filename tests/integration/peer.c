@@ -449,6 +449,17 @@ static int run_peer(int argc, char **argv, const it_role_t *roles, size_t num_ro
             int rc = roles[i].fn(&ch, argc > 5 ? argv[5] : "");
             if (rc == 0 && it_failures())
                 rc = 1;
+#if defined(__SANITIZE_ADDRESS__)
+            /* LeakSanitizer's exit check stops the world with a tracer thread that cannot run
+             * as pid 1 of a pid namespace (it-nocma-pidns), and that crashes ("Tracer caught
+             * signal 11") at the exit of the UCX target holding 10,000 regions (it-ucx
+             * regions-10k, every full CI run of 2026-12-06, never alone): those roles leave
+             * without it. Every other role, and both scenarios' initiators, are checked. */
+            if (getpid() == 1 || getenv("IT_SKIP_EXIT_LEAK_CHECK")) {
+                fflush(NULL);
+                _exit(rc);
+            }
+#endif
             return rc;
         }
     it_fail(__FILE__, __LINE__, "unknown role '%s'", argv[2]);
