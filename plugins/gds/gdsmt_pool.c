@@ -14,19 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fifo.h"
 #include "gds_priv.h"
 
 typedef struct gm_req {
-    size_t next; /* first I/O not taken by a worker */
-    bool queued;
-    gds_req_t *qnext;
+    size_t next;            /* first I/O not taken by a worker */
+    nixl_fifo_node_t qnode; /* in the pool's queue while I/Os are not taken */
+    gds_req_t *req;         /* whose runner state this is */
 } gm_req_t;
 
 typedef struct gm_pool {
     pthread_mutex_t lock;
     pthread_cond_t work; /* the queue got I/Os, or stop */
     pthread_cond_t done; /* a request finished (abort waits on it) */
-    gds_req_t *qhead, *qtail;
+    nixl_fifo_t queue; /* gm_req_t.qnode */
     bool stop;
     pthread_t *threads;
     size_t nthreads;
@@ -69,18 +70,14 @@ static bool run_io(const gds_cufile_t *cf, bool write, const gds_io_t *io, char 
 /* With the lock held: the next I/O of the queue, unlinking a request whose last I/O it is. */
 static gds_req_t *take(gm_pool_t *p, size_t *idx)
 {
-    gds_req_t *req = p->qhead;
-    if (!req)
+    nixl_fifo_node_t *front = nixl_fifo_front(&p->queue);
+    if (!front)
         return NULL;
-    gm_req_t *r = gm(req);
+    gm_req_t *r = nixl_list_entry(front, gm_req_t, qnode);
     *idx = r->next++;
-    if (r->next == req->nios) {
-        p->qhead = r->qnext;
-        if (!p->qhead)
-            p->qtail = NULL;
-        r->queued = false;
-    }
-    return req;
+    if (r->next == r->req->nios)
+        nixl_fifo_remove(&p->queue, &r->qnode);
+    return r->req;
 }
 
 static void *worker(void *arg)
@@ -155,9 +152,11 @@ static nixl_status_t gm_start(nixl_be_engine_t *eng, char *why, size_t whylen)
 
 static nixl_status_t gm_req_init(nixl_be_engine_t *eng, gds_req_t *req)
 {
-    req->run = calloc(1, sizeof(gm_req_t));
-    if (!req->run)
+    gm_req_t *r = calloc(1, sizeof(*r));
+    if (!r)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    r->req = req;
+    req->run = r;
     return NIXL_SUCCESS;
 }
 
@@ -174,14 +173,8 @@ static nixl_status_t gm_post(nixl_be_engine_t *eng, gds_req_t *req)
     gm_req_t *r = gm(req);
     pthread_mutex_lock(&p->lock);
     r->next = 0;
-    r->queued = true;
-    r->qnext = NULL;
     atomic_store(&req->state, NIXL_IN_PROG);
-    if (p->qtail)
-        gm(p->qtail)->qnext = req;
-    else
-        p->qhead = req;
-    p->qtail = req;
+    nixl_fifo_push(&p->queue, &r->qnode);
     /* Wake as many workers as there are I/Os, not more. */
     if (req->nios >= p->nthreads)
         pthread_cond_broadcast(&p->work);
@@ -204,16 +197,7 @@ static bool gm_abort(nixl_be_engine_t *eng, gds_req_t *req)
     gm_pool_t *p = eng->runner;
     gm_req_t *r = gm(req);
     pthread_mutex_lock(&p->lock);
-    if (r->queued) {
-        gds_req_t **pp = &p->qhead, *prev = NULL;
-        while (*pp && *pp != req)
-            prev = *pp, pp = &gm(*pp)->qnext;
-        if (*pp) {
-            *pp = r->qnext;
-            if (p->qtail == req)
-                p->qtail = prev;
-        }
-        r->queued = false;
+    if (nixl_fifo_remove(&p->queue, &r->qnode)) {
         req->left -= req->nios - r->next; /* taken back: they never run */
         r->next = req->nios;
     }

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fifo.h"
 #include "list.h"
 #include "nixl_plugin.h"
 
@@ -124,10 +125,10 @@ typedef struct nixl_be_req {
     size_t next;       /* first job not started */
     size_t remaining;  /* jobs of this post not finished */
     size_t active;     /* exchanges of this request in flight */
-    bool queued, cancel;
+    bool cancel;
     nixl_status_t err;
     char errmsg[OBJ_ERR_MAX];
-    struct nixl_be_req *qnext;
+    nixl_fifo_node_t qnode;    /* in the engine's queue while jobs are not started */
     struct nixl_be_req *cnext; /* in the engine's cancel list */
     _Atomic int state;
 } obj_req_t;
@@ -164,7 +165,7 @@ struct nixl_be_engine {
     bool worker_started;
     pthread_mutex_t lock;
     pthread_cond_t done_cv;   /* a request finished, or a cancel was carried out */
-    obj_req_t *qhead, *qtail; /* requests with jobs not started */
+    nixl_fifo_t queue;        /* requests with jobs not started */
     obj_job_t **mpu_ready;    /* uploads whose parts may go (worker only) */
     size_t nmpu, cap_mpu;
     nixl_list_node_t *xfers;  /* exchanges in flight (obj_xfer_t.node; worker only) */

@@ -143,16 +143,13 @@ static void fill(nixl_be_engine_t *eng)
                 part_end(eng, job, false, why);
             continue;
         }
-        obj_req_t *req = eng->qhead;
-        if (!req)
+        nixl_fifo_node_t *front = nixl_fifo_front(&eng->queue);
+        if (!front)
             return;
+        obj_req_t *req = nixl_list_entry(front, obj_req_t, qnode);
         obj_job_t *job = &req->jobs[req->next++];
-        if (req->next == req->njobs) {
-            eng->qhead = req->qnext;
-            if (!eng->qhead)
-                eng->qtail = NULL;
-            req->queued = false;
-        }
+        if (req->next == req->njobs)
+            nixl_fifo_remove(&eng->queue, &req->qnode);
         enum obj_kind kind = !req->write ? OBJ_GET : job->mpu ? OBJ_MPU_INIT : OBJ_PUT;
         if (kind == OBJ_MPU_INIT && !eng->proto->mpu_init) { /* its parts may go at once */
             if (!mpu_ready(eng, job)) {
@@ -251,17 +248,7 @@ static void do_cancels(nixl_be_engine_t *eng)
                 obj_xfer_free(x);
             }
         }
-        if (req->queued) {
-            obj_req_t **pp = &eng->qhead, *prev = NULL;
-            while (*pp && *pp != req)
-                prev = *pp, pp = &(*pp)->qnext;
-            if (*pp) {
-                *pp = req->qnext;
-                if (eng->qtail == req)
-                    eng->qtail = prev;
-            }
-            req->queued = false;
-        }
+        nixl_fifo_remove(&eng->queue, &req->qnode);
         for (size_t i = 0; i < req->njobs; i++) {
             mpu_unready(eng, &req->jobs[i]);
             abort_upload(eng, &req->jobs[i]);
@@ -304,7 +291,7 @@ static void *worker(void *arg)
         }
         pthread_mutex_lock(&eng->lock);
         bool more = eng->cancels || eng->stop ||
-                    ((eng->qhead || eng->nmpu) && eng->inflight < eng->p.max_inflight);
+                    ((!nixl_fifo_empty(&eng->queue) || eng->nmpu) && eng->inflight < eng->p.max_inflight);
         pthread_mutex_unlock(&eng->lock);
         if (!more) /* curl shortens the wait to its own next timer */
             curl_multi_poll(eng->multi, NULL, 0, 60000, NULL);

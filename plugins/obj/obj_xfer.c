@@ -120,8 +120,6 @@ nixl_status_t obj_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     req->remaining = req->njobs;
     req->active = 0;
     req->cancel = false;
-    req->qnext = NULL;
-    req->queued = true;
     for (size_t i = 0; i < req->njobs; i++) {
         obj_job_t *j = &req->jobs[i];
         free(j->upload_id);
@@ -130,11 +128,7 @@ nixl_status_t obj_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         j->failed = false;
     }
     atomic_store(&req->state, NIXL_IN_PROG);
-    if (eng->qtail)
-        eng->qtail->qnext = req;
-    else
-        eng->qhead = req;
-    eng->qtail = req;
+    nixl_fifo_push(&eng->queue, &req->qnode);
     pthread_mutex_unlock(&eng->lock);
     obj_worker_wake(eng);
     return NIXL_IN_PROG;

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fifo.h"
 #include "nixl_plugin.h"
 
 #define PX_NAME "POSIX"
@@ -77,10 +78,9 @@ typedef struct nixl_be_req {
     size_t next;       /* first op not handed to the I/O engine yet */
     size_t remaining;  /* ops of this post not finished */
     size_t inflight;   /* ops the I/O engine holds */
-    bool queued;       /* in the engine's queue */
     nixl_status_t err; /* first failure of this post */
     char errmsg[PX_ERR_MAX];
-    struct nixl_be_req *qnext;
+    nixl_fifo_node_t qnode; /* in the engine's queue while ops are not handed out */
     _Atomic int state; /* nixl_status_t: NOT_POSTED, IN_PROG, SUCCESS or an error */
 } px_req_t;
 
@@ -113,7 +113,7 @@ struct nixl_be_engine {
     px_io_t *io;
     pthread_mutex_t lock;
     pthread_cond_t done_cv; /* a request finished (release waits on it) */
-    px_req_t *qhead, *qtail; /* requests with ops not handed out yet */
+    nixl_fifo_t queue;       /* requests with ops not handed out yet */
     px_op_t *retry;          /* short transfers to resubmit first */
     size_t inflight;
     size_t live_reqs;        /* requests not freed yet */

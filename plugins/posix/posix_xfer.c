@@ -171,8 +171,8 @@ void px_fill(nixl_be_engine_t *eng)
         eng->retry = op;
         return;
     }
-    while (eng->qhead && eng->inflight < eng->params.kernel_queue_size) {
-        px_req_t *req = eng->qhead;
+    while (!nixl_fifo_empty(&eng->queue) && eng->inflight < eng->params.kernel_queue_size) {
+        px_req_t *req = nixl_list_entry(nixl_fifo_front(&eng->queue), px_req_t, qnode);
         size_t n = 0;
         while (n < 64 && req->next + n < req->nops)
             batch[n] = &req->ops[req->next + n], n++;
@@ -185,12 +185,8 @@ void px_fill(nixl_be_engine_t *eng)
         } else {
             req->next += (size_t)got;
         }
-        if (req->next == req->nops && req->queued) {
-            eng->qhead = req->qnext;
-            if (!eng->qhead)
-                eng->qtail = NULL;
-            req->queued = false;
-        }
+        if (req->next == req->nops)
+            nixl_fifo_remove(&eng->queue, &req->qnode);
     }
 }
 
@@ -207,14 +203,8 @@ nixl_status_t px_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     req->errmsg[0] = '\0';
     req->next = 0;
     req->remaining = req->nops;
-    req->qnext = NULL;
-    req->queued = true;
     atomic_store(&req->state, NIXL_IN_PROG);
-    if (eng->qtail)
-        eng->qtail->qnext = req;
-    else
-        eng->qhead = req;
-    eng->qtail = req;
+    nixl_fifo_push(&eng->queue, &req->qnode);
     if (eng->io->ops->kick)
         eng->io->ops->kick(eng->io);
     else
@@ -233,16 +223,7 @@ nixl_status_t px_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 /* With the lock held: take the request's ops that the I/O engine does not hold yet back. */
 static void unqueue(nixl_be_engine_t *eng, px_req_t *req)
 {
-    if (req->queued) {
-        px_req_t **pp = &eng->qhead, *prev = NULL;
-        while (*pp && *pp != req)
-            prev = *pp, pp = &(*pp)->qnext;
-        if (*pp) {
-            *pp = req->qnext;
-            if (eng->qtail == req)
-                eng->qtail = prev;
-        }
-        req->queued = false;
+    if (nixl_fifo_remove(&eng->queue, &req->qnode)) {
         req->remaining -= req->nops - req->next;
         req->next = req->nops;
     }
