@@ -100,7 +100,6 @@ typedef struct nixl_peer {
 } nixl_peer_t;
 
 typedef struct nixl_fetch_rec nixl_fetch_rec_t; /* md_exchange.c */
-typedef struct nixl_etcd_seen nixl_etcd_seen_t; /* md_exchange.c */
 struct nixl_sc;
 
 struct nixl_agent {
@@ -135,7 +134,7 @@ struct nixl_agent {
     struct nixl_sc *sc;
     nixl_fetch_rec_t *fetches;
     /* with a secret: per etcd key, the newest proof timestamp loaded from it (rollbacks) */
-    nixl_etcd_seen_t *etcd_seen;
+    nixl_hmap_t etcd_seen; /* etcd key -> newest proof stamp loaded (md_exchange.c) */
     size_t sc_max_peers; /* peers a side-channel LOAD may add up to (NIXL_SIDECHANNEL_MAX_PEERS) */
     /* The shared secret's authenticator (NULL: the reference's unauthenticated protocol). */
     struct nixl_auth *auth;

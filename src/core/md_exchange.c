@@ -58,41 +58,66 @@ static void fetch_set(nixl_agent_t *a, const char *name, nixl_status_t st, const
 }
 
 /* The newest proof timestamp loaded from one etcd key (with a secret): an older authentic
- * blob put back under the key later is a rollback. */
-struct nixl_etcd_seen {
-    struct nixl_etcd_seen *next;
+ * blob put back under the key later is a rollback. The map a->etcd_seen holds them by key
+ * (the key's bytes live in the entry). It is bounded: a long-lived reader in a fleet whose
+ * agents come and go under new names would otherwise keep one entry per name ever seen. */
+typedef struct etcd_seen {
     uint64_t ts_ms;
+    size_t key_len;
     char key[];
-};
+} etcd_seen_t;
+
+/* At most this many keys are remembered; past it the one with the oldest stamp is forgotten
+ * (a rollback of that key to a blob older than the forgotten stamp is then not detected). */
+#define ETCD_SEEN_MAX 16384
 
 /* Refuse a blob of `key` stamped before the newest one loaded from it (under sc_lock). A blob
  * with the same stamp is the same blob, loaded again (a reload after another label changed). */
 static nixl_status_t etcd_seen_check(nixl_agent_t *a, const char *key, uint64_t ts_ms)
 {
-    for (nixl_etcd_seen_t *s = a->etcd_seen; s; s = s->next)
-        if (strcmp(s->key, key) == 0 && ts_ms < s->ts_ms)
-            return nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata at %s is authentic but older "
-                            "(sealed %llu ms before) than what this agent loaded from it: a "
-                            "rollback", key, (unsigned long long)(s->ts_ms - ts_ms));
+    const etcd_seen_t *s = nixl_hmap_get(&a->etcd_seen, key, strlen(key));
+    if (s && ts_ms < s->ts_ms)
+        return nixl_err(NIXL_ERR_NOT_ALLOWED, "the metadata at %s is authentic but older "
+                        "(sealed %llu ms before) than what this agent loaded from it: a "
+                        "rollback", key, (unsigned long long)(s->ts_ms - ts_ms));
     return NIXL_SUCCESS;
+}
+
+/* With the map full: forget the key with the oldest stamp (a scan, only when full). */
+static void etcd_seen_evict(nixl_agent_t *a)
+{
+    etcd_seen_t *oldest = NULL, *s;
+    size_t it = 0;
+    while (nixl_hmap_next(&a->etcd_seen, &it, NULL, NULL, (void **)&s))
+        if (!oldest || s->ts_ms < oldest->ts_ms)
+            oldest = s;
+    if (!oldest)
+        return;
+    NIXL_LOG_LIMITED(NIXL_LOG_WARN, "agent '%s': remembering the stamps of %d etcd keys at "
+                     "most: %s forgotten (a rollback of it is no longer detected)", a->name,
+                     ETCD_SEEN_MAX, oldest->key);
+    nixl_hmap_remove(&a->etcd_seen, oldest->key, oldest->key_len);
+    free(oldest);
 }
 
 /* Remember that `key` was loaded with a blob stamped ts_ms (under sc_lock). */
 static void etcd_seen_note(nixl_agent_t *a, const char *key, uint64_t ts_ms)
 {
-    nixl_etcd_seen_t *s = a->etcd_seen;
-    while (s && strcmp(s->key, key))
-        s = s->next;
+    size_t n = strlen(key);
+    etcd_seen_t *s = nixl_hmap_get(&a->etcd_seen, key, n);
     if (!s) {
-        size_t n = strlen(key);
+        if (nixl_hmap_count(&a->etcd_seen) >= ETCD_SEEN_MAX)
+            etcd_seen_evict(a);
         s = calloc(1, sizeof(*s) + n + 1);
-        if (!s) {
+        if (s) {
+            memcpy(s->key, key, n + 1); /* before the put: the map hashes these bytes */
+            s->key_len = n;
+        }
+        if (!s || !nixl_hmap_put(&a->etcd_seen, s->key, n, s)) {
+            free(s);
             NIXL_ERROR("out of memory: a rollback of %s will not be detected", key);
             return;
         }
-        memcpy(s->key, key, n + 1);
-        s->next = a->etcd_seen;
-        a->etcd_seen = s;
     }
     if (ts_ms > s->ts_ms)
         s->ts_ms = ts_ms;
@@ -249,11 +274,10 @@ void md_exchange_fini(nixl_agent_t *a)
     a->sc = NULL;
     nixl_auth_destroy(a->auth); /* after the workers that used it */
     a->auth = NULL;
-    while (a->etcd_seen) {
-        nixl_etcd_seen_t *s = a->etcd_seen;
-        a->etcd_seen = s->next;
-        free(s);
-    }
+    etcd_seen_t *seen;
+    for (size_t it = 0; nixl_hmap_next(&a->etcd_seen, &it, NULL, NULL, (void **)&seen);)
+        free(seen);
+    nixl_hmap_free(&a->etcd_seen);
     while (a->fetches) {
         nixl_fetch_rec_t *r = a->fetches;
         a->fetches = r->next;
