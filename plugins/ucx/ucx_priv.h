@@ -75,6 +75,14 @@
 /* A user thread that progressed a worker is taken to keep doing so for this long. */
 #define UCX_USER_POLL_NS 2000000u
 
+/* A shared worker's user threads (ucx_progress.c), a cache line's size each, so that threads
+ * posting on different workers rarely share a line (the engine is calloc'd: no _Alignas). */
+typedef struct ucx_user_mark {
+    _Atomic uint64_t until_ns; /* when the last one left, plus UCX_USER_POLL_NS */
+    atomic_uint inside;        /* user threads inside UCX on the worker */
+    char pad[64 - sizeof(uint64_t) - sizeof(unsigned)];
+} ucx_user_mark_t;
+
 /* ---- configuration (ucx_config.c) ---- */
 
 typedef struct ucx_params {
@@ -245,10 +253,10 @@ struct nixl_be_engine {
     int *efds;          /* the workers' event fds */
     atomic_bool stop;
     atomic_bool sleeping; /* the thread may be in poll() without a timeout */
-    /* Until when (CLOCK_MONOTONIC ns) a user thread is polling the workers itself: the
-     * progress thread keeps out of their locks meanwhile (ucx_progress.c). */
-    _Atomic uint64_t user_until_ns;
-    atomic_uint users_inside; /* user threads inside UCX on a shared worker: likewise */
+    /* Per shared worker: user threads inside UCX on it, and until when (CLOCK_MONOTONIC ns)
+     * one is expected back; the progress thread keeps out of that worker's lock meanwhile and
+     * goes on with the others (ucx_progress.c). */
+    ucx_user_mark_t user[UCX_WORKERS_MAX];
     bool thread_started;
     int idle_timeout_ms; /* -1: sleep until an event */
     pthread_t thread;
@@ -408,13 +416,14 @@ nixl_status_t ucx_progress_start(nixl_be_engine_t *eng, const nixl_be_init_t *in
 void ucx_progress_stop(nixl_be_engine_t *eng);
 nixl_status_t ucx_progress(nixl_be_engine_t *eng);
 void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker);
-/* A user thread enters / leaves UCX on a shared worker (the progress thread keeps out while
- * one is inside, and for UCX_USER_POLL_NS after). */
-void ucx_user_enter(nixl_be_engine_t *eng);
-void ucx_user_leave(nixl_be_engine_t *eng);
+/* A user thread enters / leaves UCX on a shared worker (the progress thread keeps out of that
+ * worker while one is inside, and for UCX_USER_POLL_NS after); no-ops for dedicated ones. */
+void ucx_user_enter(nixl_be_engine_t *eng, unsigned worker);
+void ucx_user_leave(nixl_be_engine_t *eng, unsigned worker);
 /* Progress until idle, then arm for events: false when the worker cannot be armed, or when
- * `eng` is given and a user thread started polling or posting (the progress thread yields). */
-bool ucx_progress_and_arm(ucp_worker_h worker, nixl_be_engine_t *eng);
+ * `mark` is given and a user thread started polling or posting on the worker (the progress
+ * thread yields it). */
+bool ucx_progress_and_arm(ucp_worker_h worker, const ucx_user_mark_t *mark);
 /* Progress every worker until nothing is outstanding or `ms` passed (destroy only). */
 void ucx_drain(nixl_be_engine_t *eng, unsigned ms);
 /* Progress every worker until none did anything for quiet_ms (at most max_ms): lets UCX's own

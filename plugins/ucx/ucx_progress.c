@@ -65,24 +65,27 @@ void ucx_kick(nixl_be_engine_t *eng)
  * turns meanwhile, nixlbench's WRITE of 128 x 64 KiB made about 1,000 futex calls per
  * iteration on the worker locks (ucp_put_nbx, ucp_worker_progress of both threads).
  */
-void ucx_user_enter(nixl_be_engine_t *eng)
+void ucx_user_enter(nixl_be_engine_t *eng, unsigned worker)
 {
-    atomic_fetch_add(&eng->users_inside, 1);
+    if (worker < eng->nshared)
+        atomic_fetch_add(&eng->user[worker].inside, 1);
 }
 
-void ucx_user_leave(nixl_be_engine_t *eng)
+void ucx_user_leave(nixl_be_engine_t *eng, unsigned worker)
 {
-    atomic_store_explicit(&eng->user_until_ns, nixl_now_ns() + UCX_USER_POLL_NS,
+    if (worker >= eng->nshared)
+        return;
+    atomic_store_explicit(&eng->user[worker].until_ns, nixl_now_ns() + UCX_USER_POLL_NS,
                           memory_order_relaxed);
-    atomic_fetch_sub(&eng->users_inside, 1);
+    atomic_fetch_sub(&eng->user[worker].inside, 1);
 }
 
 void ucx_progress_worker(nixl_be_engine_t *eng, unsigned worker)
 {
-    ucx_user_enter(eng);
+    ucx_user_enter(eng, worker);
     for (unsigned i = 0; i < 64 && ucp_worker_progress(eng->workers[worker]); i++)
         ;
-    ucx_user_leave(eng);
+    ucx_user_leave(eng, worker);
 }
 
 /* The shared workers only: each dedicated one has its own thread. */
@@ -93,18 +96,22 @@ nixl_status_t ucx_progress(nixl_be_engine_t *eng)
     return NIXL_SUCCESS;
 }
 
-static bool user_active(nixl_be_engine_t *eng)
+/* How long (ms, >= 1) the progress thread keeps out of a worker a user thread is on; 0 when
+ * none is. */
+static int user_wait_ms(const ucx_user_mark_t *mark, uint64_t now)
 {
-    return atomic_load(&eng->users_inside) ||
-           atomic_load_explicit(&eng->user_until_ns, memory_order_relaxed) > nixl_now_ns();
+    uint64_t until = atomic_load_explicit(&mark->until_ns, memory_order_relaxed);
+    if (until > now)
+        return (int)((until - now) / 1000000u) + 1;
+    return atomic_load(&mark->inside) ? UCX_BUSY_POLL_MS : 0;
 }
 
-bool ucx_progress_and_arm(ucp_worker_h worker, nixl_be_engine_t *eng)
+bool ucx_progress_and_arm(ucp_worker_h worker, const ucx_user_mark_t *mark)
 {
     for (;;) {
         /* Under a steady stream the worker always has work: look up between calls. */
         do {
-            if (eng && user_active(eng))
+            if (mark && user_wait_ms(mark, nixl_now_ns()))
                 return false;
         } while (ucp_worker_progress(worker));
         ucs_status_t s = ucp_worker_arm(worker);
@@ -113,34 +120,38 @@ bool ucx_progress_and_arm(ucp_worker_h worker, nixl_be_engine_t *eng)
     }
 }
 
+/*
+ * The loop: progress and arm every shared worker no user thread is on, then sleep in poll() on
+ * their event fds and the wake-up fd. A worker a user thread is on (or was on in the last
+ * UCX_USER_POLL_NS) is left alone and its fd not watched - the user thread progresses it -
+ * and the sleep is bounded by the time that user is expected back, so the thread takes the
+ * worker over soon after the user stops. With several shared workers, a user polling one no
+ * longer keeps the others (and their notifications) waiting.
+ */
 static void *progress_main(void *arg)
 {
     nixl_be_engine_t *eng = arg;
     unsigned n = eng->nshared;
     struct pollfd fds[UCX_WORKERS_MAX + 1];
-    for (unsigned w = 0; w < n; w++)
-        fds[w] = (struct pollfd){.fd = eng->efds[w], .events = POLLIN};
-    fds[n] = (struct pollfd){.fd = eng->wake_fd, .events = POLLIN};
     bool warned = false;
     while (!atomic_load(&eng->stop)) {
-        uint64_t user = atomic_load_explicit(&eng->user_until_ns, memory_order_relaxed);
         uint64_t now = nixl_now_ns();
-        bool inside = atomic_load(&eng->users_inside) > 0;
-        if (user > now || inside) {
-            /* A user thread is polling or posting: stay out of the workers, but not for long
-             * - it may stop at any moment. Only the wake-up fd is watched meanwhile. */
-            int ms = user > now ? (int)((user - now) / 1000000u) + 1 : UCX_BUSY_POLL_MS;
-            int r = poll(&fds[n], 1, ms);
-            if (r > 0 && (fds[n].revents & POLLIN)) {
-                uint64_t v;
-                if (read(eng->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-                    break;
-            }
-            continue;
-        }
+        unsigned nfds = 0;
+        int user_ms = -1; /* the soonest a worker left to a user comes back to us */
         bool armed = true;
-        for (unsigned w = 0; w < n; w++)
-            armed = ucx_progress_and_arm(eng->workers[w], eng) && armed;
+        for (unsigned w = 0; w < n; w++) {
+            int ms = user_wait_ms(&eng->user[w], now);
+            if (ms == 0 && !ucx_progress_and_arm(eng->workers[w], &eng->user[w])) {
+                ms = user_wait_ms(&eng->user[w], nixl_now_ns());
+                if (ms == 0)
+                    armed = false; /* it cannot be armed: look again soon */
+            }
+            if (ms > 0) {
+                user_ms = user_ms < 0 || ms < user_ms ? ms : user_ms;
+                continue;
+            }
+            fds[nfds++] = (struct pollfd){.fd = eng->efds[w], .events = POLLIN};
+        }
         if (!armed && !warned) {
             NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                         "a worker cannot be armed for events; the "
@@ -148,12 +159,18 @@ static void *progress_main(void *arg)
                         eng->name, UCX_BUSY_POLL_MS);
             warned = true;
         }
-        atomic_store(&eng->sleeping, true);
+        fds[nfds] = (struct pollfd){.fd = eng->wake_fd, .events = POLLIN};
+        /* With a worker left to a user thread the sleep is short anyway: posters need not
+         * pay a wake-up write for it (ucx_kick) - the user thread is progressing. */
+        if (user_ms < 0)
+            atomic_store(&eng->sleeping, true);
         int timeout = (atomic_load(&eng->busy) || !armed) ? UCX_BUSY_POLL_MS
                                                           : eng->idle_timeout_ms;
-        int ready = poll(fds, n + 1, timeout);
+        if (user_ms > 0 && (timeout < 0 || user_ms < timeout))
+            timeout = user_ms;
+        int ready = poll(fds, nfds + 1, timeout);
         atomic_store(&eng->sleeping, false);
-        if (ready > 0 && (fds[n].revents & POLLIN)) {
+        if (ready > 0 && (fds[nfds].revents & POLLIN)) {
             uint64_t v;
             if (read(eng->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 break;

@@ -144,9 +144,9 @@ static bool net_round(nixl_be_req_t *req, size_t k)
     req->stage->round_done = false;
     pthread_mutex_unlock(&eng->stage_lock);
     atomic_store(&req->pending, c->count + 2); /* operations, the flush, this thread */
-    ucx_user_enter(eng);
+    ucx_user_enter(eng, c->worker);
     size_t done = ucx_chunk_issue(c);
-    ucx_user_leave(eng);
+    ucx_user_leave(eng, c->worker);
     ucx_ops_done(req, c->worker, done + 1, 0, UCS_OK);
     ucx_kick(eng);
     pthread_mutex_lock(&eng->stage_lock);

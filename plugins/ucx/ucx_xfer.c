@@ -412,9 +412,9 @@ nixl_status_t ucx_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
 
     size_t done = 0;
     if (req->chunks[0].worker < eng->nshared) {
-        ucx_user_enter(eng);
+        ucx_user_enter(eng, req->chunks[0].worker);
         done = ucx_chunk_issue(&req->chunks[0]); /* whole, on this thread's worker */
-        ucx_user_leave(eng);
+        ucx_user_leave(eng, req->chunks[0].worker);
     } else
         ucx_pool_post(eng, req); /* the pool threads count what completed in their calls */
     /* Drop what completed inside the call and this thread's own count: whoever completes the
