@@ -174,7 +174,13 @@ static bool host_has_infiniband(void)
  * variable in the environment; and ours: USE_MT_MUTEX, because our workers are always shared
  * with the progress thread (thread mode MULTI) and UCX's default spinlock collapses when threads
  * outnumber cores (measured on 2 vCPUs: UCX over shared memory ran at 0.03-0.5 GB/s with the
- * spinlock, 2-12 GB/s with the mutex; docs/BENCHMARKS.md). The reference's settings for AWS
+ * spinlock, 2-12 GB/s with the mutex; docs/BENCHMARKS.md); and KEEPALIVE_INTERVAL=2s: over
+ * UCX 1.13's TCP about one transfer in 3,000-20,000 between live agents stops until UCX's
+ * keepalive next visits its endpoint (20 s by default; the root cause inside UCX is not known).
+ * In the 60-s soak the default gave 13 transfers canceled at their 5-s deadline and releases of
+ * up to 14.9 s; 2 s gave none, transfers of at most 1.6 s and releases of at most 18 ms
+ * (docs/RELIABILITY.md). A keepalive round costs one small message per endpoint it visits (at
+ * most UCX_KEEPALIVE_NUM_EPS per round). The reference's settings for AWS
  * EFA (ADDRESS_VERSION=v2, MAX_COMPONENT_MDS=32) are not applied: ucx_validate.c reads worker
  * addresses of version 1 only, and would refuse every peer's.
  */
@@ -192,6 +198,7 @@ static void apply_defaults(nixl_be_engine_t *eng, ucp_config_t *cfg, const char 
         {"IB_PCI_RELAXED_ORDERING", "try", true, 0},
         {"RC_FENCE", "none", true, 0},
         {"USE_MT_MUTEX", "y", false, 0},
+        {"KEEPALIVE_INTERVAL", "2s", false, 0}, /* ours, see above */
         {"RC_GDA_NUM_CHANNELS", channels, false, UCP_VERSION(1, 21)},
         {"MAX_HCA_PER_GPU", "auto", false, UCP_VERSION(1, 21)},
         {"RNDV_PIPELINE_ERROR_HANDLING", "y", false, UCP_VERSION(1, 22)},
