@@ -228,7 +228,8 @@ def case_azure():
     """--backend AZURE_BLOB against Azurite (build-npm/) on loopback, with the reference's
     --azure_blob_* flags: WRITE through a connection string and READ through an account URL
     (the key from AZURE_STORAGE_ACCOUNT_KEY), both with --check_consistency; az_check.py
-    reads what nixlbench wrote; a 64 MiB blob goes as 8 staged blocks of the default 8 MiB;
+    reads what nixlbench wrote; a 64 MiB blob goes as 8 staged blocks of the default 8 MiB,
+    which az_check.py counts and reads;
     a wrong key, a missing container and no container at all are refused with their reasons."""
     azurite = npm_tool("NIXL_AZURITE", "azurite-blob")
     port = free_port()
@@ -266,8 +267,10 @@ def case_azure():
             rc, out, err = run(big + ["--op_type", op], timeout=240, env=env)
             if rc != 0 or not re.search(r"^67108864 +1 +\d+\.\d{6}", out, re.M):
                 fail(f"azure 64 MiB {op}: rc {rc}\n{out}{err}")
-        if az_check(url, "blocks", "nixlbench_obj_0").strip() != "8":
-            fail("the 64 MiB blob is not 8 committed blocks")
+            if op == "WRITE":  # before READ's preparation overwrites it
+                if az_check(url, "blocks", "nixlbench_obj_0").strip() != "8":
+                    fail("the 64 MiB blob is not 8 committed blocks")
+                az_expect_blob(url, "nixlbench_obj_0", 64 << 20, 0xBB, d)
         one = sweep[:2] + ["--max_block_size=4096", "--max_batch_size=4", "--num_iter=1",
                            "--warmup_iter=0"]
         for args, reason in (
