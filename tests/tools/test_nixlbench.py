@@ -4,10 +4,11 @@ with two processes, a target killed mid-run, --json / --compare, and VRAM segmen
 errors without a GPU, SHM transfers with one).
 
     test_nixlbench.py CASE NIXLBENCH     CASE: flags | local | asio | killed | json | posix | etcd
-                                               | vram | obj
+                                               | vram | obj | azure
 
 Exit 0 on success, 1 on failure, 77 (skip) when what the case needs is missing.
 """
+import contextlib
 import json
 import os
 import re
@@ -140,47 +141,148 @@ def case_posix():
             fail(f"posix: files left in {d}: {left} (only the named ones should stay)")
 
 
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def npm_tool(env_name, name):
+    """The npm server `name` of build-npm/ (scripts/install-deps.sh), or $env_name; skip (77)
+    when it is not there."""
+    path = os.environ.get(env_name) or os.path.join(ROOT, "build-npm", "node_modules", ".bin",
+                                                    name)
+    if not os.access(path, os.X_OK):
+        print(f"SKIP: {name} not found ({path}): run scripts/install-deps.sh")
+        sys.exit(77)
+    return path
+
+
+@contextlib.contextmanager
+def server(argv, port, what):
+    """Run argv (a server listening on 127.0.0.1:port) until the block ends."""
+    srv = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > end or srv.poll() is not None:
+                    fail(f"{what} did not start")
+                time.sleep(0.1)
+        yield srv
+    finally:
+        srv.kill()
+        srv.wait()
+
+
 def case_obj():
     """--backend OBJ against s3rver (build-npm/, from scripts/install-deps.sh) on loopback:
     WRITE and READ with the consistency checked through the backend, and a wrong key refused
     with the server's reason."""
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    s3rver = os.environ.get("NIXL_S3RVER") or os.path.join(root, "build-npm", "node_modules",
-                                                           ".bin", "s3rver")
-    if not os.access(s3rver, os.X_OK):
-        print(f"SKIP: s3rver not found ({s3rver}): run scripts/install-deps.sh")
-        sys.exit(77)
+    s3rver = npm_tool("NIXL_S3RVER", "s3rver")
     port = free_port()
-    with tempfile.TemporaryDirectory(dir="/tmp") as d:
-        srv = subprocess.Popen([s3rver, "-d", d, "-a", "127.0.0.1", "-p", str(port),
-                                "--configure-bucket", "bkt"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-        try:
-            end = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > end or srv.poll() is not None:
-                        fail("s3rver did not start")
-                    time.sleep(0.1)
-            base = ["--backend=OBJ", "--obj_bucket_name=bkt", "--obj_scheme=http",
-                    f"--obj_endpoint_override=127.0.0.1:{port}", "--obj_access_key=S3RVER",
-                    "--obj_secret_key=S3RVER", "--start_block_size=4096",
-                    "--max_block_size=1048576", "--start_batch_size=4", "--max_batch_size=4",
-                    "--num_iter=5", "--warmup_iter=1"]
-            for op in ("WRITE", "READ"):
-                rc, out, err = run(base + ["--op_type", op, "--check_consistency"], timeout=120)
-                if rc != 0:
-                    fail(f"obj {op}: rc {rc}\n{out}{err}")
-                check_table(out, f"obj {op}")
-            rc, out, err = run(base + ["--obj_access_key=NOBODY"], timeout=60)
-            if rc == 0 or "InvalidAccessKeyId" not in out + err:
-                fail(f"obj with a wrong key: rc {rc}, no InvalidAccessKeyId\n{out}{err}")
-        finally:
-            srv.kill()
-            srv.wait()
+    with tempfile.TemporaryDirectory(dir="/tmp") as d, \
+            server([s3rver, "-d", d, "-a", "127.0.0.1", "-p", str(port), "--configure-bucket",
+                    "bkt"], port, "s3rver"):
+        base = ["--backend=OBJ", "--obj_bucket_name=bkt", "--obj_scheme=http",
+                f"--obj_endpoint_override=127.0.0.1:{port}", "--obj_access_key=S3RVER",
+                "--obj_secret_key=S3RVER", "--start_block_size=4096",
+                "--max_block_size=1048576", "--start_batch_size=4", "--max_batch_size=4",
+                "--num_iter=5", "--warmup_iter=1"]
+        for op in ("WRITE", "READ"):
+            rc, out, err = run(base + ["--op_type", op, "--check_consistency"], timeout=120)
+            if rc != 0:
+                fail(f"obj {op}: rc {rc}\n{out}{err}")
+            check_table(out, f"obj {op}")
+        rc, out, err = run(base + ["--obj_access_key=NOBODY"], timeout=60)
+        if rc == 0 or "InvalidAccessKeyId" not in out + err:
+            fail(f"obj with a wrong key: rc {rc}, no InvalidAccessKeyId\n{out}{err}")
+
+
+AZ_DEV_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+              "KBHBeksoGMGw==")
+AZ_BAD_KEY = "A" * 56  # well-formed base64, not the account's key
+
+
+def az_check(url, *args):
+    """tests/unit/azure/az_check.py (urllib, its own SharedKey) on container ctr: its stdout."""
+    tool = os.path.join(ROOT, "tests", "unit", "azure", "az_check.py")
+    p = subprocess.run([sys.executable, tool, url, "ctr"] + list(args), capture_output=True,
+                       text=True, timeout=120)
+    if p.returncode:
+        fail(f"az_check.py {' '.join(args)}: {p.stderr}")
+    return p.stdout
+
+
+def az_expect_blob(url, name, size, byte, d):
+    """The independent client reads blob `name`: size bytes, all `byte`."""
+    path = os.path.join(d, "got")
+    az_check(url, "get", name, path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) != size or data.count(bytes([byte])) != size:
+        fail(f"blob {name}: {len(data)} bytes, want {size} of 0x{byte:02x}")
+
+
+def case_azure():
+    """--backend AZURE_BLOB against Azurite (build-npm/) on loopback, with the reference's
+    --azure_blob_* flags: WRITE through a connection string and READ through an account URL
+    (the key from AZURE_STORAGE_ACCOUNT_KEY), both with --check_consistency; az_check.py
+    reads what nixlbench wrote; a 64 MiB blob goes as 8 staged blocks of the default 8 MiB,
+    which az_check.py counts and reads;
+    a wrong key, a missing container and no container at all are refused with their reasons."""
+    azurite = npm_tool("NIXL_AZURITE", "azurite-blob")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/devstoreaccount1"
+    with tempfile.TemporaryDirectory(dir="/tmp") as d, \
+            server([azurite, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                    d, "--skipApiVersionCheck", "--loose", "--disableTelemetry"], port,
+                   "azurite"):
+        az_check(url, "mkcontainer")
+        cs = f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" \
+             f"AccountKey={AZ_DEV_KEY};BlobEndpoint={url};"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+        sweep = ["--backend=AZURE_BLOB", "--azure_blob_container_name=ctr",
+                 "--start_block_size=4096", "--max_block_size=1048576", "--start_batch_size=4",
+                 "--max_batch_size=4", "--num_iter=5", "--warmup_iter=1"]
+        rc, out, err = run(sweep + [f"--azure_blob_connection_string={cs}", "--op_type=WRITE",
+                                    "--check_consistency"], timeout=120, env=env)
+        if rc != 0:
+            fail(f"azure WRITE: rc {rc}\n{out}{err}")
+        check_table(out, "azure WRITE")
+        for i in range(4):  # the last step's objects: 1 MiB of the initiator's 0xBB
+            az_expect_blob(url, f"nixlbench_obj_{i}", 1 << 20, 0xBB, d)
+        rc, out, err = run(sweep + [f"--azure_blob_account_url={url}", "--op_type=READ",
+                                    "--check_consistency"], timeout=120,
+                           env=dict(env, AZURE_STORAGE_ACCOUNT_KEY=AZ_DEV_KEY))
+        if rc != 0:
+            fail(f"azure READ: rc {rc}\n{out}{err}")
+        check_table(out, "azure READ")
+        # 64 MiB: above the plugin's 32 MiB single-put limit, so 8 staged blocks of 8 MiB.
+        big = ["--backend=AZURE_BLOB", "--azure_blob_container_name=ctr",
+               f"--azure_blob_connection_string={cs}", "--start_block_size=64M",
+               "--max_block_size=64M", "--num_iter=2", "--warmup_iter=1",
+               "--total_buffer_size=64M", "--check_consistency"]
+        for op in ("WRITE", "READ"):
+            rc, out, err = run(big + ["--op_type", op], timeout=240, env=env)
+            if rc != 0 or not re.search(r"^67108864 +1 +\d+\.\d{6}", out, re.M):
+                fail(f"azure 64 MiB {op}: rc {rc}\n{out}{err}")
+            if op == "WRITE":  # before READ's preparation overwrites it
+                if az_check(url, "blocks", "nixlbench_obj_0").strip() != "8":
+                    fail("the 64 MiB blob is not 8 committed blocks")
+                az_expect_blob(url, "nixlbench_obj_0", 64 << 20, 0xBB, d)
+        one = sweep[:2] + ["--max_block_size=4096", "--max_batch_size=4", "--num_iter=1",
+                           "--warmup_iter=0"]
+        for args, reason in (
+                ([f"--azure_blob_connection_string={cs.replace(AZ_DEV_KEY, AZ_BAD_KEY)}"],
+                 "AuthorizationFailure"),
+                ([f"--azure_blob_connection_string={cs}",
+                  "--azure_blob_container_name=no-such-container"], "ContainerNotFound"),
+                ([f"--azure_blob_connection_string={cs}", "--azure_blob_container_name="],
+                 "no container")):
+            rc, out, err = run(one + args, timeout=60, env=env)
+            if rc != 1 or reason not in out + err:
+                fail(f"azure {args[-1]}: rc {rc} (want 1), no {reason!r}\n{out}{err}")
 
 
 def free_port():
@@ -393,7 +495,7 @@ def main():
     NB = sys.argv[2]
     {"flags": case_flags, "local": case_local, "asio": case_asio, "killed": case_killed,
      "json": case_json, "posix": case_posix, "etcd": case_etcd,
-     "vram": case_vram, "obj": case_obj}[sys.argv[1]]()
+     "vram": case_vram, "obj": case_obj, "azure": case_azure}[sys.argv[1]]()
     print("ok")
     return 0
 

@@ -1,6 +1,6 @@
 /*
  * nb_storage.c - the single-process storage mode of nixlbench (--backend POSIX, GDS, GDS_MT,
- * OBJ; objects: see obj_register and layout):
+ * OBJ, AZURE_BLOB; objects, in a bucket or a container: see obj_register and layout):
  * one agent moves its buffer to and from files with loopback transfers (WRITE = memory ->
  * files, READ = files -> memory), timed like the network mode and printed in the same table.
  * The buffer is DRAM, or VRAM with GDS/GDS_MT and --initiator_seg_type VRAM (cuFile moves GPU
@@ -43,7 +43,7 @@ typedef struct srun {
     sfile_t *files;
     size_t nf;
     unsigned seed;
-    bool obj;          /* --backend OBJ: descriptor i is object nixlbench_obj_<i> (devId i) */
+    bool obj; /* --backend OBJ or AZURE_BLOB: descriptor i is object nixlbench_obj_<i> (devId i) */
     uint64_t nobjs;    /* objects registered so far */
 } srun_t;
 
@@ -52,13 +52,21 @@ static bool is_gds(const nb_cfg_t *cfg)
     return !strcmp(cfg->backend, "GDS") || !strcmp(cfg->backend, "GDS_MT");
 }
 
-/* OBJ's parameters from the --obj_* flags; empty strings are left out, so that the plugin's
- * AWS_* environment fallbacks apply. */
+/* The pairs of all[] whose value is set, copied to p; their number. Empty flags are left out,
+ * so that the plugins' environment fallbacks apply. */
+static size_t set_params(const nixl_param_t *all, size_t n, nixl_param_t *p)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (all[i].value && *all[i].value)
+            p[k++] = all[i];
+    return k;
+}
+
+/* OBJ's parameters from the --obj_* flags (unset ones: the plugin's AWS_* fallbacks). */
 static size_t obj_params(const nb_cfg_t *cfg, nixl_param_t *p)
 {
-    const struct {
-        const char *key, *value;
-    } all[] = {
+    const nixl_param_t all[] = {
         {"bucket", cfg->obj_bucket_name},
         {"endpoint_override", cfg->obj_endpoint_override},
         {"access_key", cfg->obj_access_key},
@@ -70,11 +78,20 @@ static size_t obj_params(const nb_cfg_t *cfg, nixl_param_t *p)
         {"req_checksum", cfg->obj_req_checksum},
         {"ca_bundle", cfg->obj_ca_bundle},
     };
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (all[i].value && *all[i].value)
-            p[n++] = (nixl_param_t){all[i].key, all[i].value};
-    return n;
+    return set_params(all, sizeof(all) / sizeof(all[0]), p);
+}
+
+/* AZURE_BLOB's parameters from the --azure_blob_* flags (unset ones: the plugin's
+ * AZURE_STORAGE_* fallbacks; the account key has no flag in the reference, so it comes from
+ * AZURE_STORAGE_ACCOUNT_KEY or the connection string). */
+static size_t azure_params(const nb_cfg_t *cfg, nixl_param_t *p)
+{
+    const nixl_param_t all[] = {
+        {"account_url", cfg->azure_blob_account_url},
+        {"container_name", cfg->azure_blob_container_name},
+        {"connection_string", cfg->azure_blob_connection_string},
+    };
+    return set_params(all, sizeof(all) / sizeof(all[0]), p);
 }
 
 /* The backend's parameters from the reference's flags: n of them in p (strings in num). */
@@ -82,6 +99,8 @@ static size_t backend_params(const nb_cfg_t *cfg, nixl_param_t *p, char num[3][3
 {
     if (!strcmp(cfg->backend, "OBJ"))
         return obj_params(cfg, p);
+    if (!strcmp(cfg->backend, "AZURE_BLOB"))
+        return azure_params(cfg, p);
     if (!strcmp(cfg->backend, "GDS")) {
         snprintf(num[0], 32, "%llu", (unsigned long long)cfg->gds_batch_pool_size);
         snprintf(num[1], 32, "%llu", (unsigned long long)cfg->gds_batch_limit);
@@ -108,10 +127,10 @@ static size_t backend_params(const nb_cfg_t *cfg, nixl_param_t *p, char num[3][3
 static int open_backend(srun_t *r)
 {
     const nb_cfg_t *cfg = r->cfg;
-    r->obj = !strcmp(cfg->backend, "OBJ");
+    r->obj = !strcmp(cfg->backend, "OBJ") || !strcmp(cfg->backend, "AZURE_BLOB");
     if (strcmp(cfg->backend, "POSIX") && !is_gds(cfg) && !r->obj)
         return nb_fail("backend %s: the storage mode of this nixlbench drives POSIX, GDS, "
-                       "GDS_MT and OBJ only", cfg->backend);
+                       "GDS_MT, OBJ and AZURE_BLOB only", cfg->backend);
     if (cfg->num_threads != 1)
         return nb_fail("storage mode: --num_threads must be 1 (one process, one thread)");
     nixl_param_t p[12];

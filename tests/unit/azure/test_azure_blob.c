@@ -125,6 +125,14 @@ static void test_query(void **state)
     ot_query(bad, 1);
 }
 
+static void test_query_edges(void **state)
+{
+    (void)state;
+    char url[96]; /* nothing listens there */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/devstoreaccount1", s3_free_port());
+    ot_query_edges((nixl_param_t){"account_url", url});
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -304,7 +312,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_staged_blocks),     cmocka_unit_test(ot_test_thousand),
         cmocka_unit_test(test_query),             cmocka_unit_test(test_errors),
         cmocka_unit_test(test_conn_string_env),   cmocka_unit_test(ot_test_release_in_flight),
-        cmocka_unit_test(test_sas),               cmocka_unit_test(test_server_killed),
+        cmocka_unit_test(test_sas),               cmocka_unit_test(test_query_edges),
+        cmocka_unit_test(test_server_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -363,6 +363,88 @@ static inline void ot_query(const nixl_param_t *bad, size_t nbad)
     free(buf);
 }
 
+/* query_mem's edges: 150 descriptors with max_inflight 4 (each answer in its own slot: ten
+ * objects of distinct sizes, names to encode among them, missing ones by metaInfo and by
+ * devId), an empty object the independent client wrote (size "0"), no descriptors at all, a
+ * memory type other than OBJ, and an engine whose server is not there (the parameter `dead`:
+ * the whole query fails with the connection's reason, "onnect"). */
+static inline void ot_query_edges(nixl_param_t dead)
+{
+    nixl_backend_t *be = NULL;
+    const nixl_param_t few = {"max_inflight", "4"};
+    nixl_agent_t *a = agent_with(&few, 1, &be, NIXL_SUCCESS, NULL);
+    char names[10][32], *buf = t_alloc(128), path[64];
+    t_reg(a, buf, 128);
+    for (int k = 0; k < 10; k++) {
+        snprintf(names[k], sizeof(names[k]), k % 2 ? "qe/%d \xc3\xa9+x?y" : "qe/%d", k);
+        char *key = names[k];
+        reg_objs(a, &key, 1, 500 + (uint64_t)k, false);
+        nixl_xfer_req_t *w = req_of(a, NIXL_WRITE, buf, 1, 100 + (size_t)k, 500 + (uint64_t)k);
+        EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, w, NULL));
+        EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, w));
+    }
+    if (ot_check) {
+        snprintf(path, sizeof(path), "/tmp/nixl-obj-empty.%d", getpid());
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(ot_check("put qe/empty %s", path), 0);
+        unlink(path);
+    }
+    enum { N = 151 };
+    nixl_reg_desc_t d[N];
+    char missing[N][32];
+    for (size_t i = 0; i < N - 1; i++) {
+        size_t j = i % 12;
+        snprintf(missing[i], sizeof(missing[i]), "qe/none/%zu", i);
+        const char *key = j < 10 ? names[j] : j == 10 ? missing[i] : NULL;
+        d[i] = (nixl_reg_desc_t){.dev_id = 900000 + i, .meta = key,
+                                 .meta_len = key ? strlen(key) : 0};
+    }
+    d[N - 1] = (nixl_reg_desc_t){.meta = "qe/empty", .meta_len = 8};
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.backends = &be;
+    opt.num_backends = 1;
+    nixl_query_resp_t *resp = NULL;
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_query_mem(a, NIXL_OBJ_SEG, d, ot_check ? N : N - 1, &opt,
+                                                 &resp));
+    for (size_t i = 0; i < N - 1; i++) {
+        size_t j = i % 12;
+        assert_int_equal(resp[i].has_value, j < 10);
+        if (j < 10) {
+            char want[8];
+            snprintf(want, sizeof(want), "%zu", 100 + j);
+            assert_int_equal(resp[i].params.count, 1);
+            assert_string_equal(resp[i].params.items[0].key, "size");
+            assert_string_equal(resp[i].params.items[0].value, want);
+        }
+    }
+    if (ot_check) {
+        assert_true(resp[N - 1].has_value);
+        assert_string_equal(resp[N - 1].params.items[0].value, "0");
+    }
+    nixl_free(resp);
+    resp = NULL;
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_query_mem(a, NIXL_OBJ_SEG, NULL, 0, &opt, &resp));
+    nixl_free(resp);
+    resp = NULL;
+    EXPECT_ERR(NIXL_ERR_NOT_SUPPORTED, "OBJ descriptors only",
+               nixl_agent_query_mem(a, NIXL_DRAM_SEG, d, 1, &opt, &resp));
+    assert_null(resp);
+    t_dereg(a, buf, 128);
+    nixl_agent_destroy(a);
+    free(buf);
+
+    a = agent_with(&dead, 1, &be, NIXL_SUCCESS, NULL);
+    opt.backends = &be;
+    EXPECT_ERR(NIXL_ERR_BACKEND, "onnect", nixl_agent_query_mem(a, NIXL_OBJ_SEG, d, 3, &opt,
+                                                                 &resp));
+    assert_null(resp);
+    fprintf(stderr, "query without a server: %s\n", nixl_last_error());
+    nixl_agent_destroy(a);
+}
+
 /* Releasing requests in flight: they stop, nothing is left running, the engine goes on. */
 static inline void ot_test_release_in_flight(void **state)
 {

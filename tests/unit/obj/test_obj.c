@@ -98,6 +98,14 @@ static void test_query(void **state)
     ot_query(bad, 1);
 }
 
+static void test_query_edges(void **state)
+{
+    (void)state;
+    char ep[64]; /* nothing listens there */
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s3_free_port());
+    ot_query_edges((nixl_param_t){"endpoint_override", ep});
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -167,7 +175,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_multipart),      cmocka_unit_test(ot_test_thousand),
         cmocka_unit_test(test_query),          cmocka_unit_test(test_errors),
         cmocka_unit_test(test_env),            cmocka_unit_test(ot_test_release_in_flight),
-        cmocka_unit_test(test_server_killed),
+        cmocka_unit_test(test_query_edges),    cmocka_unit_test(test_server_killed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
