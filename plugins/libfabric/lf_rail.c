@@ -427,8 +427,15 @@ static void post_jobs(lf_rail_t *rail)
         uint8_t *buf = rail->bufs + (size_t)s->idx * LF_MSG_MAX;
         memcpy(buf, job->msg, job->len);
         s->job = job;
-        ssize_t ret = fi_send(rail->ep, buf, job->len, rail->bufs_desc,
-                              job->conn->addr[rail->idx], &s->ctx.fi);
+        /* Transmit-complete, even where writes are delivery-complete: a notification ends
+         * a request whose data is already where it belongs (at the target for a WRITE, here
+         * for a READ, and behind the writes on the wire for an early one), so waiting for the
+         * target's acknowledgement would only add a round trip. */
+        struct iovec iov = {buf, job->len};
+        void *desc = rail->bufs_desc;
+        struct fi_msg msg = {.msg_iov = &iov, .desc = &desc, .iov_count = 1,
+                             .addr = job->conn->addr[rail->idx], .context = &s->ctx.fi};
+        ssize_t ret = fi_sendmsg(rail->ep, &msg, FI_COMPLETION | FI_TRANSMIT_COMPLETE);
         if (ret == -FI_EAGAIN) {
             s->job = NULL;
             return;
