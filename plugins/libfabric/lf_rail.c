@@ -14,10 +14,10 @@
  * nobody but the spinning caller (two cores and two spinning callers leave no room for more).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
