@@ -10,8 +10,12 @@
  *   device_list         comma-separated domains (NICs), one rail each, up to 8 ("eth0",
  *                       "rdmap0s31-rdm,rdmap16s27-rdm"; a name twice opens it twice);
  *                       NIXL_LIBFABRIC_DEVICES; default: the provider's first domain
- *   num_threads         0..256 (default 0): accepted for the reference, unused (each rail
- *                       has its own thread)
+ *   num_threads         0..256 (default 0): accepted for the reference, no effect (logged at
+ *                       creation when set): each rail has one thread, and a request is spread
+ *                       over endpoints by listing a domain several times in device_list
+ *   caller_progress     1 (default) or 0: a thread polling check_xfer / get_notifs reads the
+ *                       completion queues itself (no rail thread wake-up on the way); 0: only
+ *                       the rail threads do; NIXL_LIBFABRIC_CALLER_PROGRESS
  *   split_batch_size    1.. (default 1024): requests of at least this many elements are
  *                       spread over the rails in contiguous runs; smaller ones use rail 0
  *   striping_threshold  bytes (default 131072): an element this long or longer is cut into
@@ -33,7 +37,7 @@
 static const nixl_param_t lf_default_params[] = {
     {"provider", ""},          {"device_list", ""},          {"num_threads", "0"},
     {"split_batch_size", "1024"}, {"striping_threshold", "131072"},
-    {"max_bw_per_dram_seg", ""}, {"peer_timeout_ms", "30000"},
+    {"max_bw_per_dram_seg", ""}, {"peer_timeout_ms", "30000"}, {"caller_progress", "1"},
 };
 
 /* The parameter, else its environment variable, else NULL. */
@@ -72,7 +76,7 @@ static nixl_status_t params_parse(const nixl_be_init_t *init, lf_params_t *p)
         return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM, "device_list is too long");
     snprintf(p->provider, sizeof(p->provider), "%s", prov ? prov : "");
     snprintf(p->iface, sizeof(p->iface), "%s", dev ? dev : "");
-    uint64_t threads;
+    uint64_t threads, caller;
     if (!num_param(init, "num_threads", NULL, 0, 0, 256, &threads) ||
         !num_param(init, "split_batch_size", NULL, 1024, 1, UINT32_MAX, &p->split_batch_size) ||
         !num_param(init, "striping_threshold", "NIXL_LIBFABRIC_STRIPING_THRESHOLD", 131072, 1,
@@ -80,9 +84,12 @@ static nixl_status_t params_parse(const nixl_be_init_t *init, lf_params_t *p)
         !num_param(init, "max_bw_per_dram_seg", "NIXL_LIBFABRIC_MAX_BW_PER_DRAM_SEG", 0, 0,
                    1000000, &p->max_bw_per_dram_seg) ||
         !num_param(init, "peer_timeout_ms", "NIXL_LIBFABRIC_PEER_TIMEOUT_MS", 30000, 0,
-                   86400000, &p->peer_timeout_ms))
+                   86400000, &p->peer_timeout_ms) ||
+        !num_param(init, "caller_progress", "NIXL_LIBFABRIC_CALLER_PROGRESS", 1, 0, 1,
+                   &caller))
         return NIXL_ERR_INVALID_PARAM;
     p->num_threads = (unsigned)threads;
+    p->caller_progress = caller != 0;
     return NIXL_SUCCESS;
 }
 
@@ -183,6 +190,12 @@ static nixl_status_t lf_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
                 eng->nrails > 1 ? ", ..." : "", eng->rails[0].iov_n, eng->rails[0].tx_max,
                 eng->prov_key ? "provider" : "requested", eng->virt_addr ? "virtual" : "offset",
                 eng->delivery_complete ? "delivery-complete writes" : "transmit-complete writes");
+    if (params.num_threads)
+        NIXL_BE_LOG(host, NIXL_LOG_INFO,
+                    "num_threads=%u has no effect on LIBFABRIC: each rail (one endpoint) has "
+                    "one thread; to spread a request over several endpoints list a domain "
+                    "several times in device_list (docs/backends.md, LIBFABRIC)",
+                    params.num_threads);
     *out = eng;
     return NIXL_SUCCESS;
 }
@@ -222,6 +235,7 @@ static const nixl_be_ops_t lf_ops = {
     .check_xfer = lf_check_xfer,
     .release_req = lf_release_req,
     .gen_notif = lf_gen_notif,
+    .progress = lf_progress,
 };
 
 NIXL_PLUGIN_EXPORT_ENTRY(&lf_info, &lf_ops)

@@ -4,12 +4,16 @@
  * Objects and their lifetimes
  *  - engine: one or more rails, the table of peers, every request alive.
  *  - rail: one fabric + domain + RDM endpoint + address vector + completion queue, opened on one
- *    domain (a NIC; "lo" or "eth0" for tcp), with one thread that owns the endpoint's data path:
- *    it posts RMA and messages, reads the completion queue and receives notifications. It
- *    sleeps in epoll on the queue's wait fd (FI_WAIT_FD, fi_trywait) and an eventfd that user
- *    threads write when they queue work; it never spins. rail->lock serialises every libfabric
- *    call on the rail's objects (FI_THREAD_DOMAIN): registrations and address-vector inserts
- *    of control threads against the rail thread's posts.
+ *    domain (a NIC; "lo" or "eth0" for tcp), with one thread ("lf-rail<i>") that keeps its
+ *    data path going: it posts what was queued for it, reads the completion queue and receives
+ *    notifications. It sleeps in epoll on the queue's wait fd (FI_WAIT_FD, fi_trywait) and an
+ *    eventfd that user threads write when they queue work it must do; it never spins.
+ *    rail->lock serialises every libfabric call on the rail's objects (FI_THREAD_DOMAIN), and
+ *    whoever holds it may do the rail thread's work: a post makes its calls in the caller's
+ *    thread when the lock is free, and check_xfer / get_notifs (caller_progress) read the
+ *    queue. The rail's lists, slots and counters below "the rail thread's own" belong to the
+ *    holder of rail->lock; `held_rail` (lf_rail.c, thread-local) says which rail a thread
+ *    holds, so work for that rail found under its lock is listed without a wake-up.
  *  - conn: one peer agent: its fi_addr_t on every rail. Reference counted (the table, each
  *    remote md, each request); its addresses leave the address vectors with the last reference.
  *  - md: a local registration (lmd: one fid_mr per rail + the region blob) or a peer region
@@ -23,7 +27,9 @@
  * the one that reaches zero decides: SUCCESS only if no message failed, after which the
  * notification (if any) is sent on rail 0 and its send completion ends the request. So the
  * notification leaves only after every write was seen complete (FI_DELIVERY_COMPLETE where the
- * provider offers it: the data is at the target).
+ * provider offers it: the data is at the target). Except a WRITE all on rail 0 of a provider
+ * with FI_ORDER_SAW (notif_early): its notification is posted right behind its writes, counts
+ * as one more message in `pending`, and leaves only once every write of the part is posted.
  */
 #ifndef NIXL_LF_PRIV_H
 #define NIXL_LF_PRIV_H
@@ -55,13 +61,21 @@
  * providers whose progress raises no event); idle it sleeps on the fds until woken. */
 #define LF_BUSY_WAIT_MS 1
 #define LF_IDLE_WAIT_MS 1000
+/* A rail that a user thread progressed (check_xfer, get_notifs) less than LF_POLL_GAP_US ago,
+ * when its thread is about to sleep, is "polled": a caller spins on it. The thread then leaves
+ * the queue's fd to the poller and sleeps LF_POLLED_MS before it looks again (the most an
+ * event waits when the caller stops just then); a caller that sleeps between its polls leaves
+ * the fd to the thread. */
+#define LF_POLL_GAP_US 200
+#define LF_POLLED_MS 1
 
 /* ---- configuration ---- */
 
 typedef struct lf_params {
     char provider[LF_PROV_MAX + 1]; /* "" : the first of efa, verbs;ofi_rxm, tcp;ofi_rxm, tcp */
     char iface[512];                /* comma-separated domains, one rail each; "": the first */
-    unsigned num_threads;           /* accepted, unused (one thread per rail) */
+    unsigned num_threads;           /* accepted, no effect (one thread per rail) */
+    bool caller_progress;           /* check_xfer / get_notifs read the queues themselves */
     uint64_t split_batch_size;      /* requests of at least this many elements spread over rails */
     uint64_t striping_threshold;    /* an element this long or longer is cut over all rails */
     uint64_t max_bw_per_dram_seg;   /* accepted (reference), unused: 0 = not set */
@@ -134,10 +148,12 @@ typedef struct lf_rail {
     pthread_mutex_t qlock;
     nixl_list_node_t *in_parts;       /* parts to start (lf_part_t.node) */
     lf_send_job_t *in_jobs, **in_jobs_tail;
-    /* the rail thread's own */
+    /* the rail thread's own: whoever holds rail->lock */
     nixl_list_node_t *active;         /* parts with messages not posted or not completed */
     lf_send_job_t *jobs, **jobs_tail; /* waiting for a send slot or tx room */
     size_t inflight;
+    _Atomic uint64_t polled_ns; /* when a user thread last progressed the rail */
+    lf_send_job_t *done_jobs;   /* standalone notifications sent: freed after the lock */
     atomic_bool stop;
     bool started;
     pthread_t thread;
@@ -212,6 +228,7 @@ struct nixl_be_req {
     lf_send_job_t notif;     /* its msg buffer grows as needed */
     size_t notif_cap;
     bool has_notif;
+    bool notif_early;        /* the notification was posted behind the writes (FI_ORDER_SAW) */
     nixl_list_node_t all;    /* eng->all_reqs (all_lock) */
     size_t nrefs;
     struct nixl_be_md **refs;
@@ -233,6 +250,7 @@ struct nixl_be_engine {
     char prov[LF_PROV_MAX + 1];
     unsigned addr_format;
     bool virt_addr, prov_key, delivery_complete;
+    bool order_saw; /* rail 0 delivers a message after the writes posted before it */
     size_t key_size;
     atomic_uint_fast64_t next_key;
     uint8_t *conn_blob;
@@ -254,8 +272,15 @@ nixl_status_t lf_fi_status(int fi_err); /* negative libfabric return -> status *
 nixl_status_t lf_rail_open(nixl_be_engine_t *eng, lf_rail_t *rail, const char *domain);
 nixl_status_t lf_rail_start(lf_rail_t *rail);
 void lf_rail_close(lf_rail_t *rail); /* stops the thread too */
+/* Hand work to a rail: posted by the calling thread when the rail's lock is free, else by the
+ * rail thread (woken). */
 void lf_rail_post_part(lf_rail_t *rail, lf_part_t *part);
 void lf_rail_post_job(lf_rail_t *rail, lf_send_job_t *job);
+/* A pass of the rail's work (queue read, posts) in the calling thread if the lock is free;
+ * check_xfer calls it, so a polling caller sees completions without a thread wake-up. */
+void lf_rail_progress(lf_rail_t *rail);
+/* The rail whose lock the calling thread holds, or NULL. */
+lf_rail_t *lf_rail_held(void);
 /* Drop a rail's references to a request being freed (the thread is stopped). */
 
 /* lf_peer.c: connections, registrations, region metadata. */
@@ -291,6 +316,7 @@ nixl_status_t lf_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t lf_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
                            size_t len);
 void lf_reqs_free_all(nixl_be_engine_t *eng);
+nixl_status_t lf_progress(nixl_be_engine_t *eng); /* get_notifs' pass over every rail */
 /* Called by rail threads: `n` messages of `req` ended, `bad` of them failed with `err`. */
 void lf_req_ops_done(nixl_be_req_t *req, size_t n, size_t bad, int err, const char *why);
 /* The request's notification send ended (err 0: delivered to the provider and completed). */

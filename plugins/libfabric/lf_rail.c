@@ -2,14 +2,19 @@
  * lf_rail.c - a rail: one fabric, domain, RDM endpoint, address vector and completion queue,
  * and the thread that owns its data path (see lf_priv.h).
  *
- * The thread posts what user threads hand it (parts of requests, notifications), at most
- * tx_max operations in flight and never retrying a refused post before it has read
- * completions (libfabric answers -FI_EAGAIN when its queues are full: progress frees them). It
- * reads the completion queue, receives messages and fails a peer whose operations stay
+ * Work handed to a rail (parts of requests, notifications) is posted by the caller's thread
+ * when the rail's lock is free, else by the thread, woken; at most tx_max operations in flight
+ * and never retrying a refused post before completions were read (libfabric answers -FI_EAGAIN
+ * when its queues are full: progress frees them). The thread reads the completion queue,
+ * receives messages, retries what did not fit and fails a peer whose operations stay
  * outstanding past peer_timeout_ms. It sleeps in epoll on the queue's wait fd, after
- * fi_trywait said nothing is pending, and on an eventfd that user threads write.
+ * fi_trywait said nothing is pending, and on an eventfd that user threads write. A user thread
+ * polling check_xfer / get_notifs reads the queue too (lf_rail_progress); while one spins on
+ * the rail, the thread sleeps on the eventfd only and looks every LF_POLLED_MS, so events wake
+ * nobody but the spinning caller (two cores and two spinning callers leave no room for more).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +108,7 @@ static nixl_status_t rail_find(nixl_be_engine_t *eng, lf_rail_t *rail, const cha
         eng->prov_key = rail->info->domain_attr->mr_mode & FI_MR_PROV_KEY;
         eng->key_size = rail->info->domain_attr->mr_key_size;
         eng->delivery_complete = delivery;
+        eng->order_saw = rail->info->tx_attr->msg_order & FI_ORDER_SAW;
     } else if ((bool)(rail->info->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != eng->virt_addr ||
                (bool)(rail->info->domain_attr->mr_mode & FI_MR_PROV_KEY) != eng->prov_key) {
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
@@ -224,24 +230,6 @@ static void wake(lf_rail_t *rail)
     (void)n; /* EAGAIN: the counter is already non-zero, the thread wakes anyway */
 }
 
-void lf_rail_post_part(lf_rail_t *rail, lf_part_t *part)
-{
-    pthread_mutex_lock(&rail->qlock);
-    nixl_list_push(&rail->in_parts, &part->node);
-    pthread_mutex_unlock(&rail->qlock);
-    wake(rail);
-}
-
-void lf_rail_post_job(lf_rail_t *rail, lf_send_job_t *job)
-{
-    job->next = NULL;
-    pthread_mutex_lock(&rail->qlock);
-    *rail->in_jobs_tail = job;
-    rail->in_jobs_tail = &job->next;
-    pthread_mutex_unlock(&rail->qlock);
-    wake(rail);
-}
-
 /* Whether a completion error means the peer is gone (rather than a bad request). */
 static bool conn_errno(int e)
 {
@@ -267,8 +255,27 @@ static void job_done(lf_rail_t *rail, lf_send_job_t *job, int err, const char *w
     if (err)
         NIXL_BE_LOG(rail->eng->host, NIXL_LOG_WARN, "a notification to '%s' was lost: %s",
                     job->conn->name, why);
-    lf_conn_unref(job->conn);
-    free(job);
+    /* Freed, with its reference, after the rail's lock (the last reference of a connection
+     * takes every rail's lock). */
+    job->next = rail->done_jobs;
+    rail->done_jobs = job;
+}
+
+/* Called under rail->lock: the standalone notifications to free once it is let go. */
+static lf_send_job_t *take_done(lf_rail_t *rail)
+{
+    lf_send_job_t *j = rail->done_jobs;
+    rail->done_jobs = NULL;
+    return j;
+}
+
+static void free_done(lf_send_job_t *j)
+{
+    for (lf_send_job_t *next; j; j = next) {
+        next = j->next;
+        lf_conn_unref(j->conn);
+        free(j);
+    }
 }
 
 /* The part ended on this rail: off the active list before its request can be posted again. */
@@ -405,6 +412,9 @@ static void post_jobs(lf_rail_t *rail)
 {
     while (rail->jobs && rail->nsend_free && rail->inflight < rail->tx_max) {
         lf_send_job_t *job = rail->jobs;
+        /* A notification ordered behind its writes (lf_xfer.c) leaves after all of them. */
+        if (job->req && job->req->notif_early && job->req->parts[0].next < job->req->parts[0].nrma)
+            return;
         if (atomic_load(&job->conn->failed)) {
             rail->jobs = job->next;
             if (!rail->jobs)
@@ -417,8 +427,15 @@ static void post_jobs(lf_rail_t *rail)
         uint8_t *buf = rail->bufs + (size_t)s->idx * LF_MSG_MAX;
         memcpy(buf, job->msg, job->len);
         s->job = job;
-        ssize_t ret = fi_send(rail->ep, buf, job->len, rail->bufs_desc,
-                              job->conn->addr[rail->idx], &s->ctx.fi);
+        /* Transmit-complete, even where writes are delivery-complete: a notification ends
+         * a request whose data is already where it belongs (at the target for a WRITE, here
+         * for a READ, and behind the writes on the wire for an early one), so waiting for the
+         * target's acknowledgement would only add a round trip. */
+        struct iovec iov = {buf, job->len};
+        void *desc = rail->bufs_desc;
+        struct fi_msg msg = {.msg_iov = &iov, .desc = &desc, .iov_count = 1,
+                             .addr = job->conn->addr[rail->idx], .context = &s->ctx.fi};
+        ssize_t ret = fi_sendmsg(rail->ep, &msg, FI_COMPLETION | FI_TRANSMIT_COMPLETE);
         if (ret == -FI_EAGAIN) {
             s->job = NULL;
             return;
@@ -471,12 +488,107 @@ static void take_incoming(lf_rail_t *rail)
     pthread_mutex_unlock(&rail->qlock);
 }
 
+/* The rail whose lock this thread holds (rail thread, or a user thread posting or
+ * progressing): work for it found under that lock is queued without a wake-up. */
+static _Thread_local lf_rail_t *held_rail;
+
+lf_rail_t *lf_rail_held(void)
+{
+    return held_rail;
+}
+
+/* Whether handed-over work is still waiting to be posted (rail->lock held). */
+static bool unposted(const lf_rail_t *rail)
+{
+    if (rail->jobs) /* (in_parts and in_jobs: whoever queues there kicks the rail) */
+        return true;
+    for (const nixl_list_node_t *nd = rail->active; nd; nd = nd->next) {
+        const lf_part_t *part = nixl_list_entry(nd, lf_part_t, node);
+        if (part->next < part->nrma)
+            return true;
+    }
+    return false;
+}
+
+enum { RAN_ALL, RAN_LEFT, RAN_BUSY };
+
+/* One pass of the rail's work in the calling thread, if the rail's lock is free: queued
+ * work posted, and with `completions` the queue read. RAN_LEFT: something could not be posted
+ * (the queue is full); RAN_BUSY: the lock was taken (the rail thread is at work). */
+static int run_here(lf_rail_t *rail, bool completions)
+{
+    if (pthread_mutex_trylock(&rail->lock) != 0)
+        return RAN_BUSY;
+    held_rail = rail;
+    take_incoming(rail);
+    if (completions)
+        read_cq(rail);
+    post_parts(rail);
+    post_jobs(rail);
+    bool left = unposted(rail);
+    lf_send_job_t *done_jobs = take_done(rail);
+    held_rail = NULL;
+    pthread_mutex_unlock(&rail->lock);
+    free_done(done_jobs);
+    return left ? RAN_LEFT : RAN_ALL;
+}
+
+/* Work was queued: post it from this thread when the rail is free (no thread wake-up on the
+ * way to the wire; completions wake the rail thread through the queue's fd), else leave it
+ * to the rail thread, woken, as for what did not fit (it retries after completions). */
+static void kick(lf_rail_t *rail)
+{
+    if (held_rail == rail)
+        return; /* the holder posts it before it lets go of the lock */
+    if (run_here(rail, false) != RAN_ALL)
+        wake(rail);
+}
+
+void lf_rail_progress(lf_rail_t *rail)
+{
+    atomic_store(&rail->polled_ns, nixl_now_ns());
+    /* Busy: the rail thread is reading the queue already. */
+    if (held_rail == NULL && run_here(rail, true) == RAN_LEFT)
+        wake(rail);
+}
+
+void lf_rail_post_part(lf_rail_t *rail, lf_part_t *part)
+{
+    pthread_mutex_lock(&rail->qlock);
+    nixl_list_push(&rail->in_parts, &part->node);
+    pthread_mutex_unlock(&rail->qlock);
+    kick(rail);
+}
+
+void lf_rail_post_job(lf_rail_t *rail, lf_send_job_t *job)
+{
+    job->next = NULL;
+    if (held_rail == rail) { /* straight onto the rail's own list: posted in this pass */
+        *rail->jobs_tail = job;
+        rail->jobs_tail = &job->next;
+        return;
+    }
+    pthread_mutex_lock(&rail->qlock);
+    *rail->in_jobs_tail = job;
+    rail->in_jobs_tail = &job->next;
+    pthread_mutex_unlock(&rail->qlock);
+    kick(rail);
+}
+
+static void drain_wake(lf_rail_t *rail)
+{
+    uint64_t v;
+    ssize_t r = read(rail->wake_fd, &v, sizeof(v));
+    (void)r;
+}
+
 static void *rail_thread(void *arg)
 {
     lf_rail_t *rail = arg;
     uint64_t last_timeout_check = 0;
     while (!atomic_load(&rail->stop)) {
         pthread_mutex_lock(&rail->lock);
+        held_rail = rail;
         take_incoming(rail);
         size_t done = read_cq(rail);
         post_parts(rail);
@@ -487,23 +599,33 @@ static void *rail_thread(void *arg)
             last_timeout_check = now;
         }
         bool busy = rail->active || rail->jobs || rail->inflight;
+        /* While a user thread spins on this rail (check_xfer, get_notifs), the queue's fd
+         * is left to it: events then wake no thread of ours; we look every LF_POLLED_MS. */
+        bool polled = rail->cq_fd >= 0 &&
+                      nixl_now_ns() - atomic_load(&rail->polled_ns) < LF_POLL_GAP_US * 1000u;
         bool can_sleep = done == 0;
-        if (can_sleep && rail->cq_fd >= 0) {
+        if (can_sleep && rail->cq_fd >= 0 && !polled) {
             struct fid *f = &rail->cq->fid;
             can_sleep = fi_trywait(rail->fabric, &f, 1) == FI_SUCCESS;
         }
+        lf_send_job_t *done_jobs = take_done(rail);
+        held_rail = NULL;
         pthread_mutex_unlock(&rail->lock);
+        free_done(done_jobs);
         if (!can_sleep)
             continue;
+        if (polled) {
+            struct pollfd p = {.fd = rail->wake_fd, .events = POLLIN};
+            if (poll(&p, 1, LF_POLLED_MS) == 1)
+                drain_wake(rail);
+            continue;
+        }
         int ms = busy || rail->cq_fd < 0 ? LF_BUSY_WAIT_MS : LF_IDLE_WAIT_MS;
         struct epoll_event ev[2];
         int n = epoll_wait(rail->epfd, ev, 2, ms);
         for (int i = 0; i < n; i++)
-            if (ev[i].data.fd == rail->wake_fd) {
-                uint64_t v;
-                ssize_t r = read(rail->wake_fd, &v, sizeof(v));
-                (void)r;
-            }
+            if (ev[i].data.fd == rail->wake_fd)
+                drain_wake(rail);
     }
     return NULL;
 }
@@ -514,6 +636,9 @@ nixl_status_t lf_rail_start(lf_rail_t *rail)
     if (e)
         return NIXL_BE_ERR(rail->eng->host, NIXL_ERR_BACKEND, "rail %u: pthread_create: %s",
                            rail->idx, strerror(e));
+    char name[16];
+    snprintf(name, sizeof(name), "lf-rail%u", rail->idx);
+    pthread_setname_np(rail->thread, name); /* a name for ps, top and the tests */
     rail->started = true;
     return NIXL_SUCCESS;
 }
@@ -526,6 +651,7 @@ void lf_rail_close(lf_rail_t *rail)
         pthread_join(rail->thread, NULL);
         rail->started = false;
     }
+    free_done(take_done(rail));
     /* Standalone notifications never sent: their memory and references. */
     lf_send_job_t *lists[2] = {rail->jobs, rail->in_jobs};
     for (int l = 0; l < 2; l++)

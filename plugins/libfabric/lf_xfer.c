@@ -282,18 +282,22 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     size_t total = 0;
     for (unsigned r = 0; r < req->nparts; r++) {
         req->parts[r].next = req->parts[r].outstanding = 0;
-        req->parts[r].nel = req->parts[r].nel; /* prepared once */
         total += req->parts[r].nrma;
     }
     req->has_notif = notif;
+    /* A WRITE's notification can leave right behind its writes where the provider delivers a
+     * message after the writes posted before it on the endpoint (FI_ORDER_SAW) and every
+     * write is on rail 0: one round trip instead of two. Otherwise (other rails, READ - a
+     * read's data may still be on its way back when a message behind it arrives - or no
+     * ordering) it is sent once every operation completed. */
+    req->notif_early = notif && total && req->op == NIXL_WRITE && eng->order_saw &&
+                       req->parts[0].nrma == total;
     atomic_store(&req->nfailed, 0);
     atomic_store(&req->first_err, 0);
     atomic_store(&req->why_set, false);
     req->why[0] = '\0';
     req->posted_ns = nixl_now_ns();
-    if (req->notif.conn != req->conn) {
-        req->notif.conn = req->conn;
-    }
+    req->notif.conn = req->conn;
     atomic_store(&req->state, NIXL_IN_PROG);
     if (!total) {
         if (!notif) {
@@ -303,10 +307,12 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         lf_rail_post_job(&eng->rails[0], &req->notif);
         return NIXL_IN_PROG;
     }
-    atomic_store(&req->pending, total);
+    atomic_store(&req->pending, total + req->notif_early);
     for (unsigned r = 0; r < req->nparts; r++)
         if (req->parts[r].nrma)
             lf_rail_post_part(&eng->rails[r], &req->parts[r]);
+    if (req->notif_early)
+        lf_rail_post_job(&eng->rails[0], &req->notif);
     return NIXL_IN_PROG;
 }
 
@@ -339,7 +345,7 @@ void lf_req_ops_done(nixl_be_req_t *req, size_t n, size_t bad, int err, const ch
     if (nbad) {
         char first[384];
         snprintf(first, sizeof(first), "%s", req->why);
-        size_t total = 0;
+        size_t total = req->notif_early; /* the notification counts as one */
         for (unsigned r = 0; r < req->nparts; r++)
             total += req->parts[r].nrma;
         snprintf(req->why, sizeof(req->why), "%s agent '%s': %zu of %zu operation(s) failed: %s",
@@ -347,7 +353,7 @@ void lf_req_ops_done(nixl_be_req_t *req, size_t n, size_t bad, int err, const ch
         atomic_store(&req->state, fail_status(req, atomic_load(&req->first_err)));
         return;
     }
-    if (req->has_notif) {
+    if (req->has_notif && !req->notif_early) {
         lf_rail_post_job(&req->eng->rails[0], &req->notif);
         return;
     }
@@ -356,6 +362,12 @@ void lf_req_ops_done(nixl_be_req_t *req, size_t n, size_t bad, int err, const ch
 
 void lf_req_notif_done(nixl_be_req_t *req, int err)
 {
+    if (req->notif_early) { /* one of the post's operations */
+        char why[160];
+        snprintf(why, sizeof(why), "the notification failed: %s", err ? fi_strerror(err) : "");
+        lf_req_ops_done(req, 1, err != 0, err, why);
+        return;
+    }
     if (err) {
         snprintf(req->why, sizeof(req->why),
                  "%s agent '%s': the data arrived but the notification failed: %s",
@@ -369,6 +381,14 @@ void lf_req_notif_done(nixl_be_req_t *req, int err)
 nixl_status_t lf_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     nixl_status_t st = atomic_load(&req->state);
+    if (st == NIXL_IN_PROG && req->conn && eng->params.caller_progress) {
+        /* A caller that polls progresses the request's rails itself (when their threads are
+         * not at it): the completion needs no wake-up of a rail thread. */
+        for (unsigned r = 0; r < req->nparts; r++)
+            if (r == 0 || req->parts[r].nrma)
+                lf_rail_progress(&eng->rails[r]);
+        st = atomic_load(&req->state);
+    }
     if (st == NIXL_IN_PROG && req->conn && atomic_load(&req->conn->failed))
         return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT, "%s agent '%s': %s",
                            op_name(req), req->conn->name, req->conn->why);
@@ -436,6 +456,17 @@ nixl_status_t lf_gen_notif(nixl_be_engine_t *eng, const char *agent, const void 
     *job = (lf_send_job_t){.conn = c, .msg = (uint8_t *)(job + 1), .len = n};
     lf_msg_write(LF_MSG_NOTIF, eng->name, eng->name_len, msg, len, job->msg);
     lf_rail_post_job(&eng->rails[0], job);
+    return NIXL_SUCCESS;
+}
+
+nixl_status_t lf_progress(nixl_be_engine_t *eng)
+{
+    /* A caller polling for notifications reads the queues itself when the rail threads are
+     * not at it: a message delivered needs no thread wake-up on the way to the caller. */
+    if (!eng->params.caller_progress)
+        return NIXL_SUCCESS;
+    for (unsigned r = 0; r < eng->nrails; r++)
+        lf_rail_progress(&eng->rails[r]);
     return NIXL_SUCCESS;
 }
 

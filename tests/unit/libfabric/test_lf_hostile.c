@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent_test.h"
 
@@ -146,10 +147,53 @@ static void test_params(void **state)
     refused(&(nixl_param_t){"provider", "nosuchprovider"}, 1, "nosuchprovider");
     refused(&(nixl_param_t){"split_batch_size", "0"}, 1, "split_batch_size");
     refused(&(nixl_param_t){"peer_timeout_ms", "soon"}, 1, "peer_timeout_ms");
+    refused(&(nixl_param_t){"caller_progress", "2"}, 1, "caller_progress");
+    refused(&(nixl_param_t){"num_threads", "257"}, 1, "num_threads");
+    setenv("NIXL_LIBFABRIC_CALLER_PROGRESS", "yes", 1);
+    refused(NULL, 0, "NIXL_LIBFABRIC_CALLER_PROGRESS");
+    unsetenv("NIXL_LIBFABRIC_CALLER_PROGRESS");
     refused(&(nixl_param_t){"device_list", "no-such-nic"}, 1, "no-such-nic");
     setenv("NIXL_LIBFABRIC_MAX_BW_PER_DRAM_SEG", "fast", 1);
     refused(NULL, 0, "NIXL_LIBFABRIC_MAX_BW_PER_DRAM_SEG");
     unsetenv("NIXL_LIBFABRIC_MAX_BW_PER_DRAM_SEG");
+}
+
+/* What creating an engine with `p` writes to stderr (INFO and up: main sets the level). */
+static char *creation_log(const nixl_param_t *p, size_t n)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0 && dup2(fileno(tmp), STDERR_FILENO) >= 0);
+    nixl_agent_t *a = lf_agent("logged", p, n);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    nixl_agent_destroy(a);
+    long len = ftell(tmp);
+    assert_true(len >= 0);
+    char *s = calloc(1, (size_t)len + 1);
+    assert_non_null(s);
+    rewind(tmp);
+    assert_int_equal(fread(s, 1, (size_t)len, tmp), (size_t)len);
+    fclose(tmp);
+    return s;
+}
+
+/* num_threads has no effect: said once, at creation, only when it is set. */
+static void test_num_threads_logged(void **state)
+{
+    (void)state;
+    nixl_param_t four[] = {{"provider", "tcp;ofi_rxm"}, {"num_threads", "4"}};
+    char *log = creation_log(four, 2);
+    const char *hit = strstr(log, "num_threads=4 has no effect");
+    assert_non_null(hit);
+    assert_null(strstr(hit + 1, "num_threads=4 has no effect"));
+    free(log);
+    log = creation_log(four, 1);
+    assert_null(strstr(log, "num_threads"));
+    free(log);
 }
 
 /* Transfers with the own agent are copies; the notification arrives. */
@@ -184,10 +228,12 @@ static void test_loopback(void **state)
 int main(void)
 {
     unsetenv("NIXL_TELEMETRY_ENABLE");
+    setenv("NIXL_LOG_LEVEL", "INFO", 0); /* test_num_threads_logged reads the INFO line */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mutations_refused),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_num_threads_logged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
