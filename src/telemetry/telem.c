@@ -81,6 +81,7 @@ nixl_status_t nixl_telem_settings_read(bool capture, const char *agent,
         *out = s;
         return NIXL_SUCCESS;
     }
+    telem_clock_init(); /* the clock of per-request timing, whatever the exporter */
     char *exp = NULL;
     st = nixl_config_string("NIXL_TELEMETRY_EXPORTER", &exp);
     if (st != NIXL_SUCCESS)
