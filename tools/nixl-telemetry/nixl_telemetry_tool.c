@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "nixl_telemetry.h"
+#include "ring_read.h"
 
 static const struct {
     const char *name, *unit;
@@ -35,9 +36,7 @@ static const struct {
 typedef struct ring {
     uint8_t *map;
     size_t len;
-    nixl_telemetry_ring_header_t *hdr;
-    const nixl_telemetry_event_t *events;
-    uint64_t mask;
+    ring_view_t view;
     dev_t dev;
     ino_t ino;
 } ring_t;
@@ -58,7 +57,7 @@ static void ring_close(ring_t *r)
 }
 
 /* 0: mapped; 1: not there yet (ENOENT) or being initialised (version 0), `why` says which;
- * -1: unusable, `why` says why. */
+ * -1: unusable, `why` says why. The header checks are ring_read.c's. */
 static int ring_open(ring_t *r, const char *path, char *why, size_t why_len)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -67,11 +66,19 @@ static int ring_open(ring_t *r, const char *path, char *why, size_t why_len)
         return errno == ENOENT ? 1 : -1;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < NIXL_TELEMETRY_RING_HEADER_SIZE) {
-        snprintf(why, why_len, "%s: not a telemetry ring (%lld bytes)", path,
-                 (long long)st.st_size);
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, why_len, "%s: %s", path, strerror(errno));
         close(fd);
-        return st.st_size == 0 ? 1 : -1; /* an empty file: the writer is creating it */
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if ((size_t)st.st_size < NIXL_TELEMETRY_RING_HEADER_SIZE) {
+        close(fd);
+        return ring_view_attach(&r->view, NULL, (size_t)st.st_size, path, why, why_len);
     }
     uint8_t *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
@@ -79,33 +86,16 @@ static int ring_open(ring_t *r, const char *path, char *why, size_t why_len)
         snprintf(why, why_len, "%s: cannot map: %s", path, strerror(errno));
         return -1;
     }
-    nixl_telemetry_ring_header_t *h = (nixl_telemetry_ring_header_t *)m;
-    int32_t version = __atomic_load_n(&h->version, __ATOMIC_ACQUIRE);
-    int rc = -1;
-    if (version == 0) {
-        snprintf(why, why_len, "%s: the writer is initialising it", path);
-        rc = 1;
-    } else if (version != NIXL_TELEMETRY_RING_VERSION) {
-        snprintf(why, why_len, "%s: ring version %d, this reader reads version %d", path,
-                 (int)version, NIXL_TELEMETRY_RING_VERSION);
-    } else if (h->capacity < 2 || (h->capacity & (h->capacity - 1)) ||
-               h->mask != h->capacity - 1 ||
-               h->capacity > ((uint64_t)st.st_size - NIXL_TELEMETRY_RING_HEADER_SIZE) /
-                                 NIXL_TELEMETRY_RING_EVENT_SIZE) {
-        snprintf(why, why_len, "%s: corrupt header (capacity %" PRIu64 ", mask %" PRIu64
-                 ", %lld bytes)", path, h->capacity, h->mask, (long long)st.st_size);
-    } else {
-        r->map = m;
-        r->len = (size_t)st.st_size;
-        r->hdr = h;
-        r->events = (const nixl_telemetry_event_t *)(m + NIXL_TELEMETRY_RING_HEADER_SIZE);
-        r->mask = h->mask;
-        r->dev = st.st_dev;
-        r->ino = st.st_ino;
-        return 0;
+    int rc = ring_view_attach(&r->view, m, (size_t)st.st_size, path, why, why_len);
+    if (rc != 0) {
+        munmap(m, (size_t)st.st_size);
+        return rc;
     }
-    munmap(m, (size_t)st.st_size);
-    return rc;
+    r->map = m;
+    r->len = (size_t)st.st_size;
+    r->dev = st.st_dev;
+    r->ino = st.st_ino;
+    return 0;
 }
 
 /* Whether the file was replaced or re-created with another size since we mapped it. */
@@ -116,21 +106,29 @@ static bool ring_stale(const ring_t *r, const char *path)
            (size_t)st.st_size != r->len;
 }
 
-/* Take one event; false when none is waiting. */
-static bool ring_take(ring_t *r, nixl_telemetry_event_t *out)
-{
-    uint64_t rd = __atomic_load_n(&r->hdr->read_pos, __ATOMIC_RELAXED) & r->mask;
-    uint64_t wr = __atomic_load_n(&r->hdr->write_pos, __ATOMIC_ACQUIRE) & r->mask;
-    if (rd == wr)
-        return false;
-    *out = r->events[rd];
-    __atomic_store_n(&r->hdr->read_pos, (rd + 1) & r->mask, __ATOMIC_RELEASE);
-    return true;
-}
-
 typedef struct stat_row {
     uint64_t count, sum, min, max, last;
 } stat_row_t;
+
+typedef struct summary {
+    stat_row_t rows[NIXL_TELEM_EVENT_COUNT];
+    uint64_t unknown;
+} summary_t;
+
+static void summary_add(void *ctx, const nixl_telemetry_event_t *ev)
+{
+    summary_t *sum = ctx;
+    if (ev->id >= NIXL_TELEM_EVENT_COUNT) {
+        sum->unknown++;
+        return;
+    }
+    stat_row_t *s = &sum->rows[ev->id];
+    s->min = s->count ? (ev->value < s->min ? ev->value : s->min) : ev->value;
+    s->max = ev->value > s->max ? ev->value : s->max;
+    s->sum += ev->value;
+    s->last = ev->value;
+    s->count++;
+}
 
 static void print_event(const char *agent, const nixl_telemetry_event_t *ev, bool json)
 {
@@ -271,25 +269,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "nixl-telemetry: %s\n", why);
             return 1;
         }
-        stat_row_t rows[NIXL_TELEM_EVENT_COUNT] = {0};
-        nixl_telemetry_event_t ev;
-        uint64_t unknown = 0;
-        while (ring_take(&ring, &ev)) {
-            if (ev.id >= NIXL_TELEM_EVENT_COUNT) {
-                unknown++;
-                continue;
-            }
-            stat_row_t *s = &rows[ev.id];
-            s->min = s->count ? (ev.value < s->min ? ev.value : s->min) : ev.value;
-            s->max = ev.value > s->max ? ev.value : s->max;
-            s->sum += ev.value;
-            s->last = ev.value;
-            s->count++;
-        }
-        print_summary(agent, rows, json);
-        if (unknown)
+        summary_t sum = {0};
+        ring_view_drain(&ring.view, summary_add, &sum); /* what waits now: one lap at most */
+        print_summary(agent, sum.rows, json);
+        if (sum.unknown)
             fprintf(stderr, "nixl-telemetry: %" PRIu64 " events of unknown ids skipped\n",
-                    unknown);
+                    sum.unknown);
         ring_close(&ring);
         return 0;
     }
@@ -319,7 +304,7 @@ int main(int argc, char **argv)
         }
         nixl_telemetry_event_t ev;
         bool any = false;
-        while (!stop && ring_take(&ring, &ev)) {
+        while (!stop && ring_view_take(&ring.view, &ev)) {
             any = true;
             print_event(agent, &ev, json);
             if (max_count && ++seen >= max_count) {
