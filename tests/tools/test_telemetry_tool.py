@@ -6,7 +6,8 @@
 CASE: layout (the bytes against docs/telemetry.md's table), live (a reader started before the
 writer reads while transfers run), late (a reader started after the writer ended), overflow (a
 ring filled past capacity: drops counted), errors (missing file, other version, bad arguments),
-python (the example reader).
+python (the example reader), hostile (positions a writer set outside the ring: both readers
+mask them and end).
 """
 import json
 import os
@@ -217,6 +218,26 @@ def case_python(c):
         f.write(struct.pack("<QQiiQQ", 0, 0, 5, 5, 16, 15) + bytes(16 * 16))
     r = subprocess.run([sys.executable, c.py_reader, bad], capture_output=True, text=True)
     check(r.returncode == 1 and "version 5" in r.stderr, f"python reader, version: {r.stderr}")
+
+
+def case_hostile(c):
+    """A write position with high bits set and a read position past the capacity: both readers
+    take the events between the masked positions and end (the Python reader used to loop
+    forever on an unmasked write position)."""
+    path = os.path.join(c.dir, "hostile")
+    events = b"".join(struct.pack("<IIQ", TX_BYTES, 0, 100 + i) for i in range(8))
+    for reader in ([c.tool, "--json"], [sys.executable, c.py_reader]):
+        with open(path, "wb") as f:
+            f.write(struct.pack("<QQiiQQ", (1 << 40) | 5, (1 << 50) | 2, 4, 4, 8, 7) + events)
+        r = subprocess.run([*reader, path], env=c.env, capture_output=True, text=True,
+                           timeout=20)
+        check(r.returncode == 0, f"{reader[0]}: {r.returncode} {r.stderr}")
+        rows = {row["id"]: row for row in map(json.loads, r.stdout.splitlines())}
+        check(rows[TX_BYTES]["count"] == 3 and rows[TX_BYTES]["sum"] == 102 + 103 + 104,
+              f"{reader[0]}: {rows}")
+        with open(path, "rb") as f:
+            _, read = struct.unpack("<QQ", f.read(16))
+        check(read == 5, f"{reader[0]}: read position {read}, not 5")
 
 
 def main():
