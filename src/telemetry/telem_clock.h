@@ -13,8 +13,10 @@
  * The counter is scaled to CLOCK_MONOTONIC once per process (telem_clock_init, from the
  * settings read at agent creation): an anchor pair (counter, monotonic ns) and a 32.32
  * fixed-point ns-per-tick factor measured over about 2 ms on x86 (exact from the timer's
- * frequency on aarch64). Readings then follow CLOCK_MONOTONIC within the calibration error
- * (a few ppm on a quiet machine), which bounds how far start_time_us may drift from it.
+ * frequency on aarch64). Readings then follow CLOCK_MONOTONIC within the calibration error and
+ * NTP's slewing of CLOCK_MONOTONIC, which the counter does not follow (under 1 ppm measured on
+ * the development VM; the kernel slews by 500 ppm at most): that bounds how far start_time_us
+ * may drift from it. Durations come from the counter alone.
  */
 #ifndef NIXL_TELEMETRY_CLOCK_H
 #define NIXL_TELEMETRY_CLOCK_H
