@@ -95,11 +95,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         val[i] = p;
         p = nl ? nl + 1 : NULL;
     }
+    /* putenv with a buffer of our own per variable: setenv would keep every value it was
+     * given for the life of the process (glibc never frees them) */
+    static char env[NVARS][4160];
     for (size_t i = 0; i < NVARS; i++) {
-        if (val[i])
-            setenv(vars[i], val[i], 1);
-        else
-            unsetenv(vars[i]);
+        unsetenv(vars[i]);
+        if (val[i]) {
+            snprintf(env[i], sizeof(env[i]), "%s=%.4096s", vars[i], val[i]);
+            val[i] = strchr(env[i], '=') + 1; /* what the library sees (cut at 4096 bytes) */
+            CHECK(putenv(env[i]) == 0);
+        }
     }
 
     nixl_telem_settings_t s;
