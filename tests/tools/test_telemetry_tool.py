@@ -7,7 +7,8 @@ CASE: layout (the bytes against docs/telemetry.md's table), live (a reader start
 writer reads while transfers run), late (a reader started after the writer ended), overflow (a
 ring filled past capacity: drops counted), errors (missing file, other version, bad arguments),
 python (the example reader), hostile (positions a writer set outside the ring: both readers
-mask them and end).
+mask them and end), shrink (the file truncated under nixl-telemetry --follow while it reads: it
+says so and maps the file again, instead of dying of SIGBUS).
 """
 import json
 import os
@@ -238,6 +239,30 @@ def case_hostile(c):
         with open(path, "rb") as f:
             _, read = struct.unpack("<QQ", f.read(16))
         check(read == 5, f"{reader[0]}: read position {read}, not 5")
+
+
+def case_shrink(c):
+    """A large ring read with --follow into a pipe we do not drain yet (so the reader is in the
+    middle of it), then the file cut to its header: the next read past the end faults, the
+    reader reports it, maps the file again and finds it corrupt (exit 1), not SIGBUS."""
+    path = os.path.join(c.dir, "shrink")
+    cap = 1 << 16
+    with open(path, "wb") as f:
+        f.write(struct.pack("<QQiiQQ", cap - 1, 0, 4, 4, cap, cap - 1))
+        f.write(struct.pack("<IIQ", TX_BYTES, 0, 7) * cap)
+    p = subprocess.Popen([c.tool, "--follow", "--json", path], env=c.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = p.stdout.readline()
+    check(json.loads(first)["value"] == 7, f"first event: {first!r}")
+    os.truncate(path, 40)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        fail("the reader did not end after the file shrank")
+    check(p.returncode == 1, f"exit {p.returncode} (-{signal.SIGBUS} is SIGBUS): {err}")
+    check("shrank while it was read" in err and "corrupt header" in err, f"stderr: {err}")
+    check(0 < len(out.splitlines()) < cap - 1, "events read")
 
 
 def main():

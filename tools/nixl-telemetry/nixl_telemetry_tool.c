@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,6 +43,21 @@ typedef struct ring {
 } ring_t;
 
 static volatile sig_atomic_t stop;
+
+/* A writer that shrinks the file under our mapping makes the next read of a page past its end
+ * fault (SIGBUS): while we read the ring, that ends the read instead of the process. */
+static sigjmp_buf bus_jump;
+static volatile sig_atomic_t bus_armed;
+
+static void on_bus(int sig)
+{
+    if (bus_armed) {
+        bus_armed = 0;
+        siglongjmp(bus_jump, 1);
+    }
+    signal(sig, SIG_DFL); /* a fault of ours: the default action, with a core */
+    raise(sig);
+}
 
 static void on_signal(int sig)
 {
@@ -144,6 +160,41 @@ static void print_event(const char *agent, const nixl_telemetry_event_t *ev, boo
     else
         printf("%" PRIu64 ".%03u %-32s %12" PRIu64 " %s\n", ms / 1000, (unsigned)(ms % 1000),
                name, ev->value, unit);
+}
+
+/* The summary of what waits (one lap at most); false when the file shrank under us. */
+static bool summary_read(ring_t *r, summary_t *sum)
+{
+    if (sigsetjmp(bus_jump, 1))
+        return false;
+    bus_armed = 1;
+    ring_view_drain(&r->view, summary_add, sum);
+    bus_armed = 0;
+    return true;
+}
+
+/* Print the events waiting; how many, or -1 when the file shrank under us. *done once
+ * `max_count` (if not 0) events were printed in all (`seen`). */
+static long follow_batch(ring_t *r, const char *agent, bool json, uint64_t *seen,
+                         uint64_t max_count, bool *done)
+{
+    volatile long n = 0;
+    if (sigsetjmp(bus_jump, 1))
+        return -1;
+    nixl_telemetry_event_t ev;
+    bus_armed = 1;
+    while (!stop && ring_view_take(&r->view, &ev)) {
+        bus_armed = 0; /* printing touches no mapping */
+        n++;
+        print_event(agent, &ev, json);
+        if (max_count && ++*seen >= max_count) {
+            *done = true;
+            break;
+        }
+        bus_armed = 1;
+    }
+    bus_armed = 0;
+    return n;
 }
 
 static void print_summary(const char *agent, const stat_row_t *rows, bool json)
@@ -258,6 +309,8 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction bus = {.sa_handler = on_bus};
+    sigaction(SIGBUS, &bus, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     ring_t ring = {0};
@@ -270,7 +323,11 @@ int main(int argc, char **argv)
             return 1;
         }
         summary_t sum = {0};
-        ring_view_drain(&ring.view, summary_add, &sum); /* what waits now: one lap at most */
+        if (!summary_read(&ring, &sum)) {
+            fprintf(stderr, "nixl-telemetry: %s: the file shrank while it was read\n", path);
+            ring_close(&ring);
+            return 1;
+        }
         print_summary(agent, sum.rows, json);
         if (sum.unknown)
             fprintf(stderr, "nixl-telemetry: %" PRIu64 " events of unknown ids skipped\n",
@@ -302,15 +359,17 @@ int main(int argc, char **argv)
             ring_close(&ring);
             continue;
         }
-        nixl_telemetry_event_t ev;
-        bool any = false;
-        while (!stop && ring_view_take(&ring.view, &ev)) {
-            any = true;
-            print_event(agent, &ev, json);
-            if (max_count && ++seen >= max_count) {
-                ring_close(&ring);
-                return 0;
-            }
+        bool done = false;
+        long any = follow_batch(&ring, agent, json, &seen, max_count, &done);
+        if (any < 0) {
+            fprintf(stderr, "nixl-telemetry: %s: the file shrank while it was read: mapping "
+                    "it again\n", path);
+            ring_close(&ring);
+            continue;
+        }
+        if (done) {
+            ring_close(&ring);
+            return 0;
         }
         if (!any)
             nanosleep(&nap, NULL);
