@@ -26,6 +26,10 @@ fi
 targets="md_decode:md sc_stream:sc elf_exports:elf toml:toml shm_conn:shm posix_spec:posix"
 # the LIBFABRIC peer formats (pure code: built wherever, libfabric or not)
 targets="$targets lf_wire:libfabric"
+# telemetry: the agent's variables, the BUFFER ring as a reader maps it, the Prometheus
+# exporters' bucket list and multi-process stores (pure code: built wherever)
+targets="$targets telem_settings:telem_settings telem_ring:telem_ring"
+targets="$targets prom_buckets:prom_buckets prom_store:prom_store"
 if grep -q "^build tests/fuzz/fuzz_auth:" $dir/build.ninja; then
   targets="$targets auth:auth" # with libcrypto only
 fi

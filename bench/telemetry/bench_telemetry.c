@@ -1,12 +1,14 @@
 /*
- * bench_telemetry.c - what telemetry costs a transfer: 4 KiB DRAM -> DRAM WRITEs through SHM
- * (loopback, one process), post to completion, with telemetry off and on (BUFFER exporter into
+ * bench_telemetry.c - what telemetry costs a transfer: 4 KiB DRAM -> DRAM WRITEs through SHM,
+ * post to completion, first loopback (one agent writing to itself: a memcpy, the worst case
+ * for any per-request cost), then into a second process (the target this program starts: the
+ * SHM WRITE that nixlbench measures), with telemetry off and on (BUFFER exporter into
  * a temporary directory, nobody reading, so the ring also runs full: the drop path is timed
  * too) in the same run, and on with the NOP exporter (per-request timing alone, no events):
  * the difference between the last two is the cost of recording the events. Rounds alternate between the two agents so that drift of the shared
  * machine hits both alike; each figure is the median over the rounds of the mean per transfer.
  *
- *   nixl_bench_telemetry [--rounds N] [--iters N]
+ *   nixl_bench_telemetry [--rounds N] [--iters N] [--loopback-only]
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -25,7 +27,33 @@ typedef struct {
     uint8_t *src, *dst;
 } side_t;
 
-static void side_init(side_t *s, const char *name, bool telemetry)
+#define TARGET "bench-telem-target"
+
+/* The target process: an SHM agent with a registered 4 KiB buffer (bench_target_serve). */
+static int target_main(void)
+{
+    nixl_agent_config_t cfg;
+    nixl_agent_config_init(&cfg);
+    cfg.use_listen_thread = true;
+    cfg.listen_port = 0;
+    cfg.capture_telemetry = false;
+    nixl_agent_t *a;
+    CHECK(nixl_agent_create(TARGET, &cfg, &a));
+    nixl_backend_t *be;
+    CHECK(nixl_agent_create_backend(a, "SHM", NULL, 0, &be));
+    uint8_t *buf = aligned_alloc(4096, BLOCK);
+    if (!buf)
+        return 1;
+    memset(buf, 0, BLOCK);
+    bench_target_serve(a, buf, BLOCK);
+    nixl_agent_destroy(a);
+    free(buf);
+    return 0;
+}
+
+/* An agent (telemetry on or off) with a prepared 4 KiB WRITE: to itself when `t` is NULL,
+ * else into the target process. */
+static void side_init(side_t *s, const char *name, bool telemetry, const bench_target_t *t)
 {
     nixl_agent_config_t cfg;
     nixl_agent_config_init(&cfg);
@@ -43,9 +71,20 @@ static void side_init(side_t *s, const char *name, bool telemetry)
                             {.addr = (uintptr_t)s->dst, .len = BLOCK}};
     CHECK(nixl_agent_register_mem(s->agent, NIXL_DRAM_SEG, r, 2, NULL));
     nixl_desc_t l = {.addr = (uintptr_t)s->src, .len = BLOCK};
-    nixl_desc_t d = {.addr = (uintptr_t)s->dst, .len = BLOCK};
+    nixl_desc_t d = {.addr = t ? t->addr : (uintptr_t)s->dst, .len = BLOCK};
+    if (t) {
+        nixl_opt_args_t o;
+        nixl_opt_args_init(&o);
+        o.ip_addr = "127.0.0.1";
+        o.port = t->port;
+        CHECK(nixl_agent_fetch_remote_md(s->agent, TARGET, &o));
+        nixl_status_t st;
+        while ((st = nixl_agent_get_fetch_status(s->agent, TARGET)) == NIXL_IN_PROG)
+            usleep(1000);
+        CHECK(st);
+    }
     CHECK(nixl_agent_create_xfer_req(s->agent, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG,
-                                     &d, 1, name, NULL, &s->req));
+                                     &d, 1, t ? TARGET : name, NULL, &s->req));
 }
 
 static double side_round(side_t *s, int iters)
@@ -68,16 +107,63 @@ static void side_fini(side_t *s)
     free(s->dst);
 }
 
+/* One table: the three agents, rounds rotating between them. */
+static void run_case(const char *what, const bench_target_t *t, int rounds, int iters,
+                     const char *dir)
+{
+    side_t sides[3];
+    const char *labels[3] = {"telemetry off", "telemetry on, NOP exporter (timing only)",
+                             "telemetry on, BUFFER exporter (timing + events)"};
+    const char *names[3] = {"bench-telem-off", "bench-telem-nop", "bench-telem-on"};
+    side_init(&sides[0], names[0], false, t);
+    setenv("NIXL_TELEMETRY_EXPORTER", "NOP", 1);
+    side_init(&sides[1], names[1], true, t);
+    unsetenv("NIXL_TELEMETRY_EXPORTER");
+    side_init(&sides[2], names[2], true, t);
+    double *v[3];
+    for (int k = 0; k < 3; k++) {
+        v[k] = calloc((size_t)rounds, sizeof(double));
+        if (!v[k])
+            exit(1);
+        side_round(&sides[k], iters); /* warm-up */
+    }
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < 3; k++) {
+            int which = (k + r) % 3; /* rotate the order */
+            v[which][r] = side_round(&sides[which], iters);
+        }
+    printf("4 KiB SHM WRITE (%s), post to completion, median [min-max] of %d rounds x %d "
+           "transfers\n", what, rounds, iters);
+    double base = 0;
+    for (int k = 0; k < 3; k++) {
+        double m = median(v[k], rounds); /* sorts */
+        if (k == 0)
+            base = m;
+        printf("  %-48s %8.1f ns [%.1f-%.1f]  %+6.1f%%\n", labels[k], m, v[k][0],
+               v[k][rounds - 1], (m / base - 1) * 100);
+        side_fini(&sides[k]);
+        free(v[k]);
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, names[2]);
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     int rounds = 41, iters = 20000;
+    bool loopback_only = false;
+    if (argc == 2 && strcmp(argv[1], "--target") == 0)
+        return target_main();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
             rounds = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
             iters = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--loopback-only") == 0) {
+            loopback_only = true;
         } else {
-            fprintf(stderr, "usage: %s [--rounds N] [--iters N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--rounds N] [--iters N] [--loopback-only]\n", argv[0]);
             return 2;
         }
     }
@@ -93,38 +179,17 @@ int main(int argc, char **argv)
     unsetenv("NIXL_TELEMETRY_ENABLE"); /* the agents' flags decide */
     unsetenv("NIXL_TELEMETRY_EXPORTER");
     setenv("NIXL_TELEMETRY_DIR", dir, 1);
-    side_t sides[3];
-    const char *labels[3] = {"telemetry off", "telemetry on, NOP exporter (timing only)",
-                             "telemetry on, BUFFER exporter (timing + events)"};
-    side_init(&sides[0], "bench-telem-off", false);
-    setenv("NIXL_TELEMETRY_EXPORTER", "NOP", 1);
-    side_init(&sides[1], "bench-telem-nop", true);
-    unsetenv("NIXL_TELEMETRY_EXPORTER");
-    side_init(&sides[2], "bench-telem-on", true);
-    double *t[3];
-    for (int k = 0; k < 3; k++) {
-        t[k] = calloc((size_t)rounds, sizeof(double));
-        if (!t[k])
+    run_case("loopback, one process", NULL, rounds, iters, dir);
+    if (!loopback_only) {
+        bench_target_t t;
+        char *targv[] = {"nixl_bench_telemetry", "--target", NULL};
+        if (bench_target_start(targv, &t) != 0) {
+            fprintf(stderr, "the target process did not start\n");
             return 1;
-        side_round(&sides[k], iters); /* warm-up */
-    }
-    for (int r = 0; r < rounds; r++)
-        for (int k = 0; k < 3; k++) {
-            int which = (k + r) % 3; /* rotate the order */
-            t[which][r] = side_round(&sides[which], iters);
         }
-    printf("4 KiB SHM WRITE (loopback), post to completion, median of %d rounds x %d "
-           "transfers\n", rounds, iters);
-    double base = median(t[0], rounds);
-    for (int k = 0; k < 3; k++) {
-        double m = k ? median(t[k], rounds) : base;
-        printf("%-48s %7.1f ns  %+6.1f%%\n", labels[k], m, (m / base - 1) * 100);
-        side_fini(&sides[k]);
-        free(t[k]);
+        run_case("into a second process", &t, rounds, iters, dir);
+        bench_target_stop(&t);
     }
-    char path[128];
-    snprintf(path, sizeof(path), "%s/bench-telem-on", dir);
-    unlink(path);
     rmdir(dir);
     return 0;
 }

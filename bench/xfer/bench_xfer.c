@@ -97,15 +97,7 @@ static int target_main(const char *backend, const char *err_mode)
         return 1;
     }
     uint8_t *buf = buffer(0x5a);
-    nixl_reg_desc_t r = {.addr = (uintptr_t)buf, .len = BUF_BYTES};
-    CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL));
-    int port;
-    CHECK(nixl_agent_get_listen_port(a, &port));
-    printf("%d %llu\n", port, (unsigned long long)(uintptr_t)buf);
-    fflush(stdout);
-    char c;
-    while (read(0, &c, 1) > 0) /* the initiator closes our stdin when done */
-        ;
+    bench_target_serve(a, buf, BUF_BYTES);
     nixl_agent_destroy(a);
     free(buf);
     return 0;
@@ -113,44 +105,11 @@ static int target_main(const char *backend, const char *err_mode)
 
 /* ---- the initiator ---- */
 
-typedef struct target {
-    pid_t pid;
-    int to_fd;
-    int port;
-    uintptr_t addr;
-} target_t;
-
-static int target_start(const char *backend, const char *err_mode, target_t *t)
+static int target_start(const char *backend, const char *err_mode, bench_target_t *t)
 {
-    int in[2], out[2];
-    if (pipe(in) || pipe(out))
-        return -1;
-    t->pid = fork();
-    if (t->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execl("/proc/self/exe", "nixl_bench_xfer", "--target", backend, err_mode ? err_mode : "",
-              (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    t->to_fd = in[1];
-    FILE *f = fdopen(out[0], "r");
-    unsigned long long addr;
-    int ok = fscanf(f, "%d %llu", &t->port, &addr) == 2;
-    fclose(f);
-    t->addr = (uintptr_t)addr;
-    return ok ? 0 : -1;
-}
-
-static void target_stop(target_t *t)
-{
-    close(t->to_fd);
-    int status;
-    waitpid(t->pid, &status, 0);
+    char *argv[] = {"nixl_bench_xfer", "--target", (char *)backend,
+                    (char *)(err_mode ? err_mode : ""), NULL};
+    return bench_target_start(argv, t);
 }
 
 /* Median GB/s of one prepared request. */
@@ -199,7 +158,7 @@ static int run_transport(int ti, double results[NUM_SHAPES][2], char *note, size
     uint8_t *buf = buffer(0xa5);
     nixl_reg_desc_t r = {.addr = (uintptr_t)buf, .len = BUF_BYTES};
     CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL));
-    target_t t;
+    bench_target_t t;
     if (target_start(transports[ti].backend, transports[ti].err_mode, &t) != 0) {
         snprintf(note, note_len, "the target did not start");
         nixl_agent_destroy(a);
@@ -230,7 +189,7 @@ static int run_transport(int ti, double results[NUM_SHAPES][2], char *note, size
     free(ld);
     free(rd);
     nixl_agent_destroy(a);
-    target_stop(&t);
+    bench_target_stop(&t);
     free(buf);
     return 0;
 }

@@ -55,10 +55,16 @@ class Ring:
         self.mask = mask
 
     def take(self):
-        """The events waiting, oldest first, as (id, value); consumes them."""
+        """The events waiting, oldest first, as (id, value); consumes them.
+
+        The file is another process's: both positions are masked with the capacity checked at
+        open (so every read stays in the file), and one call takes at most capacity - 1
+        events (a full ring), however the positions are set."""
         write, read = struct.unpack_from("<QQ", self.map, 0)
+        write &= self.mask
+        read &= self.mask
         out = []
-        while read != write:
+        while read != write and len(out) < self.mask:
             out.append(EVENT.unpack_from(self.map, HEADER.size + read * EVENT.size))
             read = (read + 1) & self.mask
         # x86-64 stores of 8 aligned bytes are atomic; the writer only reads this field

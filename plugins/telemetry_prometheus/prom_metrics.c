@@ -90,20 +90,57 @@ void prom_values_add(prom_values_t *v, const prom_bounds_t *b, const nixl_teleme
     }
 }
 
-/* A label value as the text format wants it: backslash, quote and newline escaped. */
+/* Bytes of the well-formed UTF-8 character at `s` (NUL-terminated), 0 if it is not one:
+ * overlong forms, surrogates and code points past U+10FFFF included. */
+static size_t utf8_char(const unsigned char *s)
+{
+    static const struct {
+        unsigned char lead_min, lead_max, len, second_min, second_max;
+    } forms[] = {
+        {0xc2, 0xdf, 2, 0x80, 0xbf}, {0xe0, 0xe0, 3, 0xa0, 0xbf}, {0xe1, 0xec, 3, 0x80, 0xbf},
+        {0xed, 0xed, 3, 0x80, 0x9f}, {0xee, 0xef, 3, 0x80, 0xbf}, {0xf0, 0xf0, 4, 0x90, 0xbf},
+        {0xf1, 0xf3, 4, 0x80, 0xbf}, {0xf4, 0xf4, 4, 0x80, 0x8f},
+    };
+    if (s[0] < 0x80)
+        return 1;
+    for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]); f++) {
+        if (s[0] < forms[f].lead_min || s[0] > forms[f].lead_max)
+            continue;
+        if (s[1] < forms[f].second_min || s[1] > forms[f].second_max)
+            return 0;
+        for (size_t i = 2; i < forms[f].len; i++)
+            if ((s[i] & 0xc0) != 0x80)
+                return 0; /* a NUL stops here too */
+        return forms[f].len;
+    }
+    return 0;
+}
+
+/* A label value as the text format wants it: backslash, quote and newline escaped, and valid
+ * UTF-8 (Prometheus refuses the whole scrape otherwise): a byte that does not start a
+ * well-formed character becomes '?'. Cut at `cap` between characters, never inside one. */
 static size_t escape(char *out, size_t cap, const char *in)
 {
     size_t n = 0;
-    for (; *in && n + 2 < cap; in++) {
-        if (*in == '\\' || *in == '"') {
-            out[n++] = '\\';
-            out[n++] = *in;
-        } else if (*in == '\n') {
-            out[n++] = '\\';
-            out[n++] = 'n';
-        } else {
-            out[n++] = *in;
+    const unsigned char *p = (const unsigned char *)in;
+    while (*p) {
+        size_t take = utf8_char(p), put_len = take;
+        const char *put = (const char *)p;
+        if (*p == '\\' || *p == '"') {
+            put = *p == '"' ? "\\\"" : "\\\\";
+            put_len = 2;
+        } else if (*p == '\n') {
+            put = "\\n";
+            put_len = 2;
+        } else if (!take) {
+            put = "?";
+            put_len = take = 1;
         }
+        if (n + put_len + 1 > cap)
+            break;
+        memcpy(out + n, put, put_len);
+        n += put_len;
+        p += take;
     }
     out[n] = '\0';
     return n;

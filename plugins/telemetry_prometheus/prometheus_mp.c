@@ -35,30 +35,11 @@
 #include "prom_config.h"
 #include "prom_http.h"
 #include "prom_metrics.h"
+#include "prom_store.h"
 
-#define MP_MAX_BOUNDS 32
-#define MP_MAGIC "NIXLPMS"
-#define MP_VERSION 1u
 #define MP_STORE_PREFIX "nixl-store."
 #define MP_MAX_STORES 4096
 #define DEFAULT_TTL_S 30
-
-typedef struct mp_store {
-    char magic[8];
-    uint32_t version;
-    int32_t pid;
-    _Atomic uint64_t seq;          /* odd while the owner writes */
-    _Atomic uint64_t heartbeat_ms; /* CLOCK_REALTIME of the owner's last tick */
-    uint32_t instance;
-    uint32_t pad;
-    char agent[256];
-    char hostname[64];
-    char local_rank[32];
-    prom_bounds_t bounds;
-    prom_values_t values;
-} mp_store_t;
-
-_Static_assert(sizeof(mp_store_t) % sizeof(uint64_t) == 0, "stores are copied by words");
 
 typedef struct mp_agent {
     struct mp_agent *next;
@@ -148,37 +129,6 @@ static void store_close(mp_agent_t *a, bool remove)
     a->store = NULL;
 }
 
-/*
- * A consistent copy of the store open at `fd`: false when it is not a store of ours or it kept
- * changing. Read with pread, not through a mapping: a store is a file of the directory that
- * any process allowed to write there can truncate, and reading a truncated mapping is SIGBUS.
- * The sequence counter lies before the values, so a copy whose counter was even and is the
- * same when read again after the copy saw no write (a seqlock read through the page cache).
- */
-static bool store_snapshot(int fd, mp_store_t *out)
-{
-    for (int tries = 0; tries < 100; tries++) {
-        if (pread(fd, out, sizeof(*out), 0) != (ssize_t)sizeof(*out))
-            return false;
-        if (memcmp(out->magic, MP_MAGIC, sizeof(MP_MAGIC)) != 0 || out->version != MP_VERSION)
-            return false;
-        uint64_t before = atomic_load(&out->seq), after = 0;
-        if (before & 1) {
-            sched_yield();
-            continue;
-        }
-        if (pread(fd, &after, sizeof(after), offsetof(mp_store_t, seq)) != (ssize_t)sizeof(after))
-            return false;
-        if (after == before) {
-            out->agent[sizeof(out->agent) - 1] = '\0';
-            out->hostname[sizeof(out->hostname) - 1] = '\0';
-            out->local_rank[sizeof(out->local_rank) - 1] = '\0';
-            return out->bounds.n <= MP_MAX_BOUNDS;
-        }
-    }
-    return false;
-}
-
 /* ---- serving: every store of the directory, stale ones removed ---- */
 
 static void render(nixl_buf_t *out, void *ctx)
@@ -203,9 +153,7 @@ static void render(nixl_buf_t *out, void *ctx)
         int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
             continue;
-        struct stat st;
-        bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                  st.st_size == sizeof(mp_store_t) && store_snapshot(fd, &snaps[n]);
+        bool ok = mp_store_read(fd, &snaps[n]);
         close(fd);
         if (!ok)
             continue;
@@ -214,13 +162,7 @@ static void render(nixl_buf_t *out, void *ctx)
             unlinkat(dirfd(d), e->d_name, 0); /* its owner stopped ticking: reap */
             continue;
         }
-        char pid[16], inst[16];
-        snprintf(pid, sizeof(pid), "%d", (int)snaps[n].pid);
-        snprintf(inst, sizeof(inst), "%u", snaps[n].instance);
-        const char *names[] = {"pid", "agent_instance", "local_rank"};
-        const char *values[] = {pid, inst, snaps[n].local_rank};
-        prom_labels_make(&labels[n], snaps[n].hostname, snaps[n].agent, names, values,
-                         snaps[n].local_rank[0] ? 3 : 2);
+        mp_store_labels(&snaps[n], &labels[n]);
         l[n] = &labels[n];
         v[n] = &snaps[n].values;
         b[n] = &snaps[n].bounds;

@@ -659,9 +659,11 @@ static bool req_settle(nixl_xfer_req_t *req, nixl_status_t st, uint64_t now_ns)
         return false;
     nixl_agent_t *a = req->agent;
     if (st == NIXL_SUCCESS && a->telemetry) {
-        req->done_ns = now_ns ? now_ns : nixl_now_ns();
+        req->done_ns = now_ns ? now_ns : telem_clock_now_ns();
+        /* the CPU counters of two cores may differ by a few ticks: never a negative time */
+        uint64_t xfer_ns = req->done_ns > req->start_ns ? req->done_ns - req->start_ns : 0;
         nixl_telem_record_completion(a->telem, req->op == NIXL_WRITE, req->post_ns / 1000,
-                                     (req->done_ns - req->start_ns) / 1000, req->total_bytes);
+                                     xfer_ns / 1000, req->total_bytes);
     }
     return true;
 }
@@ -705,7 +707,7 @@ static nixl_status_t post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
             goto out;
     }
     nixl_be_xfer_opts_t o = req_be_opts(req, opt);
-    uint64_t t0 = agent->telemetry ? nixl_now_ns() : 0;
+    uint64_t t0 = agent->telemetry ? telem_clock_now_ns() : 0;
     req->deadline_ns = OPT_HAS(opt, deadline_us) && opt->deadline_us
                            ? nixl_now_ns() + opt->deadline_us * 1000u
                            : 0;
@@ -713,9 +715,9 @@ static nixl_status_t post_xfer_req(nixl_agent_t *agent, nixl_xfer_req_t *req,
     st = ops->post_xfer(req->engine->eng, req->be_req, &o);
     uint64_t t1 = 0;
     if (agent->telemetry) {
-        t1 = nixl_now_ns();
+        t1 = telem_clock_now_ns();
         req->start_ns = t0;
-        req->post_ns = t1 - t0;
+        req->post_ns = t1 > t0 ? t1 - t0 : 0; /* the thread may have changed cores */
     }
     /* the status goes through IN_PROG so that a completion is reported by req_settle alone */
     atomic_store(&req->status, NIXL_IN_PROG);

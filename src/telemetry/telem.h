@@ -18,6 +18,7 @@
 #include "nixl.h"
 #include "nixl_telemetry.h"
 #include "nixl_telemetry_plugin.h"
+#include "telem_clock.h"
 #include "telem_queue.h"
 
 /* Exporters fill the table of include/nixl_telemetry_plugin.h: the built-in BUFFER, and

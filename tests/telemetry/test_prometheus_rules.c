@@ -2,9 +2,13 @@
  * test_prometheus_rules.c - the `prometheus` exporter's rules inside one process (reference
  * 8.4): one endpoint shared by the agents of the process, a duplicate agent name refused, a
  * port in use only warned about (the agent runs), a bad bucket list refused with the reason;
- * the endpoint goes with the last agent; prometheus_mp's settings and labels. Through the public API and plain HTTP on loopback.
+ * the endpoint goes with the last agent; prometheus_mp's settings and labels, and stores that
+ * another process wrote badly (tests/fuzz/fuzz_prom_store.c found them). Through the public
+ * API and plain HTTP on loopback.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +22,7 @@
 #include <cmocka.h>
 
 #include "nixl.h"
+#include "prom_store.h"
 
 static int port;
 static char port_s[16];
@@ -193,6 +198,79 @@ static void test_mp_settings(void **state)
     assert_non_null(strstr(nixl_last_error(), "doca"));
 }
 
+/* Write `s` as the store of pid `pid` in `dir`. */
+static void put_store(const char *dir, int pid, const mp_store_t *s)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/nixl-store.%d.0", dir, pid);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, s, sizeof(*s)), (ssize_t)sizeof(*s));
+    close(fd);
+}
+
+/* Stores of other processes in the directory, as anyone allowed to write there can leave them:
+ * an agent name that is not UTF-8 is served with '?' for its bad bytes (Prometheus refuses a
+ * scrape with invalid UTF-8, every agent's series with it); a store whose bounds repeat is
+ * skipped (it would render one series twice, which fails the scrape the same way). */
+static void test_mp_hostile_stores(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/nixl-mp-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("NIXL_TELEMETRY_EXPORTER", "prometheus_mp", 1);
+    setenv("NIXL_TELEMETRY_MULTIPROC_DIR", dir, 1);
+    nixl_agent_t *a = NULL;
+    assert_int_equal(nixl_agent_create("mp-ok", NULL, &a), NIXL_SUCCESS);
+    /* our own store, as the template of the others */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    mp_store_t *own = calloc(1, sizeof(*own)), *s = calloc(1, sizeof(*s));
+    bool found = false;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "nixl-store.", 11) != 0)
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pread(fd, own, sizeof(*own), 0), (ssize_t)sizeof(*own));
+        close(fd);
+        found = true;
+    }
+    closedir(d);
+    assert_true(found);
+    assert_string_equal(own->agent, "mp-ok");
+
+    memcpy(s, own, sizeof(*s));
+    s->pid = 999999;
+    snprintf(s->agent, sizeof(s->agent), "bad-\xff\xfe-name");
+    snprintf(s->hostname, sizeof(s->hostname), "host-\xc3");
+    put_store(dir, 999999, s);
+    memcpy(s, own, sizeof(*s));
+    s->pid = 999998;
+    snprintf(s->agent, sizeof(s->agent), "repeated-bounds");
+    s->bounds.n = 2;
+    s->bounds.le[0] = s->bounds.le[1] = 5;
+    put_store(dir, 999998, s);
+
+    char *body = scrape(port);
+    assert_non_null(body);
+    assert_non_null(strstr(body, "agent_name=\"mp-ok\""));
+    assert_non_null(strstr(body, "hostname=\"host-?\",agent_name=\"bad-?" "?-name\","
+                                 "pid=\"999999\""));
+    assert_null(strstr(body, "repeated-bounds"));
+    for (const unsigned char *p = (const unsigned char *)body; *p; p++)
+        assert_true(*p < 0x80); /* every name here is ASCII once the bad bytes are replaced */
+    free(body);
+    nixl_agent_destroy(a);
+    free(own);
+    free(s);
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    unsetenv("NIXL_TELEMETRY_MULTIPROC_DIR");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +278,7 @@ int main(void)
         cmocka_unit_test_setup(test_port_in_use, setup),
         cmocka_unit_test_setup(test_bad_settings, setup),
         cmocka_unit_test_setup(test_mp_settings, setup),
+        cmocka_unit_test_setup(test_mp_hostile_stores, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

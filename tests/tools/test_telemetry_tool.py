@@ -6,7 +6,9 @@
 CASE: layout (the bytes against docs/telemetry.md's table), live (a reader started before the
 writer reads while transfers run), late (a reader started after the writer ended), overflow (a
 ring filled past capacity: drops counted), errors (missing file, other version, bad arguments),
-python (the example reader).
+python (the example reader), hostile (positions a writer set outside the ring: both readers
+mask them and end), shrink (the file truncated under nixl-telemetry --follow while it reads: it
+says so and maps the file again, instead of dying of SIGBUS).
 """
 import json
 import os
@@ -217,6 +219,50 @@ def case_python(c):
         f.write(struct.pack("<QQiiQQ", 0, 0, 5, 5, 16, 15) + bytes(16 * 16))
     r = subprocess.run([sys.executable, c.py_reader, bad], capture_output=True, text=True)
     check(r.returncode == 1 and "version 5" in r.stderr, f"python reader, version: {r.stderr}")
+
+
+def case_hostile(c):
+    """A write position with high bits set and a read position past the capacity: both readers
+    take the events between the masked positions and end (the Python reader used to loop
+    forever on an unmasked write position)."""
+    path = os.path.join(c.dir, "hostile")
+    events = b"".join(struct.pack("<IIQ", TX_BYTES, 0, 100 + i) for i in range(8))
+    for reader in ([c.tool, "--json"], [sys.executable, c.py_reader]):
+        with open(path, "wb") as f:
+            f.write(struct.pack("<QQiiQQ", (1 << 40) | 5, (1 << 50) | 2, 4, 4, 8, 7) + events)
+        r = subprocess.run([*reader, path], env=c.env, capture_output=True, text=True,
+                           timeout=20)
+        check(r.returncode == 0, f"{reader[0]}: {r.returncode} {r.stderr}")
+        rows = {row["id"]: row for row in map(json.loads, r.stdout.splitlines())}
+        check(rows[TX_BYTES]["count"] == 3 and rows[TX_BYTES]["sum"] == 102 + 103 + 104,
+              f"{reader[0]}: {rows}")
+        with open(path, "rb") as f:
+            _, read = struct.unpack("<QQ", f.read(16))
+        check(read == 5, f"{reader[0]}: read position {read}, not 5")
+
+
+def case_shrink(c):
+    """A large ring read with --follow into a pipe we do not drain yet (so the reader is in the
+    middle of it), then the file cut to its header: the next read past the end faults, the
+    reader reports it, maps the file again and finds it corrupt (exit 1), not SIGBUS."""
+    path = os.path.join(c.dir, "shrink")
+    cap = 1 << 16
+    with open(path, "wb") as f:
+        f.write(struct.pack("<QQiiQQ", cap - 1, 0, 4, 4, cap, cap - 1))
+        f.write(struct.pack("<IIQ", TX_BYTES, 0, 7) * cap)
+    p = subprocess.Popen([c.tool, "--follow", "--json", path], env=c.env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = p.stdout.readline()
+    check(json.loads(first)["value"] == 7, f"first event: {first!r}")
+    os.truncate(path, 40)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        fail("the reader did not end after the file shrank")
+    check(p.returncode == 1, f"exit {p.returncode} (-{signal.SIGBUS} is SIGBUS): {err}")
+    check("shrank while it was read" in err and "corrupt header" in err, f"stderr: {err}")
+    check(0 < len(out.splitlines()) < cap - 1, "events read")
 
 
 def main():

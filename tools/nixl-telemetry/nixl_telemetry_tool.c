@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "nixl_telemetry.h"
+#include "ring_read.h"
 
 static const struct {
     const char *name, *unit;
@@ -35,14 +37,27 @@ static const struct {
 typedef struct ring {
     uint8_t *map;
     size_t len;
-    nixl_telemetry_ring_header_t *hdr;
-    const nixl_telemetry_event_t *events;
-    uint64_t mask;
+    ring_view_t view;
     dev_t dev;
     ino_t ino;
 } ring_t;
 
 static volatile sig_atomic_t stop;
+
+/* A writer that shrinks the file under our mapping makes the next read of a page past its end
+ * fault (SIGBUS): while we read the ring, that ends the read instead of the process. */
+static sigjmp_buf bus_jump;
+static volatile sig_atomic_t bus_armed;
+
+static void on_bus(int sig)
+{
+    if (bus_armed) {
+        bus_armed = 0;
+        siglongjmp(bus_jump, 1);
+    }
+    signal(sig, SIG_DFL); /* a fault of ours: the default action, with a core */
+    raise(sig);
+}
 
 static void on_signal(int sig)
 {
@@ -58,7 +73,7 @@ static void ring_close(ring_t *r)
 }
 
 /* 0: mapped; 1: not there yet (ENOENT) or being initialised (version 0), `why` says which;
- * -1: unusable, `why` says why. */
+ * -1: unusable, `why` says why. The header checks are ring_read.c's. */
 static int ring_open(ring_t *r, const char *path, char *why, size_t why_len)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -67,11 +82,19 @@ static int ring_open(ring_t *r, const char *path, char *why, size_t why_len)
         return errno == ENOENT ? 1 : -1;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < NIXL_TELEMETRY_RING_HEADER_SIZE) {
-        snprintf(why, why_len, "%s: not a telemetry ring (%lld bytes)", path,
-                 (long long)st.st_size);
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, why_len, "%s: %s", path, strerror(errno));
         close(fd);
-        return st.st_size == 0 ? 1 : -1; /* an empty file: the writer is creating it */
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, why_len, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if ((size_t)st.st_size < NIXL_TELEMETRY_RING_HEADER_SIZE) {
+        close(fd);
+        return ring_view_attach(&r->view, NULL, (size_t)st.st_size, path, why, why_len);
     }
     uint8_t *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
@@ -79,33 +102,16 @@ static int ring_open(ring_t *r, const char *path, char *why, size_t why_len)
         snprintf(why, why_len, "%s: cannot map: %s", path, strerror(errno));
         return -1;
     }
-    nixl_telemetry_ring_header_t *h = (nixl_telemetry_ring_header_t *)m;
-    int32_t version = __atomic_load_n(&h->version, __ATOMIC_ACQUIRE);
-    int rc = -1;
-    if (version == 0) {
-        snprintf(why, why_len, "%s: the writer is initialising it", path);
-        rc = 1;
-    } else if (version != NIXL_TELEMETRY_RING_VERSION) {
-        snprintf(why, why_len, "%s: ring version %d, this reader reads version %d", path,
-                 (int)version, NIXL_TELEMETRY_RING_VERSION);
-    } else if (h->capacity < 2 || (h->capacity & (h->capacity - 1)) ||
-               h->mask != h->capacity - 1 ||
-               h->capacity > ((uint64_t)st.st_size - NIXL_TELEMETRY_RING_HEADER_SIZE) /
-                                 NIXL_TELEMETRY_RING_EVENT_SIZE) {
-        snprintf(why, why_len, "%s: corrupt header (capacity %" PRIu64 ", mask %" PRIu64
-                 ", %lld bytes)", path, h->capacity, h->mask, (long long)st.st_size);
-    } else {
-        r->map = m;
-        r->len = (size_t)st.st_size;
-        r->hdr = h;
-        r->events = (const nixl_telemetry_event_t *)(m + NIXL_TELEMETRY_RING_HEADER_SIZE);
-        r->mask = h->mask;
-        r->dev = st.st_dev;
-        r->ino = st.st_ino;
-        return 0;
+    int rc = ring_view_attach(&r->view, m, (size_t)st.st_size, path, why, why_len);
+    if (rc != 0) {
+        munmap(m, (size_t)st.st_size);
+        return rc;
     }
-    munmap(m, (size_t)st.st_size);
-    return rc;
+    r->map = m;
+    r->len = (size_t)st.st_size;
+    r->dev = st.st_dev;
+    r->ino = st.st_ino;
+    return 0;
 }
 
 /* Whether the file was replaced or re-created with another size since we mapped it. */
@@ -116,21 +122,29 @@ static bool ring_stale(const ring_t *r, const char *path)
            (size_t)st.st_size != r->len;
 }
 
-/* Take one event; false when none is waiting. */
-static bool ring_take(ring_t *r, nixl_telemetry_event_t *out)
-{
-    uint64_t rd = __atomic_load_n(&r->hdr->read_pos, __ATOMIC_RELAXED) & r->mask;
-    uint64_t wr = __atomic_load_n(&r->hdr->write_pos, __ATOMIC_ACQUIRE) & r->mask;
-    if (rd == wr)
-        return false;
-    *out = r->events[rd];
-    __atomic_store_n(&r->hdr->read_pos, (rd + 1) & r->mask, __ATOMIC_RELEASE);
-    return true;
-}
-
 typedef struct stat_row {
     uint64_t count, sum, min, max, last;
 } stat_row_t;
+
+typedef struct summary {
+    stat_row_t rows[NIXL_TELEM_EVENT_COUNT];
+    uint64_t unknown;
+} summary_t;
+
+static void summary_add(void *ctx, const nixl_telemetry_event_t *ev)
+{
+    summary_t *sum = ctx;
+    if (ev->id >= NIXL_TELEM_EVENT_COUNT) {
+        sum->unknown++;
+        return;
+    }
+    stat_row_t *s = &sum->rows[ev->id];
+    s->min = s->count ? (ev->value < s->min ? ev->value : s->min) : ev->value;
+    s->max = ev->value > s->max ? ev->value : s->max;
+    s->sum += ev->value;
+    s->last = ev->value;
+    s->count++;
+}
 
 static void print_event(const char *agent, const nixl_telemetry_event_t *ev, bool json)
 {
@@ -146,6 +160,41 @@ static void print_event(const char *agent, const nixl_telemetry_event_t *ev, boo
     else
         printf("%" PRIu64 ".%03u %-32s %12" PRIu64 " %s\n", ms / 1000, (unsigned)(ms % 1000),
                name, ev->value, unit);
+}
+
+/* The summary of what waits (one lap at most); false when the file shrank under us. */
+static bool summary_read(ring_t *r, summary_t *sum)
+{
+    if (sigsetjmp(bus_jump, 1))
+        return false;
+    bus_armed = 1;
+    ring_view_drain(&r->view, summary_add, sum);
+    bus_armed = 0;
+    return true;
+}
+
+/* Print the events waiting; how many, or -1 when the file shrank under us. *done once
+ * `max_count` (if not 0) events were printed in all (`seen`). */
+static long follow_batch(ring_t *r, const char *agent, bool json, uint64_t *seen,
+                         uint64_t max_count, bool *done)
+{
+    volatile long n = 0;
+    if (sigsetjmp(bus_jump, 1))
+        return -1;
+    nixl_telemetry_event_t ev;
+    bus_armed = 1;
+    while (!stop && ring_view_take(&r->view, &ev)) {
+        bus_armed = 0; /* printing touches no mapping */
+        n++;
+        print_event(agent, &ev, json);
+        if (max_count && ++*seen >= max_count) {
+            *done = true;
+            break;
+        }
+        bus_armed = 1;
+    }
+    bus_armed = 0;
+    return n;
 }
 
 static void print_summary(const char *agent, const stat_row_t *rows, bool json)
@@ -260,6 +309,8 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction bus = {.sa_handler = on_bus};
+    sigaction(SIGBUS, &bus, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     ring_t ring = {0};
@@ -271,25 +322,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "nixl-telemetry: %s\n", why);
             return 1;
         }
-        stat_row_t rows[NIXL_TELEM_EVENT_COUNT] = {0};
-        nixl_telemetry_event_t ev;
-        uint64_t unknown = 0;
-        while (ring_take(&ring, &ev)) {
-            if (ev.id >= NIXL_TELEM_EVENT_COUNT) {
-                unknown++;
-                continue;
-            }
-            stat_row_t *s = &rows[ev.id];
-            s->min = s->count ? (ev.value < s->min ? ev.value : s->min) : ev.value;
-            s->max = ev.value > s->max ? ev.value : s->max;
-            s->sum += ev.value;
-            s->last = ev.value;
-            s->count++;
+        summary_t sum = {0};
+        if (!summary_read(&ring, &sum)) {
+            fprintf(stderr, "nixl-telemetry: %s: the file shrank while it was read\n", path);
+            ring_close(&ring);
+            return 1;
         }
-        print_summary(agent, rows, json);
-        if (unknown)
+        print_summary(agent, sum.rows, json);
+        if (sum.unknown)
             fprintf(stderr, "nixl-telemetry: %" PRIu64 " events of unknown ids skipped\n",
-                    unknown);
+                    sum.unknown);
         ring_close(&ring);
         return 0;
     }
@@ -317,15 +359,17 @@ int main(int argc, char **argv)
             ring_close(&ring);
             continue;
         }
-        nixl_telemetry_event_t ev;
-        bool any = false;
-        while (!stop && ring_take(&ring, &ev)) {
-            any = true;
-            print_event(agent, &ev, json);
-            if (max_count && ++seen >= max_count) {
-                ring_close(&ring);
-                return 0;
-            }
+        bool done = false;
+        long any = follow_batch(&ring, agent, json, &seen, max_count, &done);
+        if (any < 0) {
+            fprintf(stderr, "nixl-telemetry: %s: the file shrank while it was read: mapping "
+                    "it again\n", path);
+            ring_close(&ring);
+            continue;
+        }
+        if (done) {
+            ring_close(&ring);
+            return 0;
         }
         if (!any)
             nanosleep(&nap, NULL);

@@ -257,6 +257,80 @@ static int remove_dir(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* ---- the telemetry clock (telem_clock.h) ---- */
+
+/* The counter scaled to CLOCK_MONOTONIC: each reading lies between two monotonic reads around
+ * it (give or take the scaling error, 50 us here over ~0.2 s), and never goes back. */
+static void test_clock(void **state)
+{
+    (void)state;
+    telem_clock_init();
+    const char *src = telem_clock_source();
+    print_message("telemetry clock: %s\n", src);
+#if defined(__x86_64__) || defined(__aarch64__)
+    /* the counter is used where the kernel itself trusts it */
+    FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+    char cs[32] = "";
+    if (f) {
+        if (!fgets(cs, sizeof(cs), f))
+            cs[0] = '\0';
+        fclose(f);
+    }
+#if defined(__aarch64__)
+    assert_string_equal(src, "cntvct");
+#else
+    if (strcmp(cs, "tsc\n") != 0)
+        assert_string_equal(src, "clock_gettime");
+#endif
+#endif
+    uint64_t prev = 0;
+    for (int i = 0; i < 2000; i++) {
+        uint64_t a = telem_clock_mono_ns();
+        uint64_t t = telem_clock_now_ns();
+        uint64_t b = telem_clock_mono_ns();
+        assert_true(t + 50000 >= a);
+        assert_true(t <= b + 50000);
+        assert_true(t >= prev);
+        prev = t;
+        if (i % 100 == 0)
+            usleep(100);
+    }
+}
+
+/* A request's start time is on the CLOCK_MONOTONIC scale whatever the clock source. */
+static void test_clock_request_times(void **state)
+{
+    (void)state;
+    setenv("NIXL_TELEMETRY_ENABLE", "y", 1);
+    unsetenv("NIXL_TELEMETRY_DIR");
+    unsetenv("NIXL_TELEMETRY_EXPORTER");
+    nixl_agent_t *a = t_agent("telem-clock", NULL, NULL, NULL);
+    uint8_t *src = t_alloc(4096), *dst = t_alloc(4096);
+    t_reg(a, src, 4096);
+    t_reg(a, dst, 4096);
+    nixl_desc_t l = t_desc(src, 4096), r = t_desc(dst, 4096);
+    nixl_xfer_req_t *w = NULL;
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_create_xfer_req(a, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1,
+                                                       NIXL_DRAM_SEG, &r, 1, "telem-clock",
+                                                       NULL, &w));
+    uint64_t before = telem_clock_mono_ns() / 1000;
+    EXPECT_ST(NIXL_SUCCESS, t_post_wait(a, w, NULL));
+    uint64_t after = telem_clock_mono_ns() / 1000;
+    nixl_xfer_telem_t tm;
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_get_xfer_telemetry(a, w, &tm));
+    assert_true(tm.start_time_us + 50 >= before);
+    assert_true(tm.start_time_us <= after + 50);
+    assert_true(tm.xfer_duration_us <= after - before + 50);
+    assert_true(tm.post_duration_us <= tm.xfer_duration_us);
+    EXPECT_ST(NIXL_SUCCESS, nixl_agent_release_xfer_req(a, w));
+    t_dereg(a, src, 4096);
+    t_dereg(a, dst, 4096);
+    nixl_agent_destroy(a);
+    unsetenv("NIXL_TELEMETRY_ENABLE");
+    free(src);
+    free(dst);
+}
+
 #define XFERS 25
 #define BLOCK 4096
 
@@ -390,6 +464,8 @@ int main(void)
         cmocka_unit_test(test_queue_full_batch),
         cmocka_unit_test_setup(test_settings, clear_env),
         cmocka_unit_test(test_metrics_mask),
+        cmocka_unit_test(test_clock),
+        cmocka_unit_test_setup(test_clock_request_times, clear_env),
         cmocka_unit_test_setup_teardown(test_agent_ring, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_agent_ring_overflow, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_agent_bad_settings, make_dir, remove_dir),
