@@ -21,6 +21,7 @@
 #ifndef NIXL_TELEMETRY_CLOCK_H
 #define NIXL_TELEMETRY_CLOCK_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -28,15 +29,22 @@
 #include <x86intrin.h>
 #endif
 
+/* The scaling in use; re-anchored about every 100 ms (telem_clock_reanchor) under a sequence
+ * count, so readers never mix two anchors. Fields are atomics read relaxed (plain loads). */
 typedef struct telem_clock {
-    int use_counter;   /* 0: clock_gettime; 1: the CPU counter below */
-    uint64_t base_tick; /* the counter at the anchor */
-    uint64_t base_ns;   /* CLOCK_MONOTONIC at the anchor */
-    uint64_t mult;      /* ns per tick, 32.32 fixed point */
+    int use_counter;            /* 0: clock_gettime; 1: the CPU counter below (set once) */
+    uint64_t period_ticks;      /* re-anchor when this many ticks passed since the anchor */
+    _Atomic uint32_t seq;       /* odd while an anchor is being written */
+    _Atomic uint64_t base_tick; /* the counter at the anchor */
+    _Atomic uint64_t base_ns;   /* the clock's value at the anchor */
+    _Atomic uint64_t mult;      /* ns per tick, 32.32 fixed point */
 } telem_clock_t;
 
-/* Written once by telem_clock_init (pthread_once), read-only afterwards. */
 extern telem_clock_t nixl_telem_clock;
+
+/* Called by a reader that found the anchor older than period_ticks: one thread at a time
+ * takes a fresh (counter, CLOCK_MONOTONIC) pair and steers towards it (telem_clock.c). */
+void telem_clock_reanchor(uint64_t tick);
 
 /* Choose the source and calibrate it: once per process, any thread, cold path. */
 void telem_clock_init(void);
@@ -64,17 +72,39 @@ static inline uint64_t telem_clock_tick(void)
 #endif
 }
 
+/* The counter's value scaled by the anchor in force (no re-anchoring). */
+static inline uint64_t telem_clock_scale(uint64_t tick, uint64_t *age)
+{
+    telem_clock_t *c = &nixl_telem_clock;
+    uint32_t s0, s1;
+    uint64_t base_tick, base_ns, mult;
+    do {
+        s0 = atomic_load_explicit(&c->seq, memory_order_acquire);
+        base_tick = atomic_load_explicit(&c->base_tick, memory_order_relaxed);
+        base_ns = atomic_load_explicit(&c->base_ns, memory_order_relaxed);
+        mult = atomic_load_explicit(&c->mult, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        s1 = atomic_load_explicit(&c->seq, memory_order_relaxed);
+    } while ((s0 & 1u) || s0 != s1);
+    uint64_t d = tick - base_tick;
+    if ((int64_t)d < 0)
+        d = 0; /* a core whose counter lags the anchor's by a few ticks, just after it */
+    if (age)
+        *age = d;
+    __extension__ typedef unsigned __int128 u128;
+    return base_ns + (uint64_t)(((u128)d * mult) >> 32);
+}
+
 /* CLOCK_MONOTONIC in ns, the cheap way when telem_clock_init found one. */
 static inline uint64_t telem_clock_now_ns(void)
 {
-    const telem_clock_t *c = &nixl_telem_clock;
-    if (!c->use_counter)
+    if (!nixl_telem_clock.use_counter)
         return telem_clock_mono_ns();
-    uint64_t d = telem_clock_tick() - c->base_tick;
-    if ((int64_t)d < 0)
-        d = 0; /* a core whose counter lags the anchor's by a few ticks, just after it */
-    __extension__ typedef unsigned __int128 u128;
-    return c->base_ns + (uint64_t)(((u128)d * c->mult) >> 32);
+    uint64_t age, tick = telem_clock_tick();
+    uint64_t ns = telem_clock_scale(tick, &age);
+    if (age > nixl_telem_clock.period_ticks)
+        telem_clock_reanchor(tick);
+    return ns;
 }
 
 #endif

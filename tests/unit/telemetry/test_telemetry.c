@@ -295,6 +295,22 @@ static void test_clock(void **state)
         if (i % 100 == 0)
             usleep(100);
     }
+    /* Across re-anchorings (about every 100 ms): still within 50 us, never backwards. */
+    uint64_t end = telem_clock_mono_ns() + 450000000u, worst = 0;
+    while (telem_clock_mono_ns() < end) {
+        uint64_t a = telem_clock_mono_ns();
+        uint64_t t = telem_clock_now_ns();
+        uint64_t b = telem_clock_mono_ns();
+        assert_true(t + 50000 >= a);
+        assert_true(t <= b + 50000);
+        assert_true(t >= prev);
+        prev = t;
+        uint64_t off = t < a ? a - t : t > b ? t - b : 0;
+        worst = off > worst ? off : worst;
+        usleep(500);
+    }
+    print_message("telemetry clock: at most %llu ns outside CLOCK_MONOTONIC over 450 ms\n",
+                  (unsigned long long)worst);
 }
 
 /* A request's start time is on the CLOCK_MONOTONIC scale whatever the clock source. */
