@@ -99,6 +99,7 @@ typedef struct shm_lmd {
     nixl_be_engine_t *eng;
     uintptr_t addr;
     size_t len;
+    bool dead; /* deregistered, still in the region index until it is compacted (regs_lock) */
 } shm_lmd_t;
 
 typedef struct shm_vlmd shm_vlmd_t;
@@ -404,6 +405,7 @@ struct nixl_be_engine {
     shm_lmd_t **regs;
     uintptr_t *regs_pmax;
     size_t nregs, regs_cap;
+    size_t regs_dead; /* entries of regs deregistered but not yet compacted away */
     pthread_mutex_t xsrv_lock;
     shm_xsrv_t *xsrvs;
     unsigned nxsrv;
