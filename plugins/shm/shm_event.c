@@ -390,6 +390,17 @@ static bool parse_frames(nixl_be_engine_t *eng, shm_conn_t *conn)
             pos += SHM_FRAME_HDR;
             continue;
         }
+        if (magic == SHM_FRAME_MAPREQ) {
+            /* A peer asks for the file of a region (shm_map.c), the answer's socket attached. */
+            if (x != 0 || conn->nxfd != 1) {
+                ok = malformed(eng, magic, x, y);
+                break;
+            }
+            shm_map_serve(eng, conn->xfd[0], y);
+            conn->nxfd = 0;
+            pos += SHM_FRAME_HDR;
+            continue;
+        }
         if (magic == SHM_FRAME_HELO) {
             if (x == 0 || x > SHM_NAME_MAX) {
                 ok = malformed(eng, magic, x, y);

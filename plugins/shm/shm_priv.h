@@ -87,11 +87,44 @@ enum {
     SHM_MD_PEER = 0x504d4853u,      /* every DRAM region of a peer: the peer itself */
     SHM_MD_VRAM = 0x564d4853u,      /* one local VRAM region (shm_vlmd_t, shm_gpu.c) */
     SHM_MD_VRAM_PEER = 0x574d4853u, /* one VRAM region of a peer (shm_vrmd_t) */
+    SHM_MD_MAP = 0x464d4853u,       /* a DRAM region of a peer in a shareable file (shm_rmd_t) */
 };
 
 typedef struct shm_md_hdr {
     uint32_t kind;
 } shm_md_hdr_t;
+
+/* ---- shareable mappings (shm_map.c) ---- */
+
+/* A region blob that says "this DRAM region is a range of a shareable file" (little endian):
+ *  u32 magic "SHMF", u8 version (1), u8 file system (SHM_FS_*), u16 0, u64 st_dev, u64 st_ino,
+ *  u64 file offset of the region's first byte, u64 region length, u64 mapping alignment.
+ * An empty blob (every older engine of ours) means no file: cross-memory attach. A blob with
+ * another magic or version is ignored the same way (a later format). */
+#define SHM_MAP_MAGIC 0x464d4853u /* "SHMF" */
+#define SHM_MAP_VERSION 1u
+#define SHM_MAP_BLOB 48u
+enum { SHM_FS_TMPFS = 1, SHM_FS_HUGETLBFS = 2 };
+/* Frames of the file request: SHMM (initiator, 16 bytes: u32 magic, u32 0, u64 region address)
+ * with one end of a SOCK_SEQPACKET pair (SCM_RIGHTS) on a fresh connection; the answer SHMG on
+ * that pair: u32 magic, u32 errno (0: the descriptor comes with it), u64 st_dev, u64 st_ino,
+ * u64 0. */
+#define SHM_FRAME_MAPREQ 0x4d4d4853u /* "SHMM" */
+#define SHM_MAPREP_MAGIC 0x474d4853u /* "SHMG" */
+#define SHM_MAP_MAX_DEFAULT ((uint64_t)1 << 40) /* bytes of peers' files mapped at once */
+#define SHM_MAPS_SCAN_MAX 65536u     /* shared file mappings read from /proc/self/maps */
+#define SHM_FD_SCAN_MAX 65536u       /* descriptors looked at for a deleted file */
+
+/* A file that backs registered regions; the engine keeps a descriptor of it for the peers that
+ * ask (regs_lock: written at registration, read by the event thread). */
+typedef struct shm_bfile {
+    struct shm_bfile *next;
+    uint64_t dev, ino;
+    int fd;
+    uint8_t fs;
+    uint64_t align;
+    size_t refs; /* regions */
+} shm_bfile_t;
 
 /* One registered DRAM region: the staging server (shm_xchan.c) copies only inside these. */
 typedef struct shm_lmd {
@@ -99,10 +132,31 @@ typedef struct shm_lmd {
     nixl_be_engine_t *eng;
     uintptr_t addr;
     size_t len;
+    shm_bfile_t *bf; /* the shareable file it lies in, or NULL */
+    uint64_t foff;   /* the file offset of addr */
+    uint8_t blob[SHM_MAP_BLOB];
 } shm_lmd_t;
 
-typedef struct shm_vlmd shm_vlmd_t;
 struct shm_peer;
+/* A peer's DRAM region that lies in a shareable file: mapped here on first use (prep) and
+ * copied with plain loads and stores. Reference counted: the md and every request using it. */
+typedef struct shm_rmd {
+    shm_md_hdr_t md; /* SHM_MD_MAP */
+    atomic_size_t refs;
+    struct shm_peer *peer; /* holds a reference */
+    uintptr_t addr;        /* the region in the peer */
+    size_t len;
+    uint64_t dev, ino, foff, align;
+    uint8_t fs;
+    pthread_mutex_t lock;
+    enum { SHM_RMD_NEW = 0, SHM_RMD_MAPPED, SHM_RMD_CMA, SHM_RMD_BAD } state;
+    char why[256];  /* CMA or BAD: why (BAD: every prep fails with it) */
+    uint8_t *map;   /* the mapping and its length */
+    size_t map_len;
+    uint8_t *at;    /* addr as seen here */
+} shm_rmd_t;
+
+typedef struct shm_vlmd shm_vlmd_t;
 /* A peer's VRAM region as this process reaches it. */
 typedef struct shm_vrmd {
     shm_md_hdr_t md;         /* SHM_MD_VRAM_PEER */
@@ -203,7 +257,7 @@ typedef struct shm_ringmem {
 
 /* ---- staging rings: peers without cross-memory attach (shm_xchan.c) ---- */
 
-enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED };
+enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED, SHM_TRANSPORT_MAP };
 #define SHM_XRING_DEFAULT ((size_t)4 << 20)
 #define SHM_XRING_MIN ((size_t)64 << 10)
 #define SHM_XRING_MAX ((size_t)256 << 20)
@@ -274,6 +328,7 @@ typedef struct shm_peer {
     atomic_bool staged;
     atomic_bool cma_ok;
     bool other_pidns; /* its pid means nothing here: never checked, never copied to */
+    atomic_bool map_said; /* the INFO line about its mapped files was written */
     const char *staged_why;
     shm_xchan_t x;
 
@@ -380,6 +435,7 @@ struct nixl_be_req {
     char why[320]; /* reason of the last failure, repeated by check_xfer on any thread */
     nixl_gpu_batch_t *gpu; /* a GPU request (VRAM on a side): its copies (shm_gpu.c) */
     struct shm_stage *stage; /* a staged GPU request: VRAM with another process's DRAM */
+    shm_rmd_t **rmd; /* mapped: the peer's region of each descriptor (a reference per run) */
     struct iovec iov[]; /* liov[count] then riov[count] */
 };
 
@@ -404,6 +460,9 @@ struct nixl_be_engine {
     shm_lmd_t **regs;
     uintptr_t *regs_pmax;
     size_t nregs, regs_cap;
+    shm_bfile_t *bfiles; /* files backing registered regions (regs_lock) */
+    uint64_t map_max;    /* map_max_bytes */
+    atomic_uint_fast64_t map_bytes; /* of peers' files mapped now */
     pthread_mutex_t xsrv_lock;
     shm_xsrv_t *xsrvs;
     unsigned nxsrv;
@@ -467,6 +526,9 @@ void shm_put_u64(uint8_t *p, uint64_t v);
 /* A 32-byte frame: u32 magic, u32 x, u64 a, u64 b, u64 c (control and staging frames). */
 void shm_put_frame32(uint8_t *f, uint32_t magic, uint32_t x, uint64_t a, uint64_t b,
                      uint64_t c);
+/* sendmsg (non-blocking, no SIGPIPE, EINTR retried) of one buffer with up to two descriptors
+ * (SCM_RIGHTS; nfds 0: none). */
+ssize_t shm_send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
 uint32_t shm_get_u32(const uint8_t *p);
 uint64_t shm_get_u64(const uint8_t *p);
 
@@ -511,6 +573,22 @@ void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m);
 /* Whether [addr, addr + len) lies inside one registered region (regs_lock held). */
 bool shm_region_covers(const nixl_be_engine_t *eng, uintptr_t addr, size_t len);
 void shm_region_free_all(nixl_be_engine_t *eng);
+
+/* shm_map.c: shareable mappings. Target: find the files behind regions being registered
+ * (fills bf, foff and blob of each md; never fails a registration), drop a region's file, and
+ * answer a file request (SHMM) on `sock` (closed). Initiator: a region blob into an md (out:
+ * the peer itself when the blob names no file); the references of mds and requests; make a
+ * request's copies go through mappings when all its remote regions allow (false: keep CMA;
+ * an error when a region's metadata is refused or transport=map cannot be honoured). */
+void shm_map_detect(nixl_be_engine_t *eng, shm_lmd_t **mds, size_t count);
+void shm_map_forget(nixl_be_engine_t *eng, shm_lmd_t *m); /* regs_lock held for writing */
+void shm_map_serve(nixl_be_engine_t *eng, int sock, uint64_t addr);
+nixl_status_t shm_map_load(nixl_be_engine_t *eng, struct shm_peer *peer, const nixl_desc_t *d,
+                           const nixl_be_blob_t *blob, size_t idx, nixl_be_md_t **out);
+void shm_rmd_unref(shm_rmd_t *r, size_t n);
+nixl_status_t shm_map_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                           const nixl_be_desc_t *remote);
+nixl_status_t shm_map_copy(nixl_be_req_t *req, size_t chunk, bool async);
 
 /* shm_xchan.c: staging rings. Initiator: move the request's bytes through its ring to the
  * peer (the same contract as shm_xfer_copy_iov). Target: serve a ring offered with SHMX (takes

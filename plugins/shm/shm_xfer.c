@@ -34,6 +34,8 @@ static shm_peer_t *md_peer(const nixl_be_md_t *md)
         return (shm_peer_t *)(uintptr_t)h;
     if (h->kind == SHM_MD_VRAM_PEER)
         return ((const shm_vrmd_t *)h)->peer;
+    if (h->kind == SHM_MD_MAP)
+        return ((const shm_rmd_t *)h)->peer;
     return NULL;
 }
 
@@ -107,6 +109,13 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     atomic_init(&req->cancel, false);
     if (gpu) {
         nixl_status_t st = shm_gpu_prep(eng, req, local, remote);
+        if (st != NIXL_SUCCESS) {
+            free(req);
+            return st;
+        }
+    } else if (!peer->is_self) {
+        /* Regions in shareable files: plain copies through mappings (shm_map.c). */
+        nixl_status_t st = shm_map_prep(eng, req, remote);
         if (st != NIXL_SUCCESS) {
             free(req);
             return st;
@@ -236,6 +245,8 @@ static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx, const stru
 
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
 {
+    if (req->rmd)
+        return shm_map_copy(req, chunk, async);
     return shm_xfer_copy_iov(req, req->liov, req->riov, req->count, chunk, async);
 }
 
@@ -379,6 +390,12 @@ nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     shm_worker_abort(eng, req); /* waits for at most one chunk (or one GPU copy) */
     shm_gpu_release(eng, req);
+    for (size_t i = 0, j; req->rmd && i < req->count; i = j) {
+        for (j = i; j < req->count && req->rmd[j] == req->rmd[i]; j++) {
+        }
+        shm_rmd_unref(req->rmd[i], j - i);
+    }
+    free(req->rmd);
     shm_peer_unref(req->peer, 1);
     free(req->notif);
     free(req);

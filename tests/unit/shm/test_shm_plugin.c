@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -384,7 +385,7 @@ static void test_table(void **state)
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
     assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
-    assert_int_equal(info->num_default_params, 9);
+    assert_int_equal(info->num_default_params, 10);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
@@ -403,6 +404,8 @@ static void test_table(void **state)
     assert_string_equal(info->default_params[7].value, "4194304");
     assert_string_equal(info->default_params[8].key, "stage_rings");
     assert_string_equal(info->default_params[8].value, "64");
+    assert_string_equal(info->default_params[9].key, "map_max_bytes");
+    assert_string_equal(info->default_params[9].value, "1099511627776");
 }
 
 static void test_params(void **state)
@@ -448,6 +451,39 @@ static void test_params(void **state)
     assert_int_equal(ops->get_conn_info(eng, &blob, &len), NIXL_SUCCESS);
     assert_true(len > 6 && memcmp(blob, "NXSHM1", 6) == 0);
     ops->deregister_mem(eng, MDS(&md, 1));
+
+    /* a region in a memfd mapped shared: a 48-byte file blob (shm_map.c) that names the file
+     * and the region's offset in it; the same file mapped private: none */
+    int fd = memfd_create("t-shm", MFD_CLOEXEC);
+    assert_true(fd >= 0 && ftruncate(fd, 3 << 16) == 0);
+    uint8_t *sh = mmap(NULL, 3 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint8_t *pv = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    assert_true(sh != MAP_FAILED && pv != MAP_FAILED);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    nixl_reg_desc_t fd_regs[2] = {{(uintptr_t)sh + 65536 + 5, 65536, 0, NULL, 0},
+                                  {(uintptr_t)pv, 4096, 0, NULL, 0}};
+    nixl_be_md_t *fmd[2];
+    nixl_be_blob_t fpub[2];
+    assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, fd_regs, 2, fmd), NIXL_SUCCESS);
+    assert_int_equal(ops->get_public_blobs(eng, MDS(fmd, 2), fpub), NIXL_SUCCESS);
+    assert_int_equal(fpub[0].len, 48);
+    const uint8_t *fb = fpub[0].data;
+    uint64_t v;
+    assert_true(memcmp(fb, "SHMF", 4) == 0 && fb[4] == 1 && fb[5] == 1);
+    memcpy(&v, fb + 8, 8);
+    assert_int_equal(v, (uint64_t)st.st_dev);
+    memcpy(&v, fb + 16, 8);
+    assert_int_equal(v, (uint64_t)st.st_ino);
+    memcpy(&v, fb + 24, 8);
+    assert_int_equal(v, 65536 + 5);
+    memcpy(&v, fb + 32, 8);
+    assert_int_equal(v, 65536);
+    assert_int_equal(fpub[1].len, 0);
+    ops->deregister_mem(eng, MDS(fmd, 2));
+    munmap(sh, 3 << 16);
+    munmap(pv, 1 << 16);
+    close(fd);
     ops->destroy(eng);
     thost_fini(&h);
 }
@@ -625,6 +661,24 @@ static void test_conn_info(void **state)
                      NIXL_ERR_NOT_FOUND);
     nixl_be_blob_t nonempty = {"x", 1};
     assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &nonempty, 1, &md),
+                     NIXL_ERR_MISMATCH);
+    /* file blobs: a later version is ignored (cross-memory attach); a truncated one, or one
+     * whose region length is not the descriptor's, is refused */
+    uint8_t fblob[48] = {'S', 'H', 'M', 'F', 2, 1};
+    nixl_be_blob_t fb = {fblob, sizeof(fblob)};
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&md, 1));
+    fblob[4] = 1;
+    fblob[40 + 1] = 0x10; /* alignment 4096 */
+    fblob[32] = 10;       /* region length: the descriptor's */
+    fb.len = 47;
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md),
+                     NIXL_ERR_MISMATCH);
+    fb.len = 48;
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&md, 1));
+    fblob[32] = 11;
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md),
                      NIXL_ERR_MISMATCH);
     assert_int_equal(ops->connect(a, "B"), NIXL_SUCCESS);
     assert_int_equal(ops->disconnect(a, "B"), NIXL_SUCCESS);
