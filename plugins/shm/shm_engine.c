@@ -23,13 +23,36 @@ static const nixl_param_t shm_default_params[] = {
     {"stage_ring_size", "4194304"},
     {"stage_rings", "64"},
     {"map_max_bytes", "1099511627776"}, /* shm_map.c */
+    {"copy_threads", "auto"},           /* shm_copy.c */
 };
 
 typedef struct shm_params {
     uint64_t threshold, ring_size, xring_size, xrings, map_max;
     unsigned gpu_blocks;
     int transport;
+    unsigned copy_threads;
 } shm_params_t;
+
+/* copy_threads: auto (half the cores, at least 1, at most SHM_COPY_THREADS_AUTO_MAX: the peer
+ * and the application need cores too) or 1 to the maximum. */
+static nixl_status_t parse_copy_threads(const nixl_be_init_t *init, const char *v, unsigned *out)
+{
+    uint64_t n;
+    if (v && strcmp(v, "auto") == 0) {
+        long half = sysconf(_SC_NPROCESSORS_ONLN) / 2;
+        *out = half < 1 ? 1u
+               : (unsigned long)half > SHM_COPY_THREADS_AUTO_MAX ? SHM_COPY_THREADS_AUTO_MAX
+                                                                : (unsigned)half;
+    } else if (nixl_parse_u64(v, &n) && n >= 1 && n <= SHM_COPY_THREADS_MAX) {
+        *out = (unsigned)n;
+    } else {
+        return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                           "copy_threads='%s' must be auto (half the cores, at most %u) or the "
+                           "threads that copy one large request, 1 (the caller's only) to %u",
+                           v ? v : "(null)", SHM_COPY_THREADS_AUTO_MAX, SHM_COPY_THREADS_MAX);
+    }
+    return NIXL_SUCCESS;
+}
 
 
 static nixl_status_t parse_transport(const nixl_be_init_t *init, const char *v, int *out)
@@ -59,6 +82,7 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
     *o = (shm_params_t){.ring_size = SHM_RING_DEFAULT, .xring_size = SHM_XRING_DEFAULT,
                         .xrings = SHM_XRINGS_DEFAULT, .transport = SHM_TRANSPORT_AUTO,
                         .map_max = SHM_MAP_MAX_DEFAULT};
+    const char *copy_threads = "auto";
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         /* Unknown keys are ignored: agents pass one parameter map to every backend. */
@@ -113,6 +137,8 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
                                    "attach cannot reach this engine) to %u",
                                    p->value ? p->value : "(null)", SHM_XRINGS_MAX);
             o->xrings = v;
+        } else if (strcmp(p->key, "copy_threads") == 0) {
+            copy_threads = p->value;
         } else if (strcmp(p->key, "map_max_bytes") == 0) {
             if (!nixl_parse_u64(p->value, &o->map_max))
                 return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
@@ -129,6 +155,13 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
         if (st != NIXL_SUCCESS)
             return st;
     }
+    /* NIXL_SHM_COPY_THREADS likewise stands in for copy_threads=auto. */
+    env = getenv("NIXL_SHM_COPY_THREADS");
+    if (env && *env && copy_threads && strcmp(copy_threads, "auto") == 0)
+        copy_threads = env;
+    nixl_status_t cst = parse_copy_threads(init, copy_threads, &o->copy_threads);
+    if (cst != NIXL_SUCCESS)
+        return cst;
     if (!SHM_RING_SUPPORTED)
         *ring_size = 0;
     return NIXL_SUCCESS;
@@ -139,6 +172,7 @@ static void shm_destroy(nixl_be_engine_t *eng)
     if (!eng)
         return;
     shm_worker_stop(eng);
+    shm_copy_stop(eng);
     shm_event_stop(eng);
     shm_xsrv_stop_all(eng);
     shm_peers_destroy(eng);
@@ -149,6 +183,9 @@ static void shm_destroy(nixl_be_engine_t *eng)
     pthread_mutex_destroy(&eng->all_lock);
     pthread_mutex_destroy(&eng->ev_lock);
     pthread_mutex_destroy(&eng->work_lock);
+    pthread_mutex_destroy(&eng->cp_lock);
+    pthread_cond_destroy(&eng->cp_cond);
+    pthread_cond_destroy(&eng->cp_done);
     pthread_cond_destroy(&eng->work_cond);
     pthread_cond_destroy(&eng->done_cond);
     free(eng->scratch);
@@ -209,6 +246,10 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->xring_size = (size_t)prm.xring_size;
     eng->xrings_max = (unsigned)prm.xrings;
     eng->map_max = prm.map_max;
+    eng->cp_threads = prm.copy_threads;
+    pthread_mutex_init(&eng->cp_lock, NULL);
+    pthread_cond_init(&eng->cp_cond, NULL);
+    pthread_cond_init(&eng->cp_done, NULL);
     pthread_rwlock_init(&eng->regs_lock, NULL);
     pthread_mutex_init(&eng->xsrv_lock, NULL);
     eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;

@@ -55,6 +55,13 @@
 #define SHM_IOV_MAX 1024u
 /* Bytes per syscall of the async worker: bounds how long release_req waits for a cancel. */
 #define SHM_CHUNK_BYTES ((size_t)8 << 20)
+/* Requests of at least this many bytes are split across the copy threads (shm_copy.c), in
+ * slices of at least SHM_SLICE_MIN; copy_threads=auto is half the cores, at least 1, at most
+ * SHM_COPY_THREADS_AUTO_MAX (docs/BENCHMARKS.md: what was measured, on 2 cores only). */
+#define SHM_SPLIT_BYTES ((uint64_t)4 << 20)
+#define SHM_SLICE_MIN ((uint64_t)1 << 20)
+#define SHM_COPY_THREADS_AUTO_MAX 4u
+#define SHM_COPY_THREADS_MAX 64u
 
 /* ---- connection info ---- */
 
@@ -505,6 +512,15 @@ struct nixl_be_engine {
     pthread_t ev_thread;
     bool ev_started;
 
+    /* The copy threads (shm_copy.c): cp_lock guards the queue of slices and their counts. */
+    unsigned cp_threads; /* copy_threads, the caller's thread included; 1: no split */
+    pthread_mutex_t cp_lock;
+    pthread_cond_t cp_cond, cp_done;
+    struct shm_slice *cp_head;
+    bool cp_started, cp_stop;
+    unsigned cp_nthreads;
+    pthread_t *cp_tid;
+
     pthread_mutex_t work_lock;
     pthread_cond_t work_cond, done_cond;
     nixl_be_req_t *wq_head, **wq_tail;
@@ -590,6 +606,12 @@ nixl_status_t shm_map_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_desc_t *remote);
 nixl_status_t shm_map_copy(nixl_be_req_t *req, size_t chunk, bool async);
 
+/* shm_copy.c: whether a request is split across the copy threads, the split copy (the
+ * contract of shm_xfer_copy), and stopping the threads at destroy. */
+bool shm_copy_splits(const nixl_be_req_t *req);
+nixl_status_t shm_copy_split(nixl_be_req_t *req, size_t chunk, bool async);
+void shm_copy_stop(nixl_be_engine_t *eng);
+
 /* shm_xchan.c: staging rings. Initiator: move the request's bytes through its ring to the
  * peer (the same contract as shm_xfer_copy_iov). Target: serve a ring offered with SHMX (takes
  * the two descriptors, closed on failure); stop them all at destroy. */
@@ -655,6 +677,11 @@ nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async);
 nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iovec *r,
                                 size_t count, size_t chunk, bool async);
 nixl_status_t shm_xfer_notify(nixl_be_req_t *req, const void *msg, size_t len);
+/* Move the cursor (*idx, *off) of an iovec array forward by `bytes` (stops at count). */
+void shm_iov_advance(const struct iovec *v, size_t count, size_t *idx, size_t *off,
+                     uint64_t bytes);
+/* A failed process_vm_* call (errno e at descriptor idx) as the request's failure. */
+nixl_status_t shm_xfer_cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r);
 
 /* shm_gpu.c: VRAM regions and GPU requests. */
 const nixl_gpu_ops_t *shm_gpu(nixl_be_engine_t *eng); /* NULL: no GPU */

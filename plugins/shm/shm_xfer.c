@@ -126,6 +126,24 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     return NIXL_SUCCESS;
 }
 
+void shm_iov_advance(const struct iovec *v, size_t count, size_t *idx, size_t *off,
+                     uint64_t bytes)
+{
+    size_t i = *idx, o = *off;
+    while (bytes && i < count) {
+        size_t avail = v[i].iov_len - o;
+        if (bytes < avail) {
+            o += (size_t)bytes;
+            break;
+        }
+        bytes -= avail;
+        i++;
+        o = 0;
+    }
+    *idx = i;
+    *off = o;
+}
+
 /*
  * One syscall's worth: up to SHM_IOV_MAX elements and `max_bytes` bytes from the cursor
  * (element *idx, byte *off into it). The request's own arrays are passed to the kernel; the
@@ -197,24 +215,13 @@ static ssize_t copy_step(nixl_be_req_t *req, struct iovec *l, struct iovec *r, s
     } else {
         /* Partial: the kernel stopped at a fault or its per-call limit. Resume right there;
          * the next call reports the error if there is one. */
-        size_t rem = (size_t)ret, i = first, o = *off;
-        while (rem) {
-            size_t avail = l[i].iov_len - o;
-            if (rem < avail) {
-                o += rem;
-                break;
-            }
-            rem -= avail;
-            i++;
-            o = 0;
-        }
-        *idx = i;
-        *off = o;
+        *idx = first;
+        shm_iov_advance(l, count, idx, off, (size_t)ret);
     }
     return ret;
 }
 
-static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r)
+nixl_status_t shm_xfer_cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r)
 {
     shm_peer_t *peer = req->peer;
     const char *op = req->op == NIXL_WRITE ? "WRITE" : "READ";
@@ -245,6 +252,8 @@ static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx, const stru
 
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
 {
+    if (shm_copy_splits(req))
+        return shm_copy_split(req, chunk, async);
     if (req->rmd)
         return shm_map_copy(req, chunk, async);
     return shm_xfer_copy_iov(req, req->liov, req->riov, req->count, chunk, async);
@@ -282,7 +291,7 @@ nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iove
                                                 "(filtered by seccomp)");
                 return shm_xchan_copy(req, l, r, count, async);
             }
-            return cma_error(req, e, idx, r);
+            return shm_xfer_cma_error(req, e, idx, r);
         }
         if (!peer->is_self && !atomic_load_explicit(&peer->cma_ok, memory_order_relaxed))
             atomic_store(&peer->cma_ok, true);

@@ -33,10 +33,15 @@
  *  map-death/..       the target is killed while 64 MiB asynchronous transfers run through the
  *                     mapping: each ends whole or with REMOTE_DISCONNECT, never a crash, and posts
  *                     fail soon after.
+ *  split-..          NIXL_SHM_COPY_THREADS=3 in this process: rows of 4 MiB and more are split
+ *                     across copy threads (shm_copy.c; a "nixl-shm-copy" thread must exist at the
+ *                     end), by cross-memory attach (split-cma) and through a mapping (split-map),
+ *                     synchronous and asynchronous; split-off (1 thread) starts none.
  *  map-forged         the target's metadata edited to put its region beyond the end of its file:
  *                     refused at prep with the reason; a region length that disagrees with the
  *                     descriptor is refused at load.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/audit.h>
@@ -230,7 +235,28 @@ typedef struct scen {
     bool expect_staged;
     const char *mem;  /* IT_TARGET_MEM, NULL: malloc */
     bool expect_map;  /* the target's file ends up mapped here */
+    const char *copy_threads; /* NIXL_SHM_COPY_THREADS of our agent (NULL: unset) */
 } scen_t;
+
+/* Whether a thread of this process is called `name`. */
+static bool has_thread(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    bool found = false;
+    while (d && !found && (e = readdir(d))) {
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof(comm), f))
+            found = strncmp(comm, name, strlen(name)) == 0;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
 
 /* Start a target whose buffer is `mem` (IT_TARGET_MEM). */
 static int start_target(it_peer_t *t, const char *role, const char *mem, nixl_agent_t *agent,
@@ -306,7 +332,10 @@ static int run_matrix(const void *arg)
     const scen_t *s = arg;
     it_peer_t t = {.ch = {-1, -1}};
     uint8_t *buf = it_alloc(TBUF);
+    if (s->copy_threads)
+        setenv("NIXL_SHM_COPY_THREADS", s->copy_threads, 1);
     nixl_agent_t *agent = buf ? it_agent("initiator", s->async ? 1 : 0) : NULL;
+    unsetenv("NIXL_SHM_COPY_THREADS");
     uint64_t taddr;
     IT_CHECK(agent && it_register(agent, buf, TBUF) == 0, "initiator agent");
     IT_CHECK(start_target(&t, s->role, s->mem, agent, &taddr) == 0, "target");
@@ -325,6 +354,11 @@ static int run_matrix(const void *arg)
     }
     IT_CHECK(it_maps("it-target") == s->expect_map, "the target's buffer file is%s mapped here",
              s->expect_map ? " not" : "");
+    if (s->copy_threads) {
+        bool want = strcmp(s->copy_threads, "1") != 0;
+        IT_CHECK(has_thread("nixl-shm-copy") == want, "copy_threads=%s: %s copy thread",
+                 s->copy_threads, want ? "no" : "a");
+    }
     IT_CHECK(it_peer_quit(&t) == 0, "target quit");
     nixl_agent_destroy(agent);
     free(buf);
@@ -568,6 +602,10 @@ static const it_scenario_t scenarios[] = {
     {"map-death/WRITE", run_kill, &(const kill_scen_t){NIXL_WRITE, true}},
     {"map-death/READ", run_kill, &(const kill_scen_t){NIXL_READ, true}},
     {"map-forged", run_forged, NULL},
+    {"split-cma/sync", run_matrix, &(const scen_t){"target", false, false, NULL, false, "3"}},
+    {"split-map/sync", run_matrix, &(const scen_t){"target", false, false, "memfd", true, "3"}},
+    {"split-map/async", run_matrix, &(const scen_t){"target", true, false, "memfd", true, "3"}},
+    {"split-off", run_matrix, &(const scen_t){"target", false, false, "memfd", true, "1"}},
 };
 
 static const it_role_t roles[] = {

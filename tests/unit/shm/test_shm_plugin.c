@@ -385,7 +385,7 @@ static void test_table(void **state)
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
     assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
-    assert_int_equal(info->num_default_params, 10);
+    assert_int_equal(info->num_default_params, 11);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
@@ -406,6 +406,8 @@ static void test_table(void **state)
     assert_string_equal(info->default_params[8].value, "64");
     assert_string_equal(info->default_params[9].key, "map_max_bytes");
     assert_string_equal(info->default_params[9].value, "1099511627776");
+    assert_string_equal(info->default_params[10].key, "copy_threads");
+    assert_string_equal(info->default_params[10].value, "auto");
 }
 
 static void test_params(void **state)
@@ -2469,6 +2471,37 @@ static nixl_status_t eng_create_kv(thost_t *h, const char *name, const nixl_para
     return st;
 }
 
+/* The parameters of mappings and copy threads: bad values refused with their name. */
+static void test_map_params(void **state)
+{
+    (void)state;
+    thost_t h;
+    thost_init(&h);
+    nixl_be_engine_t *eng;
+    static const struct {
+        const char *key, *value;
+        bool ok;
+    } cases[] = {
+        {"copy_threads", "0", false},   {"copy_threads", "65", false},
+        {"copy_threads", "x", false},   {"copy_threads", "", false},
+        {"copy_threads", "1", true},    {"copy_threads", "3", true},
+        {"copy_threads", "auto", true}, {"map_max_bytes", "-1", false},
+        {"map_max_bytes", "0", true},   {"transport", "map", true},
+        {"transport", "maps", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        nixl_param_t kv = {cases[i].key, cases[i].value};
+        t_err[0] = '\0';
+        nixl_status_t st = eng_create_kv(&h, "P", &kv, 1, &eng);
+        assert_int_equal(st, cases[i].ok ? NIXL_SUCCESS : NIXL_ERR_INVALID_PARAM);
+        if (cases[i].ok)
+            ops->destroy(eng);
+        else
+            assert_non_null(strstr(t_err, cases[i].key));
+    }
+    thost_fini(&h);
+}
+
 /* Staging rings between two engines of this process (transport=staged on the initiator): bytes
  * both ways with notifications, a target range deregistered after the initiator loaded it (an
  * error, never a fault in the target), a target that serves no rings, and the parameters. */
@@ -2656,6 +2689,7 @@ int main(void)
         cmocka_unit_test(test_ring_protocol_target),
         cmocka_unit_test(test_ring_protocol_initiator),
         cmocka_unit_test(test_staged),
+        cmocka_unit_test(test_map_params),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
