@@ -25,6 +25,11 @@
  *  map-memfd/..      the target's buffer is a memfd (IT_TARGET_MEM): the same rows go through
  *                     this process's mapping of that file, which must be mapped here at the end;
  *                     "-closed": the target closed its descriptor after mmap.
+ *  map-nocap-..      the target drops its effective
+ *                     capabilities, so /proc/self/map_files is refused to it: a memfd whose
+ *                     descriptor it keeps is found through that descriptor and mapped here
+ *                     ("-memfd"); one whose descriptor it closed cannot be, and cross-memory
+ *                     attach serves ("-closed").
  *  map-devshm         the same with a file in /dev/shm.
  *  map-huge           a memfd on hugetlbfs (says "skipped" and passes without huge pages).
  *  map-malloc         a malloc'd target buffer: nothing is mapped, cross-memory attach as before.
@@ -43,8 +48,10 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -120,6 +127,36 @@ static int target_seccomp_role(it_chan_t *ch, const char *arg)
 {
     if (deny_cma() != 0)
         return 1;
+    return it_target_role(ch, arg);
+}
+
+/* The target without capabilities (root's uid, an empty effective set): /proc/self/map_files
+ * is refused to it, so SHM finds a memfd only through a descriptor the process holds. */
+static int target_nocap_role(it_chan_t *ch, const char *arg)
+{
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0)
+        return it_fail(__FILE__, __LINE__, "capget: %s", strerror(errno)), 1;
+    d[0].effective = d[1].effective = 0;
+    if (syscall(SYS_capset, &h, d) != 0)
+        return it_fail(__FILE__, __LINE__, "capset: %s", strerror(errno)), 1;
+    /* the point of the role: map_files must be refused now */
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[256], path[300];
+    unsigned long long a, b;
+    int fd = -1;
+    if (f && fgets(line, sizeof(line), f) && sscanf(line, "%llx-%llx", &a, &b) == 2) {
+        snprintf(path, sizeof(path), "/proc/self/map_files/%llx-%llx", a, b);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (f)
+        fclose(f);
+    if (fd >= 0) {
+        close(fd);
+        return it_fail(__FILE__, __LINE__, "/proc/self/map_files still opens without "
+                       "capabilities"), 1;
+    }
     return it_target_role(ch, arg);
 }
 
@@ -595,6 +632,10 @@ static const it_scenario_t scenarios[] = {
     {"map-memfd/async", run_matrix, &(const scen_t){"target", true, false, "memfd", true}},
     {"map-memfd-closed", run_matrix,
      &(const scen_t){"target", false, false, "memfd-closed", true}},
+    {"map-nocap-memfd", run_matrix,
+     &(const scen_t){"target-nocap", false, false, "memfd", true}},
+    {"map-nocap-closed", run_matrix,
+     &(const scen_t){"target-nocap", false, false, "memfd-closed", false}},
     {"map-devshm", run_matrix, &(const scen_t){"target", false, false, "devshm", true}},
     {"map-huge", run_huge, &(const scen_t){"target", false, false, "memfd-huge", true}},
     {"map-malloc", run_matrix, &(const scen_t){"target", false, false, "malloc", false}},
@@ -612,6 +653,7 @@ static const it_role_t roles[] = {
     {"target", it_target_role},
     {"target-seccomp", target_seccomp_role},
     {"target-pidns", target_pidns_role},
+    {"target-nocap", target_nocap_role},
     {"sc-initiator", sc_initiator_role},
 };
 
