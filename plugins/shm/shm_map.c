@@ -514,11 +514,14 @@ static int file_request(nixl_be_engine_t *eng, shm_rmd_t *r, char *why, size_t c
         fd_ok = true;
     }
 out:
-    /* The target offered this connection a notification ring when it accepted it: read that
-     * away, or closing with unread bytes would reset the connection (an error in its log). */
+    /* The target may still write on this connection (its ring offer, a polling-mode frame):
+     * closing with unread bytes, or before it stops writing, would reset the connection (an
+     * error in its log). Say we are done, and close when it has (bounded wait). */
     if (dfd >= 0) {
         uint8_t junk[256];
-        while (recv(dfd, junk, sizeof(junk), MSG_DONTWAIT) > 0) {
+        shutdown(dfd, SHUT_WR);
+        struct pollfd q = {dfd, POLLIN, 0};
+        while (poll(&q, 1, SHM_RING_WAIT_MS) > 0 && recv(dfd, junk, sizeof(junk), 0) > 0) {
         }
     }
     if (fd_ok) {

@@ -24,6 +24,9 @@
  *    numbering and notification ring (shm_ring.c): a message is numbered and written (ring or
  *    socket) in one hold of the lock.
  *  - work_lock: the async worker's queue and the queued/running flags of requests.
+ *  - regs_lock (a rwlock): the registered DRAM regions and their files (shm_region.c,
+ *    shm_map.c); a leaf, read under ev_lock by the event thread answering a file request.
+ *  - cp_lock: the copy threads' queue of slices (shm_copy.c); a leaf.
  */
 #ifndef NIXL_SHM_PRIV_H
 #define NIXL_SHM_PRIV_H
