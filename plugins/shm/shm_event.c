@@ -638,6 +638,7 @@ static void peer_event(nixl_be_engine_t *eng, shm_peer_t *peer, uint32_t events)
         atomic_store(&peer->dead, true);
         NIXL_BE_LOG(eng->host, NIXL_LOG_INFO, "agent '%s' (pid %d) disconnected", peer->name,
                     (int)peer->pid);
+        shm_map_release_peer(peer); /* its files' memory is not kept alive by us */
         shm_peer_close_conn(eng, peer); /* may drop the last reference */
     }
 }

@@ -26,7 +26,11 @@
  * prep, so the copies stay inside the mapping.
  *
  * A peer that dies leaves its file alive while it is mapped here: copies in flight finish into
- * (or from) pages nobody else sees, and the next post sees the peer gone. The one hazard left is
+ * (or from) pages nobody else sees, and the next post sees the peer gone. When the event thread
+ * sees its socket close, its mappings are replaced by anonymous pages at the same addresses (one
+ * mmap each, atomic for a copy running through them), so its memory is freed without waiting for
+ * the core to invalidate its metadata, which it does only when it next uses the peer; the
+ * address space goes with the md. The one hazard left is
  * the owner shrinking its file (ftruncate) under a live mapping, which would fault here as it
  * would in any program sharing that file; docs/backends.md says so.
  */
@@ -435,6 +439,11 @@ void shm_rmd_unref(shm_rmd_t *r, size_t n)
     if (atomic_fetch_sub_explicit(&r->refs, n, memory_order_acq_rel) != n)
         return;
     if (r->map) {
+        pthread_mutex_lock(&r->peer->maps_lock);
+        *r->mprev = r->mnext;
+        if (r->mnext)
+            r->mnext->mprev = r->mprev;
+        pthread_mutex_unlock(&r->peer->maps_lock);
         munmap(r->map, r->map_len);
         atomic_fetch_sub(&r->peer->eng->map_bytes, r->map_len);
     }
@@ -599,8 +608,25 @@ static void rmd_map(nixl_be_engine_t *eng, shm_rmd_t *r)
     r->map_len = mlen;
     r->at = (uint8_t *)p + delta;
     r->state = SHM_RMD_MAPPED;
+    shm_peer_t *peer = r->peer;
+    pthread_mutex_lock(&peer->maps_lock);
+    r->mnext = peer->maps;
+    r->mprev = &peer->maps;
+    if (peer->maps)
+        peer->maps->mprev = &r->mnext;
+    peer->maps = r;
+    pthread_mutex_unlock(&peer->maps_lock);
 out:
     close(fd);
+}
+
+void shm_map_release_peer(shm_peer_t *peer)
+{
+    pthread_mutex_lock(&peer->maps_lock);
+    for (shm_rmd_t *r = peer->maps; r; r = r->mnext)
+        (void)mmap(r->map, r->map_len, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    pthread_mutex_unlock(&peer->maps_lock);
 }
 
 nixl_status_t shm_map_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,

@@ -150,7 +150,8 @@ typedef struct shm_lmd {
 struct shm_peer;
 /* A peer's DRAM region that lies in a shareable file: mapped here on first use (prep) and
  * copied with plain loads and stores. Reference counted: the md and every request using it. */
-typedef struct shm_rmd {
+typedef struct shm_rmd shm_rmd_t;
+struct shm_rmd {
     shm_md_hdr_t md; /* SHM_MD_MAP */
     atomic_size_t refs;
     struct shm_peer *peer; /* holds a reference */
@@ -164,7 +165,8 @@ typedef struct shm_rmd {
     uint8_t *map;   /* the mapping and its length */
     size_t map_len;
     uint8_t *at;    /* addr as seen here */
-} shm_rmd_t;
+    struct shm_rmd *mnext, **mprev; /* peer->maps while mapped */
+};
 
 typedef struct shm_vlmd shm_vlmd_t;
 /* A peer's VRAM region as this process reaches it. */
@@ -339,6 +341,8 @@ typedef struct shm_peer {
     atomic_bool cma_ok;
     bool other_pidns; /* its pid means nothing here: never checked, never copied to */
     atomic_bool map_said; /* the INFO line about its mapped files was written */
+    pthread_mutex_t maps_lock; /* a leaf: maps */
+    struct shm_rmd *maps;      /* its regions mapped here (shm_map.c) */
     const char *staged_why;
     shm_xchan_t x;
 
@@ -605,6 +609,10 @@ void shm_map_serve(nixl_be_engine_t *eng, int sock, uint64_t addr);
 nixl_status_t shm_map_load(nixl_be_engine_t *eng, struct shm_peer *peer, const nixl_desc_t *d,
                            const nixl_be_blob_t *blob, size_t idx, nixl_be_md_t **out);
 void shm_rmd_unref(shm_rmd_t *r, size_t n);
+/* The peer died: its files are unmapped here at once (anonymous pages take their place until
+ * the mds go, so a copy still running lands in them harmlessly), not when the core invalidates
+ * its metadata, which it does only when it next uses the peer. */
+void shm_map_release_peer(struct shm_peer *peer);
 nixl_status_t shm_map_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_desc_t *remote);
 nixl_status_t shm_map_copy(nixl_be_req_t *req, size_t chunk, bool async);

@@ -36,8 +36,9 @@
  *  map-cma-refused    a memfd target under the seccomp filter (no cross-memory attach): the
  *                     mapping serves, and no staging ring is made.
  *  map-death/..       the target is killed while 64 MiB asynchronous transfers run through the
- *                     mapping: each ends whole or with REMOTE_DISCONNECT, never a crash, and posts
- *                     fail soon after.
+ *                     mapping: each ends whole or with REMOTE_DISCONNECT, never a crash, posts
+ *                     fail soon after, and its file is unmapped at once (the ends of the other
+ *                     map- scenarios check that too, after an orderly exit).
  *  split-..          NIXL_SHM_COPY_THREADS=3 in this process: rows of 4 MiB and more are split
  *                     across copy threads (shm_copy.c; a "nixl-shm-copy" thread must exist at the
  *                     end), by cross-memory attach (split-cma) and through a mapping (split-map),
@@ -397,6 +398,13 @@ static int run_matrix(const void *arg)
                  s->copy_threads, want ? "no" : "a");
     }
     IT_CHECK(it_peer_quit(&t) == 0, "target quit");
+    if (s->expect_map) {
+        /* its exit invalidates its metadata: the mapping goes with the last md */
+        uint64_t t0 = it_now_ms();
+        while (it_maps("it-target") && it_now_ms() - t0 < 3000)
+            it_sleep_ms(20);
+        IT_CHECK(!it_maps("it-target"), "the file of a target that exited is still mapped");
+    }
     nixl_agent_destroy(agent);
     free(buf);
     return 0;
@@ -510,6 +518,9 @@ static int run_kill(const void *arg)
         }
         IT_CHECK(st == NIXL_ERR_REMOTE_DISCONNECT || st == NIXL_ERR_NOT_FOUND,
                  "after the kill a post gave %s (%s)", nixl_status_str(st), nixl_last_error());
+        /* the dead target's file is no longer mapped (its memory is not kept alive by us),
+         * though our request still holds its region's md */
+        IT_CHECK(!it_maps("memfd:it-target"), "the killed target's file is still mapped");
     }
     IT_CHECK_ST(nixl_agent_release_xfer_req(agent, req), NIXL_SUCCESS);
     nixl_agent_destroy(agent);
