@@ -16,6 +16,8 @@
  *  pidns/..          (it-nocma-pidns; root, else exit 77) the target runs in a new pid
  *                     namespace (unshare(CLONE_NEWPID)) sharing our network and IPC ones: its
  *                     pid means nothing here, so the staging ring is the only way.
+ *  pidns-mapped      (it-nocma-pidns) the same target with a memfd buffer: mapped, no staging
+ *                     ring.
  *  kill/..           the target is stopped (SIGSTOP) while a 64 MiB asynchronous transfer is in
  *                     flight, then killed: the transfer must end with an error, promptly.
  *  cma-control        an unfiltered target in our namespace: no staging ring is created (the
@@ -639,6 +641,7 @@ static const it_scenario_t scenarios[] = {
     {"kill/READ", run_kill, &(const kill_scen_t){NIXL_READ, false}},
     {"cma-control", run_matrix, &(const scen_t){"target", false, false}},
     {"pidns/sync", run_matrix, &(const scen_t){"target-pidns", false, true}},
+    {"pidns-mapped", run_matrix, &(const scen_t){"target-pidns", false, false, "memfd", true}},
     {"map-memfd/sync", run_matrix, &(const scen_t){"target", false, false, "memfd", true}},
     {"map-memfd/async", run_matrix, &(const scen_t){"target", true, false, "memfd", true}},
     {"map-memfd-closed", run_matrix,
