@@ -3,8 +3,9 @@
  * a /dev/shm file, a torch shared-memory tensor) or hugetlbfs is mapped into this process and
  * copied with plain loads and stores, no system call per transfer.
  *
- * Target (the region's owner): at registration, /proc/self/maps is read once for the whole
- * list; a region wholly inside one MAP_SHARED, writable, linear mapping of one file gets a
+ * Target (the region's owner): at registration, the kernel is asked for the mapping at each
+ * region's address (PROCMAP_QUERY; older kernels: the text of /proc/self/maps, read once for the
+ * whole list); a region wholly inside one MAP_SHARED, writable, linear mapping of one file gets a
  * descriptor of that file (its own name if it still has one, /proc/self/map_files, or one of
  * the process's open descriptors of the same file, in that order, each checked by device and
  * inode), kept once per file by the engine, and the file is checked to be on tmpfs or
@@ -43,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -142,6 +144,87 @@ static long maps_find(const maps_t *m, uintptr_t a, size_t len)
             return (long)lo;
     }
     return -1;
+}
+
+/*
+ * The kernel's PROCMAP_QUERY (Linux 6.11): the VMA covering one address, from a descriptor of
+ * /proc/self/maps, without generating the text of every mapping (which costs 0.2-1.5 ms per
+ * registration in a process with a few thousand mappings). Defined here for older headers; the
+ * layout is the kernel's ABI.
+ */
+#define SHM_PROCMAP_QUERY _IOWR('f', 17, struct shm_procmap_query)
+enum {
+    SHM_PQ_READABLE = 0x01,
+    SHM_PQ_WRITABLE = 0x02,
+    SHM_PQ_SHARED = 0x08,
+    SHM_PQ_FILE_BACKED = 0x20,
+};
+struct shm_procmap_query {
+    uint64_t size, query_flags, query_addr;
+    uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+    uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+    uint64_t vma_name_addr, build_id_addr;
+};
+
+/* How a registration finds the mappings behind its regions: the query where the kernel has it,
+ * else the text of /proc/self/maps, read once. */
+typedef struct finder {
+    int fd;      /* eng->maps_fd for the query; -1: use the text */
+    bool text;   /* maps is read */
+    maps_t maps;
+    char name[4096];
+} finder_t;
+
+/* One shared, writable file mapping covering addr (0: found, 1: none, -1: no query here). */
+static int query_vma(finder_t *f, uintptr_t addr, mapent_t *out, bool want_name)
+{
+    struct shm_procmap_query q;
+    memset(&q, 0, sizeof(q));
+    q.size = sizeof(q);
+    q.query_flags = SHM_PQ_READABLE | SHM_PQ_WRITABLE | SHM_PQ_SHARED | SHM_PQ_FILE_BACKED;
+    q.query_addr = addr;
+    if (want_name) {
+        q.vma_name_addr = (uintptr_t)f->name;
+        q.vma_name_size = sizeof(f->name);
+    }
+    if (ioctl(f->fd, SHM_PROCMAP_QUERY, &q) != 0)
+        return errno == ENOENT ? 1 : -1;
+    *out = (mapent_t){(uintptr_t)q.vma_start, (uintptr_t)q.vma_end, q.vma_offset,
+                      makedev(q.dev_major, q.dev_minor), q.inode,
+                      want_name && q.vma_name_size ? f->name : (char *)""};
+    return 0;
+}
+
+/* The mapping whose file holds [a, a + len) as one linear piece: true with its first VMA in
+ * *out (out->path valid until the next call). */
+static bool find_backing(finder_t *f, uintptr_t a, size_t len, mapent_t *out)
+{
+    uintptr_t end = a + len;
+    if (f->fd >= 0) {
+        int r = query_vma(f, a, out, true);
+        if (r == 0) {
+            mapent_t first = *out, e = first;
+            while (e.end < end) {
+                if (query_vma(f, e.end, &e, false) != 0 || e.dev != first.dev ||
+                    e.ino != first.ino || e.off - first.off != e.start - first.start)
+                    return false;
+            }
+            return true;
+        }
+        if (r == 1)
+            return false;
+        f->fd = -1; /* no PROCMAP_QUERY in this kernel: the text (the caller says so) */
+    }
+    if (!f->text) {
+        f->text = true;
+        if (!maps_read(&f->maps))
+            return false;
+    }
+    long k = maps_find(&f->maps, a, len);
+    if (k < 0)
+        return false;
+    *out = f->maps.e[k];
+    return true;
 }
 
 static bool file_is(int fd, uint64_t dev, uint64_t ino, struct stat *st, uint8_t *fs)
@@ -263,19 +346,26 @@ void shm_map_detect(nixl_be_engine_t *eng, shm_lmd_t **mds, size_t count)
 {
     if (eng->transport == SHM_TRANSPORT_CMA || eng->transport == SHM_TRANSPORT_STAGED || !count)
         return;
-    maps_t maps = {0};
+    finder_t *fnd = malloc(sizeof(*fnd));
     fdscan_t scan = {0};
     shm_bfile_t *fresh = NULL; /* files opened by this call, linked at the end */
     size_t found = 0;
-    if (!maps_read(&maps))
+    if (!fnd)
         goto out;
+    /* One descriptor for the engine's life (opening it costs more than a query); -2: the
+     * query is off (NIXL_SHM_MAPS_QUERY=0, for tests of the text) or missing here. */
+    if (eng->maps_fd == -1)
+        eng->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    fnd->fd = eng->maps_fd >= 0 ? eng->maps_fd : -1;
+    fnd->text = false;
+    fnd->maps = (maps_t){0};
     long page = sysconf(_SC_PAGESIZE);
     for (size_t i = 0; i < count; i++) {
         shm_lmd_t *m = mds[i];
-        long k = m->len ? maps_find(&maps, m->addr, m->len) : -1;
-        if (k < 0)
+        mapent_t ent;
+        if (!m->len || !find_backing(fnd, m->addr, m->len, &ent))
             continue;
-        const mapent_t *e = &maps.e[k];
+        const mapent_t *e = &ent;
         uint64_t foff = e->off + (m->addr - e->start);
         /* Control operations are serialised: eng->bfiles changes only under us. */
         shm_bfile_t *bf = bfile_find(eng->bfiles, e->dev, e->ino);
@@ -327,7 +417,14 @@ out:
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                 "%zu of %zu registered regions lie in shareable files (peers may map them)",
                 found, count);
-    maps_free(&maps);
+    if (fnd) {
+        if (fnd->fd < 0 && eng->maps_fd >= 0) {
+            close(eng->maps_fd); /* the kernel has no PROCMAP_QUERY */
+            eng->maps_fd = -2;
+        }
+        maps_free(&fnd->maps);
+        free(fnd);
+    }
     free(scan.e);
 }
 

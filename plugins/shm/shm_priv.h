@@ -475,6 +475,7 @@ struct nixl_be_engine {
     uintptr_t *regs_pmax;
     size_t nregs, regs_cap;
     shm_bfile_t *bfiles; /* files backing registered regions (regs_lock) */
+    int maps_fd;         /* /proc/self/maps for PROCMAP_QUERY; -1 not open yet, -2 none */
     uint64_t map_max;    /* map_max_bytes */
     atomic_uint_fast64_t map_bytes; /* of peers' files mapped now */
     pthread_mutex_t xsrv_lock;

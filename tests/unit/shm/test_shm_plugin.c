@@ -410,6 +410,42 @@ static void test_table(void **state)
     assert_string_equal(info->default_params[10].value, "auto");
 }
 
+/* A region in a memfd mapped shared gets a 48-byte file blob (shm_map.c) that names the file
+ * and the region's offset in it; the same file mapped private gets none. */
+static void check_file_blobs(nixl_be_engine_t *eng)
+{
+    int fd = memfd_create("t-shm", MFD_CLOEXEC);
+    assert_true(fd >= 0 && ftruncate(fd, 3 << 16) == 0);
+    uint8_t *sh = mmap(NULL, 3 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint8_t *pv = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    assert_true(sh != MAP_FAILED && pv != MAP_FAILED);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    nixl_reg_desc_t fd_regs[2] = {{(uintptr_t)sh + 65536 + 5, 65536, 0, NULL, 0},
+                                  {(uintptr_t)pv, 4096, 0, NULL, 0}};
+    nixl_be_md_t *fmd[2];
+    nixl_be_blob_t fpub[2];
+    assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, fd_regs, 2, fmd), NIXL_SUCCESS);
+    assert_int_equal(ops->get_public_blobs(eng, MDS(fmd, 2), fpub), NIXL_SUCCESS);
+    assert_int_equal(fpub[0].len, 48);
+    const uint8_t *fb = fpub[0].data;
+    uint64_t v;
+    assert_true(memcmp(fb, "SHMF", 4) == 0 && fb[4] == 1 && fb[5] == 1);
+    memcpy(&v, fb + 8, 8);
+    assert_int_equal(v, (uint64_t)st.st_dev);
+    memcpy(&v, fb + 16, 8);
+    assert_int_equal(v, (uint64_t)st.st_ino);
+    memcpy(&v, fb + 24, 8);
+    assert_int_equal(v, 65536 + 5);
+    memcpy(&v, fb + 32, 8);
+    assert_int_equal(v, 65536);
+    assert_int_equal(fpub[1].len, 0);
+    ops->deregister_mem(eng, MDS(fmd, 2));
+    munmap(sh, 3 << 16);
+    munmap(pv, 1 << 16);
+    close(fd);
+}
+
 static void test_params(void **state)
 {
     (void)state;
@@ -454,38 +490,13 @@ static void test_params(void **state)
     assert_true(len > 6 && memcmp(blob, "NXSHM1", 6) == 0);
     ops->deregister_mem(eng, MDS(&md, 1));
 
-    /* a region in a memfd mapped shared: a 48-byte file blob (shm_map.c) that names the file
-     * and the region's offset in it; the same file mapped private: none */
-    int fd = memfd_create("t-shm", MFD_CLOEXEC);
-    assert_true(fd >= 0 && ftruncate(fd, 3 << 16) == 0);
-    uint8_t *sh = mmap(NULL, 3 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    uint8_t *pv = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    assert_true(sh != MAP_FAILED && pv != MAP_FAILED);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    nixl_reg_desc_t fd_regs[2] = {{(uintptr_t)sh + 65536 + 5, 65536, 0, NULL, 0},
-                                  {(uintptr_t)pv, 4096, 0, NULL, 0}};
-    nixl_be_md_t *fmd[2];
-    nixl_be_blob_t fpub[2];
-    assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, fd_regs, 2, fmd), NIXL_SUCCESS);
-    assert_int_equal(ops->get_public_blobs(eng, MDS(fmd, 2), fpub), NIXL_SUCCESS);
-    assert_int_equal(fpub[0].len, 48);
-    const uint8_t *fb = fpub[0].data;
-    uint64_t v;
-    assert_true(memcmp(fb, "SHMF", 4) == 0 && fb[4] == 1 && fb[5] == 1);
-    memcpy(&v, fb + 8, 8);
-    assert_int_equal(v, (uint64_t)st.st_dev);
-    memcpy(&v, fb + 16, 8);
-    assert_int_equal(v, (uint64_t)st.st_ino);
-    memcpy(&v, fb + 24, 8);
-    assert_int_equal(v, 65536 + 5);
-    memcpy(&v, fb + 32, 8);
-    assert_int_equal(v, 65536);
-    assert_int_equal(fpub[1].len, 0);
-    ops->deregister_mem(eng, MDS(fmd, 2));
-    munmap(sh, 3 << 16);
-    munmap(pv, 1 << 16);
-    close(fd);
+    check_file_blobs(eng);
+    ops->destroy(eng);
+    /* the same through the text of /proc/self/maps (kernels without PROCMAP_QUERY) */
+    setenv("NIXL_SHM_MAPS_QUERY", "0", 1);
+    assert_int_equal(eng_create(&h, "P", NULL, &eng), NIXL_SUCCESS);
+    unsetenv("NIXL_SHM_MAPS_QUERY");
+    check_file_blobs(eng);
     ops->destroy(eng);
     thost_fini(&h);
 }
