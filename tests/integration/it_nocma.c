@@ -45,9 +45,9 @@
  *                     across copy threads (shm_copy.c; a "nixl-shm-copy" thread must exist at the
  *                     end), by cross-memory attach (split-cma) and through a mapping (split-map),
  *                     synchronous and asynchronous; split-off (1 thread) starts none.
- *  map-forged         the target's metadata edited to put its region beyond the end of its file:
- *                     refused at prep with the reason; a region length that disagrees with the
- *                     descriptor is refused at load.
+ *  map-forged         the target's metadata edited to put its region beyond the end of its file,
+ *                     or to name another file: refused at prep with the reason; a region length
+ *                     that disagrees with the descriptor is refused at load.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -614,6 +614,20 @@ static int run_forged(const void *arg)
                                     1, "target", NULL, &req);
     IT_CHECK(st == NIXL_ERR_INVALID_PARAM, "second prep gave %s", nixl_status_str(st));
     req = NULL;
+    /* another file than the one it passes (the inode edited): refused at prep */
+    IT_CHECK_ST(nixl_agent_invalidate_remote_md(agent, "target"), NIXL_SUCCESS);
+    put_le64(blob + 24, 0);
+    blob[16] ^= 1;
+    nixl_free(name);
+    name = NULL;
+    IT_CHECK_ST(nixl_agent_load_remote_md(agent, md, len, &name), NIXL_SUCCESS);
+    st = nixl_agent_create_xfer_req(agent, NIXL_WRITE, NIXL_DRAM_SEG, &l, 1, NIXL_DRAM_SEG, &rm,
+                                    1, "target", NULL, &req);
+    IT_CHECK(st == NIXL_ERR_INVALID_PARAM && strstr(nixl_last_error(), "is not the tmpfs"),
+             "a region naming another file: prep gave %s (%s)", nixl_status_str(st),
+             nixl_last_error());
+    req = NULL;
+    IT_CHECK(!it_maps("memfd:it-target"), "the target's file was mapped all the same");
     IT_CHECK(it_peer_quit(&t) == 0, "target quit");
     nixl_free(name);
     free(md);
