@@ -2,10 +2,11 @@
  * bench_xfer.c - DRAM -> DRAM transfers between two processes through each backend, next to
  * memcpy measured in the same run.
  *
- *   nixl_bench_xfer [--repeat N] [--only SHM|UCX-tcp|UCX-shm]
+ *   nixl_bench_xfer [--repeat N] [--only SHM|SHM-memfd|UCX-tcp|UCX-shm]
  *
- * For each transport (SHM; UCX over TCP; UCX over shared memory) the benchmark starts a target
- * process, exchanges metadata with it through the side channel, and times one prepared
+ * For each transport (SHM; SHM with the target's buffer on a memfd, which SHM copies through a
+ * mapping of that file instead of cross-memory attach; UCX over TCP; UCX over shared memory)
+ * the benchmark starts a target process, exchanges metadata with it through the side channel, and times one prepared
  * request per shape (4 KiB x 1024, 64 KiB x 128, 1 MiB x 16, 64 MiB x 1) for READ and WRITE:
  * each sample is one post-to-completion, the figure is the median of N samples (default 21)
  * in decimal GB/s. memcpy copies the same descriptors between two buffers of this process.
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,7 +28,7 @@
 
 #define BUF_BYTES (64u << 20)
 #define NUM_SHAPES 4
-#define NUM_TRANSPORTS 3
+#define NUM_TRANSPORTS 4
 
 static const struct {
     size_t size, count;
@@ -43,8 +45,10 @@ static const struct {
     const char *backend;
     const char *ucx_tls; /* NULL: leave UCX_TLS alone */
     const char *err_mode; /* ucx_error_handling_mode, NULL: the default ("peer") */
+    bool memfd;           /* the target's buffer is a memfd (SHM maps it) */
 } transports[NUM_TRANSPORTS] = {
-    {"SHM", "SHM", NULL, NULL},
+    {"SHM", "SHM", NULL, NULL, false},
+    {"SHM memfd", "SHM", NULL, NULL, true},
     {"UCX tcp", "UCX", "tcp", NULL},
     /* UCX 1.13's shared-memory transports cannot detect a dead peer, so UCX refuses them in
      * the default error mode "peer". */
@@ -86,9 +90,25 @@ static nixl_agent_t *agent_with(const char *name, const char *backend, const cha
     return a;
 }
 
+/* The target's buffer on a memfd (MAP_SHARED), filled like buffer(). */
+static uint8_t *memfd_buffer(uint8_t fill)
+{
+    int fd = memfd_create("nixl-bench-target", MFD_CLOEXEC);
+    void *p = fd >= 0 && ftruncate(fd, BUF_BYTES) == 0
+                  ? mmap(NULL, BUF_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+    if (p == MAP_FAILED) {
+        perror("memfd buffer");
+        exit(1);
+    }
+    close(fd);
+    memset(p, fill, BUF_BYTES);
+    return p;
+}
+
 /* ---- the target process: listen, register, report "port addr", wait for EOF ---- */
 
-static int target_main(const char *backend, const char *err_mode)
+static int target_main(const char *backend, const char *err_mode, bool memfd)
 {
     nixl_status_t st;
     nixl_agent_t *a = agent_with("bench-target", backend, err_mode, true, &st);
@@ -96,19 +116,23 @@ static int target_main(const char *backend, const char *err_mode)
         fprintf(stderr, "target: %s: %s\n", nixl_status_str(st), nixl_last_error());
         return 1;
     }
-    uint8_t *buf = buffer(0x5a);
+    uint8_t *buf = memfd ? memfd_buffer(0x5a) : buffer(0x5a);
     bench_target_serve(a, buf, BUF_BYTES);
     nixl_agent_destroy(a);
-    free(buf);
+    if (memfd)
+        munmap(buf, BUF_BYTES);
+    else
+        free(buf);
     return 0;
 }
 
 /* ---- the initiator ---- */
 
-static int target_start(const char *backend, const char *err_mode, bench_target_t *t)
+static int target_start(const char *backend, const char *err_mode, bool memfd,
+                        bench_target_t *t)
 {
     char *argv[] = {"nixl_bench_xfer", "--target", (char *)backend,
-                    (char *)(err_mode ? err_mode : ""), NULL};
+                    (char *)(err_mode ? err_mode : ""), memfd ? "memfd" : "malloc", NULL};
     return bench_target_start(argv, t);
 }
 
@@ -159,7 +183,8 @@ static int run_transport(int ti, double results[NUM_SHAPES][2], char *note, size
     nixl_reg_desc_t r = {.addr = (uintptr_t)buf, .len = BUF_BYTES};
     CHECK(nixl_agent_register_mem(a, NIXL_DRAM_SEG, &r, 1, NULL));
     bench_target_t t;
-    if (target_start(transports[ti].backend, transports[ti].err_mode, &t) != 0) {
+    if (target_start(transports[ti].backend, transports[ti].err_mode, transports[ti].memfd,
+                     &t) != 0) {
         snprintf(note, note_len, "the target did not start");
         nixl_agent_destroy(a);
         free(buf);
@@ -217,8 +242,8 @@ static double memcpy_gbps(int s)
 int main(int argc, char **argv)
 {
     setenv("NIXL_AUTO_SHM", "0", 0); /* each row names its backend: no SHM beside UCX */
-    if (argc == 4 && strcmp(argv[1], "--target") == 0)
-        return target_main(argv[2], *argv[3] ? argv[3] : NULL);
+    if (argc == 5 && strcmp(argv[1], "--target") == 0)
+        return target_main(argv[2], *argv[3] ? argv[3] : NULL, strcmp(argv[4], "memfd") == 0);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             repeat = atoi(argv[++i]);
@@ -229,7 +254,8 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--repeat N] [--only SHM|UCX-tcp|UCX-shm]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--repeat N] [--only SHM|SHM-memfd|UCX-tcp|UCX-shm]\n",
+                    argv[0]);
             return 2;
         }
     }

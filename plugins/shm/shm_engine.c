@@ -22,13 +22,37 @@ static const nixl_param_t shm_default_params[] = {
     {"transport", "auto"},
     {"stage_ring_size", "4194304"},
     {"stage_rings", "64"},
+    {"map_max_bytes", "1099511627776"}, /* shm_map.c */
+    {"copy_threads", "auto"},           /* shm_copy.c */
 };
 
 typedef struct shm_params {
-    uint64_t threshold, ring_size, xring_size, xrings;
+    uint64_t threshold, ring_size, xring_size, xrings, map_max;
     unsigned gpu_blocks;
     int transport;
+    unsigned copy_threads;
 } shm_params_t;
+
+/* copy_threads: auto (half the cores, at least 1, at most SHM_COPY_THREADS_AUTO_MAX: the peer
+ * and the application need cores too) or 1 to the maximum. */
+static nixl_status_t parse_copy_threads(const nixl_be_init_t *init, const char *v, unsigned *out)
+{
+    uint64_t n;
+    if (v && strcmp(v, "auto") == 0) {
+        long half = sysconf(_SC_NPROCESSORS_ONLN) / 2;
+        *out = half < 1 ? 1u
+               : (unsigned long)half > SHM_COPY_THREADS_AUTO_MAX ? SHM_COPY_THREADS_AUTO_MAX
+                                                                : (unsigned)half;
+    } else if (nixl_parse_u64(v, &n) && n >= 1 && n <= SHM_COPY_THREADS_MAX) {
+        *out = (unsigned)n;
+    } else {
+        return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                           "copy_threads='%s' must be auto (half the cores, at most %u) or the "
+                           "threads that copy one large request, 1 (the caller's only) to %u",
+                           v ? v : "(null)", SHM_COPY_THREADS_AUTO_MAX, SHM_COPY_THREADS_MAX);
+    }
+    return NIXL_SUCCESS;
+}
 
 
 static nixl_status_t parse_transport(const nixl_be_init_t *init, const char *v, int *out)
@@ -39,11 +63,14 @@ static nixl_status_t parse_transport(const nixl_be_init_t *init, const char *v, 
         *out = SHM_TRANSPORT_CMA;
     else if (v && strcmp(v, "staged") == 0)
         *out = SHM_TRANSPORT_STAGED;
+    else if (v && strcmp(v, "map") == 0)
+        *out = SHM_TRANSPORT_MAP;
     else
         return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
-                           "transport='%s' must be auto (cross-memory attach where allowed, "
-                           "else staging rings), cma (cross-memory attach only) or staged "
-                           "(staging rings only)",
+                           "transport='%s' must be auto (mappings of shareable files, else "
+                           "cross-memory attach where allowed, else staging rings), map "
+                           "(mappings only: other regions are refused), cma (cross-memory "
+                           "attach only) or staged (staging rings only)",
                            v ? v : "(null)");
     return NIXL_SUCCESS;
 }
@@ -53,7 +80,9 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
     uint64_t *threshold = &o->threshold, *ring_size = &o->ring_size;
     unsigned *gpu_blocks = &o->gpu_blocks;
     *o = (shm_params_t){.ring_size = SHM_RING_DEFAULT, .xring_size = SHM_XRING_DEFAULT,
-                        .xrings = SHM_XRINGS_DEFAULT, .transport = SHM_TRANSPORT_AUTO};
+                        .xrings = SHM_XRINGS_DEFAULT, .transport = SHM_TRANSPORT_AUTO,
+                        .map_max = SHM_MAP_MAX_DEFAULT};
+    const char *copy_threads = "auto";
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         /* Unknown keys are ignored: agents pass one parameter map to every backend. */
@@ -108,6 +137,14 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
                                    "attach cannot reach this engine) to %u",
                                    p->value ? p->value : "(null)", SHM_XRINGS_MAX);
             o->xrings = v;
+        } else if (strcmp(p->key, "copy_threads") == 0) {
+            copy_threads = p->value;
+        } else if (strcmp(p->key, "map_max_bytes") == 0) {
+            if (!nixl_parse_u64(p->value, &o->map_max))
+                return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                                   "map_max_bytes='%s' must be a byte count (peers' files "
+                                   "mapped at once; 0: never map them)",
+                                   p->value ? p->value : "(null)");
         }
     }
     /* NIXL_SHM_TRANSPORT stands in for transport=auto (given or defaulted): tools that pass no
@@ -118,6 +155,13 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
         if (st != NIXL_SUCCESS)
             return st;
     }
+    /* NIXL_SHM_COPY_THREADS likewise stands in for copy_threads=auto. */
+    env = getenv("NIXL_SHM_COPY_THREADS");
+    if (env && *env && copy_threads && strcmp(copy_threads, "auto") == 0)
+        copy_threads = env;
+    nixl_status_t cst = parse_copy_threads(init, copy_threads, &o->copy_threads);
+    if (cst != NIXL_SUCCESS)
+        return cst;
     if (!SHM_RING_SUPPORTED)
         *ring_size = 0;
     return NIXL_SUCCESS;
@@ -128,16 +172,22 @@ static void shm_destroy(nixl_be_engine_t *eng)
     if (!eng)
         return;
     shm_worker_stop(eng);
+    shm_copy_stop(eng);
     shm_event_stop(eng);
     shm_xsrv_stop_all(eng);
     shm_peers_destroy(eng);
     shm_region_free_all(eng);
+    if (eng->maps_fd >= 0)
+        close(eng->maps_fd);
     pthread_rwlock_destroy(&eng->regs_lock);
     pthread_mutex_destroy(&eng->xsrv_lock);
     pthread_mutex_destroy(&eng->peers_lock);
     pthread_mutex_destroy(&eng->all_lock);
     pthread_mutex_destroy(&eng->ev_lock);
     pthread_mutex_destroy(&eng->work_lock);
+    pthread_mutex_destroy(&eng->cp_lock);
+    pthread_cond_destroy(&eng->cp_cond);
+    pthread_cond_destroy(&eng->cp_done);
     pthread_cond_destroy(&eng->work_cond);
     pthread_cond_destroy(&eng->done_cond);
     free(eng->scratch);
@@ -197,9 +247,16 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     memcpy(eng->cma_why, cma_why, sizeof(cma_why));
     eng->xring_size = (size_t)prm.xring_size;
     eng->xrings_max = (unsigned)prm.xrings;
+    eng->map_max = prm.map_max;
+    eng->cp_threads = prm.copy_threads;
+    pthread_mutex_init(&eng->cp_lock, NULL);
+    pthread_cond_init(&eng->cp_cond, NULL);
+    pthread_cond_init(&eng->cp_done, NULL);
     pthread_rwlock_init(&eng->regs_lock, NULL);
     pthread_mutex_init(&eng->xsrv_lock, NULL);
     eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;
+    const char *mq = getenv("NIXL_SHM_MAPS_QUERY"); /* 0: read the text (tests) */
+    eng->maps_fd = mq && strcmp(mq, "0") == 0 ? -2 : -1;
     eng->wq_tail = &eng->wq_head;
     pthread_mutex_init(&eng->peers_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
@@ -238,7 +295,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
                 "engine of '%s' listening on @%s (async_threshold=%llu, "
                 "notif_ring_size=%zu, transport=%s)",
                 eng->name, eng->info.sock_name, (unsigned long long)threshold, eng->ring_size,
-                cma_why[0] ? "staged" : "cma");
+                prm.transport == SHM_TRANSPORT_MAP ? "map" : cma_why[0] ? "staged" : "cma");
     *out = eng;
     return NIXL_SUCCESS;
 
@@ -285,15 +342,20 @@ static nixl_status_t shm_get_public_blobs(nixl_be_engine_t *eng, const nixl_be_m
 {
     static const uint8_t empty[1];
     (void)eng;
-    /* For DRAM peers need only the addresses, which the core sends anyway; VRAM regions carry
-     * their CUDA IPC handle. */
+    /* DRAM: peers need only the addresses, which the core sends anyway, and for a region in a
+     * shareable file which file (shm_map.c); VRAM regions carry their CUDA IPC handle. The
+     * region's file is set at registration, before the md is handed out. */
     for (size_t i = 0; i < mds->count; i++) {
         shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
+        const shm_lmd_t *m = (const shm_lmd_t *)h;
         out[i] = h->kind == SHM_MD_VRAM ? shm_gpu_blob((shm_vlmd_t *)h)
+                 : m->bf                ? (nixl_be_blob_t){.data = m->blob, .len = SHM_MAP_BLOB}
                                         : (nixl_be_blob_t){.data = empty, .len = 0};
     }
     return NIXL_SUCCESS;
 }
+
+static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 
 static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent,
                                         nixl_mem_t type, const nixl_desc_t *descs,
@@ -303,12 +365,6 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
     if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
                            "only DRAM_SEG and VRAM_SEG regions (got %d)", (int)type);
-    for (size_t i = 0; type == NIXL_DRAM_SEG && i < count; i++)
-        if (blobs && blobs[i].len != 0)
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
-                               "region %zu of '%s' has a %zu-byte blob; SHM regions have none", i,
-                               agent, blobs[i].len);
-
     shm_peer_t *peer;
     if (strcmp(agent, eng->name) == 0) {
         peer = eng->self;
@@ -325,17 +381,31 @@ static nixl_status_t shm_load_remote_md(nixl_be_engine_t *eng, const char *agent
         shm_peer_unref(peer, 1);
         return st;
     }
-    /* One reference per md handed out (unload_md drops them per md), taken at once. */
-    if (count == 0)
-        shm_peer_unref(peer, 1);
-    else if (count > 1)
-        shm_peer_ref(peer, count - 1);
-    for (size_t i = 0; i < count; i++)
-        out_mds[i] = (nixl_be_md_t *)peer;
-    return NIXL_SUCCESS;
+    /* One reference per md handed out (unload_md drops them per md), taken at once, unless
+     * some region lies in a shareable file: it gets its own md (shm_map.c). */
+    bool files = false;
+    for (size_t i = 0; blobs && i < count && !files; i++)
+        files = blobs[i].len != 0;
+    if (!files) {
+        if (count == 0)
+            shm_peer_unref(peer, 1);
+        else if (count > 1)
+            shm_peer_ref(peer, count - 1);
+        for (size_t i = 0; i < count; i++)
+            out_mds[i] = (nixl_be_md_t *)peer;
+        return NIXL_SUCCESS;
+    }
+    nixl_status_t st = NIXL_SUCCESS;
+    size_t i = 0;
+    for (; i < count && st == NIXL_SUCCESS; i++)
+        st = shm_map_load(eng, peer, &descs[i], &blobs[i], i, &out_mds[i]);
+    shm_peer_unref(peer, 1);
+    if (st != NIXL_SUCCESS) {
+        nixl_be_mds_t done = {.base = out_mds, .stride = sizeof(*out_mds), .count = i - 1};
+        shm_unload_md(eng, &done);
+    }
+    return st;
 }
-
-static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 
 static nixl_status_t shm_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
                                        nixl_be_md_t **out_mds)
@@ -377,6 +447,8 @@ static void shm_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
         shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
         if (h && h->kind == SHM_MD_PEER)
             shm_peer_unref((shm_peer_t *)h, j - i);
+        else if (h && h->kind == SHM_MD_MAP)
+            shm_rmd_unref((shm_rmd_t *)h, j - i);
         else if (h && h->kind == SHM_MD_VRAM_PEER)
             shm_gpu_unload(eng, (shm_vrmd_t *)h); /* its own md: never repeated in a run */
         i = j;

@@ -390,6 +390,17 @@ static bool parse_frames(nixl_be_engine_t *eng, shm_conn_t *conn)
             pos += SHM_FRAME_HDR;
             continue;
         }
+        if (magic == SHM_FRAME_MAPREQ) {
+            /* A peer asks for the file of a region (shm_map.c), the answer's socket attached. */
+            if (x != 0 || conn->nxfd != 1) {
+                ok = malformed(eng, magic, x, y);
+                break;
+            }
+            shm_map_serve(eng, conn->xfd[0], y);
+            conn->nxfd = 0;
+            pos += SHM_FRAME_HDR;
+            continue;
+        }
         if (magic == SHM_FRAME_HELO) {
             if (x == 0 || x > SHM_NAME_MAX) {
                 ok = malformed(eng, magic, x, y);
@@ -627,6 +638,7 @@ static void peer_event(nixl_be_engine_t *eng, shm_peer_t *peer, uint32_t events)
         atomic_store(&peer->dead, true);
         NIXL_BE_LOG(eng->host, NIXL_LOG_INFO, "agent '%s' (pid %d) disconnected", peer->name,
                     (int)peer->pid);
+        shm_map_release_peer(peer); /* its files' memory is not kept alive by us */
         shm_peer_close_conn(eng, peer); /* may drop the last reference */
     }
 }

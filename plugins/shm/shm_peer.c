@@ -40,6 +40,7 @@ shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
     peer->q_tail = &peer->q_head;
     pthread_mutex_init(&peer->lock, NULL);
     pthread_mutex_init(&peer->x.lock, NULL);
+    pthread_mutex_init(&peer->maps_lock, NULL);
     peer->x.fd = -1;
     if (is_self) {
         peer->pid = getpid();
@@ -78,6 +79,7 @@ static void peer_free(shm_peer_t *peer)
     sendq_free(peer);
     shm_xchan_close(peer);
     pthread_mutex_destroy(&peer->x.lock);
+    pthread_mutex_destroy(&peer->maps_lock);
     pthread_mutex_destroy(&peer->lock);
     free(peer->name);
     free(peer);

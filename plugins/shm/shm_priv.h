@@ -24,6 +24,9 @@
  *    numbering and notification ring (shm_ring.c): a message is numbered and written (ring or
  *    socket) in one hold of the lock.
  *  - work_lock: the async worker's queue and the queued/running flags of requests.
+ *  - regs_lock (a rwlock): the registered DRAM regions and their files (shm_region.c,
+ *    shm_map.c); a leaf, read under ev_lock by the event thread answering a file request.
+ *  - cp_lock: the copy threads' queue of slices (shm_copy.c); a leaf.
  */
 #ifndef NIXL_SHM_PRIV_H
 #define NIXL_SHM_PRIV_H
@@ -55,6 +58,13 @@
 #define SHM_IOV_MAX 1024u
 /* Bytes per syscall of the async worker: bounds how long release_req waits for a cancel. */
 #define SHM_CHUNK_BYTES ((size_t)8 << 20)
+/* Requests of at least this many bytes are split across the copy threads (shm_copy.c), in
+ * slices of at least SHM_SLICE_MIN; copy_threads=auto is half the cores, at least 1, at most
+ * SHM_COPY_THREADS_AUTO_MAX (docs/BENCHMARKS.md: what was measured, on 2 cores only). */
+#define SHM_SPLIT_BYTES ((uint64_t)4 << 20)
+#define SHM_SLICE_MIN ((uint64_t)1 << 20)
+#define SHM_COPY_THREADS_AUTO_MAX 4u
+#define SHM_COPY_THREADS_MAX 64u
 
 /* ---- connection info ---- */
 
@@ -87,11 +97,44 @@ enum {
     SHM_MD_PEER = 0x504d4853u,      /* every DRAM region of a peer: the peer itself */
     SHM_MD_VRAM = 0x564d4853u,      /* one local VRAM region (shm_vlmd_t, shm_gpu.c) */
     SHM_MD_VRAM_PEER = 0x574d4853u, /* one VRAM region of a peer (shm_vrmd_t) */
+    SHM_MD_MAP = 0x464d4853u,       /* a DRAM region of a peer in a shareable file (shm_rmd_t) */
 };
 
 typedef struct shm_md_hdr {
     uint32_t kind;
 } shm_md_hdr_t;
+
+/* ---- shareable mappings (shm_map.c) ---- */
+
+/* A region blob that says "this DRAM region is a range of a shareable file" (little endian):
+ *  u32 magic "SHMF", u8 version (1), u8 file system (SHM_FS_*), u16 0, u64 st_dev, u64 st_ino,
+ *  u64 file offset of the region's first byte, u64 region length, u64 mapping alignment.
+ * An empty blob (every older engine of ours) means no file: cross-memory attach. A blob with
+ * another magic or version is ignored the same way (a later format). */
+#define SHM_MAP_MAGIC 0x464d4853u /* "SHMF" */
+#define SHM_MAP_VERSION 1u
+#define SHM_MAP_BLOB 48u
+enum { SHM_FS_TMPFS = 1, SHM_FS_HUGETLBFS = 2 };
+/* Frames of the file request: SHMM (initiator, 16 bytes: u32 magic, u32 0, u64 region address)
+ * with one end of a SOCK_SEQPACKET pair (SCM_RIGHTS) on a fresh connection; the answer SHMG on
+ * that pair: u32 magic, u32 errno (0: the descriptor comes with it), u64 st_dev, u64 st_ino,
+ * u64 0. */
+#define SHM_FRAME_MAPREQ 0x4d4d4853u /* "SHMM" */
+#define SHM_MAPREP_MAGIC 0x474d4853u /* "SHMG" */
+#define SHM_MAP_MAX_DEFAULT ((uint64_t)1 << 40) /* bytes of peers' files mapped at once */
+#define SHM_MAPS_SCAN_MAX 65536u     /* shared file mappings read from /proc/self/maps */
+#define SHM_FD_SCAN_MAX 65536u       /* descriptors looked at for a deleted file */
+
+/* A file that backs registered regions; the engine keeps a descriptor of it for the peers that
+ * ask (regs_lock: written at registration, read by the event thread). */
+typedef struct shm_bfile {
+    struct shm_bfile *next;
+    uint64_t dev, ino;
+    int fd;
+    uint8_t fs;
+    uint64_t align;
+    size_t refs; /* regions */
+} shm_bfile_t;
 
 /* One registered DRAM region: the staging server (shm_xchan.c) copies only inside these. */
 typedef struct shm_lmd {
@@ -99,11 +142,34 @@ typedef struct shm_lmd {
     nixl_be_engine_t *eng;
     uintptr_t addr;
     size_t len;
+    shm_bfile_t *bf; /* the shareable file it lies in, or NULL */
+    uint64_t foff;   /* the file offset of addr */
+    uint8_t blob[SHM_MAP_BLOB];
     bool dead; /* deregistered, still in the region index until it is compacted (regs_lock) */
 } shm_lmd_t;
 
-typedef struct shm_vlmd shm_vlmd_t;
 struct shm_peer;
+/* A peer's DRAM region that lies in a shareable file: mapped here on first use (prep) and
+ * copied with plain loads and stores. Reference counted: the md and every request using it. */
+typedef struct shm_rmd shm_rmd_t;
+struct shm_rmd {
+    shm_md_hdr_t md; /* SHM_MD_MAP */
+    atomic_size_t refs;
+    struct shm_peer *peer; /* holds a reference */
+    uintptr_t addr;        /* the region in the peer */
+    size_t len;
+    uint64_t dev, ino, foff, align;
+    uint8_t fs;
+    pthread_mutex_t lock;
+    enum { SHM_RMD_NEW = 0, SHM_RMD_MAPPED, SHM_RMD_CMA, SHM_RMD_BAD } state;
+    char why[256];  /* CMA or BAD: why (BAD: every prep fails with it) */
+    uint8_t *map;   /* the mapping and its length */
+    size_t map_len;
+    uint8_t *at;    /* addr as seen here */
+    struct shm_rmd *mnext, **mprev; /* peer->maps while mapped */
+};
+
+typedef struct shm_vlmd shm_vlmd_t;
 /* A peer's VRAM region as this process reaches it. */
 typedef struct shm_vrmd {
     shm_md_hdr_t md;         /* SHM_MD_VRAM_PEER */
@@ -204,7 +270,7 @@ typedef struct shm_ringmem {
 
 /* ---- staging rings: peers without cross-memory attach (shm_xchan.c) ---- */
 
-enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED };
+enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED, SHM_TRANSPORT_MAP };
 #define SHM_XRING_DEFAULT ((size_t)4 << 20)
 #define SHM_XRING_MIN ((size_t)64 << 10)
 #define SHM_XRING_MAX ((size_t)256 << 20)
@@ -275,6 +341,9 @@ typedef struct shm_peer {
     atomic_bool staged;
     atomic_bool cma_ok;
     bool other_pidns; /* its pid means nothing here: never checked, never copied to */
+    atomic_bool map_said; /* the INFO line about its mapped files was written */
+    pthread_mutex_t maps_lock; /* a leaf: maps */
+    struct shm_rmd *maps;      /* its regions mapped here (shm_map.c) */
     const char *staged_why;
     shm_xchan_t x;
 
@@ -381,6 +450,7 @@ struct nixl_be_req {
     char why[320]; /* reason of the last failure, repeated by check_xfer on any thread */
     nixl_gpu_batch_t *gpu; /* a GPU request (VRAM on a side): its copies (shm_gpu.c) */
     struct shm_stage *stage; /* a staged GPU request: VRAM with another process's DRAM */
+    shm_rmd_t **rmd; /* mapped: the peer's region of each descriptor (a reference per run) */
     struct iovec iov[]; /* liov[count] then riov[count] */
 };
 
@@ -406,6 +476,10 @@ struct nixl_be_engine {
     uintptr_t *regs_pmax;
     size_t nregs, regs_cap;
     size_t regs_dead; /* entries of regs deregistered but not yet compacted away */
+    shm_bfile_t *bfiles; /* files backing registered regions (regs_lock) */
+    int maps_fd;         /* /proc/self/maps for PROCMAP_QUERY; -1 not open yet, -2 none */
+    uint64_t map_max;    /* map_max_bytes */
+    atomic_uint_fast64_t map_bytes; /* of peers' files mapped now */
     pthread_mutex_t xsrv_lock;
     shm_xsrv_t *xsrvs;
     unsigned nxsrv;
@@ -448,6 +522,15 @@ struct nixl_be_engine {
     pthread_t ev_thread;
     bool ev_started;
 
+    /* The copy threads (shm_copy.c): cp_lock guards the queue of slices and their counts. */
+    unsigned cp_threads; /* copy_threads, the caller's thread included; 1: no split */
+    pthread_mutex_t cp_lock;
+    pthread_cond_t cp_cond, cp_done;
+    struct shm_slice *cp_head;
+    bool cp_started, cp_stop;
+    unsigned cp_nthreads;
+    pthread_t *cp_tid;
+
     pthread_mutex_t work_lock;
     pthread_cond_t work_cond, done_cond;
     nixl_be_req_t *wq_head, **wq_tail;
@@ -469,6 +552,9 @@ void shm_put_u64(uint8_t *p, uint64_t v);
 /* A 32-byte frame: u32 magic, u32 x, u64 a, u64 b, u64 c (control and staging frames). */
 void shm_put_frame32(uint8_t *f, uint32_t magic, uint32_t x, uint64_t a, uint64_t b,
                      uint64_t c);
+/* sendmsg (non-blocking, no SIGPIPE, EINTR retried) of one buffer with up to two descriptors
+ * (SCM_RIGHTS; nfds 0: none). */
+ssize_t shm_send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
 uint32_t shm_get_u32(const uint8_t *p);
 uint64_t shm_get_u64(const uint8_t *p);
 
@@ -513,6 +599,32 @@ void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m);
 /* Whether [addr, addr + len) lies inside one registered region (regs_lock held). */
 bool shm_region_covers(const nixl_be_engine_t *eng, uintptr_t addr, size_t len);
 void shm_region_free_all(nixl_be_engine_t *eng);
+
+/* shm_map.c: shareable mappings. Target: find the files behind regions being registered
+ * (fills bf, foff and blob of each md; never fails a registration), drop a region's file, and
+ * answer a file request (SHMM) on `sock` (closed). Initiator: a region blob into an md (out:
+ * the peer itself when the blob names no file); the references of mds and requests; make a
+ * request's copies go through mappings when all its remote regions allow (false: keep CMA;
+ * an error when a region's metadata is refused or transport=map cannot be honoured). */
+void shm_map_detect(nixl_be_engine_t *eng, shm_lmd_t **mds, size_t count);
+void shm_map_forget(nixl_be_engine_t *eng, shm_lmd_t *m); /* regs_lock held for writing */
+void shm_map_serve(nixl_be_engine_t *eng, int sock, uint64_t addr);
+nixl_status_t shm_map_load(nixl_be_engine_t *eng, struct shm_peer *peer, const nixl_desc_t *d,
+                           const nixl_be_blob_t *blob, size_t idx, nixl_be_md_t **out);
+void shm_rmd_unref(shm_rmd_t *r, size_t n);
+/* The peer died: its files are unmapped here at once (anonymous pages take their place until
+ * the mds go, so a copy still running lands in them harmlessly), not when the core invalidates
+ * its metadata, which it does only when it next uses the peer. */
+void shm_map_release_peer(struct shm_peer *peer);
+nixl_status_t shm_map_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                           const nixl_be_desc_t *remote);
+nixl_status_t shm_map_copy(nixl_be_req_t *req, size_t chunk, bool async);
+
+/* shm_copy.c: whether a request is split across the copy threads, the split copy (the
+ * contract of shm_xfer_copy), and stopping the threads at destroy. */
+bool shm_copy_splits(const nixl_be_req_t *req);
+nixl_status_t shm_copy_split(nixl_be_req_t *req, size_t chunk, bool async);
+void shm_copy_stop(nixl_be_engine_t *eng);
 
 /* shm_xchan.c: staging rings. Initiator: move the request's bytes through its ring to the
  * peer (the same contract as shm_xfer_copy_iov). Target: serve a ring offered with SHMX (takes
@@ -579,6 +691,11 @@ nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async);
 nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iovec *r,
                                 size_t count, size_t chunk, bool async);
 nixl_status_t shm_xfer_notify(nixl_be_req_t *req, const void *msg, size_t len);
+/* Move the cursor (*idx, *off) of an iovec array forward by `bytes` (stops at count). */
+void shm_iov_advance(const struct iovec *v, size_t count, size_t *idx, size_t *off,
+                     uint64_t bytes);
+/* A failed process_vm_* call (errno e at descriptor idx) as the request's failure. */
+nixl_status_t shm_xfer_cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r);
 
 /* shm_gpu.c: VRAM regions and GPU requests. */
 const nixl_gpu_ops_t *shm_gpu(nixl_be_engine_t *eng); /* NULL: no GPU */

@@ -3,6 +3,8 @@
  * them (the kernel refuses an unmapped address with EFAULT), but a staging ring's server thread
  * (shm_xchan.c) copies with plain loads and stores on behalf of a peer: it must refuse any
  * address outside what this process registered, or a peer with stale metadata would crash us.
+ * A region that lies in a shareable file also records that file (shm_map.c), found before the
+ * region is published.
  *
  * A sorted array of the regions (one md each) with, for every index, the largest end among the
  * regions up to it: a lookup is a binary search for the last region starting at or below the
@@ -90,29 +92,37 @@ nixl_status_t shm_region_add(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "region %zu (0x%llx, %zu bytes) wraps around the address space",
                                i, (unsigned long long)descs[i].addr, descs[i].len);
+    /* The mds are made and their files found (shm_map.c) before anyone can see them. */
     size_t made = 0;
-    pthread_rwlock_wrlock(&eng->regs_lock);
-    if (!reserve(eng, count))
-        goto oom;
     for (; made < count; made++) {
         shm_lmd_t *m = malloc(sizeof(*m));
         if (!m)
             goto oom;
         *m = (shm_lmd_t){.md.kind = SHM_MD_LOCAL, .eng = eng, .addr = descs[made].addr,
                          .len = descs[made].len};
+        out_mds[made] = (nixl_be_md_t *)m;
+    }
+    shm_map_detect(eng, (shm_lmd_t **)out_mds, count);
+    pthread_rwlock_wrlock(&eng->regs_lock);
+    if (!reserve(eng, count)) {
+        for (size_t i = 0; i < count; i++)
+            shm_map_forget(eng, (shm_lmd_t *)out_mds[i]);
+        pthread_rwlock_unlock(&eng->regs_lock);
+        goto oom;
+    }
+    for (size_t i = 0; i < count; i++) {
+        shm_lmd_t *m = (shm_lmd_t *)out_mds[i];
         size_t at = upper_bound(eng, m->addr);
         memmove(eng->regs + at + 1, eng->regs + at, (eng->nregs - at) * sizeof(*eng->regs));
         eng->regs[at] = m;
         eng->nregs++;
         fix_pmax(eng, at);
-        out_mds[made] = (nixl_be_md_t *)m;
     }
     pthread_rwlock_unlock(&eng->regs_lock);
     return NIXL_SUCCESS;
 oom:
-    pthread_rwlock_unlock(&eng->regs_lock);
     for (size_t i = 0; i < made; i++)
-        shm_region_remove(eng, (shm_lmd_t *)out_mds[i]);
+        free(out_mds[i]);
     return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory registering %zu regions",
                        count);
 }
@@ -140,6 +150,7 @@ void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m)
     while (i-- > 0 && eng->regs[i] != m && eng->regs[i]->addr == m->addr) {
     }
     bool indexed = i < eng->nregs && eng->regs[i] == m;
+    shm_map_forget(eng, m); /* before compact(), which may free m */
     if (indexed) {
         m->dead = true; /* freed by compact() */
         if (++eng->regs_dead > eng->nregs / 2)
@@ -153,8 +164,11 @@ void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m)
 void shm_region_free_all(nixl_be_engine_t *eng)
 {
     /* The core deregisters everything before destroy; anything left was leaked by a caller. */
-    for (size_t i = 0; i < eng->nregs; i++)
+    for (size_t i = 0; i < eng->nregs; i++) {
+        if (!eng->regs[i]->dead) /* a dead one's file was forgotten at its removal */
+            shm_map_forget(eng, eng->regs[i]);
         free(eng->regs[i]);
+    }
     free(eng->regs);
     free(eng->regs_pmax);
     eng->regs = NULL;

@@ -55,6 +55,31 @@ void shm_put_frame32(uint8_t *f, uint32_t magic, uint32_t x, uint64_t a, uint64_
     shm_put_u64(f + 24, c);
 }
 
+ssize_t shm_send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } c;
+    memset(&c, 0, sizeof(c));
+    struct iovec iov = {(void *)(uintptr_t)buf, len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds) {
+        mh.msg_control = c.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
 static void put_u16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;

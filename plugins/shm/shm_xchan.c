@@ -153,23 +153,7 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     shm_put_u32(f + 4, 0);
     shm_put_u64(f + 8, size);
     int fds[2] = {mfd, sv[1]};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(fds))];
-    } c;
-    memset(&c, 0, sizeof(c));
-    struct iovec iov = {f, sizeof(f)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
-                        .msg_controllen = sizeof(c.buf)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(fds));
-    memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-    ssize_t n;
-    do {
-        n = sendmsg(dfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = shm_send_fds(dfd, f, sizeof(f), fds, 2);
     if (n != (ssize_t)sizeof(f)) {
         st = xgone(req, n < 0 ? -1 : 1, "while it was offered");
         goto fail;

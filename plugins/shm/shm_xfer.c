@@ -34,6 +34,8 @@ static shm_peer_t *md_peer(const nixl_be_md_t *md)
         return (shm_peer_t *)(uintptr_t)h;
     if (h->kind == SHM_MD_VRAM_PEER)
         return ((const shm_vrmd_t *)h)->peer;
+    if (h->kind == SHM_MD_MAP)
+        return ((const shm_rmd_t *)h)->peer;
     return NULL;
 }
 
@@ -111,10 +113,35 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
             free(req);
             return st;
         }
+    } else if (!peer->is_self) {
+        /* Regions in shareable files: plain copies through mappings (shm_map.c). */
+        nixl_status_t st = shm_map_prep(eng, req, remote);
+        if (st != NIXL_SUCCESS) {
+            free(req);
+            return st;
+        }
     }
     shm_peer_ref(peer, 1);
     *out = req;
     return NIXL_SUCCESS;
+}
+
+void shm_iov_advance(const struct iovec *v, size_t count, size_t *idx, size_t *off,
+                     uint64_t bytes)
+{
+    size_t i = *idx, o = *off;
+    while (bytes && i < count) {
+        size_t avail = v[i].iov_len - o;
+        if (bytes < avail) {
+            o += (size_t)bytes;
+            break;
+        }
+        bytes -= avail;
+        i++;
+        o = 0;
+    }
+    *idx = i;
+    *off = o;
 }
 
 /*
@@ -188,24 +215,13 @@ static ssize_t copy_step(nixl_be_req_t *req, struct iovec *l, struct iovec *r, s
     } else {
         /* Partial: the kernel stopped at a fault or its per-call limit. Resume right there;
          * the next call reports the error if there is one. */
-        size_t rem = (size_t)ret, i = first, o = *off;
-        while (rem) {
-            size_t avail = l[i].iov_len - o;
-            if (rem < avail) {
-                o += rem;
-                break;
-            }
-            rem -= avail;
-            i++;
-            o = 0;
-        }
-        *idx = i;
-        *off = o;
+        *idx = first;
+        shm_iov_advance(l, count, idx, off, (size_t)ret);
     }
     return ret;
 }
 
-static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r)
+nixl_status_t shm_xfer_cma_error(nixl_be_req_t *req, int e, size_t idx, const struct iovec *r)
 {
     shm_peer_t *peer = req->peer;
     const char *op = req->op == NIXL_WRITE ? "WRITE" : "READ";
@@ -236,6 +252,10 @@ static nixl_status_t cma_error(nixl_be_req_t *req, int e, size_t idx, const stru
 
 nixl_status_t shm_xfer_copy(nixl_be_req_t *req, size_t chunk, bool async)
 {
+    if (shm_copy_splits(req))
+        return shm_copy_split(req, chunk, async);
+    if (req->rmd)
+        return shm_map_copy(req, chunk, async);
     return shm_xfer_copy_iov(req, req->liov, req->riov, req->count, chunk, async);
 }
 
@@ -271,7 +291,7 @@ nixl_status_t shm_xfer_copy_iov(nixl_be_req_t *req, struct iovec *l, struct iove
                                                 "(filtered by seccomp)");
                 return shm_xchan_copy(req, l, r, count, async);
             }
-            return cma_error(req, e, idx, r);
+            return shm_xfer_cma_error(req, e, idx, r);
         }
         if (!peer->is_self && !atomic_load_explicit(&peer->cma_ok, memory_order_relaxed))
             atomic_store(&peer->cma_ok, true);
@@ -379,6 +399,12 @@ nixl_status_t shm_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     shm_worker_abort(eng, req); /* waits for at most one chunk (or one GPU copy) */
     shm_gpu_release(eng, req);
+    for (size_t i = 0, j; req->rmd && i < req->count; i = j) {
+        for (j = i; j < req->count && req->rmd[j] == req->rmd[i]; j++) {
+        }
+        shm_rmd_unref(req->rmd[i], j - i);
+    }
+    free(req->rmd);
     shm_peer_unref(req->peer, 1);
     free(req->notif);
     free(req);

@@ -1,10 +1,13 @@
 /* it_util.c - NIXL helpers of the integration programs (see it_util.h). */
 #include "it_util.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* Agents                                                                                      */
@@ -320,6 +323,46 @@ out:
     it_notifs_clear(n);
 }
 
+/* The target's buffer, as IT_TARGET_MEM says (see it_util.h); NULL reported. */
+static uint8_t *target_buf(size_t size, size_t *maplen)
+{
+    const char *how = getenv("IT_TARGET_MEM");
+    *maplen = 0;
+    if (!how || !*how || strcmp(how, "malloc") == 0)
+        return it_alloc(size);
+    size_t len = (size + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
+    int fd = -1;
+    char name[64];
+    bool keep = false;
+    if (strcmp(how, "memfd") == 0 || strcmp(how, "memfd-closed") == 0) {
+        fd = memfd_create("it-target", MFD_CLOEXEC);
+        keep = strcmp(how, "memfd") == 0;
+    } else if (strcmp(how, "memfd-huge") == 0) {
+        fd = memfd_create("it-target", MFD_CLOEXEC | MFD_HUGETLB);
+    } else if (strcmp(how, "devshm") == 0) {
+        snprintf(name, sizeof(name), "/dev/shm/it-target-%d", (int)getpid());
+        fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    } else {
+        it_fail(__FILE__, __LINE__, "IT_TARGET_MEM='%s' is none of malloc, memfd, memfd-closed, "
+                "memfd-huge, devshm", how);
+        return NULL;
+    }
+    void *p = fd >= 0 && ftruncate(fd, (off_t)len) == 0
+                  ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+    if (p == MAP_FAILED) {
+        it_fail(__FILE__, __LINE__, "a %zu-byte %s buffer: %m", len, how);
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    /* "memfd" keeps its descriptor open (as most owners do); the others close it at once */
+    if (!keep)
+        close(fd);
+    *maplen = len;
+    return p;
+}
+
 int it_target_role(it_chan_t *ch, const char *arg)
 {
     char name[256];
@@ -328,7 +371,8 @@ int it_target_role(it_chan_t *ch, const char *arg)
         it_fail(__FILE__, __LINE__, "target: bad argument '%s'", arg);
         return 2;
     }
-    uint8_t *buf = it_alloc(size);
+    size_t maplen;
+    uint8_t *buf = target_buf(size, &maplen);
     nixl_agent_t *agent = buf ? it_agent(name, 0) : NULL;
     if (!agent || it_register(agent, buf, size) != 0 || it_send_md(ch, agent) != 0)
         return 1;
@@ -375,17 +419,29 @@ int it_target_role(it_chan_t *ch, const char *arg)
     }
     it_notifs_clear(&notifs);
     nixl_agent_destroy(agent);
-    free(buf);
+    if (maplen) {
+        munmap(buf, maplen);
+        char path[64];
+        snprintf(path, sizeof(path), "/dev/shm/it-target-%d", (int)getpid());
+        unlink(path); /* IT_TARGET_MEM=devshm */
+    } else {
+        free(buf);
+    }
     return rc;
 }
 
 bool it_maps_staging_ring(void)
 {
+    return it_maps("memfd:nixl-shm-stage");
+}
+
+bool it_maps(const char *what)
+{
     FILE *f = fopen("/proc/self/maps", "r");
     char line[512];
     bool found = false;
     while (f && !found && fgets(line, sizeof(line), f))
-        found = strstr(line, "memfd:nixl-shm-stage") != NULL;
+        found = strstr(line, what) != NULL;
     if (f)
         fclose(f);
     return found;

@@ -90,7 +90,9 @@ size_t it_verify(const void *p, size_t len, uint64_t seed);
 /* ---- the generic target (role "target") ----
  *
  * Argument: "<agent name> <buffer bytes>". It creates the agent with an SHM engine, registers
- * one zeroed buffer, sends its metadata and then the buffer address (8 bytes) and serves:
+ * one zeroed buffer (IT_TARGET_MEM: malloc, the default; memfd, a memfd "it-target" whose
+ * descriptor stays open; memfd-closed, the same closed after mmap; memfd-huge, on hugetlbfs;
+ * devshm, a file /dev/shm/it-target-<pid>, removed at quit; the size rounded up to 2 MiB), sends its metadata and then the buffer address (8 bytes) and serves:
  *   fill <off> <len> <seed>      fill a range with a pattern                 -> ok
  *   verify <off> <len> <seed>    check a range                               -> ok | error
  *   notifs <n> <sender> <msg>    wait for n notifications from <sender> with payload <msg>
@@ -113,6 +115,9 @@ int it_target_start_role(it_peer_t *p, const char *role, const char *name, size_
 /* Whether this process maps an SHM staging ring (the memfd "nixl-shm-stage"): proof that a
  * transfer went through one. The generic target answers "staged" with it. */
 bool it_maps_staging_ring(void);
+/* Whether a line of /proc/self/maps contains `what` ("memfd:it-target": the generic target's
+ * buffer is mapped here, so SHM copies through a mapping of its file). */
+bool it_maps(const char *what);
 
 /* ---- any backend, metadata over the side channel (it_ucx, it_netns) ---- */
 

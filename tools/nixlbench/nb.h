@@ -61,6 +61,7 @@ typedef struct nb_cfg {
     bool enable_pt;
     uint64_t progress_threads;
     bool enable_vmm, use_hugepages, recreate_xfer, reregister_mem, prepared_xfer;
+    bool dram_memfd; /* DRAM buffers on a memfd (MAP_SHARED): SHM peers map them */
     uint64_t pipeline_depth;
     char *device_list;
     bool use_device_api;

@@ -1,13 +1,15 @@
 /*
- * nb_buf.c - the buffer of one side, in DRAM (mmap, optionally huge pages) or VRAM (GPU memory
- * through the CUDA driver, nb_cuda.c), and the only ways the rest of nixlbench touches its
- * bytes: fill with a pattern, and look for a byte that breaks it. VRAM is filled on the GPU and
- * checked by copying to the host, so the check reads what a transfer left in GPU memory.
+ * nb_buf.c - the buffer of one side, in DRAM (mmap, optionally huge pages, optionally on a
+ * memfd) or VRAM (GPU memory through the CUDA driver, nb_cuda.c), and the only ways the rest of
+ * nixlbench touches its bytes: fill with a pattern, and look for a byte that breaks it. VRAM is
+ * filled on the GPU and checked by copying to the host, so the check reads what a transfer left
+ * in GPU memory.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "nb.h"
 #include "nb_cuda.h"
@@ -27,11 +29,28 @@ static int alloc_dram(nb_side_t *s, const nb_cfg_t *cfg, size_t len)
         flags |= MAP_HUGETLB;
         s->map_len = (s->map_len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     }
-    void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    int fd = -1;
+    if (cfg->dram_memfd) {
+        /* a shareable file: an SHM peer maps it and copies with memcpy (docs/backends.md) */
+        fd = memfd_create("nixlbench", MFD_CLOEXEC | (cfg->use_hugepages ? MFD_HUGETLB : 0));
+        if (fd < 0 || ftruncate(fd, (off_t)s->map_len) != 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            s->map_len = 0;
+            return nb_fail("cannot make a %zu-byte memfd%s: %s", len,
+                           cfg->use_hugepages ? " of huge pages" : "", strerror(e));
+        }
+        flags = MAP_SHARED;
+    }
+    void *p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, flags, fd, 0);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
     if (p == MAP_FAILED) {
         s->map_len = 0;
         return nb_fail("cannot allocate %zu bytes%s: %s", len,
-                       cfg->use_hugepages ? " of huge pages" : "", strerror(errno));
+                       cfg->use_hugepages ? " of huge pages" : "", strerror(e));
     }
     s->buf = p;
     return 0;

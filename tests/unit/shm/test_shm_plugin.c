@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -384,7 +385,7 @@ static void test_table(void **state)
     assert_string_equal(info->name, "SHM");
     assert_int_equal(info->caps, NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF);
     assert_int_equal(info->mems, NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG));
-    assert_int_equal(info->num_default_params, 9);
+    assert_int_equal(info->num_default_params, 11);
     assert_string_equal(info->default_params[0].key, "async_threshold");
     assert_string_equal(info->default_params[0].value, "0");
     assert_string_equal(info->default_params[1].key, "notif_ring_size");
@@ -403,6 +404,46 @@ static void test_table(void **state)
     assert_string_equal(info->default_params[7].value, "4194304");
     assert_string_equal(info->default_params[8].key, "stage_rings");
     assert_string_equal(info->default_params[8].value, "64");
+    assert_string_equal(info->default_params[9].key, "map_max_bytes");
+    assert_string_equal(info->default_params[9].value, "1099511627776");
+    assert_string_equal(info->default_params[10].key, "copy_threads");
+    assert_string_equal(info->default_params[10].value, "auto");
+}
+
+/* A region in a memfd mapped shared gets a 48-byte file blob (shm_map.c) that names the file
+ * and the region's offset in it; the same file mapped private gets none. */
+static void check_file_blobs(nixl_be_engine_t *eng)
+{
+    int fd = memfd_create("t-shm", MFD_CLOEXEC);
+    assert_true(fd >= 0 && ftruncate(fd, 3 << 16) == 0);
+    uint8_t *sh = mmap(NULL, 3 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    uint8_t *pv = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    assert_true(sh != MAP_FAILED && pv != MAP_FAILED);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    nixl_reg_desc_t fd_regs[2] = {{(uintptr_t)sh + 65536 + 5, 65536, 0, NULL, 0},
+                                  {(uintptr_t)pv, 4096, 0, NULL, 0}};
+    nixl_be_md_t *fmd[2];
+    nixl_be_blob_t fpub[2];
+    assert_int_equal(ops->register_mem(eng, NIXL_DRAM_SEG, fd_regs, 2, fmd), NIXL_SUCCESS);
+    assert_int_equal(ops->get_public_blobs(eng, MDS(fmd, 2), fpub), NIXL_SUCCESS);
+    assert_int_equal(fpub[0].len, 48);
+    const uint8_t *fb = fpub[0].data;
+    uint64_t v;
+    assert_true(memcmp(fb, "SHMF", 4) == 0 && fb[4] == 1 && fb[5] == 1);
+    memcpy(&v, fb + 8, 8);
+    assert_int_equal(v, (uint64_t)st.st_dev);
+    memcpy(&v, fb + 16, 8);
+    assert_int_equal(v, (uint64_t)st.st_ino);
+    memcpy(&v, fb + 24, 8);
+    assert_int_equal(v, 65536 + 5);
+    memcpy(&v, fb + 32, 8);
+    assert_int_equal(v, 65536);
+    assert_int_equal(fpub[1].len, 0);
+    ops->deregister_mem(eng, MDS(fmd, 2));
+    munmap(sh, 3 << 16);
+    munmap(pv, 1 << 16);
+    close(fd);
 }
 
 static void test_params(void **state)
@@ -448,6 +489,14 @@ static void test_params(void **state)
     assert_int_equal(ops->get_conn_info(eng, &blob, &len), NIXL_SUCCESS);
     assert_true(len > 6 && memcmp(blob, "NXSHM1", 6) == 0);
     ops->deregister_mem(eng, MDS(&md, 1));
+
+    check_file_blobs(eng);
+    ops->destroy(eng);
+    /* the same through the text of /proc/self/maps (kernels without PROCMAP_QUERY) */
+    setenv("NIXL_SHM_MAPS_QUERY", "0", 1);
+    assert_int_equal(eng_create(&h, "P", NULL, &eng), NIXL_SUCCESS);
+    unsetenv("NIXL_SHM_MAPS_QUERY");
+    check_file_blobs(eng);
     ops->destroy(eng);
     thost_fini(&h);
 }
@@ -625,6 +674,24 @@ static void test_conn_info(void **state)
                      NIXL_ERR_NOT_FOUND);
     nixl_be_blob_t nonempty = {"x", 1};
     assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &nonempty, 1, &md),
+                     NIXL_ERR_MISMATCH);
+    /* file blobs: a later version is ignored (cross-memory attach); a truncated one, or one
+     * whose region length is not the descriptor's, is refused */
+    uint8_t fblob[48] = {'S', 'H', 'M', 'F', 2, 1};
+    nixl_be_blob_t fb = {fblob, sizeof(fblob)};
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&md, 1));
+    fblob[4] = 1;
+    fblob[40 + 1] = 0x10; /* alignment 4096 */
+    fblob[32] = 10;       /* region length: the descriptor's */
+    fb.len = 47;
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md),
+                     NIXL_ERR_MISMATCH);
+    fb.len = 48;
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&md, 1));
+    fblob[32] = 11;
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, &fb, 1, &md),
                      NIXL_ERR_MISMATCH);
     assert_int_equal(ops->connect(a, "B"), NIXL_SUCCESS);
     assert_int_equal(ops->disconnect(a, "B"), NIXL_SUCCESS);
@@ -2415,6 +2482,37 @@ static nixl_status_t eng_create_kv(thost_t *h, const char *name, const nixl_para
     return st;
 }
 
+/* The parameters of mappings and copy threads: bad values refused with their name. */
+static void test_map_params(void **state)
+{
+    (void)state;
+    thost_t h;
+    thost_init(&h);
+    nixl_be_engine_t *eng;
+    static const struct {
+        const char *key, *value;
+        bool ok;
+    } cases[] = {
+        {"copy_threads", "0", false},   {"copy_threads", "65", false},
+        {"copy_threads", "x", false},   {"copy_threads", "", false},
+        {"copy_threads", "1", true},    {"copy_threads", "3", true},
+        {"copy_threads", "auto", true}, {"map_max_bytes", "-1", false},
+        {"map_max_bytes", "0", true},   {"transport", "map", true},
+        {"transport", "maps", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        nixl_param_t kv = {cases[i].key, cases[i].value};
+        t_err[0] = '\0';
+        nixl_status_t st = eng_create_kv(&h, "P", &kv, 1, &eng);
+        assert_int_equal(st, cases[i].ok ? NIXL_SUCCESS : NIXL_ERR_INVALID_PARAM);
+        if (cases[i].ok)
+            ops->destroy(eng);
+        else
+            assert_non_null(strstr(t_err, cases[i].key));
+    }
+    thost_fini(&h);
+}
+
 /* Staging rings between two engines of this process (transport=staged on the initiator): bytes
  * both ways with notifications, a target range deregistered after the initiator loaded it (an
  * error, never a fault in the target), a target that serves no rings, and the parameters. */
@@ -2602,6 +2700,7 @@ int main(void)
         cmocka_unit_test(test_ring_protocol_target),
         cmocka_unit_test(test_ring_protocol_initiator),
         cmocka_unit_test(test_staged),
+        cmocka_unit_test(test_map_params),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
