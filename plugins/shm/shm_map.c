@@ -549,8 +549,10 @@ void shm_rmd_unref(shm_rmd_t *r, size_t n)
     free(r);
 }
 
-/* Ask the owner for the file of region r; a descriptor, or -1 with why. */
-static int file_request(nixl_be_engine_t *eng, shm_rmd_t *r, char *why, size_t cap)
+/* Ask the owner for the file of region r; a descriptor (and the answering process's uid in
+ * *peer_uid), or -1 with why. */
+static int file_request(nixl_be_engine_t *eng, shm_rmd_t *r, uid_t *peer_uid, char *why,
+                        size_t cap)
 {
     shm_peer_t *peer = r->peer;
     int sv[2] = {-1, -1}, dfd = -1, fd = -1;
@@ -564,6 +566,13 @@ static int file_request(nixl_be_engine_t *eng, shm_rmd_t *r, char *why, size_t c
         snprintf(why, cap, "cannot connect to it (%s)", nixl_status_str(st));
         goto out;
     }
+    struct ucred cred;
+    socklen_t clen = sizeof(cred);
+    if (getsockopt(dfd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
+        snprintf(why, cap, "SO_PEERCRED: %s", strerror(errno));
+        goto out;
+    }
+    *peer_uid = cred.uid;
     uint8_t f[SHM_FRAME_HDR];
     shm_put_u32(f, SHM_FRAME_MAPREQ);
     shm_put_u32(f + 4, 0);
@@ -646,6 +655,46 @@ out:
     return -1;
 }
 
+/*
+ * Whether a peer's file may be mapped here without handing the peer a way to kill us: a copy
+ * through the mapping takes SIGBUS when the file has been cut shorter than the mapping, and
+ * the owner (or anyone else who can write the file) can cut it at any time. That gives nothing
+ * new to a peer of our own uid or root, which can signal us anyway; from any other peer it
+ * would. So: a memfd sealed against shrinking (F_SEAL_SHRINK) is safe from anyone; otherwise
+ * the answering process must run as our uid or root, and a file reachable by name (tmpfs,
+ * hugetlbfs) must also be owned by one of them and writable by no group or other user.
+ * Anything else is copied by cross-memory attach instead, with the reason.
+ */
+static bool is_memfd(int fd)
+{
+    char path[64], target[16];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof(target));
+    return n >= 7 && memcmp(target, "/memfd:", 7) == 0;
+}
+
+static bool shrink_safe(int fd, const struct stat *st, uid_t peer_uid, char *why, size_t cap)
+{
+    int seals = fcntl(fd, F_GET_SEALS); /* tmpfs files answer too (F_SEAL_SEAL) */
+    if (seals >= 0 && (seals & F_SEAL_SHRINK))
+        return true;
+    uid_t me = geteuid();
+    if (peer_uid != me && peer_uid != 0) {
+        snprintf(why, cap, "its owner runs as uid %u, not ours (%u) or root, and the file is not "
+                           "a memfd sealed against shrinking (F_SEAL_SHRINK): it could cut the "
+                           "file under our copies",
+                 (unsigned)peer_uid, (unsigned)me);
+        return false;
+    }
+    if (!is_memfd(fd) && ((st->st_uid != me && st->st_uid != 0) || (st->st_mode & 022))) {
+        snprintf(why, cap, "its file (owner uid %u, mode %03o) may be written, and cut short, by "
+                           "others than its owner's uid",
+                 (unsigned)st->st_uid, (unsigned)(st->st_mode & 0777));
+        return false;
+    }
+    return true;
+}
+
 /* Map region r (r->lock held): MAPPED, CMA (not possible here: why) or BAD (refused: why). */
 static void rmd_map(nixl_be_engine_t *eng, shm_rmd_t *r)
 {
@@ -656,7 +705,8 @@ static void rmd_map(nixl_be_engine_t *eng, shm_rmd_t *r)
         snprintf(r->why, sizeof(r->why), "an empty region");
         return;
     }
-    int fd = file_request(eng, r, why, sizeof(why));
+    uid_t peer_uid = (uid_t)-1;
+    int fd = file_request(eng, r, &peer_uid, why, sizeof(why));
     if (fd < 0) {
         r->state = SHM_RMD_CMA;
         snprintf(r->why, sizeof(r->why), "its file could not be had: %s", why);
@@ -678,6 +728,11 @@ static void rmd_map(nixl_be_engine_t *eng, shm_rmd_t *r)
                  "region 0x%" PRIxPTR " of '%s' claims bytes %" PRIu64 " to %" PRIu64
                  " of a file of %lld bytes: refused (forged or stale metadata)",
                  r->addr, who, r->foff, r->foff + r->len, (long long)st.st_size);
+        goto out;
+    }
+    if (!shrink_safe(fd, &st, peer_uid, why, sizeof(why))) {
+        r->state = SHM_RMD_CMA;
+        snprintf(r->why, sizeof(r->why), "%s", why);
         goto out;
     }
     long page = sysconf(_SC_PAGESIZE);

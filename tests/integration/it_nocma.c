@@ -34,6 +34,10 @@
  *                     attach serves ("-closed").
  *  map-devshm         the same with a file in /dev/shm.
  *  map-huge           a memfd on hugetlbfs (says "skipped" and passes without huge pages).
+ *  map-otheruid-..    (root, else "skipped") the target runs as nobody (both sides trust the
+ *                     other's uid): its plain memfd, which it could cut under our copies (a
+ *                     SIGBUS here), is not mapped - cross-memory attach serves ("-memfd"); one
+ *                     sealed against shrinking (F_SEAL_SHRINK) is mapped ("-sealed").
  *  map-malloc         a malloc'd target buffer: nothing is mapped, cross-memory attach as before.
  *  map-cma-refused    a memfd target under the seccomp filter (no cross-memory attach): the
  *                     mapping serves, and no staging ring is made.
@@ -265,6 +269,18 @@ fail:
     free(a);
     free(b);
     return rc;
+}
+
+/* The target as another user (nobody); the scenario sets IT_SHM_TRUSTED_UIDS for both sides. */
+static int target_nobody_role(it_chan_t *ch, const char *arg)
+{
+    setenv("NIXL_CONFIG_FILE", "", 1); /* root's configuration is not nobody's to read */
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return it_fail(__FILE__, __LINE__, "becoming nobody: %s", strerror(errno)), 1;
+    /* a uid change leaves the process undumpable; LeakSanitizer's exit check (ASan builds)
+     * must still be able to ptrace its threads */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    return it_target_role(ch, arg);
 }
 
 /* ---- the initiator's side ---- */
@@ -538,6 +554,32 @@ fail:
 }
 
 /* Huge pages must be reserved (vm.nr_hugepages) for a memfd on hugetlbfs. */
+static int run_otheruid(const void *arg)
+{
+    if (geteuid() != 0) {
+        printf("map-otheruid: skipped, needs root (a target of another uid)\n");
+        return 0;
+    }
+    /* nobody must reach the plugins (a checkout under a private directory would not) */
+    const char *dir = getenv("NIXL_PLUGIN_DIR");
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(setgid(65534) == 0 && setuid(65534) == 0 && dir && access(dir, R_OK | X_OK) == 0
+                  ? 0
+                  : 1);
+    int status = 1;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        printf("map-otheruid: skipped, nobody cannot reach the plugins (%s)\n",
+               dir ? dir : "NIXL_PLUGIN_DIR unset");
+        return 0;
+    }
+    setenv("IT_SHM_TRUSTED_UIDS", "0 65534", 1); /* our agent and the target's */
+    int rc = run_matrix(arg);
+    unsetenv("IT_SHM_TRUSTED_UIDS");
+    return rc;
+}
+
 static int run_huge(const void *arg)
 {
     int fd = memfd_create("it-probe", MFD_CLOEXEC | MFD_HUGETLB);
@@ -666,6 +708,10 @@ static const it_scenario_t scenarios[] = {
      &(const scen_t){"target-nocap", false, false, "memfd-closed", false}},
     {"map-devshm", run_matrix, &(const scen_t){"target", false, false, "devshm", true}},
     {"map-huge", run_huge, &(const scen_t){"target", false, false, "memfd-huge", true}},
+    {"map-otheruid-memfd", run_otheruid,
+     &(const scen_t){"target-nobody", false, false, "memfd", false}},
+    {"map-otheruid-sealed", run_otheruid,
+     &(const scen_t){"target-nobody", false, false, "memfd-sealed", true}},
     {"map-malloc", run_matrix, &(const scen_t){"target", false, false, "malloc", false}},
     {"map-cma-refused", run_matrix, &(const scen_t){"target-seccomp", false, false, "memfd", true}},
     {"map-death/WRITE", run_kill, &(const kill_scen_t){NIXL_WRITE, true}},
@@ -679,6 +725,7 @@ static const it_scenario_t scenarios[] = {
 
 static const it_role_t roles[] = {
     {"target", it_target_role},
+    {"target-nobody", target_nobody_role},
     {"target-seccomp", target_seccomp_role},
     {"target-pidns", target_pidns_role},
     {"target-nocap", target_nocap_role},

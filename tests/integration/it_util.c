@@ -19,9 +19,12 @@ nixl_agent_t *it_agent(const char *name, uint64_t async_threshold)
     nixl_backend_t *be;
     char thr[32];
     snprintf(thr, sizeof(thr), "%" PRIu64, async_threshold);
-    nixl_param_t param = {"async_threshold", thr};
+    /* IT_SHM_TRUSTED_UIDS: SHM's trusted_uids (scenarios with a peer of another uid) */
+    const char *uids = getenv("IT_SHM_TRUSTED_UIDS");
+    nixl_param_t params[2] = {{"async_threshold", thr}, {"trusted_uids", uids ? uids : ""}};
     IT_CHECK_ST(nixl_agent_create(name, NULL, &agent), NIXL_SUCCESS);
-    IT_CHECK_ST(nixl_agent_create_backend(agent, "SHM", &param, 1, &be), NIXL_SUCCESS);
+    IT_CHECK_ST(nixl_agent_create_backend(agent, "SHM", params, uids ? 2 : 1, &be),
+                NIXL_SUCCESS);
     return agent;
 fail:
     nixl_agent_destroy(agent);
@@ -334,9 +337,13 @@ static uint8_t *target_buf(size_t size, size_t *maplen)
     int fd = -1;
     char name[64];
     bool keep = false;
+    bool seal = false;
     if (strcmp(how, "memfd") == 0 || strcmp(how, "memfd-closed") == 0) {
         fd = memfd_create("it-target", MFD_CLOEXEC);
         keep = strcmp(how, "memfd") == 0;
+    } else if (strcmp(how, "memfd-sealed") == 0) { /* sealed against shrinking, kept open */
+        fd = memfd_create("it-target", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        keep = seal = true;
     } else if (strcmp(how, "memfd-huge") == 0) {
         fd = memfd_create("it-target", MFD_CLOEXEC | MFD_HUGETLB);
     } else if (strcmp(how, "devshm") == 0) {
@@ -344,10 +351,11 @@ static uint8_t *target_buf(size_t size, size_t *maplen)
         fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     } else {
         it_fail(__FILE__, __LINE__, "IT_TARGET_MEM='%s' is none of malloc, memfd, memfd-closed, "
-                "memfd-huge, devshm", how);
+                "memfd-sealed, memfd-huge, devshm", how);
         return NULL;
     }
-    void *p = fd >= 0 && ftruncate(fd, (off_t)len) == 0
+    void *p = fd >= 0 && ftruncate(fd, (off_t)len) == 0 &&
+                      (!seal || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0)
                   ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                   : MAP_FAILED;
     if (p == MAP_FAILED) {
