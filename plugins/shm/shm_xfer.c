@@ -67,26 +67,6 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
         return NIXL_BE_ERR(eng->host, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' is gone",
                            remote_agent);
 
-    uint64_t total = 0;
-    bool gpu = false;
-    for (size_t i = 0; i < count; i++) {
-        const shm_md_hdr_t *lh = (const shm_md_hdr_t *)local[i].md;
-        bool local_ok = lh && ((lh->kind == SHM_MD_LOCAL && ((const shm_lmd_t *)lh)->eng == eng) ||
-                               lh->kind == SHM_MD_VRAM);
-        if (!local_ok || md_peer(remote[i].md) != peer)
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                               "descriptor %zu: %s memory not registered with this engine%s", i,
-                               !local_ok ? "local" : "remote",
-                               local_ok ? " or of another agent" : "");
-        gpu |= lh->kind == SHM_MD_VRAM ||
-               ((const shm_md_hdr_t *)remote[i].md)->kind == SHM_MD_VRAM_PEER;
-        if (local[i].len != remote[i].len)
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                               "descriptor %zu: local length %zu != remote length %zu", i,
-                               local[i].len, remote[i].len);
-        total += local[i].len;
-    }
-
     if (count > (SIZE_MAX - sizeof(nixl_be_req_t)) / (2 * sizeof(struct iovec)))
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "%zu descriptors is too many", count);
     nixl_be_req_t *req = malloc(sizeof(*req) + 2 * count * sizeof(struct iovec));
@@ -94,17 +74,40 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory preparing %zu descriptors",
                            count);
     memset(req, 0, sizeof(*req));
+    req->liov = req->iov;
+    req->riov = req->iov + count;
+    /* One pass over the lists: check each pair and build its iovecs (the descriptor path's
+     * cost per element, docs/BENCHMARKS.md "Core micro-benchmark"). */
+    uint64_t total = 0;
+    bool gpu = false;
+    for (size_t i = 0; i < count; i++) {
+        const shm_md_hdr_t *lh = (const shm_md_hdr_t *)local[i].md;
+        bool local_ok = lh && ((lh->kind == SHM_MD_LOCAL && ((const shm_lmd_t *)lh)->eng == eng) ||
+                               lh->kind == SHM_MD_VRAM);
+        if (!local_ok || md_peer(remote[i].md) != peer) {
+            free(req);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: %s memory not registered with this engine%s", i,
+                               !local_ok ? "local" : "remote",
+                               local_ok ? " or of another agent" : "");
+        }
+        gpu |= lh->kind == SHM_MD_VRAM ||
+               ((const shm_md_hdr_t *)remote[i].md)->kind == SHM_MD_VRAM_PEER;
+        if (local[i].len != remote[i].len) {
+            free(req);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "descriptor %zu: local length %zu != remote length %zu", i,
+                               local[i].len, remote[i].len);
+        }
+        total += local[i].len;
+        req->liov[i] = (struct iovec){(void *)local[i].addr, local[i].len};
+        req->riov[i] = (struct iovec){(void *)remote[i].addr, remote[i].len};
+    }
     req->eng = eng;
     req->peer = peer;
     req->op = op;
     req->count = count;
     req->total = total;
-    req->liov = req->iov;
-    req->riov = req->iov + count;
-    for (size_t i = 0; i < count; i++) {
-        req->liov[i] = (struct iovec){(void *)local[i].addr, local[i].len};
-        req->riov[i] = (struct iovec){(void *)remote[i].addr, remote[i].len};
-    }
     atomic_init(&req->state, NIXL_ERR_NOT_POSTED);
     atomic_init(&req->cancel, false);
     if (gpu) {
