@@ -26,9 +26,9 @@ static atomic_flag reanchoring = ATOMIC_FLAG_INIT;
 static void set_anchor(uint64_t tick, uint64_t ns, uint64_t mult)
 {
     telem_clock_t *c = &nixl_telem_clock;
-    uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
-    atomic_store_explicit(&c->seq, s + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
+    /* the odd count is visible before the fields change (an acquire RMW keeps the stores
+     * after it), the even one after (release) */
+    uint32_t s = atomic_fetch_add_explicit(&c->seq, 1, memory_order_acq_rel);
     atomic_store_explicit(&c->base_tick, tick, memory_order_relaxed);
     atomic_store_explicit(&c->base_ns, ns, memory_order_relaxed);
     atomic_store_explicit(&c->mult, mult, memory_order_relaxed);

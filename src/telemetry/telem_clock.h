@@ -79,11 +79,12 @@ static inline uint64_t telem_clock_scale(uint64_t tick, uint64_t *age)
     uint32_t s0, s1;
     uint64_t base_tick, base_ns, mult;
     do {
+        /* acquire loads keep the second count read after the fields (no fence: gcc's
+         * ThreadSanitizer refuses atomic_thread_fence); plain loads on x86-64 */
         s0 = atomic_load_explicit(&c->seq, memory_order_acquire);
-        base_tick = atomic_load_explicit(&c->base_tick, memory_order_relaxed);
-        base_ns = atomic_load_explicit(&c->base_ns, memory_order_relaxed);
-        mult = atomic_load_explicit(&c->mult, memory_order_relaxed);
-        atomic_thread_fence(memory_order_acquire);
+        base_tick = atomic_load_explicit(&c->base_tick, memory_order_acquire);
+        base_ns = atomic_load_explicit(&c->base_ns, memory_order_acquire);
+        mult = atomic_load_explicit(&c->mult, memory_order_acquire);
         s1 = atomic_load_explicit(&c->seq, memory_order_relaxed);
     } while ((s0 & 1u) || s0 != s1);
     uint64_t d = tick - base_tick;
