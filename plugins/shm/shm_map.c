@@ -537,9 +537,7 @@ void shm_rmd_unref(shm_rmd_t *r, size_t n)
         return;
     if (r->map) {
         pthread_mutex_lock(&r->peer->maps_lock);
-        *r->mprev = r->mnext;
-        if (r->mnext)
-            r->mnext->mprev = r->mprev;
+        nixl_list_remove(&r->peer->maps, &r->mnode);
         pthread_mutex_unlock(&r->peer->maps_lock);
         munmap(r->map, r->map_len);
         atomic_fetch_sub(&r->peer->eng->map_bytes, r->map_len);
@@ -762,11 +760,7 @@ static void rmd_map(nixl_be_engine_t *eng, shm_rmd_t *r)
     r->state = SHM_RMD_MAPPED;
     shm_peer_t *peer = r->peer;
     pthread_mutex_lock(&peer->maps_lock);
-    r->mnext = peer->maps;
-    r->mprev = &peer->maps;
-    if (peer->maps)
-        peer->maps->mprev = &r->mnext;
-    peer->maps = r;
+    nixl_list_push(&peer->maps, &r->mnode);
     pthread_mutex_unlock(&peer->maps_lock);
 out:
     close(fd);
@@ -775,9 +769,11 @@ out:
 void shm_map_release_peer(shm_peer_t *peer)
 {
     pthread_mutex_lock(&peer->maps_lock);
-    for (shm_rmd_t *r = peer->maps; r; r = r->mnext)
+    for (nixl_list_node_t *n = peer->maps; n; n = n->next) {
+        shm_rmd_t *r = nixl_list_entry(n, shm_rmd_t, mnode);
         (void)mmap(r->map, r->map_len, PROT_READ | PROT_WRITE,
                    MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    }
     pthread_mutex_unlock(&peer->maps_lock);
 }
 

@@ -41,6 +41,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+#include "list.h"
 #include "nixl_plugin.h"
 #include "clock.h"
 #include "hashmap.h"
@@ -166,7 +167,7 @@ struct shm_rmd {
     uint8_t *map;   /* the mapping and its length */
     size_t map_len;
     uint8_t *at;    /* addr as seen here */
-    struct shm_rmd *mnext, **mprev; /* peer->maps while mapped */
+    nixl_list_node_t mnode; /* in peer->maps while mapped */
 };
 
 typedef struct shm_vlmd shm_vlmd_t;
@@ -343,7 +344,7 @@ typedef struct shm_peer {
     bool other_pidns; /* its pid means nothing here: never checked, never copied to */
     atomic_bool map_said; /* the INFO line about its mapped files was written */
     pthread_mutex_t maps_lock; /* a leaf: maps */
-    struct shm_rmd *maps;      /* its regions mapped here (shm_map.c) */
+    nixl_list_node_t *maps;    /* its regions mapped here (shm_rmd_t.mnode; shm_map.c) */
     const char *staged_why;
     shm_xchan_t x;
 

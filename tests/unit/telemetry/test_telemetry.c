@@ -261,6 +261,20 @@ static int remove_dir(void **state)
 
 /* The counter scaled to CLOCK_MONOTONIC: each reading lies between two monotonic reads around
  * it (give or take the scaling error, 50 us here over ~0.2 s), and never goes back. */
+/* One reading between two CLOCK_MONOTONIC reads: within 50 us of them and not before *prev;
+ * how far (ns) it lies outside the bracket. */
+static uint64_t clock_sample(uint64_t *prev)
+{
+    uint64_t a = telem_clock_mono_ns();
+    uint64_t t = telem_clock_now_ns();
+    uint64_t b = telem_clock_mono_ns();
+    assert_true(t + 50000 >= a);
+    assert_true(t <= b + 50000);
+    assert_true(t >= *prev);
+    *prev = t;
+    return t < a ? a - t : t > b ? t - b : 0;
+}
+
 static void test_clock(void **state)
 {
     (void)state;
@@ -285,27 +299,14 @@ static void test_clock(void **state)
 #endif
     uint64_t prev = 0;
     for (int i = 0; i < 2000; i++) {
-        uint64_t a = telem_clock_mono_ns();
-        uint64_t t = telem_clock_now_ns();
-        uint64_t b = telem_clock_mono_ns();
-        assert_true(t + 50000 >= a);
-        assert_true(t <= b + 50000);
-        assert_true(t >= prev);
-        prev = t;
+        clock_sample(&prev);
         if (i % 100 == 0)
             usleep(100);
     }
     /* Across re-anchorings (about every 100 ms): still within 50 us, never backwards. */
     uint64_t end = telem_clock_mono_ns() + 450000000u, worst = 0;
     while (telem_clock_mono_ns() < end) {
-        uint64_t a = telem_clock_mono_ns();
-        uint64_t t = telem_clock_now_ns();
-        uint64_t b = telem_clock_mono_ns();
-        assert_true(t + 50000 >= a);
-        assert_true(t <= b + 50000);
-        assert_true(t >= prev);
-        prev = t;
-        uint64_t off = t < a ? a - t : t > b ? t - b : 0;
+        uint64_t off = clock_sample(&prev);
         worst = off > worst ? off : worst;
         usleep(500);
     }
