@@ -3,6 +3,8 @@
 #   scripts/device-deps.sh stage   (here)   copy them from this Debian machine into build-devdeps/
 #   scripts/device-deps.sh setup   (there)  write pkg-config files for them; prints the folder
 #                                           to put in PKG_CONFIG_PATH
+#   scripts/device-deps.sh stage-fio (here)  also a static fio (Debian's source, built here) in
+#                                           build-devdeps/bin: the disk ceiling of run-gds.sh
 # Carry build-devdeps/ with the run. The UCX plugin is built against these (1.13) headers and
 # runs on the machine's own libucp.so.0 (it checks the version at run time).
 set -euo pipefail
@@ -16,6 +18,24 @@ stage)
   cp /usr/include/cmocka*.h "$dir/cmocka/include/"
   cp -P /usr/lib/x86_64-linux-gnu/libcmocka.so* "$dir/cmocka/lib/"
   echo "$dir"
+  ;;
+stage-fio)
+  # The machine has no fio and no package registry: build Debian's fio statically (libaio and
+  # zlib linked in) from the source package, which apt fetches from the configured mirror.
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' >"$work/src.sources"
+  mkdir -p "$work/lists/partial"
+  apt_opts=(-o Dir::Etc::SourceList="$work/src.sources" -o Dir::Etc::SourceParts=/dev/null
+            -o Dir::State::Lists="$work/lists")
+  apt-get "${apt_opts[@]}" update >/dev/null
+  (cd "$work" && apt-get "${apt_opts[@]}" source --download-only fio >/dev/null 2>&1)
+  tar -C "$work" -xzf "$work"/fio_*.orig.tar.gz
+  (cd "$work"/fio-*/ && ./configure --disable-native --build-static >/dev/null &&
+     make -j"$(nproc)" fio >/dev/null)
+  mkdir -p "$dir/bin"
+  cp "$work"/fio-*/fio "$dir/bin/fio"
+  echo "$dir/bin/fio"
   ;;
 setup)
   libdir=$(dirname "$(ldconfig -p | awk '/libucp.so.0 /{print $NF; exit}')")
@@ -40,7 +60,7 @@ PC
   echo "$dir/pc"
   ;;
 *)
-  echo "usage: $0 stage|setup" >&2
+  echo "usage: $0 stage|stage-fio|setup" >&2
   exit 2
   ;;
 esac

@@ -1,11 +1,20 @@
 /*
  * gds_batch.c - the GDS backend (libplugin_GDS.so): a post submits the request's I/Os as cuFile
- * batches of at most batch_limit entries; check_xfer polls their completions
- * (cuFileBatchIOGetStatus without waiting). Batch handles come from a pool of batch_pool_size
- * set up at creation; a post that needs more sets up extra ones, destroyed after.
+ * batches; check_xfer polls their completions (cuFileBatchIOGetStatus without waiting). Batch
+ * handles come from a pool of batch_pool_size set up at creation; a post that needs more sets
+ * up extra ones, destroyed after.
  *
- * At most a window of entries is out at once (see `inflight`); the rest of a request's batches
- * are submitted from check_xfer as earlier ones complete.
+ * The window. cuFile's compatibility mode (no nvidia-fs) does a batch's I/O on its own threads
+ * and blocks inside cuFileBatchIOSubmit, for good, once too many entries are out: on the H100
+ * machine (CUDA 13) 128 VRAM entries of 16 KiB in one batch on an O_DIRECT file never return,
+ * nor two batches of 128 entries of 4 KiB, nor 512 entries without O_DIRECT, while 64 entries
+ * of any size from 4 KiB to 1 MiB always complete (tests/gpu/gds_probe.c). So entries out are
+ * counted for the whole process (cuFile is one per process) and held to the engine's
+ * batch_inflight_limit (default 64), strictly: a batch is never larger than the window, and a
+ * batch is submitted only when it fits. Entries finish whether or not anyone polls them, but
+ * the window only learns of it when their batch is polled; so a request kept waiting by the
+ * window polls every batch out, its own and other requests', under the window's lock. No
+ * request can then wait on one that nobody polls.
  *
  * Every completion is checked: an entry that is not COMPLETE, or COMPLETE with fewer bytes than
  * asked (a read past the end of the file, a full disk), fails the request with the descriptor,
@@ -14,8 +23,9 @@
  * Entries are matched by their cookie (the I/O's index) and counted once, whatever cuFile
  * reports again.
  *
- * Locks: pool->lock guards the free handles. A request's own state is touched by one thread
- * at a time (the ABI never runs two data operations on one request at once).
+ * Locks: pool->lock guards an engine's free handles. The window's lock (win.lock) is held
+ * around every poll and submit, so the batches of a request are touched by one thread at a time
+ * even when another request's thread reaps them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,35 +33,41 @@
 #include <string.h>
 
 #include "gds_priv.h"
+#include "list.h"
 
 typedef struct gb_pool {
     pthread_mutex_t lock;
     void **free;
     size_t nfree, cap;
-    unsigned limit;
-    size_t inflight_limit;
+    unsigned per_batch;    /* entries per batch: batch_limit, at most the window */
+    size_t inflight_limit; /* the window */
 } gb_pool_t;
+
+/* One batch of a request, on the window's list while its entries are out. */
+typedef struct gb_batch {
+    nixl_list_node_t node;
+    nixl_be_engine_t *eng;
+    gds_req_t *req;
+    void *handle;
+    size_t first, n; /* its I/Os */
+    size_t left;     /* entries not final yet */
+} gb_batch_t;
 
 typedef struct gb_req {
     size_t nbatches;
     gds_cu_io_params_t *params; /* one per I/O, filled at prep */
     gds_cu_io_event_t *events;  /* scratch for one status call */
-    void **handles;             /* per batch, while submitted */
-    size_t *left;               /* per batch: entries not final yet */
+    gb_batch_t *batches;
     bool *done;                 /* per I/O: final in this post */
     size_t submitted;           /* batches submitted (or given up) in this post, in order */
-    size_t active;              /* batches with entries not final yet */
 } gb_req_t;
 
-/*
- * cuFile batch entries submitted and not final yet, in this process. In compatibility mode
- * cuFile stops completing VRAM batch entries once a few hundred are outstanding (seen on the
- * H100 machine: 256 of 1001 bytes complete, 512 never do), so a post submits its batches as
- * earlier ones complete, keeping at most batch_inflight_limit entries out (the engine's
- * parameter; several engines each hold to their own); a request with none out
- * may always submit one batch, so every request progresses whatever the others do.
- */
-static _Atomic size_t inflight;
+/* The process's batch entries out (see the top of the file). */
+static struct {
+    pthread_mutex_t lock;
+    size_t out;                /* entries submitted and not final yet */
+    nixl_list_node_t *batches; /* the batches they belong to */
+} win = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static gb_pool_t *pool_of(nixl_be_engine_t *eng)
 {
@@ -66,7 +82,7 @@ static gds_cu_err_t handle_take(nixl_be_engine_t *eng, void **h)
     pthread_mutex_unlock(&p->lock);
     if (*h)
         return (gds_cu_err_t){0, 0};
-    return eng->cf->batch_setup(h, p->limit);
+    return eng->cf->batch_setup(h, p->per_batch);
 }
 
 /* A handle whose entries are all final goes back (or away, past the pool's size). */
@@ -95,17 +111,19 @@ static nixl_status_t gb_start(nixl_be_engine_t *eng, char *why, size_t whylen)
     }
     pthread_mutex_init(&p->lock, NULL);
     p->cap = n;
-    p->limit = (unsigned)eng->params.batch_limit;
     p->inflight_limit = (size_t)eng->params.inflight_limit;
+    p->per_batch = (unsigned)(eng->params.batch_limit < p->inflight_limit
+                                  ? eng->params.batch_limit
+                                  : p->inflight_limit);
     eng->runner = p;
     for (size_t i = 0; i < n; i++) {
         void *h = NULL;
-        gds_cu_err_t e = eng->cf->batch_setup(&h, p->limit);
+        gds_cu_err_t e = eng->cf->batch_setup(&h, p->per_batch);
         if (e.err != GDS_CU_SUCCESS) {
             char s[96];
             snprintf(why, whylen, "cuFileBatchIOSetUp(%u) for handle %zu of batch_pool_size %zu "
                      "failed: %s (batch_limit may exceed cufile.json's "
-                     "properties.io_batchsize)", p->limit, i + 1, n,
+                     "properties.io_batchsize)", p->per_batch, i + 1, n,
                      gds_cu_strerror(e, s, sizeof(s)));
             eng->run_ops->stop(eng);
             return NIXL_ERR_BACKEND;
@@ -115,11 +133,26 @@ static nixl_status_t gb_start(nixl_be_engine_t *eng, char *why, size_t whylen)
     return NIXL_SUCCESS;
 }
 
+static void batch_final(gb_batch_t *bt, bool give);
+
 static void gb_stop(nixl_be_engine_t *eng)
 {
     gb_pool_t *p = pool_of(eng);
     if (!p)
         return;
+    /* Batches of requests never released (their release gave up waiting): cancel them and
+     * take them off the window, so no other engine's poll reaches into this one. */
+    pthread_mutex_lock(&win.lock);
+    for (nixl_list_node_t *n = win.batches, *next; n; n = next) {
+        next = n->next;
+        gb_batch_t *bt = nixl_list_entry(n, gb_batch_t, node);
+        if (bt->eng != eng)
+            continue;
+        eng->cf->batch_cancel(bt->handle);
+        eng->cf->batch_destroy(bt->handle);
+        batch_final(bt, false);
+    }
+    pthread_mutex_unlock(&win.lock);
     for (size_t i = 0; i < p->nfree; i++)
         eng->cf->batch_destroy(p->free[i]);
     pthread_mutex_destroy(&p->lock);
@@ -134,27 +167,30 @@ static void gb_req_free(gb_req_t *r)
         return;
     free(r->params);
     free(r->events);
-    free(r->handles);
-    free(r->left);
+    free(r->batches);
     free(r->done);
     free(r);
 }
 
 static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
 {
-    size_t limit = (size_t)eng->params.batch_limit;
+    size_t per = pool_of(eng)->per_batch;
     gb_req_t *r = calloc(1, sizeof(*r));
     if (r) {
-        r->nbatches = (req->nios + limit - 1) / limit;
+        r->nbatches = (req->nios + per - 1) / per;
         r->params = calloc(req->nios ? req->nios : 1, sizeof(*r->params));
-        r->events = calloc(limit, sizeof(*r->events));
-        r->handles = calloc(r->nbatches ? r->nbatches : 1, sizeof(*r->handles));
-        r->left = calloc(r->nbatches ? r->nbatches : 1, sizeof(*r->left));
+        r->events = calloc(per, sizeof(*r->events));
+        r->batches = calloc(r->nbatches ? r->nbatches : 1, sizeof(*r->batches));
         r->done = calloc(req->nios ? req->nios : 1, sizeof(*r->done));
     }
-    if (!r || !r->params || !r->events || !r->handles || !r->left || !r->done) {
+    if (!r || !r->params || !r->events || !r->batches || !r->done) {
         gb_req_free(r);
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    }
+    for (size_t b = 0; b < r->nbatches; b++) {
+        size_t first = b * per;
+        r->batches[b] = (gb_batch_t){.eng = eng, .req = req, .first = first,
+                                     .n = req->nios - first < per ? req->nios - first : per};
     }
     for (size_t i = 0; i < req->nios; i++) {
         const gds_io_t *io = &req->ios[i];
@@ -198,12 +234,12 @@ static const char *status_name(int s)
 }
 
 /* One completion: check it moved every byte and end its I/O. False if not final. */
-static bool account(gds_req_t *req, const gds_cu_io_event_t *ev)
+static bool account(gds_req_t *req, const gb_batch_t *bt, const gds_cu_io_event_t *ev)
 {
     gb_req_t *r = req->run;
     uintptr_t i = (uintptr_t)ev->cookie;
-    if (ev->status == GDS_CU_WAITING || ev->status == GDS_CU_PENDING || i >= req->nios ||
-        r->done[i])
+    if (ev->status == GDS_CU_WAITING || ev->status == GDS_CU_PENDING || i < bt->first ||
+        i >= bt->first + bt->n || r->done[i])
         return false;
     r->done[i] = true;
     const gds_io_t *io = &req->ios[i];
@@ -226,114 +262,121 @@ static bool account(gds_req_t *req, const gds_cu_io_event_t *ev)
     return true;
 }
 
-/* The number of I/Os in batch b. */
-static size_t batch_ios(const nixl_be_engine_t *eng, const gds_req_t *req, size_t b)
+/* A batch has no entry running any more: its handle goes back (unless lost), its entries
+ * leave the window. Under win.lock. */
+static void batch_final(gb_batch_t *bt, bool give)
 {
-    size_t limit = (size_t)eng->params.batch_limit, first = b * limit;
-    return req->nios - first < limit ? req->nios - first : limit;
-}
-
-/* Batch b has no entry running any more: its handle (unless lost) and its window share go. */
-static void batch_final(nixl_be_engine_t *eng, gds_req_t *req, size_t b, bool give)
-{
-    gb_req_t *r = req->run;
     if (give)
-        handle_give(eng, r->handles[b]);
-    r->handles[b] = NULL;
-    r->left[b] = 0;
-    r->active--;
-    atomic_fetch_sub(&inflight, batch_ios(eng, req, b));
+        handle_give(bt->eng, bt->handle);
+    bt->handle = NULL;
+    win.out -= bt->left;
+    bt->left = 0;
+    nixl_list_remove(&win.batches, &bt->node);
 }
 
 /* The batches not submitted yet never will be: their I/Os end as failed (`what`). */
 static void end_rest(nixl_be_engine_t *eng, gds_req_t *req, const char *what)
 {
     gb_req_t *r = req->run;
+    (void)eng;
     if (r->submitted == r->nbatches)
         return;
-    size_t first = r->submitted * (size_t)eng->params.batch_limit;
+    size_t first = r->batches[r->submitted].first;
     r->submitted = r->nbatches;
     gds_ios_end(req, &req->ios[first], req->nios - first, what);
 }
 
-/* Poll batch b (timeout: how long cuFile may wait for one completion). */
-static void poll_batch(nixl_be_engine_t *eng, gds_req_t *req, size_t b, long timeout_ns)
+/* Poll one batch out (timeout: how long cuFile may wait for a completion). Under win.lock. */
+static void poll_batch(gb_batch_t *bt, long timeout_ns)
 {
+    nixl_be_engine_t *eng = bt->eng;
+    gds_req_t *req = bt->req;
     gb_req_t *r = req->run;
-    unsigned nr = (unsigned)r->left[b];
+    unsigned nr = (unsigned)bt->left;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = timeout_ns};
-    gds_cu_err_t e = eng->cf->batch_status(r->handles[b], 0, &nr, r->events, &ts);
+    gds_cu_err_t e = eng->cf->batch_status(bt->handle, 0, &nr, r->events, &ts);
     if (e.err != GDS_CU_SUCCESS) {
         /* The batch's state is unknown: cancel what may still run and drop the handle; its
          * entries not final yet end as failed. */
         char s[96], what[160];
         snprintf(what, sizeof(what), "cuFileBatchIOGetStatus failed: %s",
                  gds_cu_strerror(e, s, sizeof(s)));
-        size_t first = b * (size_t)eng->params.batch_limit;
-        gds_ios_end(req, &req->ios[first], r->left[b], what);
-        eng->cf->batch_cancel(r->handles[b]);
-        eng->cf->batch_destroy(r->handles[b]);
-        batch_final(eng, req, b, false);
+        gds_ios_end(req, &req->ios[bt->first], bt->left, what);
+        eng->cf->batch_cancel(bt->handle);
+        eng->cf->batch_destroy(bt->handle);
+        batch_final(bt, false);
         return;
     }
-    for (unsigned k = 0; k < nr && k < eng->params.batch_limit; k++)
-        if (account(req, &r->events[k]))
-            r->left[b]--;
-    if (r->left[b] == 0)
-        batch_final(eng, req, b, true);
+    for (unsigned k = 0; k < nr && k < bt->n; k++)
+        if (account(req, bt, &r->events[k])) {
+            bt->left--;
+            win.out--;
+        }
+    if (bt->left == 0)
+        batch_final(bt, true);
 }
 
-/* Submit the post's next batches while the window has room; after a failure, none. */
-static void submit_more(nixl_be_engine_t *eng, gds_req_t *req)
+/* Submit the post's next batches while they fit in the window; after a failure, none. True
+ * when the window kept one back. Under win.lock. */
+static bool submit_more(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
     size_t cap = pool_of(eng)->inflight_limit;
     while (r->submitted < r->nbatches) {
         if (req->failed) {
             end_rest(eng, req, "not run: an earlier I/O of the request failed");
-            return;
+            return false;
         }
-        size_t b = r->submitted, first = b * (size_t)eng->params.batch_limit;
-        size_t n = batch_ios(eng, req, b);
-        size_t before = atomic_fetch_add(&inflight, n);
-        if (r->active && before + n > cap) {
-            atomic_fetch_sub(&inflight, n); /* when one of ours completes */
-            return;
-        }
+        size_t b = r->submitted;
+        gb_batch_t *bt = &r->batches[b];
+        if (win.out + bt->n > cap)
+            return true;
         char s[96], what[200];
-        gds_cu_err_t e = handle_take(eng, &r->handles[b]);
+        gds_cu_err_t e = handle_take(eng, &bt->handle);
         if (e.err != GDS_CU_SUCCESS) {
             snprintf(what, sizeof(what), "cuFileBatchIOSetUp for batch %zu of %zu failed: %s",
                      b + 1, r->nbatches, gds_cu_strerror(e, s, sizeof(s)));
         } else {
-            e = eng->cf->batch_submit(r->handles[b], (unsigned)n, &r->params[first], 0);
+            e = eng->cf->batch_submit(bt->handle, (unsigned)bt->n, &r->params[bt->first], 0);
             if (e.err != GDS_CU_SUCCESS) {
                 snprintf(what, sizeof(what), "cuFileBatchIOSubmit of %zu I/Os (batch %zu of "
-                         "%zu) failed: %s", n, b + 1, r->nbatches,
+                         "%zu) failed: %s", bt->n, b + 1, r->nbatches,
                          gds_cu_strerror(e, s, sizeof(s)));
-                handle_give(eng, r->handles[b]); /* nothing of it runs */
+                handle_give(eng, bt->handle); /* nothing of it runs */
             }
         }
         if (e.err != GDS_CU_SUCCESS) {
-            r->handles[b] = NULL;
-            atomic_fetch_sub(&inflight, n);
+            bt->handle = NULL;
             end_rest(eng, req, what); /* none of them runs */
-            return;
+            return false;
         }
-        r->left[b] = n;
-        r->active++;
+        bt->left = bt->n;
+        win.out += bt->n;
+        nixl_list_push(&win.batches, &bt->node);
         r->submitted = b + 1;
     }
+    return false;
 }
 
-/* Poll every batch still out; the last I/O's end publishes the final state. */
+/* Poll the request's batches out and submit more; if the window keeps some back, reap every
+ * batch out in the process and try again. The last I/O's end publishes the final state. */
 static nixl_status_t progress(nixl_be_engine_t *eng, gds_req_t *req, long timeout_ns)
 {
     gb_req_t *r = req->run;
+    pthread_mutex_lock(&win.lock);
     for (size_t b = 0; b < r->submitted; b++)
-        if (r->left[b])
-            poll_batch(eng, req, b, timeout_ns);
-    submit_more(eng, req);
+        if (r->batches[b].left)
+            poll_batch(&r->batches[b], timeout_ns);
+    if (submit_more(eng, req)) {
+        for (nixl_list_node_t *n = win.batches, *next; n; n = next) {
+            next = n->next;
+            gb_batch_t *bt = nixl_list_entry(n, gb_batch_t, node);
+            if (bt->req != req)
+                poll_batch(bt, 0);
+        }
+        submit_more(eng, req);
+    }
+    pthread_mutex_unlock(&win.lock);
     return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
 }
 
@@ -341,10 +384,11 @@ static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
     r->submitted = 0;
-    r->active = 0;
     memset(r->done, 0, req->nios * sizeof(*r->done));
     atomic_store(&req->state, NIXL_IN_PROG);
+    pthread_mutex_lock(&win.lock);
     submit_more(eng, req);
+    pthread_mutex_unlock(&win.lock);
     /* Every I/O may have ended already (nothing could be submitted): the state says so. */
     return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
 }
@@ -357,10 +401,12 @@ static nixl_status_t gb_check(nixl_be_engine_t *eng, gds_req_t *req)
 static bool gb_abort(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
+    pthread_mutex_lock(&win.lock);
     end_rest(eng, req, "cancelled before it was submitted");
     for (size_t b = 0; b < r->submitted; b++)
-        if (r->left[b])
-            eng->cf->batch_cancel(r->handles[b]);
+        if (r->batches[b].left)
+            eng->cf->batch_cancel(r->batches[b].handle);
+    pthread_mutex_unlock(&win.lock);
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do {

@@ -11,8 +11,11 @@
 #
 #   tests/gpu/run-gds.sh BUILD_DIR [DIR]    DIR: where the files go (default $NIXL_GDS_TEST_DIR
 #                                           or /tmp; a disk file system for O_DIRECT)
+# REPEATS (default 3): sweeps per cell; the table gives the median and, in brackets, the lowest
+# and highest. fio is looked for on PATH and in build-devdeps/bin (scripts/device-deps.sh
+# stage-fio builds a static one to carry to a machine without it).
 # Exit 0 when everything ran and passed, 1 on any failure, 77 without a GPU or libcufile.
-# Takes about 2 minutes.
+# Takes about 4 minutes.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${1:?usage: tests/gpu/run-gds.sh BUILD_DIR [DIR]}
@@ -25,6 +28,8 @@ fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libcufile\.so'; then
   echo "run-gds: no libcufile here: nothing to run"; exit 77
 fi
+REPEATS=${REPEATS:-3}
+[ -x build-devdeps/bin/fio ] && PATH=$PATH:$PWD/build-devdeps/bin
 export NIXL_PLUGIN_DIR=${NIXL_PLUGIN_DIR:-$PWD/$BUILD/tests/plugins}
 export NIXL_CONFIG_FILE=$PWD/tests/data/empty.cfg
 rc=0
@@ -47,8 +52,12 @@ rm -f "$probe"
 
 say "== tests: NIXL_GDS_TEST_DIR=$DIR $BUILD/tests/gpu/test_gds"
 rm -f cufile.log
-NIXL_GDS_TEST_DIR=$DIR NIXL_LOG_LEVEL=INFO timeout 150 "$BUILD/tests/gpu/test_gds" 2>&1 | tail -40
-t=${PIPESTATUS[0]}
+# The whole output goes to a file (in $OUT when set); here its failures and its last lines.
+log=${OUT:-$DIR}/test_gds.log
+NIXL_GDS_TEST_DIR=$DIR NIXL_LOG_LEVEL=INFO timeout 150 "$BUILD/tests/gpu/test_gds" >"$log" 2>&1
+t=$?
+grep -v ' nixl INFO: ' "$log" | tail -60
+say "(the whole output: $log)"
 [ "$t" -eq 0 ] || { say "test_gds: exit $t"; rc=1; }
 # cuFile writes its reasons to ./cufile.log. Seen on the accelerator VMs: no udev data for the
 # disk, so cuFileHandleRegister fails (5027) on every file; say how to get past it.
@@ -65,18 +74,29 @@ BATCH=4
 COMMON=(--filepath "$DIR" --filenames "$FILE" --total_buffer_size 268435456 --start_batch_size $BATCH
         --max_batch_size $BATCH --num_iter 200 --warmup_iter 20 --large_blk_iter_ftr 16)
 declare -A BW
-# run LABEL OP ARGS...: one nixlbench sweep over BLOCKS; its B/W column into BW[LABEL,OP,block]
+# run LABEL OP ARGS...: REPEATS nixlbench sweeps over BLOCKS; the B/W column's samples are
+# appended to BW[LABEL,OP,block] (space separated), cell() turns them into "median (lo-hi)".
 run() {
   local label=$1 op=$2; shift 2
   local args=("$@" --op_type "$op" --start_block_size 65536 --max_block_size 16777216)
-  say "\$ nixlbench ${args[*]}"
-  local out; out=$(timeout 60 "$NB" "${args[@]}" 2>&1); local st=$?
-  if [ $st -ne 0 ]; then
-    say "  failed (exit $st): $(printf '%s\n' "$out" | tail -2 | tr '\n' ' ')"; rc=1; return
-  fi
-  while read -r blk batch bw _; do
-    BW[$label,$op,$blk]=$bw
-  done < <(printf '%s\n' "$out" | awk -v want="$BLOCKS" 'BEGIN{split(want,w," "); for(i in w) ok[w[i]]=1} $1 in ok && NF>=3 {print $1, $2, $3}')
+  say "\$ nixlbench ${args[*]}   (x$REPEATS)"
+  local rep
+  for ((rep = 0; rep < REPEATS; rep++)); do
+    local out; out=$(timeout 60 "$NB" "${args[@]}" 2>&1); local st=$?
+    if [ $st -ne 0 ]; then
+      say "  failed (exit $st): $(printf '%s\n' "$out" | tail -2 | tr '\n' ' ')"; rc=1; return
+    fi
+    while read -r blk batch bw _; do
+      BW[$label,$op,$blk]="${BW[$label,$op,$blk]:-} $bw"
+    done < <(printf '%s\n' "$out" | awk -v want="$BLOCKS" 'BEGIN{split(want,w," "); for(i in w) ok[w[i]]=1} $1 in ok && NF>=3 {print $1, $2, $3}')
+  done
+}
+# "median (lo-hi)" of samples, "-" for none; median() alone for arithmetic.
+median() { printf '%s\n' $1 | sort -g | awk '{v[NR]=$1} END {if (NR) printf "%.3f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+cell() {
+  [ -n "${1// /}" ] || { printf -- '-'; return; }
+  printf '%s\n' $1 | sort -g | awk '{v[NR]=$1} END {m = NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2;
+    if (NR > 1) printf "%.2f (%.2f-%.2f)", m, v[1], v[NR]; else printf "%.2f", m}'
 }
 for op in WRITE READ; do
   run GDS_VRAM $op --backend GDS "${COMMON[@]}" $DIRECT --initiator_seg_type VRAM --check_consistency
@@ -110,20 +130,22 @@ ceiling() {
   fi
 }
 for op in WRITE READ; do
-  for b in $BLOCKS; do BW[DISK,$op,$b]=$(ceiling $op $b); done
+  for b in $BLOCKS; do
+    for ((rep = 0; rep < REPEATS; rep++)); do BW[DISK,$op,$b]="${BW[DISK,$op,$b]:-} $(ceiling $op $b)"; done
+  done
 done
 rm -f "$DIR/$FILE"
 
 say ""
-say "GB/s (decimal), block x $BATCH descriptors per request, one file in $DIR${DIRECT:+, O_DIRECT}; the disk ceiling: $(command -v fio >/dev/null && echo "fio, libaio, iodepth $BATCH" || echo "dd, one stream")"
+say "GB/s (decimal): median of $REPEATS sweeps (lowest-highest); block x $BATCH descriptors per request, one file in $DIR${DIRECT:+, O_DIRECT}; the disk ceiling: $(command -v fio >/dev/null && echo "fio, libaio, iodepth $BATCH" || echo "dd, one stream")"
 say ""
 say "| op | block | GDS VRAM | GDS_MT VRAM | GDS DRAM | POSIX DRAM | DRAM<->VRAM copy | POSIX + copy | disk ceiling |"
 say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for op in WRITE READ; do
   for b in $BLOCKS; do
-    p=${BW[POSIX_DRAM,$op,$b]:-}; c=${BW[COPY,$op,$b]:-}; pc=-
-    [ -n "$p" ] && [ -n "$c" ] && pc=$(awk -v p="$p" -v c="$c" 'BEGIN{ if (p>0 && c>0) printf "%.3f", 1/(1/p+1/c); else print "-" }')
-    say "| $op | $((b / 1024)) KiB | ${BW[GDS_VRAM,$op,$b]:--} | ${BW[GDS_MT_VRAM,$op,$b]:--} | ${BW[GDS_DRAM,$op,$b]:--} | ${p:--} | ${c:--} | $pc | ${BW[DISK,$op,$b]:--} |"
+    p=$(median "${BW[POSIX_DRAM,$op,$b]:-}"); c=$(median "${BW[COPY,$op,$b]:-}"); pc=-
+    [ -n "$p" ] && [ -n "$c" ] && pc=$(awk -v p="$p" -v c="$c" 'BEGIN{ if (p>0 && c>0) printf "%.2f", 1/(1/p+1/c); else print "-" }')
+    say "| $op | $((b / 1024)) KiB | $(cell "${BW[GDS_VRAM,$op,$b]:-}") | $(cell "${BW[GDS_MT_VRAM,$op,$b]:-}") | $(cell "${BW[GDS_DRAM,$op,$b]:-}") | $(cell "${BW[POSIX_DRAM,$op,$b]:-}") | $(cell "${BW[COPY,$op,$b]:-}") | $pc | $(cell "${BW[DISK,$op,$b]:-}") |"
   done
 done
 say ""

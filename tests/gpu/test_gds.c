@@ -6,7 +6,8 @@
  * pread, clear the memory, READ back, check every byte, for 1 to 4,096 descriptors at odd
  * buffer and file offsets and odd lengths (one longer than max_request_size, so it is cut);
  * files opened with O_DIRECT (4 KiB aligned transfers work, misaligned ones are refused at
- * prep naming the descriptor); a devId that is no open file; queryMem of a missing and an
+ * prep naming the descriptor); two requests in flight at once, more batch entries than the
+ * window between them, the second waited for first; a devId that is no open file; queryMem of a missing and an
  * existing file; a read past the end of a file (an error, never a short success). Also: GDS
  * and GDS_MT in one agent is refused NIXL_ERR_NOT_ALLOWED.
  * Files go to $NIXL_GDS_TEST_DIR (default /tmp; O_DIRECT needs a disk file system, not tmpfs).
@@ -24,6 +25,7 @@
 
 static const char *dir;
 static int file_seq;
+static nixl_backend_t *cur_be; /* the backend of the last agent_with (queryMem names it) */
 
 static uint8_t pattern(size_t i, unsigned seed)
 {
@@ -103,6 +105,7 @@ static nixl_agent_t *agent_with(const char *plugin)
         fprintf(stderr, "backend %s: %s: %s\n", plugin, nixl_status_str(st), nixl_last_error());
         exit(1);
     }
+    cur_be = be;
     return a;
 }
 
@@ -139,6 +142,72 @@ static nixl_status_t xfer(nixl_agent_t *a, nixl_xfer_op_t op, const area_t *m, i
     nixl_status_t rel = nixl_agent_release_xfer_req(a, req);
     GT_CHECK(rel == NIXL_SUCCESS, "release: %s", nixl_status_str(rel));
     return st;
+}
+
+/* A request of n descriptors of len bytes, memory at mem_off + i * len, file at the same. */
+static nixl_xfer_req_t *make_req(nixl_agent_t *a, nixl_xfer_op_t op, const area_t *m, int fd,
+                                 size_t n, size_t len, size_t off)
+{
+    nixl_desc_t *l = calloc(n, sizeof(*l)), *r = calloc(n, sizeof(*r));
+    for (size_t i = 0; i < n; i++) {
+        l[i] = (nixl_desc_t){m->addr + off + i * len, len, 0};
+        r[i] = (nixl_desc_t){off + i * len, len, (uint64_t)fd};
+    }
+    nixl_opt_args_t opt;
+    nixl_opt_args_init(&opt);
+    opt.skip_desc_merge = true;
+    nixl_xfer_req_t *req = NULL;
+    nixl_status_t st = nixl_agent_create_xfer_req(a, op, area_mem(m), l, n, NIXL_FILE_SEG, r, n,
+                                                  "self", &opt, &req);
+    GT_CHECK(st == NIXL_SUCCESS, "create_xfer_req: %s", nixl_status_str(st));
+    free(l);
+    free(r);
+    return req;
+}
+
+/* Two requests in flight, more entries than the window between them: the one posted second is
+ * waited for first, so it must complete while nobody polls the first (its thread reaps the
+ * first's batches), and both move every byte. */
+static void two_in_flight(nixl_agent_t *a, const char *plugin, bool vram, int oflags)
+{
+    const size_t n = 512, len = 16384, half = n * len;
+    area_t m = area_new(vram, 2 * half);
+    uint8_t *want = malloc(2 * half), *got = malloc(2 * half);
+    for (size_t i = 0; i < 2 * half; i++)
+        want[i] = pattern(i, 77);
+    area_put(&m, want);
+    char path[512];
+    int fd = open_file(oflags, path, sizeof(path));
+    reg(a, area_mem(&m), m.addr, m.len, 0, true);
+    reg(a, NIXL_FILE_SEG, 0, 0, (uint64_t)fd, true);
+    nixl_xfer_req_t *first = make_req(a, NIXL_WRITE, &m, fd, n, len, 0);
+    nixl_xfer_req_t *second = make_req(a, NIXL_WRITE, &m, fd, n, len, half);
+    double t0 = gt_now();
+    nixl_status_t p1 = first ? nixl_agent_post_xfer_req(a, first, NULL) : NIXL_ERR_UNKNOWN;
+    nixl_status_t p2 = second ? nixl_agent_post_xfer_req(a, second, NULL) : NIXL_ERR_UNKNOWN;
+    nixl_status_t s2 = second ? gt_wait(a, second, p2) : p2;
+    nixl_status_t s1 = first ? gt_wait(a, first, p1) : p1;
+    GT_CHECK(s1 == NIXL_SUCCESS && s2 == NIXL_SUCCESS, "%s %s two requests in flight%s: %s, %s",
+             plugin, vram ? "VRAM" : "DRAM", oflags ? " O_DIRECT" : "", nixl_status_str(s1),
+             nixl_status_str(s2));
+    int plain = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t r = pread(plain, got, 2 * half, 0);
+    close(plain);
+    GT_CHECK(r == (ssize_t)(2 * half) && !memcmp(got, want, 2 * half),
+             "%s two requests in flight: the file's bytes differ (%zd read)", plugin, r);
+    printf("    two requests of %zu x %zu in flight%s: %.2f s\n", n, len,
+           oflags ? " O_DIRECT" : "", gt_now() - t0);
+    if (first)
+        nixl_agent_release_xfer_req(a, first);
+    if (second)
+        nixl_agent_release_xfer_req(a, second);
+    reg(a, NIXL_FILE_SEG, 0, 0, (uint64_t)fd, false);
+    reg(a, area_mem(&m), m.addr, m.len, 0, false);
+    close(fd);
+    unlink(path);
+    area_free(&m);
+    free(want);
+    free(got);
 }
 
 /* Write, check the file, clear, read back, check; seed changes the bytes. */
@@ -278,6 +347,8 @@ static void missing_file(nixl_agent_t *a, const char *plugin)
     nixl_query_resp_t *resp = NULL;
     nixl_opt_args_t opt;
     nixl_opt_args_init(&opt);
+    opt.backends = &cur_be;
+    opt.num_backends = 1;
     st = nixl_agent_query_mem(a, NIXL_FILE_SEG, q, 2, &opt, &resp);
     GT_CHECK(st == NIXL_SUCCESS, "%s: queryMem: %s", plugin, nixl_status_str(st));
     if (st == NIXL_SUCCESS) {
@@ -308,8 +379,11 @@ static void run_backend(const char *plugin, bool direct)
             roundtrip(a, plugin, vram, O_DIRECT, 1, 1u << 20, 0, 0, 0);
             roundtrip(a, plugin, vram, O_DIRECT, 4096, 4096, 4096, 0, 8192);
             roundtrip(a, plugin, vram, O_DIRECT, 64, 64u << 10, 128u << 10, 4096, 4096);
+            roundtrip(a, plugin, vram, O_DIRECT, 1024, 16384, 16384, 0, 0);
+            two_in_flight(a, plugin, vram, O_DIRECT);
             direct_refusals(a, plugin, vram);
         }
+        two_in_flight(a, plugin, vram, 0);
         past_eof(a, plugin, vram);
     }
     missing_file(a, plugin);
