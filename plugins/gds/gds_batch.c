@@ -54,6 +54,7 @@ typedef struct gb_batch {
 } gb_batch_t;
 
 typedef struct gb_req {
+    size_t per; /* entries per batch: the pool's, or 1 (see gb_req_init) */
     size_t nbatches;
     gds_cu_io_params_t *params; /* one per I/O, filled at prep */
     gds_cu_io_event_t *events;  /* scratch for one status call */
@@ -174,9 +175,17 @@ static void gb_req_free(gb_req_t *r)
 
 static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
 {
+    /* Host memory to or from a file without O_DIRECT goes one entry per batch: cuFile's
+     * compatibility mode (CUDA 13, the H100 machine) fails all but the first few entries of
+     * such a batch (status FAILED, -1; cufile.log "nvfs_bio ... error res = -1"), while
+     * batches of one entry, VRAM, and O_DIRECT files all work (tests/gpu/gds_probe.c). */
     size_t per = pool_of(eng)->per_batch;
+    for (size_t i = 0; i < req->nios && per > 1; i++)
+        if (req->ios[i].host && !req->ios[i].direct)
+            per = 1;
     gb_req_t *r = calloc(1, sizeof(*r));
     if (r) {
+        r->per = per;
         r->nbatches = (req->nios + per - 1) / per;
         r->params = calloc(req->nios ? req->nios : 1, sizeof(*r->params));
         r->events = calloc(per, sizeof(*r->events));

@@ -162,6 +162,7 @@ typedef struct gds_io {
     size_t size;
     size_t desc; /* the descriptor it comes from (for messages) */
     bool host;   /* the buffer is DRAM */
+    bool direct; /* the file was opened with O_DIRECT */
 } gds_io_t;
 
 typedef struct gds_runner gds_runner_t;

@@ -79,6 +79,7 @@ nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
                                                             : eng->params.max_request_size,
                 .desc = i,
                 .host = mem->md->type == NIXL_DRAM_SEG,
+                .direct = file->md->file->direct,
             };
         }
     }

@@ -8,7 +8,9 @@
  *
  *   gds_probe DIR [NAME]     DIR: a directory on a disk file system (O_DIRECT); NAME: only
  *                            the cases whose name contains it
- *   gds_probe DIR custom VRAM DIRECT SIZE PER_BATCH TOTAL WINDOW     one case of your own
+ *   gds_probe DIR custom VRAM DIRECT SIZE PER_BATCH TOTAL WINDOW [OWN_ADDR [REG]]
+ *                            one case of your own (OWN_ADDR: each entry's buffer as its own
+ *                            address, offset 0; REG 0: no cuFileBufRegister)
  *
  * Types are the layouts of cufile.h, declared here because the build has no CUDA headers.
  */
@@ -358,8 +360,9 @@ int main(int argc, char **argv)
         printf("cuFileDriverOpen: %d\n", e.err);
         return 1;
     }
-    if (argc == 9 && !strcmp(argv[2], "custom")) { /* custom vram direct size per_batch total window */
-        probe_t c = {.name = "custom", .vram = atoi(argv[3]), .direct = atoi(argv[4]), .reg = 1,
+    if (argc >= 9 && !strcmp(argv[2], "custom")) { /* ... window [own_addr [reg]] */
+        probe_t c = {.name = "custom", .vram = atoi(argv[3]), .direct = atoi(argv[4]),
+                     .own_addr = argc > 9 && atoi(argv[9]), .reg = argc <= 10 || atoi(argv[10]),
                      .size = strtoull(argv[5], NULL, 0), .per_batch = strtoull(argv[6], NULL, 0),
                      .total = strtoull(argv[7], NULL, 0), .window = strtoull(argv[8], NULL, 0)};
         probe(argv[1], &c);
