@@ -16,6 +16,8 @@
  * window polls every batch out, its own and other requests', under the window's lock. No
  * request can then wait on one that nobody polls.
  *
+ * Host memory with a file opened without O_DIRECT runs at post instead (gb_req_init says why).
+ *
  * Every completion is checked: an entry that is not COMPLETE, or COMPLETE with fewer bytes than
  * asked (a read past the end of the file, a full disk), fails the request with the descriptor,
  * the offset and the reason. The request's state is published only when every submitted entry
@@ -54,7 +56,7 @@ typedef struct gb_batch {
 } gb_batch_t;
 
 typedef struct gb_req {
-    size_t per; /* entries per batch: the pool's, or 1 (see gb_req_init) */
+    bool sync; /* run at post with cuFileRead/cuFileWrite (see gb_req_init) */
     size_t nbatches;
     gds_cu_io_params_t *params; /* one per I/O, filled at prep */
     gds_cu_io_event_t *events;  /* scratch for one status call */
@@ -175,17 +177,19 @@ static void gb_req_free(gb_req_t *r)
 
 static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
 {
-    /* Host memory to or from a file without O_DIRECT goes one entry per batch: cuFile's
+    /* Host memory to or from a file without O_DIRECT does not go in batches: cuFile's
      * compatibility mode (CUDA 13, the H100 machine) fails all but the first few entries of
-     * such a batch (status FAILED, -1; cufile.log "nvfs_bio ... error res = -1"), while
-     * batches of one entry, VRAM, and O_DIRECT files all work (tests/gpu/gds_probe.c). */
+     * such a batch (status FAILED, -1; cufile.log "nvfs_bio ... error res = -1"), and many
+     * batches of one entry out at once never complete, while VRAM and O_DIRECT files work
+     * (tests/gpu/gds_probe.c). Such a request runs at post with cuFileRead/cuFileWrite, as
+     * GDS_MT's workers do (which pass every such case of test_gds). */
     size_t per = pool_of(eng)->per_batch;
-    for (size_t i = 0; i < req->nios && per > 1; i++)
-        if (req->ios[i].host && !req->ios[i].direct)
-            per = 1;
+    bool sync = false;
+    for (size_t i = 0; i < req->nios && !sync; i++)
+        sync = req->ios[i].host && !req->ios[i].direct;
     gb_req_t *r = calloc(1, sizeof(*r));
     if (r) {
-        r->per = per;
+        r->sync = sync;
         r->nbatches = (req->nios + per - 1) / per;
         r->params = calloc(req->nios ? req->nios : 1, sizeof(*r->params));
         r->events = calloc(per, sizeof(*r->events));
@@ -389,9 +393,29 @@ static nixl_status_t progress(nixl_be_engine_t *eng, gds_req_t *req, long timeou
     return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
 }
 
+/* A request that cannot go in batches: every I/O now, in order, until one fails. */
+static nixl_status_t run_sync(nixl_be_engine_t *eng, gds_req_t *req)
+{
+    atomic_store(&req->state, NIXL_IN_PROG);
+    for (size_t i = 0; i < req->nios; i++) {
+        char what[200];
+        if (!gds_io_run(eng->cf, req->write, &req->ios[i], what, sizeof(what))) {
+            gds_ios_end(req, &req->ios[i], 1, what);
+            if (i + 1 < req->nios)
+                gds_ios_end(req, &req->ios[i + 1], req->nios - i - 1,
+                            "not run: an earlier I/O of the request failed");
+            break;
+        }
+        gds_ios_end(req, &req->ios[i], 1, NULL);
+    }
+    return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
+}
+
 static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
+    if (r->sync)
+        return run_sync(eng, req);
     r->submitted = 0;
     memset(r->done, 0, req->nios * sizeof(*r->done));
     atomic_store(&req->state, NIXL_IN_PROG);
@@ -404,12 +428,17 @@ static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
 
 static nixl_status_t gb_check(nixl_be_engine_t *eng, gds_req_t *req)
 {
+    gb_req_t *r = req->run;
+    if (r->sync) /* ran to its end in post */
+        return (nixl_status_t)atomic_load_explicit(&req->state, memory_order_acquire);
     return progress(eng, req, 0);
 }
 
 static bool gb_abort(nixl_be_engine_t *eng, gds_req_t *req)
 {
     gb_req_t *r = req->run;
+    if (r->sync)
+        return true; /* nothing of it is ever left running */
     pthread_mutex_lock(&win.lock);
     end_rest(eng, req, "cancelled before it was submitted");
     for (size_t b = 0; b < r->submitted; b++)

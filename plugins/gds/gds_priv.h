@@ -263,6 +263,9 @@ nixl_status_t gds_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
  * the request's state is published (SUCCESS, or BACKEND with errmsg) and true returned. Calls
  * for one request are serialised by the runner. */
 bool gds_ios_end(gds_req_t *req, const gds_io_t *io, size_t n, const char *what);
+/* Run one I/O to its end with cuFileRead/cuFileWrite (blocking); false with the reason in
+ * `what` (GDS_MT's workers, and GDS for what its batches cannot carry). */
+bool gds_io_run(const gds_cufile_t *cf, bool write, const gds_io_t *io, char *what, size_t len);
 
 /* The plugin of a kind from its runner's functions <prefix>_start, _stop, _req_init,
  * _req_fini, _post, _check and _abort: the runner table, create, the description, the

@@ -8,6 +8,7 @@
  * naming the descriptor. Descriptors longer than max_request_size become several I/Os.
  * The end of every I/O, whichever runner ran it, is accounted here (gds_ios_end).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,34 @@ nixl_status_t gds_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
     atomic_fetch_add(&eng->live_reqs, 1);
     *out = req;
     return NIXL_SUCCESS;
+}
+
+/* gds_priv.h */
+bool gds_io_run(const gds_cufile_t *cf, bool write, const gds_io_t *io, char *what,
+                   size_t len)
+{
+    size_t done = 0;
+    while (done < io->size) {
+        errno = 0;
+        ssize_t n = write ? cf->write(io->fh, io->buf_base, io->size - done,
+                                      (off_t)(io->file_off + done), (off_t)(io->buf_off + done))
+                          : cf->read(io->fh, io->buf_base, io->size - done,
+                                     (off_t)(io->file_off + done), (off_t)(io->buf_off + done));
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        char s[96];
+        if (n == 0)
+            snprintf(what, len, "short %s: %zu of %zu bytes, then nothing (%s)",
+                     write ? "write" : "read", done, io->size,
+                     write ? "no space left?" : "past the end of the file?");
+        else
+            snprintf(what, len, "%s: %s", write ? "cuFileWrite" : "cuFileRead",
+                     gds_io_strerror(n, errno ? errno : EIO, s, sizeof(s)));
+        return false;
+    }
+    return true;
 }
 
 bool gds_ios_end(gds_req_t *req, const gds_io_t *io, size_t n, const char *what)

@@ -39,34 +39,6 @@ static gm_req_t *gm(gds_req_t *req)
     return req->run;
 }
 
-/* Run one I/O to its end; false with the reason in `what`. */
-static bool run_io(const gds_cufile_t *cf, bool write, const gds_io_t *io, char *what,
-                   size_t len)
-{
-    size_t done = 0;
-    while (done < io->size) {
-        errno = 0;
-        ssize_t n = write ? cf->write(io->fh, io->buf_base, io->size - done,
-                                      (off_t)(io->file_off + done), (off_t)(io->buf_off + done))
-                          : cf->read(io->fh, io->buf_base, io->size - done,
-                                     (off_t)(io->file_off + done), (off_t)(io->buf_off + done));
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        char s[96];
-        if (n == 0)
-            snprintf(what, len, "short %s: %zu of %zu bytes, then nothing (%s)",
-                     write ? "write" : "read", done, io->size,
-                     write ? "no space left?" : "past the end of the file?");
-        else
-            snprintf(what, len, "%s: %s", write ? "cuFileWrite" : "cuFileRead",
-                     gds_io_strerror(n, errno ? errno : EIO, s, sizeof(s)));
-        return false;
-    }
-    return true;
-}
-
 /* With the lock held: the next I/O of the queue, unlinking a request whose last I/O it is. */
 static gds_req_t *take(gm_pool_t *p, size_t *idx)
 {
@@ -94,7 +66,7 @@ static void *worker(void *arg)
             break;
         pthread_mutex_unlock(&p->lock);
         char what[200];
-        bool ok = run_io(cf, req->write, &req->ios[i], what, sizeof(what));
+        bool ok = gds_io_run(cf, req->write, &req->ios[i], what, sizeof(what));
         pthread_mutex_lock(&p->lock);
         if (gds_ios_end(req, &req->ios[i], 1, ok ? NULL : what))
             pthread_cond_broadcast(&p->done);
