@@ -46,6 +46,7 @@ static void test_described(void **state)
         if (k == 0) {
             assert_string_equal(param_value(params, "batch_pool_size"), "32");
             assert_string_equal(param_value(params, "batch_limit"), "128");
+            assert_string_equal(param_value(params, "batch_inflight_limit"), "64");
             assert_non_null(param_value(params, "max_request_size"));
         } else {
             assert_non_null(param_value(params, "thread_count"));
