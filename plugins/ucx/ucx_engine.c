@@ -201,6 +201,7 @@ static void ucx_destroy(nixl_be_engine_t *eng)
     if (eng->ctx)
         ucp_cleanup(eng->ctx);
     pthread_mutex_destroy(&eng->conns_lock);
+    pthread_mutex_destroy(&eng->rkey_lock);
     pthread_mutex_destroy(&eng->all_lock);
     pthread_mutex_destroy(&eng->stage_lock);
     pthread_cond_destroy(&eng->stage_cond);
@@ -274,6 +275,7 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->nworkers = eng->nshared + eng->nthreads;
     eng->wake_fd = -1;
     pthread_mutex_init(&eng->conns_lock, NULL);
+    pthread_mutex_init(&eng->rkey_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
     pthread_mutex_init(&eng->stage_lock, NULL);
     pthread_cond_init(&eng->stage_cond, NULL);

@@ -197,7 +197,8 @@ static void unload_array(nixl_be_engine_t *eng, nixl_be_md_t **mds, size_t n)
     ucx_unload_md(eng, &view);
 }
 
-/* An rmd of `conn` (its reference is taken here) with rkeys unpacked from `blob`. */
+/* An rmd of `conn` (its reference is taken here) holding a checked copy of `blob`; its rkeys
+ * are unpacked by the first prep that uses it (ucx_rmd_ready). */
 static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void *blob,
                              size_t len, size_t i, nixl_be_md_t **out)
 {
@@ -206,7 +207,8 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
                            conn->name);
     bool staged = len == UCX_STAGED_BLOB_LEN && !memcmp(blob, UCX_STAGED_BLOB, len);
     /* UCX unpacks a key without its length and trusts what is inside it: check it all
-     * before UCX sees it (ucx_validate.c), and hand UCX a copy followed by zeros. */
+     * before UCX ever sees it (ucx_validate.c); ucx_rmd_ready hands UCX a copy followed by
+     * zeros. */
     if (!conn->is_self && !staged) {
         if (atomic_load(&eng->rkey_fmt) == 2)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
@@ -220,35 +222,69 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
                                "UCX remote key: %s",
                                i, conn->name, len, why);
     }
-    uint8_t *padded = calloc(1, len + UCX_RKEY_PAD);
-    ucx_rmd_t *r = calloc(1, sizeof(*r) + eng->nworkers * sizeof(ucp_rkey_h));
-    if (!r || !padded) {
-        free(padded);
-        free(r);
+    size_t keys = eng->nworkers * sizeof(ucp_rkey_h);
+    ucx_rmd_t *r = staged ? calloc(1, sizeof(*r) + keys) : malloc(sizeof(*r) + keys + len);
+    if (!r)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
-    }
-    memcpy(padded, blob, len);
+    memset(r, 0, sizeof(*r) + keys);
     md_init(&r->hdr, UCX_MD_REMOTE, eng);
     r->conn = conn;
     r->unreachable = staged; /* GPU memory its owner's UCX cannot see: no rkey */
-    ucx_conn_ref(conn, 1);
-    for (unsigned w = 0; w < eng->nworkers && !staged; w++) {
-        if (!conn->eps[w])
-            continue; /* loopback: worker 0 only */
-        ucs_status_t s = ucp_ep_rkey_unpack(conn->eps[w], padded, &r->rkeys[w]);
-        if (s != UCS_OK) {
-            r->rkeys[w] = NULL;
-            free(padded);
-            ucx_md_unref(&r->hdr);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
-                               "region %zu of agent '%s': its %zu-byte "
-                               "blob is not a usable UCX rkey: %s",
-                               i, conn->name, len, ucs_status_string(s));
-        }
+    if (!staged) {
+        uint8_t *copy = (uint8_t *)r + sizeof(*r) + keys;
+        memcpy(copy, blob, len);
+        r->blob = copy;
+        r->blob_len = len;
     }
-    free(padded);
+    atomic_store_explicit(&r->ready, staged, memory_order_relaxed);
+    ucx_conn_ref(conn, 1);
     *out = &r->hdr;
     return NIXL_SUCCESS;
+}
+
+nixl_status_t ucx_rmd_ready(nixl_be_engine_t *eng, ucx_rmd_t *r, size_t i)
+{
+    if (atomic_load_explicit(&r->ready, memory_order_acquire))
+        return NIXL_SUCCESS;
+    ucx_conn_t *conn = r->conn;
+    nixl_status_t st = NIXL_SUCCESS;
+    pthread_mutex_lock(&eng->rkey_lock);
+    if (!atomic_load_explicit(&r->ready, memory_order_relaxed)) {
+        /* UCX reads a key without its length: give it the checked bytes followed by zeros. */
+        uint8_t stack[1024], *padded = stack;
+        size_t need = r->blob_len + UCX_RKEY_PAD;
+        if (need > sizeof(stack) && !(padded = malloc(need))) {
+            pthread_mutex_unlock(&eng->rkey_lock);
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+        }
+        memcpy(padded, r->blob, r->blob_len);
+        memset(padded + r->blob_len, 0, UCX_RKEY_PAD);
+        for (unsigned w = 0; w < eng->nworkers && st == NIXL_SUCCESS; w++) {
+            if (!conn->eps[w])
+                continue; /* loopback: worker 0 only */
+            ucs_status_t s = ucp_ep_rkey_unpack(conn->eps[w], padded, &r->rkeys[w]);
+            if (s != UCS_OK) {
+                r->rkeys[w] = NULL;
+                st = NIXL_BE_ERR(eng->host, NIXL_ERR_MISMATCH,
+                                 "descriptor %zu: the %zu-byte blob of its region of agent '%s' "
+                                 "is not a usable UCX rkey: %s",
+                                 i, r->blob_len, conn->name, ucs_status_string(s));
+            }
+        }
+        if (st != NIXL_SUCCESS) {
+            for (unsigned w = 0; w < eng->nworkers; w++)
+                if (r->rkeys[w]) {
+                    ucp_rkey_destroy(r->rkeys[w]);
+                    r->rkeys[w] = NULL;
+                }
+        } else {
+            atomic_store_explicit(&r->ready, true, memory_order_release);
+        }
+        if (padded != stack)
+            free(padded);
+    }
+    pthread_mutex_unlock(&eng->rkey_lock);
+    return st;
 }
 
 nixl_status_t ucx_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_mem_t type,

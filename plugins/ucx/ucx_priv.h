@@ -128,9 +128,19 @@ typedef struct ucx_rmd {
     struct nixl_be_md hdr; /* UCX_MD_REMOTE */
     ucx_conn_t *conn;      /* holds a reference */
     bool unreachable;      /* the peer's staged VRAM: no rkeys; transfers to it are refused */
+    /* The rkeys are unpacked by the first prep that uses the region (ucx_rmd_ready), not at
+     * load: loading a peer's metadata then costs a check and a copy of each blob (tens of ns)
+     * instead of UCX's unpack for every region, most of which a peer may never touch. */
+    _Atomic bool ready;    /* rkeys[] is set (release by the unpacker, acquire by readers) */
+    const uint8_t *blob;   /* the checked blob, kept in this allocation after rkeys[] */
+    size_t blob_len;
     ucp_rkey_h rkeys[];    /* one per worker, unpacked on that worker's endpoint (NULL
                             * where the conn has none) */
 } ucx_rmd_t;
+
+/* Unpack the region's rkeys if no prep did yet (ucx_mem.c; eng->rkey_lock serialises the
+ * unpackers). NIXL_SUCCESS once they are there. */
+nixl_status_t ucx_rmd_ready(nixl_be_engine_t *eng, ucx_rmd_t *r, size_t i);
 
 /* ---- connections ---- */
 
@@ -239,6 +249,7 @@ struct nixl_be_engine {
     uint8_t *addr; /* worker 0's address: our conn info */
     size_t addr_len;
 
+    pthread_mutex_t rkey_lock; /* ucx_rmd_ready: one unpacker at a time */
     pthread_mutex_t conns_lock;
     nixl_hmap_t conns; /* loaded peers and self: conn->name -> ucx_conn_t * */
     ucx_conn_t *self;

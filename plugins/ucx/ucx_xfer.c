@@ -206,6 +206,11 @@ static nixl_status_t check_elems(nixl_be_engine_t *eng, const nixl_be_desc_t *lo
                                "descriptor %zu: local length %zu "
                                "!= remote length %zu",
                                i, local[i].len, remote[i].len);
+        if (!i || r != remote[i - 1].md) {
+            nixl_status_t st = ucx_rmd_ready(eng, (ucx_rmd_t *)r, i);
+            if (st != NIXL_SUCCESS)
+                return st;
+        }
         *nrefs += (!i || l != local[i - 1].md) + (!i || r != remote[i - 1].md);
     }
     return NIXL_SUCCESS;
