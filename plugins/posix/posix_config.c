@@ -1,5 +1,6 @@
 /*
- * posix_config.c - the POSIX backend's parameters and its path-mode specs.
+ * posix_config.c - the POSIX backend's parameters (its path-mode specs are parsed by
+ * nixl_be_file_spec_parse, src/util/be_storage.c, shared with GDS).
  *
  * Parameters (reference names; unknown keys are ignored, bad values refused with a reason):
  *   use_uring / use_aio / use_posix_aio   pick io_uring, libaio or the thread pool; at most
@@ -14,9 +15,7 @@
  * registration is then in fd mode (devId is the caller's fd) and the metadata is ignored. A
  * meta that begins like a spec but has an unknown flag, no ':' or an empty path is refused.
  */
-#include <fcntl.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "posix_priv.h"
 #include "be_param.h"
@@ -40,61 +39,4 @@ nixl_status_t px_params_parse(const nixl_be_init_t *init, px_params_t *out)
     p.pool_threads = (unsigned)threads;
     *out = p;
     return NIXL_SUCCESS;
-}
-
-/* One flag token of a spec; false when unknown. */
-static bool spec_flag(const char *t, size_t n, int *flags)
-{
-    static const struct {
-        const char *name;
-        int flag;
-    } known[] = {{"direct", O_DIRECT}, {"sync", O_SYNC}, {"noatime", O_NOATIME},
-                 {"create", O_CREAT}};
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strlen(known[i].name) == n && !memcmp(t, known[i].name, n)) {
-            *flags |= known[i].flag;
-            return true;
-        }
-    return false;
-}
-
-bool px_spec_parse(const void *meta, size_t len, char *buf, size_t buflen, px_spec_t *out,
-                   char *err, size_t errlen)
-{
-    const char *m = meta;
-    *out = (px_spec_t){0};
-    if (!m || len < 3 || m[0] != 'r' || (m[1] != 'o' && m[1] != 'w') ||
-        (m[2] != ',' && m[2] != ':'))
-        return true; /* plain metadata: fd mode */
-    out->is_spec = true;
-    if (len >= buflen || memchr(m, '\0', len)) {
-        snprintf(err, errlen, "path spec of %zu bytes is too long or contains a NUL byte", len);
-        return false;
-    }
-    memcpy(buf, m, len);
-    buf[len] = '\0';
-    char *colon = strchr(buf, ':');
-    if (!colon || !colon[1]) {
-        snprintf(err, errlen, "path spec '%s' has no path after ':' (expected "
-                 "'<ro|rw>[,direct,sync,noatime,create]:<path>')", buf);
-        return false;
-    }
-    int flags = buf[1] == 'o' ? O_RDONLY : O_RDWR;
-    for (char *t = buf + 2; t < colon;) {
-        t++; /* the ',' */
-        size_t n = strcspn(t, ",:");
-        if (!spec_flag(t, n, &flags)) {
-            snprintf(err, errlen, "path spec '%s': unknown flag '%.*s' (known: direct, sync, "
-                     "noatime, create)", buf, (int)n, t);
-            return false;
-        }
-        t += n;
-    }
-    if ((flags & O_CREAT) && (flags & O_ACCMODE) == O_RDONLY) {
-        snprintf(err, errlen, "path spec '%s': 'create' needs 'rw'", buf);
-        return false;
-    }
-    out->flags = flags | O_CLOEXEC;
-    out->path = colon + 1;
-    return true;
 }

@@ -75,8 +75,8 @@ static nixl_status_t md_file(nixl_be_engine_t *eng, size_t i, const nixl_reg_des
                              nixl_be_md_t *md)
 {
     char buf[PX_PATH_MAX], err[PX_ERR_MAX + PX_PATH_MAX];
-    px_spec_t spec;
-    if (!px_spec_parse(d->meta, d->meta_len, buf, sizeof(buf), &spec, err, sizeof(err))) {
+    nixl_be_file_spec_t spec;
+    if (!nixl_be_file_spec_parse(d->meta, d->meta_len, buf, sizeof(buf), &spec, err, sizeof(err))) {
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "descriptor %zu: %s", i, err);
     }
     md->dev_id = d->dev_id;
@@ -158,12 +158,12 @@ nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_re
     (void)type;
     char buf[PX_PATH_MAX], err[PX_ERR_MAX + PX_PATH_MAX];
     for (size_t i = 0; i < count; i++) {
-        px_spec_t spec;
+        nixl_be_file_spec_t spec;
         const char *path = buf;
         if (!descs[i].meta_len || descs[i].meta_len >= sizeof(buf) ||
             memchr(descs[i].meta, '\0', descs[i].meta_len))
             continue;
-        if (!px_spec_parse(descs[i].meta, descs[i].meta_len, buf, sizeof(buf), &spec, err,
+        if (!nixl_be_file_spec_parse(descs[i].meta, descs[i].meta_len, buf, sizeof(buf), &spec, err,
                            sizeof(err)))
             continue; /* a broken spec names no file */
         if (spec.is_spec) {

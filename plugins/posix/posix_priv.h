@@ -133,17 +133,6 @@ void px_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 nixl_status_t px_query_mem(nixl_be_engine_t *eng, nixl_mem_t type, const nixl_reg_desc_t *descs,
                            size_t count, nixl_query_resp_t *out);
 
-/* posix_config.c: "<ro|rw>[,direct][,sync][,noatime][,create]:<path>" */
-typedef struct px_spec {
-    bool is_spec;  /* false: plain metaInfo (fd mode) */
-    int flags;     /* open(2) flags */
-    const char *path; /* into the parsed buffer */
-} px_spec_t;
-/* Parse meta (not NUL-terminated) into buf (NUL-terminated copy). False, with a reason in err,
- * when it starts like a spec but is not a valid one. */
-bool px_spec_parse(const void *meta, size_t len, char *buf, size_t buflen, px_spec_t *out,
-                   char *err, size_t errlen);
-
 /* posix_xfer.c */
 nixl_status_t px_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_be_desc_t *local,
                            const nixl_be_desc_t *remote, size_t count, const char *agent,

@@ -1,8 +1,11 @@
 /*
  * be_storage.c - what the storage backends share (be_storage.h).
  */
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "be_storage.h"
 
@@ -112,4 +115,61 @@ nixl_status_t nixl_be_storage_status(const nixl_host_t *host, nixl_status_t st,
     if (st < 0 && st != NIXL_ERR_NOT_POSTED)
         (void)NIXL_BE_ERR(host, st, "%s", errmsg);
     return st;
+}
+
+/* One flag token of a spec; false when unknown. */
+static bool spec_flag(const char *t, size_t n, int *flags)
+{
+    static const struct {
+        const char *name;
+        int flag;
+    } known[] = {{"direct", O_DIRECT}, {"sync", O_SYNC}, {"noatime", O_NOATIME},
+                 {"create", O_CREAT}};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i].name) == n && !memcmp(t, known[i].name, n)) {
+            *flags |= known[i].flag;
+            return true;
+        }
+    return false;
+}
+
+bool nixl_be_file_spec_parse(const void *meta, size_t len, char *buf, size_t buflen, nixl_be_file_spec_t *out,
+                   char *err, size_t errlen)
+{
+    const char *m = meta;
+    *out = (nixl_be_file_spec_t){0};
+    if (!m || len < 3 || m[0] != 'r' || (m[1] != 'o' && m[1] != 'w') ||
+        (m[2] != ',' && m[2] != ':'))
+        return true; /* plain metadata: fd mode */
+    out->is_spec = true;
+    if (len >= buflen || memchr(m, '\0', len)) {
+        snprintf(err, errlen, "path spec of %zu bytes is too long or contains a NUL byte", len);
+        return false;
+    }
+    memcpy(buf, m, len);
+    buf[len] = '\0';
+    char *colon = strchr(buf, ':');
+    if (!colon || !colon[1]) {
+        snprintf(err, errlen, "path spec '%s' has no path after ':' (expected "
+                 "'<ro|rw>[,direct,sync,noatime,create]:<path>')", buf);
+        return false;
+    }
+    int flags = buf[1] == 'o' ? O_RDONLY : O_RDWR;
+    for (char *t = buf + 2; t < colon;) {
+        t++; /* the ',' */
+        size_t n = strcspn(t, ",:");
+        if (!spec_flag(t, n, &flags)) {
+            snprintf(err, errlen, "path spec '%s': unknown flag '%.*s' (known: direct, sync, "
+                     "noatime, create)", buf, (int)n, t);
+            return false;
+        }
+        t += n;
+    }
+    if ((flags & O_CREAT) && (flags & O_ACCMODE) == O_RDONLY) {
+        snprintf(err, errlen, "path spec '%s': 'create' needs 'rw'", buf);
+        return false;
+    }
+    out->flags = flags | O_CLOEXEC;
+    out->path = colon + 1;
+    return true;
 }

@@ -79,4 +79,19 @@ nixl_status_t nixl_be_storage_post_begin(const nixl_host_t *host, const nixl_be_
 nixl_status_t nixl_be_storage_status(const nixl_host_t *host, nixl_status_t st,
                                      const char *errmsg);
 
+/* Path-mode FILE registration (POSIX, GDS, GDS_MT, as the reference): metaInfo
+ * "<ro|rw>[,direct][,sync][,noatime][,create]:<path>" names a file the backend opens at
+ * registration and closes at deregistration. Metadata that does not begin with "ro" or "rw"
+ * followed by ',' or ':' is not a spec: devId is then the caller's fd. One that begins like a
+ * spec but has an unknown flag, no ':' or an empty path is refused. */
+typedef struct nixl_be_file_spec {
+    bool is_spec;  /* false: plain metaInfo (fd mode) */
+    int flags;     /* open(2) flags */
+    const char *path; /* into the parsed buffer */
+} nixl_be_file_spec_t;
+/* Parse meta (not NUL-terminated) into buf (NUL-terminated copy). False, with a reason in err,
+ * when it starts like a spec but is not a valid one. */
+bool nixl_be_file_spec_parse(const void *meta, size_t len, char *buf, size_t buflen,
+                             nixl_be_file_spec_t *out, char *err, size_t errlen);
+
 #endif

@@ -1,6 +1,7 @@
 /*
- * fuzz_posix_spec.c - libFuzzer target for the POSIX backend's path spec
- * ("<ro|rw>[,direct,sync,noatime,create]:<path>" in a FILE region's metadata).
+ * fuzz_posix_spec.c - libFuzzer target for the storage backends' path spec
+ * ("<ro|rw>[,direct,sync,noatime,create]:<path>" in a FILE region's metadata; POSIX, GDS and
+ * GDS_MT parse it with nixl_be_file_spec_parse).
  *
  * Any bytes: parsed into a buffer of the size the backend uses; a spec that parses has a path
  * inside the buffer, NUL-terminated and non-empty, and flags with the access mode it asked
@@ -13,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "posix_priv.h"
+#include "be_storage.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -29,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char buf[4096], err[256] = "";
-    px_spec_t spec;
-    bool ok = px_spec_parse(size ? data : NULL, size, buf, sizeof(buf), &spec, err, sizeof(err));
+    nixl_be_file_spec_t spec;
+    bool ok = nixl_be_file_spec_parse(size ? data : NULL, size, buf, sizeof(buf), &spec, err, sizeof(err));
     if (!ok) {
         CHECK(err[0] != '\0');
         return 0;
