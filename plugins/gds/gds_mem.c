@@ -1,20 +1,24 @@
 /*
  * gds_mem.c - registration for cuFile, and query_mem.
  *
- * FILE: devId is a descriptor the caller owns and keeps open until it deregisters (fd mode,
- * as the reference's GDS backends). Its cuFile handle is registered once per fd and counted,
+ * FILE: devId is a descriptor the caller owns and keeps open until it deregisters (fd mode),
+ * or, with a "<ro|rw>[,flags]:<path>" spec in metaInfo (path mode, as the reference), a name
+ * for a file we open here and close when the region goes (nixl_be_file_spec_parse). Its cuFile handle is registered once per fd and counted,
  * because several regions may name one file and cuFile refuses to register an fd twice.
  * DRAM/VRAM: the buffer is given to cuFileBufRegister, which pins it for direct I/O; VRAM
  * must be GPU memory (checked with the host's GPU services first, so a wrong address fails
  * with a reason instead of inside cuFile). A buffer cuFile already holds (an overlapping
  * registration) is used as is and left to its owner.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "array.h"
+#include "be_storage.h"
 #include "file_query.h"
 #include "gds_priv.h"
 
@@ -33,6 +37,8 @@ static void file_put(nixl_be_engine_t *eng, gds_file_t *f)
     if (--f->refs)
         return;
     eng->cf->handle_deregister(f->handle);
+    if (f->owned)
+        close(f->fd); /* path mode: we opened it */
     for (size_t i = 0; i < eng->nfiles; i++)
         if (eng->files[i] == f) {
             eng->files[i] = eng->files[--eng->nfiles];
@@ -41,57 +47,111 @@ static void file_put(nixl_be_engine_t *eng, gds_file_t *f)
     free(f);
 }
 
-/* "ro:..." / "rw,...:..." is the reference's path mode, which these backends do not have. */
-static bool looks_like_path_spec(const nixl_reg_desc_t *d)
+/* A cuFile handle for fd, in the engine's table with one reference. */
+static nixl_status_t file_new(nixl_be_engine_t *eng, size_t i, int fd, bool direct,
+                              gds_file_t **out)
 {
-    const char *m = d->meta;
-    return m && d->meta_len >= 3 && m[0] == 'r' && (m[1] == 'o' || m[1] == 'w') &&
-           (m[2] == ':' || m[2] == ',');
+    gds_file_t *f = calloc(1, sizeof(*f));
+    gds_file_t **slot = f ? nixl_array_push(eng->files, eng->nfiles, eng->cap_files) : NULL;
+    if (!slot) {
+        free(f);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    }
+    gds_cu_descr_t descr = {.type = 1 /* opaque fd */, .handle.fd = fd};
+    gds_cu_err_t e = eng->cf->handle_register(&f->handle, &descr);
+    if (e.err != GDS_CU_SUCCESS) {
+        eng->nfiles--;
+        free(f);
+        char s[96];
+        /* cuFile says why only in its own log; one cause met on VMs and containers: no udev
+         * data for the disk, so cuFile cannot read the volume's attributes. */
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
+                           "descriptor %zu: cuFileHandleRegister of fd %d failed: %s (cuFile "
+                           "gives the reason in its log, cufile.log in the working directory "
+                           "or logging.dir of cufile.json)",
+                           i, fd, gds_cu_strerror(e, s, sizeof(s)));
+    }
+    f->fd = fd;
+    f->direct = direct;
+    f->refs = 1;
+    *slot = f;
+    *out = f;
+    return NIXL_SUCCESS;
+}
+
+/* The path-mode file of this engine that devId names, if any. */
+static gds_file_t *owned_find(nixl_be_engine_t *eng, uint64_t dev_id)
+{
+    for (size_t i = 0; i < eng->nfiles; i++)
+        if (eng->files[i]->owned && eng->files[i]->dev_id == dev_id)
+            return eng->files[i];
+    return NULL;
+}
+
+/* Path mode: open the spec's file, register it; it is closed when its region goes. */
+static nixl_status_t reg_path(nixl_be_engine_t *eng, size_t i, const nixl_reg_desc_t *d,
+                              const nixl_be_file_spec_t *spec, nixl_be_md_t *md)
+{
+    if (owned_find(eng, d->dev_id)) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: devId %llu already names a path-mode file of this "
+                           "engine; path mode needs one devId per file",
+                           i, (unsigned long long)d->dev_id);
+    }
+    int fd = open(spec->path, spec->flags, 0644);
+    if (fd < 0) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "descriptor %zu: cannot open '%s': %s",
+                           i, spec->path, strerror(errno));
+    }
+    gds_file_t *f;
+    nixl_status_t st = file_new(eng, i, fd, (spec->flags & O_DIRECT) != 0, &f);
+    if (st != NIXL_SUCCESS) {
+        close(fd);
+        return st;
+    }
+    f->owned = true;
+    f->dev_id = d->dev_id;
+    md->file = f;
+    return NIXL_SUCCESS;
 }
 
 static nixl_status_t reg_file(nixl_be_engine_t *eng, size_t i, const nixl_reg_desc_t *d,
                               nixl_be_md_t *md)
 {
-    if (looks_like_path_spec(d)) {
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "descriptor %zu: path-mode registration ('%.*s') is not supported "
-                           "by this backend; open the file and pass its descriptor as devId",
-                           i, (int)(d->meta_len > 64 ? 64 : d->meta_len), (const char *)d->meta);
-    }
+    char buf[GDS_PATH_MAX], err[GDS_ERR_MAX + GDS_PATH_MAX];
+    nixl_be_file_spec_t spec;
+    if (!nixl_be_file_spec_parse(d->meta, d->meta_len, buf, sizeof(buf), &spec, err,
+                                 sizeof(err)))
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM, "descriptor %zu: %s", i, err);
+    if (spec.is_spec)
+        return reg_path(eng, i, d, &spec, md);
     int fl = d->dev_id <= INT32_MAX ? fcntl((int)d->dev_id, F_GETFL) : -1;
     if (fl < 0) {
         return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                           "descriptor %zu: devId %llu is not an open file descriptor", i,
-                           (unsigned long long)d->dev_id);
+                           "descriptor %zu: devId %llu is not an open file descriptor (and "
+                           "metaInfo is not a '<ro|rw>[,flags]:<path>' spec)",
+                           i, (unsigned long long)d->dev_id);
     }
     int fd = (int)d->dev_id;
-    gds_file_t *f = file_find(eng, fd);
-    if (!f) {
-        f = calloc(1, sizeof(*f));
-        gds_file_t **slot = f ? nixl_array_push(eng->files, eng->nfiles, eng->cap_files) : NULL;
-        if (!slot) {
-            free(f);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
-        }
-        gds_cu_descr_t descr = {.type = 1 /* opaque fd */, .handle.fd = fd};
-        gds_cu_err_t e = eng->cf->handle_register(&f->handle, &descr);
-        if (e.err != GDS_CU_SUCCESS) {
-            eng->nfiles--;
-            free(f);
-            char s[96];
-            /* cuFile says why only in its own log; one cause met on VMs and containers: no
-             * udev data for the disk, so cuFile cannot read the volume's attributes. */
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
-                               "descriptor %zu: cuFileHandleRegister of fd %d failed: %s (cuFile "
-                               "gives the reason in its log, cufile.log in the working directory "
-                               "or logging.dir of cufile.json)",
-                               i, fd, gds_cu_strerror(e, s, sizeof(s)));
-        }
-        f->fd = fd;
-        f->direct = (fl & O_DIRECT) != 0;
-        *slot = f;
+    if (owned_find(eng, d->dev_id)) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: devId %llu names a path-mode file of this engine",
+                           i, (unsigned long long)d->dev_id);
     }
-    f->refs++;
+    gds_file_t *f = file_find(eng, fd);
+    if (f && f->owned) {
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: fd %d is this engine's own descriptor of a "
+                           "path-mode file, not one of yours",
+                           i, fd);
+    }
+    if (f) {
+        f->refs++;
+    } else {
+        nixl_status_t st = file_new(eng, i, fd, (fl & O_DIRECT) != 0, &f);
+        if (st != NIXL_SUCCESS)
+            return st;
+    }
     md->file = f;
     return NIXL_SUCCESS;
 }

@@ -143,6 +143,8 @@ typedef struct gds_file {
     int fd;
     void *handle; /* cuFile's */
     bool direct;  /* opened with O_DIRECT: 4 KiB alignment checked at prep */
+    bool owned;   /* path mode: we opened fd and close it with the handle */
+    uint64_t dev_id; /* path mode: the devId that names it */
     size_t refs;
 } gds_file_t;
 

@@ -7,7 +7,8 @@
  * buffer and file offsets and odd lengths (one longer than max_request_size, so it is cut);
  * files opened with O_DIRECT (4 KiB aligned transfers work, misaligned ones are refused at
  * prep naming the descriptor); two requests in flight at once, more batch entries than the
- * window between them, the second waited for first; a devId that is no open file; queryMem of a missing and an
+ * window between them, the second waited for first; path-mode registration (the backend opens
+ * the file named in metaInfo); a devId that is no open file; queryMem of a missing and an
  * existing file; a read past the end of a file (an error, never a short success). Also: GDS
  * and GDS_MT in one agent is refused NIXL_ERR_NOT_ALLOWED.
  * Files go to $NIXL_GDS_TEST_DIR (default /tmp; O_DIRECT needs a disk file system, not tmpfs).
@@ -329,6 +330,59 @@ static void past_eof(nixl_agent_t *a, const char *plugin, bool vram)
     area_free(&m);
 }
 
+/* Path mode (as the reference): metaInfo "rw,create[,direct]:<path>" and a devId of our
+ * choosing; the backend opens the file, moves the bytes, and closes it at deregistration.
+ * A bad spec and a devId used twice are refused. */
+static void path_mode(nixl_agent_t *a, const char *plugin, bool vram, bool direct)
+{
+    const size_t n = 16, len = 4096, total = n * len;
+    const uint64_t dev = 4242;
+    area_t m = area_new(vram, total);
+    uint8_t *want = malloc(total), *got = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        want[i] = pattern(i, 99);
+    area_put(&m, want);
+    char path[512], spec[600];
+    snprintf(path, sizeof(path), "%s/nixl-gds-path-%d-%d", dir, (int)getpid(), file_seq++);
+    snprintf(spec, sizeof(spec), "rw,create%s:%s", direct ? ",direct" : "", path);
+    reg(a, area_mem(&m), m.addr, m.len, 0, true);
+    nixl_reg_desc_t f = {.addr = 0, .len = 0, .dev_id = dev, .meta = spec,
+                         .meta_len = strlen(spec)};
+    nixl_status_t st = nixl_agent_register_mem(a, NIXL_FILE_SEG, &f, 1, NULL);
+    GT_CHECK(st == NIXL_SUCCESS, "%s path mode: register '%s': %s", plugin, spec,
+             nixl_status_str(st));
+    nixl_status_t again = nixl_agent_register_mem(a, NIXL_FILE_SEG, &f, 1, NULL);
+    GT_CHECK(again == NIXL_ERR_INVALID_PARAM, "%s path mode: devId registered twice: %s", plugin,
+             nixl_status_str(again));
+    nixl_reg_desc_t bad = {.dev_id = dev + 1, .meta = "rw,bogus:/tmp/x", .meta_len = 15};
+    nixl_status_t b = nixl_agent_register_mem(a, NIXL_FILE_SEG, &bad, 1, NULL);
+    GT_CHECK(b == NIXL_ERR_INVALID_PARAM && strstr(nixl_last_error(), "bogus"),
+             "%s path mode: a bad spec: %s", plugin, nixl_status_str(b));
+    if (st == NIXL_SUCCESS) {
+        st = xfer(a, NIXL_WRITE, &m, (int)dev, n, len, len, 0, 0);
+        GT_CHECK(st == NIXL_SUCCESS, "%s path mode WRITE: %s", plugin, nixl_status_str(st));
+        int plain = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t r = plain >= 0 ? pread(plain, got, total, 0) : -1;
+        if (plain >= 0)
+            close(plain);
+        GT_CHECK(r == (ssize_t)total && !memcmp(got, want, total),
+                 "%s path mode: the file's bytes differ (%zd read)", plugin, r);
+        memset(got, 0, total);
+        area_put(&m, got);
+        st = xfer(a, NIXL_READ, &m, (int)dev, n, len, len, 0, 0);
+        area_get(&m, got);
+        GT_CHECK(st == NIXL_SUCCESS && !memcmp(got, want, total), "%s path mode READ: %s%s",
+                 plugin, nixl_status_str(st), st == NIXL_SUCCESS ? " (bytes differ)" : "");
+        reg(a, NIXL_FILE_SEG, 0, 0, dev, false);
+    }
+    reg(a, area_mem(&m), m.addr, m.len, 0, false);
+    printf("    path mode%s\n", direct ? " (direct)" : "");
+    unlink(path);
+    area_free(&m);
+    free(want);
+    free(got);
+}
+
 /* A devId that is no open descriptor; queryMem of a missing and of an existing file. */
 static void missing_file(nixl_agent_t *a, const char *plugin)
 {
@@ -384,6 +438,9 @@ static void run_backend(const char *plugin, bool direct)
             direct_refusals(a, plugin, vram);
         }
         two_in_flight(a, plugin, vram, 0);
+        path_mode(a, plugin, vram, false);
+        if (direct)
+            path_mode(a, plugin, vram, true);
         past_eof(a, plugin, vram);
     }
     missing_file(a, plugin);
