@@ -1,9 +1,11 @@
 /*
  * fuzz_ucx_load.c - libFuzzer target for the path from a metadata LOAD to UCX: each input is
  * handed to nixl_agent_load_remote_md of an agent with a real UCX engine (over TCP), so its
- * UCX connection info reaches ucp_ep_create and its UCX regions ucp_ep_rkey_unpack unless the
- * backend's checks (plugins/ucx/ucx_validate.c) refuse them first. What loads is invalidated
- * again. Besides "no crash, no abort inside UCX", it checks that the checks are consistent
+ * UCX connection info reaches ucp_ep_create unless the backend's checks
+ * (plugins/ucx/ucx_validate.c) refuse it first. Region blobs are checked at load too; UCX's
+ * ucp_ep_rkey_unpack only sees them when a transfer is first created on the region, which needs
+ * a live peer (the corpus's peers are gone, so their loads stop at the connection). What loads
+ * is invalidated again. Besides "no crash, no abort inside UCX", it checks that the checks are consistent
  * with the LOAD: metadata whose UCX parts fail them never loads.
  *
  * The checks are also called directly on each UCX part of the input: in the libFuzzer build
