@@ -33,7 +33,8 @@
  *                     ("-memfd"); one whose descriptor it closed cannot be, and cross-memory
  *                     attach serves ("-closed").
  *  map-devshm         the same with a file in /dev/shm.
- *  map-huge           a memfd on hugetlbfs (says "skipped" and passes without huge pages).
+ *  map-huge           a memfd on hugetlbfs (as root the test reserves the huge pages for its
+ *                     run; elsewhere it says "skipped" and passes without them).
  *  map-otheruid-..    (root, else "skipped") the target runs as nobody (both sides trust the
  *                     other's uid): its plain memfd, which it could cut under our copies (a
  *                     SIGBUS here), is not mapped - cross-memory attach serves ("-memfd"); one
@@ -580,21 +581,63 @@ static int run_otheruid(const void *arg)
     return rc;
 }
 
-static int run_huge(const void *arg)
+/* Whether TBUF of huge pages can be had now (a memfd on hugetlbfs, mapped and populated). */
+static bool huge_available(char *why, size_t whylen)
 {
     int fd = memfd_create("it-probe", MFD_CLOEXEC | MFD_HUGETLB);
     void *p = fd >= 0 && ftruncate(fd, (off_t)TBUF + ((size_t)2 << 20)) == 0
                   ? mmap(NULL, TBUF, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
                   : MAP_FAILED;
+    snprintf(why, whylen, "%s", strerror(errno));
     if (fd >= 0)
         close(fd);
-    if (p == MAP_FAILED) {
-        printf("map-huge: skipped, no %zu MiB of huge pages here (%s)\n", TBUF >> 20,
-               strerror(errno));
-        return 0;
-    }
+    if (p == MAP_FAILED)
+        return false;
     munmap(p, TBUF);
-    return run_matrix(arg);
+    return true;
+}
+
+static long read_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static bool write_long(const char *path, long v)
+{
+    FILE *f = fopen(path, "w");
+    bool ok = f && fprintf(f, "%ld\n", v) > 0;
+    return f ? fclose(f) == 0 && ok : false;
+}
+
+/* Huge pages must be reserved (vm.nr_hugepages) for a memfd on hugetlbfs: as root the test
+ * reserves what it needs for its run and gives them back after; elsewhere, without them, it
+ * says "skipped". */
+static int run_huge(const void *arg)
+{
+    static const char nr_path[] = "/proc/sys/vm/nr_hugepages";
+    char why[128];
+    long before = -1;
+    if (!huge_available(why, sizeof(why)) && geteuid() == 0 &&
+        (before = read_long(nr_path)) >= 0) {
+        long need = (long)((TBUF + ((size_t)4 << 20)) >> 21); /* 2 MiB pages, with slack */
+        if (!write_long(nr_path, before + need))
+            before = -1;
+    }
+    int rc = 0;
+    if (huge_available(why, sizeof(why)))
+        rc = run_matrix(arg);
+    else
+        printf("map-huge: skipped, no %zu MiB of huge pages here (%s)\n", TBUF >> 20, why);
+    if (before >= 0 && !write_long(nr_path, before))
+        printf("map-huge: could not give the huge pages back (vm.nr_hugepages %ld)\n", before);
+    return rc;
 }
 
 /* The first SHM file blob in serialized metadata ("SHMF", version 1): its offset, or -1. */
