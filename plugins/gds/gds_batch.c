@@ -231,6 +231,11 @@ static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
 static void gb_req_fini(nixl_be_engine_t *eng, gds_req_t *req)
 {
     (void)eng;
+    /* Another request's thread may have ended this one's last I/O while reaping (the state
+     * it published let our caller release us) and still be finishing that batch's books:
+     * it holds win.lock until it is done with us. */
+    pthread_mutex_lock(&win.lock);
+    pthread_mutex_unlock(&win.lock);
     gb_req_free(req->run);
     req->run = NULL;
 }
@@ -416,10 +421,12 @@ static nixl_status_t gb_post(nixl_be_engine_t *eng, gds_req_t *req)
     gb_req_t *r = req->run;
     if (r->sync)
         return run_sync(eng, req);
+    /* Under win.lock from the start: a reaper that ended our last post may still be at its
+     * books (see gb_req_fini). */
+    pthread_mutex_lock(&win.lock);
     r->submitted = 0;
     memset(r->done, 0, req->nios * sizeof(*r->done));
     atomic_store(&req->state, NIXL_IN_PROG);
-    pthread_mutex_lock(&win.lock);
     submit_more(eng, req);
     pthread_mutex_unlock(&win.lock);
     /* Every I/O may have ended already (nothing could be submitted): the state says so. */
