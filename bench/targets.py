@@ -329,7 +329,10 @@ def generate(reps, cmds, loads, copy_threads, quick, started):
              f"{copy_threads} (`auto` here), so memcpy is by one thread on both sides. Each "
              "figure is the median of the repetitions with [min-max]; a ratio is the median of "
              "the per-repetition ratios. The reference column is REFERENCE-FIGURES.md section 2 "
-             "(the reference on UCX 1.21, measured another day: compare ratios with care).",
+             "(the reference on UCX 1.21, measured another day: compare ratios with care); batch-1 "
+             "sizes it has no row for (8, 16, 32, 128 KiB, 2, 8, 32 MiB) are not checked against "
+             "it. The staged (no-CMA) checks take the powers of 4 from 4 KiB to 64 MiB; TCP is "
+             "UCX with `UCX_TLS=tcp`.",
              "- **Commands** (each repetition, in this order):", ""]
     parts += ["```"] + sorted(set(cmds), key=cmds.index) + ["```", ""]
     rows, mapped = checks(reps, REFERENCE_UCX121, copy_threads)
