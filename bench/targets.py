@@ -467,6 +467,8 @@ def self_test(nixlbench=None):
         pass
 
     # The reference table of this script against the file it came from, where it is present.
+    checked = ["reference table against " + ("REFERENCE-FIGURES.md" if os.path.exists(
+        REFERENCE_FILE) else "nothing (REFERENCE-FIGURES.md not beside the tree)")]
     if os.path.exists(REFERENCE_FILE):
         with open(REFERENCE_FILE) as f:
             parsed = parse_reference(f.read())
@@ -490,11 +492,12 @@ def self_test(nixlbench=None):
                 expect(sorted(live["SHM"]) == [(4096, 1), (8192, 1)], f"live rows: {live}")
                 expect(all(bw > 0 and mc > 0 for bw, mc in live["SHM"].values()),
                        f"live figures: {live}")
+                checked.append("live nixlbench JSON")
     for f in failures:
         print(f"bench/targets.py --self-test: FAIL: {f}")
     if not failures:
-        print(f"bench/targets.py --self-test: ok ({len(rows)} rows"
-              f"{', live nixlbench JSON' if nixlbench else ''})")
+        print(f"bench/targets.py --self-test: ok ({len(rows)} + {len(mapped)} rows; "
+              + ", ".join(checked) + ")")
     return 1 if failures else 0
 
 
