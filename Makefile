@@ -71,7 +71,9 @@ valgrind: build
 	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog-valgrind.json
 
 # The standard scenarios: core costs, per-backend transfers, and nixlbench sweeps whose tables
-# replace the generated part of docs/BENCHMARKS.md (bench/run.py).
+# replace the generated part of docs/BENCHMARKS.md (bench/run.py), then issue #18 item 5's
+# targets table (bench/targets.py: a row per target, MET or MISSED, medians of 3). The targets
+# alone, in about 3 minutes: `python3 bench/run.py --targets-only` (`--quick`: one short run).
 bench: build
 	$(BUILD)/bench/core/nixl_bench_core
 	$(BUILD)/bench/xfer/nixl_bench_xfer

@@ -2,12 +2,14 @@
  * bench_core.c - per-descriptor and per-region costs of the core, and SHM transfers between two
  * processes next to bare cross-memory attach measured in the same run.
  *
- *   nixl_bench_core [--repeat N] [--quick]
+ *   nixl_bench_core [--repeat N] [--quick] [--latency]
  *
- * Every figure is the median of N runs (default 15). Costs are wall-clock per descriptor,
+ * Every figure is the median of N runs (default 15). --latency runs only the two-process
+ * latency rows (a 4 KiB WRITE with notification and its floor), for bench/targets.py. Costs are wall-clock per descriptor,
  * index or region; throughputs are decimal GB/s.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include "nixl.h"
 
 static int repeat = 15;
+static bool latency_only; /* --latency */
 
 static void *xalloc(size_t n)
 {
@@ -442,7 +445,7 @@ static void bench_two_process(void)
         size_t n, len;
         const char *name;
     } shapes[] = {{1024, 4096, "1024 x 4 KiB"}, {64, 1u << 20, "64 x 1 MiB"}};
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < (latency_only ? 0 : 2); s++) {
         size_t n = shapes[s].n, blk = shapes[s].len;
         /* every other block, so that nothing merges and each descriptor is one iovec */
         nixl_desc_t *ld = calloc(n, sizeof(*ld)), *rd = calloc(n, sizeof(*rd));
@@ -575,8 +578,10 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             repeat = 3;
+        else if (!strcmp(argv[i], "--latency"))
+            latency_only = true;
         else {
-            fprintf(stderr, "usage: %s [--repeat N (1..63)] [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--repeat N (1..63)] [--quick] [--latency]\n", argv[0]);
             return 2;
         }
     }
@@ -586,10 +591,12 @@ int main(int argc, char **argv)
     printf("| %-46s | %-23s | %-12s |\n", "what", "median", "target");
     printf("|%s|%s|%s|\n", "------------------------------------------------",
            "-------------------------", "--------------");
-    bench_register();
-    bench_prep_make_create();
-    bench_metadata("SHM");
-    bench_metadata("UCX");
+    if (!latency_only) {
+        bench_register();
+        bench_prep_make_create();
+        bench_metadata("SHM");
+        bench_metadata("UCX");
+    }
     bench_two_process();
     return 0;
 }
