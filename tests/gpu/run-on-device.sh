@@ -2,7 +2,11 @@
 # Build and run everything GPU on the accelerator machine (the `device` tool), in one call:
 #   scripts/device-deps.sh stage                    (here, once: UCX and cmocka headers)
 #   run: tests/gpu/run-on-device.sh [what...]       (there, carrying build-devdeps)
-# what: build (default set: build test nokernel bench), test, nokernel, bench, tools.
+# what: build (default set: build test nokernel bench), test, nokernel, bench, tools, gds.
+#   gds: tests/gpu/run-gds.sh (test_gds, then the GDS figures) with files in
+#        $NIXL_GDS_TEST_DIR (default /var/tmp/nixl-gds). On the accelerator VMs cuFile finds no
+#        udev data for the disk and refuses every file (5027); with NIXL_GDS_FIX_UDEV=1 (root)
+#        this step writes the two properties cuFile reads (/run/udev/data/b<major>:<minor>).
 # Results go to $OUT (when set) as well as stdout.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,6 +42,18 @@ for step in $steps; do
     ;;
   bench)
     build-gpu/tests/gpu/gpu_bench 20 2>&1 | tee "$out/gpu-bench.md"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    ;;
+  gds)
+    gdir=${NIXL_GDS_TEST_DIR:-/var/tmp/nixl-gds}
+    mkdir -p "$gdir"
+    if [ "${NIXL_GDS_FIX_UDEV:-0}" = 1 ]; then
+      mm=$(stat -c '%Hd:%Ld' "$gdir")
+      mkdir -p /run/udev/data
+      [ -e "/run/udev/data/b$mm" ] ||
+        printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' >"/run/udev/data/b$mm"
+    fi
+    OUT=$out tests/gpu/run-gds.sh build-gpu "$gdir" 2>&1 | tee "$out/run-gds.txt" | tail -40
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
     ;;
   tools)
