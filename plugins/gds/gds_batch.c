@@ -188,8 +188,12 @@ static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
     for (size_t i = 0; i < req->nios && !sync; i++)
         sync = req->ios[i].host && !req->ios[i].direct;
     gb_req_t *r = calloc(1, sizeof(*r));
+    if (r && sync) { /* no batch state: post runs it whole */
+        r->sync = true;
+        req->run = r;
+        return NIXL_SUCCESS;
+    }
     if (r) {
-        r->sync = sync;
         r->nbatches = (req->nios + per - 1) / per;
         r->params = calloc(req->nios ? req->nios : 1, sizeof(*r->params));
         r->events = calloc(per, sizeof(*r->events));
@@ -293,10 +297,9 @@ static void batch_final(gb_batch_t *bt, bool give)
 }
 
 /* The batches not submitted yet never will be: their I/Os end as failed (`what`). */
-static void end_rest(nixl_be_engine_t *eng, gds_req_t *req, const char *what)
+static void end_rest(gds_req_t *req, const char *what)
 {
     gb_req_t *r = req->run;
-    (void)eng;
     if (r->submitted == r->nbatches)
         return;
     size_t first = r->batches[r->submitted].first;
@@ -342,7 +345,7 @@ static bool submit_more(nixl_be_engine_t *eng, gds_req_t *req)
     size_t cap = pool_of(eng)->inflight_limit;
     while (r->submitted < r->nbatches) {
         if (req->failed) {
-            end_rest(eng, req, "not run: an earlier I/O of the request failed");
+            end_rest(req, "not run: an earlier I/O of the request failed");
             return false;
         }
         size_t b = r->submitted;
@@ -365,7 +368,7 @@ static bool submit_more(nixl_be_engine_t *eng, gds_req_t *req)
         }
         if (e.err != GDS_CU_SUCCESS) {
             bt->handle = NULL;
-            end_rest(eng, req, what); /* none of them runs */
+            end_rest(req, what); /* none of them runs */
             return false;
         }
         bt->left = bt->n;
@@ -447,7 +450,7 @@ static bool gb_abort(nixl_be_engine_t *eng, gds_req_t *req)
     if (r->sync)
         return true; /* nothing of it is ever left running */
     pthread_mutex_lock(&win.lock);
-    end_rest(eng, req, "cancelled before it was submitted");
+    end_rest(req, "cancelled before it was submitted");
     for (size_t b = 0; b < r->submitted; b++)
         if (r->batches[b].left)
             eng->cf->batch_cancel(r->batches[b].handle);

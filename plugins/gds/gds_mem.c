@@ -3,8 +3,9 @@
  *
  * FILE: devId is a descriptor the caller owns and keeps open until it deregisters (fd mode),
  * or, with a "<ro|rw>[,flags]:<path>" spec in metaInfo (path mode, as the reference), a name
- * for a file we open here and close when the region goes (nixl_be_file_spec_parse). Its cuFile handle is registered once per fd and counted,
- * because several regions may name one file and cuFile refuses to register an fd twice.
+ * for a file we open here and close when the region goes (nixl_be_file_spec_parse). A cuFile
+ * handle is registered once per fd and counted, because several regions may name one file and
+ * cuFile refuses to register an fd twice.
  * DRAM/VRAM: the buffer is given to cuFileBufRegister, which pins it for direct I/O; VRAM
  * must be GPU memory (checked with the host's GPU services first, so a wrong address fails
  * with a reason instead of inside cuFile). A buffer cuFile already holds (an overlapping

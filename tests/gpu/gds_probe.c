@@ -12,10 +12,10 @@
  *                            one case of your own (OWN_ADDR: each entry's buffer as its own
  *                            address, offset 0; REG 0: no cuFileBufRegister)
  *
- * Types are the layouts of cufile.h, declared here because the build has no CUDA headers.
+ * The cuFile types are the GDS plugin's declarations of cufile.h (gds_priv.h): the build has no
+ * CUDA headers.
  */
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
@@ -29,50 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gds_priv.h"
 #include "gpu_test.h"
 
-typedef struct {
-    int err, cu_err;
-} cf_err_t;
-typedef struct {
-    int type;
-    union {
-        int fd;
-        void *handle;
-    } handle;
-    const void *fs_ops;
-} cf_descr_t;
-typedef struct {
-    int mode;
-    union {
-        struct {
-            void *buf_base;
-            off_t file_offset, buf_offset;
-            size_t size;
-        } batch;
-    } u;
-    void *fh;
-    int opcode;
-    void *cookie;
-} cf_io_t;
-typedef struct {
-    void *cookie;
-    int status;
-    size_t ret;
-} cf_ev_t;
-
-static struct {
-    cf_err_t (*open)(void);
-    cf_err_t (*hreg)(void **, cf_descr_t *);
-    void (*hdereg)(void *);
-    cf_err_t (*breg)(const void *, size_t, int);
-    cf_err_t (*bdereg)(const void *);
-    cf_err_t (*setup)(void **, unsigned);
-    cf_err_t (*submit)(void *, unsigned, cf_io_t *, unsigned);
-    cf_err_t (*status)(void *, unsigned, unsigned *, cf_ev_t *, struct timespec *);
-    cf_err_t (*cancel)(void *);
-    void (*destroy)(void *);
-} cf;
+static const gds_cufile_t *cf; /* the plugin's loader (gds_cufile.c), compiled in */
 
 typedef struct {
     const char *name;
@@ -166,12 +126,13 @@ static size_t run_op(const probe_t *p, void *fh, uintptr_t base, bool write, dou
     size_t max_out = p->window / p->per_batch ? p->window / p->per_batch : 1;
     void **h = calloc(nb, sizeof(*h));
     size_t *left = calloc(nb, sizeof(*left));
-    cf_io_t *ios = calloc(p->total, sizeof(*ios));
-    cf_ev_t *ev = calloc(p->per_batch, sizeof(*ev));
+    gds_cu_io_params_t *ios = calloc(p->total, sizeof(*ios));
+    gds_cu_io_event_t *ev = calloc(p->per_batch, sizeof(*ev));
     void *reuse[64] = {0};
     size_t nreuse = 0, done = 0, submitted = 0, out = 0;
     for (size_t i = 0; i < p->total; i++) {
-        ios[i] = (cf_io_t){.mode = 1, .fh = fh, .opcode = write ? 1 : 0,
+        ios[i] = (gds_cu_io_params_t){.mode = GDS_CU_BATCH, .fh = fh,
+                           .opcode = write ? GDS_CU_OP_WRITE : GDS_CU_OP_READ,
                            .cookie = (void *)(uintptr_t)i};
         ios[i].u.batch.buf_base = (void *)base;
         ios[i].u.batch.buf_offset = (off_t)(i * p->size);
@@ -189,14 +150,14 @@ static size_t run_op(const probe_t *p, void *fh, uintptr_t base, bool write, dou
             size_t b = submitted, n = p->per_batch;
             if (b * p->per_batch + n > p->total)
                 n = p->total - b * p->per_batch;
-            cf_err_t e = {0, 0};
+            gds_cu_err_t e = {0, 0};
             if (!p->fresh && nreuse)
                 h[b] = reuse[--nreuse];
             else
-                e = CALL("setup", cf.setup(&h[b], (unsigned)p->per_batch));
+                e = CALL("setup", cf->batch_setup(&h[b], (unsigned)p->per_batch));
             DONE();
             if (!e.err)
-                e = CALL("submit", cf.submit(h[b], (unsigned)n, &ios[b * p->per_batch], 0));
+                e = CALL("submit", cf->batch_submit(h[b], (unsigned)n, &ios[b * p->per_batch], 0));
             DONE();
             if (e.err) {
                 snprintf(why, whylen, "batch %zu: setup/submit error %d", b, e.err);
@@ -212,16 +173,16 @@ static size_t run_op(const probe_t *p, void *fh, uintptr_t base, bool write, dou
                 continue;
             unsigned nr = (unsigned)left[b];
             struct timespec ts = {0, 1000000};
-            cf_err_t e = CALL("status", cf.status(h[b], 0, &nr, ev, &ts));
+            gds_cu_err_t e = CALL("status", cf->batch_status(h[b], 0, &nr, ev, &ts));
             DONE();
             if (e.err) {
                 snprintf(why, whylen, "batch %zu: status error %d", b, e.err);
                 goto out;
             }
             for (unsigned k = 0; k < nr; k++) {
-                if (ev[k].status == 0x10 && ev[k].ret == p->size) {
+                if (ev[k].status == GDS_CU_COMPLETE && ev[k].ret == p->size) {
                     done++;
-                } else if (ev[k].status != 0x1 && ev[k].status != 0x2) {
+                } else if (ev[k].status != GDS_CU_WAITING && ev[k].status != GDS_CU_PENDING) {
                     snprintf(why, whylen, "entry %zu: status 0x%x ret %zd",
                              (size_t)(uintptr_t)ev[k].cookie, ev[k].status, (ssize_t)ev[k].ret);
                     goto out;
@@ -234,7 +195,7 @@ static size_t run_op(const probe_t *p, void *fh, uintptr_t base, bool write, dou
             if (!left[b]) {
                 out--;
                 if (p->fresh || nreuse == 64) {
-                    CALL("destroy", cf.destroy(h[b]));
+                    CALL("destroy", cf->batch_destroy(h[b]));
                     DONE();
                 } else {
                     reuse[nreuse++] = h[b];
@@ -254,11 +215,11 @@ out:
     *secs = now() - t0;
     for (size_t b = 0; b < nb; b++)
         if (h[b]) {
-            cf.cancel(h[b]);
-            cf.destroy(h[b]);
+            cf->batch_cancel(h[b]);
+            cf->batch_destroy(h[b]);
         }
     while (nreuse)
-        cf.destroy(reuse[--nreuse]);
+        cf->batch_destroy(reuse[--nreuse]);
     free(h);
     free(left);
     free(ios);
@@ -277,9 +238,9 @@ static void probe(const char *dir, const probe_t *p)
         printf("%-28s open %s: %s\n", p->name, path, strerror(errno));
         return;
     }
-    cf_descr_t d = {.type = 1, .handle.fd = fd};
+    gds_cu_descr_t d = {.type = 1, .handle.fd = fd};
     void *fh = NULL;
-    cf_err_t e = CALL("handle register", cf.hreg(&fh, &d));
+    gds_cu_err_t e = CALL("handle register", cf->handle_register(&fh, &d));
     DONE();
     if (e.err) {
         printf("%-28s cuFileHandleRegister: %d\n", p->name, e.err);
@@ -298,7 +259,7 @@ static void probe(const char *dir, const probe_t *p)
         memset(host, 7, len);
         base = (uintptr_t)host;
     }
-    if (p->reg && (e = CALL("buf register", cf.breg((void *)base, len, 0))).err)
+    if (p->reg && (e = CALL("buf register", cf->buf_register((void *)base, len, 0))).err)
         printf("  (cuFileBufRegister: %d)\n", e.err);
     DONE();
     char wwhy[160], rwhy[160];
@@ -314,12 +275,12 @@ static void probe(const char *dir, const probe_t *p)
            p->fresh ? "fresh" : "reused", w, p->total, ws, wwhy[0] ? ": " : "", wwhy, r,
            p->total, rs, rwhy[0] ? ": " : "", rwhy);
     if (p->reg)
-        CALL("buf deregister", cf.bdereg((void *)base));
+        CALL("buf deregister", cf->buf_deregister((void *)base));
     DONE();
     if (p->vram)
         gt_free(base);
     free(host);
-    CALL("handle deregister", cf.hdereg(fh));
+    CALL("handle deregister", cf->handle_deregister(fh));
     DONE();
     close(fd);
     unlink(path);
@@ -339,25 +300,13 @@ int main(int argc, char **argv)
     signal(SIGUSR1, on_usr1);
     pthread_t wd;
     pthread_create(&wd, NULL, watchdog, NULL);
-    void *h = dlopen("libcufile.so.0", RTLD_NOW);
-    if (!h) {
-        printf("skip: no libcufile (%s)\n", dlerror());
+    char why[GDS_ERR_MAX];
+    if (!gds_cufile_present(why, sizeof(why))) {
+        printf("skip: %s\n", why);
         return GT_SKIP;
     }
-    const char *names[] = {"cuFileDriverOpen",     "cuFileHandleRegister",
-                           "cuFileHandleDeregister", "cuFileBufRegister",
-                           "cuFileBufDeregister",  "cuFileBatchIOSetUp",
-                           "cuFileBatchIOSubmit",  "cuFileBatchIOGetStatus",
-                           "cuFileBatchIOCancel",  "cuFileBatchIODestroy"};
-    void **fns = (void **)&cf;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (!(fns[i] = dlsym(h, names[i]))) {
-            printf("libcufile lacks %s\n", names[i]);
-            return 1;
-        }
-    cf_err_t e = cf.open();
-    if (e.err) {
-        printf("cuFileDriverOpen: %d\n", e.err);
+    if (!(cf = gds_cufile_get(why, sizeof(why)))) {
+        printf("%s\n", why);
         return 1;
     }
     if (argc >= 9 && !strcmp(argv[2], "custom")) { /* ... window [own_addr [reg]] */
