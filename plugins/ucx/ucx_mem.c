@@ -222,8 +222,9 @@ static nixl_status_t rmd_new(nixl_be_engine_t *eng, ucx_conn_t *conn, const void
                                "UCX remote key: %s",
                                i, conn->name, len, why);
     }
+    /* One allocation: the rmd, its rkeys (zeroed), then the blob's copy (not for staged). */
     size_t keys = eng->nworkers * sizeof(ucp_rkey_h);
-    ucx_rmd_t *r = staged ? calloc(1, sizeof(*r) + keys) : malloc(sizeof(*r) + keys + len);
+    ucx_rmd_t *r = malloc(sizeof(*r) + keys + (staged ? 0 : len));
     if (!r)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     memset(r, 0, sizeof(*r) + keys);
