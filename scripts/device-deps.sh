@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator machine has UCX's runtime libraries but neither UCX's nor cmocka's headers.
-#   scripts/device-deps.sh stage   (here)   copy them from this Debian machine into build-devdeps/
+#   scripts/device-deps.sh stage   (here)   copy them (and libcurl's and libcrypto's headers)
+#                                           from this Debian machine into build-devdeps/
 #   scripts/device-deps.sh setup   (there)  write pkg-config files for them; prints the folder
 #                                           to put in PKG_CONFIG_PATH
 #   scripts/device-deps.sh stage-fio (here)  also a static fio (Debian's source, built here) in
@@ -17,6 +18,12 @@ stage)
   cp -r /usr/include/ucp /usr/include/ucs /usr/include/uct /usr/include/ucm "$dir/ucx/include/"
   cp /usr/include/cmocka*.h "$dir/cmocka/include/"
   cp -P /usr/lib/x86_64-linux-gnu/libcmocka.so* "$dir/cmocka/lib/"
+  # libcurl's and libcrypto's headers (the OBJ, AZURE_BLOB and auth builds); their ABIs are
+  # stable (libcurl.so.4, libcrypto.so.3), so Debian's headers fit the machine's newer runtimes.
+  mkdir -p "$dir/curl/include" "$dir/openssl/include"
+  cp -r /usr/include/x86_64-linux-gnu/curl "$dir/curl/include/"
+  cp -r /usr/include/openssl "$dir/openssl/include/"
+  cp /usr/include/x86_64-linux-gnu/openssl/*.h "$dir/openssl/include/openssl/"
   echo "$dir"
   ;;
 stage-fio)
@@ -57,6 +64,25 @@ Version: 1.1.5
 Cflags: -I\${prefix}/include
 Libs: -L\${prefix}/lib -lcmocka -Wl,-rpath,\${prefix}/lib
 PC
+  # libcurl and libcrypto: a pkg-config file only where the machine has the runtime library.
+  # Args: name, folder in build-devdeps, soname, link name, version, extra Requires-free libs.
+  runtime_pc() {
+    local lib
+    lib=$(ldconfig -p | awk -v so="$3" '$1 == so {print $NF; exit}')
+    [ -n "$lib" ] || { echo "setup: no $3 here: $1 is not offered" >&2; return 0; }
+    mkdir -p "$dir/$2/lib"
+    ln -sf "$lib" "$dir/$2/lib/lib$4.so"
+    cat >"$dir/pc/$1.pc" <<PC
+prefix=$dir/$2
+Name: $1
+Description: headers carried from Debian, runtime of this machine
+Version: $5
+Cflags: -I\${prefix}/include
+Libs: -L\${prefix}/lib -l$4 -Wl,-rpath,$(dirname "$lib")
+PC
+  }
+  [ -d "$dir/curl/include" ] && runtime_pc libcurl curl libcurl.so.4 curl 7.88.1
+  [ -d "$dir/openssl/include" ] && runtime_pc libcrypto openssl libcrypto.so.3 crypto 3.0.0
   echo "$dir/pc"
   ;;
 *)

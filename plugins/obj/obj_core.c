@@ -41,7 +41,9 @@ bool obj_params_common(const nixl_be_init_t *init, obj_params_t *p, const char *
            nixl_be_param_u64(init, "max_inflight", 64, 1, 4096, &p->max_inflight) &&
            nixl_be_param_u64(init, "max_descs", 65536, 1, (uint64_t)1 << 32, &p->max_descs) &&
            nixl_be_param_u64(init, "stall_timeout_s", 30, 1, 86400, &p->stall_s) &&
-           nixl_be_param_u64(init, "connect_timeout_s", 10, 1, 3600, &p->connect_s);
+           nixl_be_param_u64(init, "connect_timeout_s", 10, 1, 3600, &p->connect_s) &&
+           nixl_be_param_u64(init, "vram_stage_max", 1ull << 30, 1ull << 20, 1ull << 40,
+                             &p->vram_stage_max);
 }
 
 void obj_pct(const char *s, size_t n, bool keep_slash, char *out)

@@ -60,7 +60,7 @@ static const nixl_plugin_info_t obj_info = {
     .name = OBJ_NAME,
     .version = NIXL_VERSION_STRING,
     .caps = NIXL_BE_CAP_LOCAL,
-    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_OBJ_SEG),
+    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG) | NIXL_MEM_BIT(NIXL_OBJ_SEG),
     .default_params = obj_default_params,
     .num_default_params = sizeof(obj_default_params) / sizeof(obj_default_params[0]),
 };

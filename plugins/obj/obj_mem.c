@@ -1,8 +1,9 @@
 /*
  * obj_mem.c - registration of DRAM and OBJ regions, and query_mem (HEAD of each object).
  *
- * An OBJ region names one object (an S3 object or an Azure blob): its key is the metaInfo when there is one, else the decimal
- * devId (the reference's rule). Nothing is asked of the server at registration: an object to
+ * An OBJ region names one object (an S3 object or an Azure blob): its key is the metaInfo when
+ * there is one, else the decimal devId (the reference's rule). A VRAM region is checked to be
+ * GPU memory (obj_vram.c). Nothing is asked of the server at registration: an object to
  * be written need not exist yet. The URL is built once here, so a post formats nothing.
  */
 #include <inttypes.h>
@@ -39,8 +40,11 @@ static nixl_status_t reg_one(nixl_be_engine_t *eng, nixl_mem_t type, size_t i,
                              const nixl_reg_desc_t *d, nixl_be_md_t *md)
 {
     md->type = type;
+    md->gpu = -1;
     if (type == NIXL_DRAM_SEG)
         return NIXL_SUCCESS;
+    if (type == NIXL_VRAM_SEG)
+        return obj_vram_register(eng, i, d, md);
     char num[24];
     size_t klen;
     const char *key = obj_desc_key(d, num, &klen);
@@ -62,11 +66,9 @@ static nixl_status_t reg_one(nixl_be_engine_t *eng, nixl_mem_t type, size_t i,
 nixl_status_t obj_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                                const nixl_reg_desc_t *descs, size_t count, nixl_be_md_t **out)
 {
-    if (type != NIXL_DRAM_SEG && type != NIXL_OBJ_SEG)
+    if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG && type != NIXL_OBJ_SEG)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "cannot register memory type %d (DRAM and OBJ only; VRAM is not "
-                           "supported by this backend yet)",
-                           (int)type);
+                           "cannot register memory type %d (DRAM, VRAM and OBJ only)", (int)type);
     return nixl_be_register_each(eng, eng->host, type, descs, count, sizeof(nixl_be_md_t), reg_one,
                                  md_free, out);
 }

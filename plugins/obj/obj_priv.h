@@ -6,8 +6,8 @@
  * Objects
  *  - engine: the parameters, one curl multi handle (its connection pool is reused by every
  *    transfer) and the worker thread that alone drives it.
- *  - md: one registration. DRAM: nothing but the type. OBJ: the object's URL (key from the
- *    metaInfo, else the decimal devId), built once.
+ *  - md: one registration. DRAM: nothing but the type. VRAM: the GPU it is on. OBJ: the
+ *    object's URL (key from the metaInfo, else the decimal devId), built once.
  *  - req: one prepared transfer: one job per descriptor (a ranged GET, a PUT, or a multipart
  *    upload), resolved once, so a post only resets counters and queues the request.
  *  - xfer: one HTTP exchange in flight (an easy handle); worker thread only.
@@ -18,6 +18,13 @@
  * result; a request's last job publishes its final state. check_xfer only reads the state.
  * release_req of a request in flight marks it cancelled and wakes the worker, which removes its
  * exchanges from the multi handle (nothing of it runs after that) and signals back.
+ *
+ * GPU memory (obj_vram.c): HTTP cannot reach it, so a request with VRAM descriptors moves
+ * their bytes through one pinned host buffer of its own (the core's staging, one round of
+ * the request's whole VRAM size, at most vram_stage_max), and its jobs read or write that
+ * buffer. WRITE: post copies VRAM -> buffer (waiting for it) before queueing. READ: when
+ * every job succeeded, the worker copies buffer -> VRAM (outside the lock) and only then
+ * publishes SUCCESS.
  *
  * Locks: eng->lock guards the queue, the cancel marks, every request's counters and the
  * `active` counts. Curl is only ever called by the worker (and by query_mem on its own handle).
@@ -90,10 +97,12 @@ typedef struct obj_params {
     uint64_t max_descs;     /* descriptors in one prepared request */
     uint64_t stall_s;       /* an exchange moving no byte for this long fails */
     uint64_t connect_s;
+    uint64_t vram_stage_max; /* pinned bytes one request may stage for its VRAM */
 } obj_params_t;
 
 struct nixl_be_md {
     nixl_mem_t type;
+    int gpu;    /* VRAM: the device */
     char *url;  /* OBJ: the object's URL */
     char *key;  /* OBJ: the key, for messages */
 };
@@ -130,6 +139,8 @@ typedef struct nixl_be_req {
     char errmsg[OBJ_ERR_MAX];
     nixl_fifo_node_t qnode;    /* in the engine's queue while jobs are not started */
     struct nixl_be_req *cnext; /* in the engine's cancel list */
+    nixl_gpu_stage_t *stage;   /* VRAM descriptors: their pinned buffer, else NULL */
+    struct nixl_be_req *gnext; /* worker only: in the list of READs to copy to the GPU */
     _Atomic int state;
 } obj_req_t;
 
@@ -171,6 +182,7 @@ struct nixl_be_engine {
     nixl_list_node_t *xfers;  /* exchanges in flight (obj_xfer_t.node; worker only) */
     size_t inflight;          /* under lock */
     obj_req_t *cancels;       /* requests to stop, under lock */
+    obj_req_t *gpu_reads;     /* READs done whose bytes go to the GPU (worker only) */
     size_t live_reqs;
     bool stop;
 };
@@ -236,6 +248,18 @@ nixl_status_t obj_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
         .release_req = obj_release_req, .query_mem = obj_query_mem,                           \
         .cancel_xfer = obj_cancel_xfer,                                                       \
     }
+
+/* obj_vram.c: the VRAM descriptors of a request, staged through pinned memory */
+/* Register VRAM region i: GPU memory wholly inside one allocation, on one device. */
+nixl_status_t obj_vram_register(nixl_be_engine_t *eng, size_t i, const nixl_reg_desc_t *d,
+                                nixl_be_md_t *md);
+/* After prep built the jobs from mem[i]: stage the VRAM ones (req->stage) and point their jobs
+ * at the pinned buffer. Nothing to do (SUCCESS) without VRAM. */
+nixl_status_t obj_vram_prep(nixl_be_engine_t *eng, obj_req_t *req,
+                            const nixl_be_desc_t *const *mem);
+/* WRITE: copy the VRAM into the buffer, waiting for it. READ: copy the buffer to the VRAM,
+ * waiting for it. The reason of a failure goes into why. */
+nixl_status_t obj_vram_copy(nixl_be_engine_t *eng, obj_req_t *req, char *why, size_t whylen);
 
 /* obj_worker.c */
 int obj_worker_start(nixl_be_engine_t *eng);

@@ -56,14 +56,46 @@ static void job_fail(obj_job_t *job, nixl_status_t st, const char *why)
              (size_t)(job - req->jobs), why);
 }
 
-/* A job is over; the request's last publishes the request's state. */
+/* A job is over; the request's last publishes the request's state, but for a READ into VRAM
+ * that succeeded: its bytes go to the GPU first (gpu_copies). */
 static void job_done(nixl_be_engine_t *eng, obj_job_t *job)
 {
     obj_req_t *req = job->req;
     if (--req->remaining)
         return;
+    if (req->stage && !req->write && req->err == NIXL_SUCCESS) {
+        req->gnext = eng->gpu_reads;
+        eng->gpu_reads = req;
+        return;
+    }
     atomic_store_explicit(&req->state, req->err, memory_order_release);
     pthread_cond_broadcast(&eng->done_cv);
+}
+
+/* With the lock held: copy the READs received into pinned memory to their VRAM, with the lock
+ * released meanwhile (a post or a check must not wait on a GPU copy), then publish them. The
+ * request stays IN_PROG until then, so a release waits for the copy; a cancel asked meanwhile
+ * is carried out by do_cancels after it. */
+static void gpu_copies(nixl_be_engine_t *eng)
+{
+    obj_req_t *list = eng->gpu_reads;
+    eng->gpu_reads = NULL;
+    while (list) {
+        obj_req_t *req = list;
+        list = req->gnext;
+        char why[OBJ_ERR_MAX];
+        pthread_mutex_unlock(&eng->lock);
+        nixl_status_t st = obj_vram_copy(eng, req, why, sizeof(why));
+        pthread_mutex_lock(&eng->lock);
+        if (st != NIXL_SUCCESS) {
+            req->err = st;
+            snprintf(req->errmsg, sizeof(req->errmsg), "%s", why);
+        }
+        if (!req->cancel) {
+            atomic_store_explicit(&req->state, req->err, memory_order_release);
+            pthread_cond_broadcast(&eng->done_cv);
+        }
+    }
 }
 
 /* Best effort: drop the parts of an unfinished upload on the server. The exchange belongs to
@@ -290,6 +322,7 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&eng->lock);
         }
         pthread_mutex_lock(&eng->lock);
+        gpu_copies(eng);
         bool more = eng->cancels || eng->stop ||
                     ((!nixl_fifo_empty(&eng->queue) || eng->nmpu) && eng->inflight < eng->p.max_inflight);
         pthread_mutex_unlock(&eng->lock);

@@ -5,7 +5,8 @@
  *
  * READ of [off, off + len) of an object is one ranged GET into the buffer; WRITE puts the whole
  * object from the buffer: one PUT, or a multipart upload when it is multipart_threshold or
- * larger (parts of multipart_part_size, sent in parallel).
+ * larger (parts of multipart_part_size, sent in parallel). A VRAM buffer is staged through
+ * pinned memory (obj_vram.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,7 +22,8 @@ static nixl_be_side_t side(const nixl_be_md_t *md)
 {
     if (md && md->type == NIXL_OBJ_SEG)
         return NIXL_BE_SIDE_STORAGE;
-    return md && md->type == NIXL_DRAM_SEG ? NIXL_BE_SIDE_MEM : NIXL_BE_SIDE_OTHER;
+    return md && (md->type == NIXL_DRAM_SEG || md->type == NIXL_VRAM_SEG) ? NIXL_BE_SIDE_MEM
+                                                                          : NIXL_BE_SIDE_OTHER;
 }
 
 static nixl_status_t prep_job(nixl_be_engine_t *eng, bool write, size_t i,
@@ -56,6 +58,8 @@ static nixl_status_t prep_job(nixl_be_engine_t *eng, bool write, size_t i,
 
 static void req_free(obj_req_t *req)
 {
+    if (req->stage)
+        nixl_host_gpu(req->eng->host)->stage_destroy(req->stage);
     for (size_t i = 0; i < req->njobs; i++) {
         free(req->jobs[i].etags);
         free(req->jobs[i].upload_id);
@@ -85,15 +89,21 @@ nixl_status_t obj_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl
     }
     req->eng = eng;
     req->write = op == NIXL_WRITE;
+    const nixl_be_desc_t **mems = malloc((count ? count : 1) * sizeof(*mems));
+    if (!mems)
+        st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     for (size_t i = 0; i < count && st == NIXL_SUCCESS; i++) {
-        const nixl_be_desc_t *mem, *obj;
+        const nixl_be_desc_t *obj;
         st = nixl_be_storage_pair(eng->host, i, &local[i], side(local[i].md), &remote[i],
-                                  side(remote[i].md), "DRAM and OBJ", &mem, &obj);
+                                  side(remote[i].md), "DRAM or VRAM and OBJ", &mems[i], &obj);
         req->jobs[i].req = req;
         req->njobs = i + 1;
         if (st == NIXL_SUCCESS)
-            st = prep_job(eng, req->write, i, mem, obj, &req->jobs[i]);
+            st = prep_job(eng, req->write, i, mems[i], obj, &req->jobs[i]);
     }
+    if (st == NIXL_SUCCESS)
+        st = obj_vram_prep(eng, req, mems);
+    free(mems);
     if (st != NIXL_SUCCESS) {
         req_free(req);
         return st;
@@ -113,6 +123,15 @@ nixl_status_t obj_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
     nixl_status_t st = nixl_be_storage_post_begin(eng->host, opts, &req->state, req->njobs);
     if (st != NIXL_IN_PROG)
         return st;
+    if (req->stage && req->write) { /* the bytes must be in the buffer before a job sends */
+        char why[OBJ_ERR_MAX];
+        st = obj_vram_copy(eng, req, why, sizeof(why));
+        if (st != NIXL_SUCCESS) {
+            snprintf(req->errmsg, sizeof(req->errmsg), "%s", why);
+            atomic_store(&req->state, st);
+            return nixl_be_storage_status(eng->host, st, req->errmsg);
+        }
+    }
     pthread_mutex_lock(&eng->lock);
     req->err = NIXL_SUCCESS;
     req->errmsg[0] = '\0';

@@ -122,6 +122,17 @@ static void test_errors(void **state)
         {{"multipart_part_size", "1000"}, "multipart_part_size"},
         {{"endpoint_override", "http://127.0.0.1:1/path"}, "no path"}};
     ot_errors(fail, 3, refused, sizeof(refused) / sizeof(refused[0]));
+    /* Host memory registered as VRAM: refused (no GPU here, or not GPU memory), with the
+     * reason; nothing registered. */
+    nixl_agent_t *a = agent(NULL);
+    char *buf = t_alloc(4096);
+    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = 4096};
+    nixl_status_t st = nixl_agent_register_mem(a, NIXL_VRAM_SEG, &d, 1, NULL);
+    assert_true(st == NIXL_ERR_NOT_SUPPORTED || st == NIXL_ERR_INVALID_PARAM);
+    assert_non_null(strstr(nixl_last_error(), "VRAM"));
+    EXPECT_ST(NIXL_ERR_NOT_FOUND, nixl_agent_deregister_mem(a, NIXL_VRAM_SEG, &d, 1, NULL));
+    nixl_agent_destroy(a);
+    free(buf);
 }
 
 /* Everything from the AWS_* environment, with Content-MD5 on uploads (req_checksum). */
