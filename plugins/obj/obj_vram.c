@@ -40,8 +40,7 @@ nixl_status_t obj_vram_register(nixl_be_engine_t *eng, size_t i, const nixl_reg_
     return NIXL_SUCCESS;
 }
 
-nixl_status_t obj_vram_prep(nixl_be_engine_t *eng, obj_req_t *req,
-                            const nixl_be_desc_t *const *mem)
+nixl_status_t obj_vram_prep(nixl_be_engine_t *eng, obj_req_t *req, const nixl_be_desc_t *const *mem)
 {
     size_t n = 0;
     uint64_t total = 0;
@@ -78,13 +77,11 @@ nixl_status_t obj_vram_prep(nixl_be_engine_t *eng, obj_req_t *req,
                                    : (nixl_gpu_seg_t){mem[i]->addr, 0, mem[i]->len};
     size_t round = (size_t)((total + OBJ_STAGE_ALIGN - 1) / OBJ_STAGE_ALIGN * OBJ_STAGE_ALIGN);
     nixl_gpu_err_t err;
-    nixl_status_t st =
-        g->stage_create(device, req->write, segs, n, round, 0, 0, &req->stage, &err);
+    nixl_status_t st = g->stage_create(device, req->write, segs, n, round, 0, 0, &req->stage, &err);
     free(segs);
     if (st != NIXL_SUCCESS) {
         req->stage = NULL;
-        return NIXL_BE_ERR(eng->host, st, "staging %" PRIu64 " bytes of VRAM: %s", total,
-                           err.msg);
+        return NIXL_BE_ERR(eng->host, st, "staging %" PRIu64 " bytes of VRAM: %s", total, err.msg);
     }
     /* One round, so one piece per VRAM descriptor, in order; each job's bytes are its piece's
      * part of the buffer (WRITE: the piece's source, READ: its destination). */

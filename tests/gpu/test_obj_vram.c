@@ -240,8 +240,8 @@ static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, const buf_t *b, un
     nixl_opt_args_init(&opt);
     opt.skip_desc_merge = true;
     nixl_xfer_req_t *req = NULL;
-    nixl_status_t st =
-        nixl_agent_create_xfer_req(a, op, b->type, l, n, NIXL_OBJ_SEG, r, n, "self", &opt, &req);
+    nixl_status_t st = nixl_agent_create_xfer_req(a, op, b->type, l, n, NIXL_OBJ_SEG, r, n, "self",
+                                                  &opt, &req);
     if (st != NIXL_SUCCESS)
         return st;
     st = gt_wait(a, req, nixl_agent_post_xfer_req(a, req, NULL));
@@ -261,8 +261,8 @@ static void check_objects(const char *be, const char *what, const uint8_t *img, 
         size_t len = 0;
         uint8_t *d = obj_read(be, DEV0 + i, &len);
         GT_CHECK(d && len == pieces[i].len && !memcmp(d, img + pieces[i].off, len),
-                 "%s %s: object %u (%zu bytes) is not the piece of %zu bytes", be, what,
-                 DEV0 + i, d ? len : 0, pieces[i].len);
+                 "%s %s: object %u (%zu bytes) is not the piece of %zu bytes", be, what, DEV0 + i,
+                 d ? len : 0, pieces[i].len);
         free(d);
     }
 }
@@ -315,8 +315,8 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
     GT_CHECK(st == NIXL_SUCCESS, "%s: READ objects -> %s: %s", be, tn, nixl_status_str(st));
     printf("%s: READ %u objects -> %s: %.3f s\n", be, NOBJ + 1, tn, gt_now() - t0);
     buf_get(&b, img);
-    GT_CHECK(!memcmp(img, got, SPAN), "%s: READ objects -> %s: the buffer is not as expected",
-             be, tn);
+    GT_CHECK(!memcmp(img, got, SPAN), "%s: READ objects -> %s: the buffer is not as expected", be,
+             tn);
 
     /* READ at an offset: bytes [1000, 1000 + 5000) of objects 0..9. */
     fill(img, SPAN, 5);
@@ -327,8 +327,8 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
     st = move(a, NIXL_READ, &b, 0, 10, 1000, 5000, NULL);
     GT_CHECK(st == NIXL_SUCCESS, "%s: READ at offset -> %s: %s", be, tn, nixl_status_str(st));
     buf_get(&b, img);
-    GT_CHECK(!memcmp(img, got, SPAN), "%s: READ at offset -> %s: the buffer is not as expected",
-             be, tn);
+    GT_CHECK(!memcmp(img, got, SPAN), "%s: READ at offset -> %s: the buffer is not as expected", be,
+             tn);
 
     /* A missing object: an error with the server's reason, the buffer untouched. */
     char p[256];
@@ -370,8 +370,7 @@ static void refusals(const char *be)
     GT_CHECK(st == NIXL_ERR_INVALID_PARAM && strstr(nixl_last_error(), "vram_stage_max"),
              "%s: a request above vram_stage_max: %s", be, nixl_status_str(st));
     st = move(a, NIXL_WRITE, &b, 0, 2, 0, 0, NULL); /* under it */
-    GT_CHECK(st == NIXL_SUCCESS, "%s: a request under vram_stage_max: %s", be,
-             nixl_status_str(st));
+    GT_CHECK(st == NIXL_SUCCESS, "%s: a request under vram_stage_max: %s", be, nixl_status_str(st));
     nixl_agent_deregister_mem(a, NIXL_VRAM_SEG, &rd, 1, NULL);
     nixl_agent_destroy(a);
     buf_free(&b);
