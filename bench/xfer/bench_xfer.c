@@ -10,9 +10,13 @@
  * request per shape (4 KiB x 1024, 64 KiB x 128, 1 MiB x 16, 64 MiB x 1) for READ and WRITE:
  * each sample is one post-to-completion, the figure is the median of N samples (default 21)
  * in decimal GB/s. memcpy copies the same descriptors between two buffers of this process.
+ * With NIXL_SHM_COPY_THREADS=N (N > 1: SHM splits requests of 4 MiB and more across N
+ * threads) a second baseline, memcpy by N threads (the byte range cut into N equal slices, as
+ * SHM cuts it), is the yardstick of issue 18 ("the same number of threads").
  * A transport whose plugin is not installed is reported as such.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -239,6 +243,76 @@ static double memcpy_gbps(int s)
     return m;
 }
 
+/* memcpy by several threads: a pool that copies one slice each per round (two barriers). */
+typedef struct mt_pool {
+    pthread_barrier_t start, end;
+    int nthreads, s;
+    uint8_t *src, *dst;
+    bool quit;
+} mt_pool_t;
+
+typedef struct mt_arg {
+    mt_pool_t *p;
+    int idx;
+} mt_arg_t;
+
+/* Slice idx of the descriptors' byte range: each descriptor's part of it, copied. */
+static void mt_slice(const mt_pool_t *p, int idx)
+{
+    size_t size = shapes[p->s].size, count = shapes[p->s].count, total = size * count;
+    size_t a = total * (size_t)idx / (size_t)p->nthreads;
+    size_t b = total * (size_t)(idx + 1) / (size_t)p->nthreads;
+    for (size_t k = a / size; k < count && k * size < b; k++) {
+        size_t lo = k * size > a ? k * size : a, hi = (k + 1) * size < b ? (k + 1) * size : b;
+        memcpy(p->dst + (count - 1 - k) * size + (lo - k * size), p->src + lo, hi - lo);
+    }
+}
+
+static void *mt_thread(void *arg)
+{
+    mt_arg_t *m = arg;
+    for (;;) {
+        pthread_barrier_wait(&m->p->start);
+        if (m->p->quit)
+            return NULL;
+        mt_slice(m->p, m->idx);
+        pthread_barrier_wait(&m->p->end);
+    }
+}
+
+static double memcpy_mt_gbps(int s, int nthreads)
+{
+    mt_pool_t p = {.nthreads = nthreads, .s = s, .src = buffer(1), .dst = buffer(2)};
+    pthread_t th[64];
+    mt_arg_t args[64];
+    pthread_barrier_init(&p.start, NULL, (unsigned)nthreads);
+    pthread_barrier_init(&p.end, NULL, (unsigned)nthreads);
+    for (int i = 1; i < nthreads; i++) {
+        args[i] = (mt_arg_t){&p, i};
+        pthread_create(&th[i], NULL, mt_thread, &args[i]);
+    }
+    double *gbps = calloc((size_t)repeat, sizeof(double));
+    for (int i = -3; i < repeat; i++) {
+        double t0 = now_ns();
+        pthread_barrier_wait(&p.start);
+        mt_slice(&p, 0);
+        pthread_barrier_wait(&p.end);
+        if (i >= 0)
+            gbps[i] = (double)(shapes[s].size * shapes[s].count) / (now_ns() - t0);
+    }
+    p.quit = true;
+    pthread_barrier_wait(&p.start);
+    for (int i = 1; i < nthreads; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&p.start);
+    pthread_barrier_destroy(&p.end);
+    double m = median(gbps, repeat);
+    free(gbps);
+    free(p.src);
+    free(p.dst);
+    return m;
+}
+
 int main(int argc, char **argv)
 {
     setenv("NIXL_AUTO_SHM", "0", 0); /* each row names its backend: no SHM beside UCX */
@@ -275,22 +349,32 @@ int main(int argc, char **argv)
         }
         ok[t] = run_transport(t, res[t], notes[t], sizeof(notes[t])) == 0;
     }
-    double mc[NUM_SHAPES];
-    for (int s = 0; s < NUM_SHAPES; s++)
+    double mc[NUM_SHAPES], mcn[NUM_SHAPES];
+    const char *ct = getenv("NIXL_SHM_COPY_THREADS");
+    int nthreads = ct ? atoi(ct) : 1;
+    if (nthreads > 64)
+        nthreads = 64;
+    for (int s = 0; s < NUM_SHAPES; s++) {
         mc[s] = memcpy_gbps(s);
+        mcn[s] = nthreads > 1 ? memcpy_mt_gbps(s, nthreads) : 0;
+    }
 
     printf("DRAM -> DRAM between two processes, median of %d posts, GB/s (ratio to memcpy)\n\n",
            repeat);
     printf("| shape | op | memcpy |");
+    if (nthreads > 1)
+        printf(" memcpy x%d |", nthreads);
     for (int t = 0; t < NUM_TRANSPORTS; t++)
         printf(" %s |", transports[t].label);
-    printf("\n|---|---|---|");
+    printf("\n|---|---|---|%s", nthreads > 1 ? "---|" : "");
     for (int t = 0; t < NUM_TRANSPORTS; t++)
         printf("---|");
     printf("\n");
     for (int s = 0; s < NUM_SHAPES; s++)
         for (int op = 0; op < 2; op++) {
             printf("| %s | %s | %.2f |", shapes[s].label, op ? "WRITE" : "READ", mc[s]);
+            if (nthreads > 1)
+                printf(" %.2f |", mcn[s]);
             for (int t = 0; t < NUM_TRANSPORTS; t++) {
                 if (ok[t])
                     printf(" %.2f (%.0f%%) |", res[t][s][op], 100 * res[t][s][op] / mc[s]);

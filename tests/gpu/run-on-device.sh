@@ -2,11 +2,13 @@
 # Build and run everything GPU on the accelerator machine (the `device` tool), in one call:
 #   scripts/device-deps.sh stage                    (here, once: UCX and cmocka headers)
 #   run: tests/gpu/run-on-device.sh [what...]       (there, carrying build-devdeps)
-# what: build (default set: build test nokernel bench), test, nokernel, bench, tools, gds.
+# what: build (default set: build test nokernel bench), test, nokernel, bench, tools, gds,
+#   copythreads (SHM's copy threads on this many-core host: bench/xfer, $OUT/copy-threads.md).
 #   gds: tests/gpu/run-gds.sh (test_gds, then the GDS figures) with files in
-#        $NIXL_GDS_TEST_DIR (default /var/tmp/nixl-gds). On the accelerator VMs cuFile finds no
-#        udev data for the disk and refuses every file (5027); with NIXL_GDS_FIX_UDEV=1 (root)
-#        this step writes the two properties cuFile reads (/run/udev/data/b<major>:<minor>).
+#        $NIXL_GDS_TEST_DIR (default /var/tmp/nixl-gds, for `test` too). On the accelerator VMs
+#        cuFile finds no udev data for the disk and refuses every file (5027); with
+#        NIXL_GDS_FIX_UDEV=1 (root) the script first writes the two properties cuFile reads
+#        (/run/udev/data/b<major>:<minor>).
 # Results go to $OUT (when set) as well as stdout.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +20,15 @@ if [ -d build-devdeps ]; then
   export PKG_CONFIG_PATH=$(scripts/device-deps.sh setup | tail -1)
 fi
 nvidia-smi -L 2>&1 | tee "$out/device.txt"
+gdir=${NIXL_GDS_TEST_DIR:-/var/tmp/nixl-gds}
+mkdir -p "$gdir"
+if [ "${NIXL_GDS_FIX_UDEV:-0}" = 1 ]; then # before any step: `test` runs test_gds too
+  mm=$(stat -c '%Hd:%Ld' "$gdir")
+  mkdir -p /run/udev/data
+  [ -e "/run/udev/data/b$mm" ] ||
+    printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' >"/run/udev/data/b$mm"
+fi
+export NIXL_GDS_TEST_DIR=$gdir
 for step in $steps; do
   echo "=== $step"
   case $step in
@@ -45,16 +56,19 @@ for step in $steps; do
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
     ;;
   gds)
-    gdir=${NIXL_GDS_TEST_DIR:-/var/tmp/nixl-gds}
-    mkdir -p "$gdir"
-    if [ "${NIXL_GDS_FIX_UDEV:-0}" = 1 ]; then
-      mm=$(stat -c '%Hd:%Ld' "$gdir")
-      mkdir -p /run/udev/data
-      [ -e "/run/udev/data/b$mm" ] ||
-        printf 'E:ID_FS_USAGE=filesystem\nE:ID_FS_TYPE=ext4\n' >"/run/udev/data/b$mm"
-    fi
     OUT=$out tests/gpu/run-gds.sh build-gpu "$gdir" 2>&1 | tee "$out/run-gds.txt" | tail -40
     [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    ;;
+  copythreads)
+    # SHM's copy threads on a host with spare cores (issue 18): bench/xfer with
+    # NIXL_SHM_COPY_THREADS = 1, 2, 4, 8, through CMA and through a mapping, three rounds.
+    { echo "$(nproc) CPUs"; lscpu | grep -E 'Model name|Socket|NUMA node\(s\)|L3'; } >"$out/copy-threads.md"
+    for r in 1 2 3; do for t in 1 2 4 8; do for m in SHM SHM-memfd; do
+      echo "### $m, NIXL_SHM_COPY_THREADS=$t, round $r"
+      NIXL_SHM_COPY_THREADS=$t timeout 60 build-gpu/bench/xfer/nixl_bench_xfer --only $m \
+        2>&1 | grep '^|' || rc=1
+    done; done; done >>"$out/copy-threads.md"
+    tail -12 "$out/copy-threads.md"
     ;;
   tools)
     if [ -x tests/gpu/run-gpu-tools.sh ]; then
