@@ -16,7 +16,15 @@ same transport, batch and size (../shared/reference/REFERENCE-FIGURES.md, sectio
 over tcp), it is printed beside ours; it was measured on another day, so compare ratios.
 
     bench/ucx_perftest.py [--build DIR] [--tls tcp] [--batch 1] [--sizes 4096,65536,...]
-                          [--ops WRITE,READ] [--repeat N]
+                          [--ops WRITE,READ] [--repeat N] [--alloc ucx|heap|both]
+
+Memory: ucx_perftest allocates its buffers through UCX (ucp_mem_map with UCP_MEM_MAP_ALLOCATE),
+which by UCX_ALLOC_PRIO's default order gives SysV shared-memory segments: over sm the peer maps
+them and a put is a plain store, with no help from the target. Memory an application registers
+(malloc, torch tensors: what NIXL users have) can never be that, so over sm UCX emulates the put
+with messages the target's worker must copy out. --alloc heap runs ucx_perftest with
+UCX_ALLOC_PRIO=heap (ordinary heap memory, like ours); --alloc both prints both columns and
+takes the ratio against the heap one.
 
 ucx_perftest comes with Debian's ucx-utils (scripts/install-deps.sh installs it). It reports
 MB/s in units of 2^20 bytes; the table converts it to decimal GB/s like nixlbench.
@@ -100,6 +108,7 @@ def main():
     ap.add_argument("--sizes", default="4096,65536,1048576,16777216,67108864")
     ap.add_argument("--ops", default="WRITE,READ")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--alloc", choices=("ucx", "heap", "both"), default="ucx")
     a = ap.parse_args()
     env = dict(os.environ, UCX_TLS=a.tls)
     for key, value in (("UCX_RNDV_THRESH", "inf"), ("UCX_MAX_RMA_RAILS", "2"),
@@ -113,20 +122,29 @@ def main():
     print(f"UCX_TLS={a.tls}, nixlbench batch {a.batch} beside ucx_perftest -O {a.batch}, "
           f"median of {a.repeat} alternating runs, decimal GB/s (range in brackets); "
           f"load {load:.2f} at the start; UCX_TCP_TX_SEG_SIZE={env['UCX_TCP_TX_SEG_SIZE']}\n")
-    print("| block | op | ucx_perftest | nixlbench UCX | ratio | reference nixlbench |")
-    print("|---|---|---|---|---|---|")
+    allocs = ["ucx", "heap"] if a.alloc == "both" else [a.alloc]
+    envs = {k: dict(env, UCX_ALLOC_PRIO="heap") if k == "heap" else env for k in allocs}
+    heads = {"ucx": "ucx_perftest", "heap": "ucx_perftest, heap memory"}
+    print("| block | op | " + " | ".join(heads[k] for k in allocs) +
+          " | nixlbench UCX | ratio | reference nixlbench |")
+    print("|---|---|" + "---|" * len(allocs) + "---|---|---|")
     for size in sizes:
         for op in a.ops.split(","):
             ops, iters = iters_for(size, a.batch)
-            ref, ours = [], []
+            ref, ours = {k: [] for k in allocs}, []
             for _ in range(a.repeat):
-                ref.append(perftest(tests[op], size, ops, a.batch, env))
+                for k in allocs:
+                    ref[k].append(perftest(tests[op], size, ops, a.batch, envs[k]))
                 ours.append(nixlbench(a.build, op, size, a.batch, iters, env))
-            r, o = statistics.median(ref), statistics.median(ours)
+            o = statistics.median(ours)
+            r = statistics.median(ref[allocs[-1]])
             label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
             theirs = REFERENCE_TCP.get((op, a.batch), {}).get(size) if a.tls == "tcp" else None
-            print(f"| {label} | {op} | {r:.2f} [{min(ref):.2f}-{max(ref):.2f}] | "
-                  f"{o:.2f} [{min(ours):.2f}-{max(ours):.2f}] | {100 * o / r:.0f} % | "
+            cols = " | ".join(f"{statistics.median(ref[k]):.2f} [{min(ref[k]):.2f}-"
+                              f"{max(ref[k]):.2f}]" for k in allocs)
+            ratio = f"{100 * o / r:.0f} %" if r > 0 else ""
+            print(f"| {label} | {op} | {cols} | "
+                  f"{o:.2f} [{min(ours):.2f}-{max(ours):.2f}] | {ratio} | "
                   f"{theirs if theirs is not None else ''} |", flush=True)
 
 
