@@ -324,10 +324,12 @@ static void thost_init(thost_t *h, bool gpu)
     pthread_mutex_init(&h->mu, NULL);
 }
 
-static unsigned notifs_of(thost_t *h)
+static unsigned notifs_of(thost_t *h, unsigned *data_ok)
 {
     pthread_mutex_lock(&h->mu);
     unsigned n = h->notifs;
+    if (data_ok)
+        *data_ok = h->data_ok;
     pthread_mutex_unlock(&h->mu);
     return n;
 }
@@ -525,23 +527,28 @@ static void write_read(pair_t *p, unsigned gpu_every)
     nixl_be_req_t *req = NULL;
     nixl_be_xfer_opts_t o = notif_opts("written");
     ST(NIXL_SUCCESS, ops->prep_xfer(p->a, NIXL_WRITE, L, R, NDESC, "B", &o, &req));
+    pthread_mutex_lock(&p->hb.mu);
     p->hb.check_dst = p->bdram;
     p->hb.check_want = want;
     p->hb.check_len = LEN;
+    pthread_mutex_unlock(&p->hb.mu);
     for (int rep = 0; rep < 3; rep++) {
-        unsigned before = notifs_of(&p->hb), ok_before = p->hb.data_ok;
+        unsigned ok_before, ok_after;
+        unsigned before = notifs_of(&p->hb, &ok_before);
         if (rep == 2)
             fill(p->bdram, LEN, 9); /* the last post writes over the old bytes again */
         ST(NIXL_SUCCESS, wait_req(p->a, req, ops->post_xfer(p->a, req, &o)));
         assert_memory_equal(p->bdram, want, LEN);
         double end = now_s() + 10;
-        while (notifs_of(&p->hb) == before && now_s() < end)
+        while (notifs_of(&p->hb, NULL) == before && now_s() < end)
             usleep(1000);
-        assert_int_equal(notifs_of(&p->hb), before + 1);
-        assert_int_equal(p->hb.data_ok, ok_before + 1); /* the data was there before it */
+        assert_int_equal(notifs_of(&p->hb, &ok_after), before + 1);
+        assert_int_equal(ok_after, ok_before + 1); /* the data was there before it */
         assert_string_equal(p->hb.last, "written");
     }
+    pthread_mutex_lock(&p->hb.mu);
     p->hb.check_dst = NULL;
+    pthread_mutex_unlock(&p->hb.mu);
     ST(NIXL_SUCCESS, ops->release_req(p->a, req));
 
     /* READ */
@@ -565,14 +572,14 @@ static void write_read(pair_t *p, unsigned gpu_every)
     for (int rep = 0; rep < 3; rep++) {
         memcpy(p->gpu, img, LEN);
         memcpy(p->adram, himg, LEN);
-        unsigned before = notifs_of(&p->hb);
+        unsigned before = notifs_of(&p->hb, NULL);
         ST(NIXL_SUCCESS, wait_req(p->a, req, ops->post_xfer(p->a, req, &o)));
         assert_memory_equal(p->gpu, want, LEN);
         assert_memory_equal(p->adram, want_h, LEN);
         double end = now_s() + 10;
-        while (notifs_of(&p->hb) == before && now_s() < end)
+        while (notifs_of(&p->hb, NULL) == before && now_s() < end)
             usleep(1000);
-        assert_int_equal(notifs_of(&p->hb), before + 1);
+        assert_int_equal(notifs_of(&p->hb, NULL), before + 1);
         assert_string_equal(p->hb.last, "read");
     }
     ST(NIXL_SUCCESS, ops->release_req(p->a, req));
@@ -670,7 +677,7 @@ static void test_loopback(void **state)
     assert_memory_equal(p->adram + 5, p->gpu + 5, 100000);
     assert_int_equal(p->adram[4], 0);
     assert_int_equal(p->adram[100005], 0);
-    assert_int_equal(notifs_of(&p->ha), 1);
+    assert_int_equal(notifs_of(&p->ha, NULL), 1);
     ST(NIXL_SUCCESS, ops->release_req(p->a, req));
     /* READ into GPU memory from the own DRAM */
     fill(p->adram, LEN, 8);
@@ -700,7 +707,7 @@ static void test_cancel_release(void **state)
     nixl_be_xfer_opts_t o = notif_opts("after");
     ST(NIXL_SUCCESS, ops->prep_xfer(p->a, NIXL_WRITE, l, r, 40, "B", &o, &req));
     atomic_store(&wait_delay_us, 50000);
-    unsigned notifs = notifs_of(&p->hb);
+    unsigned notifs = notifs_of(&p->hb, NULL);
     ST(NIXL_IN_PROG, ops->post_xfer(p->a, req, &o));
     usleep(25000); /* in round 0's GPU copy */
     ST(NIXL_ERR_REPOST_ACTIVE, ops->post_xfer(p->a, req, &o));
@@ -713,7 +720,7 @@ static void test_cancel_release(void **state)
     if (st == NIXL_ERR_CANCELED) {
         assert_non_null(strstr(t_err, "canceled"));
         usleep(20000);
-        assert_int_equal(notifs_of(&p->hb), notifs); /* no notification for it */
+        assert_int_equal(notifs_of(&p->hb, NULL), notifs); /* no notification for it */
     }
     /* a repost moves everything */
     atomic_store(&wait_delay_us, 0);
