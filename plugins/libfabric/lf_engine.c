@@ -97,7 +97,9 @@ static void lf_destroy(nixl_be_engine_t *eng)
 {
     if (!eng)
         return;
-    /* Threads first (nothing completes any more), then the endpoints and every request. */
+    /* Threads first (nothing completes any more), then the endpoints and every request. The
+     * stage thread first of all: it waits for rounds the rail threads complete. */
+    lf_stage_stop(eng);
     for (unsigned r = 0; r < eng->nrails; r++)
         if (eng->rails[r].started) {
             atomic_store(&eng->rails[r].stop, true);
@@ -116,6 +118,8 @@ static void lf_destroy(nixl_be_engine_t *eng)
         lf_rail_close(&eng->rails[r]);
     pthread_mutex_destroy(&eng->conns_lock);
     pthread_mutex_destroy(&eng->all_lock);
+    pthread_mutex_destroy(&eng->stage_lock);
+    pthread_cond_destroy(&eng->stage_cond);
     free(eng->conn_blob);
     free(eng->name);
     free(eng);
@@ -175,6 +179,9 @@ static nixl_status_t lf_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
     atomic_init(&eng->next_key, 1);
     pthread_mutex_init(&eng->conns_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
+    pthread_mutex_init(&eng->stage_lock, NULL);
+    pthread_cond_init(&eng->stage_cond, NULL);
+    eng->stage_tail = &eng->stage_head;
     nixl_hmap_init(&eng->conns);
     eng->name = strdup(init->local_agent);
     eng->name_len = strlen(init->local_agent);
@@ -212,7 +219,7 @@ static const nixl_plugin_info_t lf_info = {
     .name = "LIBFABRIC",
     .version = NIXL_VERSION_STRING,
     .caps = NIXL_BE_CAP_REMOTE | NIXL_BE_CAP_LOCAL | NIXL_BE_CAP_NOTIF,
-    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG),
+    .mems = NIXL_MEM_BIT(NIXL_DRAM_SEG) | NIXL_MEM_BIT(NIXL_VRAM_SEG), /* VRAM: lf_stage.c */
     .default_params = lf_default_params,
     .num_default_params = sizeof(lf_default_params) / sizeof(lf_default_params[0]),
 };
@@ -236,6 +243,7 @@ static const nixl_be_ops_t lf_ops = {
     .release_req = lf_release_req,
     .gen_notif = lf_gen_notif,
     .progress = lf_progress,
+    .cancel_xfer = lf_cancel_xfer,
 };
 
 NIXL_PLUGIN_EXPORT_ENTRY(&lf_info, &lf_ops)

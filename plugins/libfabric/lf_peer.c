@@ -48,6 +48,7 @@ void lf_conn_fail(lf_conn_t *c, const char *fmt, ...)
     vsnprintf(c->why, sizeof(c->why), fmt, ap);
     va_end(ap);
     atomic_store(&c->failed, true);
+    lf_stage_wake(c->eng); /* a staged request waiting for a round to this peer gives up */
     NIXL_BE_LOG(c->eng->host, NIXL_LOG_INFO, "agent '%s' failed: %s", c->name, c->why);
 }
 
@@ -190,32 +191,41 @@ void lf_md_unref(nixl_be_md_t *md)
     free(md);
 }
 
-static nixl_status_t reg_one(nixl_be_engine_t *eng, const nixl_reg_desc_t *d, size_t i,
-                             lf_lmd_t **out)
+static lf_lmd_t *lmd_new(nixl_be_engine_t *eng, uintptr_t addr, size_t len, int gpu)
 {
-    if (!d->len)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                           "descriptor %zu: a region of 0 bytes cannot be registered", i);
     lf_lmd_t *l = calloc(1, sizeof(*l));
     if (!l)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+        return NULL;
     l->hdr.kind = LF_MD_LOCAL;
     l->hdr.eng = eng;
     atomic_init(&l->hdr.refs, 1);
-    l->base = d->addr;
-    l->len = d->len;
+    l->base = addr;
+    l->len = len;
+    l->gpu = gpu;
+    return l;
+}
+
+nixl_status_t lf_reg_host(nixl_be_engine_t *eng, uintptr_t addr, size_t len, const char *what,
+                          lf_lmd_t **out)
+{
+    if (!len)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "%s: a region of 0 bytes cannot be registered", what);
+    lf_lmd_t *l = lmd_new(eng, addr, len, -1);
+    if (!l)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     lf_region_info_t ri = {.nrails = eng->nrails, .virt_addr = eng->virt_addr,
-                           .base = d->addr, .len = d->len};
+                           .base = addr, .len = len};
     for (unsigned r = 0; r < eng->nrails; r++) {
         lf_rail_t *rail = &eng->rails[r];
         uint64_t want = eng->prov_key ? 0 : atomic_fetch_add(&eng->next_key, 1);
         pthread_mutex_lock(&rail->lock);
-        int ret = fi_mr_reg(rail->domain, (void *)d->addr, d->len,
+        int ret = fi_mr_reg(rail->domain, (void *)addr, len,
                             FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE, 0, want, 0,
                             &l->mr[r], NULL);
-        const char *what = "fi_mr_reg";
+        const char *call = "fi_mr_reg";
         if (!ret && rail->mr_endpoint) {
-            what = "binding the registration to the endpoint";
+            call = "binding the registration to the endpoint";
             ret = fi_mr_bind(l->mr[r], &rail->ep->fid, 0);
             if (!ret)
                 ret = fi_mr_enable(l->mr[r]);
@@ -223,9 +233,8 @@ static nixl_status_t reg_one(nixl_be_engine_t *eng, const nixl_reg_desc_t *d, si
         pthread_mutex_unlock(&rail->lock);
         if (ret) {
             lf_md_unref(&l->hdr);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
-                               "descriptor %zu (0x%llx, %zu bytes), rail %u: %s: %s", i,
-                               (unsigned long long)d->addr, d->len, r, what, fi_strerror(-ret));
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "%s (0x%llx, %zu bytes), rail %u: %s: %s",
+                               what, (unsigned long long)addr, len, r, call, fi_strerror(-ret));
         }
         l->desc[r] = fi_mr_desc(l->mr[r]);
         ri.key[r] = fi_mr_key(l->mr[r]);
@@ -242,15 +251,62 @@ static nixl_status_t reg_one(nixl_be_engine_t *eng, const nixl_reg_desc_t *d, si
     return NIXL_SUCCESS;
 }
 
+/*
+ * GPU memory: no provider here can reach it (no FI_HMEM on tcp or shm), so it gets no memory
+ * region; transfers stage it through pinned host buffers (lf_stage.c). Its blob tells peers
+ * that they cannot reach it.
+ */
+static nixl_status_t reg_gpu(nixl_be_engine_t *eng, const nixl_reg_desc_t *d, size_t i,
+                             lf_lmd_t **out)
+{
+    const nixl_gpu_ops_t *g = nixl_host_gpu(eng->host);
+    if (!g || g->device_count() == 0)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "VRAM descriptor %zu: %s; LIBFABRIC moves GPU memory through pinned "
+                           "host buffers, which needs the driver and a GPU",
+                           i, g ? "the CUDA driver sees no GPU" : "no CUDA driver in this process");
+    if (!d->len)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "descriptor %zu: a region of 0 bytes cannot be registered", i);
+    nixl_gpu_ptr_t p = {0};
+    nixl_gpu_err_t err;
+    nixl_status_t st = g->ptr_query(d->addr, d->len, &p, &err);
+    if (st != NIXL_SUCCESS)
+        return NIXL_BE_ERR(eng->host, st, "VRAM descriptor %zu (0x%llx, %zu bytes): %s", i,
+                           (unsigned long long)d->addr, d->len, err.msg);
+    if (p.kind != NIXL_GPU_MEM_DEVICE && p.kind != NIXL_GPU_MEM_MANAGED)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                           "VRAM descriptor %zu (0x%llx, %zu bytes) is host memory, not GPU "
+                           "memory: register it as DRAM", i, (unsigned long long)d->addr, d->len);
+    lf_lmd_t *l = lmd_new(eng, d->addr, d->len, p.device);
+    if (!l)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    lf_region_info_t ri = {.nrails = eng->nrails, .virt_addr = eng->virt_addr, .staged = true,
+                           .base = d->addr, .len = d->len};
+    lf_region_write(&ri, l->blob);
+    l->blob_len = LF_REGION_BLOB_LEN(eng->nrails);
+    *out = l;
+    return NIXL_SUCCESS;
+}
+
+int lf_md_gpu(const nixl_be_md_t *md)
+{
+    return md->kind == LF_MD_LOCAL ? ((const lf_lmd_t *)md)->gpu : -1;
+}
+
 nixl_status_t lf_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                               const nixl_reg_desc_t *descs, size_t count, nixl_be_md_t **out)
 {
-    if (type != NIXL_DRAM_SEG)
+    if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
-                           "only DRAM is supported (VRAM: use UCX, see docs/backends.md)");
+                           "only DRAM and VRAM can be registered (got type %d)", (int)type);
     for (size_t i = 0; i < count; i++) {
         lf_lmd_t *l;
-        nixl_status_t st = reg_one(eng, &descs[i], i, &l);
+        char what[48];
+        snprintf(what, sizeof(what), "descriptor %zu", i);
+        nixl_status_t st = type == NIXL_VRAM_SEG
+                               ? reg_gpu(eng, &descs[i], i, &l)
+                               : lf_reg_host(eng, descs[i].addr, descs[i].len, what, &l);
         if (st != NIXL_SUCCESS) {
             while (i--)
                 lf_md_unref(out[i]);
@@ -283,8 +339,9 @@ nixl_status_t lf_load_remote_md(nixl_be_engine_t *eng, const char *agent, nixl_m
                                 const nixl_desc_t *descs, const nixl_be_blob_t *blobs,
                                 size_t count, nixl_be_md_t **out)
 {
-    if (type != NIXL_DRAM_SEG)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED, "only DRAM is supported");
+    if (type != NIXL_DRAM_SEG && type != NIXL_VRAM_SEG)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                           "only DRAM and VRAM regions (got type %d)", (int)type);
     lf_conn_t *c = lf_conn_get(eng, agent);
     if (!c)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_FOUND,

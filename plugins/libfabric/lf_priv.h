@@ -21,6 +21,9 @@
  *    request holds its regions.
  *  - req: a prepared transfer, cut once into per-rail parts of RMA messages (fi_writemsg /
  *    fi_readmsg of up to iov-limit elements each); a post hands each part to its rail thread.
+ *    A request with local GPU memory (lf_stage.c) has no parts of its own: it owns one child
+ *    request per staging round (parts between a pinned buffer and the peer's memory), which
+ *    the engine's stage thread posts in turn.
  *
  * Who completes what: `pending` counts the messages of the current post not yet completed
  * (posted or not). Each completion (or a message abandoned because its peer failed) drops it;
@@ -173,6 +176,7 @@ typedef struct lf_lmd {
     struct nixl_be_md hdr;
     uintptr_t base;
     size_t len;
+    int gpu; /* GPU memory, staged (no fid_mr): its device; host memory: -1 */
     struct fid_mr *mr[LF_RAILS_MAX];
     void *desc[LF_RAILS_MAX];
     uint8_t blob[LF_REGION_BLOB_LEN(LF_RAILS_MAX)];
@@ -234,8 +238,12 @@ struct nixl_be_req {
     struct nixl_be_md **refs;
     unsigned nparts;
     lf_part_t parts[LF_RAILS_MAX];
-    /* loopback: the pairs themselves */
+    /* loopback: the pairs themselves, or with GPU memory one prepared GPU batch */
     struct lf_pair { void *dst; const void *src; size_t len; } *pairs;
+    nixl_gpu_batch_t *gpu_batch;
+    /* local GPU memory with a peer (lf_stage.c): the rounds; a round's request has `parent` */
+    struct lf_stage *stage;
+    struct nixl_be_req *parent;
 };
 
 /* ---- the engine ---- */
@@ -260,10 +268,36 @@ struct nixl_be_engine {
     nixl_hmap_t conns; /* name -> lf_conn_t * */
     pthread_mutex_t all_lock;
     nixl_list_node_t *all_reqs;
+    /* the stage thread (lf_stage.c), started by the first staged post: stage_lock guards
+     * its queue and the rounds' ends, stage_cond wakes it and it waits on it */
+    pthread_mutex_t stage_lock;
+    pthread_cond_t stage_cond;
+    struct nixl_be_req *stage_head, **stage_tail;
+    bool stage_started, stage_stop;
+    pthread_t stage_thread;
     /* malformed messages dropped (logged once per second at most) */
     atomic_uint_fast64_t dropped;
     _Atomic uint64_t drop_log_ns;
 };
+
+/* lf_stage.c: local GPU memory staged through pinned host buffers, in pipelined rounds. */
+typedef struct lf_stage lf_stage_t;
+/* Prepare `req` (conn, op set): local[] has GPU memory of one device and host memory. */
+nixl_status_t lf_stage_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                            const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                            size_t count);
+nixl_status_t lf_stage_post(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* Stop it between rounds (a queued one at once, CANCELED). */
+void lf_stage_cancel(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* Queued, running, or a round's operations still held by libfabric. */
+bool lf_stage_busy(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* A round's request ended with `st` (rail threads, lf_req_ops_done). */
+void lf_stage_round_end(nixl_be_req_t *round, nixl_status_t st);
+void lf_stage_free(nixl_be_engine_t *eng, struct lf_stage *st);
+void lf_stage_stop(nixl_be_engine_t *eng); /* the thread, at destroy */
+void lf_stage_wake(nixl_be_engine_t *eng);  /* a peer failed: the stage thread looks */
+/* The GPU of a local region, -1 for host memory. */
+int lf_md_gpu(const nixl_be_md_t *md);
 
 /* lf_engine.c */
 nixl_status_t lf_fi_status(int fi_err); /* negative libfabric return -> status */
@@ -304,6 +338,9 @@ nixl_status_t lf_load_local_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds,
 void lf_unload_md(nixl_be_engine_t *eng, const nixl_be_mds_t *mds);
 void lf_md_ref(nixl_be_md_t *md);
 void lf_md_unref(nixl_be_md_t *md);
+/* Register host memory [addr, addr + len) on every rail (the staging buffers). */
+nixl_status_t lf_reg_host(nixl_be_engine_t *eng, uintptr_t addr, size_t len, const char *what,
+                          lf_lmd_t **out);
 
 /* lf_xfer.c: transfers and notifications. */
 nixl_status_t lf_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_be_desc_t *local,
@@ -313,6 +350,16 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_xfer_opts_t *opts);
 nixl_status_t lf_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
 nixl_status_t lf_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req);
+nixl_status_t lf_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* A request with no parts of its own, ready for the rails (conn, op set): the round requests
+ * of a staged one. Its parts are cut from local[] / remote[] as at prep. */
+nixl_status_t lf_req_parts(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                           const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                           size_t count);
+/* Post a prepared request's parts (no notification); returns IN_PROG or SUCCESS (nothing to
+ * move). */
+nixl_status_t lf_req_start(nixl_be_engine_t *eng, nixl_be_req_t *req);
+void lf_req_free(nixl_be_req_t *req);
 nixl_status_t lf_gen_notif(nixl_be_engine_t *eng, const char *agent, const void *msg,
                            size_t len);
 void lf_reqs_free_all(nixl_be_engine_t *eng);

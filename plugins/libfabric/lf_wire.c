@@ -143,8 +143,9 @@ bool lf_region_parse(const void *blob, size_t len, lf_region_info_t *out, char *
     if (len != LF_REGION_BLOB_LEN(nrails))
         return refuse(why, why_len, "region blob of %zu bytes for %u rails (%u expected)", len,
                       nrails, LF_REGION_BLOB_LEN(nrails));
-    if (p[6] & ~1u)
-        return refuse(why, why_len, "region blob flags 0x%x (only bit 0 is defined)", p[6]);
+    if (p[6] & ~3u)
+        return refuse(why, why_len, "region blob flags 0x%x (only bits 0 and 1 are defined)",
+                      p[6]);
     if (p[7])
         return refuse(why, why_len, "region blob reserved byte is %u (0 expected)", p[7]);
     uint64_t base = rd64(p + 8), rlen = rd64(p + 16);
@@ -153,6 +154,7 @@ bool lf_region_parse(const void *blob, size_t len, lf_region_info_t *out, char *
                       (unsigned long long)base, (unsigned long long)rlen);
     out->nrails = nrails;
     out->virt_addr = p[6] & 1u;
+    out->staged = p[6] & 2u;
     out->base = base;
     out->len = rlen;
     for (unsigned r = 0; r < nrails; r++)
@@ -165,7 +167,7 @@ void lf_region_write(const lf_region_info_t *ri, uint8_t *out)
     memcpy(out, "NXLR", 4);
     out[4] = 1;
     out[5] = (uint8_t)ri->nrails;
-    out[6] = ri->virt_addr ? 1 : 0;
+    out[6] = (uint8_t)((ri->virt_addr ? 1u : 0u) | (ri->staged ? 2u : 0u));
     out[7] = 0;
     wr64(out + 8, ri->base);
     wr64(out + 16, ri->len);

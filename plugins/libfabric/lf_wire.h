@@ -15,8 +15,9 @@
  *
  * Region blob ("NXLR", version 1): the public blob of one registered region
  *   magic[4] "NXLR" | version u8 = 1 | nrails u8 (1..LF_RAILS_MAX) | flags u8 (bit 0: remote
- *   addresses are virtual addresses, else offsets from base; no other bit) | reserved u8 = 0 |
- *   base u64 | len u64 (not 0, base + len does not wrap) | per rail: key u64
+ *   addresses are virtual addresses, else offsets from base; bit 1: GPU memory that its agent
+ *   stages through its own pinned buffers, out of peers' reach (keys 0); no other bit) |
+ *   reserved u8 = 0 | base u64 | len u64 (not 0, base + len does not wrap) | per rail: key u64
  *
  * Message ("NXLM", version 1): one message on the endpoint (a notification)
  *   magic[4] "NXLM" | version u8 = 1 | type u8 (1: notification) | name_len u16 (1..LF_NAME_MAX)
@@ -51,6 +52,7 @@ typedef struct lf_conn_info {
 typedef struct lf_region_info {
     unsigned nrails;
     bool virt_addr;
+    bool staged; /* GPU memory peers cannot reach (flag bit 1) */
     uint64_t base, len;
     uint64_t key[LF_RAILS_MAX];
 } lf_region_info_t;

@@ -1,8 +1,10 @@
 /*
  * lf_xfer.c - transfers: a request is cut once, at prep, into per-rail parts of RMA messages
  * (fi_writemsg / fi_readmsg of up to the provider's iov limit of elements each); a post hands
- * the parts to the rail threads (lf_rail.c) and never waits. Loopback (the own agent) is a
- * copy. Notifications: lf_wire.c's message, sent on rail 0 after every operation completed.
+ * the parts to the rail threads (lf_rail.c) and never waits. Local GPU memory goes through
+ * pinned buffers in rounds (lf_stage.c). Loopback (the own agent) is a copy (a GPU batch when
+ * GPU memory is in it). Notifications: lf_wire.c's message, sent on rail 0 after every
+ * operation completed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +20,11 @@ static const char *op_name(const nixl_be_req_t *req)
     return req->op == NIXL_WRITE ? "WRITE to" : "READ from";
 }
 
-static void req_free(nixl_be_req_t *req)
+void lf_req_free(nixl_be_req_t *req)
 {
+    if (req->gpu_batch)
+        nixl_host_gpu(req->eng->host)->batch_destroy(req->gpu_batch); /* waits for a copy */
+    lf_stage_free(req->eng, req->stage); /* its rounds' requests first: they use its buffers */
     for (size_t i = 0; i < req->nrefs; i++)
         lf_md_unref(req->refs[i]);
     for (unsigned r = 0; r < req->nparts; r++) {
@@ -114,6 +119,48 @@ static void fill_piece(void *varg, unsigned rail, size_t i, size_t off, size_t l
         .addr = m->ri.virt_addr ? raddr : raddr - m->ri.base, .len = len, .key = m->ri.key[rail]};
 }
 
+/* The one GPU of a list's GPU memory (-1: none); an error when there are two. */
+static nixl_status_t list_gpu(nixl_be_engine_t *eng, const nixl_be_desc_t *d, size_t count,
+                              int *device)
+{
+    for (size_t i = 0; i < count; i++) {
+        int g = lf_md_gpu(d[i].md);
+        if (g < 0 || g == *device)
+            continue;
+        if (*device >= 0)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "element %zu is memory of GPU %d, an earlier one of GPU %d: a "
+                               "request moves the memory of one GPU; split the list per GPU",
+                               i, g, *device);
+        *device = g;
+    }
+    return NIXL_SUCCESS;
+}
+
+/* Loopback with GPU memory on either side: one GPU batch, run by each post. */
+static nixl_status_t prep_loopback_gpu(nixl_be_engine_t *eng, nixl_be_req_t *req, int device,
+                                       bool host)
+{
+    const nixl_gpu_ops_t *g = nixl_host_gpu(eng->host);
+    if (!g)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED, "GPU memory without a CUDA driver");
+    nixl_gpu_seg_t *segs = malloc(req->count * sizeof(*segs));
+    if (!segs)
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    for (size_t i = 0; i < req->count; i++)
+        segs[i] = (nixl_gpu_seg_t){(uintptr_t)req->pairs[i].dst, (uintptr_t)req->pairs[i].src,
+                                   req->pairs[i].len};
+    nixl_gpu_err_t err;
+    /* Host memory in the list may be pageable: the driver then copies (a kernel cannot). */
+    nixl_status_t st = g->batch_create(device, segs, req->count,
+                                       host ? NIXL_GPU_BATCH_PAGEABLE : 0, 0, &req->gpu_batch,
+                                       &err);
+    free(segs);
+    if (st != NIXL_SUCCESS)
+        return NIXL_BE_ERR(eng->host, st, "a copy with GPU memory: %s", err.msg);
+    return NIXL_SUCCESS;
+}
+
 static nixl_status_t prep_loopback(nixl_be_engine_t *eng, nixl_be_req_t *req,
                                    const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
                                    size_t count)
@@ -121,6 +168,7 @@ static nixl_status_t prep_loopback(nixl_be_engine_t *eng, nixl_be_req_t *req,
     req->pairs = count ? calloc(count, sizeof(*req->pairs)) : NULL;
     if (count && !req->pairs)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
+    bool gpu = false, host = false;
     for (size_t i = 0; i < count; i++) {
         if (remote[i].md->kind != LF_MD_LOCAL)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
@@ -128,26 +176,23 @@ static nixl_status_t prep_loopback(nixl_be_engine_t *eng, nixl_be_req_t *req,
         void *l = (void *)local[i].addr, *r = (void *)remote[i].addr;
         req->pairs[i] = req->op == NIXL_WRITE ? (struct lf_pair){r, l, local[i].len}
                                               : (struct lf_pair){l, r, local[i].len};
+        int lg = lf_md_gpu(local[i].md), rg = lf_md_gpu(remote[i].md);
+        gpu = gpu || lg >= 0 || rg >= 0;
+        host = host || lg < 0 || rg < 0;
     }
-    return NIXL_SUCCESS;
+    int device = -1;
+    nixl_status_t st = NIXL_SUCCESS;
+    if (gpu && (st = list_gpu(eng, local, count, &device)) == NIXL_SUCCESS &&
+        (st = list_gpu(eng, remote, count, &device)) == NIXL_SUCCESS)
+        st = prep_loopback_gpu(eng, req, device, host);
+    return st;
 }
 
-static nixl_status_t prep_parts(nixl_be_engine_t *eng, nixl_be_req_t *req,
-                                const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
-                                size_t count)
+nixl_status_t lf_req_parts(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                           const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                           size_t count)
 {
     lf_conn_t *c = req->conn;
-    for (size_t i = 0; i < count; i++) {
-        if (local[i].md->kind != LF_MD_LOCAL || remote[i].md->kind != LF_MD_REMOTE ||
-            ((const lf_rmd_t *)remote[i].md)->conn != c)
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                               "element %zu: not a local region and a region of agent '%s'", i,
-                               c->name);
-        if (local[i].len != remote[i].len)
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                               "element %zu: lengths differ (%zu and %zu)", i, local[i].len,
-                               remote[i].len);
-    }
     size_t per_rail[LF_RAILS_MAX] = {0};
     for_pieces(eng, c->nrails, local, count, count_piece, per_rail);
     req->nparts = c->nrails;
@@ -176,6 +221,37 @@ static nixl_status_t prep_parts(nixl_be_engine_t *eng, nixl_be_req_t *req,
     fill_arg_t a = {req, local, remote};
     for_pieces(eng, c->nrails, local, count, fill_piece, &a);
     return NIXL_SUCCESS;
+}
+
+static nixl_status_t prep_parts(nixl_be_engine_t *eng, nixl_be_req_t *req,
+                                const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
+                                size_t count)
+{
+    lf_conn_t *c = req->conn;
+    int device = -1;
+    for (size_t i = 0; i < count; i++) {
+        if (local[i].md->kind != LF_MD_LOCAL || remote[i].md->kind != LF_MD_REMOTE ||
+            ((const lf_rmd_t *)remote[i].md)->conn != c)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "element %zu: not a local region and a region of agent '%s'", i,
+                               c->name);
+        if (((const lf_rmd_t *)remote[i].md)->ri.staged)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
+                               "element %zu: the remote memory is GPU memory of agent '%s', "
+                               "which LIBFABRIC cannot reach (provider %s has no GPU support; "
+                               "'%s' stages its GPU memory itself): put host memory (DRAM) on "
+                               "the far side and let '%s' move its GPU memory, or use UCX",
+                               i, c->name, eng->prov, c->name, c->name);
+        if (local[i].len != remote[i].len)
+            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                               "element %zu: lengths differ (%zu and %zu)", i, local[i].len,
+                               remote[i].len);
+    }
+    nixl_status_t st = list_gpu(eng, local, count, &device);
+    if (st != NIXL_SUCCESS)
+        return st;
+    return device >= 0 ? lf_stage_prep(eng, req, local, remote, count)
+                       : lf_req_parts(eng, req, local, remote, count);
 }
 
 nixl_status_t lf_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_be_desc_t *local,
@@ -211,7 +287,7 @@ nixl_status_t lf_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op, const nixl_
     if (st == NIXL_SUCCESS && !hold_refs(req, local, remote, count))
         st = NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");
     if (st != NIXL_SUCCESS) {
-        req_free(req);
+        lf_req_free(req);
         return st;
     }
     req->notif.req = req;
@@ -252,10 +328,56 @@ static nixl_status_t conn_usable(nixl_be_engine_t *eng, lf_conn_t *c)
     return NIXL_SUCCESS;
 }
 
+/* Ready a request for a post: its counters and reason cleared; the messages to post. */
+static size_t req_reset(nixl_be_req_t *req)
+{
+    size_t total = 0;
+    for (unsigned r = 0; r < req->nparts; r++) {
+        req->parts[r].next = req->parts[r].outstanding = 0;
+        total += req->parts[r].nrma;
+    }
+    atomic_store(&req->nfailed, 0);
+    atomic_store(&req->first_err, 0);
+    atomic_store(&req->why_set, false);
+    req->why[0] = '\0';
+    req->posted_ns = nixl_now_ns();
+    return total;
+}
+
+static void post_parts(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    for (unsigned r = 0; r < req->nparts; r++)
+        if (req->parts[r].nrma)
+            lf_rail_post_part(&eng->rails[r], &req->parts[r]);
+}
+
+/* Something of the request's last post still runs (or libfabric still holds it). */
+static bool req_busy(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    return atomic_load(&req->state) == NIXL_IN_PROG || atomic_load(&req->pending) ||
+           (req->stage && lf_stage_busy(eng, req));
+}
+
+/* A loopback copy with GPU memory: one batch, waited for (as a copy in the caller is). */
+static nixl_status_t loopback_gpu(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    const nixl_gpu_ops_t *g = nixl_host_gpu(eng->host);
+    nixl_gpu_err_t err;
+    nixl_status_t st = g->batch_post(req->gpu_batch, &err);
+    if (st == NIXL_SUCCESS)
+        st = g->batch_wait(req->gpu_batch, &err);
+    if (st != NIXL_SUCCESS) {
+        snprintf(req->why, sizeof(req->why), "a copy with GPU memory: %s", err.msg);
+        atomic_store(&req->state, st);
+        return NIXL_BE_ERR(eng->host, st, "%s", req->why);
+    }
+    return NIXL_SUCCESS;
+}
+
 nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            const nixl_be_xfer_opts_t *opts)
 {
-    if (atomic_load(&req->state) == NIXL_IN_PROG || atomic_load(&req->pending))
+    if (req_busy(eng, req))
         return NIXL_BE_ERR(eng->host, NIXL_ERR_REPOST_ACTIVE,
                            "the request is still in flight");
     bool notif = opts && opts->has_notif;
@@ -265,7 +387,12 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
             return st;
     }
     if (!req->conn) { /* loopback */
-        for (size_t i = 0; i < req->count; i++)
+        if (req->gpu_batch) {
+            nixl_status_t st = loopback_gpu(eng, req);
+            if (st != NIXL_SUCCESS)
+                return st;
+        }
+        for (size_t i = 0; !req->gpu_batch && i < req->count; i++)
             memmove(req->pairs[i].dst, req->pairs[i].src, req->pairs[i].len);
         if (notif)
             eng->host->notif(eng->host, eng->name, eng->name_len, opts->notif, opts->notif_len);
@@ -279,12 +406,13 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
                  st == NIXL_ERR_NOT_FOUND ? "disconnected" : req->conn->why);
         return st;
     }
-    size_t total = 0;
-    for (unsigned r = 0; r < req->nparts; r++) {
-        req->parts[r].next = req->parts[r].outstanding = 0;
-        total += req->parts[r].nrma;
-    }
     req->has_notif = notif;
+    req->notif.conn = req->conn;
+    size_t total = req_reset(req);
+    if (req->stage) {
+        req->notif_early = false;
+        return lf_stage_post(eng, req);
+    }
     /* A WRITE's notification can leave right behind its writes where the provider delivers a
      * message after the writes posted before it on the endpoint (FI_ORDER_SAW) and every
      * write is on rail 0: one round trip instead of two. Otherwise (other rails, READ - a
@@ -292,12 +420,6 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
      * ordering) it is sent once every operation completed. */
     req->notif_early = notif && total && req->op == NIXL_WRITE && eng->order_saw &&
                        req->parts[0].nrma == total;
-    atomic_store(&req->nfailed, 0);
-    atomic_store(&req->first_err, 0);
-    atomic_store(&req->why_set, false);
-    req->why[0] = '\0';
-    req->posted_ns = nixl_now_ns();
-    req->notif.conn = req->conn;
     atomic_store(&req->state, NIXL_IN_PROG);
     if (!total) {
         if (!notif) {
@@ -308,11 +430,23 @@ nixl_status_t lf_post_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req,
         return NIXL_IN_PROG;
     }
     atomic_store(&req->pending, total + req->notif_early);
-    for (unsigned r = 0; r < req->nparts; r++)
-        if (req->parts[r].nrma)
-            lf_rail_post_part(&eng->rails[r], &req->parts[r]);
+    post_parts(eng, req);
     if (req->notif_early)
         lf_rail_post_job(&eng->rails[0], &req->notif);
+    return NIXL_IN_PROG;
+}
+
+nixl_status_t lf_req_start(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    size_t total = req_reset(req);
+    req->has_notif = req->notif_early = false;
+    if (!total) {
+        atomic_store(&req->state, NIXL_SUCCESS);
+        return NIXL_SUCCESS;
+    }
+    atomic_store(&req->state, NIXL_IN_PROG);
+    atomic_store(&req->pending, total);
+    post_parts(eng, req);
     return NIXL_IN_PROG;
 }
 
@@ -342,6 +476,7 @@ void lf_req_ops_done(nixl_be_req_t *req, size_t n, size_t bad, int err, const ch
         return;
     /* The last operation of the post: decide. */
     size_t nbad = atomic_load(&req->nfailed);
+    nixl_status_t st = NIXL_SUCCESS;
     if (nbad) {
         char first[384];
         snprintf(first, sizeof(first), "%s", req->why);
@@ -350,14 +485,15 @@ void lf_req_ops_done(nixl_be_req_t *req, size_t n, size_t bad, int err, const ch
             total += req->parts[r].nrma;
         snprintf(req->why, sizeof(req->why), "%s agent '%s': %zu of %zu operation(s) failed: %s",
                  op_name(req), req->conn->name, nbad, total, first);
-        atomic_store(&req->state, fail_status(req, atomic_load(&req->first_err)));
-        return;
-    }
-    if (req->has_notif && !req->notif_early) {
+        st = fail_status(req, atomic_load(&req->first_err));
+    } else if (req->has_notif && !req->notif_early) {
         lf_rail_post_job(&req->eng->rails[0], &req->notif);
         return;
     }
-    atomic_store(&req->state, NIXL_SUCCESS);
+    if (req->parent)
+        lf_stage_round_end(req, st); /* wakes the stage thread */
+    else
+        atomic_store(&req->state, st);
 }
 
 void lf_req_notif_done(nixl_be_req_t *req, int err)
@@ -384,8 +520,9 @@ nixl_status_t lf_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
     if (st == NIXL_IN_PROG && req->conn && eng->params.caller_progress) {
         /* A caller that polls progresses the request's rails itself (when their threads are
          * not at it): the completion needs no wake-up of a rail thread. */
-        for (unsigned r = 0; r < req->nparts; r++)
-            if (r == 0 || req->parts[r].nrma)
+        unsigned nr = req->stage ? req->conn->nrails : req->nparts; /* rounds: any rail */
+        for (unsigned r = 0; r < nr; r++)
+            if (r == 0 || req->stage || req->parts[r].nrma)
                 lf_rail_progress(&eng->rails[r]);
         st = atomic_load(&req->state);
     }
@@ -399,9 +536,12 @@ nixl_status_t lf_check_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
 
 nixl_status_t lf_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
-    /* RMA cannot be cancelled: give a transfer in flight a moment, then refuse. */
+    /* RMA cannot be cancelled: give a transfer in flight a moment, then refuse. A staged one
+     * stops at the end of its round. */
+    if (req->stage)
+        lf_stage_cancel(eng, req);
     uint64_t deadline = nixl_now_ms() + LF_RELEASE_WAIT_MS;
-    while (atomic_load(&req->state) == NIXL_IN_PROG || atomic_load(&req->pending)) {
+    while (req_busy(eng, req)) {
         if (nixl_now_ms() >= deadline)
             return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND,
                                "the %s agent '%s' is still in flight after %d ms and cannot be "
@@ -414,8 +554,18 @@ nixl_status_t lf_release_req(nixl_be_engine_t *eng, nixl_be_req_t *req)
     pthread_mutex_lock(&eng->all_lock);
     nixl_list_remove(&eng->all_reqs, &req->all);
     pthread_mutex_unlock(&eng->all_lock);
-    req_free(req);
+    lf_req_free(req);
     return NIXL_SUCCESS;
+}
+
+nixl_status_t lf_cancel_xfer(nixl_be_engine_t *eng, nixl_be_req_t *req)
+{
+    /* Only a staged request can be stopped (between its rounds); RMA in flight is waited for. */
+    if (req->stage && atomic_load(&req->state) == NIXL_IN_PROG)
+        lf_stage_cancel(eng, req);
+    if (req->stage && lf_stage_busy(eng, req))
+        return NIXL_IN_PROG;
+    return lf_check_xfer(eng, req);
 }
 
 void lf_reqs_free_all(nixl_be_engine_t *eng)
@@ -424,7 +574,7 @@ void lf_reqs_free_all(nixl_be_engine_t *eng)
     while (eng->all_reqs) {
         nixl_be_req_t *req = nixl_list_entry(eng->all_reqs, nixl_be_req_t, all);
         nixl_list_remove(&eng->all_reqs, &req->all);
-        req_free(req);
+        lf_req_free(req);
     }
 }
 

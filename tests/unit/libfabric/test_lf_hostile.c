@@ -225,6 +225,25 @@ static void test_loopback(void **state)
     t_free_zero(src, 8192);
 }
 
+/* VRAM that cannot be staged (no GPU here; host memory on a GPU machine) is refused with the
+ * reason, and the agent's DRAM still registers. */
+static void test_vram_refused(void **state)
+{
+    (void)state;
+    nixl_agent_t *a = lf_agent("novram", NULL, 0);
+    uint8_t *buf = t_alloc_zero(4096);
+    nixl_reg_desc_t d = {.addr = (uintptr_t)buf, .len = 4096, .dev_id = 0};
+    nixl_status_t st = nixl_agent_register_mem(a, NIXL_VRAM_SEG, &d, 1, NULL);
+    print_message("  %s: %s\n", nixl_status_str(st), nixl_last_error());
+    assert_true(st == NIXL_ERR_NOT_SUPPORTED || st == NIXL_ERR_INVALID_PARAM);
+    EXPECT_LASTERR("VRAM");
+    assert_true(strstr(nixl_last_error(), "driver") || strstr(nixl_last_error(), "GPU") ||
+                strstr(nixl_last_error(), "not GPU memory"));
+    t_reg(a, buf, 4096);
+    nixl_agent_destroy(a);
+    t_free_zero(buf, 4096);
+}
+
 int main(void)
 {
     unsetenv("NIXL_TELEMETRY_ENABLE");
@@ -234,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_num_threads_logged),
+        cmocka_unit_test(test_vram_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
