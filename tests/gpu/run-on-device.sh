@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build and run everything GPU on the accelerator machine (the `device` tool), in one call:
-#   scripts/device-deps.sh stage                    (here, once: UCX and cmocka headers)
+#   scripts/device-deps.sh stage                    (here, once: the headers the machine lacks)
 #   run: tests/gpu/run-on-device.sh [what...]       (there, carrying build-devdeps)
 # what: build (default set: build test nokernel bench), test, nokernel, bench, tools, gds,
 #   copythreads (SHM's copy threads on this many-core host: bench/xfer, $OUT/copy-threads.md).
