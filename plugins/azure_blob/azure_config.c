@@ -10,7 +10,11 @@
  *                      an emulator's http://host:port/<account>; a "?<SAS>" on it is the SAS
  *   container_name     AZURE_STORAGE_CONTAINER_NAME; required (must exist)
  *   ca_bundle          AZURE_CA_BUNDLE; CA file for https
- * Ours, for account_url (the reference's DefaultAzureCredential, Azure AD, is not available):
+ *   azure_ad (ours)    auto (default): with account_url and neither SAS nor key, the Azure AD
+ *                      credential of the environment (azure_ad.c: service principal, workload
+ *                      identity, App Service managed identity); on: also IMDS (an Azure VM's
+ *                      managed identity), and no token is an error; off: never Azure AD
+ * Ours, for account_url:
  *   account_name       AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT; else from the URL
  *   account_key        AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_KEY: SharedKey signatures
  *   sas_token          AZURE_STORAGE_SAS_TOKEN: appended to every request (wins over a key)
@@ -42,6 +46,7 @@ void az_params_free(nixl_be_engine_t *eng)
         free(az->base);
         free(az->container);
         free(az->sas);
+        az_ad_free(az->ad);
         OPENSSL_cleanse(az->key, sizeof(az->key));
         free(az);
         eng->pd = NULL;
@@ -247,6 +252,15 @@ nixl_status_t az_params_parse(const nixl_be_init_t *init, nixl_be_engine_t *eng)
     if (st != NIXL_SUCCESS)
         return st;
     az->auth = az->sas ? "SAS" : az->key_len ? "SharedKey" : "anonymous";
+    /* The reference's DefaultAzureCredential: account_url alone (a connection string without
+     * a key or SAS stays anonymous there too). */
+    const char *mode = nixl_be_param(init, "azure_ad");
+    if (!cs && !az->sas && !az->key_len)
+        return az_ad_setup(init, eng, mode && *mode ? mode : NULL);
+    if (mode && *mode && strcasecmp(mode, "auto") && strcasecmp(mode, "on") &&
+        strcasecmp(mode, "off"))
+        return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                           "azure_ad '%s' is not one of auto, on, off", mode);
     return NIXL_SUCCESS;
 }
 

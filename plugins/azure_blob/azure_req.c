@@ -2,7 +2,8 @@
  * azure_req.c - what an Azure Blob exchange sends: Get Blob with x-ms-range, Put Blob (a
  * BlockBlob), Put Block and Put Block List for staged blocks, Get Blob Properties (HEAD); and
  * how it is authorized: a SAS token appended to the query, or a SharedKey signature
- * (HMAC-SHA256 with the account key of the canonical string of the request), or nothing.
+ * (HMAC-SHA256 with the account key of the canonical string of the request), or an Azure AD
+ * bearer token (the current one of azure_ad.c), or nothing.
  *
  * Block ids: the base64 of the block's 0-based index as six decimal digits, the same length for
  * every block of a blob (which Azure requires), so a retried post stages the same ids again.
@@ -163,6 +164,8 @@ bool az_build(nixl_be_engine_t *eng, obj_xfer_t *x)
                  x->kind == OBJ_PUT ? "x-ms-blob-type:BlockBlob\n" : "", date,
                  range[0] ? "x-ms-range:" : "", range, range[0] ? "\n" : "");
         ok = shared_key(az, x, verb, upload ? dlen : 0, ctype, xms);
+    } else if (ok && az->ad) {
+        ok = az_ad_auth_header(az->ad, &x->hdrs);
     }
     return ok;
 }

@@ -248,12 +248,16 @@ bool obj_xml_text(const char *xml, size_t len, const char *tag, char *out, size_
 
 void obj_http_reason(long status, const char *body, size_t blen, char *out, size_t outlen)
 {
-    char code[128], msg[256];
+    char code[128], msg[256], detail[256];
     bool has_code = obj_xml_text(body, blen, "Code", code, sizeof(code));
     bool has_msg = obj_xml_text(body, blen, "Message", msg, sizeof(msg));
+    /* Azure says why a credential was refused (a token's audience, its lifetime) apart */
+    bool has_detail = obj_xml_text(body, blen, "AuthenticationErrorDetail", detail,
+                                   sizeof(detail));
     if (has_code)
-        snprintf(out, outlen, "HTTP %ld %s%s%s", status, code, has_msg ? ": " : "",
-                 has_msg ? msg : "");
+        snprintf(out, outlen, "HTTP %ld %s%s%s%s%s%s", status, code, has_msg ? ": " : "",
+                 has_msg ? msg : "", has_detail ? " (" : "", has_detail ? detail : "",
+                 has_detail ? ")" : "");
     else if (status == 403)
         snprintf(out, outlen, "HTTP 403 (access denied: check the credentials)");
     else if (status == 404)

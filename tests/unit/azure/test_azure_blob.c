@@ -11,6 +11,7 @@
  * mid-transfer (an error, never a hang). Skips (77) when azurite is not installed.
  */
 #include "obj_test.h"
+#include "az_test.h"
 #include "s3_server.h"
 
 #define DEV_KEY "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -69,22 +70,11 @@ static void use_server(s3_server_t *s, char *url, size_t len)
 static int setup(void **state)
 {
     (void)state;
-    static const char *const clear[] = {
-        "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL",
-        "AZURE_STORAGE_CONTAINER_NAME",    "AZURE_STORAGE_ACCOUNT_NAME",
-        "AZURE_STORAGE_ACCOUNT",           "AZURE_STORAGE_ACCOUNT_KEY",
-        "AZURE_STORAGE_KEY",               "AZURE_STORAGE_SAS_TOKEN", "AZURE_CA_BUNDLE"};
-    for (size_t i = 0; i < sizeof(clear) / sizeof(clear[0]); i++)
-        unsetenv(clear[i]);
+    az_clear_storage_env();
     if (azurite_start(&srv) != 0)
         return -1;
     use_server(&srv, account_url, sizeof(account_url));
-    ot_check = pycheck_fn;
-    if (pycheck("mkcontainer") != 0) {
-        fprintf(stderr, "az_check.py could not create the container\n");
-        return -1;
-    }
-    return 0;
+    return az_use_check(pycheck_fn);
 }
 
 static int teardown(void **state)
@@ -292,21 +282,9 @@ static void test_server_killed(void **state)
 /* argv[1]: the azurite-blob program, argv[2]: az_check.py (NIXL_AZURITE / NIXL_AZ_CHECK win). */
 int main(int argc, char **argv)
 {
-    if (argc > 2) {
-        setenv("NIXL_AZURITE", argv[1], 0);
-        setenv("NIXL_AZ_CHECK", argv[2], 0);
-    }
-    const char *bin = getenv("NIXL_AZURITE");
-    if (!bin || access(bin, X_OK) != 0) {
-        fprintf(stderr, "azurite-blob not found (NIXL_AZURITE='%s'): run "
-                "scripts/install-deps.sh, which installs azurite from npm into build-npm/\n",
-                bin ? bin : "");
-        return 77;
-    }
-    if (system("python3 -c '' >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "no python3 for the independent client\n");
-        return 77;
-    }
+    int skip = az_need_azurite(argc, argv);
+    if (skip)
+        return skip;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ot_test_roundtrip_keys),   cmocka_unit_test(test_read_offset),
         cmocka_unit_test(test_staged_blocks),     cmocka_unit_test(ot_test_thousand),
