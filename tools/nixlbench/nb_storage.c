@@ -83,7 +83,8 @@ static size_t obj_params(const nb_cfg_t *cfg, nixl_param_t *p)
 
 /* AZURE_BLOB's parameters from the --azure_blob_* flags (unset ones: the plugin's
  * AZURE_STORAGE_* fallbacks; the account key has no flag in the reference, so it comes from
- * AZURE_STORAGE_ACCOUNT_KEY or the connection string). */
+ * AZURE_STORAGE_ACCOUNT_KEY or the connection string, else an Azure AD credential of the
+ * environment signs the requests). */
 static size_t azure_params(const nb_cfg_t *cfg, nixl_param_t *p)
 {
     const nixl_param_t all[] = {
