@@ -30,6 +30,8 @@ targets="$targets lf_wire:libfabric"
 # exporters' bucket list and multi-process stores (pure code: built wherever)
 targets="$targets telem_settings:telem_settings telem_ring:telem_ring"
 targets="$targets prom_buckets:prom_buckets prom_store:prom_store"
+# the AZURE_BLOB backend's reading of an Azure AD token endpoint's answer (pure code)
+targets="$targets az_token:az_token"
 if grep -q "^build tests/fuzz/fuzz_auth:" $dir/build.ninja; then
   targets="$targets auth:auth" # with libcrypto only
 fi
