@@ -781,7 +781,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loopback, pair_setup, pair_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_release, pair_setup, pair_teardown),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    dlclose(h);
-    return rc;
+    /* The plugin stays loaded to the end (no dlclose): unloading it unloads libfabric, whose
+     * providers' allocations, still referenced by its globals until then, LeakSanitizer would
+     * report as leaks at exit. */
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
