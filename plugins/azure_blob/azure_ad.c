@@ -547,6 +547,7 @@ nixl_status_t az_ad_setup(const nixl_be_init_t *init, nixl_be_engine_t *eng, con
     OPENSSL_cleanse(ans->token, sizeof(ans->token));
     free(ans);
     ad->refresh_at = refresh_time(now, ad->expires_at);
+    long long life = (long long)(ad->expires_at - now); /* the refresher owns it from here */
     int rc = ok ? pthread_create(&ad->thread, NULL, refresher, ad) : ENOMEM;
     if (rc != 0) {
         az_ad_free(ad);
@@ -557,7 +558,7 @@ nixl_status_t az_ad_setup(const nixl_be_init_t *init, nixl_be_engine_t *eng, con
     }
     ad->started = true;
     NIXL_BE_LOG(init->host, NIXL_LOG_INFO, "Azure AD: token of the %s from %s, valid for %lld s",
-                ad->what, ad->url, (long long)(ad->expires_at - now));
+                ad->what, ad->url, life);
     az->ad = ad;
     snprintf(az->auth_buf, sizeof(az->auth_buf), "Azure AD %s", ad->what);
     az->auth = az->auth_buf;
