@@ -20,23 +20,14 @@
 nixl_status_t obj_vram_register(nixl_be_engine_t *eng, size_t i, const nixl_reg_desc_t *d,
                                 nixl_be_md_t *md)
 {
+    /* The core has checked that the region is GPU memory of the GPU its devId names
+     * (nixl_gpu_check_vram); what staging needs here is the GPU services themselves. */
     const nixl_gpu_ops_t *g = nixl_host_gpu(eng->host);
     if (!g || g->device_count() == 0)
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
                            "descriptor %zu: VRAM, but this process has no CUDA driver or no GPU",
                            i);
-    nixl_gpu_ptr_t p;
-    nixl_gpu_err_t err;
-    nixl_status_t st = g->ptr_query(d->addr, d->len, &p, &err);
-    if (st != NIXL_SUCCESS)
-        return NIXL_BE_ERR(eng->host, st, "descriptor %zu (0x%" PRIxPTR ", %zu bytes): %s", i,
-                           d->addr, d->len, err.msg);
-    if (p.kind != NIXL_GPU_MEM_DEVICE && p.kind != NIXL_GPU_MEM_MANAGED)
-        return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                           "descriptor %zu (0x%" PRIxPTR ", %zu bytes): registered as VRAM but "
-                           "it is host memory (register it as DRAM)",
-                           i, d->addr, d->len);
-    md->gpu = p.device;
+    md->gpu = (int)d->dev_id;
     return NIXL_SUCCESS;
 }
 
