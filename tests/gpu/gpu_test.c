@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "gpu_test.h"
@@ -137,4 +138,37 @@ void gt_copy_async(uint64_t dst, uint64_t src, size_t len)
 void gt_copy_wait(void)
 {
     must(cu.stream_sync(stream), "cuStreamSynchronize");
+}
+
+void gt_fill(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 131 + seed + (i >> 12));
+}
+
+size_t gt_pieces(nixl_desc_t *a, nixl_desc_t *b, uintptr_t abase, uintptr_t bbase, size_t len,
+                 size_t n)
+{
+    size_t off = 3, step = len / n, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t plen = step - 8 - i % 13;
+        a[i] = (nixl_desc_t){abase + off, plen, 0};
+        b[i] = (nixl_desc_t){bbase + off, plen, 0};
+        off += step;
+        total += plen;
+    }
+    return total;
+}
+
+void gt_expect(uint8_t *want, const uint8_t *before, const uint8_t *src, size_t len, size_t n)
+{
+    nixl_desc_t *a = malloc(n * sizeof(*a)), *b = malloc(n * sizeof(*b));
+    if (!a || !b)
+        abort();
+    memcpy(want, before, len);
+    gt_pieces(a, b, 0, 0, len, n);
+    for (size_t i = 0; i < n; i++)
+        memcpy(want + a[i].addr, src + a[i].addr, a[i].len);
+    free(a);
+    free(b);
 }

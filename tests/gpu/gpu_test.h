@@ -40,6 +40,16 @@ extern int gt_failures;
         }                                                                                    \
     } while (0)
 
+/* The GPU tests' host-side patterns and descriptor lists. */
+/* p[i] = a byte of pattern `seed` (a different one per seed and per 4 KiB). */
+void gt_fill(uint8_t *p, size_t n, unsigned seed);
+/* n odd-sized pieces at odd offsets, with gaps, spread over `len` bytes: a[i] from abase and
+ * b[i] from bbase at the same offsets. Returns the bytes of the pieces. */
+size_t gt_pieces(nixl_desc_t *a, nixl_desc_t *b, uintptr_t abase, uintptr_t bbase, size_t len,
+                 size_t n);
+/* want = before, with the pieces of gt_pieces(len, n) taken from src (all three len bytes). */
+void gt_expect(uint8_t *want, const uint8_t *before, const uint8_t *src, size_t len, size_t n);
+
 /* Wait for a posted request: its final status (NIXL_ERR_UNKNOWN after 60 s). */
 nixl_status_t gt_wait(nixl_agent_t *a, nixl_xfer_req_t *req, nixl_status_t posted);
 double gt_now(void);

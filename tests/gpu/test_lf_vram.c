@@ -31,36 +31,6 @@
 #define LEN ((size_t)10 << 20) /* three 4 MiB staging rounds */
 #define NDESC 1000u
 
-static void fill(uint8_t *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(i * 131 + seed + (i >> 12));
-}
-
-/* NDESC odd-sized pieces at odd offsets with gaps between them; the same offsets on both
- * sides. */
-static void lists(nixl_desc_t *a, nixl_desc_t *b, uintptr_t abase, uintptr_t bbase)
-{
-    size_t off = 3, step = LEN / NDESC;
-    for (size_t i = 0; i < NDESC; i++) {
-        size_t len = step - 8 - i % 13;
-        a[i] = (nixl_desc_t){abase + off, len, 0};
-        b[i] = (nixl_desc_t){bbase + off, len, 0};
-        off += step;
-    }
-}
-
-/* What the destination must hold after the pieces of `src` moved into it (`before`
- * elsewhere). */
-static void expect(uint8_t *want, const uint8_t *before, const uint8_t *src)
-{
-    static nixl_desc_t a[NDESC], b[NDESC];
-    memcpy(want, before, LEN);
-    lists(a, b, 0, 0);
-    for (size_t i = 0; i < NDESC; i++)
-        memcpy(want + a[i].addr, src + a[i].addr, a[i].len);
-}
-
 /* Wait for one notification on `a` with payload `msg`; with `dst`, whether it held `want`
  * when the notification was taken (the data arrives before its notification). 1: arrived
  * with the data, 2: arrived without it, 0: none within 10 s. */
@@ -177,15 +147,15 @@ int main(void)
     nixl_xfer_req_t *req = NULL;
 
     /* WRITE: "gpu" VRAM (pattern 1) -> "host" DRAM (pattern 9 before) */
-    fill(img, LEN, 1);
+    gt_fill(img, LEN, 1);
     gt_htod(gpu, img, LEN);
-    fill(hbuf, LEN, 9);
-    expect(want, hbuf, img);
-    lists(l, r, (uintptr_t)gpu, (uintptr_t)hbuf);
+    gt_fill(hbuf, LEN, 9);
+    gt_expect(want, hbuf, img, LEN, NDESC);
+    gt_pieces(l, r, (uintptr_t)gpu, (uintptr_t)hbuf, LEN, NDESC);
     st = make_req(g, NIXL_WRITE, NIXL_VRAM_SEG, l, NIXL_DRAM_SEG, r, "host", "lf-vram-w", &req);
     GT_CHECK(st == NIXL_SUCCESS, "WRITE VRAM -> DRAM: prep: %s", nixl_status_str(st));
     for (int rep = 0; st == NIXL_SUCCESS && rep < 3; rep++) {
-        fill(hbuf, LEN, 9); /* each post writes over the old bytes */
+        gt_fill(hbuf, LEN, 9); /* each post writes over the old bytes */
         st = run(g, req, NULL);
         GT_CHECK(st == NIXL_SUCCESS, "WRITE VRAM -> DRAM, post %d: %s", rep, nixl_status_str(st));
         GT_CHECK(memcmp(hbuf, want, LEN) == 0, "WRITE VRAM -> DRAM, post %d: the DRAM is not as "
@@ -200,9 +170,9 @@ int main(void)
     req = NULL;
 
     /* READ: "gpu" VRAM (pattern 3 before) <- "host" DRAM (pattern 2) */
-    fill(hbuf, LEN, 2);
-    fill(img, LEN, 3);
-    expect(want, img, hbuf);
+    gt_fill(hbuf, LEN, 2);
+    gt_fill(img, LEN, 3);
+    gt_expect(want, img, hbuf, LEN, NDESC);
     st = make_req(g, NIXL_READ, NIXL_VRAM_SEG, l, NIXL_DRAM_SEG, r, "host", "lf-vram-r", &req);
     GT_CHECK(st == NIXL_SUCCESS, "READ VRAM <- DRAM: prep: %s", nixl_status_str(st));
     for (int rep = 0; st == NIXL_SUCCESS && rep < 3; rep++) {
@@ -248,11 +218,11 @@ int main(void)
     req = NULL;
 
     /* Loopback: "gpu" VRAM (pattern 4) -> its own DRAM (pattern 5 before) */
-    fill(img, LEN, 4);
+    gt_fill(img, LEN, 4);
     gt_htod(gpu, img, LEN);
-    fill(gdram, LEN, 5);
-    expect(want, gdram, img);
-    lists(l, r, (uintptr_t)gpu, (uintptr_t)gdram);
+    gt_fill(gdram, LEN, 5);
+    gt_expect(want, gdram, img, LEN, NDESC);
+    gt_pieces(l, r, (uintptr_t)gpu, (uintptr_t)gdram, LEN, NDESC);
     st = make_req(g, NIXL_WRITE, NIXL_VRAM_SEG, l, NIXL_DRAM_SEG, r, "gpu", "lf-vram-self", &req);
     GT_CHECK(st == NIXL_SUCCESS, "loopback VRAM -> DRAM: prep: %s", nixl_status_str(st));
     if (st == NIXL_SUCCESS) {
@@ -265,7 +235,7 @@ int main(void)
     req = NULL;
 
     /* "host" names the VRAM of "gpu" as its remote side: refused at prep, with the reason. */
-    lists(l, r, (uintptr_t)hbuf, (uintptr_t)gpu);
+    gt_pieces(l, r, (uintptr_t)hbuf, (uintptr_t)gpu, LEN, NDESC);
     st = make_req(h, NIXL_WRITE, NIXL_DRAM_SEG, l, NIXL_VRAM_SEG, r, "gpu", NULL, &req);
     GT_CHECK(st == NIXL_ERR_NOT_SUPPORTED && strstr(nixl_last_error(), "cannot reach"),
              "DRAM -> remote VRAM: %s (refused with the reason expected): %s",

@@ -55,12 +55,6 @@ static void layout(void)
         abort();
 }
 
-static void fill(uint8_t *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(i * 167 + seed + (i >> 10));
-}
-
 /* The memory under test: GPU memory, or host memory when there is no GPU. */
 typedef struct buf {
     nixl_mem_t type;
@@ -284,7 +278,7 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
 
     /* WRITE every piece (the big one as a multipart upload), then again after a change. */
     nixl_xfer_req_t *w = NULL;
-    fill(img, SPAN, 1);
+    gt_fill(img, SPAN, 1);
     buf_set(&b, img);
     double t0 = gt_now();
     st = move(a, NIXL_WRITE, &b, 0, NOBJ + 1, 0, 0, &w);
@@ -293,7 +287,7 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
            (double)(pieces[NOBJ].off + BIG) / (1 << 20), gt_now() - t0);
     check_objects(be, "WRITE", img, 0, NOBJ + 1);
     if (w) {
-        fill(img, SPAN, 2);
+        gt_fill(img, SPAN, 2);
         buf_set(&b, img);
         st = gt_wait(a, w, nixl_agent_post_xfer_req(a, w, NULL));
         GT_CHECK(st == NIXL_SUCCESS, "%s: WRITE %s reposted: %s", be, tn, nixl_status_str(st));
@@ -302,10 +296,10 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
     }
 
     /* READ: objects the test wrote itself (pattern 3) into a buffer of pattern 4. */
-    fill(want, SPAN, 3);
+    gt_fill(want, SPAN, 3);
     for (unsigned i = 0; i <= NOBJ; i++)
         obj_write(be, DEV0 + i, want + pieces[i].off, pieces[i].len);
-    fill(img, SPAN, 4);
+    gt_fill(img, SPAN, 4);
     buf_set(&b, img);
     memcpy(got, img, SPAN);
     for (unsigned i = 0; i <= NOBJ; i++)
@@ -319,7 +313,7 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
              tn);
 
     /* READ at an offset: bytes [1000, 1000 + 5000) of objects 0..9. */
-    fill(img, SPAN, 5);
+    gt_fill(img, SPAN, 5);
     buf_set(&b, img);
     memcpy(got, img, SPAN);
     for (unsigned i = 0; i < 10; i++)
@@ -334,7 +328,7 @@ static void run_cases(const char *be, nixl_mem_t type, uint8_t *img, uint8_t *wa
     char p[256];
     obj_path(be, DEV0 + 3, p, sizeof(p));
     unlink(p);
-    fill(img, SPAN, 6);
+    gt_fill(img, SPAN, 6);
     buf_set(&b, img);
     st = move(a, NIXL_READ, &b, 0, 5, 0, 0, NULL);
     GT_CHECK(st == NIXL_ERR_BACKEND && strstr(nixl_last_error(), "404"),

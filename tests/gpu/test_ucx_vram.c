@@ -20,32 +20,11 @@
 #define LEN (10u << 20) /* three 4 MiB staging rounds */
 #define NDESC 1000u
 
-static void fill(uint8_t *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(i * 131 + seed + (i >> 12));
-}
-
-/* NDESC odd-sized pieces at odd offsets; the same offsets on both sides. */
-static void lists(nixl_desc_t *a, nixl_desc_t *b, uintptr_t abase, uintptr_t bbase, size_t *total)
-{
-    size_t off = 3, step = LEN / NDESC;
-    *total = 0;
-    for (size_t i = 0; i < NDESC; i++) {
-        size_t len = step - 8 - i % 13;
-        a[i] = (nixl_desc_t){abase + off, len, 0};
-        b[i] = (nixl_desc_t){bbase + off, len, 0};
-        off += step;
-        *total += len;
-    }
-}
-
 static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, nixl_mem_t lt, uintptr_t la,
                           nixl_mem_t rt, uintptr_t ra)
 {
     static nixl_desc_t l[NDESC], r[NDESC];
-    size_t total;
-    lists(l, r, la, ra, &total);
+    gt_pieces(l, r, la, ra, LEN, NDESC);
     nixl_opt_args_t opt;
     nixl_opt_args_init(&opt);
     opt.has_notif = true;
@@ -60,17 +39,6 @@ static nixl_status_t move(nixl_agent_t *a, nixl_xfer_op_t op, nixl_mem_t lt, uin
         st = gt_wait(a, req, nixl_agent_post_xfer_req(a, req, NULL));
     nixl_status_t rst = nixl_agent_release_xfer_req(a, req);
     return st != NIXL_SUCCESS ? st : rst;
-}
-
-/* What `dst` must hold after the pieces of `src` moved into it (the rest untouched). */
-static void expect(uint8_t *want, const uint8_t *dst_before, const uint8_t *src)
-{
-    static nixl_desc_t a[NDESC], b[NDESC];
-    size_t total;
-    memcpy(want, dst_before, LEN);
-    lists(a, b, 0, 0, &total);
-    for (size_t i = 0; i < NDESC; i++)
-        memcpy(want + a[i].addr, src + a[i].addr, a[i].len);
 }
 
 static bool got_notif(nixl_agent_t *a)
@@ -117,20 +85,20 @@ int main(void)
     GT_CHECK(st == NIXL_SUCCESS, "register DRAM with UCX: %s", nixl_status_str(st));
 
     /* WRITE: local VRAM (pattern 1) -> DRAM (pattern 9 before) */
-    fill(img, LEN, 1);
+    gt_fill(img, LEN, 1);
     gt_htod(gpu, img, LEN);
-    fill(host, LEN, 9);
-    expect(want, host, img);
+    gt_fill(host, LEN, 9);
+    gt_expect(want, host, img, LEN, NDESC);
     st = move(a, NIXL_WRITE, NIXL_VRAM_SEG, (uintptr_t)gpu, NIXL_DRAM_SEG, (uintptr_t)host);
     GT_CHECK(st == NIXL_SUCCESS, "WRITE VRAM -> DRAM: %s", nixl_status_str(st));
     GT_CHECK(memcmp(host, want, LEN) == 0, "WRITE VRAM -> DRAM: the DRAM is not as expected");
     GT_CHECK(got_notif(a), "WRITE VRAM -> DRAM: no notification");
 
     /* READ: local VRAM (pattern 3 before) <- DRAM (pattern 2) */
-    fill(host, LEN, 2);
-    fill(img, LEN, 3);
+    gt_fill(host, LEN, 2);
+    gt_fill(img, LEN, 3);
     gt_htod(gpu, img, LEN);
-    expect(want, img, host);
+    gt_expect(want, img, host, LEN, NDESC);
     st = move(a, NIXL_READ, NIXL_VRAM_SEG, (uintptr_t)gpu, NIXL_DRAM_SEG, (uintptr_t)host);
     GT_CHECK(st == NIXL_SUCCESS, "READ VRAM <- DRAM: %s", nixl_status_str(st));
     gt_dtoh(got, gpu, LEN);
