@@ -9,6 +9,19 @@ import pytest
 from conftest import BACKENDS
 
 
+def write_to_child(i, src, peer, port, addr, notif):
+    """Exchange metadata with the child `peer` (its side channel on `port`), WRITE the numpy
+    array src to its address addr with notification notif, and see the transfer DONE."""
+    from conftest import wait
+    i.fetch_remote_metadata(peer, "127.0.0.1", port)
+    i.send_local_metadata("127.0.0.1", port)
+    assert wait(lambda: i.check_remote_metadata(peer))
+    h = i.initialize_xfer("WRITE", i.get_xfer_descs([(src.ctypes.data, src.size, 0)], "DRAM"),
+                          i.get_xfer_descs([(addr, src.size, 0)], "DRAM"), peer, notif)
+    i.transfer(h)
+    assert wait(lambda: i.check_xfer_state(h) == "DONE")
+
+
 def read_port_and_addr(proc):
     """The child's "<port> <addr>" line; the "nixl" logger's INFO lines on stdout come first."""
     for line in proc.stdout:
@@ -45,14 +58,7 @@ def test_two_processes(make_agent, bufs, backend):
         i = make_agent(backends=[backend], name="peer_i")
         (src,) = bufs(1, 65536, fill=0x42)
         i.register_memory([(src.ctypes.data, src.size, 0, "")], "DRAM")
-        i.fetch_remote_metadata("peer_t", "127.0.0.1", port)
-        i.send_local_metadata("127.0.0.1", port)
-        from conftest import wait
-        assert wait(lambda: i.check_remote_metadata("peer_t"))
-        h = i.initialize_xfer("WRITE", i.get_xfer_descs([(src.ctypes.data, src.size, 0)], "DRAM"),
-                              i.get_xfer_descs([(addr, src.size, 0)], "DRAM"), "peer_t", b"done\0")
-        i.transfer(h)
-        assert wait(lambda: i.check_xfer_state(h) == "DONE")
+        write_to_child(i, src, "peer_t", port, addr, b"done\0")
         out, _ = t.communicate(timeout=30)
         assert t.returncode == 0 and "target ok" in out
     finally:

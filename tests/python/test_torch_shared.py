@@ -14,8 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import wait
-from test_processes import read_port_and_addr
+from test_processes import read_port_and_addr, write_to_child
 
 torch = pytest.importorskip("torch")
 
@@ -46,14 +45,7 @@ def test_shared_tensor_is_mapped(make_agent, strategy):
         i.create_backend("SHM", {"transport": "map"})
         src = ((np.arange(1 << 20, dtype=np.int64) * 7 + 3) % 256).astype(np.uint8)
         i.register_memory([(src.ctypes.data, src.size, 0, "")], "DRAM")
-        i.fetch_remote_metadata("torch_t", "127.0.0.1", port)
-        i.send_local_metadata("127.0.0.1", port)
-        assert wait(lambda: i.check_remote_metadata("torch_t"))
-        h = i.initialize_xfer("WRITE", i.get_xfer_descs([(src.ctypes.data, src.size, 0)], "DRAM"),
-                              i.get_xfer_descs([(addr, src.size, 0)], "DRAM"), "torch_t",
-                              b"done")
-        i.transfer(h)
-        assert wait(lambda: i.check_xfer_state(h) == "DONE")
+        write_to_child(i, src, "torch_t", port, addr, b"done")
         out, _ = t.communicate(timeout=30)
         assert t.returncode == 0 and "target ok" in out
     finally:
