@@ -118,8 +118,7 @@ static void lf_destroy(nixl_be_engine_t *eng)
         lf_rail_close(&eng->rails[r]);
     pthread_mutex_destroy(&eng->conns_lock);
     pthread_mutex_destroy(&eng->all_lock);
-    pthread_mutex_destroy(&eng->stage_lock);
-    pthread_cond_destroy(&eng->stage_cond);
+    nixl_jobq_fini(&eng->stage);
     free(eng->conn_blob);
     free(eng->name);
     free(eng);
@@ -179,9 +178,7 @@ static nixl_status_t lf_create(const nixl_be_init_t *init, nixl_be_engine_t **ou
     atomic_init(&eng->next_key, 1);
     pthread_mutex_init(&eng->conns_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
-    pthread_mutex_init(&eng->stage_lock, NULL);
-    pthread_cond_init(&eng->stage_cond, NULL);
-    eng->stage_tail = &eng->stage_head;
+    lf_stage_init(eng);
     nixl_hmap_init(&eng->conns);
     eng->name = strdup(init->local_agent);
     eng->name_len = strlen(init->local_agent);

@@ -54,6 +54,7 @@
 #include "nixl_plugin.h"
 #include "clock.h"
 #include "hashmap.h"
+#include "jobq.h"
 #include "list.h"
 #include "lf_wire.h"
 
@@ -268,13 +269,9 @@ struct nixl_be_engine {
     nixl_hmap_t conns; /* name -> lf_conn_t * */
     pthread_mutex_t all_lock;
     nixl_list_node_t *all_reqs;
-    /* the stage thread (lf_stage.c), started by the first staged post: stage_lock guards
-     * its queue and the rounds' ends, stage_cond wakes it and it waits on it */
-    pthread_mutex_t stage_lock;
-    pthread_cond_t stage_cond;
-    struct nixl_be_req *stage_head, **stage_tail;
-    bool stage_started, stage_stop;
-    pthread_t stage_thread;
+    /* the stage thread (lf_stage.c), started by the first staged post; its lock and
+     * condition variable also carry the rounds' ends */
+    nixl_jobq_t stage;
     /* malformed messages dropped (logged once per second at most) */
     atomic_uint_fast64_t dropped;
     _Atomic uint64_t drop_log_ns;
@@ -294,6 +291,7 @@ bool lf_stage_busy(nixl_be_engine_t *eng, nixl_be_req_t *req);
 /* A round's request ended with `st` (rail threads, lf_req_ops_done). */
 void lf_stage_round_end(nixl_be_req_t *round, nixl_status_t st);
 void lf_stage_free(nixl_be_engine_t *eng, struct lf_stage *st);
+void lf_stage_init(nixl_be_engine_t *eng); /* at engine creation */
 void lf_stage_stop(nixl_be_engine_t *eng); /* the thread, at destroy */
 void lf_stage_wake(nixl_be_engine_t *eng);  /* a peer failed: the stage thread looks */
 /* The GPU of a local region, -1 for host memory. */

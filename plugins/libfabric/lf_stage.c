@@ -13,9 +13,9 @@
  * every round's operations completed and (READ) the last GPU copy finished; its notification
  * is sent after that.
  *
- * One stage thread per engine, started by the first staged post, runs one request's rounds at
- * a time; it sleeps on stage_cond (a round's end, a peer's failure, a new request, the
- * engine's end), never spins. A request is stopped (cancel, release) between rounds; a round's
+ * One stage thread per engine (a job queue, util/jobq.h), started by the first staged post,
+ * runs one request's rounds at a time; it sleeps on the queue's condition variable (a round's
+ * end, a peer's failure, a new request, the engine's end), never spins. A request is stopped (cancel, release) between rounds; a round's
  * operations are never abandoned: while libfabric holds one, the request stays busy and cannot
  * be freed or posted again, and no GPU copy outlives a run.
  */
@@ -35,8 +35,8 @@ struct lf_stage {
     nixl_be_req_t **round; /* round k's request: its pieces between buffer k % 2 and the peer */
     lf_lmd_t *buf[2];      /* the pinned buffers, registered on every rail */
     atomic_bool cancel;
-    bool queued, running;  /* eng->stage_lock */
-    nixl_be_req_t *next;   /* in the engine's queue */
+    nixl_fifo_node_t job;  /* in the stage thread's queue */
+    nixl_be_req_t *req;
 };
 
 static const nixl_gpu_ops_t *gpu_ops(nixl_be_engine_t *eng)
@@ -115,6 +115,7 @@ nixl_status_t lf_stage_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
                            count);
     }
     req->stage = st; /* freed with the request from here on */
+    st->req = req;
     int device = -1;
     unsigned flags = 0;
     for (size_t i = 0; i < count; i++) {
@@ -178,18 +179,16 @@ static nixl_status_t gpu_step(nixl_be_req_t *req, bool post, size_t k)
 
 void lf_stage_round_end(nixl_be_req_t *round, nixl_status_t st)
 {
-    nixl_be_engine_t *eng = round->eng;
-    pthread_mutex_lock(&eng->stage_lock);
+    nixl_jobq_t *q = &round->eng->stage;
+    pthread_mutex_lock(&q->lock);
     atomic_store(&round->state, st); /* the last touch of the round: it may be freed now */
-    pthread_cond_broadcast(&eng->stage_cond);
-    pthread_mutex_unlock(&eng->stage_lock);
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
 }
 
 void lf_stage_wake(nixl_be_engine_t *eng)
 {
-    pthread_mutex_lock(&eng->stage_lock);
-    pthread_cond_broadcast(&eng->stage_cond);
-    pthread_mutex_unlock(&eng->stage_lock);
+    nixl_jobq_wake(&eng->stage);
 }
 
 /* Post round k's operations and sleep until they all ended (or the peer failed, or the engine
@@ -198,15 +197,16 @@ void lf_stage_wake(nixl_be_engine_t *eng)
 static nixl_status_t net_round(nixl_be_req_t *req, size_t k)
 {
     nixl_be_engine_t *eng = req->eng;
+    nixl_jobq_t *q = &eng->stage;
     nixl_be_req_t *r = req->stage->round[k];
     lf_req_start(eng, r);
-    pthread_mutex_lock(&eng->stage_lock);
-    while (atomic_load(&r->state) == NIXL_IN_PROG && !eng->stage_stop &&
+    pthread_mutex_lock(&q->lock);
+    while (atomic_load(&r->state) == NIXL_IN_PROG && !nixl_jobq_stopping(q) &&
            !atomic_load(&req->conn->failed))
-        pthread_cond_wait(&eng->stage_cond, &eng->stage_lock);
+        pthread_cond_wait(&q->cond, &q->lock);
     nixl_status_t s = atomic_load(&r->state);
-    bool stopping = eng->stage_stop;
-    pthread_mutex_unlock(&eng->stage_lock);
+    bool stopping = nixl_jobq_stopping(q);
+    pthread_mutex_unlock(&q->lock);
     if (s == NIXL_SUCCESS)
         return s;
     const char *what = r->why;
@@ -230,9 +230,7 @@ static nixl_status_t canceled(nixl_be_req_t *req, size_t k)
 
 static void stage_finish(nixl_be_engine_t *eng, nixl_be_req_t *req, nixl_status_t s)
 {
-    pthread_mutex_lock(&eng->stage_lock);
-    req->stage->running = false;
-    pthread_mutex_unlock(&eng->stage_lock);
+    nixl_jobq_job_over(&eng->stage, &req->stage->job); /* before the end can be seen */
     if (s == NIXL_SUCCESS && req->has_notif) {
         lf_rail_post_job(&eng->rails[0], &req->notif); /* its completion ends the request */
         return;
@@ -240,10 +238,12 @@ static void stage_finish(nixl_be_engine_t *eng, nixl_be_req_t *req, nixl_status_
     atomic_store(&req->state, s);
 }
 
-/* Run every round of a posted request, then end it. */
-static void stage_run(nixl_be_engine_t *eng, nixl_be_req_t *req)
+/* Run every round of a posted request, then end it (the stage thread's job). */
+static void stage_run(void *owner, nixl_fifo_node_t *job)
 {
-    lf_stage_t *st = req->stage;
+    nixl_be_engine_t *eng = owner;
+    lf_stage_t *st = nixl_list_entry(job, lf_stage_t, job);
+    nixl_be_req_t *req = st->req;
     size_t n = st->nrounds;
     nixl_status_t s = NIXL_SUCCESS;
     if (req->op == NIXL_WRITE) {
@@ -281,53 +281,23 @@ static void stage_run(nixl_be_engine_t *eng, nixl_be_req_t *req)
     stage_finish(eng, req, s);
 }
 
-static void *stage_main(void *arg)
+void lf_stage_init(nixl_be_engine_t *eng)
 {
-    nixl_be_engine_t *eng = arg;
-    pthread_mutex_lock(&eng->stage_lock);
-    for (;;) {
-        while (!eng->stage_head && !eng->stage_stop)
-            pthread_cond_wait(&eng->stage_cond, &eng->stage_lock);
-        if (eng->stage_stop)
-            break;
-        nixl_be_req_t *req = eng->stage_head;
-        eng->stage_head = req->stage->next;
-        if (!eng->stage_head)
-            eng->stage_tail = &eng->stage_head;
-        req->stage->queued = false;
-        req->stage->running = true;
-        pthread_mutex_unlock(&eng->stage_lock);
-        stage_run(eng, req);
-        pthread_mutex_lock(&eng->stage_lock);
-    }
-    pthread_mutex_unlock(&eng->stage_lock);
-    return NULL;
+    nixl_jobq_init(&eng->stage, "lf-stage", stage_run, eng);
 }
 
 nixl_status_t lf_stage_post(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     lf_stage_t *st = req->stage;
-    pthread_mutex_lock(&eng->stage_lock);
-    if (!eng->stage_started) {
-        int rc = pthread_create(&eng->stage_thread, NULL, stage_main, eng);
-        if (rc != 0) {
-            pthread_mutex_unlock(&eng->stage_lock);
-            snprintf(req->why, sizeof(req->why), "cannot start the staging thread: %s",
-                     strerror(rc));
-            atomic_store(&req->state, NIXL_ERR_BACKEND);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "%s", req->why);
-        }
-        pthread_setname_np(eng->stage_thread, "lf-stage");
-        eng->stage_started = true;
-    }
     atomic_store(&st->cancel, false);
     atomic_store(&req->state, NIXL_IN_PROG);
-    st->next = NULL;
-    st->queued = true;
-    *eng->stage_tail = req;
-    eng->stage_tail = &st->next;
-    pthread_cond_broadcast(&eng->stage_cond);
-    pthread_mutex_unlock(&eng->stage_lock);
+    int rc = nixl_jobq_push(&eng->stage, &st->job);
+    if (rc != 0) {
+        snprintf(req->why, sizeof(req->why), "cannot start the staging thread: %s",
+                 strerror(rc));
+        atomic_store(&req->state, NIXL_ERR_BACKEND);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "%s", req->why);
+    }
     return NIXL_IN_PROG;
 }
 
@@ -335,44 +305,26 @@ void lf_stage_cancel(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     lf_stage_t *st = req->stage;
     atomic_store(&st->cancel, true);
-    pthread_mutex_lock(&eng->stage_lock);
-    if (!st->queued) {
-        pthread_mutex_unlock(&eng->stage_lock);
+    if (!nixl_jobq_take_back(&eng->stage, &st->job))
         return; /* running (it stops after its round) or not posted */
-    }
-    nixl_be_req_t **pp = &eng->stage_head;
-    while (*pp != req)
-        pp = &(*pp)->stage->next;
-    *pp = st->next;
-    if (eng->stage_tail == &st->next)
-        eng->stage_tail = pp;
-    st->queued = false;
     snprintf(req->why, sizeof(req->why), "the transfer was canceled before it started");
     atomic_store(&req->state, NIXL_ERR_CANCELED);
-    pthread_mutex_unlock(&eng->stage_lock);
 }
 
 bool lf_stage_busy(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     lf_stage_t *st = req->stage;
-    pthread_mutex_lock(&eng->stage_lock);
-    bool busy = st->queued || st->running;
+    bool busy = nixl_jobq_busy(&eng->stage, &st->job);
     /* A round whose operations libfabric still holds, or whose end is being written. */
+    pthread_mutex_lock(&eng->stage.lock);
     for (size_t k = 0; !busy && k < st->nrounds; k++)
         busy = atomic_load(&st->round[k]->pending) ||
                atomic_load(&st->round[k]->state) == NIXL_IN_PROG;
-    pthread_mutex_unlock(&eng->stage_lock);
+    pthread_mutex_unlock(&eng->stage.lock);
     return busy;
 }
 
 void lf_stage_stop(nixl_be_engine_t *eng)
 {
-    pthread_mutex_lock(&eng->stage_lock);
-    eng->stage_stop = true;
-    pthread_cond_broadcast(&eng->stage_cond);
-    bool started = eng->stage_started;
-    pthread_mutex_unlock(&eng->stage_lock);
-    if (started)
-        pthread_join(eng->stage_thread, NULL);
-    eng->stage_started = false;
+    nixl_jobq_stop(&eng->stage);
 }

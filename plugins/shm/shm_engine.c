@@ -184,12 +184,10 @@ static void shm_destroy(nixl_be_engine_t *eng)
     pthread_mutex_destroy(&eng->peers_lock);
     pthread_mutex_destroy(&eng->all_lock);
     pthread_mutex_destroy(&eng->ev_lock);
-    pthread_mutex_destroy(&eng->work_lock);
     pthread_mutex_destroy(&eng->cp_lock);
     pthread_cond_destroy(&eng->cp_cond);
     pthread_cond_destroy(&eng->cp_done);
-    pthread_cond_destroy(&eng->work_cond);
-    pthread_cond_destroy(&eng->done_cond);
+    nixl_jobq_fini(&eng->worker);
     free(eng->scratch);
     free(eng->name);
     free(eng);
@@ -257,13 +255,10 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->listen_fd = eng->wake_fd = eng->ep_fd = eng->ep_in = -1;
     const char *mq = getenv("NIXL_SHM_MAPS_QUERY"); /* 0: read the text (tests) */
     eng->maps_fd = mq && strcmp(mq, "0") == 0 ? -2 : -1;
-    eng->wq_tail = &eng->wq_head;
     pthread_mutex_init(&eng->peers_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
     pthread_mutex_init(&eng->ev_lock, NULL);
-    pthread_mutex_init(&eng->work_lock, NULL);
-    pthread_cond_init(&eng->work_cond, NULL);
-    pthread_cond_init(&eng->done_cond, NULL);
+    shm_worker_init(eng);
     eng->name = strdup(init->local_agent);
     if (!eng->name)
         goto err_engine;

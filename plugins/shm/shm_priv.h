@@ -15,7 +15,7 @@
  *
  * Locks, always taken in this order (never the other way round):
  *    peers_lock  ->  ev_lock  ->  peer->lock
- *    work_lock is never held together with any of them; all_lock is a leaf.
+ *    the worker's lock is never held together with any of them; all_lock is a leaf.
  *  - peers_lock: the name -> peer table.
  *  - ev_lock: the event slots, every inbound connection's read state and epoll processing, so
  *    the event thread and progress() never interleave reads of one connection and frames are
@@ -23,7 +23,7 @@
  *  - peer->lock: the outgoing socket of a peer, its send queue, and the connection's message
  *    numbering and notification ring (shm_ring.c): a message is numbered and written (ring or
  *    socket) in one hold of the lock.
- *  - work_lock: the async worker's queue and the queued/running flags of requests.
+ *  - worker.lock (util/jobq.h): the async worker's queue and which request it runs.
  *  - regs_lock (a rwlock): the registered DRAM regions and their files (shm_region.c,
  *    shm_map.c); a leaf, read under ev_lock by the event thread answering a file request.
  *  - cp_lock: the copy threads' queue of slices (shm_copy.c); a leaf.
@@ -45,6 +45,7 @@
 #include "nixl_plugin.h"
 #include "clock.h"
 #include "hashmap.h"
+#include "jobq.h"
 #include "parse.h"
 
 /* Largest notification payload we send or accept (the reference has no limit; UCX practice
@@ -443,8 +444,7 @@ struct nixl_be_req {
     struct iovec *liov, *riov;
     atomic_int state; /* nixl_status_t of the last post */
     atomic_bool cancel;
-    bool queued, running; /* work_lock */
-    struct nixl_be_req *wnext;
+    nixl_fifo_node_t job; /* in the async worker's queue */
     bool has_notif; /* the async post's notification, copied (opts is borrowed) */
     void *notif;
     size_t notif_len, notif_cap;
@@ -532,11 +532,7 @@ struct nixl_be_engine {
     unsigned cp_nthreads;
     pthread_t *cp_tid;
 
-    pthread_mutex_t work_lock;
-    pthread_cond_t work_cond, done_cond;
-    nixl_be_req_t *wq_head, **wq_tail;
-    bool worker_started, worker_stop;
-    pthread_t worker;
+    nixl_jobq_t worker; /* the async worker (shm_worker.c); its lock is a leaf */
 };
 
 /* shm_sys.c: facts about this host and process. ptracer_any: under Yama ptrace_scope=1, let
@@ -725,6 +721,7 @@ void shm_gpu_release(nixl_be_engine_t *eng, nixl_be_req_t *req);
 /* shm_worker.c: the async worker. */
 nixl_status_t shm_worker_submit(nixl_be_engine_t *eng, nixl_be_req_t *req);
 void shm_worker_abort(nixl_be_engine_t *eng, nixl_be_req_t *req);
+void shm_worker_init(nixl_be_engine_t *eng); /* at engine creation */
 void shm_worker_stop(nixl_be_engine_t *eng);
 
 #endif

@@ -203,8 +203,7 @@ static void ucx_destroy(nixl_be_engine_t *eng)
     pthread_mutex_destroy(&eng->conns_lock);
     pthread_mutex_destroy(&eng->rkey_lock);
     pthread_mutex_destroy(&eng->all_lock);
-    pthread_mutex_destroy(&eng->stage_lock);
-    pthread_cond_destroy(&eng->stage_cond);
+    nixl_jobq_fini(&eng->stage);
     free(eng->addr);
     free(eng->workers);
     free(eng->name);
@@ -277,9 +276,7 @@ static nixl_status_t ucx_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     pthread_mutex_init(&eng->conns_lock, NULL);
     pthread_mutex_init(&eng->rkey_lock, NULL);
     pthread_mutex_init(&eng->all_lock, NULL);
-    pthread_mutex_init(&eng->stage_lock, NULL);
-    pthread_cond_init(&eng->stage_cond, NULL);
-    eng->stage_tail = &eng->stage_head;
+    ucx_stage_init(eng);
     eng->name = strdup(init->local_agent);
     eng->name_len = strlen(init->local_agent);
     st = eng->name ? NIXL_SUCCESS : NIXL_BE_ERR(eng->host, NIXL_ERR_UNKNOWN, "out of memory");

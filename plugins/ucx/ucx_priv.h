@@ -51,6 +51,7 @@
 #include "nixl_plugin.h"
 #include "clock.h"
 #include "hashmap.h"
+#include "jobq.h"
 #include "list.h"
 #include "ucx_notif_wire.h"
 #include "ucx_validate.h"
@@ -292,12 +293,9 @@ struct nixl_be_engine {
     pthread_cond_t pool_posted;
     atomic_uint pool_next;     /* the dedicated worker the next split request starts on */
 
-    /* staging (ucx_stage.c): one thread, started at the first staged post */
-    pthread_mutex_t stage_lock;
-    pthread_cond_t stage_cond;     /* work queued, a round completed, a request finished */
-    struct nixl_be_req *stage_head, **stage_tail;
-    bool stage_started, stage_stop;
-    pthread_t stage_thread;
+    /* staging (ucx_stage.c): one thread, started at the first staged post; its lock and
+     * condition variable also carry the rounds' ends */
+    nixl_jobq_t stage;
 };
 
 /* ucx_config.c: version, parameters, the UCP context. */
@@ -395,6 +393,7 @@ nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,
 nixl_status_t ucx_stage_post(nixl_be_engine_t *eng, nixl_be_req_t *req); /* IN_PROG */
 void ucx_stage_round_done(nixl_be_req_t *req); /* the last operation of a round completed */
 void ucx_stage_cancel(nixl_be_engine_t *eng, nixl_be_req_t *req);
+void ucx_stage_init(nixl_be_engine_t *eng); /* at engine creation */
 void ucx_stage_stop(nixl_be_engine_t *eng);
 void ucx_stage_free(nixl_be_engine_t *eng, struct ucx_stage *st);
 

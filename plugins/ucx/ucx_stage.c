@@ -10,8 +10,8 @@
  * tracked to its completion by the same callbacks (ucx_ops_done), which here wake the stage
  * thread instead of ending the request. After the last round the request ends as any other
  * (ucx_xfer_complete: SUCCESS only if every operation of every round succeeded, then the
- * notification). One stage thread per engine runs the rounds of one request at a time; it
- * sleeps on a condition variable, never spins.
+ * notification). One stage thread per engine (a job queue, util/jobq.h) runs the rounds of
+ * one request at a time; it sleeps on the queue's condition variable, never spins.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +28,9 @@ struct ucx_stage {
     nixl_gpu_stage_t *gs;
     size_t nrounds;
     atomic_bool cancel;
-    bool round_done;   /* stage_lock */
-    bool queued;       /* stage_lock: in the stage thread's queue */
-    nixl_be_req_t *next;
+    bool round_done;      /* the job queue's lock */
+    nixl_fifo_node_t job; /* in the stage thread's queue */
+    nixl_be_req_t *req;
 };
 
 nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,
@@ -92,6 +92,7 @@ nixl_status_t ucx_stage_prep(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                            count);
     }
     req->stage = st;
+    st->req = req;
     /* The pieces come in element order, an element cut where a round ends: walk both to give
      * each piece its element's remote key. */
     size_t elem = 0, at = 0;
@@ -127,11 +128,11 @@ void ucx_stage_free(nixl_be_engine_t *eng, struct ucx_stage *st)
 
 void ucx_stage_round_done(nixl_be_req_t *req)
 {
-    nixl_be_engine_t *eng = req->eng;
-    pthread_mutex_lock(&eng->stage_lock);
+    nixl_jobq_t *q = &req->eng->stage;
+    pthread_mutex_lock(&q->lock);
     req->stage->round_done = true;
-    pthread_cond_broadcast(&eng->stage_cond);
-    pthread_mutex_unlock(&eng->stage_lock);
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
 }
 
 /* Issue round k's operations and its flush; wait (asleep) until all completed. False when one
@@ -139,18 +140,19 @@ void ucx_stage_round_done(nixl_be_req_t *req)
 static bool net_round(nixl_be_req_t *req, size_t k)
 {
     nixl_be_engine_t *eng = req->eng;
+    nixl_jobq_t *q = &eng->stage;
     ucx_chunk_t *c = &req->chunks[k];
-    pthread_mutex_lock(&eng->stage_lock);
+    pthread_mutex_lock(&q->lock);
     req->stage->round_done = false;
-    pthread_mutex_unlock(&eng->stage_lock);
+    pthread_mutex_unlock(&q->lock);
     atomic_store(&req->pending, c->count + 2); /* operations, the flush, this thread */
     ucx_user_enter(eng, c->worker);
     size_t done = ucx_chunk_issue(c);
     ucx_user_leave(eng, c->worker);
     ucx_ops_done(req, c->worker, done + 1, 0, UCS_OK);
     ucx_kick(eng);
-    pthread_mutex_lock(&eng->stage_lock);
-    while (!req->stage->round_done && !eng->stage_stop) {
+    pthread_mutex_lock(&q->lock);
+    while (!req->stage->round_done && !nixl_jobq_stopping(q)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 10 * 1000000L; /* look at the peer now and then */
@@ -158,10 +160,10 @@ static bool net_round(nixl_be_req_t *req, size_t k)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&eng->stage_cond, &eng->stage_lock, &ts);
+        pthread_cond_timedwait(&q->cond, &q->lock, &ts);
     }
     bool finished = req->stage->round_done;
-    pthread_mutex_unlock(&eng->stage_lock);
+    pthread_mutex_unlock(&q->lock);
     return finished && !atomic_load(&req->nfailed) &&
            (ucs_status_t)atomic_load(&req->flush_err) == UCS_OK;
 }
@@ -179,10 +181,12 @@ static bool gpu_step(nixl_be_req_t *req, bool post, size_t k)
     return st == NIXL_SUCCESS;
 }
 
-/* Run every round of a posted staged request, then end it. */
-static void stage_run(nixl_be_req_t *req)
+/* Run every round of a posted staged request, then end it (the stage thread's job). */
+static void stage_run(void *owner, nixl_fifo_node_t *job)
 {
-    struct ucx_stage *st = req->stage;
+    (void)owner;
+    struct ucx_stage *st = nixl_list_entry(job, struct ucx_stage, job);
+    nixl_be_req_t *req = st->req;
     size_t n = st->nrounds;
     bool ok = true, gpu_ok = true, gpu_busy = false;
     if (req->op == NIXL_WRITE) {
@@ -225,82 +229,34 @@ static void stage_run(nixl_be_req_t *req)
     }
 }
 
-static void *stage_main(void *arg)
+void ucx_stage_init(nixl_be_engine_t *eng)
 {
-    nixl_be_engine_t *eng = arg;
-    pthread_mutex_lock(&eng->stage_lock);
-    for (;;) {
-        while (!eng->stage_head && !eng->stage_stop)
-            pthread_cond_wait(&eng->stage_cond, &eng->stage_lock);
-        nixl_be_req_t *req = eng->stage_head;
-        if (!req || eng->stage_stop)
-            break;
-        eng->stage_head = req->stage->next;
-        if (!eng->stage_head)
-            eng->stage_tail = &eng->stage_head;
-        req->stage->queued = false;
-        pthread_mutex_unlock(&eng->stage_lock);
-        stage_run(req);
-        pthread_mutex_lock(&eng->stage_lock);
-    }
-    pthread_mutex_unlock(&eng->stage_lock);
-    return NULL;
+    nixl_jobq_init(&eng->stage, "ucx-stage", stage_run, eng);
 }
 
 nixl_status_t ucx_stage_post(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
-    pthread_mutex_lock(&eng->stage_lock);
-    if (!eng->stage_started) {
-        if (!eng->stage_tail)
-            eng->stage_tail = &eng->stage_head;
-        int rc = pthread_create(&eng->stage_thread, NULL, stage_main, eng);
-        if (rc != 0) {
-            pthread_mutex_unlock(&eng->stage_lock);
-            snprintf(req->why, sizeof(req->why), "cannot start the staging thread: %s",
-                     strerror(rc));
-            ucx_xfer_finish(req, NIXL_ERR_BACKEND);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "%s", req->why);
-        }
-        eng->stage_started = true;
-    }
     atomic_store(&req->stage->cancel, false);
-    req->stage->next = NULL;
-    req->stage->queued = true;
-    *eng->stage_tail = req;
-    eng->stage_tail = &req->stage->next;
-    pthread_cond_broadcast(&eng->stage_cond);
-    pthread_mutex_unlock(&eng->stage_lock);
+    int rc = nixl_jobq_push(&eng->stage, &req->stage->job);
+    if (rc != 0) {
+        snprintf(req->why, sizeof(req->why), "cannot start the staging thread: %s",
+                 strerror(rc));
+        ucx_xfer_finish(req, NIXL_ERR_BACKEND);
+        return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "%s", req->why);
+    }
     return NIXL_IN_PROG;
 }
 
 void ucx_stage_cancel(nixl_be_engine_t *eng, nixl_be_req_t *req)
 {
     atomic_store(&req->stage->cancel, true);
-    pthread_mutex_lock(&eng->stage_lock);
-    if (req->stage->queued) { /* never started: take it out of the queue */
-        nixl_be_req_t **pp = &eng->stage_head;
-        while (*pp != req)
-            pp = &(*pp)->stage->next;
-        *pp = req->stage->next;
-        if (eng->stage_tail == &req->stage->next)
-            eng->stage_tail = pp;
-        req->stage->queued = false;
-        pthread_mutex_unlock(&eng->stage_lock);
+    if (nixl_jobq_take_back(&eng->stage, &req->stage->job)) { /* never started */
         snprintf(req->why, sizeof(req->why), "the transfer was canceled before it started");
         ucx_xfer_finish(req, NIXL_ERR_CANCELED);
-        return;
     }
-    pthread_mutex_unlock(&eng->stage_lock);
 }
 
 void ucx_stage_stop(nixl_be_engine_t *eng)
 {
-    pthread_mutex_lock(&eng->stage_lock);
-    eng->stage_stop = true;
-    pthread_cond_broadcast(&eng->stage_cond);
-    bool started = eng->stage_started;
-    pthread_mutex_unlock(&eng->stage_lock);
-    if (started)
-        pthread_join(eng->stage_thread, NULL);
-    eng->stage_started = false;
+    nixl_jobq_stop(&eng->stage);
 }
