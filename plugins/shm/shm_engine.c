@@ -24,12 +24,13 @@ static const nixl_param_t shm_default_params[] = {
     {"stage_rings", "64"},
     {"map_max_bytes", "1099511627776"}, /* shm_map.c */
     {"copy_threads", "auto"},           /* shm_copy.c */
+    {"hugepages", "off"},               /* shm_region.c */
 };
 
 typedef struct shm_params {
     uint64_t threshold, ring_size, xring_size, xrings, map_max;
     unsigned gpu_blocks;
-    int transport;
+    int transport, hugepages;
     unsigned copy_threads;
 } shm_params_t;
 
@@ -75,6 +76,23 @@ static nixl_status_t parse_transport(const nixl_be_init_t *init, const char *v, 
     return NIXL_SUCCESS;
 }
 
+static nixl_status_t parse_hugepages(const nixl_be_init_t *init, const char *v, int *out)
+{
+    if (v && strcmp(v, "off") == 0)
+        *out = SHM_HUGEPAGES_OFF;
+    else if (v && strcmp(v, "advise") == 0)
+        *out = SHM_HUGEPAGES_ADVISE;
+    else if (v && strcmp(v, "collapse") == 0)
+        *out = SHM_HUGEPAGES_COLLAPSE;
+    else
+        return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
+                           "hugepages='%s' must be off (registered memory left as it is), "
+                           "advise (its pages faulted from now on become transparent huge "
+                           "pages) or collapse (its pages become huge pages at registration)",
+                           v ? v : "(null)");
+    return NIXL_SUCCESS;
+}
+
 static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *o)
 {
     uint64_t *threshold = &o->threshold, *ring_size = &o->ring_size;
@@ -82,7 +100,7 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
     *o = (shm_params_t){.ring_size = SHM_RING_DEFAULT, .xring_size = SHM_XRING_DEFAULT,
                         .xrings = SHM_XRINGS_DEFAULT, .transport = SHM_TRANSPORT_AUTO,
                         .map_max = SHM_MAP_MAX_DEFAULT};
-    const char *copy_threads = "auto";
+    const char *copy_threads = "auto", *hugepages = "off";
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         /* Unknown keys are ignored: agents pass one parameter map to every backend. */
@@ -139,6 +157,8 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
             o->xrings = v;
         } else if (strcmp(p->key, "copy_threads") == 0) {
             copy_threads = p->value;
+        } else if (strcmp(p->key, "hugepages") == 0) {
+            hugepages = p->value;
         } else if (strcmp(p->key, "map_max_bytes") == 0) {
             if (!nixl_parse_u64(p->value, &o->map_max))
                 return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
@@ -160,6 +180,13 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
     if (env && *env && copy_threads && strcmp(copy_threads, "auto") == 0)
         copy_threads = env;
     nixl_status_t cst = parse_copy_threads(init, copy_threads, &o->copy_threads);
+    if (cst != NIXL_SUCCESS)
+        return cst;
+    /* NIXL_SHM_HUGEPAGES likewise stands in for hugepages=off. */
+    env = getenv("NIXL_SHM_HUGEPAGES");
+    if (env && *env && hugepages && strcmp(hugepages, "off") == 0)
+        hugepages = env;
+    cst = parse_hugepages(init, hugepages, &o->hugepages);
     if (cst != NIXL_SUCCESS)
         return cst;
     if (!SHM_RING_SUPPORTED)
@@ -247,6 +274,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->xrings_max = (unsigned)prm.xrings;
     eng->map_max = prm.map_max;
     eng->cp_threads = prm.copy_threads;
+    eng->hugepages = prm.hugepages;
     pthread_mutex_init(&eng->cp_lock, NULL);
     pthread_cond_init(&eng->cp_cond, NULL);
     pthread_cond_init(&eng->cp_done, NULL);
@@ -311,6 +339,7 @@ static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                            "only DRAM_SEG and VRAM_SEG can be registered (got %d); use a "
                            "storage backend for other memory",
                            (int)type);
+    shm_region_hugepages(eng, descs, count); /* before any lock: a collapse copies */
     return shm_region_add(eng, descs, count, out_mds);
 }
 

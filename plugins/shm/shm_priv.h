@@ -273,6 +273,8 @@ typedef struct shm_ringmem {
 /* ---- staging rings: peers without cross-memory attach (shm_xchan.c) ---- */
 
 enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED, SHM_TRANSPORT_MAP };
+/* hugepages: what registration does to a DRAM region's whole 2 MiB pages (shm_region.c). */
+enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE };
 #define SHM_XRING_DEFAULT ((size_t)4 << 20)
 #define SHM_XRING_MIN ((size_t)64 << 10)
 #define SHM_XRING_MAX ((size_t)256 << 20)
@@ -525,6 +527,8 @@ struct nixl_be_engine {
 
     /* The copy threads (shm_copy.c): cp_lock guards the queue of slices and their counts. */
     unsigned cp_threads; /* copy_threads, the caller's thread included; 1: no split */
+    int hugepages;       /* SHM_HUGEPAGES_* */
+    atomic_bool hp_told; /* a refusal of the kernel was logged */
     pthread_mutex_t cp_lock;
     pthread_cond_t cp_cond, cp_done;
     struct shm_slice *cp_head;
@@ -593,6 +597,9 @@ void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why
 nixl_status_t shm_region_add(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count,
                              nixl_be_md_t **out_mds);
 void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m);
+/* hugepages=advise|collapse: the regions' whole 2 MiB pages become transparent huge pages
+ * (no lock held: a collapse copies the memory). Never fails: a refusal is logged once. */
+void shm_region_hugepages(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count);
 /* Whether [addr, addr + len) lies inside one registered region (regs_lock held). */
 bool shm_region_covers(const nixl_be_engine_t *eng, uintptr_t addr, size_t len);
 void shm_region_free_all(nixl_be_engine_t *eng);

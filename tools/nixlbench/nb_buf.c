@@ -1,6 +1,6 @@
 /*
- * nb_buf.c - the buffer of one side, in DRAM (mmap, optionally huge pages, optionally on a
- * memfd) or VRAM (GPU memory through the CUDA driver, nb_cuda.c), and the only ways the rest of
+ * nb_buf.c - the buffer of one side, in DRAM (mmap, optionally huge pages: from the pool, else
+ * transparent ones; optionally on a memfd) or VRAM (GPU memory through the CUDA driver, nb_cuda.c), and the only ways the rest of
  * nixlbench touches its bytes: fill with a pattern, and look for a byte that breaks it. VRAM is
  * filled on the GPU and checked by copying to the host, so the check reads what a transfer left
  * in GPU memory.
@@ -47,6 +47,19 @@ static int alloc_dram(nb_side_t *s, const nb_cfg_t *cfg, size_t len)
     int e = errno;
     if (fd >= 0)
         close(fd);
+    if (p == MAP_FAILED && e == ENOMEM && cfg->use_hugepages && !cfg->dram_memfd) {
+        /* No pool of huge pages (vm.nr_hugepages is 0 on most hosts): transparent ones, which
+         * need no pool. The kernel aligns a mapping of whole huge pages to a huge page, and the
+         * pages come at the first touch (the fill). */
+        p = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        e = errno;
+        if (p != MAP_FAILED && madvise(p, s->map_len, MADV_HUGEPAGE) != 0)
+            fprintf(stderr, "%s: --use_hugepages: no huge page pool, and transparent huge "
+                    "pages refused (%s): small pages\n", nb_who, strerror(errno));
+        else if (p != MAP_FAILED)
+            fprintf(stderr, "%s: --use_hugepages: no huge page pool (vm.nr_hugepages): "
+                    "transparent huge pages instead\n", nb_who);
+    }
     if (p == MAP_FAILED) {
         s->map_len = 0;
         return nb_fail("cannot allocate %zu bytes%s: %s", len,
