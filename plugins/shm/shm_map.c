@@ -188,6 +188,9 @@ static int query_vma(finder_t *f, uintptr_t addr, mapent_t *out, bool *ok, bool 
     q.size = sizeof(q);
     q.query_addr = addr;
     if (want_name) {
+        /* The kernel writes the name; valgrind, which does not know this ioctl, would take
+         * the bytes for uninitialised without this. */
+        memset(f->name, 0, sizeof(f->name));
         q.vma_name_addr = (uintptr_t)f->name;
         q.vma_name_size = sizeof(f->name);
     }
