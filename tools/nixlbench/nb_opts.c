@@ -72,7 +72,7 @@ const nb_opt_t nb_opts[] = {
      "UCX progress threads", 0},
     {"enable_vmm", NB_BOOL, O(enable_vmm), "false", NULL, NULL, "VRAM: CUDA VMM allocations", 0},
     {"use_hugepages", NB_BOOL, O(use_hugepages), "false", NULL, NULL,
-     "DRAM from 2 MiB huge pages", 0},
+     "DRAM from 2 MiB huge pages (the pool, else transparent ones)", 0},
     {"dram_memfd", NB_BOOL, O(dram_memfd), "false", NULL, NULL,
      "DRAM on a memfd mapped shared (SHM peers then map it; ours only)", 0},
     {"recreate_xfer", NB_BOOL, O(recreate_xfer), "false", NULL, "Recreate xfer",

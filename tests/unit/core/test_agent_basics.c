@@ -409,9 +409,9 @@ static void test_backend_params(void **state)
     assert_int_equal(times, 1);
     assert_string_equal(param_get(l, "notif_ring_size", &times), "262144"); /* a default */
     assert_int_equal(times, 1);
-    assert_int_equal(l->count, 12); /* + gpu_max_blocks, trusted_uids, notif_senders, ptracer,
+    assert_int_equal(l->count, 13); /* + gpu_max_blocks, trusted_uids, notif_senders, ptracer,
                                      * transport, stage_ring_size, stage_rings, map_max_bytes,
-                                     * copy_threads: defaults */
+                                     * copy_threads, hugepages: defaults */
     nixl_free(l);
 
     /* without user parameters: the plugin defaults (docs/differences.md item 10) */
