@@ -2638,6 +2638,28 @@ static long anon_huge_kb(const void *addr)
     return kb;
 }
 
+/* Whether the mapping that holds `addr` is marked for huge pages ("hg" in VmFlags). */
+static bool vma_marked_huge(const void *addr)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[512];
+    bool in = false, hg = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+            continue;
+        }
+        if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            hg = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return hg;
+}
+
 /* The system's THP mode: the bracketed word of .../transparent_hugepage/enabled. */
 static void thp_mode(char *out, size_t n)
 {
@@ -2656,7 +2678,8 @@ static void thp_mode(char *out, size_t n)
 /* hugepages=collapse: registration turns the whole 2 MiB pages inside a region (here one that
  * starts and ends mid-page) into transparent huge pages, the bytes unchanged, and transfers
  * to and from it over cross-memory attach land intact; hugepages=off leaves a region's small
- * pages alone (checked where THP is madvise-only, the usual default). */
+ * pages alone (checked where THP is madvise-only, the usual default); hugepages=advise marks
+ * the whole pages, not the partial ones at either end. */
 static void test_hugepages(void **state)
 {
     (void)state;
@@ -2708,6 +2731,28 @@ static void test_hugepages(void **state)
     fill(rbuf, len, 43, 0);
     assert_int_equal(post(a, r, NULL), NIXL_SUCCESS);
     assert_true(check(lbuf, len, 43, 0));
+
+    /* advise marks the whole huge pages of a region (and only those) for later faults */
+    thost_t hc;
+    thost_init(&hc);
+    nixl_be_engine_t *c;
+    const nixl_param_t adv[] = {{"hugepages", "advise"}};
+    assert_int_equal(eng_create_kv(&hc, "C", adv, 1, &c), NIXL_SUCCESS);
+    uint8_t *mc = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(mc != MAP_FAILED);
+    uint8_t *cb = (uint8_t *)(((uintptr_t)mc + huge - 1) & ~(uintptr_t)(huge - 1));
+    assert_false(vma_marked_huge(cb + huge));
+    nixl_reg_desc_t cdesc = {(uintptr_t)(cb + off), len, 0, NULL, 0};
+    nixl_be_md_t *cmd_;
+    assert_int_equal(ops->register_mem(c, NIXL_DRAM_SEG, &cdesc, 1, &cmd_), NIXL_SUCCESS);
+    assert_true(vma_marked_huge(cb + huge));      /* the first whole huge page */
+    assert_true(vma_marked_huge(cb + 5 * huge));  /* the last */
+    assert_false(vma_marked_huge(cb + off));      /* the partial page before them */
+    assert_false(vma_marked_huge(cb + 6 * huge)); /* and after */
+    ops->deregister_mem(c, MDS(&cmd_, 1));
+    ops->destroy(c);
+    munmap(mc, maplen);
+    thost_fini(&hc);
 
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
