@@ -88,6 +88,25 @@ static bool family_ok(unsigned fmt, const uint8_t *a, size_t len)
     }
 }
 
+/* Whether a peer's address can be handed to fi_av_insert. A string address (FI_ADDR_STR:
+ * shm's "fi_shm://<pid>:<n>:<n>", whose length follows the process id) must be printable text,
+ * with at most its terminating NUL, shorter than the buffer it is copied into (zero-filled:
+ * libfabric reads up to a NUL); any other format must have our size, and a socket address the
+ * family its format names. */
+static bool addr_ok(unsigned fmt, const uint8_t *a, size_t len, size_t own_len)
+{
+    if (fmt == FI_ADDR_STR) {
+        size_t text = len && a[len - 1] == '\0' ? len - 1 : len;
+        if (text == 0 || len >= LF_ADDR_MAX)
+            return false;
+        for (size_t i = 0; i < text; i++)
+            if (a[i] < 0x20 || a[i] > 0x7e)
+                return false;
+        return true;
+    }
+    return len == own_len && family_ok(fmt, a, len);
+}
+
 nixl_status_t lf_load_remote_conn(nixl_be_engine_t *eng, const char *agent, const void *blob,
                                   size_t len)
 {
@@ -106,12 +125,14 @@ nixl_status_t lf_load_remote_conn(nixl_be_engine_t *eng, const char *agent, cons
                            ci.addr_format, eng->addr_format);
     unsigned n = ci.nrails < eng->nrails ? ci.nrails : eng->nrails;
     for (unsigned r = 0; r < n; r++)
-        if (ci.addr_len[r] != eng->rails[r].addr_len ||
-            !family_ok(ci.addr_format, ci.addr[r], ci.addr_len[r]))
+        if (!addr_ok(ci.addr_format, ci.addr[r], ci.addr_len[r], eng->rails[r].addr_len))
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
                                "connection info of agent '%s' refused: rail %u's address (%zu "
-                               "bytes) is not a %s address of %zu bytes", agent, r,
-                               ci.addr_len[r], eng->prov, eng->rails[r].addr_len);
+                               "bytes) is not a %s address (%s)", agent, r, ci.addr_len[r],
+                               eng->prov,
+                               ci.addr_format == FI_ADDR_STR
+                                   ? "printable text and its NUL"
+                                   : "the size and family of this engine's own");
     if (strcmp(agent, eng->name) == 0)
         return NIXL_SUCCESS; /* loopback is a copy (lf_xfer.c): no address needed */
 

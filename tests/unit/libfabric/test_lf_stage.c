@@ -756,6 +756,71 @@ static void test_cancel_release(void **state)
     ST(NIXL_SUCCESS, ops->release_req(p->a, r2));
 }
 
+/* Not staging, but the plugin alone is what it needs: a peer's string address (the shm
+ * provider's "fi_shm://<pid>:<n>:<n>", whose length follows the peer's process id) is taken
+ * at any length, with or without its NUL; text that is not printable is refused with the
+ * reason. Before, a peer whose pid had one digit more than ours was refused (it-libfabric's
+ * shm case failed on pids either side of 10000). */
+static void put_conn(uint8_t *out, size_t *len, const uint8_t *hdr, size_t hdr_len,
+                     const char *addr, size_t addr_len)
+{
+    memcpy(out, hdr, hdr_len);
+    out[hdr_len] = (uint8_t)addr_len;
+    out[hdr_len + 1] = (uint8_t)(addr_len >> 8);
+    memcpy(out + hdr_len + 2, addr, addr_len);
+    *len = hdr_len + 2 + addr_len;
+}
+
+static void test_shm_addresses(void **state)
+{
+    (void)state;
+    thost_t h;
+    thost_init(&h, false);
+    nixl_param_t p = {"provider", "shm"};
+    nixl_be_init_t init = {.struct_size = sizeof(init), .local_agent = "A", .type = "LIBFABRIC",
+                           .params = &p, .num_params = 1, .host = &h.host};
+    nixl_be_engine_t *a = NULL;
+    if (ops->create(&init, &a) != NIXL_SUCCESS) {
+        print_message("no shm provider here: %s\n", t_err);
+        skip();
+    }
+    const uint8_t *blob;
+    size_t len;
+    ST(NIXL_SUCCESS, ops->get_conn_info(a, (const void **)&blob, &len));
+    assert_int_equal(blob[5], 1); /* one rail */
+    size_t hdr = 8 + blob[6];
+    uint8_t conn[512];
+    size_t clen;
+    static const struct {
+        const char *addr;
+        size_t len;
+        bool ok;
+    } cases[] = {
+        {"fi_shm://4194303:0:0", 21, true}, /* a 7-digit pid, with its NUL */
+        {"fi_shm://42:0:0", 16, true},      /* a 2-digit one */
+        {"fi_shm://42:0:0", 15, true},      /* without the NUL */
+        {"fi_shm://4\x01:0:0", 16, false},  /* not text */
+        {"fi_shm\0//42:0:0", 16, false},    /* a NUL inside */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        put_conn(conn, &clen, blob, hdr, cases[i].addr, cases[i].len);
+        char name[16];
+        snprintf(name, sizeof(name), "peer%zu", i);
+        t_err[0] = '\0';
+        nixl_status_t st = ops->load_remote_conn(a, name, conn, clen);
+        print_message("%s (%zu bytes): status %d %s\n", cases[i].addr, cases[i].len, (int)st,
+                      t_err);
+        if (cases[i].ok) {
+            ST(NIXL_SUCCESS, st);
+            ops->disconnect(a, name);
+        } else {
+            ST(NIXL_ERR_INVALID_PARAM, st);
+            assert_non_null(strstr(t_err, "printable"));
+        }
+    }
+    ops->destroy(a);
+}
+
 int main(void)
 {
     const char *dir = getenv("NIXL_PLUGIN_DIR");
@@ -774,6 +839,7 @@ int main(void)
     ops = entry(NIXL_PLUGIN_ABI_VERSION)->ops;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_driver),
+        cmocka_unit_test(test_shm_addresses),
         cmocka_unit_test_setup_teardown(test_refusals, pair_setup, pair_teardown),
         cmocka_unit_test_setup_teardown(test_write_read_late, pair_setup, pair_teardown),
         cmocka_unit_test_setup_teardown(test_write_read_early, pair_setup, pair_teardown),
