@@ -15,9 +15,10 @@
  *
  * One stage thread per engine (a job queue, util/jobq.h), started by the first staged post,
  * runs one request's rounds at a time; it sleeps on the queue's condition variable (a round's
- * end, a peer's failure, a new request, the engine's end), never spins. A request is stopped (cancel, release) between rounds; a round's
- * operations are never abandoned: while libfabric holds one, the request stays busy and cannot
- * be freed or posted again, and no GPU copy outlives a run.
+ * end, a peer's failure, a new request, the engine's end), never spins. A request is stopped
+ * (cancel, release) between rounds; a round's operations are never abandoned: while libfabric
+ * holds one, the request stays busy and cannot be freed or posted again, and no GPU copy
+ * outlives a run.
  */
 #include <stdio.h>
 #include <stdlib.h>

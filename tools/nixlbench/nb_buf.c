@@ -1,9 +1,9 @@
 /*
  * nb_buf.c - the buffer of one side, in DRAM (mmap, optionally huge pages: from the pool, else
- * transparent ones; optionally on a memfd) or VRAM (GPU memory through the CUDA driver, nb_cuda.c), and the only ways the rest of
- * nixlbench touches its bytes: fill with a pattern, and look for a byte that breaks it. VRAM is
- * filled on the GPU and checked by copying to the host, so the check reads what a transfer left
- * in GPU memory.
+ * transparent ones; optionally on a memfd) or VRAM (GPU memory through the CUDA driver,
+ * nb_cuda.c), and the only ways the rest of nixlbench touches its bytes: fill with a pattern,
+ * and look for a byte that breaks it. VRAM is filled on the GPU and checked by copying to the
+ * host, so the check reads what a transfer left in GPU memory.
  */
 #include <errno.h>
 #include <stdio.h>
