@@ -59,9 +59,10 @@ nixl_status_t nixl_auth_create(const void *secret, size_t len, uint32_t max_skew
     a->seen = calloc(NONCE_CACHE, sizeof(*a->seen));
     a->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     if (!a->key || !a->seen || !a->mac) {
+        bool no_hmac = !a->mac; /* read before the free */
         nixl_auth_destroy(a);
-        return a->mac ? nixl_err_oom("authenticator")
-                      : nixl_err(NIXL_ERR_NOT_SUPPORTED, "libcrypto offers no HMAC");
+        return no_hmac ? nixl_err(NIXL_ERR_NOT_SUPPORTED, "libcrypto offers no HMAC")
+                       : nixl_err_oom("authenticator");
     }
     memcpy(a->key, secret, len);
     a->key_len = len;

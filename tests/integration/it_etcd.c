@@ -229,7 +229,7 @@ static int publish_fetch(const void *arg)
 {
     (void)arg;
     it_peer_t p = NO_PEER;
-    uintptr_t a[2];
+    uintptr_t a[2] = {0};
     nixl_agent_t *b = NULL;
     set_env(NULL, NULL);
     IT_CHECK(published_and_fetched(&p, "EA", 2, a, 1000000, &b) == 0, "setup");
