@@ -24,7 +24,7 @@ static const nixl_param_t shm_default_params[] = {
     {"stage_rings", "64"},
     {"map_max_bytes", "1099511627776"}, /* shm_map.c */
     {"copy_threads", "auto"},           /* shm_copy.c */
-    {"hugepages", "off"},               /* shm_region.c */
+    {"hugepages", "background"},        /* shm_thp.c */
 };
 
 typedef struct shm_params {
@@ -84,11 +84,14 @@ static nixl_status_t parse_hugepages(const nixl_be_init_t *init, const char *v, 
         *out = SHM_HUGEPAGES_ADVISE;
     else if (v && strcmp(v, "collapse") == 0)
         *out = SHM_HUGEPAGES_COLLAPSE;
+    else if (v && strcmp(v, "background") == 0)
+        *out = SHM_HUGEPAGES_BACKGROUND;
     else
         return NIXL_BE_ERR(init->host, NIXL_ERR_INVALID_PARAM,
-                           "hugepages='%s' must be off (registered memory left as it is), "
-                           "advise (its pages faulted from now on become transparent huge "
-                           "pages) or collapse (its pages become huge pages at registration)",
+                           "hugepages='%s' must be background (registered memory becomes "
+                           "transparent huge pages, converted by a low-priority thread), off "
+                           "(left as it is), advise (its pages faulted from now on become huge "
+                           "pages) or collapse (converted at registration)",
                            v ? v : "(null)");
     return NIXL_SUCCESS;
 }
@@ -100,7 +103,7 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
     *o = (shm_params_t){.ring_size = SHM_RING_DEFAULT, .xring_size = SHM_XRING_DEFAULT,
                         .xrings = SHM_XRINGS_DEFAULT, .transport = SHM_TRANSPORT_AUTO,
                         .map_max = SHM_MAP_MAX_DEFAULT};
-    const char *copy_threads = "auto", *hugepages = "off";
+    const char *copy_threads = "auto", *hugepages = "background";
     for (size_t i = 0; i < init->num_params; i++) {
         const nixl_param_t *p = &init->params[i];
         /* Unknown keys are ignored: agents pass one parameter map to every backend. */
@@ -182,9 +185,9 @@ static nixl_status_t shm_parse_params(const nixl_be_init_t *init, shm_params_t *
     nixl_status_t cst = parse_copy_threads(init, copy_threads, &o->copy_threads);
     if (cst != NIXL_SUCCESS)
         return cst;
-    /* NIXL_SHM_HUGEPAGES likewise stands in for hugepages=off. */
+    /* NIXL_SHM_HUGEPAGES likewise stands in for hugepages=background. */
     env = getenv("NIXL_SHM_HUGEPAGES");
-    if (env && *env && hugepages && strcmp(hugepages, "off") == 0)
+    if (env && *env && hugepages && strcmp(hugepages, "background") == 0)
         hugepages = env;
     cst = parse_hugepages(init, hugepages, &o->hugepages);
     if (cst != NIXL_SUCCESS)
@@ -199,6 +202,7 @@ static void shm_destroy(nixl_be_engine_t *eng)
     if (!eng)
         return;
     shm_worker_stop(eng);
+    shm_thp_stop(eng);
     shm_copy_stop(eng);
     shm_event_stop(eng);
     shm_xsrv_stop_all(eng);
@@ -287,6 +291,7 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     pthread_mutex_init(&eng->all_lock, NULL);
     pthread_mutex_init(&eng->ev_lock, NULL);
     shm_worker_init(eng);
+    shm_thp_init(eng);
     eng->name = strdup(init->local_agent);
     if (!eng->name)
         goto err_engine;
@@ -339,8 +344,11 @@ static nixl_status_t shm_register_mem(nixl_be_engine_t *eng, nixl_mem_t type,
                            "only DRAM_SEG and VRAM_SEG can be registered (got %d); use a "
                            "storage backend for other memory",
                            (int)type);
-    shm_region_hugepages(eng, descs, count); /* before any lock: a collapse copies */
-    return shm_region_add(eng, descs, count, out_mds);
+    shm_thp_prepare(eng, descs, count); /* before any lock: a collapse copies */
+    nixl_status_t st = shm_region_add(eng, descs, count, out_mds);
+    if (st == NIXL_SUCCESS)
+        shm_thp_queue(eng, out_mds, count);
+    return st;
 }
 
 static void shm_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
@@ -349,8 +357,10 @@ static void shm_deregister_mem(nixl_be_engine_t *eng, const nixl_be_mds_t *mds)
         shm_md_hdr_t *h = (shm_md_hdr_t *)nixl_be_md_at(mds, i);
         if (h && h->kind == SHM_MD_VRAM)
             shm_gpu_deregister((shm_vlmd_t *)h);
-        else if (h && h->kind == SHM_MD_LOCAL)
+        else if (h && h->kind == SHM_MD_LOCAL) {
+            shm_thp_forget(eng, (shm_lmd_t *)h);
             shm_region_remove(eng, (shm_lmd_t *)h);
+        }
     }
 }
 

@@ -27,6 +27,7 @@
  *  - regs_lock (a rwlock): the registered DRAM regions and their files (shm_region.c,
  *    shm_map.c); a leaf, read under ev_lock by the event thread answering a file request.
  *  - cp_lock: the copy threads' queue of slices (shm_copy.c); a leaf.
+ *  - thp.lock (util/jobq.h): the regions waiting for huge pages (shm_thp.c); a leaf.
  */
 #ifndef NIXL_SHM_PRIV_H
 #define NIXL_SHM_PRIV_H
@@ -273,8 +274,9 @@ typedef struct shm_ringmem {
 /* ---- staging rings: peers without cross-memory attach (shm_xchan.c) ---- */
 
 enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED, SHM_TRANSPORT_MAP };
-/* hugepages: what registration does to a DRAM region's whole 2 MiB pages (shm_region.c). */
-enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE };
+/* hugepages: what registration does to a DRAM region's whole 2 MiB pages (shm_thp.c). */
+enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_HUGEPAGES_BACKGROUND };
+typedef struct shm_thp_range shm_thp_range_t;
 #define SHM_XRING_DEFAULT ((size_t)4 << 20)
 #define SHM_XRING_MIN ((size_t)64 << 10)
 #define SHM_XRING_MAX ((size_t)256 << 20)
@@ -537,6 +539,16 @@ struct nixl_be_engine {
     pthread_t *cp_tid;
 
     nixl_jobq_t worker; /* the async worker (shm_worker.c); its lock is a leaf */
+
+    /* hugepages=background (shm_thp.c): thp.lock, a leaf, guards the rest. */
+    nixl_jobq_t thp;
+    nixl_fifo_node_t thp_job;
+    struct shm_thp_range {
+        const struct shm_lmd *m; /* NULL in thp_cur: nothing being converted */
+        uintptr_t lo, hi;
+    } *thp_ranges, thp_cur;  /* waiting, first in first out; being converted */
+    size_t thp_n, thp_cap;
+    bool thp_active;         /* the job is queued or running */
 };
 
 /* shm_sys.c: facts about this host and process. ptracer_any: under Yama ptrace_scope=1, let
@@ -597,9 +609,6 @@ void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why
 nixl_status_t shm_region_add(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count,
                              nixl_be_md_t **out_mds);
 void shm_region_remove(nixl_be_engine_t *eng, shm_lmd_t *m);
-/* hugepages=advise|collapse: the regions' whole 2 MiB pages become transparent huge pages
- * (no lock held: a collapse copies the memory). Never fails: a refusal is logged once. */
-void shm_region_hugepages(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count);
 /* Whether [addr, addr + len) lies inside one registered region (regs_lock held). */
 bool shm_region_covers(const nixl_be_engine_t *eng, uintptr_t addr, size_t len);
 void shm_region_free_all(nixl_be_engine_t *eng);
@@ -728,6 +737,14 @@ void shm_gpu_release(nixl_be_engine_t *eng, nixl_be_req_t *req);
 /* shm_worker.c: the async worker. */
 nixl_status_t shm_worker_submit(nixl_be_engine_t *eng, nixl_be_req_t *req);
 void shm_worker_abort(nixl_be_engine_t *eng, nixl_be_req_t *req);
+/* shm_thp.c: hugepages. prepare: before the regions are added (no lock held: collapse copies
+ * the memory); queue: after, for the background conversion; forget: before a region is
+ * removed. Never fail: a refusal of the kernel is logged once, and the memory stays as it was. */
+void shm_thp_init(nixl_be_engine_t *eng); /* at engine creation */
+void shm_thp_prepare(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count);
+void shm_thp_queue(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
+void shm_thp_forget(nixl_be_engine_t *eng, const shm_lmd_t *m);
+void shm_thp_stop(nixl_be_engine_t *eng); /* at destroy: joins the thread */
 void shm_worker_init(nixl_be_engine_t *eng); /* at engine creation */
 void shm_worker_stop(nixl_be_engine_t *eng);
 

@@ -19,48 +19,10 @@
  * reading by a server thread for the whole of one job's copy, so deregistration waits for the
  * copy in progress (one slot, a few hundred microseconds) before the memory can go away.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "shm_priv.h"
-
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25 /* Linux 6.1; older C libraries lack the name */
-#endif
-
-#define SHM_HUGE_PAGE ((uintptr_t)2 << 20)
-
-/* hugepages (docs/backends.md): cross-memory attach pins and copies a transparent huge page
- * about twice as fast as 512 small ones (docs/BENCHMARKS.md), on both sides of a transfer, so
- * the whole huge pages inside a region are offered to the kernel: `advise` marks them
- * (MADV_HUGEPAGE: pages faulted from now on come huge; khugepaged converts the others in its
- * own time, slowly), `collapse` converts them now (MADV_COLLAPSE, Linux 6.1+: it copies the
- * memory, about 0.4 GB/s, once). The bytes never change. The kernel may refuse: THP disabled,
- * memory that is not anonymous or shmem, pages pinned by a device; the region then stays as it
- * was, which costs speed only. */
-void shm_region_hugepages(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count)
-{
-    if (eng->hugepages == SHM_HUGEPAGES_OFF)
-        return;
-    int advice = eng->hugepages == SHM_HUGEPAGES_COLLAPSE ? MADV_COLLAPSE : MADV_HUGEPAGE;
-    for (size_t i = 0; i < count; i++) {
-        uintptr_t lo = (descs[i].addr + SHM_HUGE_PAGE - 1) & ~(SHM_HUGE_PAGE - 1);
-        uintptr_t end = descs[i].addr + descs[i].len;
-        if (end < descs[i].addr) /* wraps: shm_region_add refuses it */
-            continue;
-        uintptr_t hi = end & ~(SHM_HUGE_PAGE - 1);
-        if (hi <= lo)
-            continue; /* no whole huge page inside */
-        if (madvise((void *)lo, hi - lo, advice) != 0 && !atomic_exchange(&eng->hp_told, true))
-            NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
-                        "hugepages=%s: the kernel refused huge pages for the region at 0x%lx "
-                        "(%zu bytes): %s; such regions keep their small pages (logged once)",
-                        advice == MADV_COLLAPSE ? "collapse" : "advise",
-                        (unsigned long)descs[i].addr, (size_t)descs[i].len, strerror(errno));
-    }
-}
 
 static uintptr_t reg_end(const shm_lmd_t *m)
 {

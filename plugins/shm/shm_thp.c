@@ -1,0 +1,223 @@
+/*
+ * shm_thp.c - registered DRAM in transparent huge pages (the `hugepages` parameter,
+ * docs/backends.md). Cross-memory attach pins and copies a 2 MiB huge page about twice as fast
+ * as 512 small ones, on both sides of a transfer (docs/BENCHMARKS.md), so the whole huge pages
+ * inside a region are offered to the kernel:
+ *  - advise: marked (MADV_HUGEPAGE): pages faulted from now on come huge; khugepaged converts
+ *    the others in its own time, which is slow (16 MiB per 10 s by default).
+ *  - collapse: converted at registration (MADV_COLLAPSE, Linux 6.1+). It copies the memory, about
+ *    0.5-0.8 GB/s here, on the caller's thread.
+ *  - background (the default): converted after registration by one thread of the engine at the
+ *    lowest priority (nice 19), a few MiB at a time, so registration costs nothing and the
+ *    application's threads keep the CPUs they need; transfers run meanwhile and get faster as
+ *    the pages turn huge. Only huge pages whose small pages are all in memory are converted,
+ *    and nothing is marked, so the application's memory never grows (a conversion fills the
+ *    missing small pages of a huge page; a marked region gets huge pages on first touch).
+ *    Like the kernel's khugepaged on a host with THP `always`, a conversion holds the process's
+ *    address space while it converts one huge page, so a transfer or page fault meanwhile waits
+ *    for it (up to a few ms here; docs/backends.md).
+ * The bytes never change: the kernel copies under its own locks, concurrent accesses (ours,
+ * a peer's cross-memory attach, the application's) included. The kernel may refuse (THP
+ * disabled, memory that is not anonymous or shmem, pages pinned by a device): the region
+ * then keeps its small pages, which costs speed only, and one INFO line says so.
+ *
+ * Background work: a list of ranges (one per region with a whole huge page), taken first in
+ * first out by one job of the engine's `thp` queue (util/jobq.h), which runs while the list is
+ * not empty. Deregistration drops the region's range, or, if the thread is converting it, tells
+ * the thread to stop there; it never waits: a conversion in flight on memory being freed is
+ * harmless (the kernel copies what is mapped, or finds nothing mapped and refuses).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shm_priv.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1; older C libraries lack the name */
+#endif
+
+#define SHM_HUGE_PAGE ((uintptr_t)2 << 20)
+/* Bytes converted per call in the background: about 5 ms of the thread's CPU here, so a
+ * deregistration or destroy racing the thread finds it within one such call. */
+#define SHM_THP_STEP ((uintptr_t)4 << 20)
+/* A range is given up after this many refusals in a row (pages pinned by a device refuse every
+ * step with EAGAIN; going on through gigabytes of them would only burn the thread). */
+#define SHM_THP_GIVE_UP 4
+
+/* The whole huge pages of [addr, addr + len): false if there are none. */
+static bool whole_pages(uintptr_t addr, size_t len, uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t end = addr + len;
+    if (end < addr) /* wraps: shm_region_add refuses it */
+        return false;
+    *lo = (addr + SHM_HUGE_PAGE - 1) & ~(SHM_HUGE_PAGE - 1);
+    *hi = end & ~(SHM_HUGE_PAGE - 1);
+    return *lo < *hi && *lo != 0;
+}
+
+static void told(nixl_be_engine_t *eng, const char *mode, uintptr_t addr, size_t len, int err)
+{
+    if (!atomic_exchange(&eng->hp_told, true))
+        NIXL_BE_LOG(eng->host, NIXL_LOG_INFO,
+                    "hugepages=%s: the kernel refused huge pages for the region at 0x%lx "
+                    "(%zu bytes): %s; such regions keep their small pages (logged once)",
+                    mode, (unsigned long)addr, len, strerror(err));
+}
+
+
+void shm_thp_prepare(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count)
+{
+    if (eng->hugepages != SHM_HUGEPAGES_ADVISE && eng->hugepages != SHM_HUGEPAGES_COLLAPSE)
+        return;
+    int advice = eng->hugepages == SHM_HUGEPAGES_COLLAPSE ? MADV_COLLAPSE : MADV_HUGEPAGE;
+    for (size_t i = 0; i < count; i++) {
+        uintptr_t lo, hi;
+        if (whole_pages(descs[i].addr, descs[i].len, &lo, &hi) &&
+            madvise((void *)lo, hi - lo, advice) != 0)
+            told(eng, advice == MADV_COLLAPSE ? "collapse" : "advise", descs[i].addr, descs[i].len, errno);
+    }
+}
+
+static bool all_resident(const unsigned char *vec, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(vec[i] & 1))
+            return false;
+    return true;
+}
+
+/* Convert the huge pages of [at, at + len) (whole huge pages, at most SHM_THP_STEP) whose small
+ * pages are all resident: one that is not is left alone, so the conversion never makes the
+ * application's memory bigger (a conversion fills the missing small pages of a huge page, and
+ * a huge page of none is refused). 0, or the errno of the kernel's last refusal; ENOMEM from
+ * mincore: nothing mapped there any more. */
+static int convert(uintptr_t at, size_t len)
+{
+    enum { PER = SHM_HUGE_PAGE / 4096 };
+    unsigned char vec[SHM_THP_STEP / 4096];
+    if (mincore((void *)at, len, vec) != 0)
+        return errno;
+    int err = 0;
+    size_t pages = len / SHM_HUGE_PAGE;
+    for (size_t i = 0; i < pages;) {
+        size_t j = i;
+        while (j < pages && all_resident(vec + j * PER, PER))
+            j++;
+        if (j > i &&
+            madvise((void *)(at + i * SHM_HUGE_PAGE), (j - i) * SHM_HUGE_PAGE, MADV_COLLAPSE) != 0)
+            err = errno;
+        i = j + 1; /* past the page that is not all resident */
+    }
+    return err;
+}
+
+/* The job: convert the listed ranges, one step at a time, until the list is empty. */
+static void thp_run(void *owner, nixl_fifo_node_t *job)
+{
+    (void)job;
+    nixl_be_engine_t *eng = owner;
+    nixl_jobq_t *q = &eng->thp;
+    /* This thread only (Linux nice is per thread): the application's threads come first. */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    pthread_mutex_lock(&q->lock);
+    unsigned refused = 0;
+    while (!nixl_jobq_stopping(q)) {
+        if (!eng->thp_cur.m) {
+            if (eng->thp_n == 0)
+                break;
+            eng->thp_cur = eng->thp_ranges[0];
+            memmove(eng->thp_ranges, eng->thp_ranges + 1,
+                    --eng->thp_n * sizeof(*eng->thp_ranges));
+            refused = 0;
+        }
+        uintptr_t at = eng->thp_cur.lo;
+        size_t step = eng->thp_cur.hi - at < SHM_THP_STEP ? eng->thp_cur.hi - at : SHM_THP_STEP;
+        eng->thp_cur.lo += step;
+        pthread_mutex_unlock(&q->lock);
+        int err = convert(at, step);
+        pthread_mutex_lock(&q->lock);
+        if (!eng->thp_cur.m)
+            continue; /* deregistered meanwhile */
+        refused = err ? refused + 1 : 0;
+        if (err == ENOMEM || refused >= SHM_THP_GIVE_UP) {
+            /* EINVAL: not anonymous, THP off; EAGAIN: pinned pages; ENOMEM: unmapped memory,
+             * or no huge page free */
+            told(eng, "background", at, eng->thp_cur.hi - at, err);
+            eng->thp_cur.m = NULL;
+        } else if (eng->thp_cur.lo >= eng->thp_cur.hi) {
+            eng->thp_cur.m = NULL;
+        }
+    }
+    eng->thp_active = false; /* a registration from now on queues the job again */
+    pthread_mutex_unlock(&q->lock);
+}
+
+void shm_thp_init(nixl_be_engine_t *eng)
+{
+    nixl_jobq_init(&eng->thp, "shm-hugepages", thp_run, eng);
+}
+
+void shm_thp_queue(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count)
+{
+    /* 2 MiB huge pages of 4 KiB ones: x86-64, and arm64 with 4 KiB pages */
+    if (eng->hugepages != SHM_HUGEPAGES_BACKGROUND || sysconf(_SC_PAGESIZE) != 4096)
+        return;
+    nixl_jobq_t *q = &eng->thp;
+    pthread_mutex_lock(&q->lock);
+    size_t added = 0;
+    for (size_t i = 0; i < count; i++) {
+        const shm_lmd_t *m = (const shm_lmd_t *)mds[i];
+        uintptr_t lo, hi;
+        if (!whole_pages(m->addr, m->len, &lo, &hi))
+            continue;
+        if (eng->thp_n == eng->thp_cap) {
+            size_t cap = eng->thp_cap ? 2 * eng->thp_cap : 16;
+            void *p = realloc(eng->thp_ranges, cap * sizeof(*eng->thp_ranges));
+            if (!p)
+                break; /* the rest keep small pages: speed only */
+            eng->thp_ranges = p;
+            eng->thp_cap = cap;
+        }
+        eng->thp_ranges[eng->thp_n++] = (shm_thp_range_t){.m = m, .lo = lo, .hi = hi};
+        added++;
+    }
+    bool start = added > 0 && !eng->thp_active;
+    if (start)
+        eng->thp_active = true;
+    pthread_mutex_unlock(&q->lock);
+    if (start && nixl_jobq_push(q, &eng->thp_job) != 0) {
+        pthread_mutex_lock(&q->lock);
+        eng->thp_active = false; /* no thread: the ranges wait for the next registration */
+        pthread_mutex_unlock(&q->lock);
+    }
+}
+
+void shm_thp_forget(nixl_be_engine_t *eng, const shm_lmd_t *m)
+{
+    if (eng->hugepages != SHM_HUGEPAGES_BACKGROUND)
+        return;
+    nixl_jobq_t *q = &eng->thp;
+    pthread_mutex_lock(&q->lock);
+    if (eng->thp_cur.m == m)
+        eng->thp_cur.m = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < eng->thp_n; i++)
+        if (eng->thp_ranges[i].m != m)
+            eng->thp_ranges[n++] = eng->thp_ranges[i];
+    eng->thp_n = n;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void shm_thp_stop(nixl_be_engine_t *eng)
+{
+    nixl_jobq_stop(&eng->thp);
+    nixl_jobq_fini(&eng->thp);
+    free(eng->thp_ranges);
+    eng->thp_ranges = NULL;
+    eng->thp_n = eng->thp_cap = 0;
+}
