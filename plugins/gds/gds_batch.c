@@ -177,16 +177,18 @@ static void gb_req_free(gb_req_t *r)
 
 static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
 {
-    /* Host memory to or from a file without O_DIRECT does not go in batches: cuFile's
-     * compatibility mode (CUDA 13, the H100 machine) fails all but the first few entries of
-     * such a batch (status FAILED, -1; cufile.log "nvfs_bio ... error res = -1"), and many
-     * batches of one entry out at once never complete, while VRAM and O_DIRECT files work
-     * (tests/gpu/gds_probe.c). Such a request runs at post with cuFileRead/cuFileWrite, as
-     * GDS_MT's workers do (which pass every such case of test_gds). */
+    /* Host memory does not go in batches: cuFile's compatibility mode (CUDA 13, the H100
+     * machine) fails all but the first few entries of such a batch on a file without O_DIRECT
+     * (status FAILED, -1; cufile.log "nvfs_bio ... error res = -1"), many batches of one entry
+     * out at once never complete, and on an O_DIRECT file cuFileBatchIOGetStatus crashes
+     * (a wild pointer inside cuFile, every run with MALLOC_PERTURB_ set, as meson's test
+     * runner does: its memory is not initialised) while READs of 4,096 entries are out. VRAM
+     * batches pass all of it (tests/gpu/test_gds.c, tests/gpu/gds_probe.c). Such a request
+     * runs at post with cuFileRead/cuFileWrite, as GDS_MT's workers do. */
     size_t per = pool_of(eng)->per_batch;
     bool sync = false;
     for (size_t i = 0; i < req->nios && !sync; i++)
-        sync = req->ios[i].host && !req->ios[i].direct;
+        sync = req->ios[i].host;
     gb_req_t *r = calloc(1, sizeof(*r));
     if (r && sync) { /* no batch state: post runs it whole */
         r->sync = true;
@@ -219,14 +221,6 @@ static nixl_status_t gb_req_init(nixl_be_engine_t *eng, gds_req_t *req)
             .opcode = req->write ? GDS_CU_OP_WRITE : GDS_CU_OP_READ,
             .cookie = (void *)(uintptr_t)i,
         };
-        /* Host memory goes as its own address, offset 0: cuFile's compatibility mode (CUDA 13)
-         * reads into DRAM at buf_base, ignoring buf_offset, for files opened with O_DIRECT
-         * (seen on the H100 machine: descriptor 1 of a READ stayed untouched and the entry
-         * said COMPLETE with every byte). GPU memory keeps the registered base and offset. */
-        if (io->host) {
-            r->params[i].u.batch.buf_base = (uint8_t *)io->buf_base + io->buf_off;
-            r->params[i].u.batch.buf_offset = 0;
-        }
     }
     req->run = r;
     return NIXL_SUCCESS;
