@@ -99,7 +99,7 @@ static bool all_resident(const unsigned char *vec, size_t n)
 static int convert(uintptr_t at, size_t len)
 {
     enum { PER = SHM_HUGE_PAGE / 4096 };
-    unsigned char vec[SHM_THP_STEP / 4096];
+    unsigned char vec[SHM_THP_STEP / 4096] = {0}; /* valgrind does not see mincore fill it */
     if (mincore((void *)at, len, vec) != 0)
         return errno;
     int err = 0;

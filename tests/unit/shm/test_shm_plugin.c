@@ -2796,7 +2796,7 @@ static void test_hugepages_background(void **state)
         skip(); /* no transparent huge pages, or no MADV_COLLAPSE, on this kernel */
     const size_t huge = 2u << 20, maplen = 18u << 20;
     uint8_t *ma = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint8_t *rbuf = malloc(maplen);
+    uint8_t *rbuf = calloc(1, maplen); /* written before use: valgrind cannot see CMA write */
     assert_true(ma != MAP_FAILED && rbuf);
     uint8_t *ab = (uint8_t *)(((uintptr_t)ma + huge - 1) & ~(uintptr_t)(huge - 1));
     size_t off = 12345, len = 6 * huge + 777; /* whole huge pages 1 to 5 lie inside */
@@ -2867,7 +2867,7 @@ static void test_hugepages_background(void **state)
     for (unsigned pg = 0; pg < 8; pg++)
         if (pg != 2 && pg != 5)
             fill(cb + pg * huge, pg == 7 ? huge / 2 : huge, 77 + pg, 0);
-    unsigned char vec[8 * 512];
+    unsigned char vec[8 * 512] = {0}; /* valgrind does not see mincore fill it */
     long base = anon_huge_kb(cb); /* anonymous mappings side by side merge into one */
     nixl_reg_desc_t cd = {(uintptr_t)cb, 8 * huge, 0, NULL, 0};
     nixl_be_md_t *cmd_;
