@@ -16,7 +16,12 @@ same transport, batch and size (../shared/reference/REFERENCE-FIGURES.md, sectio
 over tcp), it is printed beside ours; it was measured on another day, so compare ratios.
 
     bench/ucx_perftest.py [--build DIR] [--tls tcp] [--batch 1] [--sizes 4096,65536,...]
-                          [--ops WRITE,READ] [--repeat N] [--alloc ucx|heap|both]
+                          [--ops WRITE,READ] [--repeat N] [--alloc ucx|heap|both] [--same-block]
+
+Working set: ucx_perftest moves one buffer of the block size again and again (cache-hot on
+both sides), nixlbench a batch of distinct blocks (8-128 MiB per iteration at batch 128).
+--same-block adds a column, nixlbench --same_block (every descriptor of a request on one
+block), and takes the ratio against it: the like-with-like comparison.
 
 Memory: ucx_perftest allocates its buffers through UCX (ucp_mem_map with UCP_MEM_MAP_ALLOCATE),
 which by UCX_ALLOC_PRIO's default order gives SysV shared-memory segments: over sm the peer maps
@@ -79,12 +84,14 @@ def perftest(test, size, iters, depth, env):
         server.wait()
 
 
-def nixlbench(build, op, size, batch, iters, env):
+def nixlbench(build, op, size, batch, iters, env, same_block=False):
     cmd = [os.path.join(build, "tools", "nixlbench", "nixlbench"), "--backend", "UCX",
            "--op_type", op, "--start_block_size", str(size), "--max_block_size", str(size),
            "--start_batch_size", str(batch), "--max_batch_size", str(batch),
            "--num_iter", str(iters), "--warmup_iter", str(max(iters // 10, 1)),
            "--total_buffer_size", str(max(64 << 20, 2 * size * batch))]
+    if same_block:
+        cmd.append("--same_block")
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     for line in r.stdout.splitlines():
         f = line.split()
@@ -109,6 +116,9 @@ def main():
     ap.add_argument("--ops", default="WRITE,READ")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--alloc", choices=("ucx", "heap", "both"), default="ucx")
+    ap.add_argument("--same-block", action="store_true",
+                    help="also nixlbench --same_block (one cache-hot block, like ucx_perftest); "
+                         "the ratio is taken against it")
     a = ap.parse_args()
     env = dict(os.environ, UCX_TLS=a.tls)
     for key, value in (("UCX_RNDV_THRESH", "inf"), ("UCX_MAX_RMA_RAILS", "2"),
@@ -125,26 +135,31 @@ def main():
     allocs = ["ucx", "heap"] if a.alloc == "both" else [a.alloc]
     envs = {k: dict(env, UCX_ALLOC_PRIO="heap") if k == "heap" else env for k in allocs}
     heads = {"ucx": "ucx_perftest", "heap": "ucx_perftest, heap memory"}
+    same = " | nixlbench UCX, one block" if a.same_block else ""
     print("| block | op | " + " | ".join(heads[k] for k in allocs) +
-          " | nixlbench UCX | ratio | reference nixlbench |")
-    print("|---|---|" + "---|" * len(allocs) + "---|---|---|")
+          f" | nixlbench UCX{same} | ratio | reference nixlbench |")
+    print("|---|---|" + "---|" * (len(allocs) + (1 if a.same_block else 0)) + "---|---|---|")
     for size in sizes:
         for op in a.ops.split(","):
             ops, iters = iters_for(size, a.batch)
-            ref, ours = {k: [] for k in allocs}, []
+            ref, ours, hot = {k: [] for k in allocs}, [], []
             for _ in range(a.repeat):
                 for k in allocs:
                     ref[k].append(perftest(tests[op], size, ops, a.batch, envs[k]))
                 ours.append(nixlbench(a.build, op, size, a.batch, iters, env))
-            o = statistics.median(ours)
+                if a.same_block:
+                    hot.append(nixlbench(a.build, op, size, a.batch, iters, env, True))
+            o = statistics.median(hot if a.same_block else ours)
             r = statistics.median(ref[allocs[-1]])
             label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
             theirs = REFERENCE_TCP.get((op, a.batch), {}).get(size) if a.tls == "tcp" else None
             cols = " | ".join(f"{statistics.median(ref[k]):.2f} [{min(ref[k]):.2f}-"
                               f"{max(ref[k]):.2f}]" for k in allocs)
             ratio = f"{100 * o / r:.0f} %" if r > 0 else ""
-            print(f"| {label} | {op} | {cols} | "
-                  f"{o:.2f} [{min(ours):.2f}-{max(ours):.2f}] | {ratio} | "
+            mine = f"{statistics.median(ours):.2f} [{min(ours):.2f}-{max(ours):.2f}]"
+            if a.same_block:
+                mine += f" | {o:.2f} [{min(hot):.2f}-{max(hot):.2f}]"
+            print(f"| {label} | {op} | {cols} | {mine} | {ratio} | "
                   f"{theirs if theirs is not None else ''} |", flush=True)
 
 

@@ -59,6 +59,7 @@ def case_flags():
     expect(["--num_iter"], 2, "needs a value")
     expect(["--check_consistency=perhaps"], 2, "true or false")
     expect(["--prepared_xfer", "--reregister_mem"], 2, "cannot be combined")
+    expect(["--same_block", "--check_consistency"], 2, "--same_block and --check_consistency")
     expect(["--max_block_size=1G", "--total_buffer_size=1M"], 2, "exceeds total_buffer_size")
     expect(["--start_block_size=8K", "--max_block_size=4K"], 2, "start_block_size")
     expect(["--asio_port=70000"], 2, "65535")
@@ -114,6 +115,11 @@ def case_local():
         if rc != 0:
             fail(f"local {op}: rc {rc}\n{out}{err}")
         check_table(out, f"local {op}")
+    # like ucx_perftest: all descriptors of a request on one block
+    rc, out, err = run(["--backend=SHM", "--same_block"] + CI)
+    if rc != 0:
+        fail(f"local --same_block: rc {rc}\n{out}{err}")
+    check_table(out, "local --same_block")
 
 
 def case_posix():

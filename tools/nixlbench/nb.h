@@ -62,6 +62,7 @@ typedef struct nb_cfg {
     uint64_t progress_threads;
     bool enable_vmm, use_hugepages, recreate_xfer, reregister_mem, prepared_xfer;
     bool dram_memfd; /* DRAM buffers on a memfd (MAP_SHARED): SHM peers map them */
+    bool same_block; /* every descriptor of a request on the request's first block */
     uint64_t pipeline_depth;
     char *device_list;
     bool use_device_api;

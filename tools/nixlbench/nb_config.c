@@ -224,6 +224,9 @@ static int validate(nb_cfg_t *cfg)
         (cfg->storage_enable_direct || cfg->check_consistency))
         return usage("--randomize_location_mode=bytealigned cannot be combined with "
                      "--storage_enable_direct or --check_consistency");
+    if (cfg->same_block && cfg->check_consistency)
+        return usage("--same_block and --check_consistency cannot be combined (every descriptor "
+                     "writes the same block, so the others are never written)");
     if (*cfg->etcd_endpoints && !strcmp(cfg->runtime_type, "ASIO"))
         return usage("--etcd_endpoints and --runtime_type=ASIO contradict each other");
     if (*cfg->compare && (was_set(cfg, "backend") || *cfg->runtime_type || *cfg->etcd_endpoints))

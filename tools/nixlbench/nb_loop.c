@@ -241,13 +241,16 @@ static void *thread_main(void *arg)
     ctx_t *c = t->c;
     const nb_plan_t *p = c->plan;
     uint64_t depth = c->cfg->pipeline_depth, span = p->block * p->batch;
+    /* --same_block: the batch moves one block again and again, cache-hot on both sides, as
+     * ucx_perftest does with its one buffer (the yardstick of bench/ucx_perftest.py) */
+    uint64_t stride = c->cfg->same_block ? 0 : p->block;
     for (uint64_t j = 0; j < depth; j++) {
         slot_t *s = &t->slots[j];
         uint64_t off = t->id * c->slice + (j % c->nslots) * span;
         for (uint64_t i = 0; i < p->batch; i++) {
-            s->local[i] = (nixl_desc_t){(uintptr_t)c->side->buf + off + i * p->block, p->block,
+            s->local[i] = (nixl_desc_t){(uintptr_t)c->side->buf + off + i * stride, p->block,
                                         c->side->dev};
-            s->remote[i] = (nixl_desc_t){c->side->remote_base + off + i * p->block, p->block,
+            s->remote[i] = (nixl_desc_t){c->side->remote_base + off + i * stride, p->block,
                                          c->side->remote_dev};
         }
         if (!c->cfg->recreate_xfer && make_req(t, s, true))

@@ -75,6 +75,8 @@ const nb_opt_t nb_opts[] = {
      "DRAM from 2 MiB huge pages (the pool, else transparent ones)", 0},
     {"dram_memfd", NB_BOOL, O(dram_memfd), "false", NULL, NULL,
      "DRAM on a memfd mapped shared (SHM peers then map it; ours only)", 0},
+    {"same_block", NB_BOOL, O(same_block), "false", NULL, NULL,
+     "every descriptor of a request on one block, as ucx_perftest (ours only)", 0},
     {"recreate_xfer", NB_BOOL, O(recreate_xfer), "false", NULL, "Recreate xfer",
      "create a new request for every iteration", 0},
     {"reregister_mem", NB_BOOL, O(reregister_mem), "false", NULL, "Reregister mem",
