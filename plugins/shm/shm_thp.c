@@ -69,7 +69,6 @@ static void told(nixl_be_engine_t *eng, const char *mode, uintptr_t addr, size_t
                     mode, (unsigned long)addr, len, strerror(err));
 }
 
-
 void shm_thp_prepare(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count)
 {
     if (eng->hugepages != SHM_HUGEPAGES_ADVISE && eng->hugepages != SHM_HUGEPAGES_COLLAPSE)
@@ -79,7 +78,8 @@ void shm_thp_prepare(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t
         uintptr_t lo, hi;
         if (whole_pages(descs[i].addr, descs[i].len, &lo, &hi) &&
             madvise((void *)lo, hi - lo, advice) != 0)
-            told(eng, advice == MADV_COLLAPSE ? "collapse" : "advise", descs[i].addr, descs[i].len, errno);
+            told(eng, advice == MADV_COLLAPSE ? "collapse" : "advise", descs[i].addr, descs[i].len,
+                 errno);
     }
 }
 
@@ -98,7 +98,7 @@ static bool all_resident(const unsigned char *vec, size_t n)
  * mincore: nothing mapped there any more. */
 static int convert(uintptr_t at, size_t len)
 {
-    enum { PER = SHM_HUGE_PAGE / 4096 };
+    const size_t per = SHM_HUGE_PAGE / 4096;      /* small pages in a huge one */
     unsigned char vec[SHM_THP_STEP / 4096] = {0}; /* valgrind does not see mincore fill it */
     if (mincore((void *)at, len, vec) != 0)
         return errno;
@@ -106,7 +106,7 @@ static int convert(uintptr_t at, size_t len)
     size_t pages = len / SHM_HUGE_PAGE;
     for (size_t i = 0; i < pages;) {
         size_t j = i;
-        while (j < pages && all_resident(vec + j * PER, PER))
+        while (j < pages && all_resident(vec + j * per, per))
             j++;
         if (j > i &&
             madvise((void *)(at + i * SHM_HUGE_PAGE), (j - i) * SHM_HUGE_PAGE, MADV_COLLAPSE) != 0)
@@ -131,8 +131,7 @@ static void thp_run(void *owner, nixl_fifo_node_t *job)
             if (eng->thp_n == 0)
                 break;
             eng->thp_cur = eng->thp_ranges[0];
-            memmove(eng->thp_ranges, eng->thp_ranges + 1,
-                    --eng->thp_n * sizeof(*eng->thp_ranges));
+            memmove(eng->thp_ranges, eng->thp_ranges + 1, --eng->thp_n * sizeof(*eng->thp_ranges));
             refused = 0;
         }
         uintptr_t at = eng->thp_cur.lo;

@@ -2783,10 +2783,10 @@ static bool can_collapse(void)
 
 /* hugepages=background (the default): registration returns at once, a thread of the engine
  * converts the region's whole 2 MiB pages (not the partial ones at its ends, nor those not
- * wholly in memory) while transfers
- * to it run and land intact; a region deregistered while it waits or is being converted, and
- * an engine destroyed in the middle of a conversion, return promptly, and a registration after
- * the thread went idle starts it again. */
+ * wholly in memory) while transfers to it run and land intact; a region deregistered while it
+ * waits or is being converted, and an engine destroyed in the middle of a conversion, return
+ * without waiting for the region, and a registration after the thread went idle starts it
+ * again. */
 static void test_hugepages_background(void **state)
 {
     (void)state;
@@ -2854,7 +2854,9 @@ static void test_hugepages_background(void **state)
         usleep(i * 20000); /* the first region waiting, then (likely) being converted */
         double t0 = now_s();
         ops->deregister_mem(a, MDS(md, 2));
-        assert_true(now_s() - t0 < 1.0);
+        /* never waits for the conversion; 5 s: a loaded machine may keep the nice-19 thread
+         * off the CPU while it holds the list's lock */
+        assert_true(now_s() - t0 < 5.0);
         munmap(m, big);
     }
 
@@ -2906,7 +2908,7 @@ static void test_hugepages_background(void **state)
     usleep(20000);
     double t0 = now_s();
     ops->destroy(a);
-    assert_true(now_s() - t0 < 1.0);
+    assert_true(now_s() - t0 < 5.0); /* one step (4 MiB), even for a starved nice-19 thread */
     ops->destroy(b);
     munmap(md_, big);
     munmap(ma, maplen);
