@@ -149,6 +149,7 @@ typedef struct shm_lmd {
     uint64_t foff;   /* the file offset of addr */
     uint8_t blob[SHM_MAP_BLOB];
     bool dead; /* deregistered, still in the region index until it is compacted (regs_lock) */
+    nixl_fifo_node_t thp_node; /* waiting for huge pages (eng->thp_wait, thp.lock; shm_thp.c) */
 } shm_lmd_t;
 
 struct shm_peer;
@@ -276,7 +277,6 @@ typedef struct shm_ringmem {
 enum { SHM_TRANSPORT_AUTO = 0, SHM_TRANSPORT_CMA, SHM_TRANSPORT_STAGED, SHM_TRANSPORT_MAP };
 /* hugepages: what registration does to a DRAM region's whole 2 MiB pages (shm_thp.c). */
 enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_HUGEPAGES_BACKGROUND };
-typedef struct shm_thp_range shm_thp_range_t;
 #define SHM_XRING_DEFAULT ((size_t)4 << 20)
 #define SHM_XRING_MIN ((size_t)64 << 10)
 #define SHM_XRING_MAX ((size_t)256 << 20)
@@ -543,12 +543,10 @@ struct nixl_be_engine {
     /* hugepages=background (shm_thp.c): thp.lock, a leaf, guards the rest. */
     nixl_jobq_t thp;
     nixl_fifo_node_t thp_job;
-    struct shm_thp_range {
-        const struct shm_lmd *m; /* NULL in thp_cur: nothing being converted */
-        uintptr_t lo, hi;
-    } *thp_ranges, thp_cur;  /* waiting, first in first out; being converted */
-    size_t thp_n, thp_cap;
-    bool thp_active;         /* the job is queued or running */
+    nixl_fifo_t thp_wait;         /* regions waiting, first in first out (their thp_node) */
+    const struct shm_lmd *thp_at; /* the region being converted, NULL: none */
+    uintptr_t thp_lo, thp_hi;     /* what is left of it to convert */
+    bool thp_active;              /* the job is queued or running */
 };
 
 /* shm_sys.c: facts about this host and process. ptracer_any: under Yama ptrace_scope=1, let
@@ -743,7 +741,7 @@ void shm_worker_abort(nixl_be_engine_t *eng, nixl_be_req_t *req);
 void shm_thp_init(nixl_be_engine_t *eng); /* at engine creation */
 void shm_thp_prepare(nixl_be_engine_t *eng, const nixl_reg_desc_t *descs, size_t count);
 void shm_thp_queue(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count);
-void shm_thp_forget(nixl_be_engine_t *eng, const shm_lmd_t *m);
+void shm_thp_forget(nixl_be_engine_t *eng, shm_lmd_t *m);
 void shm_thp_stop(nixl_be_engine_t *eng); /* at destroy: joins the thread */
 void shm_worker_init(nixl_be_engine_t *eng); /* at engine creation */
 void shm_worker_stop(nixl_be_engine_t *eng);

@@ -21,11 +21,12 @@
  * disabled, memory that is not anonymous or shmem, pages pinned by a device): the region
  * then keeps its small pages, which costs speed only, and one INFO line says so.
  *
- * Background work: a list of ranges (one per region with a whole huge page), taken first in
- * first out by one job of the engine's `thp` queue (util/jobq.h), which runs while the list is
- * not empty. Deregistration drops the region's range, or, if the thread is converting it, tells
- * the thread to stop there; it never waits: a conversion in flight on memory being freed is
- * harmless (the kernel copies what is mapped, or finds nothing mapped and refuses).
+ * Background work: the regions with a whole huge page wait in a FIFO (util/fifo.h, a node in
+ * each region's md), taken one at a time by one job of the engine's `thp` queue (util/jobq.h),
+ * which runs while any is waiting. Deregistration takes the region out (O(1)), or, if the
+ * thread is converting it, tells the thread to stop there; it never waits: a conversion in
+ * flight on memory being freed is harmless (the kernel copies what is mapped, or finds nothing
+ * mapped and refuses).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -116,7 +117,7 @@ static int convert(uintptr_t at, size_t len)
     return err;
 }
 
-/* The job: convert the listed ranges, one step at a time, until the list is empty. */
+/* The job: convert the waiting regions, one step at a time, until none is left. */
 static void thp_run(void *owner, nixl_fifo_node_t *job)
 {
     (void)job;
@@ -127,29 +128,32 @@ static void thp_run(void *owner, nixl_fifo_node_t *job)
     pthread_mutex_lock(&q->lock);
     unsigned refused = 0;
     while (!nixl_jobq_stopping(q)) {
-        if (!eng->thp_cur.m) {
-            if (eng->thp_n == 0)
+        if (!eng->thp_at) {
+            nixl_fifo_node_t *n = nixl_fifo_front(&eng->thp_wait);
+            if (!n)
                 break;
-            eng->thp_cur = eng->thp_ranges[0];
-            memmove(eng->thp_ranges, eng->thp_ranges + 1, --eng->thp_n * sizeof(*eng->thp_ranges));
+            nixl_fifo_remove(&eng->thp_wait, n);
+            const shm_lmd_t *m = nixl_list_entry(n, shm_lmd_t, thp_node);
+            eng->thp_at = m; /* queued only with a whole huge page (shm_thp_queue) */
+            whole_pages(m->addr, m->len, &eng->thp_lo, &eng->thp_hi);
             refused = 0;
         }
-        uintptr_t at = eng->thp_cur.lo;
-        size_t step = eng->thp_cur.hi - at < SHM_THP_STEP ? eng->thp_cur.hi - at : SHM_THP_STEP;
-        eng->thp_cur.lo += step;
+        uintptr_t at = eng->thp_lo;
+        size_t step = eng->thp_hi - at < SHM_THP_STEP ? eng->thp_hi - at : SHM_THP_STEP;
+        eng->thp_lo += step;
         pthread_mutex_unlock(&q->lock);
         int err = convert(at, step);
         pthread_mutex_lock(&q->lock);
-        if (!eng->thp_cur.m)
+        if (!eng->thp_at)
             continue; /* deregistered meanwhile */
         refused = err ? refused + 1 : 0;
         if (err == ENOMEM || refused >= SHM_THP_GIVE_UP) {
             /* EINVAL: not anonymous, THP off; EAGAIN: pinned pages; ENOMEM: unmapped memory,
              * or no huge page free */
-            told(eng, "background", at, eng->thp_cur.hi - at, err);
-            eng->thp_cur.m = NULL;
-        } else if (eng->thp_cur.lo >= eng->thp_cur.hi) {
-            eng->thp_cur.m = NULL;
+            told(eng, "background", at, eng->thp_hi - at, err);
+            eng->thp_at = NULL;
+        } else if (eng->thp_lo >= eng->thp_hi) {
+            eng->thp_at = NULL;
         }
     }
     eng->thp_active = false; /* a registration from now on queues the job again */
@@ -168,47 +172,36 @@ void shm_thp_queue(nixl_be_engine_t *eng, nixl_be_md_t *const *mds, size_t count
         return;
     nixl_jobq_t *q = &eng->thp;
     pthread_mutex_lock(&q->lock);
-    size_t added = 0;
+    bool added = false;
     for (size_t i = 0; i < count; i++) {
-        const shm_lmd_t *m = (const shm_lmd_t *)mds[i];
+        shm_lmd_t *m = (shm_lmd_t *)mds[i];
         uintptr_t lo, hi;
-        if (!whole_pages(m->addr, m->len, &lo, &hi))
-            continue;
-        if (eng->thp_n == eng->thp_cap) {
-            size_t cap = eng->thp_cap ? 2 * eng->thp_cap : 16;
-            void *p = realloc(eng->thp_ranges, cap * sizeof(*eng->thp_ranges));
-            if (!p)
-                break; /* the rest keep small pages: speed only */
-            eng->thp_ranges = p;
-            eng->thp_cap = cap;
+        if (whole_pages(m->addr, m->len, &lo, &hi)) {
+            nixl_fifo_push(&eng->thp_wait, &m->thp_node);
+            added = true;
         }
-        eng->thp_ranges[eng->thp_n++] = (shm_thp_range_t){.m = m, .lo = lo, .hi = hi};
-        added++;
     }
-    bool start = added > 0 && !eng->thp_active;
+    bool start = added && !eng->thp_active;
     if (start)
         eng->thp_active = true;
     pthread_mutex_unlock(&q->lock);
     if (start && nixl_jobq_push(q, &eng->thp_job) != 0) {
         pthread_mutex_lock(&q->lock);
-        eng->thp_active = false; /* no thread: the ranges wait for the next registration */
+        eng->thp_active = false; /* no thread: the regions wait for the next registration */
         pthread_mutex_unlock(&q->lock);
     }
 }
 
-void shm_thp_forget(nixl_be_engine_t *eng, const shm_lmd_t *m)
+/* O(1): deregistering many regions one by one stays linear. */
+void shm_thp_forget(nixl_be_engine_t *eng, shm_lmd_t *m)
 {
     if (eng->hugepages != SHM_HUGEPAGES_BACKGROUND)
         return;
     nixl_jobq_t *q = &eng->thp;
     pthread_mutex_lock(&q->lock);
-    if (eng->thp_cur.m == m)
-        eng->thp_cur.m = NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < eng->thp_n; i++)
-        if (eng->thp_ranges[i].m != m)
-            eng->thp_ranges[n++] = eng->thp_ranges[i];
-    eng->thp_n = n;
+    if (eng->thp_at == m)
+        eng->thp_at = NULL;
+    nixl_fifo_remove(&eng->thp_wait, &m->thp_node); /* a no-op if it is not waiting */
     pthread_mutex_unlock(&q->lock);
 }
 
@@ -216,7 +209,6 @@ void shm_thp_stop(nixl_be_engine_t *eng)
 {
     nixl_jobq_stop(&eng->thp);
     nixl_jobq_fini(&eng->thp);
-    free(eng->thp_ranges);
-    eng->thp_ranges = NULL;
-    eng->thp_n = eng->thp_cap = 0;
+    eng->thp_wait = (nixl_fifo_t){0}; /* regions still waiting are freed with the index */
+    eng->thp_at = NULL;
 }
