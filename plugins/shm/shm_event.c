@@ -839,6 +839,7 @@ nixl_status_t shm_progress(nixl_be_engine_t *eng)
     if (!direct)
         drain_inbound(eng);
     pthread_mutex_unlock(&eng->ev_lock);
+    shm_xsrv_poll(eng); /* staging jobs, while their servers are parked (shm_xsrv.c) */
     return NIXL_SUCCESS;
 }
 

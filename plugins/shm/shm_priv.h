@@ -290,7 +290,8 @@ enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_
  *  SHMJ (initiator): u32 magic, u32 op, u64 ring offset, u64 bytes, u32 niov, u32 0, then niov
  *       x {u64 address, u64 length} in the target: WRITE copies ring -> memory, READ the reverse.
  *  SHMK (target): u32 magic, u32 errno (0: done), u64 ring offset, u64 bytes, u64 bad index.
- *  SHMY (target, once): u32 magic, u32 errno (0: ready), u64 ring size, u64 0, u64 0.
+ *  SHMY (target, once): u32 magic, u32 errno (0: ready), u64 ring size, u64 flags
+ *       (SHM_XREADY_CTL: the control page is in use), u64 0.
  * SHMX goes on an ordinary connection (16-byte header: u32 magic, u32 0, u64 ring size) with
  * the ring's memfd and the target's end of the staging socket (SCM_RIGHTS). */
 #define SHM_FRAME_XRING 0x584d4853u /* "SHMX" */
@@ -301,24 +302,63 @@ enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_
 #define SHM_XREPLY 32u
 enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
 
+#define SHM_XJOB_MAX (SHM_XJOB_HDR + 16u * SHM_IOV_MAX)
+
+/* The control page: the first SHM_XCTL_BYTES of a ring, when both sides use it (shm_xsrv.c,
+ * "Parking"). The initiator asks by writing SHM_XCTL_MAGIC there before it offers the ring; a
+ * target that takes it says so with SHM_XREADY_CTL in SHMY's second u64, and the slots then
+ * follow the page. Both processes write it, so to each side every value in it is a hint. */
+#define SHM_XCTL_BYTES 4096u
+#define SHM_XCTL_MAGIC 0x434d4853u /* "SHMC" */
+#define SHM_XREADY_CTL 1u
+enum { SHM_XSRV_SOCKET = 0, SHM_XSRV_PARKED = 1, SHM_XSRV_WOKEN = 2 };
+typedef struct shm_xctl {
+    uint32_t magic;
+    _Atomic uint32_t state;  /* the server thread: SHM_XSRV_*; a futex word when parked */
+    _Atomic uint64_t posted; /* jobs the initiator has sent */
+    _Atomic uint64_t seen;   /* `posted` when the target last found the socket empty */
+} shm_xctl_t;
+/* A parked server's jobs are for the target's polling thread: the initiator waits this long
+ * for the answer without sleeping, then wakes the server. After SHM_XSPIN_FAILS such waits in
+ * a row it wakes the server at once for the next SHM_XNOSPIN_JOBS jobs (the target polls too
+ * seldom for the wait to pay), then tries waiting again. */
+#define SHM_XSPIN_NS 50000u
+#define SHM_XSPIN_FAILS 4u
+#define SHM_XNOSPIN_JOBS 64u
+/* A server thread stays parked while progress() was called in the last this many ms. */
+#define SHM_XPARK_MS 2
+
 /* The initiator's ring to one peer (its own lock: a transfer holds it from start to end). */
 typedef struct shm_xchan {
     pthread_mutex_t lock;
     int fd;        /* our end of the staging socket; -1: none */
     uint8_t *base; /* the ring (our mapping of the memfd) */
     size_t size, slot;
-    uint8_t *msg;  /* one job frame */
+    size_t data_off;     /* where slot 0 starts: after the control page, when in use */
+    shm_xctl_t *ctl;     /* the control page; NULL: the target does not use one */
+    unsigned nospin;     /* jobs left for which a parked server is woken without a wait */
+    unsigned spin_fails; /* waits in a row that ended without the answer */
+    uint8_t *msg;        /* one job frame */
 } shm_xchan_t;
 
-/* One ring this engine serves as a target: a thread copying between it and our regions. */
+/* One ring this engine serves as a target: a thread copying between it and our regions, and
+ * progress() callers doing the same while the thread is parked (shm_xsrv.c). */
 typedef struct shm_xsrv {
     struct shm_xsrv *next;
     nixl_be_engine_t *eng;
     int fd;
     uint8_t *base;
     size_t size;
+    size_t data_off;
+    shm_xctl_t *ctl;      /* NULL: the initiator does not park us */
+    pthread_mutex_t lock; /* whoever reads the socket and serves a job (thread or poller) */
+    uint8_t *m;           /* one job frame, under lock */
     pthread_t thread;
-    atomic_bool done; /* the thread has finished: join it */
+    atomic_bool ended; /* the ring is over (EOF, error, malformed job): the thread leaves */
+    atomic_bool stop;  /* the engine stops */
+    atomic_bool done;  /* the thread has finished: join it */
+    /* Jobs served, and of them by progress() callers (logged when the ring ends). */
+    atomic_uint_fast64_t jobs, jobs_polled;
 } shm_xsrv_t;
 
 typedef struct shm_sendq {
@@ -488,6 +528,7 @@ struct nixl_be_engine {
     pthread_mutex_t xsrv_lock;
     shm_xsrv_t *xsrvs;
     unsigned nxsrv;
+    atomic_uint nxctl; /* served rings with a control page: progress() looks at them */
 
     shm_conn_info_t info;
     uint8_t conn_blob[SHM_CONN_BLOB_MAX];
@@ -645,6 +686,10 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
 void shm_xchan_close(shm_peer_t *peer); /* x.lock held or the peer unused */
 bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size);
 void shm_xsrv_stop_all(nixl_be_engine_t *eng);
+/* progress(): serve the jobs waiting on rings whose server thread is parked. */
+void shm_xsrv_poll(nixl_be_engine_t *eng);
+/* Wake a parked server thread (either side). */
+void shm_xctl_wake(shm_xctl_t *ctl);
 
 /* shm_trust.c: who may connect and notify. */
 nixl_status_t shm_trust_parse(const nixl_be_init_t *init, shm_trust_t *t);

@@ -7,7 +7,9 @@
  * SOCK_SEQPACKET socket pair. It opens a fresh connection to the target's socket and sends an
  * SHMX frame with the memfd and one end of the pair (SCM_RIGHTS); the target's event thread
  * checks them (a sealed memfd of the announced size, a seqpacket socket, fewer than
- * stage_rings rings served) and starts a server thread for the ring, which answers SHMY.
+ * stage_rings rings served) and starts a server thread for the ring, which answers SHMY
+ * (shm_xsrv.c: the target side, and how jobs are served by the target's progress() callers
+ * while its thread is parked).
  *
  * A transfer is a pipeline of jobs, one per slot, each a run of the descriptor list of at most
  * one slot's bytes and SHM_IOV_MAX pieces:
@@ -44,8 +46,6 @@
 #include "log_limit.h"
 #include "shm_priv.h"
 
-#define XJOB_MAX (SHM_XJOB_HDR + 16u * SHM_IOV_MAX)
-
 #define xfail shm_req_fail
 
 /* ---- the initiator ---- */
@@ -61,7 +61,9 @@ void shm_xchan_close(shm_peer_t *peer)
     x->fd = -1;
     x->base = NULL;
     x->msg = NULL;
-    x->size = x->slot = 0;
+    x->size = x->slot = x->data_off = 0;
+    x->ctl = NULL;
+    x->nospin = x->spin_fails = 0;
 }
 
 /*
@@ -83,8 +85,8 @@ static nixl_status_t xwait(nixl_be_req_t *req, int fd, short events, bool async,
         if (n > 0)
             return NIXL_SUCCESS; /* readable includes EOF and errors: the read says which */
         if (n < 0 && errno != EINTR)
-            return xfail(req, NIXL_ERR_BACKEND, "poll on the staging ring to '%s': %s",
-                         peer->name, strerror(errno));
+            return xfail(req, NIXL_ERR_BACKEND, "poll on the staging ring to '%s': %s", peer->name,
+                         strerror(errno));
         if (atomic_load(&peer->dead))
             return xfail(req, NIXL_ERR_REMOTE_DISCONNECT, "agent '%s' is gone", peer->name);
         if (nixl_now_ms() - t0 >= (uint64_t)stall_ms)
@@ -117,7 +119,7 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     int mfd = -1, sv[2] = {-1, -1}, dfd = -1;
     nixl_status_t st;
 
-    x->msg = malloc(XJOB_MAX);
+    x->msg = malloc(SHM_XJOB_MAX);
     if (!x->msg) {
         st = xfail(req, NIXL_ERR_UNKNOWN, "out of memory opening a staging ring");
         goto fail;
@@ -137,15 +139,16 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     }
     x->base = base;
     x->size = size;
-    x->slot = size / SHM_XSLOTS;
+    /* Ask for the control page (shm_xsrv.c, "Parking"); the answer says whether it is used. */
+    ((shm_xctl_t *)base)->magic = SHM_XCTL_MAGIC;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         st = xfail(req, NIXL_ERR_BACKEND, "socketpair for a staging ring: %s", strerror(errno));
         goto fail;
     }
     st = shm_peer_dial(eng, peer, &dfd);
     if (st != NIXL_SUCCESS) {
-        st = xfail(req, st, "cannot connect to agent '%s' to open a staging ring (%s)",
-                   peer->name, nixl_status_str(st));
+        st = xfail(req, st, "cannot connect to agent '%s' to open a staging ring (%s)", peer->name,
+                   nixl_status_str(st));
         goto fail;
     }
     uint8_t f[SHM_FRAME_HDR];
@@ -177,17 +180,26 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     }
     if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_XREADY_MAGIC ||
         shm_get_u64(a + 8) != size) {
-        st = xfail(req, NIXL_ERR_BACKEND, "agent '%s' answered a staging ring with a malformed "
-                   "frame", peer->name);
+        st = xfail(req, NIXL_ERR_BACKEND,
+                   "agent '%s' answered a staging ring with a malformed "
+                   "frame",
+                   peer->name);
         goto fail;
     }
     uint32_t e = shm_get_u32(a + 4);
+    if (!e && (shm_get_u64(a + 16) & SHM_XREADY_CTL)) {
+        x->ctl = (shm_xctl_t *)x->base;
+        x->data_off = SHM_XCTL_BYTES;
+        x->slot = ((size - SHM_XCTL_BYTES) / SHM_XSLOTS) & ~(size_t)63;
+    } else {
+        x->slot = size / SHM_XSLOTS; /* an older target: slots from the start */
+    }
     if (e) {
         st = xfail(req, NIXL_ERR_BACKEND,
                    "agent '%s' refused a %zu-byte staging ring: %s (see its stage_rings "
                    "parameter and its log)",
-                   peer->name, size, e == EMFILE ? "it serves stage_rings rings already"
-                                                 : strerror((int)e));
+                   peer->name, size,
+                   e == EMFILE ? "it serves stage_rings rings already" : strerror((int)e));
         goto fail;
     }
     /* The target offered this connection a notification ring before it read SHMX: read it
@@ -212,13 +224,45 @@ fail:
     return st;
 }
 
+/*
+ * The answer, when the target's server is parked (its user thread polls and serves jobs in
+ * progress(), shm_xsrv.c): wait for it without sleeping, so that the target's send wakes
+ * nobody, for SHM_XSPIN_NS; then wake the server. -1 with EAGAIN: nothing yet, sleep on it.
+ */
+static ssize_t xspin(shm_xchan_t *x, uint8_t *a)
+{
+    ssize_t n;
+    if (atomic_load(&x->ctl->state) != SHM_XSRV_PARKED) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (x->nospin) {
+        x->nospin--;
+    } else {
+        uint64_t t0 = nixl_now_ns();
+        do {
+            n = recv(x->fd, a, SHM_XREPLY, MSG_DONTWAIT);
+            if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+                x->spin_fails = 0;
+                return n;
+            }
+        } while (nixl_now_ns() - t0 < SHM_XSPIN_NS);
+        if (++x->spin_fails >= SHM_XSPIN_FAILS) {
+            x->spin_fails = 0;
+            x->nospin = SHM_XNOSPIN_JOBS; /* the target polls too seldom: wake it at once */
+        }                                 /* the target polls too seldom: wake it at once */
+    }
+    shm_xctl_wake(x->ctl);
+    errno = EAGAIN;
+    return -1;
+}
+
 typedef struct xcur {
     size_t idx, off;
 } xcur_t;
 
 /* The descriptor of piece `k` of the job that started at `at` (for error messages). */
-static size_t piece_desc(const struct iovec *l, size_t count, xcur_t at, size_t slot,
-                         uint64_t k)
+static size_t piece_desc(const struct iovec *l, size_t count, xcur_t at, size_t slot, uint64_t k)
 {
     size_t len = 0;
     uint64_t i = 0;
@@ -264,7 +308,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
     while (c.idx < count || done < sent) {
         if (c.idx < count && sent - done < SHM_XSLOTS) {
             size_t k = (size_t)(sent % SHM_XSLOTS), len = 0, niov = 0;
-            uint8_t *s = x->base + k * x->slot, *m = x->msg + SHM_XJOB_HDR;
+            uint8_t *s = x->base + x->data_off + k * x->slot, *m = x->msg + SHM_XJOB_HDR;
             xcur_t at = c;
             while (c.idx < count && len < x->slot && niov < SHM_IOV_MAX) {
                 size_t avail = l[c.idx].iov_len - c.off;
@@ -291,7 +335,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
                 continue; /* only empty descriptors were left */
             shm_put_u32(x->msg, SHM_XJOB_MAGIC);
             shm_put_u32(x->msg + 4, write ? SHM_XOP_WRITE : SHM_XOP_READ);
-            shm_put_u64(x->msg + 8, (uint64_t)k * x->slot);
+            shm_put_u64(x->msg + 8, (uint64_t)(x->data_off + k * x->slot));
             shm_put_u64(x->msg + 16, len);
             shm_put_u32(x->msg + 24, (uint32_t)niov);
             shm_put_u32(x->msg + 28, 0);
@@ -309,29 +353,34 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
                 st = xgone(req, n < 0 ? -1 : 1, "during a transfer");
                 goto fail;
             }
+            if (x->ctl)
+                atomic_fetch_add(&x->ctl->posted, 1); /* then its state, in xspin */
             pend[k].at = at;
             pend[k].len = len;
             sent++;
             continue;
         }
         /* Every slot is busy, or everything is sent: the oldest job's answer. */
-        st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
-        if (st != NIXL_SUCCESS)
-            goto fail;
         uint8_t a[SHM_XREPLY];
-        ssize_t n;
-        do {
-            n = recv(x->fd, a, sizeof(a), MSG_DONTWAIT);
-        } while (n < 0 && errno == EINTR);
-        if (n < 0 && errno == EAGAIN)
-            continue;
+        ssize_t n = x->ctl ? xspin(x, a) : -1;
+        if (n < 0 && errno == EAGAIN) {
+            st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
+            if (st != NIXL_SUCCESS)
+                goto fail;
+            do {
+                n = recv(x->fd, a, sizeof(a), MSG_DONTWAIT);
+            } while (n < 0 && errno == EINTR);
+            if (n < 0 && errno == EAGAIN)
+                continue;
+        }
         if (n <= 0) {
             st = xgone(req, n, "during a transfer");
             goto fail;
         }
         size_t k = (size_t)(done % SHM_XSLOTS);
         if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_XDONE_MAGIC ||
-            shm_get_u64(a + 8) != (uint64_t)k * x->slot || shm_get_u64(a + 16) != pend[k].len) {
+            shm_get_u64(a + 8) != (uint64_t)(x->data_off + k * x->slot) ||
+            shm_get_u64(a + 16) != pend[k].len) {
             st = xfail(req, NIXL_ERR_BACKEND,
                        "agent '%s' answered a staging job with a malformed frame", peer->name);
             goto fail;
@@ -351,7 +400,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             goto fail;
         }
         if (!write) {
-            const uint8_t *s = x->base + k * x->slot;
+            const uint8_t *s = x->base + x->data_off + k * x->slot;
             xcur_t at = pend[k].at;
             for (size_t left = pend[k].len; left;) {
                 size_t avail = l[at.idx].iov_len - at.off;
@@ -376,225 +425,4 @@ fail:
     shm_xchan_close(peer);
     pthread_mutex_unlock(&x->lock);
     return st;
-}
-
-/* ---- the target ---- */
-
-static bool send_all(int fd, const uint8_t *p, size_t len)
-{
-    ssize_t n;
-    do {
-        n = send(fd, p, len, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)len;
-}
-
-static void xsrv_reply(int fd, uint32_t magic, uint32_t err, uint64_t a, uint64_t b, uint64_t c,
-                       bool *ok)
-{
-    uint8_t f[SHM_XREPLY];
-    shm_put_frame32(f, magic, err, a, b, c);
-    *ok = send_all(fd, f, sizeof(f));
-}
-
-static void bad_job(nixl_be_engine_t *eng, const char *why)
-{
-    static nixl_log_limit_t lim = NIXL_LOG_LIMIT_INIT;
-    uint64_t rep;
-    if (nixl_log_limit_pass(&lim, why, nixl_now_ns(), &rep))
-        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
-                    "malformed staging job (%s); closing that staging ring (%llu before)", why,
-                    (unsigned long long)rep);
-}
-
-/* One job: check, copy, answer. False: end the ring (malformed, or the peer is gone). */
-static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
-{
-    nixl_be_engine_t *eng = sv->eng;
-    if (n < SHM_XJOB_HDR || shm_get_u32(m) != SHM_XJOB_MAGIC) {
-        bad_job(eng, "bad header");
-        return false;
-    }
-    uint32_t op = shm_get_u32(m + 4), niov = shm_get_u32(m + 24);
-    uint64_t off = shm_get_u64(m + 8), len = shm_get_u64(m + 16);
-    if ((op != SHM_XOP_WRITE && op != SHM_XOP_READ) || niov == 0 || niov > SHM_IOV_MAX ||
-        n != SHM_XJOB_HDR + 16u * (size_t)niov || off > sv->size || len > sv->size - off) {
-        bad_job(eng, "bad operation, piece count or ring range");
-        return false;
-    }
-    const uint8_t *p = m + SHM_XJOB_HDR;
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < niov; i++) {
-        uint64_t l = shm_get_u64(p + 16 * i + 8);
-        if (l > len - sum) {
-            bad_job(eng, "pieces longer than the job");
-            return false;
-        }
-        sum += l;
-    }
-    if (sum != len) {
-        bad_job(eng, "pieces shorter than the job");
-        return false;
-    }
-    uint32_t err = 0;
-    uint64_t bad = 0;
-    uint8_t *s = sv->base + off;
-    pthread_rwlock_rdlock(&eng->regs_lock);
-    for (uint32_t i = 0; i < niov && !err; i++)
-        if (!shm_region_covers(eng, (uintptr_t)shm_get_u64(p + 16 * i),
-                               (size_t)shm_get_u64(p + 16 * i + 8))) {
-            err = EFAULT;
-            bad = i;
-        }
-    for (uint32_t i = 0; i < niov && !err; i++) {
-        uint8_t *a = (uint8_t *)(uintptr_t)shm_get_u64(p + 16 * i);
-        size_t l = (size_t)shm_get_u64(p + 16 * i + 8);
-        if (op == SHM_XOP_WRITE)
-            memcpy(a, s, l);
-        else
-            memcpy(s, a, l);
-        s += l;
-    }
-    pthread_rwlock_unlock(&eng->regs_lock);
-    bool ok;
-    xsrv_reply(sv->fd, SHM_XDONE_MAGIC, err, off, len, bad, &ok);
-    return ok;
-}
-
-static void *xsrv_main(void *arg)
-{
-    shm_xsrv_t *sv = arg;
-    uint8_t *m = malloc(XJOB_MAX);
-    bool ok;
-    xsrv_reply(sv->fd, SHM_XREADY_MAGIC, m ? 0 : ENOMEM, sv->size, 0, 0, &ok);
-    while (ok && m) {
-        ssize_t n = recv(sv->fd, m, XJOB_MAX, MSG_TRUNC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* the initiator closed the ring, or we are stopping */
-        if ((size_t)n > XJOB_MAX) {
-            bad_job(sv->eng, "frame too long");
-            break;
-        }
-        ok = xsrv_job(sv, m, (size_t)n);
-    }
-    free(m);
-    atomic_store(&sv->done, true);
-    return NULL;
-}
-
-static void xsrv_free(shm_xsrv_t *sv)
-{
-    pthread_join(sv->thread, NULL);
-    munmap(sv->base, sv->size);
-    close(sv->fd);
-    free(sv);
-}
-
-/* Join the servers whose ring ended (xsrv_lock held). */
-static void xsrv_reap(nixl_be_engine_t *eng)
-{
-    for (shm_xsrv_t **pp = &eng->xsrvs; *pp;) {
-        shm_xsrv_t *sv = *pp;
-        if (!atomic_load(&sv->done)) {
-            pp = &sv->next;
-            continue;
-        }
-        *pp = sv->next;
-        eng->nxsrv--;
-        xsrv_free(sv);
-    }
-}
-
-/* Refuse a ring: say why on its socket (the initiator reports it), then close both. */
-static bool xsrv_refuse(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size, int err,
-                        const char *why)
-{
-    static nixl_log_limit_t lim = NIXL_LOG_LIMIT_INIT;
-    uint64_t rep;
-    if (nixl_log_limit_pass(&lim, why, nixl_now_ns(), &rep))
-        NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "refused a %llu-byte staging ring: %s (%llu before)",
-                    (unsigned long long)size, why, (unsigned long long)rep);
-    bool ok;
-    if (sock >= 0) {
-        xsrv_reply(sock, SHM_XREADY_MAGIC, (uint32_t)err, size, 0, 0, &ok);
-        close(sock);
-    }
-    if (memfd >= 0)
-        close(memfd);
-    return false;
-}
-
-bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
-{
-    int type = 0;
-    socklen_t tl = sizeof(type);
-    if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_SEQPACKET) {
-        close(sock); /* not a socket we can answer on */
-        return xsrv_refuse(eng, memfd, -1, size, EINVAL, "its socket is not a seqpacket socket");
-    }
-    struct stat st;
-    int seals = fcntl(memfd, F_GET_SEALS);
-    if (size < SHM_XRING_MIN || size > SHM_XRING_MAX || (size & (size - 1)))
-        return xsrv_refuse(eng, memfd, sock, size, EINVAL, "size out of range");
-    if (fstat(memfd, &st) != 0 || (uint64_t)st.st_size != size || seals < 0 ||
-        !(seals & F_SEAL_SHRINK))
-        return xsrv_refuse(eng, memfd, sock, size, EINVAL,
-                           "not a memfd of that size sealed against shrinking");
-    pthread_mutex_lock(&eng->xsrv_lock);
-    xsrv_reap(eng);
-    if (eng->nxsrv >= eng->xrings_max) {
-        pthread_mutex_unlock(&eng->xsrv_lock);
-        return xsrv_refuse(eng, memfd, sock, size, EMFILE,
-                           "stage_rings rings are served already");
-    }
-    shm_xsrv_t *sv = calloc(1, sizeof(*sv));
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-    if (!sv || base == MAP_FAILED) {
-        int e = !sv ? ENOMEM : errno;
-        pthread_mutex_unlock(&eng->xsrv_lock);
-        if (base != MAP_FAILED)
-            munmap(base, size);
-        free(sv);
-        return xsrv_refuse(eng, memfd, sock, size, e, strerror(e));
-    }
-    close(memfd);
-    sv->eng = eng;
-    sv->fd = sock;
-    sv->base = base;
-    sv->size = size;
-    atomic_init(&sv->done, false);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t)256 << 10);
-    int rc = pthread_create(&sv->thread, &attr, xsrv_main, sv);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        pthread_mutex_unlock(&eng->xsrv_lock);
-        munmap(base, size);
-        free(sv);
-        return xsrv_refuse(eng, -1, sock, size, rc, strerror(rc));
-    }
-    sv->next = eng->xsrvs;
-    eng->xsrvs = sv;
-    eng->nxsrv++;
-    pthread_mutex_unlock(&eng->xsrv_lock);
-    return true;
-}
-
-void shm_xsrv_stop_all(nixl_be_engine_t *eng)
-{
-    pthread_mutex_lock(&eng->xsrv_lock);
-    shm_xsrv_t *all = eng->xsrvs;
-    eng->xsrvs = NULL;
-    eng->nxsrv = 0;
-    for (shm_xsrv_t *sv = all; sv; sv = sv->next)
-        shutdown(sv->fd, SHUT_RDWR); /* its recv returns 0 */
-    pthread_mutex_unlock(&eng->xsrv_lock);
-    while (all) {
-        shm_xsrv_t *n = all->next;
-        xsrv_free(all);
-        all = n;
-    }
 }

@@ -75,7 +75,7 @@ static void test_register_deregister_dram(void **state)
 static void test_register_bad_arguments(void **state)
 {
     (void)state;
-    uint8_t buf[64];
+    uint8_t buf[64] = {0};
     nixl_reg_desc_t d = t_rdesc(buf, sizeof(buf));
 
     /* no backend at all */

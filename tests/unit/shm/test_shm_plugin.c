@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -957,16 +958,23 @@ static void test_ring_order(void **state)
     t_capture_stop();
 }
 
+/* A thread that calls progress() on an engine until told to stop: without a pause, or every
+ * period_us. */
 typedef struct poller {
     nixl_be_engine_t *eng;
     atomic_bool stop;
+    unsigned period_us;
+    pthread_t tid;
 } poller_t;
 
 static void *poller_main(void *p)
 {
     poller_t *pl = p;
-    while (!atomic_load(&pl->stop))
+    while (!atomic_load(&pl->stop)) {
         ops->progress(pl->eng);
+        if (pl->period_us)
+            usleep(pl->period_us);
+    }
     return NULL;
 }
 
@@ -2171,7 +2179,7 @@ static void test_ring_protocol_target(void **state)
             raw_send_notif(fd, "BAD", "x", true, 2);
             break;
         case 1: /* a commit byte that is not one */
-            ring[0] = 0x77;
+            __atomic_store_n(&ring[0], 0x77, __ATOMIC_RELEASE); /* the event thread reads it */
             raw_send_small(fd, SHM_FRAME_BELL, 0, 0, NULL);
             break;
         case 2: /* a record larger than the ring takes */
@@ -2621,6 +2629,97 @@ static void test_staged(void **state)
     thost_fini(&hc);
 }
 
+/* Jobs served, and of them by progress(), on the rings that ended since the capture began. */
+static void ring_jobs(uint64_t *jobs, uint64_t *polled)
+{
+    *jobs = *polled = 0;
+    pthread_mutex_lock(&t_log_mu);
+    for (const char *p = t_logbuf; p && p < t_logbuf + t_loglen;) {
+        const char *end = memchr(p, '\n', (size_t)(t_logbuf + t_loglen - p));
+        size_t len = end ? (size_t)(end - p) : (size_t)(t_logbuf + t_loglen - p);
+        char line[1024];
+        size_t k = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+        memcpy(line, p, k);
+        line[k] = '\0';
+        const char *e = strstr(line, "staging ring of") ? strstr(line, "ended: ") : NULL;
+        unsigned long long j, q;
+        if (e && sscanf(e, "ended: %llu jobs served, %llu of them", &j, &q) == 2) {
+            *jobs += j;
+            *polled += q;
+        }
+        p += len + 1;
+    }
+    pthread_mutex_unlock(&t_log_mu);
+}
+
+/* Parking (shm_xsrv.c): while the target's user thread calls progress(), the jobs of a staging
+ * ring are served there and the server thread sleeps; with nobody polling the thread serves
+ * them; with a target that polls every few ms, the initiator wakes the parked thread. Bytes are
+ * checked every time, both ways, in pieces that straddle the slots. */
+static void test_staged_parking(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    skip(); /* as test_staged: the bytes reach the checks through sockets */
+#endif
+    static const unsigned periods[] = {UINT_MAX, 0, 3000}; /* none, busy, every 3 ms */
+    for (size_t m = 0; m < sizeof(periods) / sizeof(periods[0]); m++) {
+        thost_t ha, hb;
+        thost_init(&ha);
+        thost_init(&hb);
+        nixl_be_engine_t *a, *b;
+        const nixl_param_t pa[] = {{"transport", "staged"}, {"stage_ring_size", "65536"}};
+        assert_int_equal(eng_create_kv(&ha, "A", pa, 2, &a), NIXL_SUCCESS);
+        assert_int_equal(eng_create(&hb, "B", NULL, &b), NIXL_SUCCESS);
+        load_peer(a, "B", b);
+        enum { N = 16, ROUNDS = 40 };
+        size_t len = 5001; /* 80 KB per request: more than one 65536-byte ring */
+        uint8_t *lbuf = malloc(N * len), *rbuf = calloc(N, len);
+        nixl_reg_desc_t rdesc = {(uintptr_t)rbuf, N * len, 0, NULL, 0};
+        nixl_be_md_t *lmd, *rmd, *bmd;
+        assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+        nixl_be_req_t *w, *r;
+        pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
+        poller_t pl = {.eng = b, .period_us = periods[m]};
+        atomic_init(&pl.stop, false);
+        if (periods[m] != UINT_MAX)
+            assert_int_equal(pthread_create(&pl.tid, NULL, poller_main, &pl), 0);
+        t_capture_start();
+        for (unsigned k = 0; k < ROUNDS; k++) {
+            fill_permuted(lbuf, N, len, 7, 40 + k);
+            assert_int_equal(post(a, w, NULL), NIXL_SUCCESS);
+            assert_true(check(rbuf, N * len, 40 + k, 0));
+            fill(rbuf, N * len, 90 + k, 0);
+            memset(lbuf, 0, N * len);
+            assert_int_equal(post(a, r, NULL), NIXL_SUCCESS);
+            assert_true(check_permuted(lbuf, N, len, 7, 90 + k));
+        }
+        if (periods[m] != UINT_MAX) {
+            atomic_store(&pl.stop, true);
+            pthread_join(pl.tid, NULL);
+        }
+        assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
+        ops->unload_md(a, MDS(&rmd, 1));
+        ops->deregister_mem(a, MDS(&lmd, 1));
+        ops->deregister_mem(b, MDS(&bmd, 1));
+        ops->destroy(a);
+        ops->destroy(b); /* its ring ends: the count of jobs is logged */
+        uint64_t jobs, polled;
+        ring_jobs(&jobs, &polled);
+        t_capture_stop();
+        assert_true(jobs >= 2 * ROUNDS * 2); /* at least two jobs per request */
+        if (periods[m] == UINT_MAX)
+            assert_int_equal(polled, 0); /* nobody polled: the thread served every job */
+        else if (periods[m] == 0)
+            assert_true(polled > 0); /* a busy poller served jobs itself */
+        free(lbuf);
+        free(rbuf);
+        thost_fini(&ha);
+        thost_fini(&hb);
+    }
+}
+
 /* kB of transparent huge pages in the mapping that holds `addr` (/proc/self/smaps). */
 static long anon_huge_kb(const void *addr)
 {
@@ -3009,6 +3108,7 @@ int main(void)
         cmocka_unit_test(test_ring_protocol_target),
         cmocka_unit_test(test_ring_protocol_initiator),
         cmocka_unit_test(test_staged),
+        cmocka_unit_test(test_staged_parking),
         cmocka_unit_test(test_map_params),
         cmocka_unit_test(test_hugepages),
         cmocka_unit_test(test_hugepages_background),
