@@ -304,10 +304,11 @@ enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
 
 #define SHM_XJOB_MAX (SHM_XJOB_HDR + 16u * SHM_IOV_MAX)
 
-/* The control page: the first SHM_XCTL_BYTES of a ring, when both sides use it (shm_xsrv.c,
+/* The control page: the last SHM_XCTL_BYTES of a ring, when both sides use it (shm_xsrv.c,
  * "Parking"). The initiator asks by writing SHM_XCTL_MAGIC there before it offers the ring; a
- * target that takes it says so with SHM_XREADY_CTL in SHMY's second u64, and the slots then
- * follow the page. Both processes write it, so to each side every value in it is a hint. */
+ * target that takes it says so with SHM_XREADY_CTL in SHMY's second u64, and the last slot is
+ * then that much shorter (the slots keep their places: a 512 KiB transfer through a 4 MiB ring
+ * stays one job). Both processes write it, so to each side every value in it is a hint. */
 #define SHM_XCTL_BYTES 4096u
 #define SHM_XCTL_MAGIC 0x434d4853u /* "SHMC" */
 #define SHM_XREADY_CTL 1u
@@ -318,11 +319,13 @@ typedef struct shm_xctl {
     _Atomic uint64_t posted; /* jobs the initiator has sent */
     _Atomic uint64_t seen;   /* `posted` when the target last found the socket empty */
 } shm_xctl_t;
-/* A parked server's jobs are for the target's polling thread: the initiator waits this long
- * for the answer without sleeping, then wakes the server. After SHM_XSPIN_FAILS such waits in
+/* A parked server's jobs are for the target's polling thread: the initiator waits for the
+ * answer without sleeping for SHM_XSPIN_NS plus the job's copy at SHM_XSPIN_BYTES_PER_NS (a
+ * large job takes longer to serve), then wakes the server. After SHM_XSPIN_FAILS such waits in
  * a row it wakes the server at once for the next SHM_XNOSPIN_JOBS jobs (the target polls too
  * seldom for the wait to pay), then tries waiting again. */
 #define SHM_XSPIN_NS 50000u
+#define SHM_XSPIN_BYTES_PER_NS 4u /* 4 GB/s, below any memcpy */
 #define SHM_XSPIN_FAILS 4u
 #define SHM_XNOSPIN_JOBS 64u
 /* A server thread stays parked while progress() was called in the last this many ms. */
@@ -334,7 +337,7 @@ typedef struct shm_xchan {
     int fd;        /* our end of the staging socket; -1: none */
     uint8_t *base; /* the ring (our mapping of the memfd) */
     size_t size, slot;
-    size_t data_off;     /* where slot 0 starts: after the control page, when in use */
+    size_t data_end;     /* where the slots end: the control page, when in use, or size */
     shm_xctl_t *ctl;     /* the control page; NULL: the target does not use one */
     unsigned nospin;     /* jobs left for which a parked server is woken without a wait */
     unsigned spin_fails; /* waits in a row that ended without the answer */
@@ -349,8 +352,8 @@ typedef struct shm_xsrv {
     int fd;
     uint8_t *base;
     size_t size;
-    size_t data_off;
-    shm_xctl_t *ctl;      /* NULL: the initiator does not park us */
+    size_t data_end; /* jobs stay below: the control page, when in use, or size */
+    shm_xctl_t *ctl; /* NULL: the initiator does not park us */
     pthread_mutex_t lock; /* whoever reads the socket and serves a job (thread or poller) */
     uint8_t *m;           /* one job frame, under lock */
     pthread_t thread;

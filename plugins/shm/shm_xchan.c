@@ -61,7 +61,7 @@ void shm_xchan_close(shm_peer_t *peer)
     x->fd = -1;
     x->base = NULL;
     x->msg = NULL;
-    x->size = x->slot = x->data_off = 0;
+    x->size = x->slot = x->data_end = 0;
     x->ctl = NULL;
     x->nospin = x->spin_fails = 0;
 }
@@ -140,7 +140,7 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     x->base = base;
     x->size = size;
     /* Ask for the control page (shm_xsrv.c, "Parking"); the answer says whether it is used. */
-    ((shm_xctl_t *)base)->magic = SHM_XCTL_MAGIC;
+    ((shm_xctl_t *)(void *)((uint8_t *)base + size - SHM_XCTL_BYTES))->magic = SHM_XCTL_MAGIC;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         st = xfail(req, NIXL_ERR_BACKEND, "socketpair for a staging ring: %s", strerror(errno));
         goto fail;
@@ -188,12 +188,12 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     }
     uint32_t e = shm_get_u32(a + 4);
     if (!e && (shm_get_u64(a + 16) & SHM_XREADY_CTL)) {
-        x->ctl = (shm_xctl_t *)x->base;
-        x->data_off = SHM_XCTL_BYTES;
-        x->slot = ((size - SHM_XCTL_BYTES) / SHM_XSLOTS) & ~(size_t)63;
+        x->ctl = (shm_xctl_t *)(void *)(x->base + size - SHM_XCTL_BYTES);
+        x->data_end = size - SHM_XCTL_BYTES;
     } else {
-        x->slot = size / SHM_XSLOTS; /* an older target: slots from the start */
+        x->data_end = size; /* an older target: no control page */
     }
+    x->slot = size / SHM_XSLOTS;
     if (e) {
         st = xfail(req, NIXL_ERR_BACKEND,
                    "agent '%s' refused a %zu-byte staging ring: %s (see its stage_rings "
@@ -227,9 +227,11 @@ fail:
 /*
  * The answer, when the target's server is parked (its user thread polls and serves jobs in
  * progress(), shm_xsrv.c): wait for it without sleeping, so that the target's send wakes
- * nobody, for SHM_XSPIN_NS; then wake the server. -1 with EAGAIN: nothing yet, sleep on it.
+ * nobody, for SHM_XSPIN_NS plus the time to copy `len` bytes; then wake the server. (Waiting
+ * in poll() for large jobs instead was measured: slower from 256 KiB to 4 MiB, a wake-up per
+ * job.) -1 with EAGAIN: nothing yet, sleep on it as usual.
  */
-static ssize_t xspin(shm_xchan_t *x, uint8_t *a)
+static ssize_t xspin(shm_xchan_t *x, uint8_t *a, size_t len)
 {
     ssize_t n;
     if (atomic_load(&x->ctl->state) != SHM_XSRV_PARKED) {
@@ -239,22 +241,29 @@ static ssize_t xspin(shm_xchan_t *x, uint8_t *a)
     if (x->nospin) {
         x->nospin--;
     } else {
-        uint64_t t0 = nixl_now_ns();
+        uint64_t t0 = nixl_now_ns(), budget = SHM_XSPIN_NS + len / SHM_XSPIN_BYTES_PER_NS;
         do {
             n = recv(x->fd, a, SHM_XREPLY, MSG_DONTWAIT);
             if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
                 x->spin_fails = 0;
                 return n;
             }
-        } while (nixl_now_ns() - t0 < SHM_XSPIN_NS);
+        } while (nixl_now_ns() - t0 < budget);
         if (++x->spin_fails >= SHM_XSPIN_FAILS) {
             x->spin_fails = 0;
             x->nospin = SHM_XNOSPIN_JOBS; /* the target polls too seldom: wake it at once */
-        }                                 /* the target polls too seldom: wake it at once */
+        }
     }
     shm_xctl_wake(x->ctl);
     errno = EAGAIN;
     return -1;
+}
+
+/* Bytes slot k holds: the last one ends at the control page. */
+static size_t slot_cap(const shm_xchan_t *x, size_t k)
+{
+    size_t end = (k + 1) * x->slot;
+    return (end > x->data_end ? x->data_end : end) - k * x->slot;
 }
 
 typedef struct xcur {
@@ -308,16 +317,17 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
     while (c.idx < count || done < sent) {
         if (c.idx < count && sent - done < SHM_XSLOTS) {
             size_t k = (size_t)(sent % SHM_XSLOTS), len = 0, niov = 0;
-            uint8_t *s = x->base + x->data_off + k * x->slot, *m = x->msg + SHM_XJOB_HDR;
+            uint8_t *s = x->base + k * x->slot, *m = x->msg + SHM_XJOB_HDR;
+            size_t cap = slot_cap(x, k);
             xcur_t at = c;
-            while (c.idx < count && len < x->slot && niov < SHM_IOV_MAX) {
+            while (c.idx < count && len < cap && niov < SHM_IOV_MAX) {
                 size_t avail = l[c.idx].iov_len - c.off;
                 if (avail == 0) {
                     c.idx++;
                     c.off = 0;
                     continue;
                 }
-                size_t take = avail < x->slot - len ? avail : x->slot - len;
+                size_t take = avail < cap - len ? avail : cap - len;
                 shm_put_u64(m, (uint64_t)(uintptr_t)r[c.idx].iov_base + c.off);
                 shm_put_u64(m + 8, take);
                 m += 16;
@@ -335,7 +345,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
                 continue; /* only empty descriptors were left */
             shm_put_u32(x->msg, SHM_XJOB_MAGIC);
             shm_put_u32(x->msg + 4, write ? SHM_XOP_WRITE : SHM_XOP_READ);
-            shm_put_u64(x->msg + 8, (uint64_t)(x->data_off + k * x->slot));
+            shm_put_u64(x->msg + 8, (uint64_t)k * x->slot);
             shm_put_u64(x->msg + 16, len);
             shm_put_u32(x->msg + 24, (uint32_t)niov);
             shm_put_u32(x->msg + 28, 0);
@@ -362,7 +372,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         }
         /* Every slot is busy, or everything is sent: the oldest job's answer. */
         uint8_t a[SHM_XREPLY];
-        ssize_t n = x->ctl ? xspin(x, a) : -1;
+        ssize_t n = x->ctl ? xspin(x, a, pend[done % SHM_XSLOTS].len) : -1;
         if (n < 0 && errno == EAGAIN) {
             st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
             if (st != NIXL_SUCCESS)
@@ -379,15 +389,14 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         }
         size_t k = (size_t)(done % SHM_XSLOTS);
         if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_XDONE_MAGIC ||
-            shm_get_u64(a + 8) != (uint64_t)(x->data_off + k * x->slot) ||
-            shm_get_u64(a + 16) != pend[k].len) {
+            shm_get_u64(a + 8) != (uint64_t)k * x->slot || shm_get_u64(a + 16) != pend[k].len) {
             st = xfail(req, NIXL_ERR_BACKEND,
                        "agent '%s' answered a staging job with a malformed frame", peer->name);
             goto fail;
         }
         uint32_t e = shm_get_u32(a + 4);
         if (e) {
-            size_t d = piece_desc(l, count, pend[k].at, x->slot, shm_get_u64(a + 24));
+            size_t d = piece_desc(l, count, pend[k].at, slot_cap(x, k), shm_get_u64(a + 24));
             if (e == EFAULT)
                 st = xfail(req, NIXL_ERR_BACKEND,
                            "%s to agent '%s', descriptor %zu (remote 0x%llx): the range is "
@@ -400,7 +409,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             goto fail;
         }
         if (!write) {
-            const uint8_t *s = x->base + x->data_off + k * x->slot;
+            const uint8_t *s = x->base + k * x->slot;
             xcur_t at = pend[k].at;
             for (size_t left = pend[k].len; left;) {
                 size_t avail = l[at.idx].iov_len - at.off;

@@ -87,8 +87,7 @@ static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
     uint32_t op = shm_get_u32(m + 4), niov = shm_get_u32(m + 24);
     uint64_t off = shm_get_u64(m + 8), len = shm_get_u64(m + 16);
     if ((op != SHM_XOP_WRITE && op != SHM_XOP_READ) || niov == 0 || niov > SHM_IOV_MAX ||
-        n != SHM_XJOB_HDR + 16u * (size_t)niov || off < sv->data_off || off > sv->size ||
-        len > sv->size - off) {
+        n != SHM_XJOB_HDR + 16u * (size_t)niov || off > sv->data_end || len > sv->data_end - off) {
         bad_job(eng, "bad operation, piece count or ring range");
         return false;
     }
@@ -308,10 +307,11 @@ bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
     sv->m = m;
     /* The initiator asks for the control page by its magic (an older one of ours leaves the
      * fresh memfd's zeros there and uses the whole ring for slots). */
-    shm_xctl_t *ctl = base;
+    shm_xctl_t *ctl = (shm_xctl_t *)((uint8_t *)base + size - SHM_XCTL_BYTES);
+    sv->data_end = size;
     if (ctl->magic == SHM_XCTL_MAGIC) {
         sv->ctl = ctl;
-        sv->data_off = SHM_XCTL_BYTES;
+        sv->data_end = size - SHM_XCTL_BYTES;
         atomic_store(&ctl->state, SHM_XSRV_SOCKET);
     }
     pthread_mutex_init(&sv->lock, NULL);

@@ -2720,6 +2720,185 @@ static void test_staged_parking(void **state)
     }
 }
 
+/* A staging ring offered by hand, as a hostile initiator would: a sealed memfd of `size`
+ * bytes (with the control-page magic when `ctl`), our end of its socket in *sock, its mapping
+ * in *ring. Returns the flags of the target's SHMY (asserted ready). */
+static uint64_t raw_xring(const uint8_t *blob, size_t size, bool ctl, int *sock, uint8_t **ring)
+{
+    int mfd = memfd_create("t-xring", MFD_CLOEXEC | MFD_ALLOW_SEALING), sv[2];
+    assert_true(mfd >= 0);
+    assert_int_equal(ftruncate(mfd, (off_t)size), 0);
+    assert_int_equal(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+    *ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    assert_true(*ring != MAP_FAILED);
+    if (ctl)
+        put32(*ring + size - SHM_XCTL_BYTES, SHM_XCTL_MAGIC);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    int fd = raw_connect(blob);
+    uint8_t f[SHM_FRAME_HDR];
+    put32(f, SHM_FRAME_XRING);
+    put32(f + 4, 0);
+    put64(f + 8, size);
+    int fds[2] = {mfd, sv[1]};
+    assert_int_equal(shm_send_fds(fd, f, sizeof(f), fds, 2), (ssize_t)sizeof(f));
+    close(mfd);
+    close(sv[1]);
+    uint8_t a[SHM_XREPLY];
+    assert_true(read_full(sv[0], a, sizeof(a), 5000));
+    assert_int_equal(get32(a), SHM_XREADY_MAGIC);
+    assert_int_equal(get32(a + 4), 0);
+    assert_int_equal(get64(a + 8), size);
+    close(fd);
+    *sock = sv[0];
+    return get64(a + 16);
+}
+
+/* A job frame: op, ring offset, then `niov` pieces {address, length}; `bytes` is what the
+ * header claims (the pieces' sum for an honest job). */
+static size_t raw_job(uint8_t *m, uint32_t magic, uint32_t op, uint64_t off, uint64_t bytes,
+                      uint32_t niov, const uint64_t *pieces)
+{
+    put32(m, magic);
+    put32(m + 4, op);
+    put64(m + 8, off);
+    put64(m + 16, bytes);
+    put32(m + 24, niov);
+    put32(m + 28, 0);
+    for (uint32_t i = 0; i < niov && i < 4; i++) {
+        put64(m + SHM_XJOB_HDR + 16 * i, pieces[2 * i]);
+        put64(m + SHM_XJOB_HDR + 16 * i + 8, pieces[2 * i + 1]);
+    }
+    return SHM_XJOB_HDR + 16u * (niov < 4 ? niov : 4);
+}
+
+/* Hostile staging initiators (shm_xsrv.c): every malformed job ends its ring with one WARN and
+ * no answer, an address outside registered memory is answered EFAULT and the ring goes on, a
+ * scribbled control page changes nothing, an initiator without the control page gets the old
+ * layout; the target serves a well-formed ring afterwards. Runs with a busy poller on the
+ * target, so both the thread and progress() meet the hostile frames. */
+static void test_staged_hostile(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    skip(); /* as test_staged: the bytes reach the checks through sockets */
+#endif
+    thost_t hb;
+    thost_init(&hb);
+    nixl_be_engine_t *b;
+    assert_int_equal(eng_create(&hb, "B", NULL, &b), NIXL_SUCCESS);
+    const void *blobp;
+    size_t blen;
+    assert_int_equal(ops->get_conn_info(b, &blobp, &blen), NIXL_SUCCESS);
+    const uint8_t *blob = blobp;
+    enum { RLEN = 65536, SIZE = 65536, XOFF = 8192 }; /* XOFF: where our jobs sit in a ring */
+    uint8_t *rbuf = calloc(1, RLEN);
+    nixl_reg_desc_t rdesc = {(uintptr_t)rbuf, RLEN, 0, NULL, 0};
+    nixl_be_md_t *bmd;
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    poller_t pl = {.eng = b};
+    atomic_init(&pl.stop, false);
+    assert_int_equal(pthread_create(&pl.tid, NULL, poller_main, &pl), 0);
+
+    uint8_t m[SHM_XJOB_HDR + 64], a[SHM_XREPLY];
+    uint64_t in[] = {(uintptr_t)rbuf + 100, 200};
+    int fd;
+    uint8_t *ring;
+    /* an honest ring with the control page, its counters scribbled on */
+    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL);
+    shm_xctl_t *ctl = (shm_xctl_t *)(void *)(ring + SIZE - SHM_XCTL_BYTES);
+    for (int k = 0; k < 20; k++) {
+        atomic_store(&ctl->posted, UINT64_MAX - (uint64_t)k);
+        atomic_store(&ctl->seen, (uint64_t)k);
+        atomic_store(&ctl->state, (uint32_t)(k % 2 ? 7 : SHM_XSRV_PARKED));
+        memset(ring + XOFF, 0x40 + k, 200);
+        raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in));
+        assert_true(read_full(fd, a, sizeof(a), 5000));
+        assert_int_equal(get32(a), SHM_XDONE_MAGIC);
+        assert_int_equal(get32(a + 4), 0);
+        for (size_t i = 0; i < 200; i++)
+            assert_int_equal(rbuf[100 + i], 0x40 + k);
+    }
+    /* outside registered memory: an error for that job, and the ring goes on */
+    uint64_t out[] = {(uintptr_t)rbuf + RLEN - 8, 16};
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 16, 1, out));
+    assert_true(read_full(fd, a, sizeof(a), 5000));
+    assert_int_equal(get32(a + 4), EFAULT);
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 200, 1, in));
+    assert_true(read_full(fd, a, sizeof(a), 5000));
+    assert_int_equal(get32(a + 4), 0);
+    assert_int_equal(ring[XOFF + 199], 0x40 + 19);
+    close(fd);
+    munmap(ring, SIZE);
+
+    /* an older initiator: no magic, no control page, its jobs may use the ring's last bytes */
+    assert_int_equal(raw_xring(blob, SIZE, false, &fd, &ring), 0);
+    memset(ring + SIZE - 200, 0x5a, 200);
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE - 200, 200, 1, in));
+    assert_true(read_full(fd, a, sizeof(a), 5000));
+    assert_int_equal(get32(a + 4), 0);
+    assert_int_equal(rbuf[100], 0x5a);
+    close(fd);
+    munmap(ring, SIZE);
+
+    /* malformed jobs: each ends its ring, with no answer */
+    uint64_t two[] = {(uintptr_t)rbuf, 100, (uintptr_t)rbuf + 100, 100};
+    struct {
+        uint32_t magic, op;
+        uint64_t off, bytes;
+        uint32_t niov;
+        const uint64_t *p;
+        int cut; /* bytes taken off the frame */
+    } bad[] = {
+        {0x12345678u, SHM_XOP_WRITE, XOFF, 200, 1, in, 0}, /* magic */
+        {SHM_XJOB_MAGIC, 3, XOFF, 200, 1, in, 0},          /* operation */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 0, in, 0}, /* no pieces */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1025, in, 0}, /* too many */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 8}, /* frame cut short */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE - 100, 200, 1, in, 0},     /* in the control page */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE + 100, 200, 1, in, 0},     /* past the ring */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 150, 2, two, 0}, /* pieces too long */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 300, 2, two, 0}, /* pieces too short */
+    };
+    int dead[sizeof(bad) / sizeof(bad[0])];
+    t_quiet_errors = true;
+    t_capture_start();
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        assert_int_equal(raw_xring(blob, SIZE, true, &dead[k], &ring), SHM_XREADY_CTL);
+        size_t len = raw_job(m, bad[k].magic, bad[k].op, bad[k].off, bad[k].bytes, bad[k].niov,
+                             bad[k].p);
+        raw_send(dead[k], m, len - (size_t)bad[k].cut);
+        /* no answer: the ring is over (its socket closes when the next ring is accepted) */
+        assert_false(read_full(dead[k], a, sizeof(a), 200));
+        munmap(ring, SIZE);
+    }
+    /* one WARN per distinct reason in a row (identical lines are counted, not repeated): bad
+     * header; bad operation, piece count or ring range (six); longer; shorter */
+    assert_int_equal(t_capture_count("malformed staging job"), 4);
+    t_capture_stop();
+    t_quiet_errors = false;
+
+    /* the target is fine: a new ring works, and the ended ones are closed */
+    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL);
+    memset(ring + XOFF, 0x77, 200);
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in));
+    assert_true(read_full(fd, a, sizeof(a), 5000));
+    assert_int_equal(get32(a + 4), 0);
+    assert_int_equal(rbuf[299], 0x77);
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        assert_int_equal(recv(dead[k], a, sizeof(a), 0), 0); /* end of file */
+        close(dead[k]);
+    }
+    close(fd);
+    munmap(ring, SIZE);
+
+    atomic_store(&pl.stop, true);
+    pthread_join(pl.tid, NULL);
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    ops->destroy(b);
+    free(rbuf);
+    thost_fini(&hb);
+}
+
 /* kB of transparent huge pages in the mapping that holds `addr` (/proc/self/smaps). */
 static long anon_huge_kb(const void *addr)
 {
@@ -3109,6 +3288,7 @@ int main(void)
         cmocka_unit_test(test_ring_protocol_initiator),
         cmocka_unit_test(test_staged),
         cmocka_unit_test(test_staged_parking),
+        cmocka_unit_test(test_staged_hostile),
         cmocka_unit_test(test_map_params),
         cmocka_unit_test(test_hugepages),
         cmocka_unit_test(test_hugepages_background),
