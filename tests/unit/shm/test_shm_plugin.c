@@ -2753,10 +2753,11 @@ static uint64_t raw_xring(const uint8_t *blob, size_t size, bool ctl, int *sock,
     return get64(a + 16);
 }
 
-/* A job frame: op, ring offset, then `niov` pieces {address, length}; `bytes` is what the
- * header claims (the pieces' sum for an honest job). */
+/* A job frame: op, ring offset, the piece count `niov` it claims, then the `npieces` pieces
+ * {address, length} it has (at most 4); `bytes` is what the header claims (the pieces' sum for
+ * an honest job). */
 static size_t raw_job(uint8_t *m, uint32_t magic, uint32_t op, uint64_t off, uint64_t bytes,
-                      uint32_t niov, const uint64_t *pieces)
+                      uint32_t niov, const uint64_t *pieces, uint32_t npieces)
 {
     put32(m, magic);
     put32(m + 4, op);
@@ -2764,11 +2765,12 @@ static size_t raw_job(uint8_t *m, uint32_t magic, uint32_t op, uint64_t off, uin
     put64(m + 16, bytes);
     put32(m + 24, niov);
     put32(m + 28, 0);
-    for (uint32_t i = 0; i < niov && i < 4; i++) {
+    assert_true(npieces <= 4);
+    for (uint32_t i = 0; i < npieces; i++) {
         put64(m + SHM_XJOB_HDR + 16 * i, pieces[2 * i]);
         put64(m + SHM_XJOB_HDR + 16 * i + 8, pieces[2 * i + 1]);
     }
-    return SHM_XJOB_HDR + 16u * (niov < 4 ? niov : 4);
+    return SHM_XJOB_HDR + 16u * npieces;
 }
 
 /* Hostile staging initiators (shm_xsrv.c): every malformed job ends its ring with one WARN and
@@ -2811,7 +2813,7 @@ static void test_staged_hostile(void **state)
         atomic_store(&ctl->seen, (uint64_t)k);
         atomic_store(&ctl->state, (uint32_t)(k % 2 ? 7 : SHM_XSRV_PARKED));
         memset(ring + XOFF, 0x40 + k, 200);
-        raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in));
+        raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 1));
         assert_true(read_full(fd, a, sizeof(a), 5000));
         assert_int_equal(get32(a), SHM_XDONE_MAGIC);
         assert_int_equal(get32(a + 4), 0);
@@ -2820,10 +2822,10 @@ static void test_staged_hostile(void **state)
     }
     /* outside registered memory: an error for that job, and the ring goes on */
     uint64_t out[] = {(uintptr_t)rbuf + RLEN - 8, 16};
-    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 16, 1, out));
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 16, 1, out, 1));
     assert_true(read_full(fd, a, sizeof(a), 5000));
     assert_int_equal(get32(a + 4), EFAULT);
-    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 200, 1, in));
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 200, 1, in, 1));
     assert_true(read_full(fd, a, sizeof(a), 5000));
     assert_int_equal(get32(a + 4), 0);
     assert_int_equal(ring[XOFF + 199], 0x40 + 19);
@@ -2833,7 +2835,7 @@ static void test_staged_hostile(void **state)
     /* an older initiator: no magic, no control page, its jobs may use the ring's last bytes */
     assert_int_equal(raw_xring(blob, SIZE, false, &fd, &ring), 0);
     memset(ring + SIZE - 200, 0x5a, 200);
-    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE - 200, 200, 1, in));
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE - 200, 200, 1, in, 1));
     assert_true(read_full(fd, a, sizeof(a), 5000));
     assert_int_equal(get32(a + 4), 0);
     assert_int_equal(rbuf[100], 0x5a);
@@ -2847,17 +2849,18 @@ static void test_staged_hostile(void **state)
         uint64_t off, bytes;
         uint32_t niov;
         const uint64_t *p;
-        int cut; /* bytes taken off the frame */
+        uint32_t np; /* pieces in the frame */
+        int cut;     /* bytes taken off the frame */
     } bad[] = {
-        {0x12345678u, SHM_XOP_WRITE, XOFF, 200, 1, in, 0}, /* magic */
-        {SHM_XJOB_MAGIC, 3, XOFF, 200, 1, in, 0},          /* operation */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 0, in, 0}, /* no pieces */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1025, in, 0}, /* too many */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 8}, /* frame cut short */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE - 100, 200, 1, in, 0},     /* in the control page */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE + 100, 200, 1, in, 0},     /* past the ring */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 150, 2, two, 0}, /* pieces too long */
-        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 300, 2, two, 0}, /* pieces too short */
+        {0x12345678u, SHM_XOP_WRITE, XOFF, 200, 1, in, 1, 0},           /* magic */
+        {SHM_XJOB_MAGIC, 3, XOFF, 200, 1, in, 1, 0},                    /* operation */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 0, in, 0, 0},        /* no pieces */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1025, in, 1, 0},     /* too many */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 1, 8},        /* frame cut short */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE - 100, 200, 1, in, 1, 0},  /* in the control page */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, SIZE + 100, 200, 1, in, 1, 0},  /* past the ring */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 150, 2, two, 2, 0},       /* pieces too long */
+        {SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 300, 2, two, 2, 0},       /* pieces too short */
     };
     int dead[sizeof(bad) / sizeof(bad[0])];
     t_quiet_errors = true;
@@ -2865,22 +2868,24 @@ static void test_staged_hostile(void **state)
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         assert_int_equal(raw_xring(blob, SIZE, true, &dead[k], &ring), SHM_XREADY_CTL);
         size_t len = raw_job(m, bad[k].magic, bad[k].op, bad[k].off, bad[k].bytes, bad[k].niov,
-                             bad[k].p);
+                             bad[k].p, bad[k].np);
         raw_send(dead[k], m, len - (size_t)bad[k].cut);
         /* no answer: the ring is over (its socket closes when the next ring is accepted) */
         assert_false(read_full(dead[k], a, sizeof(a), 200));
         munmap(ring, SIZE);
     }
-    /* one WARN per distinct reason in a row (identical lines are counted, not repeated): bad
-     * header; bad operation, piece count or ring range (six); longer; shorter */
-    assert_int_equal(t_capture_count("malformed staging job"), 4);
+    /* a WARN per reason in a row (an identical line within 10 s is counted, not repeated): bad
+     * header; bad operation, piece count or ring range (six); longer; shorter. A slow run
+     * (valgrind) may see the 10 s pass and write a repeated line again. */
+    size_t warned = t_capture_count("malformed staging job");
+    assert_true(warned >= 4 && warned <= sizeof(bad) / sizeof(bad[0]));
     t_capture_stop();
     t_quiet_errors = false;
 
     /* the target is fine: a new ring works, and the ended ones are closed */
     assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL);
     memset(ring + XOFF, 0x77, 200);
-    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in));
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 1));
     assert_true(read_full(fd, a, sizeof(a), 5000));
     assert_int_equal(get32(a + 4), 0);
     assert_int_equal(rbuf[299], 0x77);
