@@ -95,7 +95,7 @@ static void tgt_final(tgt_t *g)
             break;
         it_sleep_ms(1);
     }
-    it_sleep_ms(300); /* extra ones would be here by now */
+    it_sleep_ms(IT_EXTRA_NOTIF_MS); /* extra ones would be here by now */
     if (tgt_poll(g) != 0) {
         it_sendf(g->ch, "get_notifs failed");
         return;

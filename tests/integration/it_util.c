@@ -303,7 +303,7 @@ static void reply_notifs(it_chan_t *ch, nixl_agent_t *agent, it_notifs_t *n, con
         it_sendf(ch, "only %zu of %zu notifications arrived", n->count, want);
         goto out;
     }
-    it_sleep_ms(300); /* anything extra would have arrived by now */
+    it_sleep_ms(IT_EXTRA_NOTIF_MS); /* anything extra would have arrived by now */
     if (it_notifs_poll(agent, n) != 0) {
         it_sendf(ch, "get_notifs failed");
         goto out;
@@ -673,7 +673,7 @@ static void sct_dump(sct_t *t, size_t want)
         if (t->notifs.count < want)
             it_sleep_ms(1);
     }
-    it_sleep_ms(300); /* anything extra would have arrived by now */
+    it_sleep_ms(IT_EXTRA_NOTIF_MS); /* anything extra would have arrived by now */
     it_notifs_poll(t->agent, &t->notifs);
     size_t cap = 32, len = 0;
     for (size_t i = 0; i < t->notifs.count; i++)

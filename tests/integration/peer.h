@@ -29,6 +29,12 @@
 #define IT_TIMEOUT_MS it_timeout_ms()
 int it_timeout_ms(void);
 
+/* After the notifications a check expects have arrived, how long it waits for any extra one
+ * before it counts (a duplicate comes right behind the original: SHM delivers in microseconds,
+ * UCX over loopback TCP in well under a millisecond). Scenarios ask after every transfer, so
+ * this wait is most of their time: 300 ms made it-shmmap 75 s. */
+#define IT_EXTRA_NOTIF_MS 100
+
 #define IT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 /* ---- failures ---- */
