@@ -372,7 +372,11 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         }
         /* Every slot is busy, or everything is sent: the oldest job's answer. */
         uint8_t a[SHM_XREPLY];
-        ssize_t n = x->ctl ? xspin(x, a, pend[done % SHM_XSLOTS].len) : -1;
+        ssize_t n = -1;
+        if (x->ctl)
+            n = xspin(x, a, pend[done % SHM_XSLOTS].len);
+        else
+            errno = EAGAIN; /* an older target: always the socket */
         if (n < 0 && errno == EAGAIN) {
             st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
             if (st != NIXL_SUCCESS)

@@ -206,7 +206,10 @@ void shm_xsrv_poll(nixl_be_engine_t *eng)
             continue;
         if (!atomic_load(&sv->ended) && !serve_waiting(sv, SHM_XSLOTS, true)) {
             atomic_store(&sv->ended, true);
-            shm_xctl_wake(sv->ctl); /* the thread leaves (on the socket, it sees EOF too) */
+            /* The thread leaves: parked, the wake; on its socket, the shutdown (which also
+             * tells the initiator at once that the ring is over). */
+            shutdown(sv->fd, SHUT_RDWR);
+            shm_xctl_wake(sv->ctl);
         }
         pthread_mutex_unlock(&sv->lock);
     }
