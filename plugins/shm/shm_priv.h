@@ -298,6 +298,8 @@ enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_
 #define SHM_XJOB_MAGIC 0x4a4d4853u  /* "SHMJ" */
 #define SHM_XDONE_MAGIC 0x4b4d4853u /* "SHMK" */
 #define SHM_XREADY_MAGIC 0x594d4853u /* "SHMY" */
+#define SHM_XBELL_MAGIC 0x424d4853u  /* "SHMB": initiator, a job waits in the mailbox */
+#define SHM_XWAKE_MAGIC 0x574d4853u  /* "SHMW": target, the mailbox job is answered */
 #define SHM_XJOB_HDR 32u
 #define SHM_XREPLY 32u
 enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
@@ -312,13 +314,28 @@ enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
 #define SHM_XCTL_BYTES 4096u
 #define SHM_XCTL_MAGIC 0x434d4853u /* "SHMC" */
 #define SHM_XREADY_CTL 1u
+#define SHM_XREADY_MBOX 2u /* SHMY: the target serves the control page's mailbox too */
 enum { SHM_XSRV_SOCKET = 0, SHM_XSRV_PARKED = 1, SHM_XSRV_WOKEN = 2 };
+/* The mailbox takes the rest of the page: one job frame of up to 250 pieces. */
+#define SHM_XMBOX_MAX (SHM_XCTL_BYTES - 64u)
 typedef struct shm_xctl {
     uint32_t magic;
     _Atomic uint32_t state;  /* the server thread: SHM_XSRV_*; a futex word when parked */
-    _Atomic uint64_t posted; /* jobs the initiator has sent */
+    _Atomic uint64_t posted; /* jobs the initiator has sent on the socket */
     _Atomic uint64_t seen;   /* `posted` when the target last found the socket empty */
+    /* The mailbox (shm_xsrv.c, "Mailbox"): a transfer of one job, while the server is parked,
+     * goes here instead of the socket, and its answer comes back here. */
+    _Atomic uint32_t mb_seq;   /* initiator: the job in mb_job is this one */
+    _Atomic uint32_t mb_done;  /* target: the job answered last */
+    _Atomic uint32_t mb_sleep; /* initiator: it sleeps on the socket awaiting this job */
+    uint32_t mb_len;           /* bytes of the job frame */
+    uint32_t mb_err;           /* the answer: errno (0: done) */
+    uint32_t mb_pad;
+    uint64_t mb_bad;           /* the answer: the bad piece */
+    uint8_t mb_pad2[8];
+    uint8_t mb_job[SHM_XMBOX_MAX];
 } shm_xctl_t;
+_Static_assert(sizeof(shm_xctl_t) == SHM_XCTL_BYTES, "the control page is one page");
 /* A parked server's jobs are for the target's polling thread: the initiator waits for the
  * answer without sleeping for SHM_XSPIN_NS plus the job's copy at SHM_XSPIN_BYTES_PER_NS (a
  * large job takes longer to serve), then wakes the server. After SHM_XSPIN_FAILS such waits in
@@ -341,6 +358,8 @@ typedef struct shm_xchan {
     shm_xctl_t *ctl;     /* the control page; NULL: the target does not use one */
     unsigned nospin;     /* jobs left for which a parked server is woken without a wait */
     unsigned spin_fails; /* waits in a row that ended without the answer */
+    bool mbox;           /* the target serves the mailbox */
+    uint32_t mb_seq;     /* the last mailbox job */
     uint8_t *msg;        /* one job frame */
 } shm_xchan_t;
 
@@ -354,6 +373,7 @@ typedef struct shm_xsrv {
     size_t size;
     size_t data_end; /* jobs stay below: the control page, when in use, or size */
     shm_xctl_t *ctl; /* NULL: the initiator does not park us */
+    _Atomic uint32_t mb_served; /* the mailbox job served last (written under lock) */
     pthread_mutex_t lock; /* whoever reads the socket and serves a job (thread or poller) */
     uint8_t *m;           /* one job frame, under lock */
     pthread_t thread;

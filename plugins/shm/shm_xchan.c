@@ -64,6 +64,8 @@ void shm_xchan_close(shm_peer_t *peer)
     x->size = x->slot = x->data_end = 0;
     x->ctl = NULL;
     x->nospin = x->spin_fails = 0;
+    x->mbox = false;
+    x->mb_seq = 0;
 }
 
 /*
@@ -190,6 +192,7 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     if (!e && (shm_get_u64(a + 16) & SHM_XREADY_CTL)) {
         x->ctl = (shm_xctl_t *)(void *)(x->base + size - SHM_XCTL_BYTES);
         x->data_end = size - SHM_XCTL_BYTES;
+        x->mbox = (shm_get_u64(a + 16) & SHM_XREADY_MBOX) != 0;
     } else {
         x->data_end = size; /* an older target: no control page */
     }
@@ -259,6 +262,64 @@ static ssize_t xspin(shm_xchan_t *x, uint8_t *a, size_t len)
     return -1;
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/*
+ * The answer of the job in the mailbox (shm_xsrv.c, "Mailbox"), as a socket answer frame in
+ * `a`: wait for it on the page without a system call, as xspin does; if it does not come,
+ * wake the server (parked) and ring its socket (in case it is there), then sleep on the socket
+ * until the target says it answered (a wake frame) or the ring fails.
+ */
+static nixl_status_t xmbox_wait(nixl_be_req_t *req, shm_xchan_t *x, uint64_t off, size_t len,
+                                bool async, uint8_t *a)
+{
+    shm_xctl_t *c = x->ctl;
+    uint32_t seq = x->mb_seq;
+    uint64_t t0 = nixl_now_ns(), budget = SHM_XSPIN_NS + len / SHM_XSPIN_BYTES_PER_NS;
+    while (atomic_load(&c->mb_done) != seq && nixl_now_ns() - t0 < budget)
+        cpu_relax();
+    if (atomic_load(&c->mb_done) == seq) {
+        x->spin_fails = 0;
+    } else {
+        if (++x->spin_fails >= SHM_XSPIN_FAILS) {
+            x->spin_fails = 0;
+            x->nospin = SHM_XNOSPIN_JOBS; /* the target polls too seldom: socket and wake-up */
+        }
+        atomic_store(&c->mb_sleep, seq); /* then mb_done; the target the other way round */
+        shm_xctl_wake(c);
+        uint8_t bell[SHM_XREPLY];
+        shm_put_frame32(bell, SHM_XBELL_MAGIC, 0, seq, 0, 0);
+        (void)send(x->fd, bell, sizeof(bell),
+                   MSG_NOSIGNAL | MSG_DONTWAIT); /* a failure shows below */
+        while (atomic_load(&c->mb_done) != seq) {
+            nixl_status_t st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
+            if (st != NIXL_SUCCESS)
+                return st;
+            uint8_t w[SHM_XREPLY];
+            ssize_t n = recv(x->fd, w, sizeof(w), MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (n <= 0)
+                return xgone(req, n, "during a transfer");
+            if (n != (ssize_t)sizeof(w) || shm_get_u32(w) != SHM_XWAKE_MAGIC)
+                return xfail(req, NIXL_ERR_BACKEND,
+                             "agent '%s' answered a staging job with a malformed frame",
+                             req->peer->name);
+        }
+        atomic_store(&c->mb_sleep, 0);
+    }
+    shm_put_frame32(a, SHM_XDONE_MAGIC, *(volatile uint32_t *)&c->mb_err, off, len,
+                    *(volatile uint64_t *)&c->mb_bad);
+    return NIXL_SUCCESS;
+}
+
 /* Bytes slot k holds: the last one ends at the control page. */
 static size_t slot_cap(const shm_xchan_t *x, size_t k)
 {
@@ -314,6 +375,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
     } pend[SHM_XSLOTS];
     xcur_t c = {0, 0};
     uint64_t sent = 0, done = 0;
+    bool in_mbox = false; /* the one job of this transfer went to the mailbox */
     while (c.idx < count || done < sent) {
         if (c.idx < count && sent - done < SHM_XSLOTS) {
             size_t k = (size_t)(sent % SHM_XSLOTS), len = 0, niov = 0;
@@ -350,6 +412,18 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             shm_put_u32(x->msg + 24, (uint32_t)niov);
             shm_put_u32(x->msg + 28, 0);
             size_t flen = SHM_XJOB_HDR + 16 * niov;
+            /* A transfer of one job, a parked server: the mailbox, no system call. */
+            if (x->mbox && sent == 0 && c.idx >= count && flen <= SHM_XMBOX_MAX && !x->nospin &&
+                atomic_load(&x->ctl->state) == SHM_XSRV_PARKED) {
+                memcpy(x->ctl->mb_job, x->msg, flen);
+                x->ctl->mb_len = (uint32_t)flen;
+                atomic_store(&x->ctl->mb_seq, ++x->mb_seq);
+                in_mbox = true;
+                pend[k].at = at;
+                pend[k].len = len;
+                sent++;
+                continue;
+            }
             ssize_t n;
             for (;;) {
                 n = send(x->fd, x->msg, flen, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -373,10 +447,16 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         /* Every slot is busy, or everything is sent: the oldest job's answer. */
         uint8_t a[SHM_XREPLY];
         ssize_t n = -1;
-        if (x->ctl)
+        if (in_mbox) {
+            st = xmbox_wait(req, x, 0, pend[0].len, async, a);
+            if (st != NIXL_SUCCESS)
+                goto fail;
+            n = (ssize_t)sizeof(a);
+        } else if (x->ctl) {
             n = xspin(x, a, pend[done % SHM_XSLOTS].len);
-        else
-            errno = EAGAIN; /* an older target: always the socket */
+        } else {
+            errno = EAGAIN;
+        }
         if (n < 0 && errno == EAGAIN) {
             st = xwait(req, x->fd, POLLIN, async, SHM_XSTALL_MS, "finish a job");
             if (st != NIXL_SUCCESS)
@@ -391,6 +471,8 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             st = xgone(req, n, "during a transfer");
             goto fail;
         }
+        if (n == (ssize_t)sizeof(a) && shm_get_u32(a) == SHM_XWAKE_MAGIC)
+            continue; /* late news of an earlier mailbox job, answered meanwhile */
         size_t k = (size_t)(done % SHM_XSLOTS);
         if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_XDONE_MAGIC ||
             shm_get_u64(a + 8) != (uint64_t)k * x->slot || shm_get_u64(a + 16) != pend[k].len) {

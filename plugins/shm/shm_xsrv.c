@@ -13,6 +13,13 @@
  * the server itself, so a target that polls rarely costs a job that much at most. The thread
  * goes back to the socket when progress() has not been called for SHM_XPARK_MS.
  *
+ * Mailbox. A transfer of one job (most small ones) skips the socket when the server is
+ * parked: the initiator writes the job into the control page and spins on its answer there, so
+ * neither side makes a system call for it. A server that is not parked (or a poller that does
+ * not come) gets a bell frame (SHMB) on the socket after the initiator's wait; an initiator
+ * that went to sleep on the socket gets a wake frame (SHMW) after the answer. Only transfers of
+ * one job use it, so it never reorders jobs of one transfer.
+ *
  * Who serves: the thread or a poller, whichever holds the ring's lock; each reads the socket
  * without blocking, so a job is read once. The control page is the initiator's memory as much
  * as ours: its values only decide when to look, never what is copied (jobs are checked as
@@ -76,8 +83,8 @@ static void bad_job(nixl_be_engine_t *eng, const char *why)
                     (unsigned long long)rep);
 }
 
-/* One job: check, copy, answer. False: end the ring (malformed, or the peer is gone). */
-static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
+/* One job: check and copy; *err and *bad say how it went. False: malformed (end the ring). */
+static bool xsrv_run(shm_xsrv_t *sv, const uint8_t *m, size_t n, uint32_t *err, uint64_t *bad)
 {
     nixl_be_engine_t *eng = sv->eng;
     if (n < SHM_XJOB_HDR || shm_get_u32(m) != SHM_XJOB_MAGIC) {
@@ -105,17 +112,17 @@ static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
         bad_job(eng, "pieces shorter than the job");
         return false;
     }
-    uint32_t err = 0;
-    uint64_t bad = 0;
+    *err = 0;
+    *bad = 0;
     uint8_t *s = sv->base + off;
     pthread_rwlock_rdlock(&eng->regs_lock);
-    for (uint32_t i = 0; i < niov && !err; i++)
+    for (uint32_t i = 0; i < niov && !*err; i++)
         if (!shm_region_covers(eng, (uintptr_t)shm_get_u64(p + 16 * i),
                                (size_t)shm_get_u64(p + 16 * i + 8))) {
-            err = EFAULT;
-            bad = i;
+            *err = EFAULT;
+            *bad = i;
         }
-    for (uint32_t i = 0; i < niov && !err; i++) {
+    for (uint32_t i = 0; i < niov && !*err; i++) {
         uint8_t *a = (uint8_t *)(uintptr_t)shm_get_u64(p + 16 * i);
         size_t l = (size_t)shm_get_u64(p + 16 * i + 8);
         if (op == SHM_XOP_WRITE)
@@ -125,15 +132,59 @@ static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
         s += l;
     }
     pthread_rwlock_unlock(&eng->regs_lock);
+    return true;
+}
+
+/* One job from the socket: run it, answer on the socket. False: end the ring. */
+static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
+{
+    uint32_t err;
+    uint64_t bad;
+    if (!xsrv_run(sv, m, n, &err, &bad))
+        return false;
     bool ok;
-    xsrv_reply(sv->fd, SHM_XDONE_MAGIC, err, off, len, bad, &ok);
+    xsrv_reply(sv->fd, SHM_XDONE_MAGIC, err, shm_get_u64(m + 8), shm_get_u64(m + 16), bad, &ok);
+    return ok;
+}
+
+/* The mailbox's job, if a new one waits (sv->lock held): copied out of the shared page before
+ * it is checked, answered in the page, and on the socket too when the initiator sleeps there.
+ * False: end the ring. */
+static bool serve_mbox(shm_xsrv_t *sv, bool poller)
+{
+    shm_xctl_t *c = sv->ctl;
+    uint32_t seq = atomic_load(&c->mb_seq);
+    if (seq == atomic_load_explicit(&sv->mb_served, memory_order_relaxed))
+        return true;
+    atomic_store_explicit(&sv->mb_served, seq, memory_order_relaxed);
+    uint32_t len = *(volatile uint32_t *)&c->mb_len;
+    if (len < SHM_XJOB_HDR || len > SHM_XMBOX_MAX) {
+        bad_job(sv->eng, "mailbox length");
+        return false;
+    }
+    memcpy(sv->m, c->mb_job, len);
+    uint32_t err;
+    uint64_t bad;
+    if (!xsrv_run(sv, sv->m, len, &err, &bad))
+        return false;
+    c->mb_err = err;
+    c->mb_bad = bad;
+    atomic_store(&c->mb_done, seq); /* then mb_sleep; the initiator the other way round */
+    atomic_fetch_add_explicit(poller ? &sv->jobs_polled : &sv->jobs, 1, memory_order_relaxed);
+    bool ok = true;
+    if (atomic_load(&c->mb_sleep) == seq)
+        xsrv_reply(sv->fd, SHM_XWAKE_MAGIC, 0, seq, 0, 0, &ok);
     return ok;
 }
 
 /* Serve at most `budget` jobs waiting on the socket (sv->lock held). False: the ring is over. */
 static bool serve_waiting(shm_xsrv_t *sv, unsigned budget, bool poller)
 {
+    if (sv->ctl && !serve_mbox(sv, poller))
+        return false;
     uint64_t posted = sv->ctl ? atomic_load(&sv->ctl->posted) : 0;
+    if (poller && posted == atomic_load(&sv->ctl->seen))
+        return true; /* nothing new on the socket: spare the system call */
     while (budget--) {
         ssize_t n = recv(sv->fd, sv->m, SHM_XJOB_MAX, MSG_TRUNC | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
@@ -149,6 +200,11 @@ static bool serve_waiting(shm_xsrv_t *sv, unsigned budget, bool poller)
             bad_job(sv->eng, "frame too long");
             return false;
         }
+        if (sv->ctl && n == SHM_XREPLY && shm_get_u32(sv->m) == SHM_XBELL_MAGIC) {
+            if (!serve_mbox(sv, poller)) /* the initiator rang: its mailbox job waits */
+                return false;
+            continue;
+        }
         if (!xsrv_job(sv, sv->m, (size_t)n))
             return false;
         atomic_fetch_add_explicit(poller ? &sv->jobs_polled : &sv->jobs, 1, memory_order_relaxed);
@@ -158,7 +214,9 @@ static bool serve_waiting(shm_xsrv_t *sv, unsigned budget, bool poller)
 
 static bool has_news(const shm_xsrv_t *sv)
 {
-    return atomic_load(&sv->ctl->posted) != atomic_load(&sv->ctl->seen);
+    return atomic_load(&sv->ctl->posted) != atomic_load(&sv->ctl->seen) ||
+           atomic_load(&sv->ctl->mb_seq) !=
+               atomic_load_explicit(&sv->mb_served, memory_order_relaxed);
 }
 
 static void *xsrv_main(void *arg)
@@ -166,7 +224,8 @@ static void *xsrv_main(void *arg)
     shm_xsrv_t *sv = arg;
     nixl_be_engine_t *eng = sv->eng;
     bool ok;
-    xsrv_reply(sv->fd, SHM_XREADY_MAGIC, 0, sv->size, sv->ctl ? SHM_XREADY_CTL : 0, 0, &ok);
+    xsrv_reply(sv->fd, SHM_XREADY_MAGIC, 0, sv->size,
+               sv->ctl ? SHM_XREADY_CTL | SHM_XREADY_MBOX : 0, 0, &ok);
     uint64_t seen = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
     while (ok && !atomic_load(&sv->stop) && !atomic_load(&sv->ended)) {
         uint64_t calls = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
@@ -177,10 +236,15 @@ static void *xsrv_main(void *arg)
             if (!has_news(sv))
                 futex_wait_ms(&sv->ctl->state, SHM_XSRV_PARKED, SHM_XPARK_MS);
         } else {
-            if (sv->ctl)
-                atomic_store(&sv->ctl->state, SHM_XSRV_SOCKET);
             struct pollfd p = {sv->fd, POLLIN, 0};
-            if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            if (sv->ctl) {
+                /* On the socket first, then the mailbox; the initiator writes the mailbox,
+                 * then looks at our state (and rings if we are here): one of us sees. */
+                atomic_store(&sv->ctl->state, SHM_XSRV_SOCKET);
+                if (has_news(sv))
+                    p.fd = -1; /* do not sleep: serve below */
+            }
+            if (p.fd >= 0 && poll(&p, 1, -1) < 0 && errno != EINTR)
                 break;
         }
         seen = calls;

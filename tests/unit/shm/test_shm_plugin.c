@@ -2678,8 +2678,16 @@ static void test_staged_parking(void **state)
         nixl_reg_desc_t rdesc = {(uintptr_t)rbuf, N * len, 0, NULL, 0};
         nixl_be_md_t *lmd, *rmd, *bmd;
         assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
-        nixl_be_req_t *w, *r;
+        nixl_be_req_t *w, *r, *w1, *r1;
         pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
+        /* and a transfer of one job (one piece, 3 KB): the mailbox while the server is parked */
+        size_t one = 3001;
+        assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf + 77, 1, one, 1, lmd, rmd,
+                              "B", &w1),
+                         NIXL_SUCCESS);
+        assert_int_equal(prep(a, NIXL_READ, lbuf + 5, (uintptr_t)rbuf + 77, 1, one, 1, lmd, rmd,
+                              "B", &r1),
+                         NIXL_SUCCESS);
         poller_t pl = {.eng = b, .period_us = periods[m]};
         atomic_init(&pl.stop, false);
         if (periods[m] != UINT_MAX)
@@ -2693,6 +2701,12 @@ static void test_staged_parking(void **state)
             memset(lbuf, 0, N * len);
             assert_int_equal(post(a, r, NULL), NIXL_SUCCESS);
             assert_true(check_permuted(lbuf, N, len, 7, 90 + k));
+            fill(lbuf, one, 140 + k, 0);
+            assert_int_equal(post(a, w1, NULL), NIXL_SUCCESS);
+            assert_true(check(rbuf + 77, one, 140 + k, 0));
+            fill(rbuf + 77, one, 190 + k, 0);
+            assert_int_equal(post(a, r1, NULL), NIXL_SUCCESS);
+            assert_true(check(lbuf + 5, one, 190 + k, 0));
         }
         if (periods[m] != UINT_MAX) {
             atomic_store(&pl.stop, true);
@@ -2700,6 +2714,8 @@ static void test_staged_parking(void **state)
         }
         assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, w1), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, r1), NIXL_SUCCESS);
         ops->unload_md(a, MDS(&rmd, 1));
         ops->deregister_mem(a, MDS(&lmd, 1));
         ops->deregister_mem(b, MDS(&bmd, 1));
@@ -2708,7 +2724,7 @@ static void test_staged_parking(void **state)
         uint64_t jobs, polled;
         ring_jobs(&jobs, &polled);
         t_capture_stop();
-        assert_true(jobs >= 2 * ROUNDS * 2); /* at least two jobs per request */
+        assert_true(jobs >= 2 * ROUNDS * 2 + 2 * ROUNDS); /* two or more per large request */
         if (periods[m] == UINT_MAX)
             assert_int_equal(polled, 0); /* nobody polled: the thread served every job */
         else if (periods[m] == 0)
@@ -2751,6 +2767,14 @@ static uint64_t raw_xring(const uint8_t *blob, size_t size, bool ctl, int *sock,
     close(fd);
     *sock = sv[0];
     return get64(a + 16);
+}
+
+/* Whether the peer of `fd` closes it (end of file, nothing before) within `ms`. */
+static bool eof_within(int fd, int ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    uint8_t b[64];
+    return poll(&p, 1, ms) == 1 && recv(fd, b, sizeof(b), MSG_DONTWAIT) == 0;
 }
 
 /* A job frame: op, ring offset, the piece count `niov` it claims, then the `npieces` pieces
@@ -2806,7 +2830,7 @@ static void test_staged_hostile(void **state)
     int fd;
     uint8_t *ring;
     /* an honest ring with the control page, its counters scribbled on */
-    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL);
+    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL | SHM_XREADY_MBOX);
     shm_xctl_t *ctl = (shm_xctl_t *)(void *)(ring + SIZE - SHM_XCTL_BYTES);
     for (int k = 0; k < 20; k++) {
         atomic_store(&ctl->posted, UINT64_MAX - (uint64_t)k);
@@ -2829,6 +2853,38 @@ static void test_staged_hostile(void **state)
     assert_true(read_full(fd, a, sizeof(a), 5000));
     assert_int_equal(get32(a + 4), 0);
     assert_int_equal(ring[XOFF + 199], 0x40 + 19);
+    /* the mailbox: a job in the page, its answer in the page; an initiator asleep on the
+     * socket rings a bell there and gets a wake frame back */
+    for (uint32_t q = 1; q <= 3; q++) {
+        memset(ring + XOFF, 0x60 + q, 200);
+        ctl->mb_len = (uint32_t)raw_job(ctl->mb_job, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1,
+                                        in, 1);
+        atomic_store(&ctl->mb_sleep, q == 3 ? q : 0);
+        atomic_store(&ctl->mb_seq, q);
+        if (q == 3) {
+            uint8_t bell[SHM_XREPLY] = {0};
+            put32(bell, SHM_XBELL_MAGIC);
+            raw_send(fd, bell, sizeof(bell));
+        }
+        for (double end = now_s() + 5; atomic_load(&ctl->mb_done) != q && now_s() < end;)
+            usleep(100);
+        assert_int_equal(atomic_load(&ctl->mb_done), q);
+        assert_int_equal(ctl->mb_err, 0);
+        for (size_t i = 0; i < 200; i++)
+            assert_int_equal(rbuf[100 + i], 0x60 + q);
+        if (q == 3) {
+            assert_true(read_full(fd, a, sizeof(a), 5000));
+            assert_int_equal(get32(a), SHM_XWAKE_MAGIC);
+        }
+    }
+    /* a bell with nothing new is harmless; the socket still serves */
+    uint8_t bell2[SHM_XREPLY] = {0};
+    put32(bell2, SHM_XBELL_MAGIC);
+    raw_send(fd, bell2, sizeof(bell2));
+    raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_READ, XOFF, 200, 1, in, 1));
+    assert_true(read_full(fd, a, sizeof(a), 5000));
+    assert_int_equal(get32(a), SHM_XDONE_MAGIC);
+    assert_int_equal(get32(a + 4), 0);
     close(fd);
     munmap(ring, SIZE);
 
@@ -2866,7 +2922,8 @@ static void test_staged_hostile(void **state)
     t_quiet_errors = true;
     t_capture_start();
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-        assert_int_equal(raw_xring(blob, SIZE, true, &dead[k], &ring), SHM_XREADY_CTL);
+        assert_int_equal(raw_xring(blob, SIZE, true, &dead[k], &ring),
+                         SHM_XREADY_CTL | SHM_XREADY_MBOX);
         size_t len = raw_job(m, bad[k].magic, bad[k].op, bad[k].off, bad[k].bytes, bad[k].niov,
                              bad[k].p, bad[k].np);
         raw_send(dead[k], m, len - (size_t)bad[k].cut);
@@ -2874,25 +2931,38 @@ static void test_staged_hostile(void **state)
         assert_false(read_full(dead[k], a, sizeof(a), 200));
         munmap(ring, SIZE);
     }
+    /* and a mailbox job longer than the mailbox: the ring ends, nothing is answered */
+    int dead_mb;
+    assert_int_equal(raw_xring(blob, SIZE, true, &dead_mb, &ring),
+                     SHM_XREADY_CTL | SHM_XREADY_MBOX);
+    shm_xctl_t *mctl = (shm_xctl_t *)(void *)(ring + SIZE - SHM_XCTL_BYTES);
+    mctl->mb_len = SHM_XMBOX_MAX + 1;
+    atomic_store(&mctl->mb_seq, 1);
+    for (double end = now_s() + 5; t_capture_count("mailbox length") == 0 && now_s() < end;)
+        usleep(1000);
+    assert_int_equal(atomic_load(&mctl->mb_done), 0);
+    munmap(ring, SIZE);
     /* a WARN per reason in a row (an identical line within 10 s is counted, not repeated): bad
-     * header; bad operation, piece count or ring range (six); longer; shorter. A slow run
-     * (valgrind) may see the 10 s pass and write a repeated line again. */
+     * header; bad operation, piece count or ring range (six); longer; shorter; mailbox length.
+     * A slow run (valgrind) may see the 10 s pass and write a repeated line again. */
     size_t warned = t_capture_count("malformed staging job");
-    assert_true(warned >= 4 && warned <= sizeof(bad) / sizeof(bad[0]));
+    assert_true(warned >= 5 && warned <= sizeof(bad) / sizeof(bad[0]) + 1);
     t_capture_stop();
     t_quiet_errors = false;
 
     /* the target is fine: a new ring works, and the ended ones are closed */
-    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL);
+    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL | SHM_XREADY_MBOX);
     memset(ring + XOFF, 0x77, 200);
     raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 1));
     assert_true(read_full(fd, a, sizeof(a), 5000));
     assert_int_equal(get32(a + 4), 0);
     assert_int_equal(rbuf[299], 0x77);
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-        assert_int_equal(recv(dead[k], a, sizeof(a), 0), 0); /* end of file */
+        assert_true(eof_within(dead[k], 5000));
         close(dead[k]);
     }
+    assert_true(eof_within(dead_mb, 5000));
+    close(dead_mb);
     close(fd);
     munmap(ring, SIZE);
 
