@@ -227,6 +227,16 @@ fail:
     return st;
 }
 
+/* A wait for a parked server's answer ended without it: after SHM_XSPIN_FAILS in a row, the
+ * target polls too seldom for waiting to pay, so wake it at once for the next jobs. */
+static void spin_missed(shm_xchan_t *x)
+{
+    if (++x->spin_fails >= SHM_XSPIN_FAILS) {
+        x->spin_fails = 0;
+        x->nospin = SHM_XNOSPIN_JOBS;
+    }
+}
+
 /*
  * The answer, when the target's server is parked (its user thread polls and serves jobs in
  * progress(), shm_xsrv.c): wait for it without sleeping, so that the target's send wakes
@@ -252,10 +262,7 @@ static ssize_t xspin(shm_xchan_t *x, uint8_t *a, size_t len)
                 return n;
             }
         } while (nixl_now_ns() - t0 < budget);
-        if (++x->spin_fails >= SHM_XSPIN_FAILS) {
-            x->spin_fails = 0;
-            x->nospin = SHM_XNOSPIN_JOBS; /* the target polls too seldom: wake it at once */
-        }
+        spin_missed(x);
     }
     shm_xctl_wake(x->ctl);
     errno = EAGAIN;
@@ -288,10 +295,7 @@ static nixl_status_t xmbox_wait(nixl_be_req_t *req, shm_xchan_t *x, uint64_t off
     if (atomic_load(&c->mb_done) == seq) {
         x->spin_fails = 0;
     } else {
-        if (++x->spin_fails >= SHM_XSPIN_FAILS) {
-            x->spin_fails = 0;
-            x->nospin = SHM_XNOSPIN_JOBS; /* the target polls too seldom: socket and wake-up */
-        }
+        spin_missed(x);
         atomic_store(&c->mb_sleep, seq); /* then mb_done; the target the other way round */
         shm_xctl_wake(c);
         uint8_t bell[SHM_XREPLY];
