@@ -86,11 +86,10 @@ static void t_capture_stop(void)
     t_capture = false;
 }
 
-/* How many messages captured since t_capture_start() contain `needle`. */
-static size_t t_capture_count(const char *needle)
+/* Call `fn` on every message captured since t_capture_start(), as a string. */
+static void t_capture_each(void (*fn)(const char *line, void *ctx), void *ctx)
 {
     pthread_mutex_lock(&t_log_mu);
-    size_t n = 0;
     for (const char *p = t_logbuf; p && p < t_logbuf + t_loglen;) {
         const char *end = memchr(p, '\n', (size_t)(t_logbuf + t_loglen - p));
         size_t len = end ? (size_t)(end - p) : (size_t)(t_logbuf + t_loglen - p);
@@ -98,12 +97,30 @@ static size_t t_capture_count(const char *needle)
         size_t k = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
         memcpy(line, p, k);
         line[k] = '\0';
-        if (strstr(line, needle))
-            n++;
+        fn(line, ctx);
         p += len + 1;
     }
     pthread_mutex_unlock(&t_log_mu);
-    return n;
+}
+
+typedef struct {
+    const char *needle;
+    size_t n;
+} t_count_t;
+
+static void t_count_line(const char *line, void *ctx)
+{
+    t_count_t *c = ctx;
+    if (strstr(line, c->needle))
+        c->n++;
+}
+
+/* How many messages captured since t_capture_start() contain `needle`. */
+static size_t t_capture_count(const char *needle)
+{
+    t_count_t c = {needle, 0};
+    t_capture_each(t_count_line, &c);
+    return c.n;
 }
 
 static void t_set_error(const nixl_host_t *host, nixl_status_t status, const char *fmt, ...)
@@ -2630,26 +2647,23 @@ static void test_staged(void **state)
 }
 
 /* Jobs served, and of them by progress(), on the rings that ended since the capture began. */
+static void ring_jobs_line(const char *line, void *ctx)
+{
+    uint64_t *t = ctx; /* jobs, polled */
+    const char *e = strstr(line, "staging ring of") ? strstr(line, "ended: ") : NULL;
+    unsigned long long j, q;
+    if (e && sscanf(e, "ended: %llu jobs served, %llu of them", &j, &q) == 2) {
+        t[0] += j;
+        t[1] += q;
+    }
+}
+
 static void ring_jobs(uint64_t *jobs, uint64_t *polled)
 {
-    *jobs = *polled = 0;
-    pthread_mutex_lock(&t_log_mu);
-    for (const char *p = t_logbuf; p && p < t_logbuf + t_loglen;) {
-        const char *end = memchr(p, '\n', (size_t)(t_logbuf + t_loglen - p));
-        size_t len = end ? (size_t)(end - p) : (size_t)(t_logbuf + t_loglen - p);
-        char line[1024];
-        size_t k = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
-        memcpy(line, p, k);
-        line[k] = '\0';
-        const char *e = strstr(line, "staging ring of") ? strstr(line, "ended: ") : NULL;
-        unsigned long long j, q;
-        if (e && sscanf(e, "ended: %llu jobs served, %llu of them", &j, &q) == 2) {
-            *jobs += j;
-            *polled += q;
-        }
-        p += len + 1;
-    }
-    pthread_mutex_unlock(&t_log_mu);
+    uint64_t t[2] = {0, 0};
+    t_capture_each(ring_jobs_line, t);
+    *jobs = t[0];
+    *polled = t[1];
 }
 
 /* Parking (shm_xsrv.c): while the target's user thread calls progress(), the jobs of a staging
@@ -2663,6 +2677,7 @@ static void test_staged_parking(void **state)
     skip(); /* as test_staged: the bytes reach the checks through sockets */
 #endif
     static const unsigned periods[] = {UINT_MAX, 0, 3000}; /* none, busy, every 3 ms */
+    unsigned retries = 0;
     for (size_t m = 0; m < sizeof(periods) / sizeof(periods[0]); m++) {
         thost_t ha, hb;
         thost_init(&ha);
@@ -2727,12 +2742,18 @@ static void test_staged_parking(void **state)
         assert_true(jobs >= 2 * ROUNDS * 2 + 2 * ROUNDS); /* two or more per large request */
         if (periods[m] == UINT_MAX)
             assert_int_equal(polled, 0); /* nobody polled: the thread served every job */
-        else if (periods[m] == 0)
-            assert_true(polled > 0); /* a busy poller served jobs itself */
         free(lbuf);
         free(rbuf);
         thost_fini(&ha);
         thost_fini(&hb);
+        /* A busy poller served jobs itself. On a machine loaded by other tests the poller may
+         * not run between the thread's looks: try that mode again, at most twice. */
+        if (periods[m] == 0 && polled == 0 && retries++ < 2) {
+            m--;
+            continue;
+        }
+        if (periods[m] == 0)
+            assert_true(polled > 0);
     }
 }
 
