@@ -198,6 +198,24 @@ static void accept_back_off(nixl_be_engine_t *eng, int e)
                     (unsigned long long)rep);
 }
 
+static void conn_service(nixl_be_engine_t *eng, shm_conn_t *conn);
+
+/*
+ * An initiator connects again only after closing its previous connection to us (disconnect,
+ * then a new load: shm_peer.c), and numbers from 1 on the new one. So what the old one still
+ * holds (ring records, socket bytes, its end-of-file) is all here, was sent first, and is
+ * delivered now, before anything of the new one can be read. Connections of other engines in
+ * that process are only read early, which is harmless.
+ */
+static void drain_predecessors(nixl_be_engine_t *eng, pid_t pid)
+{
+    for (shm_conn_t *c = eng->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->cred_pid == pid && !c->zombie)
+            conn_service(eng, c); /* may close it */
+    }
+}
+
 static void accept_all(nixl_be_engine_t *eng)
 {
     if (eng->accept_resume_ms)
@@ -223,6 +241,8 @@ static void accept_all(nixl_be_engine_t *eng)
             continue;
         }
         pid_t cred_pid = conn ? conn->cred_pid : 0;
+        if (conn)
+            drain_predecessors(eng, cred_pid);
         uint64_t data = 0;
         uint32_t slot = conn ? shm_slot_add(eng, SHM_SLOT_CONN, conn, &data) : SHM_SLOT_NONE;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = data};

@@ -76,6 +76,9 @@
  *    are visible: the ring is drained below s first, then s must be next_seq;
  *  - frames without a number (SHMN: sent before the initiator adopted the ring, and by peers
  *    without rings) precede every numbered message in the stream and are numbered by arrival.
+ * Numbers start again at 1 on a new connection. An initiator connects again only after it
+ * closed its previous connection, so at accept() the old one's records and frames are all
+ * visible, and they are delivered then (shm_event.c, drain_predecessors).
  * Nothing is lost: every number the initiator used is committed in the ring or travelling on
  * the socket, and the target stops only at a zero commit byte (the ring holds nothing more) or
  * at a gap (filled from the socket). Nothing is duplicated: a delivered record is zeroed and

@@ -1059,6 +1059,105 @@ static void test_ring_full(void **state)
     thost_fini(&hb);
 }
 
+/*
+ * An initiator that drops its connection and connects again (the core's invalidate and reload
+ * after a failure) numbers its notifications from 1 on the new one. Whatever the old one still
+ * holds, in its ring or its socket, was sent first and must be delivered first, whichever
+ * thread of the target (the event thread or progress()) gets to the two connections first. The
+ * target is kept from reading anything (its lock held) until both are there.
+ */
+static void send_half(nixl_be_engine_t *a, nixl_be_md_t *lmd, nixl_be_md_t *rmd, uint8_t *lbuf,
+                      uint8_t *rbuf, unsigned from)
+{
+    for (unsigned k = from; k < from + 10; k++) {
+        char msg[16];
+        int len = snprintf(msg, sizeof(msg), "n%u", k);
+        if (k % 2 == 0) { /* data and a notification: a ring record while the ring is on */
+            nixl_be_desc_t l = {(uintptr_t)(lbuf + k * 64), 64, 0, lmd};
+            nixl_be_desc_t r = {(uintptr_t)(rbuf + k * 64), 64, 0, rmd};
+            fill(lbuf + k * 64, 64, k, 0);
+            nixl_be_req_t *w;
+            assert_int_equal(ops->prep_xfer(a, NIXL_WRITE, &l, &r, 1, "B", NULL, &w),
+                             NIXL_SUCCESS);
+            nixl_be_xfer_opts_t o = {.has_notif = true, .notif = msg, .notif_len = (size_t)len};
+            assert_int_equal(ops->post_xfer(a, w, &o), NIXL_SUCCESS);
+            assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
+        } else {
+            assert_int_equal(ops->gen_notif(a, "B", msg, (size_t)len), NIXL_SUCCESS);
+        }
+    }
+}
+
+static void reconnect_order_case(bool target_polls)
+{
+    thost_t ha, hb;
+    thost_init(&ha);
+    thost_init(&hb);
+    nixl_be_engine_t *a, *b;
+    assert_int_equal(eng_create(&ha, "A", NULL, &a), NIXL_SUCCESS);
+    assert_int_equal(eng_create(&hb, "B", NULL, &b), NIXL_SUCCESS);
+    load_peer(a, "B", b);
+    wait_ring(a, "B");
+    uint8_t *lbuf = calloc(20, 64), *rbuf = calloc(20, 64);
+    nixl_reg_desc_t rd = {(uintptr_t)lbuf, 20 * 64, 0, NULL, 0};
+    nixl_be_md_t *lmd, *rmd;
+    assert_int_equal(ops->register_mem(a, NIXL_DRAM_SEG, &rd, 1, &lmd), NIXL_SUCCESS);
+    nixl_desc_t d = {(uintptr_t)rbuf, 20 * 64, 0};
+    if (target_polls) /* B polls its rings: A writes records without doorbells */
+        for (int i = 0; i < 200; i++) {
+            ops->progress(b);
+            pthread_mutex_lock(&b->ev_lock);
+            bool on = b->polling;
+            pthread_mutex_unlock(&b->ev_lock);
+            if (on)
+                break;
+            usleep(500);
+        }
+
+    pthread_mutex_lock(&b->ev_lock); /* B reads nothing from here on */
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, NULL, 1, &rmd),
+                     NIXL_SUCCESS);
+    send_half(a, lmd, rmd, lbuf, rbuf, 0);
+    ops->unload_md(a, MDS(&rmd, 1));
+    assert_int_equal(ops->disconnect(a, "B"), NIXL_SUCCESS);
+    load_peer(a, "B", b); /* connects again: B accepts it once it reads again */
+    assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, NULL, 1, &rmd),
+                     NIXL_SUCCESS);
+    send_half(a, lmd, rmd, lbuf, rbuf, 10);
+    pthread_mutex_unlock(&b->ev_lock);
+
+    for (unsigned k = 0; k < 20; k++) {
+        tnotif_t *n = wait_notif(&hb, b, 10);
+        assert_non_null(n);
+        char want[16];
+        snprintf(want, sizeof(want), "n%u", k);
+        if (n->len != strlen(want) || memcmp(n->msg, want, n->len) != 0)
+            fail_msg("notification %u is '%.*s', not '%s' (target %s)", k, (int)n->len,
+                     (const char *)n->msg, want, target_polls ? "polling" : "idle");
+        free(n);
+    }
+    for (unsigned k = 0; k < 20; k += 2)
+        assert_true(check(rbuf + k * 64, 64, k, 0));
+    assert_null(wait_notif(&hb, b, 0.05));
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
+    ops->destroy(a);
+    ops->destroy(b);
+    free(lbuf);
+    free(rbuf);
+    thost_fini(&ha);
+    thost_fini(&hb);
+}
+
+static void test_reconnect_order(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 5; round++) {
+        reconnect_order_case(true);
+        reconnect_order_case(false);
+    }
+}
+
 /* The receiver alternates between polling and not: records written while nobody polls must
  * reach the queue through the event thread (the IDLE / doorbell hand-over), records written
  * while it polls through progress(). */
@@ -3369,6 +3468,7 @@ int main(void)
         cmocka_unit_test(test_notifs),
         cmocka_unit_test(test_ring_order),
         cmocka_unit_test(test_ring_full),
+        cmocka_unit_test(test_reconnect_order),
         cmocka_unit_test(test_ring_not_polling),
         cmocka_unit_test(test_ring_threads),
         cmocka_unit_test(test_xfer_sync),
