@@ -923,9 +923,16 @@ static void ring_order_case(const char *ring_size, bool polls, unsigned count)
     assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, NULL, 1, &rmd),
                      NIXL_SUCCESS);
 
+    size_t polled_before = t_capture_count("agent 'B' polls its ring");
     consumer_t c = {&hb, polls ? b : NULL, count, 0, rbuf};
     pthread_t th;
     pthread_create(&th, NULL, consumer_main, &c);
+    /* A polled case means to exercise the ring without doorbells: start once A knows B polls
+     * (on a loaded machine that takes a while; a lapse later only costs doorbells). */
+    for (double end = now_s() + 10;
+         polls && strcmp(ring_size, "0") != 0 && now_s() < end &&
+         t_capture_count("agent 'B' polls its ring") == polled_before;)
+        usleep(1000);
     uint8_t *msg = malloc(70000);
     for (unsigned k = 0; k < count && !c.bad; k++) {
         size_t len = mix_size(k);
