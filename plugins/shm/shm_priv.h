@@ -287,8 +287,9 @@ enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_
 #define SHM_XSTALL_MS 30000      /* no answer for this long: the peer is stuck, fail */
 #define SHM_XOPEN_MS 5000        /* how long the target may take to accept a ring */
 /* Frames on the staging socket (SOCK_SEQPACKET, one frame per message, little endian):
- *  SHMJ (initiator): u32 magic, u32 op, u64 ring offset, u64 bytes, u32 niov, u32 0, then niov
- *       x {u64 address, u64 length} in the target: WRITE copies ring -> memory, READ the reverse.
+ *  SHMJ (initiator): u32 magic, u32 op, u64 ring offset, u64 bytes, u32 niov, u32 flags (0, or
+ *       SHM_XJOB_STREAM in the mailbox), then niov x {u64 address, u64 length} in the target:
+ *       WRITE copies ring -> memory, READ the reverse.
  *  SHMK (target): u32 magic, u32 errno (0: done), u64 ring offset, u64 bytes, u64 bad index.
  *  SHMY (target, once): u32 magic, u32 errno (0: ready), u64 ring size, u64 flags
  *       (SHM_XREADY_CTL: the control page is in use), u64 0.
@@ -301,6 +302,16 @@ enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_
 #define SHM_XBELL_MAGIC 0x424d4853u  /* "SHMB": initiator, a job waits in the mailbox */
 #define SHM_XWAKE_MAGIC 0x574d4853u  /* "SHMW": target, the mailbox job is answered */
 #define SHM_XJOB_HDR 32u
+/* A mailbox job whose data streams (shm_xsrv.c, "Streaming"): it starts at ring offset 0 and
+ * mb_avail says how many of its bytes are in place (WRITE: the initiator's copy into the ring;
+ * READ: the target's copy out of its memory), published every SHM_XSTREAM_CHUNK bytes. */
+#define SHM_XJOB_STREAM 1u
+#define SHM_XSTREAM_CHUNK ((size_t)32 << 10)
+/* How long one look at a streaming WRITE follows the initiator's copy: while new bytes come
+ * within SHM_XFOLLOW_GAP_NS, for at most SHM_XFOLLOW_MAX_NS (then progress() returns and the
+ * next call goes on). */
+#define SHM_XFOLLOW_GAP_NS 5000u
+#define SHM_XFOLLOW_MAX_NS 100000u
 #define SHM_XREPLY 32u
 enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
 
@@ -315,9 +326,11 @@ enum { SHM_XOP_WRITE = 1, SHM_XOP_READ = 2 };
 #define SHM_XCTL_MAGIC 0x434d4853u /* "SHMC" */
 #define SHM_XREADY_CTL 1u
 #define SHM_XREADY_MBOX 2u /* SHMY: the target serves the control page's mailbox too */
+#define SHM_XREADY_STREAM 4u /* SHMY: ... and streams mailbox jobs (SHM_XJOB_STREAM) */
 enum { SHM_XSRV_SOCKET = 0, SHM_XSRV_PARKED = 1, SHM_XSRV_WOKEN = 2 };
 /* The mailbox takes the rest of the page: one job frame of up to 250 pieces. */
 #define SHM_XMBOX_MAX (SHM_XCTL_BYTES - 64u)
+#define SHM_XMBOX_PIECES ((SHM_XMBOX_MAX - SHM_XJOB_HDR) / 16u)
 typedef struct shm_xctl {
     uint32_t magic;
     _Atomic uint32_t state;  /* the server thread: SHM_XSRV_*; a futex word when parked */
@@ -332,7 +345,7 @@ typedef struct shm_xctl {
     uint32_t mb_err;           /* the answer: errno (0: done) */
     uint32_t mb_pad;
     uint64_t mb_bad;           /* the answer: the bad piece */
-    uint8_t mb_pad2[8];
+    _Atomic uint64_t mb_avail; /* a streaming job: bytes of its data in place (see above) */
     uint8_t mb_job[SHM_XMBOX_MAX];
 } shm_xctl_t;
 _Static_assert(sizeof(shm_xctl_t) == SHM_XCTL_BYTES, "the control page is one page");
@@ -348,6 +361,16 @@ _Static_assert(sizeof(shm_xctl_t) == SHM_XCTL_BYTES, "the control page is one pa
 /* A server thread stays parked while progress() was called in the last this many ms. */
 #define SHM_XPARK_MS 2
 
+/* A spinning wait's pause: it spares the sibling hyperthread and the memory bus. */
+static inline void shm_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* The initiator's ring to one peer (its own lock: a transfer holds it from start to end). */
 typedef struct shm_xchan {
     pthread_mutex_t lock;
@@ -359,6 +382,7 @@ typedef struct shm_xchan {
     unsigned nospin;     /* jobs left for which a parked server is woken without a wait */
     unsigned spin_fails; /* waits in a row that ended without the answer */
     bool mbox;           /* the target serves the mailbox */
+    bool stream;         /* ... and streams its jobs */
     uint32_t mb_seq;     /* the last mailbox job */
     uint8_t *msg;        /* one job frame */
 } shm_xchan_t;
@@ -374,14 +398,21 @@ typedef struct shm_xsrv {
     size_t data_end; /* jobs stay below: the control page, when in use, or size */
     shm_xctl_t *ctl; /* NULL: the initiator does not park us */
     _Atomic uint32_t mb_served; /* the mailbox job served last (written under lock) */
+    /* The mailbox job being served, while a streaming WRITE waits for its bytes (under lock;
+     * mb_want is read without it: UINT64_MAX, or the mb_avail last seen). */
+    bool mb_active;
+    uint32_t mb_cur_seq;
+    uint64_t mb_off;
+    _Atomic uint64_t mb_want;
+    uint8_t *mb; /* its frame, copied out of the page */
     pthread_mutex_t lock; /* whoever reads the socket and serves a job (thread or poller) */
     uint8_t *m;           /* one job frame, under lock */
     pthread_t thread;
     atomic_bool ended; /* the ring is over (EOF, error, malformed job): the thread leaves */
     atomic_bool stop;  /* the engine stops */
     atomic_bool done;  /* the thread has finished: join it */
-    /* Jobs served, and of them by progress() callers (logged when the ring ends). */
-    atomic_uint_fast64_t jobs, jobs_polled;
+    /* Jobs served, of them by progress() callers, and streamed (logged when the ring ends). */
+    atomic_uint_fast64_t jobs, jobs_polled, jobs_streamed;
 } shm_xsrv_t;
 
 typedef struct shm_sendq {

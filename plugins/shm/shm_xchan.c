@@ -64,7 +64,7 @@ void shm_xchan_close(shm_peer_t *peer)
     x->size = x->slot = x->data_end = 0;
     x->ctl = NULL;
     x->nospin = x->spin_fails = 0;
-    x->mbox = false;
+    x->mbox = x->stream = false;
     x->mb_seq = 0;
 }
 
@@ -193,6 +193,7 @@ static nixl_status_t xopen(nixl_be_req_t *req)
         x->ctl = (shm_xctl_t *)(void *)(x->base + size - SHM_XCTL_BYTES);
         x->data_end = size - SHM_XCTL_BYTES;
         x->mbox = (shm_get_u64(a + 16) & SHM_XREADY_MBOX) != 0;
+        x->stream = x->mbox && (shm_get_u64(a + 16) & SHM_XREADY_STREAM) != 0;
     } else {
         x->data_end = size; /* an older target: no control page */
     }
@@ -269,15 +270,6 @@ static ssize_t xspin(shm_xchan_t *x, uint8_t *a, size_t len)
     return -1;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /*
  * The answer of the job in the mailbox (shm_xsrv.c, "Mailbox"), as a socket answer frame in
  * `a`: wait for it on the page without a system call, as xspin does; if it does not come,
@@ -285,13 +277,13 @@ static inline void cpu_relax(void)
  * until the target says it answered (a wake frame) or the ring fails.
  */
 static nixl_status_t xmbox_wait(nixl_be_req_t *req, shm_xchan_t *x, uint64_t off, size_t len,
-                                bool async, uint8_t *a)
+                                uint64_t budget, bool async, uint8_t *a)
 {
     shm_xctl_t *c = x->ctl;
     uint32_t seq = x->mb_seq;
-    uint64_t t0 = nixl_now_ns(), budget = SHM_XSPIN_NS + len / SHM_XSPIN_BYTES_PER_NS;
+    uint64_t t0 = nixl_now_ns();
     while (atomic_load(&c->mb_done) != seq && nixl_now_ns() - t0 < budget)
-        cpu_relax();
+        shm_cpu_relax();
     if (atomic_load(&c->mb_done) == seq) {
         x->spin_fails = 0;
     } else {
@@ -357,6 +349,142 @@ static size_t piece_desc(const struct iovec *l, size_t count, xcur_t at, size_t 
     return at.idx;
 }
 
+/* Copy n bytes from the ring at s into the local descriptors from cursor *at on. */
+static void ring_to_local(const struct iovec *l, xcur_t *at, const uint8_t *s, size_t n)
+{
+    while (n) {
+        size_t avail = l[at->idx].iov_len - at->off;
+        size_t take = avail < n ? avail : n;
+        memcpy((uint8_t *)l[at->idx].iov_base + at->off, s, take);
+        s += take;
+        n -= take;
+        at->off += take;
+        if (at->off == l[at->idx].iov_len) {
+            at->idx++;
+            at->off = 0;
+        }
+    }
+}
+
+/* The target's answer to a job said errno e for descriptor d. */
+static nixl_status_t job_failed(nixl_be_req_t *req, const struct iovec *r, size_t count, size_t d,
+                                uint32_t e)
+{
+    const char *op = req->op == NIXL_WRITE ? "WRITE" : "READ";
+    if (e == EFAULT)
+        return xfail(req, NIXL_ERR_BACKEND,
+                     "%s to agent '%s', descriptor %zu (remote 0x%llx): the range is not inside "
+                     "memory registered with it (was it deregistered?)",
+                     op, req->peer->name, d,
+                     (unsigned long long)(uintptr_t)r[d < count ? d : 0].iov_base);
+    return xfail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s", op,
+                 req->peer->name, d, strerror((int)e));
+}
+
+/* The bytes of a transfer that one streaming mailbox job can carry (every non-empty descriptor
+ * one piece, all of them in the ring's slots at once), or 0. */
+static size_t stream_bytes(const shm_xchan_t *x, const struct iovec *l, size_t count)
+{
+    size_t pieces = 0, sum = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!l[i].iov_len)
+            continue;
+        if (++pieces > SHM_XMBOX_PIECES || l[i].iov_len > x->data_end - sum)
+            return 0;
+        sum += l[i].iov_len;
+    }
+    return sum;
+}
+
+/*
+ * A transfer as one streaming mailbox job (shm_xsrv.c, "Streaming"): the job first, then a
+ * WRITE's data into the ring, its progress published every SHM_XSTREAM_CHUNK bytes, so that the
+ * target's copy out of the ring runs beside ours; a READ copies out behind the target's
+ * published progress. Then the answer, as for any mailbox job.
+ */
+static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct iovec *l,
+                             const struct iovec *r, size_t count, size_t total, bool async)
+{
+    bool write = req->op == NIXL_WRITE;
+    shm_xctl_t *c = x->ctl;
+    uint8_t *m = x->msg + SHM_XJOB_HDR;
+    uint32_t niov = 0;
+    for (size_t i = 0; i < count; i++)
+        if (l[i].iov_len) {
+            shm_put_u64(m, (uint64_t)(uintptr_t)r[i].iov_base);
+            shm_put_u64(m + 8, l[i].iov_len);
+            m += 16;
+            niov++;
+        }
+    shm_put_u32(x->msg, SHM_XJOB_MAGIC);
+    shm_put_u32(x->msg + 4, write ? SHM_XOP_WRITE : SHM_XOP_READ);
+    shm_put_u64(x->msg + 8, 0);
+    shm_put_u64(x->msg + 16, total);
+    shm_put_u32(x->msg + 24, niov);
+    shm_put_u32(x->msg + 28, SHM_XJOB_STREAM);
+    size_t flen = SHM_XJOB_HDR + 16u * niov;
+    memcpy(c->mb_job, x->msg, flen);
+    c->mb_len = (uint32_t)flen;
+    atomic_store_explicit(&c->mb_avail, 0, memory_order_relaxed); /* before the number */
+    uint32_t seq = ++x->mb_seq;
+    atomic_store(&c->mb_seq, seq);
+
+    uint64_t budget = SHM_XSPIN_NS + total / SHM_XSPIN_BYTES_PER_NS;
+    size_t got = 0; /* READ: bytes copied out */
+    xcur_t at = {0, 0};
+    if (write) {
+        size_t done = 0, next_pub = SHM_XSTREAM_CHUNK;
+        for (size_t i = 0; i < count; i++) {
+            const uint8_t *p = l[i].iov_base;
+            for (size_t left = l[i].iov_len; left;) {
+                size_t take = next_pub - done < left ? next_pub - done : left;
+                memcpy(x->base + done, p, take);
+                done += take;
+                p += take;
+                left -= take;
+                if (done == next_pub) {
+                    atomic_store_explicit(&c->mb_avail, done, memory_order_release);
+                    next_pub += SHM_XSTREAM_CHUNK;
+                }
+            }
+        }
+        atomic_store_explicit(&c->mb_avail, total, memory_order_release);
+    } else {
+        /* Behind the target while it publishes; it may not come: then wait as for any job. */
+        uint64_t last = nixl_now_ns();
+        while (atomic_load(&c->mb_done) != seq) {
+            uint64_t avail = atomic_load_explicit(&c->mb_avail, memory_order_acquire);
+            if (avail > total)
+                avail = total; /* a hint from the target: never past the job */
+            if (avail > got) {
+                ring_to_local(l, &at, x->base + got, avail - got);
+                got = avail;
+                last = nixl_now_ns();
+            } else if (nixl_now_ns() - last > budget) {
+                break;
+            } else {
+                shm_cpu_relax();
+            }
+        }
+        budget = 0; /* waited already */
+    }
+    uint8_t a[SHM_XREPLY];
+    nixl_status_t st = xmbox_wait(req, x, 0, total, budget, async, a);
+    if (st != NIXL_SUCCESS)
+        return st;
+    uint32_t e = shm_get_u32(a + 4);
+    if (e) {
+        uint64_t bad = shm_get_u64(a + 24), k = 0;
+        size_t d = 0;
+        while (d < count && (!l[d].iov_len || k++ < bad))
+            d++;
+        return job_failed(req, r, count, d, e);
+    }
+    if (!write && got < total)
+        ring_to_local(l, &at, x->base + got, total - got);
+    return NIXL_SUCCESS;
+}
+
 nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const struct iovec *r,
                              size_t count, bool async)
 {
@@ -372,6 +500,15 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             pthread_mutex_unlock(&x->lock);
             return st;
         }
+    }
+    size_t total;
+    if (x->stream && !x->nospin && atomic_load(&x->ctl->state) == SHM_XSRV_PARKED &&
+        (total = stream_bytes(x, l, count)) != 0) {
+        st = xstream(req, x, l, r, count, total, async);
+        if (st != NIXL_SUCCESS)
+            shm_xchan_close(peer); /* the ring is in an unknown state; a new one next time */
+        pthread_mutex_unlock(&x->lock);
+        return st;
     }
     struct {
         xcur_t at;
@@ -452,7 +589,8 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         uint8_t a[SHM_XREPLY];
         ssize_t n = -1;
         if (in_mbox) {
-            st = xmbox_wait(req, x, 0, pend[0].len, async, a);
+            st = xmbox_wait(req, x, 0, pend[0].len,
+                            SHM_XSPIN_NS + pend[0].len / SHM_XSPIN_BYTES_PER_NS, async, a);
             if (st != NIXL_SUCCESS)
                 goto fail;
             n = (ssize_t)sizeof(a);
@@ -487,32 +625,12 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         uint32_t e = shm_get_u32(a + 4);
         if (e) {
             size_t d = piece_desc(l, count, pend[k].at, slot_cap(x, k), shm_get_u64(a + 24));
-            if (e == EFAULT)
-                st = xfail(req, NIXL_ERR_BACKEND,
-                           "%s to agent '%s', descriptor %zu (remote 0x%llx): the range is "
-                           "not inside memory registered with it (was it deregistered?)",
-                           write ? "WRITE" : "READ", peer->name, d,
-                           (unsigned long long)(uintptr_t)r[d < count ? d : 0].iov_base);
-            else
-                st = xfail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s",
-                           write ? "WRITE" : "READ", peer->name, d, strerror((int)e));
+            st = job_failed(req, r, count, d, e);
             goto fail;
         }
         if (!write) {
-            const uint8_t *s = x->base + k * x->slot;
             xcur_t at = pend[k].at;
-            for (size_t left = pend[k].len; left;) {
-                size_t avail = l[at.idx].iov_len - at.off;
-                size_t take = avail < left ? avail : left;
-                memcpy((uint8_t *)l[at.idx].iov_base + at.off, s, take);
-                s += take;
-                left -= take;
-                at.off += take;
-                if (at.off == l[at.idx].iov_len) {
-                    at.idx++;
-                    at.off = 0;
-                }
-            }
+            ring_to_local(l, &at, x->base + k * x->slot, pend[k].len);
         }
         done++;
     }

@@ -83,94 +83,185 @@ static void bad_job(nixl_be_engine_t *eng, const char *why)
                     (unsigned long long)rep);
 }
 
-/* One job: check and copy; *err and *bad say how it went. False: malformed (end the ring). */
-static bool xsrv_run(shm_xsrv_t *sv, const uint8_t *m, size_t n, uint32_t *err, uint64_t *bad)
+/* A job frame, checked (shm_priv.h, SHMJ). */
+typedef struct xjob {
+    uint32_t op, niov, flags;
+    uint64_t off, len;
+    const uint8_t *p; /* the pieces */
+} xjob_t;
+
+/* Check a job frame against the ring. False: malformed (end the ring). `mbox`: it came through
+ * the mailbox, where it may stream. */
+static bool xjob_parse(shm_xsrv_t *sv, const uint8_t *m, size_t n, bool mbox, xjob_t *j)
 {
     nixl_be_engine_t *eng = sv->eng;
     if (n < SHM_XJOB_HDR || shm_get_u32(m) != SHM_XJOB_MAGIC) {
         bad_job(eng, "bad header");
         return false;
     }
-    uint32_t op = shm_get_u32(m + 4), niov = shm_get_u32(m + 24);
-    uint64_t off = shm_get_u64(m + 8), len = shm_get_u64(m + 16);
-    if ((op != SHM_XOP_WRITE && op != SHM_XOP_READ) || niov == 0 || niov > SHM_IOV_MAX ||
-        n != SHM_XJOB_HDR + 16u * (size_t)niov || off > sv->data_end || len > sv->data_end - off) {
+    j->op = shm_get_u32(m + 4);
+    j->niov = shm_get_u32(m + 24);
+    j->flags = shm_get_u32(m + 28);
+    j->off = shm_get_u64(m + 8);
+    j->len = shm_get_u64(m + 16);
+    j->p = m + SHM_XJOB_HDR;
+    if ((j->op != SHM_XOP_WRITE && j->op != SHM_XOP_READ) || j->niov == 0 ||
+        j->niov > SHM_IOV_MAX || n != SHM_XJOB_HDR + 16u * (size_t)j->niov ||
+        j->off > sv->data_end || j->len > sv->data_end - j->off) {
         bad_job(eng, "bad operation, piece count or ring range");
         return false;
     }
-    const uint8_t *p = m + SHM_XJOB_HDR;
+    if (j->flags != 0 && (!mbox || j->flags != SHM_XJOB_STREAM || j->off != 0)) {
+        bad_job(eng, "bad flags");
+        return false;
+    }
     uint64_t sum = 0;
-    for (uint32_t i = 0; i < niov; i++) {
-        uint64_t l = shm_get_u64(p + 16 * i + 8);
-        if (l > len - sum) {
+    for (uint32_t i = 0; i < j->niov; i++) {
+        uint64_t l = shm_get_u64(j->p + 16 * i + 8);
+        if (l > j->len - sum) {
             bad_job(eng, "pieces longer than the job");
             return false;
         }
         sum += l;
     }
-    if (sum != len) {
+    if (sum != j->len) {
         bad_job(eng, "pieces shorter than the job");
         return false;
     }
+    return true;
+}
+
+/*
+ * Copy bytes [from, to) of a checked job between the ring and our regions, every piece checked
+ * against the registered regions in the same hold of regs_lock (a region may go between two
+ * calls for one streaming job). `publish`: a streaming READ, whose progress goes to mb_avail
+ * every SHM_XSTREAM_CHUNK bytes. *err (an errno) and *bad (the piece) when a piece is not ours.
+ */
+static void xjob_copy(shm_xsrv_t *sv, const xjob_t *j, uint64_t from, uint64_t to,
+                      shm_xctl_t *publish, uint32_t *err, uint64_t *bad)
+{
+    nixl_be_engine_t *eng = sv->eng;
     *err = 0;
     *bad = 0;
-    uint8_t *s = sv->base + off;
     pthread_rwlock_rdlock(&eng->regs_lock);
-    for (uint32_t i = 0; i < niov && !*err; i++)
-        if (!shm_region_covers(eng, (uintptr_t)shm_get_u64(p + 16 * i),
-                               (size_t)shm_get_u64(p + 16 * i + 8))) {
+    for (uint32_t i = 0; i < j->niov && !*err; i++)
+        if (!shm_region_covers(eng, (uintptr_t)shm_get_u64(j->p + 16 * i),
+                               (size_t)shm_get_u64(j->p + 16 * i + 8))) {
             *err = EFAULT;
             *bad = i;
         }
-    for (uint32_t i = 0; i < niov && !*err; i++) {
-        uint8_t *a = (uint8_t *)(uintptr_t)shm_get_u64(p + 16 * i);
-        size_t l = (size_t)shm_get_u64(p + 16 * i + 8);
-        if (op == SHM_XOP_WRITE)
-            memcpy(a, s, l);
-        else
-            memcpy(s, a, l);
-        s += l;
+    uint64_t pos = 0, next_pub = from + SHM_XSTREAM_CHUNK;
+    for (uint32_t i = 0; i < j->niov && !*err && pos < to; i++) {
+        uint8_t *a = (uint8_t *)(uintptr_t)shm_get_u64(j->p + 16 * i);
+        uint64_t l = shm_get_u64(j->p + 16 * i + 8), end = pos + l;
+        if (end > from) {
+            uint64_t b = from > pos ? from - pos : 0; /* into this piece */
+            while (pos + b < end && pos + b < to) {
+                uint64_t at = pos + b, stop = end < to ? end : to;
+                if (publish && stop > next_pub)
+                    stop = next_pub;
+                uint8_t *s = sv->base + j->off + at;
+                if (j->op == SHM_XOP_WRITE)
+                    memcpy(a + b, s, (size_t)(stop - at));
+                else
+                    memcpy(s, a + b, (size_t)(stop - at));
+                b += stop - at;
+                if (publish && stop == next_pub) {
+                    atomic_store_explicit(&publish->mb_avail, stop, memory_order_release);
+                    next_pub += SHM_XSTREAM_CHUNK;
+                }
+            }
+        }
+        pos = end;
     }
     pthread_rwlock_unlock(&eng->regs_lock);
-    return true;
 }
 
 /* One job from the socket: run it, answer on the socket. False: end the ring. */
 static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
 {
+    xjob_t j;
+    if (!xjob_parse(sv, m, n, false, &j))
+        return false;
     uint32_t err;
     uint64_t bad;
-    if (!xsrv_run(sv, m, n, &err, &bad))
-        return false;
+    xjob_copy(sv, &j, 0, j.len, NULL, &err, &bad);
     bool ok;
-    xsrv_reply(sv->fd, SHM_XDONE_MAGIC, err, shm_get_u64(m + 8), shm_get_u64(m + 16), bad, &ok);
+    xsrv_reply(sv->fd, SHM_XDONE_MAGIC, err, j.off, j.len, bad, &ok);
     return ok;
 }
 
-/* The mailbox's job, if a new one waits (sv->lock held): copied out of the shared page before
- * it is checked, answered in the page, and on the socket too when the initiator sleeps there.
- * False: end the ring. */
+/*
+ * The mailbox's job, if a new one waits or a streaming one has more bytes (sv->lock held):
+ * copied out of the shared page before it is checked, answered in the page, and on the socket
+ * too when the initiator sleeps there. False: end the ring.
+ *
+ * Streaming. A mailbox job may stream (SHM_XJOB_STREAM): the initiator posts it before its
+ * data and then says in mb_avail how much of it is in place, so the two copies of a staged
+ * WRITE (into the ring, out of it) overlap instead of following each other; for a READ we
+ * publish our progress the same way and the initiator copies out behind us. We never wait for
+ * an initiator: a look follows its copy while bytes keep coming (SHM_XFOLLOW_*), then returns
+ * with the job open, and the next look (progress(), or the thread when the initiator rings
+ * after publishing everything) goes on. mb_avail is only a count of bytes the initiator claims
+ * to have written into its own ring: it is clamped to the job, and the pieces are checked as
+ * for any job.
+ */
 static bool serve_mbox(shm_xsrv_t *sv, bool poller)
 {
     shm_xctl_t *c = sv->ctl;
-    uint32_t seq = atomic_load(&c->mb_seq);
-    if (seq == atomic_load_explicit(&sv->mb_served, memory_order_relaxed))
-        return true;
-    atomic_store_explicit(&sv->mb_served, seq, memory_order_relaxed);
-    uint32_t len = *(volatile uint32_t *)&c->mb_len;
-    if (len < SHM_XJOB_HDR || len > SHM_XMBOX_MAX) {
-        bad_job(sv->eng, "mailbox length");
-        return false;
+    xjob_t j;
+    if (!sv->mb_active) {
+        uint32_t seq = atomic_load(&c->mb_seq);
+        if (seq == atomic_load_explicit(&sv->mb_served, memory_order_relaxed))
+            return true;
+        atomic_store_explicit(&sv->mb_served, seq, memory_order_relaxed);
+        uint32_t len = *(volatile uint32_t *)&c->mb_len;
+        if (len < SHM_XJOB_HDR || len > SHM_XMBOX_MAX) {
+            bad_job(sv->eng, "mailbox length");
+            return false;
+        }
+        memcpy(sv->mb, c->mb_job, len);
+        if (!xjob_parse(sv, sv->mb, len, true, &j))
+            return false;
+        sv->mb_active = true;
+        sv->mb_cur_seq = seq;
+        sv->mb_off = 0;
+    } else {
+        (void)xjob_parse(sv, sv->mb, SHM_XJOB_HDR + 16u * shm_get_u32(sv->mb + 24), true, &j);
     }
-    memcpy(sv->m, c->mb_job, len);
-    uint32_t err;
-    uint64_t bad;
-    if (!xsrv_run(sv, sv->m, len, &err, &bad))
-        return false;
+    uint32_t err = 0;
+    uint64_t bad = 0;
+    if (j.flags == SHM_XJOB_STREAM && j.op == SHM_XOP_WRITE) {
+        uint64_t t0 = nixl_now_ns(), last = t0;
+        for (;;) {
+            uint64_t avail = atomic_load_explicit(&c->mb_avail, memory_order_acquire);
+            uint64_t upto = avail < j.len ? avail : j.len;
+            if (upto > sv->mb_off) {
+                xjob_copy(sv, &j, sv->mb_off, upto, NULL, &err, &bad);
+                sv->mb_off = upto;
+                last = nixl_now_ns();
+            }
+            if (err || sv->mb_off == j.len)
+                break;
+            uint64_t now = nixl_now_ns();
+            if (now - last > SHM_XFOLLOW_GAP_NS || now - t0 > SHM_XFOLLOW_MAX_NS) {
+                atomic_store(&sv->mb_want, avail); /* look again when it moves */
+                return true;
+            }
+            shm_cpu_relax();
+        }
+    } else {
+        xjob_copy(sv, &j, 0, j.len, j.flags == SHM_XJOB_STREAM ? c : NULL, &err, &bad);
+    }
+    sv->mb_active = false;
+    atomic_store(&sv->mb_want, UINT64_MAX);
+    uint32_t seq = sv->mb_cur_seq;
     c->mb_err = err;
     c->mb_bad = bad;
     atomic_store(&c->mb_done, seq); /* then mb_sleep; the initiator the other way round */
     atomic_fetch_add_explicit(poller ? &sv->jobs_polled : &sv->jobs, 1, memory_order_relaxed);
+    if (j.flags == SHM_XJOB_STREAM)
+        atomic_fetch_add_explicit(&sv->jobs_streamed, 1, memory_order_relaxed);
     bool ok = true;
     if (atomic_load(&c->mb_sleep) == seq)
         xsrv_reply(sv->fd, SHM_XWAKE_MAGIC, 0, seq, 0, 0, &ok);
@@ -212,11 +303,13 @@ static bool serve_waiting(shm_xsrv_t *sv, unsigned budget, bool poller)
     return true;
 }
 
-static bool has_news(const shm_xsrv_t *sv)
+static bool has_news(shm_xsrv_t *sv)
 {
+    uint64_t want = atomic_load(&sv->mb_want);
     return atomic_load(&sv->ctl->posted) != atomic_load(&sv->ctl->seen) ||
            atomic_load(&sv->ctl->mb_seq) !=
-               atomic_load_explicit(&sv->mb_served, memory_order_relaxed);
+               atomic_load_explicit(&sv->mb_served, memory_order_relaxed) ||
+           (want != UINT64_MAX && atomic_load(&sv->ctl->mb_avail) != want);
 }
 
 static void *xsrv_main(void *arg)
@@ -225,7 +318,7 @@ static void *xsrv_main(void *arg)
     nixl_be_engine_t *eng = sv->eng;
     bool ok;
     xsrv_reply(sv->fd, SHM_XREADY_MAGIC, 0, sv->size,
-               sv->ctl ? SHM_XREADY_CTL | SHM_XREADY_MBOX : 0, 0, &ok);
+               sv->ctl ? SHM_XREADY_CTL | SHM_XREADY_MBOX | SHM_XREADY_STREAM : 0, 0, &ok);
     uint64_t seen = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
     while (ok && !atomic_load(&sv->stop) && !atomic_load(&sv->ended)) {
         uint64_t calls = atomic_load_explicit(&eng->progress_calls, memory_order_relaxed);
@@ -286,9 +379,10 @@ static void xsrv_free(nixl_be_engine_t *eng, shm_xsrv_t *sv)
     uint64_t polled = atomic_load(&sv->jobs_polled);
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                 "'%s': a staging ring of %zu bytes ended: %llu jobs served, %llu of them by "
-                "progress()%s",
+                "progress(), %llu streamed%s",
                 eng->name, sv->size, (unsigned long long)(atomic_load(&sv->jobs) + polled),
-                (unsigned long long)polled, sv->ctl ? "" : " (no control page)");
+                (unsigned long long)polled, (unsigned long long)atomic_load(&sv->jobs_streamed),
+                sv->ctl ? "" : " (no control page)");
     if (sv->ctl)
         atomic_fetch_sub(&eng->nxctl, 1);
     munmap(sv->base, sv->size);
@@ -355,7 +449,7 @@ bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
         return xsrv_refuse(eng, memfd, sock, size, EMFILE, "stage_rings rings are served already");
     }
     shm_xsrv_t *sv = calloc(1, sizeof(*sv));
-    uint8_t *m = malloc(SHM_XJOB_MAX);
+    uint8_t *m = malloc(SHM_XJOB_MAX + SHM_XMBOX_MAX); /* a socket job, then the mailbox's */
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     if (!sv || !m || base == MAP_FAILED) {
         int e = !sv || !m ? ENOMEM : errno;
@@ -372,6 +466,8 @@ bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
     sv->base = base;
     sv->size = size;
     sv->m = m;
+    sv->mb = m + SHM_XJOB_MAX;
+    atomic_init(&sv->mb_want, UINT64_MAX);
     /* The initiator asks for the control page by its magic (an older one of ours leaves the
      * fresh memfd's zeros there and uses the whole ring for slots). */
     shm_xctl_t *ctl = (shm_xctl_t *)((uint8_t *)base + size - SHM_XCTL_BYTES);

@@ -2752,24 +2752,28 @@ static void test_staged(void **state)
     thost_fini(&hc);
 }
 
-/* Jobs served, and of them by progress(), on the rings that ended since the capture began. */
+/* Jobs served, of them by progress(), and streamed, on the rings that ended since the capture
+ * began. */
 static void ring_jobs_line(const char *line, void *ctx)
 {
-    uint64_t *t = ctx; /* jobs, polled */
+    uint64_t *t = ctx; /* jobs, polled, streamed */
     const char *e = strstr(line, "staging ring of") ? strstr(line, "ended: ") : NULL;
-    unsigned long long j, q;
-    if (e && sscanf(e, "ended: %llu jobs served, %llu of them", &j, &q) == 2) {
+    unsigned long long j, q, st;
+    if (e && sscanf(e, "ended: %llu jobs served, %llu of them by progress(), %llu streamed", &j,
+                    &q, &st) == 3) {
         t[0] += j;
         t[1] += q;
+        t[2] += st;
     }
 }
 
-static void ring_jobs(uint64_t *jobs, uint64_t *polled)
+static void ring_jobs(uint64_t *jobs, uint64_t *polled, uint64_t *streamed)
 {
-    uint64_t t[2] = {0, 0};
+    uint64_t t[3] = {0, 0, 0};
     t_capture_each(ring_jobs_line, t);
     *jobs = t[0];
     *polled = t[1];
+    *streamed = t[2];
 }
 
 /* Parking (shm_xsrv.c): while the target's user thread calls progress(), the jobs of a staging
@@ -2801,8 +2805,16 @@ static void test_staged_parking(void **state)
         assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
         nixl_be_req_t *w, *r, *w1, *r1;
         pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
-        /* and a transfer of one job (one piece, 3 KB): the mailbox while the server is parked */
+        /* and a transfer of one job (one piece, 3 KB): the mailbox while the server is parked;
+         * and one of ten pieces over several slots (50 KB) that streams through the mailbox */
         size_t one = 3001;
+        nixl_be_req_t *w2, *r2;
+        assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, 10, len, 3, lmd, rmd, "B",
+                              &w2),
+                         NIXL_SUCCESS);
+        assert_int_equal(prep(a, NIXL_READ, lbuf, (uintptr_t)rbuf, 10, len, 3, lmd, rmd, "B",
+                              &r2),
+                         NIXL_SUCCESS);
         assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf + 77, 1, one, 1, lmd, rmd,
                               "B", &w1),
                          NIXL_SUCCESS);
@@ -2828,6 +2840,13 @@ static void test_staged_parking(void **state)
             fill(rbuf + 77, one, 190 + k, 0);
             assert_int_equal(post(a, r1, NULL), NIXL_SUCCESS);
             assert_true(check(lbuf + 5, one, 190 + k, 0));
+            fill_permuted(lbuf, 10, len, 3, 240 + k);
+            assert_int_equal(post(a, w2, NULL), NIXL_SUCCESS);
+            assert_true(check(rbuf, 10 * len, 240 + k, 0));
+            fill(rbuf, 10 * len, 20 + k, 0);
+            memset(lbuf, 0, 10 * len);
+            assert_int_equal(post(a, r2, NULL), NIXL_SUCCESS);
+            assert_true(check_permuted(lbuf, 10, len, 3, 20 + k));
         }
         if (periods[m] != UINT_MAX) {
             atomic_store(&pl.stop, true);
@@ -2837,29 +2856,35 @@ static void test_staged_parking(void **state)
         assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, w1), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, r1), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, w2), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, r2), NIXL_SUCCESS);
         ops->unload_md(a, MDS(&rmd, 1));
         ops->deregister_mem(a, MDS(&lmd, 1));
         ops->deregister_mem(b, MDS(&bmd, 1));
         ops->destroy(a);
         ops->destroy(b); /* its ring ends: the count of jobs is logged */
-        uint64_t jobs, polled;
-        ring_jobs(&jobs, &polled);
+        uint64_t jobs, polled, streamed;
+        ring_jobs(&jobs, &polled, &streamed);
         t_capture_stop();
-        assert_true(jobs >= 2 * ROUNDS * 2 + 2 * ROUNDS); /* two or more per large request */
-        if (periods[m] == UINT_MAX)
+        assert_true(jobs >= 2 * ROUNDS * 2 + 4 * ROUNDS); /* two or more per large request */
+        if (periods[m] == UINT_MAX) {
             assert_int_equal(polled, 0); /* nobody polled: the thread served every job */
+            assert_int_equal(streamed, 0); /* and it never parked */
+        }
         free(lbuf);
         free(rbuf);
         thost_fini(&ha);
         thost_fini(&hb);
         /* A busy poller served jobs itself. On a machine loaded by other tests the poller may
          * not run between the thread's looks: try that mode again, at most twice. */
-        if (periods[m] == 0 && polled == 0 && retries++ < 2) {
+        if (periods[m] == 0 && (polled == 0 || streamed == 0) && retries++ < 2) {
             m--;
             continue;
         }
-        if (periods[m] == 0)
+        if (periods[m] == 0) {
             assert_true(polled > 0);
+            assert_true(streamed > 0);
+        }
     }
 }
 
@@ -2924,6 +2949,8 @@ static size_t raw_job(uint8_t *m, uint32_t magic, uint32_t op, uint64_t off, uin
     return SHM_XJOB_HDR + 16u * npieces;
 }
 
+#define XREADY_ALL (SHM_XREADY_CTL | SHM_XREADY_MBOX | SHM_XREADY_STREAM)
+
 /* Hostile staging initiators (shm_xsrv.c): every malformed job ends its ring with one WARN and
  * no answer, an address outside registered memory is answered EFAULT and the ring goes on, a
  * scribbled control page changes nothing, an initiator without the control page gets the old
@@ -2957,7 +2984,7 @@ static void test_staged_hostile(void **state)
     int fd;
     uint8_t *ring;
     /* an honest ring with the control page, its counters scribbled on */
-    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL | SHM_XREADY_MBOX);
+    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), XREADY_ALL);
     shm_xctl_t *ctl = (shm_xctl_t *)(void *)(ring + SIZE - SHM_XCTL_BYTES);
     for (int k = 0; k < 20; k++) {
         atomic_store(&ctl->posted, UINT64_MAX - (uint64_t)k);
@@ -3004,6 +3031,58 @@ static void test_staged_hostile(void **state)
             assert_int_equal(get32(a), SHM_XWAKE_MAGIC);
         }
     }
+    /* streaming mailbox jobs (shm_xsrv.c, "Streaming"): a WRITE is copied as far as mb_avail
+     * says and answered only once all of it is there (a count past the job is clamped); a
+     * READ publishes its progress; a job whose bytes never all come holds nobody up */
+    enum { SLEN = 3 * SHM_XSTREAM_CHUNK / 2 };
+    uint64_t s_in[] = {(uintptr_t)rbuf + 1000, SLEN};
+    memset(ring, 0x21, SLEN);
+    memset(rbuf + 1000, 0, SLEN);
+    ctl->mb_len = (uint32_t)raw_job(ctl->mb_job, SHM_XJOB_MAGIC, SHM_XOP_WRITE, 0, SLEN, 1, s_in,
+                                    1);
+    put32(ctl->mb_job + 28, SHM_XJOB_STREAM);
+    atomic_store(&ctl->mb_avail, 0);
+    atomic_store(&ctl->mb_sleep, 0);
+    atomic_store(&ctl->mb_seq, 4);
+    atomic_store(&ctl->mb_avail, SHM_XSTREAM_CHUNK);
+    for (double end = now_s() + 5; rbuf[1000 + SHM_XSTREAM_CHUNK - 1] != 0x21 && now_s() < end;)
+        usleep(100);
+    assert_int_equal(rbuf[1000 + SHM_XSTREAM_CHUNK - 1], 0x21);
+    usleep(20000);
+    assert_int_equal(rbuf[1000 + SHM_XSTREAM_CHUNK], 0); /* nothing past what was claimed */
+    assert_int_not_equal(atomic_load(&ctl->mb_done), 4);
+    atomic_store(&ctl->mb_avail, UINT64_MAX);
+    for (double end = now_s() + 5; atomic_load(&ctl->mb_done) != 4 && now_s() < end;)
+        usleep(100);
+    assert_int_equal(atomic_load(&ctl->mb_done), 4);
+    assert_int_equal(ctl->mb_err, 0);
+    for (size_t i = 0; i < SLEN; i++)
+        assert_int_equal(rbuf[1000 + i], 0x21);
+    memset(rbuf + 1000, 0x33, SLEN);
+    memset(ring, 0, SLEN);
+    ctl->mb_len = (uint32_t)raw_job(ctl->mb_job, SHM_XJOB_MAGIC, SHM_XOP_READ, 0, SLEN, 1, s_in,
+                                    1);
+    put32(ctl->mb_job + 28, SHM_XJOB_STREAM);
+    atomic_store(&ctl->mb_avail, 0);
+    atomic_store(&ctl->mb_seq, 5);
+    for (double end = now_s() + 5; atomic_load(&ctl->mb_done) != 5 && now_s() < end;)
+        usleep(100);
+    assert_int_equal(atomic_load(&ctl->mb_done), 5);
+    assert_int_equal(ctl->mb_err, 0);
+    assert_int_equal(atomic_load(&ctl->mb_avail), SHM_XSTREAM_CHUNK); /* whole chunks only */
+    for (size_t i = 0; i < SLEN; i++)
+        assert_int_equal(ring[i], 0x33);
+    ctl->mb_len = (uint32_t)raw_job(ctl->mb_job, SHM_XJOB_MAGIC, SHM_XOP_WRITE, 0, SLEN, 1, s_in,
+                                    1);
+    put32(ctl->mb_job + 28, SHM_XJOB_STREAM);
+    atomic_store(&ctl->mb_avail, 100);
+    atomic_store(&ctl->mb_seq, 6);
+    double t0 = now_s();
+    for (int i = 0; i < 200; i++)
+        ops->progress(b); /* each look follows the copy for a bounded time only */
+    assert_true(now_s() - t0 < 2.0);
+    usleep(20000);
+    assert_int_not_equal(atomic_load(&ctl->mb_done), 6);
     /* a bell with nothing new is harmless; the socket still serves */
     uint8_t bell2[SHM_XREPLY] = {0};
     put32(bell2, SHM_XBELL_MAGIC);
@@ -3050,7 +3129,7 @@ static void test_staged_hostile(void **state)
     t_capture_start();
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         assert_int_equal(raw_xring(blob, SIZE, true, &dead[k], &ring),
-                         SHM_XREADY_CTL | SHM_XREADY_MBOX);
+                         XREADY_ALL);
         size_t len = raw_job(m, bad[k].magic, bad[k].op, bad[k].off, bad[k].bytes, bad[k].niov,
                              bad[k].p, bad[k].np);
         raw_send(dead[k], m, len - (size_t)bad[k].cut);
@@ -3061,7 +3140,7 @@ static void test_staged_hostile(void **state)
     /* and a mailbox job longer than the mailbox: the ring ends, nothing is answered */
     int dead_mb;
     assert_int_equal(raw_xring(blob, SIZE, true, &dead_mb, &ring),
-                     SHM_XREADY_CTL | SHM_XREADY_MBOX);
+                     XREADY_ALL);
     shm_xctl_t *mctl = (shm_xctl_t *)(void *)(ring + SIZE - SHM_XCTL_BYTES);
     mctl->mb_len = SHM_XMBOX_MAX + 1;
     atomic_store(&mctl->mb_seq, 1);
@@ -3069,16 +3148,39 @@ static void test_staged_hostile(void **state)
         usleep(1000);
     assert_int_equal(atomic_load(&mctl->mb_done), 0);
     munmap(ring, SIZE);
+    /* flags: a streaming job on the socket; unknown flags, and a streaming job that does not
+     * start the ring, in the mailbox */
+    int dead_fl[3];
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(raw_xring(blob, SIZE, true, &dead_fl[k], &ring), XREADY_ALL);
+        shm_xctl_t *fctl = (shm_xctl_t *)(void *)(ring + SIZE - SHM_XCTL_BYTES);
+        if (k == 0) {
+            size_t jl = raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, 0, 200, 1, in, 1);
+            put32(m + 28, SHM_XJOB_STREAM);
+            raw_send(dead_fl[k], m, jl);
+            assert_false(read_full(dead_fl[k], a, sizeof(a), 200));
+        } else {
+            fctl->mb_len = (uint32_t)raw_job(fctl->mb_job, SHM_XJOB_MAGIC, SHM_XOP_WRITE,
+                                             k == 1 ? 0 : XOFF, 200, 1, in, 1);
+            put32(fctl->mb_job + 28, k == 1 ? 2 : SHM_XJOB_STREAM);
+            atomic_store(&fctl->mb_avail, UINT64_MAX);
+            atomic_store(&fctl->mb_seq, 1);
+            usleep(50000);
+            assert_int_equal(atomic_load(&fctl->mb_done), 0);
+        }
+        munmap(ring, SIZE);
+    }
     /* a WARN per reason in a row (an identical line within 10 s is counted, not repeated): bad
      * header; bad operation, piece count or ring range (six); longer; shorter; mailbox length.
      * A slow run (valgrind) may see the 10 s pass and write a repeated line again. */
     size_t warned = t_capture_count("malformed staging job");
-    assert_true(warned >= 5 && warned <= sizeof(bad) / sizeof(bad[0]) + 1);
+    assert_true(warned >= 6 && warned <= sizeof(bad) / sizeof(bad[0]) + 4);
+    assert_true(t_capture_count("bad flags") >= 1);
     t_capture_stop();
     t_quiet_errors = false;
 
     /* the target is fine: a new ring works, and the ended ones are closed */
-    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), SHM_XREADY_CTL | SHM_XREADY_MBOX);
+    assert_int_equal(raw_xring(blob, SIZE, true, &fd, &ring), XREADY_ALL);
     memset(ring + XOFF, 0x77, 200);
     raw_send(fd, m, raw_job(m, SHM_XJOB_MAGIC, SHM_XOP_WRITE, XOFF, 200, 1, in, 1));
     assert_true(read_full(fd, a, sizeof(a), 5000));
@@ -3090,6 +3192,10 @@ static void test_staged_hostile(void **state)
     }
     assert_true(eof_within(dead_mb, 5000));
     close(dead_mb);
+    for (int k = 0; k < 3; k++) {
+        assert_true(eof_within(dead_fl[k], 5000));
+        close(dead_fl[k]);
+    }
     close(fd);
     munmap(ring, SIZE);
 
