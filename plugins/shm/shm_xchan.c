@@ -377,45 +377,72 @@ static nixl_status_t job_failed(nixl_be_req_t *req, const struct iovec *r, size_
                      "memory registered with it (was it deregistered?)",
                      op, req->peer->name, d,
                      (unsigned long long)(uintptr_t)r[d < count ? d : 0].iov_base);
-    return xfail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s", op,
-                 req->peer->name, d, strerror((int)e));
+    return xfail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s", op, req->peer->name,
+                 d, strerror((int)e));
 }
 
-/* The bytes of a transfer that one streaming mailbox job can carry (every non-empty descriptor
- * one piece, all of them in the ring's slots at once), or 0. */
-static size_t stream_bytes(const shm_xchan_t *x, const struct iovec *l, size_t count)
+/* Copy n bytes of the local descriptors from cursor *at on into the ring at d; with `c`,
+ * publish the job's progress there every SHM_XSTREAM_CHUNK bytes (`done` bytes of the job are
+ * in place before d). */
+static void local_to_ring(const struct iovec *l, xcur_t *at, uint8_t *d, size_t n, shm_xctl_t *c)
 {
-    size_t pieces = 0, sum = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (!l[i].iov_len)
-            continue;
-        if (++pieces > SHM_XMBOX_PIECES || l[i].iov_len > x->data_end - sum)
-            return 0;
-        sum += l[i].iov_len;
+    size_t done = 0, next_pub = SHM_XSTREAM_CHUNK;
+    while (done < n) {
+        size_t avail = l[at->idx].iov_len - at->off;
+        size_t take = avail < n - done ? avail : n - done;
+        if (take > next_pub - done)
+            take = next_pub - done;
+        memcpy(d + done, (const uint8_t *)l[at->idx].iov_base + at->off, take);
+        done += take;
+        at->off += take;
+        if (at->off == l[at->idx].iov_len) {
+            at->idx++;
+            at->off = 0;
+        }
+        if (done == next_pub) {
+            atomic_store_explicit(&c->mb_avail, done, memory_order_release);
+            next_pub += SHM_XSTREAM_CHUNK;
+        }
     }
-    return sum;
+    atomic_store_explicit(&c->mb_avail, n, memory_order_release);
 }
 
 /*
- * A transfer as one streaming mailbox job (shm_xsrv.c, "Streaming"): the job first, then a
- * WRITE's data into the ring, its progress published every SHM_XSTREAM_CHUNK bytes, so that the
- * target's copy out of the ring runs beside ours; a READ copies out behind the target's
- * published progress. Then the answer, as for any mailbox job.
+ * One streaming mailbox job (shm_xsrv.c, "Streaming") from cursor *c on: up to
+ * SHM_XMBOX_PIECES pieces and the ring's slots' worth of bytes, posted before its data. A WRITE
+ * then copies into the ring, publishing its progress, so that the target's copy out of the ring
+ * runs beside ours; a READ copies out behind the target's published progress. Then the answer,
+ * as for any mailbox job. *c moves past the job; false in *any when nothing was left.
  */
-static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct iovec *l,
-                             const struct iovec *r, size_t count, size_t total, bool async)
+static nixl_status_t xstream_job(nixl_be_req_t *req, shm_xchan_t *x, const struct iovec *l,
+                                 const struct iovec *r, size_t count, xcur_t *c, bool async,
+                                 bool *any)
 {
     bool write = req->op == NIXL_WRITE;
-    shm_xctl_t *c = x->ctl;
+    shm_xctl_t *ctl = x->ctl;
     uint8_t *m = x->msg + SHM_XJOB_HDR;
     uint32_t niov = 0;
-    for (size_t i = 0; i < count; i++)
-        if (l[i].iov_len) {
-            shm_put_u64(m, (uint64_t)(uintptr_t)r[i].iov_base);
-            shm_put_u64(m + 8, l[i].iov_len);
+    size_t total = 0;
+    xcur_t start = *c;
+    while (c->idx < count && niov < SHM_XMBOX_PIECES && total < x->data_end) {
+        size_t avail = l[c->idx].iov_len - c->off;
+        size_t take = avail < x->data_end - total ? avail : x->data_end - total;
+        if (take) {
+            shm_put_u64(m, (uint64_t)(uintptr_t)r[c->idx].iov_base + c->off);
+            shm_put_u64(m + 8, take);
             m += 16;
             niov++;
+            total += take;
+            c->off += take;
         }
+        if (c->off == l[c->idx].iov_len) {
+            c->idx++;
+            c->off = 0;
+        }
+    }
+    *any = niov != 0;
+    if (!niov)
+        return NIXL_SUCCESS;
     shm_put_u32(x->msg, SHM_XJOB_MAGIC);
     shm_put_u32(x->msg + 4, write ? SHM_XOP_WRITE : SHM_XOP_READ);
     shm_put_u64(x->msg + 8, 0);
@@ -423,37 +450,22 @@ static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct io
     shm_put_u32(x->msg + 24, niov);
     shm_put_u32(x->msg + 28, SHM_XJOB_STREAM);
     size_t flen = SHM_XJOB_HDR + 16u * niov;
-    memcpy(c->mb_job, x->msg, flen);
-    c->mb_len = (uint32_t)flen;
-    atomic_store_explicit(&c->mb_avail, 0, memory_order_relaxed); /* before the number */
+    memcpy(ctl->mb_job, x->msg, flen);
+    ctl->mb_len = (uint32_t)flen;
+    atomic_store_explicit(&ctl->mb_avail, 0, memory_order_relaxed); /* before the number */
     uint32_t seq = ++x->mb_seq;
-    atomic_store(&c->mb_seq, seq);
+    atomic_store(&ctl->mb_seq, seq);
 
     uint64_t budget = SHM_XSPIN_NS + total / SHM_XSPIN_BYTES_PER_NS;
     size_t got = 0; /* READ: bytes copied out */
-    xcur_t at = {0, 0};
+    xcur_t at = start;
     if (write) {
-        size_t done = 0, next_pub = SHM_XSTREAM_CHUNK;
-        for (size_t i = 0; i < count; i++) {
-            const uint8_t *p = l[i].iov_base;
-            for (size_t left = l[i].iov_len; left;) {
-                size_t take = next_pub - done < left ? next_pub - done : left;
-                memcpy(x->base + done, p, take);
-                done += take;
-                p += take;
-                left -= take;
-                if (done == next_pub) {
-                    atomic_store_explicit(&c->mb_avail, done, memory_order_release);
-                    next_pub += SHM_XSTREAM_CHUNK;
-                }
-            }
-        }
-        atomic_store_explicit(&c->mb_avail, total, memory_order_release);
+        local_to_ring(l, &at, x->base, total, ctl);
     } else {
         /* Behind the target while it publishes; it may not come: then wait as for any job. */
         uint64_t last = nixl_now_ns();
-        while (atomic_load(&c->mb_done) != seq) {
-            uint64_t avail = atomic_load_explicit(&c->mb_avail, memory_order_acquire);
+        while (atomic_load(&ctl->mb_done) != seq) {
+            uint64_t avail = atomic_load_explicit(&ctl->mb_avail, memory_order_acquire);
             if (avail > total)
                 avail = total; /* a hint from the target: never past the job */
             if (avail > got) {
@@ -473,16 +485,25 @@ static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct io
     if (st != NIXL_SUCCESS)
         return st;
     uint32_t e = shm_get_u32(a + 4);
-    if (e) {
-        uint64_t bad = shm_get_u64(a + 24), k = 0;
-        size_t d = 0;
-        while (d < count && (!l[d].iov_len || k++ < bad))
-            d++;
-        return job_failed(req, r, count, d, e);
-    }
+    if (e)
+        return job_failed(req, r, count,
+                          piece_desc(l, count, start, x->data_end, shm_get_u64(a + 24)), e);
     if (!write && got < total)
         ring_to_local(l, &at, x->base + got, total - got);
     return NIXL_SUCCESS;
+}
+
+/* A whole transfer as streaming mailbox jobs, one after the other. */
+static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct iovec *l,
+                             const struct iovec *r, size_t count, bool async)
+{
+    xcur_t c = {0, 0};
+    for (;;) {
+        bool any;
+        nixl_status_t st = xstream_job(req, x, l, r, count, &c, async, &any);
+        if (st != NIXL_SUCCESS || !any)
+            return st;
+    }
 }
 
 nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const struct iovec *r,
@@ -501,10 +522,8 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             return st;
         }
     }
-    size_t total;
-    if (x->stream && !x->nospin && atomic_load(&x->ctl->state) == SHM_XSRV_PARKED &&
-        (total = stream_bytes(x, l, count)) != 0) {
-        st = xstream(req, x, l, r, count, total, async);
+    if (x->stream && !x->nospin && atomic_load(&x->ctl->state) == SHM_XSRV_PARKED) {
+        st = xstream(req, x, l, r, count, async);
         if (st != NIXL_SUCCESS)
             shm_xchan_close(peer); /* the ring is in an unknown state; a new one next time */
         pthread_mutex_unlock(&x->lock);

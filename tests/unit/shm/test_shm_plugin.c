@@ -2806,9 +2806,17 @@ static void test_staged_parking(void **state)
         nixl_be_req_t *w, *r, *w1, *r1;
         pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
         /* and a transfer of one job (one piece, 3 KB): the mailbox while the server is parked;
-         * and one of ten pieces over several slots (50 KB) that streams through the mailbox */
+         * one of ten pieces over several slots (50 KB) that streams through the mailbox; one
+         * of 300 pieces, more than a mailbox job holds (two jobs). The large ones stream in two
+         * jobs as well (80 KB, more than the ring), cut inside a descriptor. */
         size_t one = 3001;
-        nixl_be_req_t *w2, *r2;
+        nixl_be_req_t *w2, *r2, *w3, *r3;
+        assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, 300, 201, 7, lmd, rmd, "B",
+                              &w3),
+                         NIXL_SUCCESS);
+        assert_int_equal(prep(a, NIXL_READ, lbuf, (uintptr_t)rbuf, 300, 201, 7, lmd, rmd, "B",
+                              &r3),
+                         NIXL_SUCCESS);
         assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)rbuf, 10, len, 3, lmd, rmd, "B",
                               &w2),
                          NIXL_SUCCESS);
@@ -2847,26 +2855,40 @@ static void test_staged_parking(void **state)
             memset(lbuf, 0, 10 * len);
             assert_int_equal(post(a, r2, NULL), NIXL_SUCCESS);
             assert_true(check_permuted(lbuf, 10, len, 3, 20 + k));
+            fill_permuted(lbuf, 300, 201, 7, 60 + k);
+            assert_int_equal(post(a, w3, NULL), NIXL_SUCCESS);
+            assert_true(check(rbuf, 300 * 201, 60 + k, 0));
+            fill(rbuf, 300 * 201, 110 + k, 0);
+            memset(lbuf, 0, 300 * 201);
+            assert_int_equal(post(a, r3, NULL), NIXL_SUCCESS);
+            assert_true(check_permuted(lbuf, 300, 201, 7, 110 + k));
         }
         if (periods[m] != UINT_MAX) {
             atomic_store(&pl.stop, true);
             pthread_join(pl.tid, NULL);
         }
+        /* B forgets its region: the job that reaches it says which descriptor */
+        ops->deregister_mem(b, MDS(&bmd, 1));
+        t_err[0] = '\0';
+        assert_int_equal(post(a, w3, NULL), NIXL_ERR_BACKEND);
+        assert_non_null(strstr(t_err, "descriptor 0 (remote"));
+        assert_non_null(strstr(t_err, "not inside memory registered"));
         assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, w1), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, r1), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, w2), NIXL_SUCCESS);
         assert_int_equal(ops->release_req(a, r2), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, w3), NIXL_SUCCESS);
+        assert_int_equal(ops->release_req(a, r3), NIXL_SUCCESS);
         ops->unload_md(a, MDS(&rmd, 1));
         ops->deregister_mem(a, MDS(&lmd, 1));
-        ops->deregister_mem(b, MDS(&bmd, 1));
         ops->destroy(a);
         ops->destroy(b); /* its ring ends: the count of jobs is logged */
         uint64_t jobs, polled, streamed;
         ring_jobs(&jobs, &polled, &streamed);
         t_capture_stop();
-        assert_true(jobs >= 2 * ROUNDS * 2 + 4 * ROUNDS); /* two or more per large request */
+        assert_true(jobs >= 2 * ROUNDS * 2 + 8 * ROUNDS); /* two or more per large request */
         if (periods[m] == UINT_MAX) {
             assert_int_equal(polled, 0); /* nobody polled: the thread served every job */
             assert_int_equal(streamed, 0); /* and it never parked */
