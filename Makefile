@@ -64,10 +64,12 @@ tsan:
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# --fair-sched=yes: with valgrind's default (unfair) thread lock a test's busy polling thread
+# can starve the others for seconds (a staging ring's server then never answers in time).
 valgrind: build
 	@rm -f $(BUILD)/meson-logs/testlog-valgrind.json
 	-meson test -C $(BUILD) --print-errorlogs --num-processes 1 --suite unit \
-	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --quiet'
+	  --wrapper 'valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --fair-sched=yes --quiet'
 	@python3 scripts/test-summary.py $(BUILD)/meson-logs/testlog-valgrind.json
 
 # The standard scenarios: core costs, per-backend transfers, and nixlbench sweeps whose tables

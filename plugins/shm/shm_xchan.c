@@ -20,6 +20,11 @@
  *          memory and answers; the initiator copies slot k out while slot k + 1 is filled.
  * Both sides' threads copy at once, so a large transfer runs at about one memcpy's speed. The
  * request succeeds only when every job was answered with success: every byte landed.
+ * While the target's server is parked (its application polls), a transfer goes instead as
+ * streaming jobs through the control page's mailbox (xstream): each up to the ring's slots'
+ * worth of bytes and SHM_XMBOX_PIECES pieces, posted before its data, with the copies of both
+ * sides running together inside the job (shm_xsrv.c, "Streaming"); no system call when the
+ * target answers in time.
  *
  * Trust: the server copies only inside regions this engine registered (shm_region.c), under
  * the regions' read lock, so a peer with stale metadata gets an error, not a crash, and a
