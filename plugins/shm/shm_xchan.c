@@ -387,8 +387,7 @@ static nixl_status_t job_failed(nixl_be_req_t *req, const struct iovec *r, size_
 }
 
 /* Copy n bytes of the local descriptors from cursor *at on into the ring at d; with `c`,
- * publish the job's progress there every SHM_XSTREAM_CHUNK bytes (`done` bytes of the job are
- * in place before d). */
+ * publish the job's progress there every SHM_XSTREAM_CHUNK bytes and at the end. */
 static void local_to_ring(const struct iovec *l, xcur_t *at, uint8_t *d, size_t n, shm_xctl_t *c)
 {
     size_t done = 0, next_pub = SHM_XSTREAM_CHUNK;
@@ -404,12 +403,13 @@ static void local_to_ring(const struct iovec *l, xcur_t *at, uint8_t *d, size_t 
             at->idx++;
             at->off = 0;
         }
-        if (done == next_pub) {
+        if (c && done == next_pub) {
             atomic_store_explicit(&c->mb_avail, done, memory_order_release);
             next_pub += SHM_XSTREAM_CHUNK;
         }
     }
-    atomic_store_explicit(&c->mb_avail, n, memory_order_release);
+    if (c)
+        atomic_store_explicit(&c->mb_avail, n, memory_order_release);
 }
 
 /*
@@ -457,15 +457,21 @@ static nixl_status_t xstream_job(nixl_be_req_t *req, shm_xchan_t *x, const struc
     size_t flen = SHM_XJOB_HDR + 16u * niov;
     memcpy(ctl->mb_job, x->msg, flen);
     ctl->mb_len = (uint32_t)flen;
-    atomic_store_explicit(&ctl->mb_avail, 0, memory_order_relaxed); /* before the number */
+    xcur_t at = start;
+    /* A WRITE of one chunk or less is all in place before it is posted: nothing to overlap,
+     * and the target then need not watch the count. */
+    bool first = write && total <= SHM_XSTREAM_CHUNK;
+    if (first)
+        local_to_ring(l, &at, x->base, total, NULL);
+    atomic_store_explicit(&ctl->mb_avail, first ? total : 0, memory_order_relaxed); /* then: */
     uint32_t seq = ++x->mb_seq;
     atomic_store(&ctl->mb_seq, seq);
 
     uint64_t budget = SHM_XSPIN_NS + total / SHM_XSPIN_BYTES_PER_NS;
     size_t got = 0; /* READ: bytes copied out */
-    xcur_t at = start;
     if (write) {
-        local_to_ring(l, &at, x->base, total, ctl);
+        if (!first)
+            local_to_ring(l, &at, x->base, total, ctl);
     } else {
         /* Behind the target while it publishes; it may not come: then wait as for any job. */
         uint64_t last = nixl_now_ns();
