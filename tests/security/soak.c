@@ -291,6 +291,10 @@ static const struct {
      "UCX 1.13 aborts (ucs_fatal in ucp_request_try_send) when a send of its own fails on an "
      "endpoint whose peer was killed, e.g. its answer to a READ over TCP (GET emulated with "
      "active messages, ucp_get_req_handler)"},
+    {"ucp_ep.inl", "remote_ep_id",
+     "UCX 1.13 asserts in ucp_worker_progress when a message names our endpoint to a peer with "
+     "another remote endpoint id than the one it holds (seen under churn, with endpoints to a "
+     "live peer closed and created again after a failure)"},
 };
 
 /* Whether a UCX log line ("[host:pid:thread] file:line ...", the pid padded with spaces to

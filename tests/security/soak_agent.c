@@ -304,14 +304,16 @@ static nixl_status_t wait_xfer(agent_t *g, nixl_xfer_req_t *r, nixl_status_t st,
             told = true;
             put_line(g->rep_fd, "stall %d", peer);
         }
-        if (sec_now_ms() - t0 > HANG_MS)
+        usleep(100);
+        heartbeat(g);
+        st = nixl_agent_get_xfer_status(g->a, r);
+        /* A hang is IN_PROG from a status call made past HANG_MS (the deadline is applied by
+         * that call): a process that was not scheduled for seconds must ask once more. */
+        if (st == NIXL_IN_PROG && sec_now_ms() - t0 > HANG_MS)
             agent_fail(g,
                        "transfer to soak-%d still IN_PROG %u ms after its post (deadline "
                        "%u ms)",
                        peer, HANG_MS, DEADLINE_US / 1000);
-        usleep(100);
-        heartbeat(g);
-        st = nixl_agent_get_xfer_status(g->a, r);
     }
     uint64_t took = sec_now_ms() - t0;
     if (took > g->c[C_MAX_XFER_MS])
