@@ -514,6 +514,9 @@ static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct io
         nixl_status_t st = xstream_job(req, x, l, r, count, &c, async, &any);
         if (st != NIXL_SUCCESS || !any)
             return st;
+        /* between jobs, as the slotted path does while it waits */
+        if (async && atomic_load_explicit(&req->cancel, memory_order_relaxed) && c.idx < count)
+            return xfail(req, NIXL_ERR_CANCELED, "transfer canceled");
     }
 }
 
