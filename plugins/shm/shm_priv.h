@@ -381,11 +381,17 @@ typedef struct shm_xchan {
     shm_xctl_t *ctl;     /* the control page; NULL: the target does not use one */
     unsigned nospin;     /* jobs left for which a parked server is woken without a wait */
     unsigned spin_fails; /* waits in a row that ended without the answer */
-    bool mbox;           /* the target serves the mailbox */
-    bool stream;         /* ... and streams its jobs */
+    bool stream;         /* the target serves the mailbox and streams its jobs */
     uint32_t mb_seq;     /* the last mailbox job */
     uint8_t *msg;        /* one job frame */
 } shm_xchan_t;
+
+/* A job frame, checked (SHMJ above): pieces point into the frame. */
+typedef struct shm_xjob {
+    uint32_t op, niov, flags;
+    uint64_t off, len;
+    const uint8_t *p;
+} shm_xjob_t;
 
 /* One ring this engine serves as a target: a thread copying between it and our regions, and
  * progress() callers doing the same while the thread is parked (shm_xsrv.c). */
@@ -398,13 +404,13 @@ typedef struct shm_xsrv {
     size_t data_end; /* jobs stay below: the control page, when in use, or size */
     shm_xctl_t *ctl; /* NULL: the initiator does not park us */
     _Atomic uint32_t mb_served; /* the mailbox job served last (written under lock) */
-    /* The mailbox job being served, while a streaming WRITE waits for its bytes (under lock;
-     * mb_want is read without it: UINT64_MAX, or the mb_avail last seen). */
-    bool mb_active;
-    uint32_t mb_cur_seq;
+    /* A streaming WRITE through the mailbox left open for its bytes (number mb_served): its
+     * frame (copied out of the page) and checked job, bytes copied so far (under lock), and the
+     * mb_avail last seen (read without the lock; UINT64_MAX: no job is open). */
+    uint8_t *mb;
+    shm_xjob_t mbj;
     uint64_t mb_off;
     _Atomic uint64_t mb_want;
-    uint8_t *mb; /* its frame, copied out of the page */
     pthread_mutex_t lock; /* whoever reads the socket and serves a job (thread or poller) */
     uint8_t *m;           /* one job frame, under lock */
     pthread_t thread;

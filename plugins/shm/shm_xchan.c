@@ -69,7 +69,7 @@ void shm_xchan_close(shm_peer_t *peer)
     x->size = x->slot = x->data_end = 0;
     x->ctl = NULL;
     x->nospin = x->spin_fails = 0;
-    x->mbox = x->stream = false;
+    x->stream = false;
     x->mb_seq = 0;
 }
 
@@ -197,8 +197,10 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     if (!e && (shm_get_u64(a + 16) & SHM_XREADY_CTL)) {
         x->ctl = (shm_xctl_t *)(void *)(x->base + size - SHM_XCTL_BYTES);
         x->data_end = size - SHM_XCTL_BYTES;
-        x->mbox = (shm_get_u64(a + 16) & SHM_XREADY_MBOX) != 0;
-        x->stream = x->mbox && (shm_get_u64(a + 16) & SHM_XREADY_STREAM) != 0;
+        /* The mailbox only with streaming (targets of ours that served a mailbox without it
+         * get their jobs on the socket) */
+        uint64_t want = SHM_XREADY_MBOX | SHM_XREADY_STREAM;
+        x->stream = (shm_get_u64(a + 16) & want) == want;
     } else {
         x->data_end = size; /* an older target: no control page */
     }
@@ -276,13 +278,13 @@ static ssize_t xspin(shm_xchan_t *x, uint8_t *a, size_t len)
 }
 
 /*
- * The answer of the job in the mailbox (shm_xsrv.c, "Mailbox"), as a socket answer frame in
- * `a`: wait for it on the page without a system call, as xspin does; if it does not come,
+ * The answer of the job in the mailbox (shm_xsrv.c, "Mailbox"), its errno and bad piece in
+ * *err and *bad: wait for it on the page without a system call, as xspin does; if it does not come,
  * wake the server (parked) and ring its socket (in case it is there), then sleep on the socket
  * until the target says it answered (a wake frame) or the ring fails.
  */
-static nixl_status_t xmbox_wait(nixl_be_req_t *req, shm_xchan_t *x, uint64_t off, size_t len,
-                                uint64_t budget, bool async, uint8_t *a)
+static nixl_status_t xmbox_wait(nixl_be_req_t *req, shm_xchan_t *x, uint64_t budget, bool async,
+                                uint32_t *err, uint64_t *bad)
 {
     shm_xctl_t *c = x->ctl;
     uint32_t seq = x->mb_seq;
@@ -316,8 +318,8 @@ static nixl_status_t xmbox_wait(nixl_be_req_t *req, shm_xchan_t *x, uint64_t off
         }
         atomic_store(&c->mb_sleep, 0);
     }
-    shm_put_frame32(a, SHM_XDONE_MAGIC, *(volatile uint32_t *)&c->mb_err, off, len,
-                    *(volatile uint64_t *)&c->mb_bad);
+    *err = *(volatile uint32_t *)&c->mb_err;
+    *bad = *(volatile uint64_t *)&c->mb_bad;
     return NIXL_SUCCESS;
 }
 
@@ -491,14 +493,13 @@ static nixl_status_t xstream_job(nixl_be_req_t *req, shm_xchan_t *x, const struc
         }
         budget = 0; /* waited already */
     }
-    uint8_t a[SHM_XREPLY];
-    nixl_status_t st = xmbox_wait(req, x, 0, total, budget, async, a);
+    uint32_t e = 0;
+    uint64_t bad = 0;
+    nixl_status_t st = xmbox_wait(req, x, budget, async, &e, &bad);
     if (st != NIXL_SUCCESS)
         return st;
-    uint32_t e = shm_get_u32(a + 4);
     if (e)
-        return job_failed(req, r, count,
-                          piece_desc(l, count, start, x->data_end, shm_get_u64(a + 24)), e);
+        return job_failed(req, r, count, piece_desc(l, count, start, x->data_end, bad), e);
     if (!write && got < total)
         ring_to_local(l, &at, x->base + got, total - got);
     return NIXL_SUCCESS;
@@ -549,7 +550,6 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
     } pend[SHM_XSLOTS];
     xcur_t c = {0, 0};
     uint64_t sent = 0, done = 0;
-    bool in_mbox = false; /* the one job of this transfer went to the mailbox */
     while (c.idx < count || done < sent) {
         if (c.idx < count && sent - done < SHM_XSLOTS) {
             size_t k = (size_t)(sent % SHM_XSLOTS), len = 0, niov = 0;
@@ -586,18 +586,6 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
             shm_put_u32(x->msg + 24, (uint32_t)niov);
             shm_put_u32(x->msg + 28, 0);
             size_t flen = SHM_XJOB_HDR + 16 * niov;
-            /* A transfer of one job, a parked server: the mailbox, no system call. */
-            if (x->mbox && sent == 0 && c.idx >= count && flen <= SHM_XMBOX_MAX && !x->nospin &&
-                atomic_load(&x->ctl->state) == SHM_XSRV_PARKED) {
-                memcpy(x->ctl->mb_job, x->msg, flen);
-                x->ctl->mb_len = (uint32_t)flen;
-                atomic_store(&x->ctl->mb_seq, ++x->mb_seq);
-                in_mbox = true;
-                pend[k].at = at;
-                pend[k].len = len;
-                sent++;
-                continue;
-            }
             ssize_t n;
             for (;;) {
                 n = send(x->fd, x->msg, flen, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -621,13 +609,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         /* Every slot is busy, or everything is sent: the oldest job's answer. */
         uint8_t a[SHM_XREPLY];
         ssize_t n = -1;
-        if (in_mbox) {
-            st = xmbox_wait(req, x, 0, pend[0].len,
-                            SHM_XSPIN_NS + pend[0].len / SHM_XSPIN_BYTES_PER_NS, async, a);
-            if (st != NIXL_SUCCESS)
-                goto fail;
-            n = (ssize_t)sizeof(a);
-        } else if (x->ctl) {
+        if (x->ctl) {
             n = xspin(x, a, pend[done % SHM_XSLOTS].len);
         } else {
             errno = EAGAIN;

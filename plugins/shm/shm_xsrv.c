@@ -13,12 +13,13 @@
  * the server itself, so a target that polls rarely costs a job that much at most. The thread
  * goes back to the socket when progress() has not been called for SHM_XPARK_MS.
  *
- * Mailbox. A transfer of one job (most small ones) skips the socket when the server is
- * parked: the initiator writes the job into the control page and spins on its answer there, so
- * neither side makes a system call for it. A server that is not parked (or a poller that does
- * not come) gets a bell frame (SHMB) on the socket after the initiator's wait; an initiator
- * that went to sleep on the socket gets a wake frame (SHMW) after the answer. Only transfers of
- * one job use it, so it never reorders jobs of one transfer.
+ * Mailbox. While the server is parked, transfers skip the socket: the initiator writes each
+ * job into the control page and spins on its answer there, so neither side makes a system call
+ * for it. A server that is not parked (or a poller that does not come) gets a bell frame (SHMB)
+ * on the socket after the initiator's wait; an initiator that went to sleep on the socket gets
+ * a wake frame (SHMW) after the answer. The mailbox holds one job at a time and a transfer
+ * posts its next job only after the answer, so jobs are never reordered. Our initiators use it
+ * only with streaming (serve_mbox); the target serves plain mailbox jobs too.
  *
  * Who serves: the thread or a poller, whichever holds the ring's lock; each reads the socket
  * without blocking, so a job is read once. The control page is the initiator's memory as much
@@ -83,16 +84,9 @@ static void bad_job(nixl_be_engine_t *eng, const char *why)
                     (unsigned long long)rep);
 }
 
-/* A job frame, checked (shm_priv.h, SHMJ). */
-typedef struct xjob {
-    uint32_t op, niov, flags;
-    uint64_t off, len;
-    const uint8_t *p; /* the pieces */
-} xjob_t;
-
 /* Check a job frame against the ring. False: malformed (end the ring). `mbox`: it came through
  * the mailbox, where it may stream. */
-static bool xjob_parse(shm_xsrv_t *sv, const uint8_t *m, size_t n, bool mbox, xjob_t *j)
+static bool xjob_parse(shm_xsrv_t *sv, const uint8_t *m, size_t n, bool mbox, shm_xjob_t *j)
 {
     nixl_be_engine_t *eng = sv->eng;
     if (n < SHM_XJOB_HDR || shm_get_u32(m) != SHM_XJOB_MAGIC) {
@@ -137,7 +131,7 @@ static bool xjob_parse(shm_xsrv_t *sv, const uint8_t *m, size_t n, bool mbox, xj
  * calls for one streaming job). `publish`: a streaming READ, whose progress goes to mb_avail
  * every SHM_XSTREAM_CHUNK bytes. *err (an errno) and *bad (the piece) when a piece is not ours.
  */
-static void xjob_copy(shm_xsrv_t *sv, const xjob_t *j, uint64_t from, uint64_t to,
+static void xjob_copy(shm_xsrv_t *sv, const shm_xjob_t *j, uint64_t from, uint64_t to,
                       shm_xctl_t *publish, uint32_t *err, uint64_t *bad)
 {
     nixl_be_engine_t *eng = sv->eng;
@@ -180,7 +174,7 @@ static void xjob_copy(shm_xsrv_t *sv, const xjob_t *j, uint64_t from, uint64_t t
 /* One job from the socket: run it, answer on the socket. False: end the ring. */
 static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
 {
-    xjob_t j;
+    shm_xjob_t j;
     if (!xjob_parse(sv, m, n, false, &j))
         return false;
     uint32_t err;
@@ -209,11 +203,13 @@ static bool xsrv_job(shm_xsrv_t *sv, const uint8_t *m, size_t n)
 static bool serve_mbox(shm_xsrv_t *sv, bool poller)
 {
     shm_xctl_t *c = sv->ctl;
-    xjob_t j;
-    if (!sv->mb_active) {
-        uint32_t seq = atomic_load(&c->mb_seq);
-        if (seq == atomic_load_explicit(&sv->mb_served, memory_order_relaxed))
+    shm_xjob_t *j = &sv->mbj;
+    uint32_t seq = atomic_load_explicit(&sv->mb_served, memory_order_relaxed);
+    if (atomic_load(&sv->mb_want) == UINT64_MAX) { /* no job open: a new one? */
+        uint32_t next = atomic_load(&c->mb_seq);
+        if (next == seq)
             return true;
+        seq = next;
         atomic_store_explicit(&sv->mb_served, seq, memory_order_relaxed);
         uint32_t len = *(volatile uint32_t *)&c->mb_len;
         if (len < SHM_XJOB_HDR || len > SHM_XMBOX_MAX) {
@@ -221,27 +217,23 @@ static bool serve_mbox(shm_xsrv_t *sv, bool poller)
             return false;
         }
         memcpy(sv->mb, c->mb_job, len);
-        if (!xjob_parse(sv, sv->mb, len, true, &j))
+        if (!xjob_parse(sv, sv->mb, len, true, j))
             return false;
-        sv->mb_active = true;
-        sv->mb_cur_seq = seq;
         sv->mb_off = 0;
-    } else {
-        (void)xjob_parse(sv, sv->mb, SHM_XJOB_HDR + 16u * shm_get_u32(sv->mb + 24), true, &j);
     }
     uint32_t err = 0;
     uint64_t bad = 0;
-    if (j.flags == SHM_XJOB_STREAM && j.op == SHM_XOP_WRITE) {
+    if (j->flags == SHM_XJOB_STREAM && j->op == SHM_XOP_WRITE) {
         uint64_t t0 = nixl_now_ns(), last = t0;
         for (;;) {
             uint64_t avail = atomic_load_explicit(&c->mb_avail, memory_order_acquire);
-            uint64_t upto = avail < j.len ? avail : j.len;
+            uint64_t upto = avail < j->len ? avail : j->len;
             if (upto > sv->mb_off) {
-                xjob_copy(sv, &j, sv->mb_off, upto, NULL, &err, &bad);
+                xjob_copy(sv, j, sv->mb_off, upto, NULL, &err, &bad);
                 sv->mb_off = upto;
                 last = nixl_now_ns();
             }
-            if (err || sv->mb_off == j.len)
+            if (err || sv->mb_off == j->len)
                 break;
             uint64_t now = nixl_now_ns();
             if (now - last > SHM_XFOLLOW_GAP_NS || now - t0 > SHM_XFOLLOW_MAX_NS) {
@@ -251,16 +243,14 @@ static bool serve_mbox(shm_xsrv_t *sv, bool poller)
             shm_cpu_relax();
         }
     } else {
-        xjob_copy(sv, &j, 0, j.len, j.flags == SHM_XJOB_STREAM ? c : NULL, &err, &bad);
+        xjob_copy(sv, j, 0, j->len, j->flags == SHM_XJOB_STREAM ? c : NULL, &err, &bad);
     }
-    sv->mb_active = false;
     atomic_store(&sv->mb_want, UINT64_MAX);
-    uint32_t seq = sv->mb_cur_seq;
     c->mb_err = err;
     c->mb_bad = bad;
     atomic_store(&c->mb_done, seq); /* then mb_sleep; the initiator the other way round */
     atomic_fetch_add_explicit(poller ? &sv->jobs_polled : &sv->jobs, 1, memory_order_relaxed);
-    if (j.flags == SHM_XJOB_STREAM)
+    if (j->flags == SHM_XJOB_STREAM)
         atomic_fetch_add_explicit(&sv->jobs_streamed, 1, memory_order_relaxed);
     bool ok = true;
     if (atomic_load(&c->mb_sleep) == seq)

@@ -902,6 +902,21 @@ static void wait_ring(nixl_be_engine_t *a, const char *name)
     assert_true(on);
 }
 
+/* The end of a test between two engines: A's remote and local metadata, both engines, the
+ * buffers, the hosts. */
+static void pair_end(nixl_be_engine_t *a, nixl_be_engine_t *b, nixl_be_md_t *lmd,
+                     nixl_be_md_t *rmd, thost_t *ha, thost_t *hb, void *lbuf, void *rbuf)
+{
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
+    ops->destroy(a);
+    ops->destroy(b);
+    free(lbuf);
+    free(rbuf);
+    thost_fini(ha);
+    thost_fini(hb);
+}
+
 static void ring_order_case(const char *ring_size, bool polls, unsigned count)
 {
     thost_t ha, hb;
@@ -957,14 +972,7 @@ static void ring_order_case(const char *ring_size, bool polls, unsigned count)
                  polls ? "polled" : "event thread");
     assert_null(wait_notif(&hb, b, 0.05));
     free(msg);
-    ops->unload_md(a, MDS(&rmd, 1));
-    ops->deregister_mem(a, MDS(&lmd, 1));
-    ops->destroy(a);
-    ops->destroy(b);
-    free(lbuf);
-    free(rbuf);
-    thost_fini(&ha);
-    thost_fini(&hb);
+    pair_end(a, b, lmd, rmd, &ha, &hb, lbuf, rbuf);
 }
 
 static void test_ring_order(void **state)
@@ -1146,14 +1154,7 @@ static void reconnect_order_case(bool target_polls)
     for (unsigned k = 0; k < 20; k += 2)
         assert_true(check(rbuf + k * 64, 64, k, 0));
     assert_null(wait_notif(&hb, b, 0.05));
-    ops->unload_md(a, MDS(&rmd, 1));
-    ops->deregister_mem(a, MDS(&lmd, 1));
-    ops->destroy(a);
-    ops->destroy(b);
-    free(lbuf);
-    free(rbuf);
-    thost_fini(&ha);
-    thost_fini(&hb);
+    pair_end(a, b, lmd, rmd, &ha, &hb, lbuf, rbuf);
 }
 
 static void test_reconnect_order(void **state)
@@ -1369,14 +1370,7 @@ static void xfer_between_engines(bool async)
     assert_int_equal(ops->gen_notif(a, "B", "x", 1), NIXL_ERR_NOT_FOUND);
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
-    ops->unload_md(a, MDS(&rmd, 1));
-    ops->deregister_mem(a, MDS(&lmd, 1));
-    ops->destroy(a);
-    ops->destroy(b);
-    free(lbuf);
-    free(rbuf);
-    thost_fini(&ha);
-    thost_fini(&hb);
+    pair_end(a, b, lmd, rmd, &ha, &hb, lbuf, rbuf);
 }
 
 static void test_xfer_sync(void **state)
