@@ -3223,6 +3223,26 @@ static void test_staged_hostile(void **state)
     thost_fini(&hb);
 }
 
+/* An anonymous mapping of `len` bytes that the kernel never merges with its neighbours: a
+ * PROT_NONE page at either end makes it a mapping of its own, so the smaps figures of the
+ * mapping that holds an address inside are this mapping's alone (anonymous mappings side by
+ * side merge into one: a neighbour's huge page would count as ours). */
+static uint8_t *map_alone(size_t len)
+{
+    const size_t pg = 4096;
+    uint8_t *m = mmap(NULL, len + 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m, pg, PROT_NONE), 0);
+    assert_int_equal(mprotect(m + pg + len, pg, PROT_NONE), 0);
+    return m + pg;
+}
+
+static void unmap_alone(uint8_t *m, size_t len)
+{
+    munmap(m - 4096, len + 2 * 4096);
+}
+
 /* kB of transparent huge pages in the mapping that holds `addr` (/proc/self/smaps). */
 static long anon_huge_kb(const void *addr)
 {
@@ -3295,10 +3315,9 @@ static void test_hugepages(void **state)
         skip(); /* no transparent huge pages on this kernel */
     const size_t huge = 2u << 20, maplen = 18u << 20;
     /* two mappings, each filled before registration, as applications do */
-    uint8_t *ma = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint8_t *mb = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(ma != MAP_FAILED && mb != MAP_FAILED);
-    uint8_t *ab = (uint8_t *)(((uintptr_t)ma + huge - 1) & ~(uintptr_t)(huge - 1));
+    uint8_t *ma = map_alone(maplen);
+    uint8_t *mb = map_alone(maplen);
+        uint8_t *ab = (uint8_t *)(((uintptr_t)ma + huge - 1) & ~(uintptr_t)(huge - 1));
     uint8_t *bb = (uint8_t *)(((uintptr_t)mb + huge - 1) & ~(uintptr_t)(huge - 1));
     size_t off = 12345, len = 6 * huge + 777; /* whole huge pages 1 to 5 lie inside */
     uint8_t *lbuf = ab + off, *rbuf = bb + off;
@@ -3344,8 +3363,7 @@ static void test_hugepages(void **state)
     nixl_be_engine_t *c;
     const nixl_param_t adv[] = {{"hugepages", "advise"}};
     assert_int_equal(eng_create_kv(&hc, "C", adv, 1, &c), NIXL_SUCCESS);
-    uint8_t *mc = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(mc != MAP_FAILED);
+    uint8_t *mc = map_alone(maplen);
     uint8_t *cb = (uint8_t *)(((uintptr_t)mc + huge - 1) & ~(uintptr_t)(huge - 1));
     assert_false(vma_marked_huge(cb + huge));
     nixl_reg_desc_t cdesc = {(uintptr_t)(cb + off), len, 0, NULL, 0};
@@ -3357,7 +3375,7 @@ static void test_hugepages(void **state)
     assert_false(vma_marked_huge(cb + 6 * huge)); /* and after */
     ops->deregister_mem(c, MDS(&cmd_, 1));
     ops->destroy(c);
-    munmap(mc, maplen);
+    unmap_alone(mc, maplen);
     thost_fini(&hc);
 
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
@@ -3367,8 +3385,8 @@ static void test_hugepages(void **state)
     ops->deregister_mem(b, MDS(&bmd, 1));
     ops->destroy(a);
     ops->destroy(b);
-    munmap(ma, maplen);
-    munmap(mb, maplen);
+    unmap_alone(ma, maplen);
+    unmap_alone(mb, maplen);
     thost_fini(&ha);
     thost_fini(&hb);
 }
@@ -3401,14 +3419,14 @@ static void test_hugepages_background(void **state)
     if (strcmp(mode, "never") == 0 || strcmp(mode, "unknown") == 0 || !can_collapse())
         skip(); /* no transparent huge pages, or no MADV_COLLAPSE, on this kernel */
     const size_t huge = 2u << 20, maplen = 18u << 20;
-    uint8_t *ma = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *ma = map_alone(maplen);
     uint8_t *rbuf = calloc(1, maplen); /* written before use: valgrind cannot see CMA write */
-    assert_true(ma != MAP_FAILED && rbuf);
+    assert_true(rbuf);
     uint8_t *ab = (uint8_t *)(((uintptr_t)ma + huge - 1) & ~(uintptr_t)(huge - 1));
     size_t off = 12345, len = 6 * huge + 777; /* whole huge pages 1 to 5 lie inside */
     uint8_t *lbuf = ab + off;
     fill(lbuf, len, 51, 0);
-    long base0 = anon_huge_kb(lbuf); /* anonymous mappings side by side merge into one */
+    long base0 = anon_huge_kb(lbuf); /* huge pages at fault (THP `always`) */
 
     thost_t ha, hb;
     thost_init(&ha);
@@ -3469,14 +3487,13 @@ static void test_hugepages_background(void **state)
     /* after the thread went idle, a new registration starts it again; of a region's huge
      * pages, those never touched (here the third and the sixth) stay out of memory, and one
      * touched in part stays small */
-    uint8_t *mc = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(mc != MAP_FAILED);
+    uint8_t *mc = map_alone(maplen);
     uint8_t *cb = (uint8_t *)(((uintptr_t)mc + huge - 1) & ~(uintptr_t)(huge - 1));
     for (unsigned pg = 0; pg < 8; pg++)
         if (pg != 2 && pg != 5)
             fill(cb + pg * huge, pg == 7 ? huge / 2 : huge, 77 + pg, 0);
     unsigned char vec[8 * 512] = {0}; /* valgrind does not see mincore fill it */
-    long base = anon_huge_kb(cb); /* anonymous mappings side by side merge into one */
+    long base = anon_huge_kb(cb); /* huge pages at fault (THP `always`) */
     nixl_reg_desc_t cd = {(uintptr_t)cb, 8 * huge, 0, NULL, 0};
     nixl_be_md_t *cmd_;
     assert_int_equal(ops->register_mem(a, NIXL_DRAM_SEG, &cd, 1, &cmd_), NIXL_SUCCESS);
@@ -3495,7 +3512,7 @@ static void test_hugepages_background(void **state)
         if (pg != 2 && pg != 5)
             assert_true(check(cb + pg * huge, pg == 7 ? huge / 2 : huge, 77 + pg, 0));
     ops->deregister_mem(a, MDS(&cmd_, 1));
-    munmap(mc, maplen);
+    unmap_alone(mc, maplen);
 
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
@@ -3517,7 +3534,7 @@ static void test_hugepages_background(void **state)
     assert_true(now_s() - t0 < 5.0); /* one step (4 MiB), even for a starved nice-19 thread */
     ops->destroy(b);
     munmap(md_, big);
-    munmap(ma, maplen);
+    unmap_alone(ma, maplen);
     free(rbuf);
     thost_fini(&ha);
     thost_fini(&hb);
@@ -3619,5 +3636,7 @@ int main(void)
         cmocka_unit_test(test_hugepages_background),
         cmocka_unit_test(test_bench),
     };
+    if (getenv("SHM_TEST_ONLY")) /* a name or a pattern (cmocka's * and ?): one test alone */
+        cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
