@@ -2,13 +2,19 @@
  * shm_copy.c - large requests split across copying threads (copy_threads).
  *
  * A request of at least SHM_SPLIT_BYTES whose bytes go by cross-memory attach (once the peer's
- * first call succeeded) or through mappings (shm_map.c) is cut into up to copy_threads slices
- * of about equal bytes, each at least SHM_SLICE_MIN, along the descriptor list (a slice may
- * start and end inside a descriptor). The caller's thread (the user's, or the async worker's)
- * copies the first slice and queues the others for the engine's pool of copy_threads - 1
- * threads, started at the first split; when it is done with its own, it takes back any of its
- * slices that no pool thread has started (so a busy pool never makes a request wait), then
- * waits for the rest. Smaller requests, staged peers and loopback never come here.
+ * first call succeeded), through mappings (shm_map.c) or through staging rings (shm_xchan.c)
+ * is cut into up to copy_threads slices of about equal bytes, each at least SHM_SLICE_MIN,
+ * along the descriptor list (a slice may start and end inside a descriptor). The caller's
+ * thread (the user's, or the async worker's) copies the first slice and queues the others for
+ * the engine's pool of copy_threads - 1 threads, started at the first split; when it is done
+ * with its own, it takes back any of its slices that no pool thread has started (so a busy pool
+ * never makes a request wait), then waits for the rest. Smaller requests and loopback never
+ * come here.
+ *
+ * Staged: slice k goes through ring k to the peer (the main ring for the first, a bulk ring for
+ * the others: shm_xchan_copy_ring), each served by its own thread on the target, so both sides
+ * copy with as many threads as there are slices (at most SHM_XBULK_MAX + 1). A peer that
+ * refuses the extra rings gets every slice through its main ring, one after the other.
  *
  * Each slice builds its own iovec arrays (the request's are shared by the slices and never
  * written), at most SHM_IOV_MAX elements and `chunk` bytes per system call; async slices look
@@ -29,27 +35,33 @@ typedef struct shm_slice {
     struct shm_slice *next; /* eng->cp_head */
     split_t *job;
     size_t i0, o0, i1, o1; /* from (descriptor, offset) up to, not including, (i1, o1) */
+    unsigned ring;         /* staged: the slice's ring (shm_xchan_copy_ring) */
     bool taken;
+    char why[sizeof(((nixl_be_req_t *)0)->why)]; /* staged: the ring's reason of a failure */
 } slice_t;
 
 struct split {
     nixl_be_req_t *req;
     size_t chunk;
     bool async;
+    bool staged; /* through staging rings, one per slice, instead of cross-memory attach */
     size_t left;  /* slices not finished (cp_lock) */
     int err;      /* first errno (0: none); cp_lock */
     size_t err_idx;
     nixl_status_t st; /* first non-errno failure (cancel, death, no progress) */
+    const char *why;  /* the first failure's reason when a staging ring gave one (cp_lock) */
     atomic_bool stop; /* a slice failed: the others stop at their next call */
 };
 
-static void job_fail(nixl_be_engine_t *eng, split_t *job, int err, size_t idx, nixl_status_t st)
+static void job_fail(nixl_be_engine_t *eng, split_t *job, int err, size_t idx, nixl_status_t st,
+                     const char *why)
 {
     pthread_mutex_lock(&eng->cp_lock);
     if (!job->err && job->st == NIXL_SUCCESS) {
         job->err = err;
         job->err_idx = idx;
         job->st = st;
+        job->why = why;
     }
     pthread_mutex_unlock(&eng->cp_lock);
     atomic_store(&job->stop, true);
@@ -72,11 +84,25 @@ static bool must_stop(split_t *job)
                            : NIXL_SUCCESS;
     if (st == NIXL_SUCCESS)
         return false;
-    job_fail(req->eng, job, 0, 0, st);
+    job_fail(req->eng, job, 0, 0, st, NULL);
     return true;
 }
 
-static void run_slice(slice_t *s, struct iovec *lv, struct iovec *rv)
+/* A staged slice: its pieces through its own ring, SHM_IOV_MAX at a time (the ring pipelines
+ * them; its reason of a failure goes to the slice, not to the request other threads share). */
+static bool run_staged(slice_t *s, const struct iovec *lv, const struct iovec *rv, const size_t *dv,
+                       size_t n)
+{
+    split_t *job = s->job;
+    shm_req_why_to(s->why);
+    nixl_status_t st = shm_xchan_copy_ring(job->req, s->ring, lv, rv, dv, n, job->async);
+    shm_req_why_to(NULL);
+    if (st != NIXL_SUCCESS)
+        job_fail(job->req->eng, job, 0, 0, st, s->why);
+    return st == NIXL_SUCCESS;
+}
+
+static void run_slice(slice_t *s, struct iovec *lv, struct iovec *rv, size_t *dv)
 {
     split_t *job = s->job;
     nixl_be_req_t *req = job->req;
@@ -97,6 +123,7 @@ static void run_slice(slice_t *s, struct iovec *lv, struct iovec *rv)
             if (take) {
                 lv[n] = (struct iovec){l, take};
                 rv[n] = (struct iovec){r, take};
+                dv[n] = k;
                 n++;
             }
             bytes += take;
@@ -107,6 +134,13 @@ static void run_slice(slice_t *s, struct iovec *lv, struct iovec *rv)
             }
         }
         if (!bytes) { /* only empty descriptors were left */
+            i = k;
+            o = ko;
+            continue;
+        }
+        if (job->staged) {
+            if (!run_staged(s, lv, rv, dv, n))
+                return;
             i = k;
             o = ko;
             continue;
@@ -123,7 +157,7 @@ static void run_slice(slice_t *s, struct iovec *lv, struct iovec *rv)
             ret = process_vm_readv(req->peer->pid, lv, n, rv, n, 0);
         }
         if (ret <= 0) {
-            job_fail(req->eng, job, ret < 0 ? errno : 0, i, NIXL_ERR_BACKEND);
+            job_fail(req->eng, job, ret < 0 ? errno : 0, i, NIXL_ERR_BACKEND, NULL);
             return;
         }
         /* advance by what moved (a partial call resumes where the kernel stopped) */
@@ -134,6 +168,12 @@ static void run_slice(slice_t *s, struct iovec *lv, struct iovec *rv)
         }
     }
 }
+
+/* One thread's arrays for its slice's calls. */
+typedef struct {
+    struct iovec l[SHM_IOV_MAX], r[SHM_IOV_MAX];
+    size_t d[SHM_IOV_MAX]; /* the request's descriptor of each piece */
+} slice_buf_t;
 
 static void slice_done(nixl_be_engine_t *eng, slice_t *s)
 {
@@ -147,7 +187,7 @@ static void *pool_main(void *arg)
 {
     nixl_be_engine_t *eng = arg;
     pthread_setname_np(pthread_self(), "nixl-shm-copy"); /* for ps, top and the tests */
-    struct iovec *v = malloc(2 * SHM_IOV_MAX * sizeof(*v));
+    slice_buf_t *v = malloc(sizeof(*v));
     pthread_mutex_lock(&eng->cp_lock);
     for (;;) {
         while (!eng->cp_head && !eng->cp_stop)
@@ -159,9 +199,9 @@ static void *pool_main(void *arg)
         s->taken = true;
         pthread_mutex_unlock(&eng->cp_lock);
         if (v)
-            run_slice(s, v, v + SHM_IOV_MAX);
+            run_slice(s, v->l, v->r, v->d);
         else
-            job_fail(eng, s->job, ENOMEM, s->i0, NIXL_ERR_UNKNOWN);
+            job_fail(eng, s->job, ENOMEM, s->i0, NIXL_ERR_UNKNOWN, NULL);
         slice_done(eng, s);
         pthread_mutex_lock(&eng->cp_lock);
     }
@@ -195,30 +235,48 @@ bool shm_copy_splits(const nixl_be_req_t *req)
     const nixl_be_engine_t *eng = req->eng;
     const shm_peer_t *peer = req->peer;
     return eng->cp_threads > 1 && req->total >= SHM_SPLIT_BYTES && !peer->is_self &&
-           (req->rmd || (!atomic_load_explicit(&peer->staged, memory_order_relaxed) &&
-                         atomic_load_explicit(&peer->cma_ok, memory_order_relaxed)));
+           (req->rmd || atomic_load_explicit(&peer->staged, memory_order_acquire) ||
+            atomic_load_explicit(&peer->cma_ok, memory_order_relaxed));
 }
 
 nixl_status_t shm_copy_split(nixl_be_req_t *req, size_t chunk, bool async)
 {
     nixl_be_engine_t *eng = req->eng;
+    bool staged = !req->rmd && atomic_load_explicit(&req->peer->staged, memory_order_acquire);
     size_t n = eng->cp_threads;
     if (req->total / SHM_SLICE_MIN < n)
         n = (size_t)(req->total / SHM_SLICE_MIN);
+    if (staged && n > SHM_XBULK_MAX + 1)
+        n = SHM_XBULK_MAX + 1;
     slice_t *sl = calloc(n, sizeof(*sl));
-    struct iovec *v = malloc(2 * SHM_IOV_MAX * sizeof(*v));
+    slice_buf_t *v = malloc(sizeof(*v));
     if (!sl || !v) {
         free(sl);
         free(v);
         return shm_req_fail(req, NIXL_ERR_UNKNOWN, "out of memory splitting a %llu-byte "
                             "transfer", (unsigned long long)req->total);
     }
-    split_t job = {.req = req, .chunk = chunk, .async = async, .left = n, .st = NIXL_SUCCESS};
+    if (staged) {
+        nixl_status_t st = shm_xchan_open_main(req); /* before the bulk rings take its place */
+        if (st != NIXL_SUCCESS) {
+            free(sl);
+            free(v);
+            return st;
+        }
+    }
+    /* a ring pipelines its own jobs and looks for cancel: no byte bound per call there */
+    split_t job = {.req = req,
+                   .chunk = staged ? SIZE_MAX : chunk,
+                   .async = async,
+                   .staged = staged,
+                   .left = n,
+                   .st = NIXL_SUCCESS};
     atomic_init(&job.stop, false);
     /* cut the list into n runs of about total / n bytes */
     size_t i = 0, o = 0;
     for (size_t k = 0; k < n; k++) {
         sl[k].job = &job;
+        sl[k].ring = (unsigned)k;
         sl[k].i0 = i;
         sl[k].o0 = o;
         shm_iov_advance(req->liov, req->count, &i, &o,
@@ -253,18 +311,25 @@ nixl_status_t shm_copy_split(nixl_be_req_t *req, size_t chunk, bool async)
             if (!mine)
                 continue;
         }
-        run_slice(&sl[k], v, v + SHM_IOV_MAX);
+        run_slice(&sl[k], v->l, v->r, v->d);
         slice_done(eng, &sl[k]);
     }
     pthread_mutex_lock(&eng->cp_lock);
     while (job.left)
         pthread_cond_wait(&eng->cp_done, &eng->cp_lock);
     pthread_mutex_unlock(&eng->cp_lock);
-    free(sl);
     free(v);
 
-    if (job.err)
+    if (job.err) {
+        free(sl);
         return shm_xfer_cma_error(req, job.err, job.err_idx, req->riov);
+    }
+    if (job.why && job.why[0]) {
+        nixl_status_t st = shm_req_fail(req, job.st, "%s", job.why);
+        free(sl); /* job.why points into it */
+        return st;
+    }
+    free(sl);
     switch (job.st) {
     case NIXL_SUCCESS:
         return NIXL_SUCCESS;

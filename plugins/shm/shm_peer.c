@@ -42,6 +42,10 @@ shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
     pthread_mutex_init(&peer->x.lock, NULL);
     pthread_mutex_init(&peer->maps_lock, NULL);
     peer->x.fd = -1;
+    for (unsigned k = 0; k < SHM_XBULK_MAX; k++) {
+        pthread_mutex_init(&peer->xb[k].lock, NULL);
+        peer->xb[k].fd = -1;
+    }
     if (is_self) {
         peer->pid = getpid();
         atomic_init(&peer->connected, true);
@@ -79,6 +83,8 @@ static void peer_free(shm_peer_t *peer)
     sendq_free(peer);
     shm_xchan_close(peer);
     pthread_mutex_destroy(&peer->x.lock);
+    for (unsigned k = 0; k < SHM_XBULK_MAX; k++)
+        pthread_mutex_destroy(&peer->xb[k].lock);
     pthread_mutex_destroy(&peer->maps_lock);
     pthread_mutex_destroy(&peer->lock);
     free(peer->name);

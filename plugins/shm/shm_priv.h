@@ -282,6 +282,8 @@ enum { SHM_HUGEPAGES_OFF = 0, SHM_HUGEPAGES_ADVISE, SHM_HUGEPAGES_COLLAPSE, SHM_
 #define SHM_XRING_MAX ((size_t)256 << 20)
 #define SHM_XSLOTS 8u            /* a ring is cut into this many slots, one job each */
 #define SHM_XRINGS_DEFAULT 64u   /* staging rings (server threads) one engine serves at once */
+#define SHM_XBULK_MAX 15u        /* bulk rings per peer: a staged request is cut into 16 at most */
+#define SHM_XBULK_RETRY_MS 1000  /* after a refused bulk ring, the next try is this much later */
 #define SHM_XRINGS_MAX 4096u
 #define SHM_XWAIT_MS 100         /* the initiator looks for cancel/death this often */
 #define SHM_XSTALL_MS 30000      /* no answer for this long: the peer is stuck, fail */
@@ -384,6 +386,7 @@ typedef struct shm_xchan {
     bool stream;         /* the target serves the mailbox and streams its jobs */
     uint32_t mb_seq;     /* the last mailbox job */
     uint8_t *msg;        /* one job frame */
+    const size_t *desc;  /* the transfer in progress: the request's descriptor of each piece */
 } shm_xchan_t;
 
 /* A job frame, checked (SHMJ above): pieces point into the frame. */
@@ -452,6 +455,14 @@ typedef struct shm_peer {
     nixl_list_node_t *maps;    /* its regions mapped here (shm_rmd_t.mnode; shm_map.c) */
     const char *staged_why;
     shm_xchan_t x;
+    /* Bulk rings: slices 1.. of a large staged request split across the copy threads
+     * (shm_copy.c) go through these, one each, opened at first use and without a control page,
+     * so their server threads copy beside the one serving x (never parked, whoever polls). */
+    shm_xchan_t xb[SHM_XBULK_MAX];
+    /* The peer refused a bulk ring: until then (nixl_now_ms), slices share x; said: the INFO
+     * line about it was written. */
+    _Atomic uint64_t xb_after_ms;
+    atomic_bool xb_said;
 
     pthread_mutex_t lock;
     int fd;             /* outgoing connection, -1 when none */
@@ -743,7 +754,16 @@ void shm_copy_stop(nixl_be_engine_t *eng);
  * the two descriptors, closed on failure); stop them all at destroy. */
 nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const struct iovec *r,
                              size_t count, bool async);
-void shm_xchan_close(shm_peer_t *peer); /* x.lock held or the peer unused */
+/* The same through ring `ring` (0: x; k: bulk ring xb[k - 1], or x if the peer refuses bulk
+ * rings); `desc` (NULL: the identity) names the request's descriptor of each piece, for the
+ * reasons of failures. */
+nixl_status_t shm_xchan_copy_ring(nixl_be_req_t *req, unsigned ring, const struct iovec *l,
+                                  const struct iovec *r, const size_t *desc, size_t count,
+                                  bool async);
+/* Open the main ring if it is not (a split opens it before its bulk rings: a target keeps
+ * half its stage_rings for main rings, and takes bulk rings only below that). */
+nixl_status_t shm_xchan_open_main(nixl_be_req_t *req);
+void shm_xchan_close(shm_peer_t *peer); /* every ring: the peer unused */
 bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size);
 void shm_xsrv_stop_all(nixl_be_engine_t *eng);
 /* progress(): serve the jobs waiting on rings whose server thread is parked. */
@@ -791,6 +811,12 @@ int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, cons
  * repeats it on any thread) and return st. */
 nixl_status_t shm_req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* While set (non-NULL), this thread's shm_req_fail writes its reason there instead: the slices
+ * of a split request run on several threads at once, each into its own buffer of
+ * sizeof(req->why) bytes, and the request keeps the first (shm_copy.c). */
+void shm_req_why_to(char *buf);
+/* The reason this thread's last shm_req_fail wrote for req. */
+const char *shm_req_why(const nixl_be_req_t *req);
 nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
                             const nixl_be_desc_t *local, const nixl_be_desc_t *remote,
                             size_t count, const char *remote_agent,

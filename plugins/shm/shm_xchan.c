@@ -26,11 +26,18 @@
  * sides running together inside the job (shm_xsrv.c, "Streaming"); no system call when the
  * target answers in time.
  *
+ * Several rings: a large request split across the copy threads (shm_copy.c) sends its first
+ * slice through the main ring and each other slice through a bulk ring of its own, opened at
+ * first use without a control page: a bulk ring's server thread serves every job (it never
+ * parks), so the target copies with one thread per slice while the initiator's threads fill
+ * the rings. A peer that refuses a bulk ring (its stage_rings) gets them through the main ring.
+ *
  * Trust: the server copies only inside regions this engine registered (shm_region.c), under
  * the regions' read lock, so a peer with stale metadata gets an error, not a crash, and a
- * deregistration waits for the copy in progress. A malformed job ends the ring. Bounds: one ring
- * per (initiator engine, peer) (its x.lock serialises transfers to that peer), stage_rings
- * rings served per engine, SHM_XRING_MAX bytes per ring, one job frame buffer per ring.
+ * deregistration waits for the copy in progress. A malformed job ends the ring. Bounds: one main
+ * ring and at most SHM_XBULK_MAX bulk rings per (initiator engine, peer), each with its own lock
+ * held for a whole transfer or slice, stage_rings rings served per engine, SHM_XRING_MAX bytes
+ * per ring, one job frame buffer per ring.
  *
  * Failures: the peer dying closes its end (EOF: REMOTE_DISCONNECT); the initiator waits in
  * SHM_XWAIT_MS steps, looking for a cancel (async posts) and the peer's death between them, and
@@ -55,9 +62,8 @@
 
 /* ---- the initiator ---- */
 
-void shm_xchan_close(shm_peer_t *peer)
+static void xchan_close(shm_xchan_t *x)
 {
-    shm_xchan_t *x = &peer->x;
     if (x->fd >= 0)
         close(x->fd);
     if (x->base)
@@ -71,6 +77,13 @@ void shm_xchan_close(shm_peer_t *peer)
     x->nospin = x->spin_fails = 0;
     x->stream = false;
     x->mb_seq = 0;
+}
+
+void shm_xchan_close(shm_peer_t *peer)
+{
+    xchan_close(&peer->x);
+    for (unsigned k = 0; k < SHM_XBULK_MAX; k++)
+        xchan_close(&peer->xb[k]);
 }
 
 /*
@@ -117,11 +130,11 @@ static nixl_status_t xgone(nixl_be_req_t *req, ssize_t n, const char *when)
                  strerror(errno));
 }
 
-static nixl_status_t xopen(nixl_be_req_t *req)
+/* Open ring x to the peer; `ctl`: ask for the control page (parking, mailbox, streaming). */
+static nixl_status_t xopen(nixl_be_req_t *req, shm_xchan_t *x, bool ctl)
 {
     nixl_be_engine_t *eng = req->eng;
     shm_peer_t *peer = req->peer;
-    shm_xchan_t *x = &peer->x;
     size_t size = eng->xring_size;
     int mfd = -1, sv[2] = {-1, -1}, dfd = -1;
     nixl_status_t st;
@@ -146,8 +159,10 @@ static nixl_status_t xopen(nixl_be_req_t *req)
     }
     x->base = base;
     x->size = size;
-    /* Ask for the control page (shm_xsrv.c, "Parking"); the answer says whether it is used. */
-    ((shm_xctl_t *)(void *)((uint8_t *)base + size - SHM_XCTL_BYTES))->magic = SHM_XCTL_MAGIC;
+    /* Ask for the control page (shm_xsrv.c, "Parking"); the answer says whether it is used.
+     * A bulk ring leaves the memfd's zeros there: its server thread serves every job. */
+    if (ctl)
+        ((shm_xctl_t *)(void *)((uint8_t *)base + size - SHM_XCTL_BYTES))->magic = SHM_XCTL_MAGIC;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         st = xfail(req, NIXL_ERR_BACKEND, "socketpair for a staging ring: %s", strerror(errno));
         goto fail;
@@ -231,7 +246,7 @@ fail:
         close(sv[0]);
     if (sv[1] >= 0)
         close(sv[1]);
-    shm_xchan_close(peer);
+    xchan_close(x);
     return st;
 }
 
@@ -374,18 +389,18 @@ static void ring_to_local(const struct iovec *l, xcur_t *at, const uint8_t *s, s
 }
 
 /* The target's answer to a job said errno e for descriptor d. */
-static nixl_status_t job_failed(nixl_be_req_t *req, const struct iovec *r, size_t count, size_t d,
-                                uint32_t e)
+static nixl_status_t job_failed(nixl_be_req_t *req, const shm_xchan_t *x, const struct iovec *r,
+                                size_t count, size_t d, uint32_t e)
 {
     const char *op = req->op == NIXL_WRITE ? "WRITE" : "READ";
+    size_t i = d < count ? d : 0, named = x->desc ? x->desc[i] : d;
     if (e == EFAULT)
         return xfail(req, NIXL_ERR_BACKEND,
                      "%s to agent '%s', descriptor %zu (remote 0x%llx): the range is not inside "
                      "memory registered with it (was it deregistered?)",
-                     op, req->peer->name, d,
-                     (unsigned long long)(uintptr_t)r[d < count ? d : 0].iov_base);
+                     op, req->peer->name, named, (unsigned long long)(uintptr_t)r[i].iov_base);
     return xfail(req, NIXL_ERR_BACKEND, "%s to agent '%s', descriptor %zu: %s", op, req->peer->name,
-                 d, strerror((int)e));
+                 named, strerror((int)e));
 }
 
 /* Copy n bytes of the local descriptors from cursor *at on into the ring at d; with `c`,
@@ -499,7 +514,7 @@ static nixl_status_t xstream_job(nixl_be_req_t *req, shm_xchan_t *x, const struc
     if (st != NIXL_SUCCESS)
         return st;
     if (e)
-        return job_failed(req, r, count, piece_desc(l, count, start, x->data_end, bad), e);
+        return job_failed(req, x, r, count, piece_desc(l, count, start, x->data_end, bad), e);
     if (!write && got < total)
         ring_to_local(l, &at, x->base + got, total - got);
     return NIXL_SUCCESS;
@@ -521,26 +536,56 @@ static nixl_status_t xstream(nixl_be_req_t *req, shm_xchan_t *x, const struct io
     }
 }
 
+nixl_status_t shm_xchan_open_main(nixl_be_req_t *req)
+{
+    shm_xchan_t *x = &req->peer->x;
+    pthread_mutex_lock(&x->lock);
+    nixl_status_t st = x->fd < 0 ? xopen(req, x, true) : NIXL_SUCCESS;
+    pthread_mutex_unlock(&x->lock);
+    return st;
+}
+
 nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const struct iovec *r,
                              size_t count, bool async)
 {
+    return shm_xchan_copy_ring(req, 0, l, r, NULL, count, async);
+}
+
+nixl_status_t shm_xchan_copy_ring(nixl_be_req_t *req, unsigned ring, const struct iovec *l,
+                                  const struct iovec *r, const size_t *desc, size_t count,
+                                  bool async)
+{
     shm_peer_t *peer = req->peer;
-    shm_xchan_t *x = &peer->x;
+    bool bulk = ring > 0 && ring <= SHM_XBULK_MAX &&
+                nixl_now_ms() >= atomic_load_explicit(&peer->xb_after_ms, memory_order_relaxed);
+    shm_xchan_t *x = bulk ? &peer->xb[ring - 1] : &peer->x;
     bool write = req->op == NIXL_WRITE;
     nixl_status_t st = NIXL_SUCCESS;
 
     pthread_mutex_lock(&x->lock);
     if (x->fd < 0) {
-        st = xopen(req);
+        st = xopen(req, x, !bulk);
         if (st != NIXL_SUCCESS) {
             pthread_mutex_unlock(&x->lock);
-            return st;
+            if (!bulk || atomic_load(&peer->dead) || atomic_load(&peer->forgotten))
+                return st;
+            /* Refused (half its stage_rings are in use), or out of some resource: the slices
+             * share the main ring for a while, slower but whole. */
+            atomic_store(&peer->xb_after_ms, nixl_now_ms() + SHM_XBULK_RETRY_MS);
+            if (!atomic_exchange(&peer->xb_said, true))
+                NIXL_BE_LOG(req->eng->host, NIXL_LOG_INFO,
+                            "'%s': no second staging ring to agent '%s' (%s); large transfers "
+                            "to it go through one ring while it refuses (logged once)",
+                            req->eng->name, peer->name, shm_req_why(req));
+            return shm_xchan_copy_ring(req, 0, l, r, desc, count, async);
         }
     }
+    x->desc = desc;
     if (x->stream && !x->nospin && atomic_load(&x->ctl->state) == SHM_XSRV_PARKED) {
         st = xstream(req, x, l, r, count, async);
+        x->desc = NULL;
         if (st != NIXL_SUCCESS)
-            shm_xchan_close(peer); /* the ring is in an unknown state; a new one next time */
+            xchan_close(x); /* the ring is in an unknown state; a new one next time */
         pthread_mutex_unlock(&x->lock);
         return st;
     }
@@ -640,7 +685,7 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         uint32_t e = shm_get_u32(a + 4);
         if (e) {
             size_t d = piece_desc(l, count, pend[k].at, slot_cap(x, k), shm_get_u64(a + 24));
-            st = job_failed(req, r, count, d, e);
+            st = job_failed(req, x, r, count, d, e);
             goto fail;
         }
         if (!write) {
@@ -649,12 +694,14 @@ nixl_status_t shm_xchan_copy(nixl_be_req_t *req, const struct iovec *l, const st
         }
         done++;
     }
+    x->desc = NULL;
     pthread_mutex_unlock(&x->lock);
     return NIXL_SUCCESS;
 
 fail:
     /* Jobs may still be in flight: the ring is in an unknown state; a new one next time. */
-    shm_xchan_close(peer);
+    xchan_close(x);
+    x->desc = NULL;
     pthread_mutex_unlock(&x->lock);
     return st;
 }

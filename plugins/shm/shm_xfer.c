@@ -13,11 +13,23 @@
 
 /* Remember why the request failed: the failure may happen on the worker thread, whose
  * thread-local error the user never sees, so check_xfer repeats it. */
+static _Thread_local char *why_sink;
+
+void shm_req_why_to(char *buf)
+{
+    why_sink = buf;
+}
+
+const char *shm_req_why(const nixl_be_req_t *req)
+{
+    return why_sink ? why_sink : req->why;
+}
+
 nixl_status_t shm_req_fail(nixl_be_req_t *req, nixl_status_t st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(req->why, sizeof(req->why), fmt, ap);
+    vsnprintf(why_sink ? why_sink : req->why, sizeof(req->why), fmt, ap);
     va_end(ap);
     return st;
 }

@@ -397,6 +397,17 @@ static void xsrv_reap(nixl_be_engine_t *eng)
     }
 }
 
+/* Say no on a ring's socket (the initiator reports why), then close it. */
+static bool xsrv_decline(int sock, uint64_t size, int err)
+{
+    bool ok;
+    if (sock >= 0) {
+        xsrv_reply(sock, SHM_XREADY_MAGIC, (uint32_t)err, size, 0, 0, &ok);
+        close(sock);
+    }
+    return false;
+}
+
 /* Refuse a ring: say why on its socket (the initiator reports it), then close both. */
 static bool xsrv_refuse(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size, int err,
                         const char *why)
@@ -406,14 +417,9 @@ static bool xsrv_refuse(nixl_be_engine_t *eng, int memfd, int sock, uint64_t siz
     if (nixl_log_limit_pass(&lim, why, nixl_now_ns(), &rep))
         NIXL_BE_LOG(eng->host, NIXL_LOG_WARN, "refused a %llu-byte staging ring: %s (%llu before)",
                     (unsigned long long)size, why, (unsigned long long)rep);
-    bool ok;
-    if (sock >= 0) {
-        xsrv_reply(sock, SHM_XREADY_MAGIC, (uint32_t)err, size, 0, 0, &ok);
-        close(sock);
-    }
     if (memfd >= 0)
         close(memfd);
-    return false;
+    return xsrv_decline(sock, size, err);
 }
 
 bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
@@ -466,6 +472,15 @@ bool shm_xsrv_start(nixl_be_engine_t *eng, int memfd, int sock, uint64_t size)
         sv->ctl = ctl;
         sv->data_end = size - SHM_XCTL_BYTES;
         atomic_store(&ctl->state, SHM_XSRV_SOCKET);
+    } else if (eng->nxsrv >= eng->xrings_max / 2) {
+        /* A bulk ring (an extra ring of a split transfer, shm_copy.c): only while fewer than
+         * half of stage_rings are served, so that bulk rings never keep an initiator's main
+         * ring out; the initiator then goes on through its main ring. */
+        pthread_mutex_unlock(&eng->xsrv_lock);
+        munmap(base, size);
+        free(m);
+        free(sv);
+        return xsrv_decline(sock, size, EMFILE); /* by design: not worth a warning here */
     }
     pthread_mutex_init(&sv->lock, NULL);
     atomic_init(&sv->ended, false);

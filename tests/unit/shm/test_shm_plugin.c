@@ -2650,6 +2650,125 @@ static void test_map_params(void **state)
 /* Staging rings between two engines of this process (transport=staged on the initiator): bytes
  * both ways with notifications, a target range deregistered after the initiator loaded it (an
  * error, never a fault in the target), a target that serves no rings, and the parameters. */
+/* A staged request of at least 4 MiB is split across the copy threads, each slice through a
+ * ring of its own served by its own thread on the target (main ring + bulk rings without a
+ * control page); every byte lands both ways, a failure names the request's descriptor (not a
+ * slice's), and a target that refuses the extra rings gets the slices through its main ring. */
+static void test_staged_split(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    skip(); /* as test_staged: answers reach the checks through sockets TSan does not model */
+#endif
+    thost_t ha, hb, hc;
+    thost_init(&ha);
+    thost_init(&hb);
+    thost_init(&hc);
+    nixl_be_engine_t *a, *b, *c;
+    const nixl_param_t pa[] = {{"transport", "staged"},
+                               {"stage_ring_size", "262144"},
+                               {"copy_threads", "4"}};
+    assert_int_equal(eng_create_kv(&ha, "A", pa, 3, &a), NIXL_SUCCESS);
+    assert_int_equal(eng_create(&hb, "B", NULL, &b), NIXL_SUCCESS);
+    load_peer(a, "B", b);
+
+    enum { N = 5 };
+    size_t len = ((size_t)2 << 20) + 4099; /* 10 MiB in all: four slices, cut inside pieces */
+    uint8_t *lbuf = malloc(N * len), *rbuf = calloc(N, len);
+    assert_true(lbuf && rbuf);
+    nixl_reg_desc_t rdesc = {(uintptr_t)rbuf, N * len, 0, NULL, 0};
+    nixl_be_md_t *lmd, *rmd, *bmd;
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    nixl_be_req_t *w, *r;
+    pair_prep(a, lbuf, rbuf, N, len, &lmd, &rmd, &w, &r);
+    for (unsigned round = 0; round < 3; round++) {
+        fill_permuted(lbuf, N, len, 7, 71 + 2 * round);
+        assert_int_equal(post(a, w, "split"), NIXL_SUCCESS);
+        tnotif_t *n = wait_notif(&hb, b, 10);
+        assert_non_null(n);
+        assert_int_equal(n->len, 5);
+        free(n);
+        assert_true(check(rbuf, N * len, 71 + 2 * round, 0));
+        fill(rbuf, N * len, 72 + 2 * round, 0);
+        memset(lbuf, 0, N * len);
+        assert_int_equal(post(a, r, NULL), NIXL_SUCCESS);
+        assert_true(check_permuted(lbuf, N, len, 7, 72 + 2 * round));
+    }
+
+    /* only the first three pieces' remote ranges stay registered: the pieces past them fail,
+     * named by their index in the request (slices count from 0 each) */
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    nixl_reg_desc_t part = {(uintptr_t)rbuf, 3 * len, 0, NULL, 0};
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &part, 1, &bmd), NIXL_SUCCESS);
+    atomic_store(&t_quiet_errors, true);
+    t_err[0] = '\0';
+    assert_int_equal(post(a, w, NULL), NIXL_ERR_BACKEND);
+    assert_int_equal(ops->check_xfer(a, w), NIXL_ERR_BACKEND);
+    assert_non_null(strstr(t_err, "not inside memory registered"));
+    /* remote ranges 3 and 4 are those of pieces 4 and 2 (stride 7 over 5) */
+    assert_true(strstr(t_err, "descriptor 4 ") || strstr(t_err, "descriptor 2 "));
+    atomic_store(&t_quiet_errors, false);
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &rdesc, 1, &bmd), NIXL_SUCCESS);
+    fill_permuted(lbuf, N, len, 7, 81);
+    assert_int_equal(post(a, w, NULL), NIXL_SUCCESS); /* new rings where they failed */
+    assert_true(check(rbuf, N * len, 81, 0));
+
+    /* a target serving four rings takes bulk rings while it serves fewer than two: the main
+     * ring (opened first), then one bulk ring; the others are refused and their slices go
+     * through the main ring */
+    const nixl_param_t pc[] = {{"stage_rings", "4"}};
+    assert_int_equal(eng_create_kv(&hc, "C", pc, 1, &c), NIXL_SUCCESS);
+    load_peer(a, "C", c);
+    uint8_t *cbuf = calloc(N, len);
+    assert_non_null(cbuf);
+    nixl_reg_desc_t cdesc = {(uintptr_t)cbuf, N * len, 0, NULL, 0};
+    nixl_be_md_t *cmd_, *crmd;
+    assert_int_equal(ops->register_mem(c, NIXL_DRAM_SEG, &cdesc, 1, &cmd_), NIXL_SUCCESS);
+    nixl_desc_t cd = {(uintptr_t)cbuf, N * len, 0};
+    nixl_be_blob_t empty = {NULL, 0};
+    assert_int_equal(ops->load_remote_md(a, "C", NIXL_DRAM_SEG, &cd, &empty, 1, &crmd),
+                     NIXL_SUCCESS);
+    nixl_be_req_t *wc;
+    assert_int_equal(prep(a, NIXL_WRITE, lbuf, (uintptr_t)cbuf, N, len, 7, lmd, crmd, "C", &wc),
+                     NIXL_SUCCESS);
+    t_capture_start();
+    for (unsigned round = 0; round < 2; round++) {
+        fill_permuted(lbuf, N, len, 7, 91 + round);
+        assert_int_equal(post(a, wc, NULL), NIXL_SUCCESS);
+        assert_true(check(cbuf, N * len, 91 + round, 0));
+    }
+    assert_int_equal(t_capture_count("no second staging ring to agent 'C'"), 1);
+    t_capture_stop();
+
+    assert_int_equal(ops->release_req(a, wc), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
+    ops->unload_md(a, MDS(&crmd, 1));
+    ops->unload_md(a, MDS(&rmd, 1));
+    ops->deregister_mem(a, MDS(&lmd, 1));
+    ops->deregister_mem(b, MDS(&bmd, 1));
+    ops->deregister_mem(c, MDS(&cmd_, 1));
+    ops->destroy(a);
+    /* B served the main ring and three bulk rings (each one's end is logged) */
+    t_capture_start();
+    ops->destroy(b);
+    assert_int_equal(t_capture_count("a staging ring of 262144 bytes ended"), 4);
+    assert_int_equal(t_capture_count("(no control page)"), 3);
+    t_capture_stop();
+    t_capture_start();
+    ops->destroy(c);
+    assert_int_equal(t_capture_count("a staging ring of 262144 bytes ended"), 2);
+    assert_int_equal(t_capture_count("(no control page)"), 1);
+    t_capture_stop();
+    free(lbuf);
+    free(rbuf);
+    free(cbuf);
+    thost_fini(&ha);
+    thost_fini(&hb);
+    thost_fini(&hc);
+}
+
 static void test_staged(void **state)
 {
     (void)state;
@@ -3629,6 +3748,7 @@ int main(void)
         cmocka_unit_test(test_ring_protocol_target),
         cmocka_unit_test(test_ring_protocol_initiator),
         cmocka_unit_test(test_staged),
+        cmocka_unit_test(test_staged_split),
         cmocka_unit_test(test_staged_parking),
         cmocka_unit_test(test_staged_hostile),
         cmocka_unit_test(test_map_params),
