@@ -2,14 +2,14 @@
  * shm_copy.c - large requests split across copying threads (copy_threads).
  *
  * A request of at least SHM_SPLIT_BYTES whose bytes go by cross-memory attach (once the peer's
- * first call succeeded), through mappings (shm_map.c) or through staging rings (shm_xchan.c)
- * is cut into up to copy_threads slices of about equal bytes, each at least SHM_SLICE_MIN,
- * along the descriptor list (a slice may start and end inside a descriptor). The caller's
- * thread (the user's, or the async worker's) copies the first slice and queues the others for
- * the engine's pool of copy_threads - 1 threads, started at the first split; when it is done
- * with its own, it takes back any of its slices that no pool thread has started (so a busy pool
- * never makes a request wait), then waits for the rest. Smaller requests and loopback never
- * come here.
+ * first call succeeded) or through mappings (shm_map.c), or of at least SHM_XSPLIT_BYTES
+ * through staging rings (shm_xchan.c), is cut into up to copy_threads slices of about equal
+ * bytes, each at least SHM_SLICE_MIN (SHM_XSLICE_MIN staged), along the descriptor list (a
+ * slice may start and end inside a descriptor). The caller's thread (the user's, or the async
+ * worker's) copies the first slice and queues the others for the engine's pool of
+ * copy_threads - 1 threads, started at the first split; when it is done with its own, it takes
+ * back any of its slices that no pool thread has started (so a busy pool never makes a request
+ * wait), then waits for the rest. Smaller requests and loopback never come here.
  *
  * Staged: slice k goes through ring k to the peer (the main ring for the first, a bulk ring for
  * the others: shm_xchan_copy_ring), each served by its own thread on the target, so both sides
@@ -234,9 +234,12 @@ bool shm_copy_splits(const nixl_be_req_t *req)
 {
     const nixl_be_engine_t *eng = req->eng;
     const shm_peer_t *peer = req->peer;
-    return eng->cp_threads > 1 && req->total >= SHM_SPLIT_BYTES && !peer->is_self &&
-           (req->rmd || atomic_load_explicit(&peer->staged, memory_order_acquire) ||
-            atomic_load_explicit(&peer->cma_ok, memory_order_relaxed));
+    if (eng->cp_threads < 2 || peer->is_self)
+        return false;
+    if (!req->rmd && atomic_load_explicit(&peer->staged, memory_order_acquire))
+        return req->total >= SHM_XSPLIT_BYTES;
+    return req->total >= SHM_SPLIT_BYTES &&
+           (req->rmd || atomic_load_explicit(&peer->cma_ok, memory_order_relaxed));
 }
 
 nixl_status_t shm_copy_split(nixl_be_req_t *req, size_t chunk, bool async)
@@ -244,8 +247,9 @@ nixl_status_t shm_copy_split(nixl_be_req_t *req, size_t chunk, bool async)
     nixl_be_engine_t *eng = req->eng;
     bool staged = !req->rmd && atomic_load_explicit(&req->peer->staged, memory_order_acquire);
     size_t n = eng->cp_threads;
-    if (req->total / SHM_SLICE_MIN < n)
-        n = (size_t)(req->total / SHM_SLICE_MIN);
+    uint64_t slice_min = staged ? SHM_XSLICE_MIN : SHM_SLICE_MIN;
+    if (req->total / slice_min < n)
+        n = (size_t)(req->total / slice_min);
     if (staged && n > SHM_XBULK_MAX + 1)
         n = SHM_XBULK_MAX + 1;
     slice_t *sl = calloc(n, sizeof(*sl));

@@ -66,6 +66,12 @@
  * SHM_COPY_THREADS_AUTO_MAX (docs/BENCHMARKS.md: what was measured, on 2 cores only). */
 #define SHM_SPLIT_BYTES ((uint64_t)4 << 20)
 #define SHM_SLICE_MIN ((uint64_t)1 << 20)
+/* Staged requests (one ring: one memcpy on each side, 11-15 GB/s on a 16-vCPU host) gain from
+ * a split earlier: from 1 MiB, in slices of 256 KiB, measured 1.1x at 1 MiB and 2x at 2 MiB
+ * there; slices of 128 KiB lost at 512 KiB (docs/BENCHMARKS.md, "Staged transfers over
+ * several rings"). */
+#define SHM_XSPLIT_BYTES ((uint64_t)1 << 20)
+#define SHM_XSLICE_MIN ((uint64_t)256 << 10)
 #define SHM_COPY_THREADS_AUTO_MAX 4u
 #define SHM_COPY_THREADS_MAX 64u
 
