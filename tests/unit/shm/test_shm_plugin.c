@@ -2741,6 +2741,37 @@ static void test_staged_split(void **state)
     assert_int_equal(t_capture_count("no second staging ring to agent 'C'"), 1);
     t_capture_stop();
 
+    /* asynchronous (the SHM worker posts, the slices look for cancel between calls) */
+    thost_t hd;
+    thost_init(&hd);
+    nixl_be_engine_t *e;
+    const nixl_param_t pd[] = {{"transport", "staged"},
+                               {"stage_ring_size", "262144"},
+                               {"copy_threads", "4"},
+                               {"async_threshold", "1"}};
+    assert_int_equal(eng_create_kv(&hd, "D", pd, 4, &e), NIXL_SUCCESS);
+    load_peer(e, "B", b);
+    nixl_be_md_t *dlmd, *drmd;
+    nixl_be_req_t *dw, *dr;
+    pair_prep(e, lbuf, rbuf, N, len, &dlmd, &drmd, &dw, &dr);
+    fill_permuted(lbuf, N, len, 7, 101);
+    nixl_status_t st = post(e, dw, NULL);
+    assert_true(st == NIXL_IN_PROG || st == NIXL_SUCCESS);
+    assert_int_equal(wait_done(e, dw, 30), NIXL_SUCCESS);
+    assert_true(check(rbuf, N * len, 101, 0));
+    fill(rbuf, N * len, 102, 0);
+    memset(lbuf, 0, N * len);
+    st = post(e, dr, NULL);
+    assert_true(st == NIXL_IN_PROG || st == NIXL_SUCCESS);
+    assert_int_equal(wait_done(e, dr, 30), NIXL_SUCCESS);
+    assert_true(check_permuted(lbuf, N, len, 7, 102));
+    assert_int_equal(ops->release_req(e, dw), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(e, dr), NIXL_SUCCESS);
+    ops->unload_md(e, MDS(&drmd, 1));
+    ops->deregister_mem(e, MDS(&dlmd, 1));
+    ops->destroy(e);
+    thost_fini(&hd);
+
     assert_int_equal(ops->release_req(a, wc), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(a, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(a, r), NIXL_SUCCESS);
@@ -2750,11 +2781,12 @@ static void test_staged_split(void **state)
     ops->deregister_mem(b, MDS(&bmd, 1));
     ops->deregister_mem(c, MDS(&cmd_, 1));
     ops->destroy(a);
-    /* B served the main ring and three bulk rings (each one's end is logged) */
+    /* B served main rings and bulk rings (each one's end is logged: here, or earlier when a
+     * later ring found it ended; A's first three bulk rings end here at the latest) */
     t_capture_start();
     ops->destroy(b);
-    assert_int_equal(t_capture_count("a staging ring of 262144 bytes ended"), 4);
-    assert_int_equal(t_capture_count("(no control page)"), 3);
+    assert_true(t_capture_count("a staging ring of 262144 bytes ended") >= 4);
+    assert_true(t_capture_count("(no control page)") >= 3);
     t_capture_stop();
     t_capture_start();
     ops->destroy(c);
