@@ -979,7 +979,11 @@ static void test_ring_order(void **state)
 {
     (void)state;
     t_capture_start();
-    ring_order_case("4096", true, 3000);   /* wraps ~100 times; many records too big */
+    /* wraps ~100 times; many records too big. Those take the socket with the line below only
+     * while A sees B polling; a loaded machine (CI's parallel tests) may keep A on doorbells
+     * for a whole case: the order is checked every time, the exception taken within 3 runs. */
+    for (int run = 0; run < 3 && !t_capture_count("goes by socket: too big for the ring"); run++)
+        ring_order_case("4096", true, 3000);
     ring_order_case("4096", false, 1000);
     ring_order_case("262144", true, 1500); /* the default */
     ring_order_case("262144", false, 500);
