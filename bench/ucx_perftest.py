@@ -17,6 +17,15 @@ over tcp), it is printed beside ours; it was measured on another day, so compare
 
     bench/ucx_perftest.py [--build DIR] [--tls tcp] [--batch 1] [--sizes 4096,65536,...]
                           [--ops WRITE,READ] [--repeat N] [--alloc ucx|heap|both] [--same-block]
+    bench/ucx_perftest.py --latency [--tls tcp] [--sizes ...] [--ops ...] [--repeat N]
+
+--latency: one transfer at a time, as time per transfer. A nixlbench transfer at batch 1 is
+complete for the initiator only when the target confirmed it (UCX: the operation, then the
+endpoint flush, a round trip; then the notification goes), so the like-with-like figure is a
+round trip: twice the one-way latency of ucp_put_lat (ucx_perftest's ping-pong of puts, each
+side waiting for the other's bytes), for WRITE and READ alike (a get is a request and its
+reply). The ratio is that round trip over nixlbench's average time per transfer (100 % would be
+a transfer, its confirmation and its notification in one put's round trip).
 
 Working set: ucx_perftest moves one buffer of the block size again and again (cache-hot on
 both sides), nixlbench a batch of distinct blocks (8-128 MiB per iteration at batch 128).
@@ -64,7 +73,7 @@ REFERENCE_TCP = {
 }
 
 
-def perftest(test, size, iters, depth, env):
+def perftest(test, size, iters, depth, env, field=5):
     port = free_port()
     server = subprocess.Popen(["ucx_perftest", "-p", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,6 +86,8 @@ def perftest(test, size, iters, depth, env):
                                env=env, capture_output=True, text=True, timeout=120)
             if "Final:" in r.stdout:
                 fields = r.stdout.split("Final:")[1].split()
+                if field != 5:
+                    return float(fields[field])  # a latency test's overall latency, us
                 return float(fields[5]) * 1048576 / 1e9  # overall MB/s (2^20 B) -> GB/s
         raise RuntimeError(f"ucx_perftest {test} -s {size}: no result\n{r.stdout}{r.stderr}")
     finally:
@@ -84,7 +95,7 @@ def perftest(test, size, iters, depth, env):
         server.wait()
 
 
-def nixlbench(build, op, size, batch, iters, env, same_block=False):
+def nixlbench(build, op, size, batch, iters, env, same_block=False, field=2):
     cmd = [os.path.join(build, "tools", "nixlbench", "nixlbench"), "--backend", "UCX",
            "--op_type", op, "--start_block_size", str(size), "--max_block_size", str(size),
            "--start_batch_size", str(batch), "--max_batch_size", str(batch),
@@ -95,8 +106,8 @@ def nixlbench(build, op, size, batch, iters, env, same_block=False):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     for line in r.stdout.splitlines():
         f = line.split()
-        if len(f) >= 3 and f[0] == str(size) and f[1] == str(batch):
-            return float(f[2])
+        if len(f) >= 4 and f[0] == str(size) and f[1] == str(batch):
+            return float(f[field])  # 2: GB/s, 3: average time per transfer, us
     raise RuntimeError(f"nixlbench {op} {size}: no result\n{r.stdout}{r.stderr}")
 
 
@@ -116,6 +127,8 @@ def main():
     ap.add_argument("--ops", default="WRITE,READ")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--alloc", choices=("ucx", "heap", "both"), default="ucx")
+    ap.add_argument("--latency", action="store_true",
+                    help="time per transfer at batch 1 against ucp_put_lat's round trip")
     ap.add_argument("--same-block", action="store_true",
                     help="also nixlbench --same_block (one cache-hot block, like ucx_perftest); "
                          "the ratio is taken against it")
@@ -127,6 +140,8 @@ def main():
     if "tcp" not in a.tls.split(","):
         env["NIXLBENCH_UCX_PARAMS"] = "ucx_error_handling_mode=none"
     sizes = [int(s) for s in a.sizes.split(",")]
+    if a.latency:
+        return latency(a, env, sizes)
     tests = {"WRITE": "ucp_put_bw", "READ": "ucp_get"}
     load = os.getloadavg()[0]
     print(f"UCX_TLS={a.tls}, nixlbench batch {a.batch} beside ucx_perftest -O {a.batch}, "
@@ -161,6 +176,27 @@ def main():
                 mine += f" | {o:.2f} [{min(hot):.2f}-{max(hot):.2f}]"
             print(f"| {label} | {op} | {cols} | {mine} | {ratio} | "
                   f"{theirs if theirs is not None else ''} |", flush=True)
+
+
+def latency(a, env, sizes):
+    load = os.getloadavg()[0]
+    print(f"UCX_TLS={a.tls}, nixlbench batch 1 (us per transfer) beside ucx_perftest ucp_put_lat "
+          f"(2 x its one-way latency: a round trip), median of {a.repeat} alternating runs "
+          f"(range in brackets); load {load:.2f} at the start\n")
+    print("| block | op | ucx_perftest round trip, us | nixlbench UCX, us | ratio |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        for op in a.ops.split(","):
+            ops, iters = iters_for(size, 1)
+            rtt, ours = [], []
+            for _ in range(a.repeat):
+                rtt.append(2 * perftest("ucp_put_lat", size, ops, 1, env, field=3))
+                ours.append(nixlbench(a.build, op, size, 1, iters, env, field=3))
+            r, o = statistics.median(rtt), statistics.median(ours)
+            label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+            print(f"| {label} | {op} | {r:.1f} [{min(rtt):.1f}-{max(rtt):.1f}] | "
+                  f"{o:.1f} [{min(ours):.1f}-{max(ours):.1f}] | {100 * r / o:.0f} % |", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
