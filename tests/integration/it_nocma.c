@@ -49,7 +49,9 @@
  *  split-..          NIXL_SHM_COPY_THREADS=3 in this process: rows of 4 MiB and more are split
  *                     across copy threads (shm_copy.c; a "nixl-shm-copy" thread must exist at the
  *                     end), by cross-memory attach (split-cma) and through a mapping (split-map),
- *                     synchronous and asynchronous; split-off (1 thread) starts none.
+ *                     synchronous and asynchronous; split-off (1 thread) starts none;
+ *                     split-staged: the seccomp target, rows of 1 MiB and more in three slices
+ *                     through three staging rings (the main one and two bulk rings).
  *  map-forged         the target's metadata edited to put its region beyond the end of its file,
  *                     or to name another file: refused at prep with the reason; a region length
  *                     that disagrees with the descriptor is refused at load.
@@ -405,6 +407,11 @@ static int run_matrix(const void *arg)
     if (s->expect_staged) {
         IT_CHECK(it_maps_staging_ring(), "the initiator maps no staging ring");
         IT_CHECK(it_cmd(&t.ch, "staged") == 0, "the target maps no staging ring");
+        /* split: the main ring and a bulk ring per other slice (rows of 1 MiB and more) */
+        size_t want = s->copy_threads ? (size_t)atoi(s->copy_threads) : 1,
+               have = it_staging_rings();
+        IT_CHECK(want < 2 || have == want, "copy_threads=%s: %zu staging rings mapped here",
+                 s->copy_threads, have);
     } else {
         IT_CHECK(!it_maps_staging_ring(), "a staging ring was made where CMA works or a "
                  "mapping serves");
@@ -764,6 +771,10 @@ static const it_scenario_t scenarios[] = {
     {"split-map/sync", run_matrix, &(const scen_t){"target", false, false, "memfd", true, "3"}},
     {"split-map/async", run_matrix, &(const scen_t){"target", true, false, "memfd", true, "3"}},
     {"split-off", run_matrix, &(const scen_t){"target", false, false, "memfd", true, "1"}},
+    {"split-staged/sync", run_matrix,
+     &(const scen_t){"target-seccomp", false, true, NULL, false, "3"}},
+    {"split-staged/async", run_matrix,
+     &(const scen_t){"target-seccomp", true, true, NULL, false, "3"}},
 };
 
 static const it_role_t roles[] = {

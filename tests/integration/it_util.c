@@ -443,6 +443,18 @@ bool it_maps_staging_ring(void)
     return it_maps("memfd:nixl-shm-stage");
 }
 
+size_t it_staging_rings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    size_t n = 0;
+    while (f && fgets(line, sizeof(line), f))
+        n += strstr(line, "memfd:nixl-shm-stage") != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
 bool it_maps(const char *what)
 {
     FILE *f = fopen("/proc/self/maps", "r");

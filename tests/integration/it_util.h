@@ -115,6 +115,8 @@ int it_target_start_role(it_peer_t *p, const char *role, const char *name, size_
 /* Whether this process maps an SHM staging ring (the memfd "nixl-shm-stage"): proof that a
  * transfer went through one. The generic target answers "staged" with it. */
 bool it_maps_staging_ring(void);
+/* How many staging rings this process maps (one mapping each). */
+size_t it_staging_rings(void);
 /* Whether a line of /proc/self/maps contains `what` ("memfd:it-target": the generic target's
  * buffer is mapped here, so SHM copies through a mapping of its file). */
 bool it_maps(const char *what);
