@@ -420,9 +420,10 @@ static void local_to_ring(const struct iovec *l, xcur_t *at, uint8_t *d, size_t 
             at->idx++;
             at->off = 0;
         }
-        if (c && done == next_pub) {
-            atomic_store_explicit(&c->mb_avail, done, memory_order_release);
-            next_pub += SHM_XSTREAM_CHUNK;
+        if (done == next_pub) {
+            if (c)
+                atomic_store_explicit(&c->mb_avail, done, memory_order_release);
+            next_pub += SHM_XSTREAM_CHUNK; /* without c too: a take of 0 would loop for good */
         }
     }
     if (c)
