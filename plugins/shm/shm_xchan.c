@@ -225,7 +225,10 @@ static nixl_status_t xopen(nixl_be_req_t *req, shm_xchan_t *x, bool ctl)
                    "agent '%s' refused a %zu-byte staging ring: %s (see its stage_rings "
                    "parameter and its log)",
                    peer->name, size,
-                   e == EMFILE ? "it serves stage_rings rings already" : strerror((int)e));
+                   e != EMFILE ? strerror((int)e)
+                   : ctl       ? "it serves stage_rings rings already"
+                               : "it takes extra rings only while it serves fewer than half its "
+                                 "stage_rings");
         goto fail;
     }
     /* The target offered this connection a notification ring before it read SHMX: read it

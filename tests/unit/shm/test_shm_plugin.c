@@ -2743,6 +2743,7 @@ static void test_staged_split(void **state)
         assert_true(check(cbuf, N * len, 91 + round, 0));
     }
     assert_int_equal(t_capture_count("no second staging ring to agent 'C'"), 1);
+    assert_int_equal(t_capture_count("extra rings only while it serves fewer than half"), 1);
     t_capture_stop();
 
     /* asynchronous (the SHM worker posts, the slices look for cancel between calls) */
