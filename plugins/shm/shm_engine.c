@@ -269,9 +269,9 @@ static nixl_status_t shm_create(const nixl_be_init_t *init, nixl_be_engine_t **o
     eng->trust = trust;
     eng->async_threshold = threshold;
     eng->gpu_max_blocks = prm.gpu_blocks;
-    /* A target reached only through staging offers no notification ring (peers would write
-     * it with process_vm_writev). */
-    eng->ring_size = cma_why[0] ? 0 : (size_t)prm.ring_size;
+    /* Rings are memfds (shm_ring.c, "Mapped rings"): a target reached only through staging
+     * offers them too, and its peers store into their mappings. */
+    eng->ring_size = (size_t)prm.ring_size;
     eng->transport = prm.transport;
     memcpy(eng->cma_why, cma_why, sizeof(cma_why));
     eng->xring_size = (size_t)prm.xring_size;

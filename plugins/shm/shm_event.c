@@ -160,15 +160,17 @@ static void conn_fail(nixl_be_engine_t *eng, shm_conn_t *conn)
 }
 
 /* Send a control frame: 1 sent, 0 not sent (no room), -1 partly sent (the stream is broken). */
-static int send_ctl(shm_conn_t *conn, uint32_t type, uint64_t a, uint64_t b, uint64_t c)
+static int send_ctl_fd(shm_conn_t *conn, uint32_t type, uint64_t a, uint64_t b, uint64_t c, int fd)
 {
     uint8_t f[SHM_CTL_LEN];
     shm_put_frame32(f, SHM_CTL_MAGIC, type, a, b, c);
-    ssize_t n;
-    do {
-        n = send(conn->fd, f, sizeof(f), MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = shm_send_fds(conn->fd, f, sizeof(f), &fd, fd >= 0 ? 1 : 0);
     return n == (ssize_t)sizeof(f) ? 1 : n <= 0 ? 0 : -1;
+}
+
+static int send_ctl(shm_conn_t *conn, uint32_t type, uint64_t a, uint64_t b, uint64_t c)
+{
+    return send_ctl_fd(conn, type, a, b, c, -1);
 }
 
 /* Watch the listener again, or stop watching it (ev_lock held). */
@@ -257,6 +259,7 @@ static void accept_all(nixl_be_engine_t *eng)
         }
         memset(conn, 0, offsetof(shm_conn_t, rbuf));
         conn->cred_pid = cred_pid;
+        conn->from_self = cred_pid == getpid();
         conn->fd = fd;
         conn->slot = slot;
         conn->ev_data = data;
@@ -273,8 +276,8 @@ static void accept_all(nixl_be_engine_t *eng)
         /* The offer (size 0: none), so that the initiator need not wait for one. */
         conn->ring = eng->ring_size ? shm_ring_get(eng) : NULL;
         shm_ringmem_t *r = conn->ring;
-        int sent = send_ctl(conn, SHM_CTL_RING, r ? (uint64_t)(uintptr_t)r->base : 0,
-                            r ? r->size : 0, r ? shm_ring_rec_max(r->size) : 0);
+        int sent = send_ctl_fd(conn, SHM_CTL_RING, r ? (uint64_t)(uintptr_t)r->base : 0,
+                               r ? r->size : 0, r ? shm_ring_rec_max(r->size) : 0, r ? r->fd : -1);
         if (sent == 0 && r) {
             shm_ring_put(eng, r); /* its address never left this process */
             conn->ring = NULL;
@@ -495,29 +498,13 @@ static int zombie_read(shm_conn_t *conn)
  * before are dropped. */
 static ssize_t conn_recv(shm_conn_t *conn, void *dst, size_t want)
 {
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-    } c;
-    struct iovec iov = {dst, want};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
-                        .msg_controllen = sizeof(c.buf)};
-    ssize_t n = recvmsg(conn->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0)
-        return n;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    int fds[2];
+    unsigned nfds;
+    ssize_t n = shm_recv_fds(conn->fd, dst, want, fds, 2, &nfds);
+    if (nfds) {
         conn_drop_fds(conn);
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (conn->nxfd < 2)
-                conn->xfd[conn->nxfd++] = fd;
-            else
-                close(fd);
-        }
+        memcpy(conn->xfd, fds, nfds * sizeof(int));
+        conn->nxfd = nfds;
     }
     return n;
 }
@@ -631,7 +618,17 @@ static void peer_event(nixl_be_engine_t *eng, shm_peer_t *peer, uint32_t events)
     if (!gone && (events & (EPOLLIN | EPOLLRDHUP))) {
         uint8_t buf[512];
         for (;;) {
-            ssize_t n = recv(peer->fd, buf, sizeof(buf), MSG_DONTWAIT);
+            int rfd;
+            unsigned nfd;
+            ssize_t n = shm_recv_fds(peer->fd, buf, sizeof(buf), &rfd, 1, &nfd);
+            if (nfd) {
+                /* the ring's memfd, with the offer: the RING frame takes it */
+                pthread_mutex_lock(&peer->lock);
+                if (peer->ring_fd_rx >= 0)
+                    close(peer->ring_fd_rx);
+                peer->ring_fd_rx = rfd;
+                pthread_mutex_unlock(&peer->lock);
+            }
             if (n > 0) {
                 bool bad = false;
                 pthread_mutex_lock(&peer->lock);

@@ -134,7 +134,7 @@ nixl_status_t shm_gpu_load_remote(nixl_be_engine_t *eng, shm_peer_t *peer,
         return NIXL_BE_ERR(eng->host, NIXL_ERR_NOT_SUPPORTED,
                            "'%s' offers VRAM, but this process has no GPU and CUDA driver",
                            peer->name);
-    bool same_process = peer->is_self || peer->pid == getpid();
+    bool same_process = peer->is_self || peer->pid == eng->self->pid;
     int ndev = g->device_count();
     size_t i = 0;
     nixl_status_t st = NIXL_SUCCESS;
@@ -224,7 +224,7 @@ void shm_gpu_unload(nixl_be_engine_t *eng, shm_vrmd_t *r)
 
 /* Where one side of an element is, as this process addresses it. *far: the peer's host memory
  * in another process, which the GPU cannot reach (the request is staged, shm_stage.c). */
-static void side_addr(const nixl_be_desc_t *d, bool remote, shm_peer_t *peer, uint64_t *addr,
+static void side_addr(const nixl_be_desc_t *d, bool remote, bool peer_here, uint64_t *addr,
                       int *device, bool *host, bool *far)
 {
     const shm_md_hdr_t *h = (const shm_md_hdr_t *)d->md;
@@ -239,7 +239,7 @@ static void side_addr(const nixl_be_desc_t *d, bool remote, shm_peer_t *peer, ui
         *device = r->device;
     } else {
         *host = true;
-        *far = remote && !(peer->is_self || peer->pid == getpid());
+        *far = remote && !peer_here;
     }
 }
 
@@ -260,12 +260,14 @@ nixl_status_t shm_gpu_prep(nixl_be_engine_t *eng, nixl_be_req_t *req,
     bool host_checked = false;
     uintptr_t pinned_lo = 0, pinned_hi = 0; /* the last pinned range seen */
     nixl_status_t st = NIXL_SUCCESS;
+    /* eng->self's pid, not getpid(): a system call per descriptor otherwise */
+    bool peer_here = req->peer->is_self || req->peer->pid == eng->self->pid;
     for (size_t i = 0; i < count; i++) {
         uint64_t la, ra;
         int ldev, rdev;
         bool lhost, rhost, lfar, rfar;
-        side_addr(&local[i], false, req->peer, &la, &ldev, &lhost, &lfar);
-        side_addr(&remote[i], true, req->peer, &ra, &rdev, &rhost, &rfar);
+        side_addr(&local[i], false, peer_here, &la, &ldev, &lhost, &lfar);
+        side_addr(&remote[i], true, peer_here, &ra, &rdev, &rhost, &rfar);
         nfar += rfar;
         int dev = ldev >= 0 ? ldev : rdev;
         if (dev >= 0 && device >= 0 && dev != device) {

@@ -614,29 +614,8 @@ static int file_request(nixl_be_engine_t *eng, shm_rmd_t *r, uid_t *peer_uid, ch
         goto out;
     }
     uint8_t a[32];
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-    } rc;
-    struct iovec riov = {a, sizeof(a)};
-    struct msghdr rh = {.msg_iov = &riov, .msg_iovlen = 1, .msg_control = rc.buf,
-                        .msg_controllen = sizeof(rc.buf)};
-    do {
-        n = recvmsg(sv[0], &rh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&rh) : NULL; cm; cm = CMSG_NXTHDR(&rh, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int got;
-            memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (fd < 0)
-                fd = got;
-            else
-                close(got);
-        }
-    }
+    unsigned nfd;
+    n = shm_recv_fds(sv[0], a, sizeof(a), &fd, 1, &nfd);
     if (n != (ssize_t)sizeof(a) || shm_get_u32(a) != SHM_MAPREP_MAGIC) {
         snprintf(why, cap, "%s", n == 0 ? "it closed the connection (gone, or an engine "
                                           "without file sharing)"

@@ -36,6 +36,7 @@ shm_peer_t *shm_peer_new(nixl_be_engine_t *eng, const char *name, bool is_self)
     peer->name_len = strlen(name);
     peer->is_self = is_self;
     peer->fd = -1;
+    peer->ring_fd_rx = -1;
     peer->slot = SHM_SLOT_NONE;
     peer->q_tail = &peer->q_head;
     pthread_mutex_init(&peer->lock, NULL);
@@ -80,6 +81,9 @@ static void peer_free(shm_peer_t *peer)
 {
     if (peer->fd >= 0)
         close(peer->fd);
+    if (peer->ring_fd_rx >= 0)
+        close(peer->ring_fd_rx);
+    shm_txring_off(peer);
     sendq_free(peer);
     shm_xchan_close(peer);
     pthread_mutex_destroy(&peer->x.lock);
@@ -155,13 +159,20 @@ static nixl_status_t peer_gone_error(nixl_be_engine_t *eng, const shm_peer_t *pe
  * the bytes are fed to shm_peer_ctl_input once the connection is installed. A target of an
  * older version never sends one: after SHM_RING_WAIT_MS the connection stays socket-only, and
  * an offer that comes later is taken by the event thread. */
-static size_t dial_wait_offer(int fd, uint8_t *rx)
+static size_t dial_wait_offer(int fd, uint8_t *rx, int *ring_fd)
 {
     size_t have = 0;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (have < SHM_CTL_LEN) {
-        ssize_t n = recv(fd, rx + have, SHM_CTL_LEN - have, MSG_DONTWAIT);
+        int got;
+        unsigned nfd;
+        ssize_t n = shm_recv_fds(fd, rx + have, SHM_CTL_LEN - have, &got, 1, &nfd);
+        if (nfd) {
+            if (*ring_fd >= 0)
+                close(*ring_fd);
+            *ring_fd = got; /* the ring's memfd comes with the offer */
+        }
         if (n > 0) {
             have += (size_t)n;
             continue;
@@ -181,8 +192,8 @@ static size_t dial_wait_offer(int fd, uint8_t *rx)
 
 /* Open a connection to the peer's socket and make sure the listener is the pid it claimed;
  * with `wait_offer`, wait (bounded) for its ring offer. */
-static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, bool wait_offer,
-                               int *out, uint8_t *rx, size_t *rx_len)
+static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, bool wait_offer, int *out,
+                               uint8_t *rx, size_t *rx_len, int *ring_fd)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path + 1, peer->info.sock_name, peer->info.sock_len);
@@ -227,7 +238,7 @@ static nixl_status_t peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, bool wai
                            "peer restarted; reload its metadata",
                            peer->info.sock_name, peer->name, other, (int)peer->pid);
     }
-    *rx_len = SHM_RING_SUPPORTED && wait_offer ? dial_wait_offer(fd, rx) : 0;
+    *rx_len = SHM_RING_SUPPORTED && wait_offer ? dial_wait_offer(fd, rx, ring_fd) : 0;
     *out = fd;
     return NIXL_SUCCESS;
 }
@@ -246,10 +257,10 @@ static nixl_status_t peer_connect(nixl_be_engine_t *eng, shm_peer_t *peer, bool 
     if (atomic_load_explicit(&peer->connected, memory_order_acquire))
         return NIXL_SUCCESS;
 
-    int fd;
+    int fd, ring_fd = -1;
     uint8_t rx[SHM_CTL_LEN];
     size_t rx_len = 0;
-    nixl_status_t st = peer_dial(eng, peer, wait_offer, &fd, rx, &rx_len);
+    nixl_status_t st = peer_dial(eng, peer, wait_offer, &fd, rx, &rx_len, &ring_fd);
     if (st != NIXL_SUCCESS)
         return st;
 
@@ -261,6 +272,8 @@ static nixl_status_t peer_connect(nixl_be_engine_t *eng, shm_peer_t *peer, bool 
         pthread_mutex_unlock(&peer->lock);
         pthread_mutex_unlock(&eng->ev_lock);
         close(fd);
+        if (ring_fd >= 0)
+            close(ring_fd);
         return ok ? NIXL_SUCCESS : peer_gone_error(eng, peer);
     }
     uint64_t data;
@@ -273,6 +286,8 @@ static nixl_status_t peer_connect(nixl_be_engine_t *eng, shm_peer_t *peer, bool 
         pthread_mutex_unlock(&peer->lock);
         pthread_mutex_unlock(&eng->ev_lock);
         close(fd);
+        if (ring_fd >= 0)
+            close(ring_fd);
         return NIXL_BE_ERR(eng->host, NIXL_ERR_BACKEND, "cannot watch the connection to '%s': %s",
                            peer->name, slot == SHM_SLOT_NONE ? "out of memory" : strerror(e));
     }
@@ -280,6 +295,9 @@ static nixl_status_t peer_connect(nixl_be_engine_t *eng, shm_peer_t *peer, bool 
     peer->fd = fd;
     peer->slot = slot;
     peer->ev_data = data;
+    if (peer->ring_fd_rx >= 0)
+        close(peer->ring_fd_rx);
+    peer->ring_fd_rx = ring_fd;
     if (rx_len) {
         bool bad = false;
         shm_peer_ctl_input(eng, peer, rx, rx_len, &bad);
@@ -296,7 +314,8 @@ nixl_status_t shm_peer_dial(nixl_be_engine_t *eng, shm_peer_t *peer, int *out)
 {
     uint8_t rx[SHM_CTL_LEN];
     size_t rx_len;
-    return peer_dial(eng, peer, false, out, rx, &rx_len);
+    int ring_fd = -1; /* stays -1: no offer is awaited */
+    return peer_dial(eng, peer, false, out, rx, &rx_len, &ring_fd);
 }
 
 void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why)
@@ -305,7 +324,11 @@ void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why
     bool was = atomic_exchange(&peer->staged, true);
     if (!was) {
         peer->staged_why = why;
-        peer->ring.on = false; /* written with process_vm_writev: notifications by socket */
+        /* Records go on through the ring's mapping, never again by process_vm_writev; without
+         * a mapping, notifications go by socket. */
+        peer->ring.cma = false;
+        if (!peer->ring.map)
+            peer->ring.on = false;
     }
     pthread_mutex_unlock(&peer->lock);
     if (!was)
@@ -323,15 +346,19 @@ nixl_status_t shm_peer_ensure_connected(nixl_be_engine_t *eng, shm_peer_t *peer)
 void shm_peer_close_conn(nixl_be_engine_t *eng, shm_peer_t *peer)
 {
     pthread_mutex_lock(&peer->lock);
+    /* No ring write after this: they happen under this lock with the socket open, and closing
+     * the socket is what tells the target its ring is free (shm_ring.c, "Lifetime"); its
+     * mapping goes first. */
+    shm_txring_off(peer);
     if (peer->fd >= 0)
         close(peer->fd); /* also leaves the epoll set: the fd was never duplicated */
     peer->fd = -1;
     peer->want_out = false;
     atomic_store(&peer->connected, false);
     sendq_free(peer);
-    /* No ring write after this: they happen under this lock with the socket open, and closing
-     * the socket is what tells the target its ring is free (shm_ring.c, "Lifetime"). */
-    memset(&peer->ring, 0, sizeof(peer->ring));
+    if (peer->ring_fd_rx >= 0)
+        close(peer->ring_fd_rx);
+    peer->ring_fd_rx = -1;
     peer->seq = 0;
     peer->seq_mode = false;
     peer->rx_len = 0;
@@ -590,8 +617,7 @@ static bool ctl_frame(nixl_be_engine_t *eng, shm_peer_t *peer, const uint8_t *f)
     uint64_t a = shm_get_u64(f + 8), b = shm_get_u64(f + 16), c = shm_get_u64(f + 24);
     switch (type) {
     case SHM_CTL_RING:
-        if (!atomic_load(&peer->staged)) /* the ring is written by cross-memory attach */
-            shm_txring_enable(eng, peer, a, b, c);
+        shm_txring_enable(eng, peer, a, b, c); /* takes ring_fd_rx: mapped, or by CMA */
         return true;
     case SHM_CTL_POLL:
         if (peer->ring.on && peer->ring.doorbell)

@@ -262,6 +262,9 @@ typedef struct shm_txring {
     bool on;       /* records may be written */
     bool doorbell; /* the target is not polling: ring after each record */
     uint64_t addr, size, rec_max;
+    uint8_t *map;  /* the ring mapped from the target's memfd: records without data are
+                      stored here, no system call (shm_ring.c, "Mapped rings"); or NULL */
+    bool cma;      /* records may ride in a process_vm_writev (not with a staged peer) */
     uint64_t head; /* next record's position */
     uint64_t done; /* everything before was consumed (zeroed) by the target */
     struct {
@@ -276,6 +279,7 @@ typedef struct shm_ringmem {
     struct shm_ringmem *next; /* eng->ring_pool */
     uint8_t *base;
     size_t size;
+    int fd; /* a sealed memfd behind base, offered with the ring; -1: anonymous memory */
 } shm_ringmem_t;
 
 /* ---- staging rings: peers without cross-memory attach (shm_xchan.c) ---- */
@@ -482,6 +486,8 @@ typedef struct shm_peer {
     uint64_t seq;
     bool seq_mode;     /* SHMH sent: socket notifications carry their number (SHMQ) */
     shm_txring_t ring; /* the target's ring, when it offered one */
+    int ring_fd_rx;    /* a descriptor that came with the target's bytes (its ring's memfd,
+                          taken by the RING frame), or -1 */
     uint8_t rx[SHM_CTL_LEN]; /* a partly received control frame */
     size_t rx_len;
 } shm_peer_t;
@@ -548,6 +554,8 @@ typedef struct shm_conn {
     char *name; /* from SHMH */
     size_t name_len;
     pid_t cred_pid;          /* the connecting process (SO_PEERCRED) */
+    bool from_self;          /* cred_pid is this process: set once at accept (getpid() is a
+                                system call, and the sender check runs per notification) */
     int xfd[2];              /* descriptors received with the next SHMX frame */
     unsigned nxfd;
     struct shm_peer *sender; /* the loaded peer it was checked to be (a reference), or NULL */
@@ -684,6 +692,10 @@ void shm_put_frame32(uint8_t *f, uint32_t magic, uint32_t x, uint64_t a, uint64_
 /* sendmsg (non-blocking, no SIGPIPE, EINTR retried) of one buffer with up to two descriptors
  * (SCM_RIGHTS; nfds 0: none). */
 ssize_t shm_send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds);
+/* recvmsg() without blocking (EINTR retried) that keeps up to `max` descriptors passed with
+ * the bytes (at most SHM_RECV_FDS_MAX; the rest are closed); *nfds: how many. */
+#define SHM_RECV_FDS_MAX 4u
+ssize_t shm_recv_fds(int sock, void *buf, size_t len, int *fds, unsigned max, unsigned *nfds);
 uint32_t shm_get_u32(const uint8_t *p);
 uint64_t shm_get_u64(const uint8_t *p);
 
@@ -803,8 +815,12 @@ void shm_ring_pool_free(nixl_be_engine_t *eng);
  * something no initiator of ours writes (the caller gives up on the connection). *blocked:
  * the next record waits for a message that is still in the socket. ev_lock held. */
 bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool *blocked);
+/* The target's offer: its ring at `addr` (written by cross-memory attach), and when peer->
+ * ring_fd_rx holds its memfd, mapped here too. peer->lock held. */
 void shm_txring_enable(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t addr, uint64_t size,
-                       uint64_t rec_max); /* peer->lock held */
+                       uint64_t rec_max);
+/* Forget the ring (its mapping too); peer->lock held. */
+void shm_txring_off(shm_peer_t *peer);
 /* Write one notification record numbered `seq` into the peer's ring, after `ndata` data
  * iovecs when given, in one process_vm_writev. Returns 1 written; 0 no ring, too big or no
  * room (nothing written); -1 failed (errno; the record is not committed; *data_ok tells

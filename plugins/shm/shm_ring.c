@@ -8,8 +8,9 @@
  * notification costs a few bytes more in a syscall it makes anyway, and progress() on the
  * target finds it with a memory read.
  *
- * Layout. A ring is `size` bytes (a power of two) of anonymous mmap in the target, nothing
- * else: no shared head or tail word (see A3). Records are 8-byte aligned:
+ * Layout. A ring is `size` bytes (a power of two) of a sealed memfd mapped in the target
+ * (anonymous memory where memfd_create fails), nothing else: no shared head or tail word (see
+ * A3). Records are 8-byte aligned:
  *     u8 commit (SHM_REC_COMMIT when complete, 0 when free) | u8 type | u16 0 |
  *     u32 payload length | u64 sequence number | payload | zero padding to 8 bytes
  * and may wrap around the end (only the commit byte, at an 8-aligned offset, never does).
@@ -105,6 +106,23 @@
  * to the socket instead of the ring (one syscall rather than a record and a doorbell; its
  * number keeps it in order); a WRITE's record still rides in the data's syscall.
  *
+ * Mapped rings. The offer carries the ring's memfd (SCM_RIGHTS), sealed against shrinking
+ * and growing; an initiator of ours that finds it a file of exactly the offered size sealed
+ * against shrinking maps it. A record without data (gen_notif, a READ's notification, every
+ * record of a staged peer) is then written with plain stores, in the order of the iovec list
+ * above: the record minus its first byte, an sfence (memcpy may use non-temporal stores), and
+ * the commit byte by a release store. That is A1's order by A2, so the reading side and its
+ * proofs do not change; and a record with data still rides in the data's process_vm_writev
+ * (from one thread under peer->lock, so records of both kinds keep ring order). Room is
+ * learned from the commit bytes by acquire loads instead of process_vm_readv. Why: a
+ * notification without data cost a process_vm_writev (about 2 us on a small VM), and a peer
+ * that cannot use cross-memory attach sent every notification over the socket (a sendmsg, a
+ * recvmsg on the target, often an event-thread wake-up); now neither makes a system call while
+ * the target polls. The mapping goes (munmap) under peer->lock before the socket closes, and a
+ * process that dies loses its mappings before its files, so end-of-file still means no more
+ * writes; memfd rings are not reused all the same (a forked child does not inherit the mapping,
+ * MADV_DONTFORK, but a fresh file per connection costs a few system calls and settles it).
+ *
  * Lifetime. The initiator writes into our memory: freeing or reusing a ring while it might still
  * write would corrupt whatever gets the memory next. It writes only under peer->lock with its
  * socket open, and closes the socket under the same lock, and it never shuts its socket down
@@ -119,14 +137,42 @@
  * write fails with EFAULT. Only address space is lost, and only for such stragglers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "shm_priv.h"
 
 /* ---- the target's side: ring memory ---- */
+
+/* A sealed memfd of the ring's size, mapped: the initiator can map it too. -1 with errno. */
+static int ring_memfd(shm_ringmem_t *r)
+{
+    int fd = memfd_create("nixl-shm-notif", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    /* Sealed, so that the initiator (which gets the descriptor) can never cut the file under
+     * our reads (SIGBUS). */
+    if (ftruncate(fd, (off_t)r->size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (r->base == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
 
 shm_ringmem_t *shm_ring_get(nixl_be_engine_t *eng)
 {
@@ -141,7 +187,13 @@ shm_ringmem_t *shm_ring_get(nixl_be_engine_t *eng)
     if (!r)
         return NULL;
     r->size = eng->ring_size;
-    r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    r->fd = ring_memfd(r);
+    if (r->fd < 0 && !eng->cma_why[0]) {
+        /* No memfd here: anonymous memory, written by cross-memory attach only. */
+        r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    } else if (r->fd < 0) {
+        r->base = MAP_FAILED; /* and peers cannot write ours by cross-memory attach */
+    }
     if (r->base == MAP_FAILED) {
         NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
                     "cannot map a %zu-byte notification ring (%s); that "
@@ -156,10 +208,11 @@ shm_ringmem_t *shm_ring_get(nixl_be_engine_t *eng)
     return r;
 }
 
-/* Only once no initiator can write into it (see "Lifetime"). */
+/* Only once no initiator can write into it (see "Lifetime"). A memfd ring is never reused:
+ * its initiator had the file, so a fresh one is cheaper than an argument about its mapping. */
 void shm_ring_put(nixl_be_engine_t *eng, shm_ringmem_t *r)
 {
-    if (eng->ring_pool_len < SHM_RING_POOL) {
+    if (r->fd < 0 && eng->ring_pool_len < SHM_RING_POOL) {
         /* Private anonymous pages read as zero after this, and stop using memory. */
         if (madvise(r->base, r->size, MADV_DONTNEED) != 0)
             memset(r->base, 0, r->size);
@@ -169,12 +222,16 @@ void shm_ring_put(nixl_be_engine_t *eng, shm_ringmem_t *r)
         return;
     }
     munmap(r->base, r->size);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r);
 }
 
 /* An initiator may still write into it: keep the address range reserved forever. */
 void shm_ring_abandon(nixl_be_engine_t *eng, shm_ringmem_t *r)
 {
+    if (!r)
+        return;
     void *p = mmap(r->base, r->size, PROT_NONE,
                    MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
@@ -187,6 +244,8 @@ void shm_ring_abandon(nixl_be_engine_t *eng, shm_ringmem_t *r)
                     "a %zu-byte notification ring at %p is retired "
                     "(its initiator did not close in time); its address range stays reserved",
                     r->size, (void *)r->base);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r);
 }
 
@@ -290,39 +349,93 @@ bool shm_ring_drain(nixl_be_engine_t *eng, shm_conn_t *conn, uint64_t upto, bool
 
 /* ---- the initiator's side ---- */
 
+/* Map the target's ring from its memfd: NULL (and why) unless it is a file of exactly the
+ * offered size, sealed against shrinking (so that it can never be cut under our stores). */
+static uint8_t *txring_map(int fd, uint64_t size, const char **why)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != size || seals < 0 ||
+        !(seals & F_SEAL_SHRINK)) {
+        *why = "not a memfd of the offered size sealed against shrinking";
+        return NULL;
+    }
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        *why = "mmap failed";
+        return NULL;
+    }
+    madvise(m, size, MADV_DONTFORK); /* a child of ours must not write into it */
+    return m;
+}
+
+void shm_txring_off(shm_peer_t *peer)
+{
+    if (peer->ring.map)
+        munmap(peer->ring.map, peer->ring.size);
+    memset(&peer->ring, 0, sizeof(peer->ring));
+}
+
 void shm_txring_enable(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t addr, uint64_t size,
                        uint64_t rec_max)
 {
-    if (!SHM_RING_SUPPORTED || peer->seq_mode || peer->fd < 0)
-        return; /* not on this architecture, or already set up */
-    if (size == 0)
-        return; /* the target offers none: socket only */
-    if (size < SHM_RING_MIN || size > SHM_RING_MAX || (size & (size - 1)) || (addr & 4095) ||
-        rec_max != shm_ring_rec_max(size)) {
+    int fd = peer->ring_fd_rx; /* the ring's memfd came with this frame, if the target has one */
+    peer->ring_fd_rx = -1;
+    bool staged = atomic_load(&peer->staged);
+    if (!SHM_RING_SUPPORTED || peer->seq_mode || peer->fd < 0 || size == 0 || (staged && fd < 0)) {
+        /* not on this architecture, already set up, none offered, or staged (no cross-memory
+         * attach) and not mappable: socket only */
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    if (size < SHM_RING_MIN || size > SHM_RING_MAX || (size & (size - 1)) ||
+        (!staged && (addr & 4095)) || rec_max != shm_ring_rec_max(size)) {
         NIXL_BE_LOG(eng->host, NIXL_LOG_WARN,
                     "agent '%s' offers a notification ring we do not "
                     "understand (%llu bytes at 0x%llx, records up to %llu); using the socket",
                     peer->name, (unsigned long long)size, (unsigned long long)addr,
                     (unsigned long long)rec_max);
+        if (fd >= 0)
+            close(fd);
         return;
     }
+    const char *why = NULL;
+    uint8_t *map = fd >= 0 ? txring_map(fd, size, &why) : NULL;
+    if (fd >= 0)
+        close(fd); /* the mapping keeps the file */
+    if (why)
+        NIXL_BE_LOG(eng->host, staged ? NIXL_LOG_WARN : NIXL_LOG_DEBUG,
+                    "cannot map the notification ring of '%s' (%s); %s", peer->name, why,
+                    staged ? "notifications go by socket" : "cross-memory attach writes it");
+    if (staged && !map)
+        return;
     /* SHMH first: the target learns our name from it, and every numbered message follows. */
     uint8_t hdr[SHM_FRAME_HDR];
     shm_put_u32(hdr, SHM_FRAME_HELO);
     shm_put_u32(hdr + 4, (uint32_t)eng->name_len);
     shm_put_u64(hdr + 8, SHM_PROTO_VERSION);
     struct iovec iov[2] = {{hdr, sizeof(hdr)}, {eng->name, eng->name_len}};
-    if (!shm_peer_send_frame(eng, peer, iov, 2))
+    if (!shm_peer_send_frame(eng, peer, iov, 2)) {
+        if (map)
+            munmap(map, size);
         return;
+    }
     peer->seq_mode = true;
-    memset(&peer->ring, 0, sizeof(peer->ring));
+    shm_txring_off(peer);
     peer->ring.on = true;
     peer->ring.doorbell = true; /* until the target says it polls */
     peer->ring.addr = addr;
     peer->ring.size = size;
     peer->ring.rec_max = rec_max;
-    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG, "notifications to '%s' go through its %llu-byte ring",
-                peer->name, (unsigned long long)size);
+    peer->ring.map = map;
+    peer->ring.cma = !staged;
+    NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
+                "notifications to '%s' go through its %llu-byte ring (%s)", peer->name,
+                (unsigned long long)size,
+                map && !staged ? "mapped; records with data by cross-memory attach"
+                : map          ? "mapped"
+                               : "cross-memory attach");
 }
 
 /* Learn which of our records the target consumed (see "Room"). */
@@ -334,15 +447,22 @@ static void txring_reclaim(shm_peer_t *peer)
         return;
     }
     uint8_t b[SHM_RING_CKPTS + 1];
-    struct iovec l[SHM_RING_CKPTS + 1], r[SHM_RING_CKPTS + 1];
-    for (unsigned i = 0; i < t->nck; i++) {
-        l[i] = (struct iovec){&b[i], 1};
-        r[i] = (struct iovec){(void *)(uintptr_t)(t->addr + (t->ck[i].start & (t->size - 1))),
-                              1};
+    ssize_t n = t->nck;
+    if (t->map) {
+        /* acquire: the target zeroed the record before its commit byte (release) */
+        for (unsigned i = 0; i < t->nck; i++)
+            b[i] = __atomic_load_n(&t->map[t->ck[i].start & (t->size - 1)], __ATOMIC_ACQUIRE);
+    } else {
+        struct iovec l[SHM_RING_CKPTS + 1], r[SHM_RING_CKPTS + 1];
+        for (unsigned i = 0; i < t->nck; i++) {
+            l[i] = (struct iovec){&b[i], 1};
+            r[i] = (struct iovec){(void *)(uintptr_t)(t->addr + (t->ck[i].start & (t->size - 1))),
+                                  1};
+        }
+        n = process_vm_readv(peer->pid, l, t->nck, r, t->nck, 0);
+        if (n <= 0)
+            return; /* the write that follows reports a dead peer */
     }
-    ssize_t n = process_vm_readv(peer->pid, l, t->nck, r, t->nck, 0);
-    if (n <= 0)
-        return; /* the write that follows reports a dead peer */
     unsigned k = 0;
     while (k < (unsigned)n && b[k] == 0)
         k++;
@@ -366,13 +486,45 @@ static void txring_note(shm_txring_t *t, uint64_t start, uint64_t end)
     t->nck++;
 }
 
+/* Store `len` bytes at ring position `pos`, wrapping around the end. */
+static void txring_copy_in(const shm_txring_t *t, uint64_t pos, const void *src, size_t len)
+{
+    size_t off = (size_t)(pos & (t->size - 1)), first = (size_t)t->size - off;
+    if (len <= first) {
+        memcpy(t->map + off, src, len);
+    } else {
+        memcpy(t->map + off, src, first);
+        memcpy(t->map, (const uint8_t *)src + first, len - first);
+    }
+}
+
+/* A record through the mapping: everything but the commit byte, then the commit byte, by
+ * plain stores (A2 orders them as the kernel's copy orders the iovecs of A1). */
+static void txring_store(shm_txring_t *t, uint64_t seq, const void *msg, size_t len)
+{
+    uint8_t hdr[SHM_REC_HDR];
+    hdr[1] = SHM_REC_NOTIF;
+    hdr[2] = hdr[3] = 0;
+    shm_put_u32(hdr + 4, (uint32_t)len);
+    shm_put_u64(hdr + 8, seq);
+    txring_copy_in(t, t->head + 1, hdr + 1, SHM_REC_HDR - 1);
+    if (len)
+        txring_copy_in(t, t->head + SHM_REC_HDR, msg, len);
+#if defined(__x86_64__)
+    /* memcpy may use non-temporal stores, which x86 does not order with later stores: fence */
+    __builtin_ia32_sfence();
+#endif
+    __atomic_store_n(&t->map[t->head & (t->size - 1)], (uint8_t)SHM_REC_COMMIT, __ATOMIC_RELEASE);
+}
+
 int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, const void *msg,
                      size_t len, const struct iovec *ldata, const struct iovec *rdata,
                      size_t ndata, size_t data_bytes, bool *data_ok)
 {
     shm_txring_t *t = &peer->ring;
     *data_ok = false;
-    if (!t->on || ndata > SHM_COMBINE_IOVS)
+    bool mapped = ndata == 0 && t->map;
+    if (!t->on || ndata > SHM_COMBINE_IOVS || (!mapped && !t->cma))
         return 0;
     uint64_t rl = shm_rec_len(len);
     if (rl > t->rec_max)
@@ -381,6 +533,13 @@ int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, cons
         txring_reclaim(peer);
         if (t->head + rl - t->done > t->size)
             return 0;
+    }
+    if (mapped) {
+        txring_store(t, seq, msg, len);
+        txring_note(t, t->head, t->head + rl);
+        t->head += rl;
+        *data_ok = true;
+        return 1;
     }
 
     static const uint8_t commit = SHM_REC_COMMIT;

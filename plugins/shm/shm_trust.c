@@ -160,7 +160,7 @@ static shm_peer_t *loaded_peer_of(nixl_be_engine_t *eng, const char *name, size_
 bool shm_trust_sender(nixl_be_engine_t *eng, shm_conn_t *conn, const char *name,
                       size_t name_len)
 {
-    if (eng->trust.senders == SHM_SENDERS_USER || conn->cred_pid == getpid())
+    if (eng->trust.senders == SHM_SENDERS_USER || conn->from_self)
         return true;
     shm_peer_t *v = conn->sender;
     if (v && !atomic_load(&v->forgotten) && v->name_len == name_len &&

@@ -308,6 +308,22 @@ static nixl_status_t eng_create_ring(thost_t *h, const char *name, const char *r
     return ops->create(&init, out);
 }
 
+/* An engine with parameters (key, value pairs). */
+static nixl_status_t eng_create_kv(thost_t *h, const char *name, const nixl_param_t *kv, size_t n,
+                                   nixl_be_engine_t **out)
+{
+    nixl_be_init_t init = {.struct_size = sizeof(init),
+                           .local_agent = name,
+                           .type = "SHM",
+                           .params = kv,
+                           .num_params = n,
+                           .host = &h->host};
+    nixl_status_t st = ops->create(&init, out);
+    if (st == NIXL_SUCCESS)
+        assert_int_equal(ops->connect(*out, name), NIXL_SUCCESS);
+    return st;
+}
+
 /* Make `b` known to `a` under `b_name`. */
 static void load_peer(nixl_be_engine_t *a, const char *b_name, nixl_be_engine_t *b)
 {
@@ -917,13 +933,19 @@ static void pair_end(nixl_be_engine_t *a, nixl_be_engine_t *b, nixl_be_md_t *lmd
     thost_fini(hb);
 }
 
-static void ring_order_case(const char *ring_size, bool polls, unsigned count)
+/* staged: A does not use cross-memory attach (transport=staged): its WRITEs go through a
+ * staging ring and every record through its mapping of B's ring. */
+static void ring_order_case(const char *ring_size, bool polls, unsigned count, bool staged)
 {
     thost_t ha, hb;
     thost_init(&ha);
     thost_init(&hb);
     nixl_be_engine_t *a, *b;
-    assert_int_equal(eng_create(&ha, "A", NULL, &a), NIXL_SUCCESS);
+    const nixl_param_t pa[] = {{"transport", "staged"}};
+    if (staged)
+        assert_int_equal(eng_create_kv(&ha, "A", pa, 1, &a), NIXL_SUCCESS);
+    else
+        assert_int_equal(eng_create(&ha, "A", NULL, &a), NIXL_SUCCESS);
     assert_int_equal(eng_create_ring(&hb, "B", ring_size, &b), NIXL_SUCCESS);
     load_peer(a, "B", b);
     if (strcmp(ring_size, "0") != 0)
@@ -937,6 +959,10 @@ static void ring_order_case(const char *ring_size, bool polls, unsigned count)
     nixl_desc_t d = {(uintptr_t)rbuf, nw * 4096, 0};
     assert_int_equal(ops->load_remote_md(a, "B", NIXL_DRAM_SEG, &d, NULL, 1, &rmd),
                      NIXL_SUCCESS);
+    nixl_be_md_t *bmd = NULL; /* a staging target copies only into memory it registered */
+    nixl_reg_desc_t brd = {(uintptr_t)rbuf, nw * 4096, 0, NULL, 0};
+    if (staged)
+        assert_int_equal(ops->register_mem(b, NIXL_DRAM_SEG, &brd, 1, &bmd), NIXL_SUCCESS);
 
     size_t polled_before = t_capture_count("agent 'B' polls its ring");
     consumer_t c = {&hb, polls ? b : NULL, count, 0, rbuf};
@@ -968,10 +994,12 @@ static void ring_order_case(const char *ring_size, bool polls, unsigned count)
     }
     pthread_join(th, NULL);
     if (c.bad)
-        fail_msg("notification %u is missing or wrong (ring %s, %s)", c.bad - 1, ring_size,
-                 polls ? "polled" : "event thread");
+        fail_msg("notification %u is missing or wrong (ring %s, %s%s)", c.bad - 1, ring_size,
+                 polls ? "polled" : "event thread", staged ? ", staged" : "");
     assert_null(wait_notif(&hb, b, 0.05));
     free(msg);
+    if (bmd)
+        ops->deregister_mem(b, MDS(&bmd, 1));
     pair_end(a, b, lmd, rmd, &ha, &hb, lbuf, rbuf);
 }
 
@@ -983,14 +1011,33 @@ static void test_ring_order(void **state)
      * while A sees B polling; a loaded machine (CI's parallel tests) may keep A on doorbells
      * for a whole case: the order is checked every time, the exception taken within 3 runs. */
     for (int run = 0; run < 3 && !t_capture_count("goes by socket: too big for the ring"); run++)
-        ring_order_case("4096", true, 3000);
-    ring_order_case("4096", false, 1000);
-    ring_order_case("262144", true, 1500); /* the default */
-    ring_order_case("262144", false, 500);
-    ring_order_case("0", true, 300);       /* no ring: sockets only, same guarantees */
+        ring_order_case("4096", true, 3000, false);
+    ring_order_case("4096", false, 1000, false);
+    ring_order_case("262144", true, 1500, false); /* the default */
+    ring_order_case("262144", false, 500, false);
+    ring_order_case("0", true, 300, false); /* no ring: sockets only, same guarantees */
     /* both kinds of exceptions were taken */
     assert_true(t_capture_count("goes by socket: too big for the ring") > 0);
     assert_true(t_capture_count("go through its 4096-byte ring") >= 2);
+    /* with cross-memory attach, a record without data goes through the mapping, one with data
+     * in the data's process_vm_writev: both kinds in one ring, in order */
+    assert_true(t_capture_count("ring (mapped; records with data by cross-memory attach)") >= 4);
+    t_capture_stop();
+}
+
+/* An initiator without cross-memory attach: WRITEs through a staging ring, every record through
+ * the mapping of the target's ring, in order with those that wait for the socket. */
+static void test_ring_order_staged(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    skip(); /* as test_staged: the record reaches the reader through another mapping of the same
+             * memory, and the data through the staging ring's, which TSan does not relate */
+#endif
+    t_capture_start();
+    ring_order_case("4096", true, 1000, true);
+    ring_order_case("262144", false, 300, true);
+    assert_int_equal(t_capture_count("ring (mapped)"), 2);
     t_capture_stop();
 }
 
@@ -2605,18 +2652,6 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* An engine with parameters (key, value pairs). */
-static nixl_status_t eng_create_kv(thost_t *h, const char *name, const nixl_param_t *kv, size_t n,
-                                   nixl_be_engine_t **out)
-{
-    nixl_be_init_t init = {.struct_size = sizeof(init), .local_agent = name, .type = "SHM",
-                           .params = kv, .num_params = n, .host = &h->host};
-    nixl_status_t st = ops->create(&init, out);
-    if (st == NIXL_SUCCESS)
-        assert_int_equal(ops->connect(*out, name), NIXL_SUCCESS);
-    return st;
-}
-
 /* The parameters of mappings and copy threads: bad values refused with their name. */
 static void test_map_params(void **state)
 {
@@ -3769,6 +3804,7 @@ int main(void)
         cmocka_unit_test(test_conn_info),
         cmocka_unit_test(test_notifs),
         cmocka_unit_test(test_ring_order),
+        cmocka_unit_test(test_ring_order_staged),
         cmocka_unit_test(test_ring_full),
         cmocka_unit_test(test_reconnect_order),
         cmocka_unit_test(test_ring_not_polling),
