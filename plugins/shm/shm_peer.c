@@ -324,9 +324,8 @@ void shm_peer_go_staged(nixl_be_engine_t *eng, shm_peer_t *peer, const char *why
     bool was = atomic_exchange(&peer->staged, true);
     if (!was) {
         peer->staged_why = why;
-        /* Records go on through the ring's mapping, never again by process_vm_writev; without
-         * a mapping, notifications go by socket. */
-        peer->ring.cma = false;
+        /* Records go on through the ring's mapping (shm_txring_write sees `staged` and never
+         * uses process_vm_writev again); without a mapping, notifications go by socket. */
         if (!peer->ring.map)
             peer->ring.on = false;
     }

@@ -264,7 +264,6 @@ typedef struct shm_txring {
     uint64_t addr, size, rec_max;
     uint8_t *map;  /* the ring mapped from the target's memfd: records without data are
                       stored here, no system call (shm_ring.c, "Mapped rings"); or NULL */
-    bool cma;      /* records may ride in a process_vm_writev (not with a staged peer) */
     uint64_t head; /* next record's position */
     uint64_t done; /* everything before was consumed (zeroed) by the target */
     struct {

@@ -429,7 +429,6 @@ void shm_txring_enable(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t addr, u
     peer->ring.size = size;
     peer->ring.rec_max = rec_max;
     peer->ring.map = map;
-    peer->ring.cma = !staged;
     NIXL_BE_LOG(eng->host, NIXL_LOG_DEBUG,
                 "notifications to '%s' go through its %llu-byte ring (%s)", peer->name,
                 (unsigned long long)size,
@@ -524,7 +523,7 @@ int shm_txring_write(nixl_be_engine_t *eng, shm_peer_t *peer, uint64_t seq, cons
     shm_txring_t *t = &peer->ring;
     *data_ok = false;
     bool mapped = ndata == 0 && t->map;
-    if (!t->on || ndata > SHM_COMBINE_IOVS || (!mapped && !t->cma))
+    if (!t->on || ndata > SHM_COMBINE_IOVS || (!mapped && atomic_load(&peer->staged)))
         return 0;
     uint64_t rl = shm_rec_len(len);
     if (rl > t->rec_max)
