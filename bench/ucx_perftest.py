@@ -17,6 +17,7 @@ over tcp), it is printed beside ours; it was measured on another day, so compare
 
     bench/ucx_perftest.py [--build DIR] [--tls tcp] [--batch 1] [--sizes 4096,65536,...]
                           [--ops WRITE,READ] [--repeat N] [--alloc ucx|heap|both] [--same-block]
+                          [--flush-bw]
     bench/ucx_perftest.py --latency [--tls tcp] [--sizes ...] [--ops ...] [--repeat N]
 
 --latency: one transfer at a time, as time per transfer. A nixlbench transfer at batch 1 is
@@ -39,6 +40,14 @@ them and a put is a plain store, with no help from the target. Memory an applica
 with messages the target's worker must copy out. --alloc heap runs ucx_perftest with
 UCX_ALLOC_PRIO=heap (ordinary heap memory, like ours); --alloc both prints both columns and
 takes the ratio against the heap one.
+
+The flush: a NIXL request is done only when an endpoint flush says its operations reached the
+target, so nixlbench flushes once per batch; ucx_perftest's ucp_put_bw flushes once per run, and
+its puts queue inside UCX and stream. Over TCP at small blocks that alone changes the rate (a
+bare UCX program with the same puts measured 0.50-0.56 GB/s at 4 KiB x 128 with a flush per batch
+and 0.73-0.80 with one flush at the end, on the 2-vCPU machine). --flush-bw adds that program
+(bench/ucx/ucx_flush_bw.c: ucp_put_nbx/ucp_get_nbx per block, ucp_ep_flush_nbx per batch, no
+NIXL around them) as a column and a second ratio: what the library costs over the protocol.
 
 ucx_perftest comes with Debian's ucx-utils (scripts/install-deps.sh installs it). It reports
 MB/s in units of 2^20 bytes; the table converts it to decimal GB/s like nixlbench.
@@ -111,6 +120,19 @@ def nixlbench(build, op, size, batch, iters, env, same_block=False, field=2):
     raise RuntimeError(f"nixlbench {op} {size}: no result\n{r.stdout}{r.stderr}")
 
 
+def flush_bw(build, op, size, batch, iters, env):
+    """Bare UCX with a flush per batch (bench/ucx/ucx_flush_bw.c): the protocol of a NIXL request
+    without the library around it."""
+    cmd = [os.path.join(build, "bench", "ucx", "ucx_flush_bw"), "--op",
+           "put" if op == "WRITE" else "get", "--size", str(size), "--batch", str(batch),
+           "--iters", str(iters), "--warmup", str(max(iters // 10, 1))]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    for f in r.stdout.split():
+        if f.startswith("gbps="):
+            return float(f[5:])
+    raise RuntimeError(f"ucx_flush_bw {op} {size}: no result\n{r.stdout}{r.stderr}")
+
+
 def iters_for(size, batch=1):
     """Operations (ucx_perftest) and iterations (nixlbench: batch operations each) that move
     about 256 MiB."""
@@ -132,6 +154,9 @@ def main():
     ap.add_argument("--same-block", action="store_true",
                     help="also nixlbench --same_block (one cache-hot block, like ucx_perftest); "
                          "the ratio is taken against it")
+    ap.add_argument("--flush-bw", action="store_true",
+                    help="also bare UCX with a flush per batch (bench/ucx/ucx_flush_bw), the "
+                         "protocol every NIXL request pays; a second ratio is taken against it")
     a = ap.parse_args()
     env = dict(os.environ, UCX_TLS=a.tls)
     for key, value in (("UCX_RNDV_THRESH", "inf"), ("UCX_MAX_RMA_RAILS", "2"),
@@ -151,16 +176,21 @@ def main():
     envs = {k: dict(env, UCX_ALLOC_PRIO="heap") if k == "heap" else env for k in allocs}
     heads = {"ucx": "ucx_perftest", "heap": "ucx_perftest, heap memory"}
     same = " | nixlbench UCX, one block" if a.same_block else ""
+    bare = " | bare UCX, flush per batch" if a.flush_bw else ""
+    bare_ratio = " | ratio to bare UCX" if a.flush_bw else ""
     print("| block | op | " + " | ".join(heads[k] for k in allocs) +
-          f" | nixlbench UCX{same} | ratio | reference nixlbench |")
-    print("|---|---|" + "---|" * (len(allocs) + (1 if a.same_block else 0)) + "---|---|---|")
+          f"{bare} | nixlbench UCX{same} | ratio{bare_ratio} | reference nixlbench |")
+    extra = (1 if a.same_block else 0) + (2 if a.flush_bw else 0)
+    print("|---|---|" + "---|" * (len(allocs) + extra) + "---|---|---|")
     for size in sizes:
         for op in a.ops.split(","):
             ops, iters = iters_for(size, a.batch)
-            ref, ours, hot = {k: [] for k in allocs}, [], []
+            ref, ours, hot, flushed = {k: [] for k in allocs}, [], [], []
             for _ in range(a.repeat):
                 for k in allocs:
                     ref[k].append(perftest(tests[op], size, ops, a.batch, envs[k]))
+                if a.flush_bw:
+                    flushed.append(flush_bw(a.build, op, size, a.batch, iters, env))
                 ours.append(nixlbench(a.build, op, size, a.batch, iters, env))
                 if a.same_block:
                     hot.append(nixlbench(a.build, op, size, a.batch, iters, env, True))
@@ -171,6 +201,10 @@ def main():
             cols = " | ".join(f"{statistics.median(ref[k]):.2f} [{min(ref[k]):.2f}-"
                               f"{max(ref[k]):.2f}]" for k in allocs)
             ratio = f"{100 * o / r:.0f} %" if r > 0 else ""
+            if a.flush_bw:
+                b = statistics.median(flushed)
+                cols += f" | {b:.2f} [{min(flushed):.2f}-{max(flushed):.2f}]"
+                ratio += f" | {100 * o / b:.0f} %" if b > 0 else " | "
             mine = f"{statistics.median(ours):.2f} [{min(ours):.2f}-{max(ours):.2f}]"
             if a.same_block:
                 mine += f" | {o:.2f} [{min(hot):.2f}-{max(hot):.2f}]"
