@@ -46,8 +46,9 @@ target, so nixlbench flushes once per batch; ucx_perftest's ucp_put_bw flushes o
 its puts queue inside UCX and stream. Over TCP at small blocks that alone changes the rate (a
 bare UCX program with the same puts measured 0.50-0.56 GB/s at 4 KiB x 128 with a flush per batch
 and 0.73-0.80 with one flush at the end, on the 2-vCPU machine). --flush-bw adds that program
-(bench/ucx/ucx_flush_bw.c: ucp_put_nbx/ucp_get_nbx per block, ucp_ep_flush_nbx per batch, no
-NIXL around them) as a column and a second ratio: what the library costs over the protocol.
+(bench/ucx/ucx_flush_bw.c: ucp_put_nbx/ucp_get_nbx per block, ucp_ep_flush_nbx per batch, then
+the notification as an active message, no NIXL around them) as a column and a second ratio:
+what the library costs over the protocol.
 
 ucx_perftest comes with Debian's ucx-utils (scripts/install-deps.sh installs it). It reports
 MB/s in units of 2^20 bytes; the table converts it to decimal GB/s like nixlbench.
@@ -121,8 +122,8 @@ def nixlbench(build, op, size, batch, iters, env, same_block=False, field=2):
 
 
 def flush_bw(build, op, size, batch, iters, env):
-    """Bare UCX with a flush per batch (bench/ucx/ucx_flush_bw.c): the protocol of a NIXL request
-    without the library around it."""
+    """Bare UCX with a flush and a notification per batch (bench/ucx/ucx_flush_bw.c): the
+    protocol of a NIXL request without the library around it."""
     cmd = [os.path.join(build, "bench", "ucx", "ucx_flush_bw"), "--op",
            "put" if op == "WRITE" else "get", "--size", str(size), "--batch", str(batch),
            "--iters", str(iters), "--warmup", str(max(iters // 10, 1))]
@@ -155,8 +156,9 @@ def main():
                     help="also nixlbench --same_block (one cache-hot block, like ucx_perftest); "
                          "the ratio is taken against it")
     ap.add_argument("--flush-bw", action="store_true",
-                    help="also bare UCX with a flush per batch (bench/ucx/ucx_flush_bw), the "
-                         "protocol every NIXL request pays; a second ratio is taken against it")
+                    help="also bare UCX with a flush and a notification per batch "
+                         "(bench/ucx/ucx_flush_bw), the protocol every NIXL request pays; a "
+                         "second ratio is taken against it")
     a = ap.parse_args()
     env = dict(os.environ, UCX_TLS=a.tls)
     for key, value in (("UCX_RNDV_THRESH", "inf"), ("UCX_MAX_RMA_RAILS", "2"),
@@ -176,7 +178,7 @@ def main():
     envs = {k: dict(env, UCX_ALLOC_PRIO="heap") if k == "heap" else env for k in allocs}
     heads = {"ucx": "ucx_perftest", "heap": "ucx_perftest, heap memory"}
     same = " | nixlbench UCX, one block" if a.same_block else ""
-    bare = " | bare UCX, flush per batch" if a.flush_bw else ""
+    bare = " | bare UCX, flush + notif per batch" if a.flush_bw else ""
     bare_ratio = " | ratio to bare UCX" if a.flush_bw else ""
     print("| block | op | " + " | ".join(heads[k] for k in allocs) +
           f"{bare} | nixlbench UCX{same} | ratio{bare_ratio} | reference nixlbench |")

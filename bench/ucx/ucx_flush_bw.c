@@ -1,20 +1,23 @@
 /*
  * ucx_flush_bw - bare UCX doing what every NIXL transfer over UCX does: post a batch of puts
- * (or gets), then flush the endpoint and wait for it, because only the flush says the bytes
- * reached the target (NIXL-SEMANTICS 6.7; issue #12 forbids reporting a transfer done before).
+ * (or gets), flush the endpoint and wait for it, because only the flush says the bytes reached
+ * the target (NIXL-SEMANTICS 6.7; issue #12 forbids reporting a transfer done before), then
+ * send the transfer's notification as an active message.
  *
  * Why it exists: ucx_perftest's ucp_put_bw flushes once, at the end of the run; its puts queue
  * inside UCX and stream. A NIXL request cannot do that, so at small blocks over TCP ucx_perftest
- * is no yardstick for the per-request protocol. This program is: the same UCX calls as the
- * plugin (ucp_put_nbx / ucp_get_nbx per block, ucp_ep_flush_nbx per batch), without the library
- * around them. --flush end gives ucx_perftest's pattern with the same program.
+ * is no yardstick for the per-request protocol. This program is: the UCX calls the plugin makes
+ * (ucp_put_nbx / ucp_get_nbx per block, ucp_ep_flush_nbx per batch, ucp_am_send_nbx with a
+ * nixlbench-sized notification), without the library around them. --flush end gives
+ * ucx_perftest's pattern with the same program (no notification).
  *
  *   ucx_flush_bw [--op put|get] [--size B] [--batch N] [--iters I] [--warmup W]
- *                [--flush batch|end] [--err peer|none]
+ *                [--flush batch|end] [--notif on|off] [--err peer|none]
  *
  * It forks the target; the two exchange worker addresses and the remote key over a socket
- * pair. The target progresses its worker until the initiator is done. One line on stdout:
- *   ucx_flush_bw op=put size=4096 batch=128 flush=batch iters=2000 gbps=0.532
+ * pair. The target progresses its worker until the initiator is done and every notification
+ * came (it fails otherwise). One line on stdout:
+ *   ucx_flush_bw op=put size=4096 batch=128 flush=batch notif=on iters=2000 gbps=0.532
  * (decimal GB/s over the timed iterations, the final flush included). UCX's own environment
  * (UCX_TLS, ...) configures the transport.
  */
@@ -31,7 +34,7 @@
 #include <unistd.h>
 
 typedef struct {
-    bool get, flush_end, err_peer;
+    bool get, flush_end, err_peer, notif;
     size_t size, batch, iters, warmup;
 } opts_t;
 
@@ -117,9 +120,34 @@ static void flush_ep(ucp_worker_h w, ucp_ep_h ep)
     wait_req(w, ucp_ep_flush_nbx(ep, &p), &done);
 }
 
+/* The notification of a NIXL transfer: an active message after the flush, as the plugin sends
+ * it (id 0, eager, a payload the size of nixlbench's: its serialized name and "0xBEEF"). */
+static void notify(ucp_worker_h w, ucp_ep_h ep)
+{
+    static const char msg[59] = "nixlSerDes|name initiator msg 0xBEEF";
+    bool done = false;
+    ucp_request_param_t p = {
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                        UCP_OP_ATTR_FIELD_FLAGS,
+        .cb.send = flag_done,
+        .user_data = &done,
+        .flags = UCP_AM_SEND_FLAG_EAGER,
+    };
+    wait_req(w, ucp_am_send_nbx(ep, 0, NULL, 0, msg, sizeof(msg), &p), &done);
+}
+
+static ucs_status_t count_notif(void *arg, const void *header, size_t header_len, void *data,
+                                size_t len, const ucp_am_recv_param_t *param)
+{
+    (void)header, (void)header_len, (void)data, (void)len, (void)param;
+    (*(uint64_t *)arg)++;
+    return UCS_OK;
+}
+
 static void parse(int argc, char **argv, opts_t *o)
 {
-    *o = (opts_t){.size = 4096, .batch = 128, .iters = 2000, .warmup = 200, .err_peer = true};
+    *o = (opts_t){
+        .size = 4096, .batch = 128, .iters = 2000, .warmup = 200, .err_peer = true, .notif = true};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -129,6 +157,8 @@ static void parse(int argc, char **argv, opts_t *o)
             o->get = strcmp(v, "get") == 0;
         else if (strcmp(k, "--flush") == 0 && (strcmp(v, "batch") == 0 || strcmp(v, "end") == 0))
             o->flush_end = strcmp(v, "end") == 0;
+        else if (strcmp(k, "--notif") == 0 && (strcmp(v, "on") == 0 || strcmp(v, "off") == 0))
+            o->notif = strcmp(v, "on") == 0;
         else if (strcmp(k, "--err") == 0 && (strcmp(v, "peer") == 0 || strcmp(v, "none") == 0))
             o->err_peer = strcmp(v, "peer") == 0;
         else if (strcmp(k, "--size") == 0)
@@ -176,15 +206,19 @@ static void initiate(const opts_t *o, ucp_worker_h w, void *peer_addr, void *pee
             if (r)
                 ucp_request_free(r); /* the flush covers it */
         }
-        if (o->flush_end)
+        if (o->flush_end) {
             ucp_worker_progress(w);
-        else
+        } else {
             flush_ep(w, ep);
+            if (o->notif)
+                notify(w, ep);
+        }
     }
     flush_ep(w, ep);
     double dt = now_s() - t0;
-    printf("ucx_flush_bw op=%s size=%zu batch=%zu flush=%s iters=%zu gbps=%.3f\n",
-           o->get ? "get" : "put", o->size, o->batch, o->flush_end ? "end" : "batch", o->iters,
+    printf("ucx_flush_bw op=%s size=%zu batch=%zu flush=%s notif=%s iters=%zu gbps=%.3f\n",
+           o->get ? "get" : "put", o->size, o->batch, o->flush_end ? "end" : "batch",
+           o->notif && !o->flush_end ? "on" : "off", o->iters,
            (double)(o->size * o->batch * o->iters) / dt / 1e9);
     fflush(stdout);
     ucp_rkey_destroy(rkey);
@@ -213,7 +247,8 @@ int main(int argc, char **argv)
     int fd = target ? sv[1] : sv[0];
     close(target ? sv[0] : sv[1]);
 
-    ucp_params_t cp = {.field_mask = UCP_PARAM_FIELD_FEATURES, .features = UCP_FEATURE_RMA};
+    ucp_params_t cp = {.field_mask = UCP_PARAM_FIELD_FEATURES,
+                       .features = UCP_FEATURE_RMA | UCP_FEATURE_AM};
     ucp_context_h ctx;
     check(ucp_init(&cp, NULL, &ctx), "ucp_init");
     ucp_worker_params_t wp = {.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE,
@@ -247,13 +282,27 @@ int main(int argc, char **argv)
     void *peer_addr = recv_blob(fd), *peer_rkey = recv_blob(fd);
     uint64_t *peer_base = recv_blob(fd);
 
+    uint64_t notifs = 0;
+    ucp_am_handler_param_t hp = {
+        .field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                      UCP_AM_HANDLER_PARAM_FIELD_ARG,
+        .id = 0,
+        .cb = count_notif,
+        .arg = &notifs,
+    };
+    check(ucp_worker_set_am_recv_handler(w, &hp), "ucp_worker_set_am_recv_handler");
     if (target) {
-        /* progress until the initiator writes its one byte (looked for every 1,024 rounds) */
+        /* progress until the initiator writes its one byte (looked for every 1,024 rounds),
+         * then until every notification it sent has come (5 s at most) */
+        uint64_t want = o.notif && !o.flush_end ? o.warmup + o.iters : 0;
+        double stop = 0;
         char c;
-        for (unsigned long k = 1;; k++) {
+        for (unsigned long k = 1; !stop || notifs < want; k++) {
             ucp_worker_progress(w);
-            if (!(k & 1023) && recv(fd, &c, 1, MSG_DONTWAIT) == 1)
-                break;
+            if (!stop && !(k & 1023) && recv(fd, &c, 1, MSG_DONTWAIT) == 1)
+                stop = now_s();
+            if (stop && now_s() - stop > 5.0)
+                die("target", "notifications missing 5 s after the initiator finished");
         }
     } else {
         initiate(&o, w, peer_addr, peer_rkey, *peer_base, buf);
