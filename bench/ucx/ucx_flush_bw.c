@@ -97,6 +97,18 @@ static void flag_done(void *request, ucs_status_t status, void *user)
     *(bool *)user = true;
 }
 
+/* Parameters of a *_nbx call whose callback sets *done. */
+static ucp_request_param_t done_param(ucp_send_nbx_callback_t cb, bool *done, uint32_t flags)
+{
+    return (ucp_request_param_t){
+        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                        UCP_OP_ATTR_FIELD_FLAGS,
+        .cb.send = cb,
+        .user_data = done,
+        .flags = flags,
+    };
+}
+
 /* Wait for a request returned by a *_nbx call with flag_done as its callback. */
 static void wait_req(ucp_worker_h w, ucs_status_ptr_t r, const bool *done)
 {
@@ -112,11 +124,7 @@ static void wait_req(ucp_worker_h w, ucs_status_ptr_t r, const bool *done)
 static void flush_ep(ucp_worker_h w, ucp_ep_h ep)
 {
     bool done = false;
-    ucp_request_param_t p = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
-        .cb.send = flag_done,
-        .user_data = &done,
-    };
+    ucp_request_param_t p = done_param(flag_done, &done, 0);
     wait_req(w, ucp_ep_flush_nbx(ep, &p), &done);
 }
 
@@ -126,13 +134,7 @@ static void notify(ucp_worker_h w, ucp_ep_h ep)
 {
     static const char msg[59] = "nixlSerDes|name initiator msg 0xBEEF";
     bool done = false;
-    ucp_request_param_t p = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                        UCP_OP_ATTR_FIELD_FLAGS,
-        .cb.send = flag_done,
-        .user_data = &done,
-        .flags = UCP_AM_SEND_FLAG_EAGER,
-    };
+    ucp_request_param_t p = done_param(flag_done, &done, UCP_AM_SEND_FLAG_EAGER);
     wait_req(w, ucp_am_send_nbx(ep, 0, NULL, 0, msg, sizeof(msg), &p), &done);
 }
 
@@ -223,13 +225,7 @@ static void initiate(const opts_t *o, ucp_worker_h w, void *peer_addr, void *pee
     fflush(stdout);
     ucp_rkey_destroy(rkey);
     bool done = false;
-    ucp_request_param_t p = {
-        .op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-                        UCP_OP_ATTR_FIELD_FLAGS,
-        .cb.send = flag_closed,
-        .user_data = &done,
-        .flags = UCP_EP_CLOSE_FLAG_FORCE,
-    };
+    ucp_request_param_t p = done_param(flag_closed, &done, UCP_EP_CLOSE_FLAG_FORCE);
     wait_req(w, ucp_ep_close_nbx(ep, &p), &done);
 }
 
