@@ -16,7 +16,12 @@
  * connection's socket sits in ep_fd, watched by the event thread at all times, since nothing
  * else would notice a message there that no ring record waits for. While nobody calls
  * progress(), initiators ring a doorbell after each record; the event thread switches them
- * with POLL and IDLE control frames as polling starts and stops.
+ * with POLL and IDLE control frames as polling starts and stops. The thread notices that
+ * polling started only when something wakes it, normally the first doorbell: each initiator
+ * pays one doorbell per polling spell. progress() does not wake it on purpose: an application
+ * that polls once per step of its own (every few to tens of milliseconds, as inference engines
+ * call get_notifs) would then pay a thread wake-up per call and flip every ring between POLL
+ * and IDLE each time, where today nothing changes until traffic comes.
  *
  * Two epoll sets. ep_in holds the inbound connections without a ring in use (notifications
  * arriving on the socket); ep_fd holds the rest, and ep_in itself while nobody polls. The event
