@@ -109,7 +109,7 @@ static ucp_request_param_t done_param(ucp_send_nbx_callback_t cb, bool *done, ui
     };
 }
 
-/* Wait for a request returned by a *_nbx call with flag_done as its callback. */
+/* Wait for a request returned by a *_nbx call made with done_param(..., done, ...). */
 static void wait_req(ucp_worker_h w, ucs_status_ptr_t r, const bool *done)
 {
     if (UCS_PTR_IS_ERR(r))
