@@ -123,10 +123,13 @@ def nixlbench(build, op, size, batch, iters, env, same_block=False, field=2):
 
 def flush_bw(build, op, size, batch, iters, env):
     """Bare UCX with a flush and a notification per batch (bench/ucx/ucx_flush_bw.c): the
-    protocol of a NIXL request without the library around it."""
+    protocol of a NIXL request without the library around it, in the error mode nixlbench
+    runs with (none where NIXLBENCH_UCX_PARAMS says so: shared memory on UCX 1.13)."""
+    none = "ucx_error_handling_mode=none" in env.get("NIXLBENCH_UCX_PARAMS", "")
+    err = "none" if none else "peer"
     cmd = [os.path.join(build, "bench", "ucx", "ucx_flush_bw"), "--op",
            "put" if op == "WRITE" else "get", "--size", str(size), "--batch", str(batch),
-           "--iters", str(iters), "--warmup", str(max(iters // 10, 1))]
+           "--iters", str(iters), "--warmup", str(max(iters // 10, 1)), "--err", err]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     for f in r.stdout.split():
         if f.startswith("gbps="):
