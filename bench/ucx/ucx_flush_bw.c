@@ -178,8 +178,8 @@ static void parse(int argc, char **argv, opts_t *o)
         die("options", "size, batch and iters must be positive and size x batch must fit");
 }
 
-/* The timed loop, then the endpoint closed (by force: the last flush covered every operation)
- * while the target still progresses. */
+/* The timed loop, then the endpoint closed while the target still progresses (by force where
+ * the error mode allows it: the last flush covered every operation). */
 static void initiate(const opts_t *o, ucp_worker_h w, void *peer_addr, void *peer_rkey,
                      uint64_t peer_base, char *buf)
 {
@@ -226,7 +226,9 @@ static void initiate(const opts_t *o, ucp_worker_h w, void *peer_addr, void *pee
     fflush(stdout);
     ucp_rkey_destroy(rkey);
     bool done = false;
-    ucp_request_param_t p = done_param(flag_closed, &done, UCP_EP_CLOSE_FLAG_FORCE);
+    /* UCX refuses a forced close without error handling: there the close flushes */
+    ucp_request_param_t p = done_param(flag_closed, &done,
+                                       o->err_peer ? UCP_EP_CLOSE_FLAG_FORCE : 0);
     wait_req(w, ucp_ep_close_nbx(ep, &p), &done);
 }
 
