@@ -9,7 +9,8 @@
  * is no yardstick for the per-request protocol. This program is: the UCX calls the plugin makes
  * (ucp_put_nbx / ucp_get_nbx per block, ucp_ep_flush_nbx per batch, ucp_am_send_nbx with a
  * nixlbench-sized notification), without the library around them. --flush end gives
- * ucx_perftest's pattern with the same program (no notification).
+ * ucx_perftest's pattern with the same program (no notification); there the operations UCX
+ * cannot send at once wait in its queue, one request each, so memory grows with --iters.
  *
  *   ucx_flush_bw [--op put|get] [--size B] [--batch N] [--iters I] [--warmup W]
  *                [--flush batch|end] [--notif on|off] [--err peer|none]
