@@ -10,8 +10,9 @@
  * outstanding past peer_timeout_ms. It sleeps in epoll on the queue's wait fd, after
  * fi_trywait said nothing is pending, and on an eventfd that user threads write. A user thread
  * polling check_xfer / get_notifs reads the queue too (lf_rail_progress); while one spins on
- * the rail, the thread sleeps on the eventfd only and looks every LF_POLLED_MS, so events wake
- * nobody but the spinning caller (two cores and two spinning callers leave no room for more).
+ * the rail, the thread sleeps on the eventfd only and looks every LF_POLLED_MS (not even that
+ * when the caller holds the rail then), so events wake nobody but the spinning caller (two
+ * cores and two spinning callers leave no room for more).
  */
 #include <errno.h>
 #include <poll.h>
@@ -586,16 +587,33 @@ static void *rail_thread(void *arg)
 {
     lf_rail_t *rail = arg;
     uint64_t last_timeout_check = 0;
+    bool timer_only = false; /* this pass follows a polled sleep that nobody cut short */
     while (!atomic_load(&rail->stop)) {
-        pthread_mutex_lock(&rail->lock);
+        /* Woken by its own timer while a caller spins on the rail and holds it: the caller
+         * is reading the queue and posting, nothing asked for this thread, so it goes back
+         * to sleep rather than block on the lock (a wake-up and a context switch for nothing,
+         * on a host whose cores the spinning callers already fill). Not when the timeouts are
+         * due: callers that keep the rail busy must not hide a dead peer. */
+        bool due = nixl_now_ms() - last_timeout_check >= 100;
+        if (timer_only && !due && pthread_mutex_trylock(&rail->lock) != 0) {
+            struct pollfd p = {.fd = rail->wake_fd, .events = POLLIN};
+            timer_only = poll(&p, 1, LF_POLLED_MS) != 1;
+            if (!timer_only)
+                drain_wake(rail);
+            continue;
+        }
+        if (!timer_only || due)
+            pthread_mutex_lock(&rail->lock);
+        timer_only = false;
         held_rail = rail;
         take_incoming(rail);
         size_t done = read_cq(rail);
         post_parts(rail);
         post_jobs(rail);
         uint64_t now = nixl_now_ms();
-        if (rail->active && now - last_timeout_check >= 100) {
-            check_timeouts(rail, nixl_now_ns());
+        if (now - last_timeout_check >= 100) {
+            if (rail->active)
+                check_timeouts(rail, nixl_now_ns());
             last_timeout_check = now;
         }
         bool busy = rail->active || rail->jobs || rail->inflight;
@@ -616,7 +634,8 @@ static void *rail_thread(void *arg)
             continue;
         if (polled) {
             struct pollfd p = {.fd = rail->wake_fd, .events = POLLIN};
-            if (poll(&p, 1, LF_POLLED_MS) == 1)
+            timer_only = poll(&p, 1, LF_POLLED_MS) != 1;
+            if (!timer_only)
                 drain_wake(rail);
             continue;
         }

@@ -9,12 +9,14 @@
  *            each against a fresh target. The initiator's rail thread ("lf-rail0") must be
  *            woken less than half as often when the spinning caller reads the queue as when
  *            it alone does (the two counts come from the same run: the host's load and the
- *            build's speed move both; measured 70 vs 2,710 on a quiet host, 157 vs 720 under
- *            ASan, 1,410 vs 2,144 once under load, hence up to 3 attempts). Each time the target holds exactly
- *            2,000 notifications, all distinct, and the slot holds the bytes. After the first
- *            part, 200 rounds of a WRITE of new bytes whose notification leaves right behind
- *            the write (FI_ORDER_SAW on one rail): the target checks the bytes the moment it
- *            sees the notification.
+ *            build's speed move both. Measured on 2 vCPUs: 55-109 vs 622-2,114 alone, 146-263
+ *            vs 935-6,010 beside a two-job compile, 229-346 vs 1,459-7,641 beside two busy
+ *            loops; before the rail thread stopped blocking on a lock its spinning caller
+ *            held, 82-1,671 alone, which once failed the test; still up to 3 attempts). Each
+ *            time the target holds exactly 2,000 notifications, all distinct, and the slot
+ *            holds the bytes. After the first part, 200 rounds of a WRITE of new bytes whose
+ *            notification leaves right behind the write (FI_ORDER_SAW on one rail): the target
+ *            checks the bytes the moment it sees the notification.
  */
 #include <dirent.h>
 #include <inttypes.h>
