@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run every libFuzzer target for a while: scripts/fuzz.sh [SECONDS per target (default 60)]
-# (FUZZ_ONLY="name ..." runs just those targets)
+# (FUZZ_ONLY="name ..." runs just those targets; FUZZ_JOBS targets run at a time, default one
+# per CPU: each target is one single-threaded process, so a second core fuzzes a second target
+# in the same wall time instead of idling)
 # (FUZZ_UCX=1 adds the UCX LOAD target: see tests/fuzz/ucx-crashes/README.md)
 # Builds them with clang (ASan and UBSan on) in build-fuzz, then runs each from its seed corpus
 # (tests/fuzz/corpus/<name>); what it finds new goes to build-fuzz/fuzz-new/<name> (copy the
@@ -66,15 +68,15 @@ names="$(for t in $targets; do
   [ "${t%%:*}" = python_descs ] && echo "$pyext" || echo "tests/fuzz/fuzz_${t%%:*}"
 done) $extra"
 ninja -C $dir $names >/dev/null || { echo "fuzz: build failed"; exit 1; }
-total=0 failed=0 n=0
-for t in $targets; do
-  name=${t%%:*} corpus=${t#*:}
+njobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$njobs" -ge 1 ] 2>/dev/null || njobs=1
+# One target: its log in $dir/fuzz-<name>.log, its exit status in $dir/fuzz-<name>.rc.
+fuzz_one() {
+  local name=$1 corpus=$2 log=$dir/fuzz-$1.log cmd=$dir/tests/fuzz/fuzz_$1
   mkdir -p $dir/fuzz-new/$name
-  log=$dir/fuzz-$name.log
   # the UCX target loads the plugin from the build and needs its plugin directory; UCX's
   # memory hooks and its never-freed allocations: see tests/meson.build and
   # tests/sanitizers/lsan.supp
-  cmd=$dir/tests/fuzz/fuzz_$name
   [ $name = python_descs ] && cmd="env NIXL_LOG_LEVEL=WARN $py tests/fuzz/fuzz_python_descs.py"
   UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no \
   LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0 \
@@ -83,13 +85,31 @@ for t in $targets; do
     $cmd -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 \
     -artifact_prefix=$dir/fuzz-crash-$name- $dir/fuzz-new/$name tests/fuzz/corpus/$corpus \
     >"$log" 2>&1
-  rc=$?
+  echo $? >$dir/fuzz-$name.rc
+}
+running=0
+for t in $targets; do
+  rm -f $dir/fuzz-${t%%:*}.rc
+  if [ $running -ge $njobs ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+  fuzz_one "${t%%:*}" "${t#*:}" &
+  running=$((running + 1))
+done
+wait
+# The results in the targets' order, whichever finished first.
+total=0 failed=0 n=0
+for t in $targets; do
+  name=${t%%:*}
+  log=$dir/fuzz-$name.log
+  rc=$(cat $dir/fuzz-$name.rc 2>/dev/null || echo 1)
   execs=$(grep -o 'Done [0-9]* runs' "$log" | grep -o '[0-9]*' | tail -1)
   [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
   execs=${execs:-0}
   n=$((n + 1))
   total=$((total + execs))
-  if [ $rc -ne 0 ]; then
+  if [ "$rc" -ne 0 ]; then
     failed=$((failed + 1))
     echo "fuzz: $name FAILED (exit $rc) after $execs executions:"
     grep -v '^#\|^INFO' "$log" | tail -30
