@@ -583,6 +583,18 @@ static void drain_wake(lf_rail_t *rail)
     (void)r;
 }
 
+/* The polled sleep: LF_POLLED_MS on the eventfd only. True when it ran out with nobody waking
+ * the thread (its timer alone ends it). */
+static bool polled_sleep(lf_rail_t *rail)
+{
+    struct pollfd p = {.fd = rail->wake_fd, .events = POLLIN};
+    if (poll(&p, 1, LF_POLLED_MS) == 1) {
+        drain_wake(rail);
+        return false;
+    }
+    return true;
+}
+
 static void *rail_thread(void *arg)
 {
     lf_rail_t *rail = arg;
@@ -594,15 +606,15 @@ static void *rail_thread(void *arg)
          * to sleep rather than block on the lock (a wake-up and a context switch for nothing,
          * on a host whose cores the spinning callers already fill). Not when the timeouts are
          * due: callers that keep the rail busy must not hide a dead peer. */
-        bool due = nixl_now_ms() - last_timeout_check >= 100;
-        if (timer_only && !due && pthread_mutex_trylock(&rail->lock) != 0) {
-            struct pollfd p = {.fd = rail->wake_fd, .events = POLLIN};
-            timer_only = poll(&p, 1, LF_POLLED_MS) != 1;
-            if (!timer_only)
-                drain_wake(rail);
-            continue;
+        bool held = false;
+        if (timer_only && nixl_now_ms() - last_timeout_check < 100) {
+            if (pthread_mutex_trylock(&rail->lock) != 0) {
+                timer_only = polled_sleep(rail);
+                continue;
+            }
+            held = true;
         }
-        if (!timer_only || due)
+        if (!held)
             pthread_mutex_lock(&rail->lock);
         timer_only = false;
         held_rail = rail;
@@ -633,10 +645,7 @@ static void *rail_thread(void *arg)
         if (!can_sleep)
             continue;
         if (polled) {
-            struct pollfd p = {.fd = rail->wake_fd, .events = POLLIN};
-            timer_only = poll(&p, 1, LF_POLLED_MS) != 1;
-            if (!timer_only)
-                drain_wake(rail);
+            timer_only = polled_sleep(rail);
             continue;
         }
         int ms = busy || rail->cq_fd < 0 ? LF_BUSY_WAIT_MS : LF_IDLE_WAIT_MS;

@@ -316,7 +316,9 @@ static uint64_t register_batch(nixl_agent_t *a, nixl_reg_desc_t *d, size_t regio
  * makes it hold on a shared VM: a busy neighbour (in CI, the test suite's other half under
  * ThreadSanitizer) inflates the thread CPU time of both batches of a pair alike - without a
  * hypervisor's steal accounting a descheduled vCPU still charges the running thread - where
- * batch costs alone once went from 206 to 533 ms in one run.
+ * batch costs alone once went from 206 to 533 ms in one run. The fresh agent hides nothing that
+ * accumulates: registration keeps its state per agent (the core and the SHM engine have no
+ * process-wide tables), so only A carries the history.
  */
 static void test_register_cycles_stable_cost(void **state)
 {
