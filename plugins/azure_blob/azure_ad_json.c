@@ -69,10 +69,11 @@ static long uescape(jp_t *j)
 }
 
 /* The string at j->p (its opening quote), decoded into out[0, cap) (not terminated; NULL: only
- * checked); its decoded length in *len, which may pass cap. */
+ * checked); its decoded length in *len, which may pass cap (0 when it fails). */
 static bool string(jp_t *j, char *out, size_t cap, size_t *len)
 {
     size_t n = 0;
+    *len = 0; /* a failed string: empty to a caller that prints it */
     if (j->p >= j->end || *j->p != '"')
         return fail(j, "a string was expected");
     j->p++;
