@@ -7,7 +7,7 @@ need=(gcc make pkg-config meson ninja-build libcmocka-dev python3 python3-dev li
       python3-pytest python3-numpy python3-torch etcd-server libcurl4-openssl-dev libjson-c-dev libssl-dev
       openssl python3-boto3
       liburing-dev libaio-dev fio ucx-utils clang libclang-rt-14-dev g++ libgtest-dev
-      libmicrohttpd-dev prometheus)
+      libmicrohttpd-dev prometheus valgrind)
 # Node and npm from Debian only where none is installed (another install's npm conflicts).
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
