@@ -89,22 +89,36 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     req->liov = req->iov;
     req->riov = req->iov + count;
     /* One pass over the lists: check each pair and build its iovecs (the descriptor path's
-     * cost per element, docs/BENCHMARKS.md "Core micro-benchmark"). */
+     * cost per element, docs/BENCHMARKS.md "Core micro-benchmark"). Runs of descriptors
+     * share their regions' metadata: an md is looked into only when it differs from the
+     * previous element's, which was checked (a NULL md never counts as checked). */
     uint64_t total = 0;
     bool gpu = false;
+    const nixl_be_md_t *checked_l = NULL, *checked_r = NULL;
     for (size_t i = 0; i < count; i++) {
-        const shm_md_hdr_t *lh = (const shm_md_hdr_t *)local[i].md;
-        bool local_ok = lh && ((lh->kind == SHM_MD_LOCAL && ((const shm_lmd_t *)lh)->eng == eng) ||
-                               lh->kind == SHM_MD_VRAM);
-        if (!local_ok || md_peer(remote[i].md) != peer) {
-            free(req);
-            return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
-                               "descriptor %zu: %s memory not registered with this engine%s", i,
-                               !local_ok ? "local" : "remote",
-                               local_ok ? " or of another agent" : "");
+        if (local[i].md != checked_l || !checked_l) {
+            const shm_md_hdr_t *lh = (const shm_md_hdr_t *)local[i].md;
+            if (!lh || !((lh->kind == SHM_MD_LOCAL && ((const shm_lmd_t *)lh)->eng == eng) ||
+                         lh->kind == SHM_MD_VRAM)) {
+                free(req);
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                                   "descriptor %zu: local memory not registered with this engine",
+                                   i);
+            }
+            gpu |= lh->kind == SHM_MD_VRAM;
+            checked_l = local[i].md;
         }
-        gpu |= lh->kind == SHM_MD_VRAM ||
-               ((const shm_md_hdr_t *)remote[i].md)->kind == SHM_MD_VRAM_PEER;
+        if (remote[i].md != checked_r || !checked_r) {
+            if (md_peer(remote[i].md) != peer) {
+                free(req);
+                return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
+                                   "descriptor %zu: remote memory not registered with this engine "
+                                   "or of another agent",
+                                   i);
+            }
+            gpu |= ((const shm_md_hdr_t *)remote[i].md)->kind == SHM_MD_VRAM_PEER;
+            checked_r = remote[i].md;
+        }
         if (local[i].len != remote[i].len) {
             free(req);
             return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,
