@@ -91,7 +91,7 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
     /* One pass over the lists: check each pair and build its iovecs (the descriptor path's
      * cost per element, docs/BENCHMARKS.md "Core micro-benchmark"). Runs of descriptors
      * share their regions' metadata: an md is looked into only when it differs from the
-     * previous element's, which was checked (a NULL md never counts as checked). */
+     * previous element's, which was checked (a NULL local md never counts as checked). */
     uint64_t total = 0;
     bool gpu = false;
     const nixl_be_md_t *checked_l = NULL, *checked_r = NULL;
@@ -108,7 +108,7 @@ nixl_status_t shm_prep_xfer(nixl_be_engine_t *eng, nixl_xfer_op_t op,
             gpu |= lh->kind == SHM_MD_VRAM;
             checked_l = local[i].md;
         }
-        if (remote[i].md != checked_r || !checked_r) {
+        if (remote[i].md != checked_r) { /* remote[0].md is not NULL: peer came from it */
             if (md_peer(remote[i].md) != peer) {
                 free(req);
                 return NIXL_BE_ERR(eng->host, NIXL_ERR_INVALID_PARAM,

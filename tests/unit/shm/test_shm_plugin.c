@@ -537,6 +537,20 @@ static void test_params(void **state)
     thost_fini(&h);
 }
 
+/* prep_xfer of the three-element lists l and r (a loopback to "L") with element `at` of
+ * `side` (l or r) given `md`: refused, and no request made; the element is put back. */
+static void prep_refused(nixl_be_engine_t *eng, nixl_be_desc_t *l, nixl_be_desc_t *r,
+                         nixl_be_desc_t *side, size_t at, nixl_be_md_t *md)
+{
+    nixl_be_md_t *keep = side[at].md;
+    nixl_be_req_t *req = NULL;
+    side[at].md = md;
+    assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, l, r, 3, "L", NULL, &req),
+                     NIXL_ERR_INVALID_PARAM);
+    assert_null(req);
+    side[at].md = keep;
+}
+
 static void test_loopback(void **state)
 {
     (void)state;
@@ -610,38 +624,19 @@ static void test_loopback(void **state)
     assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, l, r, N, "other", NULL, &w),
                      NIXL_ERR_INVALID_PARAM);
     /* prep looks into an md only where it changes along the list: an element after a run of
-     * good ones is still checked when its md is missing or of the wrong side */
+     * good ones, or the first one, is still checked when its md is missing or of the wrong
+     * side */
     nixl_be_desc_t lrun[3] = {l[0], l[0], l[0]}, rrun[3] = {r[0], r[0], r[0]};
-    nixl_be_req_t *never = NULL;
-    const nixl_be_md_t *bad_l[] = {NULL, tmds[0]}; /* none; a remote one */
-    for (size_t k = 0; k < sizeof(bad_l) / sizeof(bad_l[0]); k++) {
-        lrun[2].md = (nixl_be_md_t *)bad_l[k];
-        assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, lrun, rrun, 3, "L", NULL, &never),
-                         NIXL_ERR_INVALID_PARAM);
-        assert_null(never);
-    }
-    lrun[2].md = l[0].md;
-    const nixl_be_md_t *bad_r[] = {NULL, mds[0]}; /* none; a local one */
-    for (size_t k = 0; k < sizeof(bad_r) / sizeof(bad_r[0]); k++) {
-        rrun[2].md = (nixl_be_md_t *)bad_r[k];
-        assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, lrun, rrun, 3, "L", NULL, &never),
-                         NIXL_ERR_INVALID_PARAM);
-        assert_null(never);
-    }
-    rrun[2].md = r[0].md;
-    /* ... and so is a first element without one */
-    lrun[0].md = NULL;
-    assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, lrun, rrun, 3, "L", NULL, &never),
-                     NIXL_ERR_INVALID_PARAM);
-    lrun[0].md = l[0].md;
-    rrun[0].md = NULL;
-    assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, lrun, rrun, 3, "L", NULL, &never),
-                     NIXL_ERR_INVALID_PARAM);
-    assert_null(never);
-    rrun[0].md = r[0].md;
-    assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, lrun, rrun, 3, "L", NULL, &never),
+    prep_refused(eng, lrun, rrun, lrun, 2, NULL);
+    prep_refused(eng, lrun, rrun, lrun, 2, tmds[0]); /* a remote md on the local side */
+    prep_refused(eng, lrun, rrun, rrun, 2, NULL);
+    prep_refused(eng, lrun, rrun, rrun, 2, mds[0]); /* a local md on the remote side */
+    prep_refused(eng, lrun, rrun, lrun, 0, NULL);
+    prep_refused(eng, lrun, rrun, rrun, 0, NULL);
+    nixl_be_req_t *good = NULL;
+    assert_int_equal(ops->prep_xfer(eng, NIXL_WRITE, lrun, rrun, 3, "L", NULL, &good),
                      NIXL_SUCCESS);
-    assert_int_equal(ops->release_req(eng, never), NIXL_SUCCESS);
+    assert_int_equal(ops->release_req(eng, good), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(eng, w), NIXL_SUCCESS);
     assert_int_equal(ops->release_req(eng, rq), NIXL_SUCCESS);
     ops->unload_md(eng, MDS(tmds, N));
